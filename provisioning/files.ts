@@ -1,0 +1,26 @@
+/**
+ * A file the server gets: written by cloud-init `write_files` on first boot and pushed over
+ * SSH on day 2. Every renderer in provisioning/ returns these; nothing here knows Pulumi.
+ */
+export interface RenderedFile {
+  /** Absolute path on the server. */
+  path: string;
+  /** Exact file content (UTF-8 text). */
+  content: string;
+  /** Octal permission string as cloud-init expects it, e.g. "0644". */
+  mode: string;
+  /** "user:group"; defaults to root:root. */
+  owner?: string;
+  /**
+   * Write after packages are installed (cloud-init `defer: true`), for paths a Debian package
+   * would otherwise overwrite or whose owner is created by a package (e.g. /etc/nginx, postgres).
+   */
+  defer?: boolean;
+  /** Holds secrets: never printed, never world-readable (mode must deny "other"). */
+  secret?: boolean;
+}
+
+/** Octal modes we allow: no execute for "other" on secrets, no world-writable ever. */
+export function isWorldReadable(mode: string): boolean {
+  return (parseInt(mode, 8) & 0o004) !== 0;
+}
