@@ -18,6 +18,11 @@ export interface RenderedFile {
   defer?: boolean;
   /** Holds secrets: never printed, never world-readable (mode must deny "other"). */
   secret?: boolean;
+  /**
+   * Shell command that makes a changed copy take effect (reload, restart, re-run), run by the
+   * day-2 push after the new content is in place. Absent: the file is read on use.
+   */
+  onChange?: string;
 }
 
 /** Octal modes we allow: no execute for "other" on secrets, no world-writable ever. */

@@ -1,0 +1,36 @@
+/**
+ * Where things live on a server. One place, so units, nginx, scripts and the release tool
+ * agree on paths without passing them around.
+ */
+export const APP_USER = "app";
+export const ADMIN_USER = "admin";
+export const APP_ROOT = "/srv/app";
+export const APP_CURRENT = `${APP_ROOT}/current`;
+export const APP_SHARED = `${APP_ROOT}/shared`;
+/** Uploads live on the data volume so they survive a server replacement. */
+export const DATA_MOUNT = "/srv/data";
+/** Filesystem label of the data volume: fstab mounts it by label, never by device name. */
+export const DATA_LABEL = "saas-data";
+export const UPLOAD_DIR = `${DATA_MOUNT}/uploads`;
+export const CONFIG_DIR = "/etc/saas-vps";
+export const APP_ENV_FILE = `${CONFIG_DIR}/app.env`;
+export const DB_ENV_FILE = `${CONFIG_DIR}/db.env`;
+export const LIB_DIR = "/usr/local/lib/saas-vps";
+export const STATE_DIR = "/var/lib/saas-vps";
+export const ACME_WEBROOT = "/var/www/letsencrypt";
+export const TLS_DIR = `${CONFIG_DIR}/tls`;
+export const POSTGRES_VERSION = 17;
+export const DATABASE_NAME = "app";
+export const DATABASE_USER = "app";
+/** First web instance port; instance i listens on FIRST_WEB_PORT + i. */
+export const FIRST_WEB_PORT = 3001;
+/** Ports a web instance must never take. */
+export const RESERVED_PORTS = [22, 25, 53, 80, 443, 5432, 6379];
+
+export function webPorts(count: number, first = FIRST_WEB_PORT): number[] {
+  return Array.from({ length: count }, (_, i) => first + i);
+}
+
+export function workerUnits(count: number): string[] {
+  return Array.from({ length: count }, (_, i) => `worker@${i + 1}.service`);
+}

@@ -1,0 +1,192 @@
+/**
+ * The nginx site: one upstream over the app's web instances, failover between them, JSON
+ * access logs with a request id, and (with a domain) HTTPS with an ACME webroot.
+ * Directive reference: https://nginx.org/en/docs/http/ngx_http_upstream_module.html and
+ * https://nginx.org/en/docs/http/ngx_http_proxy_module.html#proxy_next_upstream
+ */
+import { throwIfProblems } from "./errors";
+import { ACME_WEBROOT, RESERVED_PORTS, TLS_DIR } from "./layout";
+import type { RenderedFile } from "./files";
+
+export interface NginxSiteOptions {
+  /** Ports of the web instances on 127.0.0.1. */
+  webPorts: number[];
+  /** Public hostname; without it the site answers plain HTTP on any name (the IP). */
+  domain?: string;
+  /** Request body limit in MiB (uploads). Default 25. */
+  maxBodyMiB?: number;
+  /** HTTP listen port. Default 80 (tests use a free loopback port). */
+  httpPort?: number;
+  /** HTTPS listen port. Default 443. */
+  httpsPort?: number;
+  /** Listen address. Default: all IPv4 and IPv6 addresses. */
+  listenAddress?: string;
+  /** Certificate paths; default the stable links in /etc/saas-vps/tls that bootstrap points at certbot's files. */
+  tlsCertificate?: string;
+  tlsCertificateKey?: string;
+  /** Access log path. Default /var/log/nginx/saas-vps.access.log. */
+  accessLog?: string;
+}
+
+export const NGINX_SITE_PATH = "/etc/nginx/conf.d/saas-vps.conf";
+export const UPSTREAM = "saas_web";
+
+export function validateNginxSiteOptions(opts: NginxSiteOptions): void {
+  const problems: string[] = [];
+  if (opts.webPorts.length === 0) problems.push("nginx: webPorts must list at least one port; got none");
+  const seen = new Set<number>();
+  for (const port of opts.webPorts) {
+    if (!Number.isInteger(port) || port < 1024 || port > 65535) problems.push(`nginx: web port ${port} must be an integer from 1024 to 65535`);
+    if (RESERVED_PORTS.includes(port)) problems.push(`nginx: web port ${port} clashes with a reserved port (${RESERVED_PORTS.join(", ")})`);
+    if (seen.has(port)) problems.push(`nginx: web port ${port} is listed twice; each instance needs its own port`);
+    seen.add(port);
+  }
+  for (const port of [opts.httpPort, opts.httpsPort]) {
+    if (port !== undefined && seen.has(port)) problems.push(`nginx: listen port ${port} clashes with a web instance port`);
+  }
+  if (opts.domain !== undefined && !/^[a-z0-9.-]+$/i.test(opts.domain)) {
+    problems.push(`nginx: domain ${JSON.stringify(opts.domain)} must be a bare hostname (letters, digits, dots, hyphens)`);
+  }
+  const body = opts.maxBodyMiB ?? 25;
+  if (!Number.isInteger(body) || body < 1 || body > 10240) problems.push(`nginx: maxBodyMiB must be an integer from 1 to 10240; got ${body}`);
+  throwIfProblems(problems);
+}
+
+export function renderNginxSite(opts: NginxSiteOptions): string {
+  validateNginxSiteOptions(opts);
+  const httpPort = opts.httpPort ?? 80;
+  const httpsPort = opts.httpsPort ?? 443;
+  const listen = (port: number, extra = "") =>
+    opts.listenAddress
+      ? [`listen ${opts.listenAddress}:${port}${extra};`]
+      : [`listen ${port}${extra};`, `listen [::]:${port}${extra};`];
+  const accessLog = opts.accessLog ?? "/var/log/nginx/saas-vps.access.log";
+
+  const httpServer = opts.domain
+    ? block("server", [
+        ...listen(httpPort, " default_server"),
+        `server_name ${opts.domain};`,
+        `access_log ${accessLog} saas_json;`,
+        "# Let's Encrypt HTTP-01 challenges (certbot --webroot) must stay on plain HTTP.",
+        ...block("location /.well-known/acme-challenge/", [`root ${ACME_WEBROOT};`]),
+        ...block("location /", ["return 301 https://$host$request_uri;"]),
+      ])
+    : block("server", [
+        ...listen(httpPort, " default_server"),
+        "server_name _;",
+        `access_log ${accessLog} saas_json;`,
+        ...SECURITY_HEADERS,
+        ...appLocations(),
+      ]);
+
+  const httpsServer = opts.domain
+    ? block("server", [
+        // `listen ... http2` rather than `http2 on;` so the same file passes nginx 1.22 (host checks) and 1.26 (Debian 13).
+        ...listen(httpsPort, " ssl http2"),
+        `server_name ${opts.domain};`,
+        `access_log ${accessLog} saas_json;`,
+        `ssl_certificate ${opts.tlsCertificate ?? `${TLS_DIR}/fullchain.pem`};`,
+        `ssl_certificate_key ${opts.tlsCertificateKey ?? `${TLS_DIR}/privkey.pem`};`,
+        "ssl_protocols TLSv1.2 TLSv1.3;",
+        "ssl_session_cache shared:saas_tls:10m;",
+        "ssl_session_timeout 1d;",
+        'add_header Strict-Transport-Security "max-age=31536000" always;',
+        ...SECURITY_HEADERS,
+        ...appLocations(),
+      ])
+    : [];
+
+  return [
+    "# Rendered by saas-vps (provisioning/nginx.ts); pushed again on change. Do not edit on the server.",
+    "server_tokens off;",
+    "",
+    "# One JSON object per request; request_id ties nginx lines to the app's log lines.",
+    "log_format saas_json escape=json '{\"time\":\"$time_iso8601\",\"request_id\":\"$saas_request_id\",'",
+    "  '\"remote_addr\":\"$remote_addr\",\"method\":\"$request_method\",\"uri\":\"$request_uri\",'",
+    "  '\"status\":$status,\"bytes\":$body_bytes_sent,\"duration\":$request_time,'",
+    "  '\"upstream\":\"$upstream_addr\",\"upstream_status\":\"$upstream_status\",'",
+    "  '\"upstream_duration\":\"$upstream_response_time\",\"user_agent\":\"$http_user_agent\"}';",
+    "",
+    "# Keep a caller's X-Request-Id (tracing across services); otherwise use nginx's own.",
+    ...block("map $http_x_request_id $saas_request_id", ['default $http_x_request_id;', '"" $request_id;']),
+    "",
+    "gzip on;",
+    "gzip_proxied any;",
+    "gzip_min_length 1024;",
+    "gzip_types text/plain text/css application/json application/javascript text/xml application/xml image/svg+xml;",
+    `client_max_body_size ${opts.maxBodyMiB ?? 25}m;`,
+    "",
+    "# A failed instance is skipped for 2 s; a rolling release stops one instance at a time.",
+    ...block(`upstream ${UPSTREAM}`, [
+      ...opts.webPorts.map((port) => `server 127.0.0.1:${port} max_fails=1 fail_timeout=2s;`),
+      "keepalive 32;",
+    ]),
+    "",
+    ...httpServer,
+    ...(httpsServer.length ? ["", ...httpsServer] : []),
+    "",
+  ].join("\n");
+}
+
+const SECURITY_HEADERS = [
+  'add_header X-Content-Type-Options "nosniff" always;',
+  'add_header X-Frame-Options "DENY" always;',
+  'add_header Referrer-Policy "strict-origin-when-cross-origin" always;',
+  "add_header X-Request-Id $saas_request_id always;",
+];
+
+function appLocations(): string[] {
+  const proxy = [
+    `proxy_pass http://${UPSTREAM};`,
+    "proxy_http_version 1.1;",
+    'proxy_set_header Connection "";',
+    "proxy_set_header Host $host;",
+    "proxy_set_header X-Real-IP $remote_addr;",
+    "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+    "proxy_set_header X-Forwarded-Proto $scheme;",
+    "proxy_set_header X-Request-Id $saas_request_id;",
+    "# Retry another instance when one is down or restarting (safe: only before a response starts).",
+    "proxy_next_upstream error timeout http_502 http_503;",
+    "proxy_next_upstream_tries 3;",
+    "proxy_connect_timeout 2s;",
+    "proxy_read_timeout 60s;",
+  ];
+  return [
+    ...block("location = /health", ["access_log off;", ...proxy]),
+    ...block("location /", proxy),
+  ];
+}
+
+function block(head: string, body: string[]): string[] {
+  return [`${head} {`, ...body.map((line) => (line === "" ? "" : `    ${line}`)), "}"];
+}
+
+export function renderNginxFiles(opts: NginxSiteOptions): RenderedFile[] {
+  return [
+    // defer: the nginx package must be installed first or it would own/overwrite /etc/nginx.
+    { path: NGINX_SITE_PATH, content: renderNginxSite(opts), mode: "0644", defer: true, onChange: "nginx -t -q && systemctl reload nginx" },
+    { path: "/etc/logrotate.d/nginx", content: renderNginxLogrotate(), mode: "0644", defer: true },
+  ];
+}
+
+/** Replaces the package's rotation: daily, capped by size too, so a log flood cannot fill the disk. */
+export function renderNginxLogrotate(): string {
+  return [
+    "# Rendered by saas-vps: nginx logs rotate daily or at 100M, 14 kept, compressed.",
+    "/var/log/nginx/*.log {",
+    "    daily",
+    "    maxsize 100M",
+    "    rotate 14",
+    "    missingok",
+    "    notifempty",
+    "    compress",
+    "    delaycompress",
+    "    create 0640 www-data adm",
+    "    sharedscripts",
+    "    postrotate",
+    "        invoke-rc.d nginx rotate >/dev/null 2>&1 || true",
+    "    endscript",
+    "}",
+    "",
+  ].join("\n");
+}

@@ -1,0 +1,42 @@
+/**
+ * Base system files: SSH lockdown, journald caps, unattended security upgrades, fail2ban.
+ * Each is a drop-in (*.d/) so Debian's own files stay untouched and upgrades never prompt.
+ */
+import type { RenderedFile } from "./files";
+
+const HEADER = "# Rendered by saas-vps (provisioning/system.ts); pushed again on change.";
+
+/** sshd_config(5): keys only, no root. The admin user reaches root through sudo. */
+export function renderSshdConfig(): string {
+  return [HEADER, "PermitRootLogin no", "PasswordAuthentication no", "KbdInteractiveAuthentication no", "PubkeyAuthentication yes", "MaxAuthTries 3", "X11Forwarding no", ""].join("\n");
+}
+
+/** journald.conf(5): a chatty app cannot fill the disk. */
+export function renderJournaldConfig(): string {
+  return [HEADER, "[Journal]", "Storage=persistent", "SystemMaxUse=500M", "SystemKeepFree=1G", "MaxRetentionSec=1month", "RateLimitIntervalSec=30s", "RateLimitBurst=10000", ""].join("\n");
+}
+
+/** apt.conf: refresh lists and apply security upgrades daily (Debian's unattended-upgrades default origins). */
+export function renderAutoUpgrades(): string {
+  return [
+    "// Rendered by saas-vps: daily security upgrades from Debian; no automatic reboot.",
+    'APT::Periodic::Update-Package-Lists "1";',
+    'APT::Periodic::Unattended-Upgrade "1";',
+    'APT::Periodic::AutocleanInterval "7";',
+    "",
+  ].join("\n");
+}
+
+/** fail2ban jail for sshd, reading the journal (Debian 13 has no auth.log by default). */
+export function renderFail2banJail(): string {
+  return [HEADER, "[sshd]", "enabled = true", "backend = systemd", "maxretry = 5", "findtime = 10m", "bantime = 1h", ""].join("\n");
+}
+
+export function renderSystemFiles(): RenderedFile[] {
+  return [
+    { path: "/etc/ssh/sshd_config.d/50-saas-vps.conf", content: renderSshdConfig(), mode: "0644", onChange: "sshd -t && systemctl reload ssh" },
+    { path: "/etc/systemd/journald.conf.d/50-saas-vps.conf", content: renderJournaldConfig(), mode: "0644", onChange: "systemctl restart systemd-journald" },
+    { path: "/etc/apt/apt.conf.d/20auto-upgrades", content: renderAutoUpgrades(), mode: "0644", defer: true },
+    { path: "/etc/fail2ban/jail.d/50-saas-vps.conf", content: renderFail2banJail(), mode: "0644", defer: true, onChange: "systemctl reload fail2ban" },
+  ];
+}

@@ -1,0 +1,94 @@
+/**
+ * What each hosting provider offers, as far as the stack config needs to know: locations,
+ * server types with their memory (PostgreSQL tuning and the 2 GiB floor depend on it), the
+ * Debian 13 image name, and defaults. Pure data; the Pulumi-facing code lives in components/.
+ *
+ * Sources: Hetzner Cloud locations and server types (docs.hetzner.com/cloud/servers/overview),
+ * DigitalOcean regions and Droplet size slugs (docs.digitalocean.com/platform/regional-availability).
+ */
+export const PROVIDERS = ["hetzner", "digitalocean"] as const;
+export type Provider = (typeof PROVIDERS)[number];
+
+export interface ServerType {
+  vcpus: number;
+  memoryMiB: number;
+}
+
+export interface ProviderCatalog {
+  /** Human name used in error messages. */
+  title: string;
+  /** Word for a place, as the provider says it. */
+  regionWord: string;
+  regions: readonly string[];
+  defaultRegion: string;
+  serverTypes: Readonly<Record<string, ServerType>>;
+  defaultServerType: string;
+  /** The provider's image name for Debian 13 (trixie). */
+  debianImage: string;
+}
+
+const gib = (n: number) => n * 1024;
+
+export const CATALOGS: Readonly<Record<Provider, ProviderCatalog>> = {
+  hetzner: {
+    title: "Hetzner",
+    regionWord: "location",
+    regions: ["fsn1", "nbg1", "hel1", "ash", "hil", "sin"],
+    defaultRegion: "fsn1",
+    serverTypes: {
+      cx22: { vcpus: 2, memoryMiB: gib(4) },
+      cx32: { vcpus: 4, memoryMiB: gib(8) },
+      cx42: { vcpus: 8, memoryMiB: gib(16) },
+      cx52: { vcpus: 16, memoryMiB: gib(32) },
+      cx23: { vcpus: 2, memoryMiB: gib(4) },
+      cx33: { vcpus: 4, memoryMiB: gib(8) },
+      cx43: { vcpus: 8, memoryMiB: gib(16) },
+      cx53: { vcpus: 16, memoryMiB: gib(32) },
+      cpx11: { vcpus: 2, memoryMiB: gib(2) },
+      cpx21: { vcpus: 3, memoryMiB: gib(4) },
+      cpx31: { vcpus: 4, memoryMiB: gib(8) },
+      cpx41: { vcpus: 8, memoryMiB: gib(16) },
+      cpx51: { vcpus: 16, memoryMiB: gib(32) },
+      cax11: { vcpus: 2, memoryMiB: gib(4) },
+      cax21: { vcpus: 4, memoryMiB: gib(8) },
+      cax31: { vcpus: 8, memoryMiB: gib(16) },
+      cax41: { vcpus: 16, memoryMiB: gib(32) },
+      ccx13: { vcpus: 2, memoryMiB: gib(8) },
+      ccx23: { vcpus: 4, memoryMiB: gib(16) },
+      ccx33: { vcpus: 8, memoryMiB: gib(32) },
+      ccx43: { vcpus: 16, memoryMiB: gib(64) },
+      ccx53: { vcpus: 32, memoryMiB: gib(128) },
+      ccx63: { vcpus: 48, memoryMiB: gib(192) },
+    },
+    defaultServerType: "cx23",
+    debianImage: "debian-13",
+  },
+  digitalocean: {
+    title: "DigitalOcean",
+    regionWord: "region",
+    regions: ["nyc1", "nyc3", "sfo2", "sfo3", "ams3", "sgp1", "lon1", "fra1", "tor1", "blr1", "syd1", "atl1"],
+    defaultRegion: "fra1",
+    serverTypes: {
+      "s-1vcpu-1gb": { vcpus: 1, memoryMiB: gib(1) },
+      "s-1vcpu-2gb": { vcpus: 1, memoryMiB: gib(2) },
+      "s-2vcpu-2gb": { vcpus: 2, memoryMiB: gib(2) },
+      "s-2vcpu-4gb": { vcpus: 2, memoryMiB: gib(4) },
+      "s-4vcpu-8gb": { vcpus: 4, memoryMiB: gib(8) },
+      "s-8vcpu-16gb": { vcpus: 8, memoryMiB: gib(16) },
+      "s-2vcpu-4gb-amd": { vcpus: 2, memoryMiB: gib(4) },
+      "s-4vcpu-8gb-amd": { vcpus: 4, memoryMiB: gib(8) },
+      "s-2vcpu-4gb-intel": { vcpus: 2, memoryMiB: gib(4) },
+      "s-4vcpu-8gb-intel": { vcpus: 4, memoryMiB: gib(8) },
+      "g-2vcpu-8gb": { vcpus: 2, memoryMiB: gib(8) },
+      "g-4vcpu-16gb": { vcpus: 4, memoryMiB: gib(16) },
+      "c-2": { vcpus: 2, memoryMiB: gib(4) },
+      "c-4": { vcpus: 4, memoryMiB: gib(8) },
+      "m-2vcpu-16gb": { vcpus: 2, memoryMiB: gib(16) },
+    },
+    defaultServerType: "s-2vcpu-4gb",
+    debianImage: "debian-13-x64",
+  },
+};
+
+/** Smallest memory we support: PostgreSQL + nginx + 2 web + 1 worker need headroom. */
+export const MIN_MEMORY_MIB = gib(2);
