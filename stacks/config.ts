@@ -70,10 +70,12 @@ export interface StackConfig {
   alertWebhookUrl?: string;
   /** Optional dead-man's-switch URL pinged after each good backup. */
   backupHeartbeatUrl?: string;
+  /** Secret: private key for day-2 pushes over SSH; without it the SSH agent is used. */
+  sshPrivateKey?: string;
 }
 
 /** Keys whose values are credentials: they must be set with `pulumi config set --secret`. */
-export const SECRET_KEYS: ReadonlySet<string> = new Set(["backupSecretAccessKey", "alertWebhookUrl", "backupHeartbeatUrl"]);
+export const SECRET_KEYS: ReadonlySet<string> = new Set(["backupSecretAccessKey", "alertWebhookUrl", "backupHeartbeatUrl", "sshPrivateKey"]);
 
 export const KNOWN_KEYS = [
   "provider",
@@ -97,6 +99,7 @@ export const KNOWN_KEYS = [
   "backupSecretAccessKey",
   "alertWebhookUrl",
   "backupHeartbeatUrl",
+  "sshPrivateKey",
 ] as const;
 export type ConfigKey = (typeof KNOWN_KEYS)[number];
 
@@ -168,6 +171,10 @@ export function parseStackConfig(raw: Record<string, string>, options: ParseOpti
     isHttpUrl(v) ? v : `must be an http(s) URL to ping after each good backup; got a value that is not one`,
   );
 
+  const sshPrivateKey = parseOptional(raw, "sshPrivateKey", problems, (v) =>
+    /^-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(v.trim()) ? v : "must be a PEM/OpenSSH private key (-----BEGIN ... PRIVATE KEY-----); got something else",
+  );
+
   if (problems.lines.length > 0) throw new ConfigError(problems.lines);
   return {
     provider: provider!,
@@ -187,6 +194,7 @@ export function parseStackConfig(raw: Record<string, string>, options: ParseOpti
     backupBucket: backupBucket!,
     alertWebhookUrl,
     backupHeartbeatUrl,
+    sshPrivateKey,
   };
 }
 

@@ -1,0 +1,68 @@
+/**
+ * The off-server backup bucket. DigitalOcean Spaces is created here (versioned, lifecycle
+ * rules, a key that can reach only this bucket); Hetzner Object Storage and other S3 stores
+ * are used as given, since Hetzner's API can neither create buckets nor mint S3 keys.
+ * The bucket may be at another provider than the server: that is the point of off-site.
+ */
+import * as digitalocean from "@pulumi/digitalocean";
+import * as pulumi from "@pulumi/pulumi";
+import * as random from "@pulumi/random";
+import type { BackupBucketConfig } from "../stacks/config";
+import { PROTECTED } from "./machine";
+
+export interface BackupBucketArgs {
+  /** Parsed `backupBucket*` keys: provider, region, endpoint, optional name and keys. */
+  bucket: BackupBucketConfig;
+  /** Stack name, part of the default bucket name and the repository prefix. */
+  stackName: string;
+  /** Backups kept this many days (restic forget); old object versions expire a week after. */
+  retentionDays: number;
+}
+
+export class BackupBucket extends pulumi.ComponentResource {
+  readonly endpoint: pulumi.Output<string>;
+  readonly bucketName: pulumi.Output<string>;
+  readonly region: pulumi.Output<string>;
+  /** Secret. */
+  readonly accessKeyId: pulumi.Output<string>;
+  /** Secret. */
+  readonly secretAccessKey: pulumi.Output<string>;
+
+  constructor(name: string, args: BackupBucketArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("saas-vps:backup:BackupBucket", name, {}, opts);
+    const { bucket } = args;
+    this.endpoint = pulumi.output(bucket.endpoint);
+    this.region = pulumi.output(bucket.region);
+    if (bucket.provider === "digitalocean") {
+      const suffix = new random.RandomString(`${name}-suffix`, { length: 6, special: false, upper: false }, { parent: this });
+      const bucketName = bucket.name ? pulumi.output(bucket.name) : pulumi.interpolate`saas-vps-${args.stackName}-backups-${suffix.result}`;
+      const spaces = new digitalocean.SpacesBucket(
+        `${name}-bucket`,
+        {
+          name: bucketName,
+          region: bucket.region,
+          acl: "private",
+          versioning: { enabled: true },
+          lifecycleRules: [
+            { enabled: true, abortIncompleteMultipartUploadDays: 7, noncurrentVersionExpiration: { days: args.retentionDays + 7 } },
+          ],
+        },
+        { parent: this, ...PROTECTED },
+      );
+      const key = new digitalocean.SpacesKey(
+        `${name}-key`,
+        { name: pulumi.interpolate`${bucketName}-backup`, grants: [{ bucket: spaces.name, permission: "readwrite" }] },
+        { parent: this, additionalSecretOutputs: ["secretKey", "accessKey"] },
+      );
+      this.bucketName = spaces.name;
+      // Mocks and some engines ignore additionalSecretOutputs: wrap explicitly.
+      this.accessKeyId = pulumi.secret(key.accessKey);
+      this.secretAccessKey = pulumi.secret(key.secretKey);
+    } else {
+      this.bucketName = pulumi.output(bucket.name ?? `saas-vps-${args.stackName}-backups`);
+      this.accessKeyId = pulumi.secret(bucket.accessKeyId ?? "");
+      this.secretAccessKey = pulumi.secret(bucket.secretAccessKey ?? "");
+    }
+    this.registerOutputs({ endpoint: this.endpoint, bucketName: this.bucketName });
+  }
+}

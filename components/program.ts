@@ -1,0 +1,47 @@
+/**
+ * The program: read every `saas-vps:` config key (known or not), validate it all before any
+ * resource is declared, build the stack, and return the stack outputs. index.ts exports them;
+ * tests call it under Pulumi mocks with several configs.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import { parseStackConfig, PROJECT } from "../stacks/config";
+import { ADMIN_USER } from "../provisioning/layout";
+import { appUrlFor } from "../stacks/serverInput";
+import { SaasStack } from "./saasStack";
+
+/** All of this project's config, short keys, plus which of them Pulumi holds as secrets. */
+export function readRawConfig(): { raw: Record<string, string>; secretKeys: Set<string> } {
+  const all = pulumi.runtime.allConfig();
+  // isConfigSecret is exported by the runtime but missing from its typings.
+  const isSecret = (pulumi.runtime as unknown as { isConfigSecret?: (k: string) => boolean }).isConfigSecret ?? (() => false);
+  const raw: Record<string, string> = {};
+  const secretKeys = new Set<string>();
+  for (const [fullKey, value] of Object.entries(all)) {
+    if (!fullKey.startsWith(`${PROJECT}:`)) continue;
+    const key = fullKey.slice(PROJECT.length + 1);
+    raw[key] = value;
+    if (isSecret(fullKey)) secretKeys.add(key);
+  }
+  return { raw, secretKeys };
+}
+
+export function createProgram(stackName: string = pulumi.getStack()) {
+  const { raw, secretKeys } = readRawConfig();
+  const config = parseStackConfig(raw, { secretKeys });
+  const stack = new SaasStack(`saas-${stackName}`, { config, stackName });
+  const app = stack.servers[stack.plan.servers.find((s) => s.roles.includes("web"))!.name];
+  return {
+    provider: config.provider,
+    stage: config.stage,
+    ipv4: app.ipv4,
+    ipv6: app.ipv6,
+    url: app.ipv4.apply((ip) => appUrlFor(config, ip)),
+    sshCommand: pulumi.interpolate`ssh ${ADMIN_USER}@${app.ipv4}`,
+    userDataBytes: app.userDataBytes,
+    backupBucket: stack.backupBucket.bucketName,
+    backupEndpoint: stack.backupBucket.endpoint,
+    backupEncryptionPassword: stack.backupEncryptionPassword,
+    backupAccessKeyId: stack.backupBucket.accessKeyId,
+    backupSecretAccessKey: stack.backupBucket.secretAccessKey,
+  };
+}

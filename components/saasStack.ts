@@ -1,0 +1,66 @@
+/**
+ * The whole stack for one parsed config: generated secrets, the backup bucket, and every
+ * server of the stage plan. It only loops over the plan; deciding what to build is stacks/.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import * as random from "@pulumi/random";
+import { renderServer } from "../provisioning/server";
+import type { StackConfig } from "../stacks/config";
+import { planStack, type StackPlan } from "../stacks/plan";
+import { buildServerInput, PLACEHOLDER_CONTEXT } from "../stacks/serverInput";
+import { BackupBucket } from "./backupBucket";
+import { VpsServer } from "./vpsServer";
+
+export interface SaasStackArgs {
+  /** The parsed, validated stack config. */
+  config: StackConfig;
+  /** Pulumi stack name (staging, prod, ...): names the bucket and tags resources. */
+  stackName: string;
+}
+
+export class SaasStack extends pulumi.ComponentResource {
+  readonly plan: StackPlan;
+  readonly servers: Record<string, VpsServer> = {};
+  readonly backupBucket: BackupBucket;
+  /** Secret: restic repository password; with the bucket keys it restores backups anywhere. */
+  readonly backupEncryptionPassword: pulumi.Output<string>;
+
+  constructor(name: string, args: SaasStackArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("saas-vps:stack:SaasStack", name, {}, opts);
+    const { config } = args;
+    this.plan = planStack(config);
+    const secret = (id: string, length: number) =>
+      new random.RandomPassword(`${name}-${id}`, { length, special: false }, { parent: this }).result;
+    const databasePassword = secret("db-password", 32);
+    const appSecretKey = secret("app-secret-key", 48);
+    this.backupEncryptionPassword = pulumi.secret(secret("backup-password", 48));
+    this.backupBucket = new BackupBucket(
+      `${name}-backups`,
+      { bucket: this.plan.backupBucket, stackName: args.stackName, retentionDays: config.backupRetentionDays },
+      { parent: this },
+    );
+
+    for (const server of this.plan.servers) {
+      const machine = config.provider;
+      const files = renderServer(buildServerInput(config, server, { machine, ...PLACEHOLDER_CONTEXT })).files;
+      this.servers[server.name] = new VpsServer(
+        `${name}-${server.name}`,
+        {
+          plan: server,
+          provider: config.provider,
+          sshPublicKeys: config.sshPublicKeys,
+          files: files.map((f) => ({ path: f.path, secret: f.secret === true })),
+          privateKey: config.sshPrivateKey ? pulumi.secret(config.sshPrivateKey) : undefined,
+          render: (ipv4) =>
+            pulumi
+              .all([ipv4, databasePassword, appSecretKey])
+              .apply(([ip, db, key]) =>
+                renderServer(buildServerInput(config, server, { machine, ipv4: ip, secrets: { databasePassword: db, appSecretKey: key } })),
+              ),
+        },
+        { parent: this },
+      );
+    }
+    this.registerOutputs({});
+  }
+}

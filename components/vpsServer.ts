@@ -1,0 +1,69 @@
+/**
+ * One server of the plan, on whichever provider the stack names: fixed IP, machine (with
+ * firewall, keys, protected data volume), first-boot user-data, and one day-2 push per file.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import type { RenderedServer } from "../provisioning/server";
+import type { ServerPlan } from "../stacks/plan";
+import { CATALOGS, type Provider } from "../stacks/providers";
+import { digitaloceanProvider } from "./digitalocean";
+import { createFilePush } from "./filePush";
+import { hetzner } from "./hetzner";
+import type { MachineProvider } from "./machine";
+
+export const MACHINE_PROVIDERS: Record<Provider, MachineProvider> = { hetzner, digitalocean: digitaloceanProvider };
+
+export interface VpsServerArgs {
+  /** The planned server: roles, type, region, firewall rules, data volume. */
+  plan: ServerPlan;
+  /** Hosting provider (stack config `provider`). */
+  provider: Provider;
+  /** OpenSSH public keys for the admin user and the provider's key list. */
+  sshPublicKeys: string[];
+  /** Renders the server's files for its fixed IPv4; called once, inside the Output boundary. */
+  render: (ipv4: pulumi.Output<string>) => pulumi.Output<RenderedServer>;
+  /** The files this server gets (path and whether it is secret), known before any value resolves. */
+  files: Array<{ path: string; secret: boolean }>;
+  /** SSH private key for day-2 pushes (secret); default: the SSH agent. */
+  privateKey?: pulumi.Input<string>;
+}
+
+export class VpsServer extends pulumi.ComponentResource {
+  readonly ipv4: pulumi.Output<string>;
+  readonly ipv6: pulumi.Output<string>;
+  readonly serverId: pulumi.Output<string>;
+  /** Size of the first-boot user-data in bytes (Hetzner's cap is 32 KiB). */
+  readonly userDataBytes: pulumi.Output<number>;
+
+  constructor(name: string, args: VpsServerArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("saas-vps:server:VpsServer", name, {}, opts);
+    const provider = MACHINE_PROVIDERS[args.provider];
+    const fixedIp = provider.createFixedIp(name, args.plan, this);
+    const rendered = args.render(fixedIp.address);
+    const machine = provider.createMachine(
+      name,
+      {
+        plan: args.plan,
+        image: CATALOGS[args.provider].debianImage,
+        sshPublicKeys: args.sshPublicKeys,
+        fixedIp,
+        // user-data carries the generated secrets: it stays a Pulumi secret in state.
+        userData: pulumi.secret(rendered.apply((r) => r.userData)),
+      },
+      this,
+    );
+    for (const { path, secret } of args.files) {
+      const file = rendered.apply((r) => {
+        const found = r.files.find((f) => f.path === path);
+        if (!found) throw new Error(`rendered files of ${name} lost ${path}`);
+        return found;
+      });
+      createFilePush(`${name}-push${path.replace(/[^A-Za-z0-9]+/g, "-")}`, { host: machine.ipv4, privateKey: args.privateKey, file, secret, dependsOn: machine.ready }, this);
+    }
+    this.ipv4 = machine.ipv4;
+    this.ipv6 = machine.ipv6;
+    this.serverId = machine.serverId;
+    this.userDataBytes = rendered.apply((r) => r.userDataBytes);
+    this.registerOutputs({ ipv4: this.ipv4, ipv6: this.ipv6, serverId: this.serverId });
+  }
+}

@@ -1,0 +1,18 @@
+// Thin entry: read config → build the stack → export outputs. See components/program.ts.
+import { createProgram } from "./components/program";
+
+const outputs = createProgram();
+
+export const provider = outputs.provider;
+export const stage = outputs.stage;
+export const ipv4 = outputs.ipv4;
+export const ipv6 = outputs.ipv6;
+export const url = outputs.url;
+export const sshCommand = outputs.sshCommand;
+export const userDataBytes = outputs.userDataBytes;
+export const backupBucket = outputs.backupBucket;
+export const backupEndpoint = outputs.backupEndpoint;
+/** Secret: with the bucket keys, restores the backups on any machine (`pulumi stack output --show-secrets`). */
+export const backupEncryptionPassword = outputs.backupEncryptionPassword;
+export const backupAccessKeyId = outputs.backupAccessKeyId;
+export const backupSecretAccessKey = outputs.backupSecretAccessKey;

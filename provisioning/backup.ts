@@ -1,0 +1,289 @@
+/**
+ * Server side of the backups (issue 6): the `backup` command, its OnFailure notifier, the
+ * root-only env file with the bucket keys and the encryption password, and the systemd
+ * units that run a nightly backup and a weekly restore drill.
+ *
+ * Pure: plain values in, files out. The scripts are static files under
+ * `provisioning/assets/backup/`; everything that varies per stack (and every secret) goes
+ * into `/etc/saas-vps/backup.env`, so the scripts the tests run are byte for byte the ones
+ * the server gets. Why restic (not age + aws-cli) is explained at the top of `backup.sh`.
+ *
+ * systemd formats: systemd.service(5), systemd.timer(5), systemd.time(7) for OnCalendar.
+ */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { throwIfProblems } from "./errors";
+import type { RenderedFile } from "./files";
+import { CONFIG_DIR, LIB_DIR, STATE_DIR } from "./layout";
+import { renderUnit, UNIT_DIR } from "./systemd";
+
+/** The S3-compatible bucket the backups go to (Spaces, Hetzner Object Storage, any S3). */
+export interface BackupBucket {
+  /** `https://` endpoint of the S3 API, no path, e.g. `https://fsn1.your-objectstorage.com`. */
+  endpoint: string;
+  /** Bucket name (3–63 characters: lowercase letters, digits, `.` and `-`). */
+  name: string;
+  /** Region the S3 API expects for signing, e.g. `fsn1`, `fra1`, `us-east-1`. */
+  region: string;
+  /** S3 access key id (secret). */
+  accessKeyId: string;
+  /** S3 secret access key (secret). */
+  secretAccessKey: string;
+}
+
+export interface BackupRenderOptions {
+  /** systemd OnCalendar expression for `backup.timer`; config default `*-*-* 03:00:00 UTC`. */
+  schedule: string;
+  /** Keep backups newer than this many days (counted back from the newest backup); >= 1. */
+  retentionDays: number;
+  /** OnCalendar for `restore-drill.timer`; default `Sun *-*-* 05:00:00 UTC` (weekly). */
+  drillSchedule?: string;
+  /** The PostgreSQL database to back up (dumped as the `postgres` OS user, peer auth). */
+  databaseName: string;
+  bucket: BackupBucket;
+  /** restic repository password: encrypts every backup; generated secret, >= 16 characters. */
+  encryptionPassword: string;
+  /** Alert webhook (secret): receives a JSON POST when a backup or a drill fails. */
+  alertWebhookUrl?: string;
+  /** Dead-man's-switch URL (secret): a GET after every successful backup. */
+  heartbeatUrl?: string;
+  /** Table the drill requires in a restore (node-pg-migrate's); default `pgmigrations`. */
+  migrationsTable?: string;
+}
+
+export const DEFAULT_DRILL_SCHEDULE = "Sun *-*-* 05:00:00 UTC";
+export const DEFAULT_MIGRATIONS_TABLE = "pgmigrations";
+/** Objects live under this prefix of the bucket: no lifecycle expiry rule may touch it. */
+export const REPOSITORY_PREFIX = "restic";
+
+/** Where the files land on the server. */
+export const BACKUP_PATHS = {
+  command: "/usr/local/sbin/backup",
+  alert: `${LIB_DIR}/backup-alert`,
+  envFile: `${CONFIG_DIR}/backup.env`,
+  /** last-success, last-drill, drill-history.log; created by the units' StateDirectory=. */
+  stateDir: `${STATE_DIR}/backup`,
+  /** restic's metadata cache; created by CacheDirectory=. */
+  cacheDir: "/var/cache/saas-vps/restic",
+} as const;
+
+/** Timers to enable (`systemctl enable --now`); the services are started by them. */
+export const BACKUP_TIMERS = ["backup.timer", "restore-drill.timer"] as const;
+
+/**
+ * Debian packages the scripts need on the server besides PostgreSQL itself. Install restic
+ * without Recommends (they pull fuse3, which rebuilds the initrd; see FIELD-NOTES).
+ */
+export const BACKUP_PACKAGES = ["restic", "curl"] as const;
+
+const ASSET_DIR = join(__dirname, "assets", "backup");
+
+export function renderBackupFiles(opts: BackupRenderOptions): RenderedFile[] {
+  throwIfProblems(validateBackupOptions(opts));
+  const unit = (name: string, content: string, onChange = "systemctl daemon-reload"): RenderedFile => ({
+    path: `${UNIT_DIR}/${name}`,
+    content,
+    mode: "0644",
+    onChange,
+  });
+  const timer = (name: string, content: string) =>
+    unit(name, content, `systemctl daemon-reload && systemctl restart ${name}`);
+  return [
+    { path: BACKUP_PATHS.command, content: readAsset("backup.sh"), mode: "0755" },
+    { path: BACKUP_PATHS.alert, content: readAsset("backup-alert.sh"), mode: "0755" },
+    {
+      path: BACKUP_PATHS.envFile,
+      content: renderBackupEnv(opts),
+      mode: "0600",
+      owner: "root:root",
+      secret: true,
+    },
+    unit("backup.service", renderJobService("backup", "now", opts)),
+    timer("backup.timer", renderTimer("backup", opts.schedule, "15min")),
+    unit("restore-drill.service", renderJobService("restore-drill", "drill", opts)),
+    timer("restore-drill.timer", renderTimer("restore-drill", opts.drillSchedule ?? DEFAULT_DRILL_SCHEDULE, "30min")),
+    unit("backup-alert@.service", renderAlertService()),
+  ];
+}
+
+/**
+ * Every problem with the options, one line each, naming the field, what is allowed and what
+ * was given (never the value of a secret); empty when valid.
+ */
+export function validateBackupOptions(opts: BackupRenderOptions): string[] {
+  const problems: string[] = [];
+  const add = (line: string) => void problems.push(`backup: ${line}`);
+  const text = (field: string, value: unknown, secret = false): value is string => {
+    if (typeof value !== "string" || value.trim() === "") {
+      add(`${field} is required and must be a non-empty string`);
+      return false;
+    }
+    // Values go into a shell-quoted env file and unit files, one per line.
+    if (/[\u0000-\u001f\u007f]/.test(value)) {
+      const shown = secret ? "" : `; got ${JSON.stringify(value)}`;
+      add(`${field} must not contain newlines or control characters${shown}`);
+      return false;
+    }
+    return true;
+  };
+  const url = (field: string, value: unknown, shown: boolean, origin = false) => {
+    if (!text(field, value, !shown)) return;
+    const got = shown ? `; got ${JSON.stringify(value)}` : "";
+    let u: URL;
+    try {
+      u = new URL(value);
+    } catch {
+      add(`${field} must be an http(s) URL${got}`);
+      return;
+    }
+    if (u.protocol !== "https:" && u.protocol !== "http:") {
+      add(`${field} must be an http(s) URL${got}`);
+    } else if (origin && (u.pathname !== "/" || u.search !== "" || u.hash !== "" || u.username !== "")) {
+      add(`${field} must be scheme://host[:port] only, without path, query or credentials${got}`);
+    }
+  };
+
+  for (const field of ["schedule", "drillSchedule"] as const) {
+    if (field === "drillSchedule" && opts.drillSchedule === undefined) continue;
+    text(field, opts[field]);
+  }
+  if (!Number.isInteger(opts.retentionDays) || opts.retentionDays < 1) {
+    add(`retentionDays must be an integer >= 1; got ${JSON.stringify(opts.retentionDays)}`);
+  }
+  if (text("databaseName", opts.databaseName) && !/^[A-Za-z_][A-Za-z0-9_-]{0,62}$/.test(opts.databaseName)) {
+    add(
+      `databaseName must be a plain PostgreSQL name (letter or _, then letters, digits, _ or -; ` +
+        `at most 63); got ${JSON.stringify(opts.databaseName)}`,
+    );
+  }
+  const bucket: Partial<BackupBucket> = opts.bucket ?? {};
+  if (opts.bucket === undefined) add(`bucket is required`);
+  else {
+    url("bucket.endpoint", bucket.endpoint, true, true);
+    if (text("bucket.name", bucket.name) && !/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket.name)) {
+      add(
+        `bucket.name must be an S3 bucket name (3-63 of a-z, 0-9, "." and "-"); got ${JSON.stringify(bucket.name)}`,
+      );
+    }
+    if (text("bucket.region", bucket.region) && !/^[A-Za-z0-9-]+$/.test(bucket.region)) {
+      add(`bucket.region must be a region name like fsn1 or eu-central-1; got ${JSON.stringify(bucket.region)}`);
+    }
+    text("bucket.accessKeyId", bucket.accessKeyId, true);
+    text("bucket.secretAccessKey", bucket.secretAccessKey, true);
+  }
+  if (text("encryptionPassword", opts.encryptionPassword, true) && opts.encryptionPassword.length < 16) {
+    add(`encryptionPassword must be at least 16 characters (use a generated secret)`);
+  }
+  if (opts.alertWebhookUrl !== undefined) url("alertWebhookUrl", opts.alertWebhookUrl, false);
+  if (opts.heartbeatUrl !== undefined) url("heartbeatUrl", opts.heartbeatUrl, false);
+  if (
+    opts.migrationsTable !== undefined &&
+    text("migrationsTable", opts.migrationsTable) &&
+    !/^([A-Za-z_][A-Za-z0-9_]*\.)?[A-Za-z_][A-Za-z0-9_]*$/.test(opts.migrationsTable)
+  ) {
+    add(`migrationsTable must be a table name, optionally schema.table; got ${JSON.stringify(opts.migrationsTable)}`);
+  }
+  return problems;
+}
+
+/** The restic repository URL: `s3:<endpoint>/<bucket>/<prefix>`. */
+export function backupRepositoryUrl(bucket: BackupBucket): string {
+  return `s3:${bucket.endpoint.replace(/\/+$/, "")}/${bucket.name}/${REPOSITORY_PREFIX}`;
+}
+
+/** `/etc/saas-vps/backup.env`: sourced by bash, so every value is single-quoted. */
+function renderBackupEnv(opts: BackupRenderOptions): string {
+  const vars: [string, string][] = [
+    ["RESTIC_REPOSITORY", backupRepositoryUrl(opts.bucket)],
+    ["RESTIC_PASSWORD", opts.encryptionPassword],
+    ["AWS_ACCESS_KEY_ID", opts.bucket.accessKeyId],
+    ["AWS_SECRET_ACCESS_KEY", opts.bucket.secretAccessKey],
+    ["AWS_DEFAULT_REGION", opts.bucket.region],
+    ["BACKUP_DB_NAME", opts.databaseName],
+    ["BACKUP_RETENTION_DAYS", String(opts.retentionDays)],
+    ["BACKUP_MIGRATIONS_TABLE", opts.migrationsTable ?? DEFAULT_MIGRATIONS_TABLE],
+    ["BACKUP_ALERT_WEBHOOK_URL", opts.alertWebhookUrl ?? ""],
+    ["BACKUP_HEARTBEAT_URL", opts.heartbeatUrl ?? ""],
+  ];
+  return [
+    "# saas-vps backups: rendered by provisioning/backup.ts. Secrets: root-only, 0600.",
+    "# Read by /usr/local/sbin/backup. To use restic by hand (e.g. on a new machine):",
+    "#   set -a; . /etc/saas-vps/backup.env; set +a; restic snapshots",
+    ...vars.map(([k, v]) => `${k}=${shellQuote(v)}`),
+    "",
+  ].join("\n");
+}
+
+function shellQuote(value: string): string {
+  return `'${value.replace(/'/g, `'\\''`)}'`;
+}
+
+/** backup.service / restore-drill.service: a oneshot job that alerts when it fails. */
+function renderJobService(name: "backup" | "restore-drill", subcommand: string, opts: BackupRenderOptions): string {
+  const description =
+    name === "backup"
+      ? `Encrypted backup of PostgreSQL database ${opts.databaseName} to the off-server bucket`
+      : `Restore drill: restore the latest backup of ${opts.databaseName} into a scratch database`;
+  return renderUnit(
+    {
+      Unit: [
+        ["Description", description],
+        ["Wants", "network-online.target"],
+        ["After", "network-online.target postgresql.service"],
+        // %n is this unit's name: the notifier instance says which job failed.
+        ["OnFailure", "backup-alert@%n.service"],
+      ],
+      Service: [
+        ["Type", "oneshot"],
+        ["ExecStart", `${BACKUP_PATHS.command} ${subcommand}`],
+        ["StateDirectory", "saas-vps/backup"],
+        ["CacheDirectory", "saas-vps/restic"],
+        // A stuck upload or restore must still end, and so alert, eventually.
+        ["TimeoutStartSec", "6h"],
+        ["Nice", "10"],
+        ["IOSchedulingClass", "best-effort"],
+        ["IOSchedulingPriority", "7"],
+        // Root is needed (the env file is root-only; pg tools run as postgres via runuser),
+        // so the sandbox stays light: the scripts are not tested under a tighter one.
+        ["PrivateTmp", "yes"],
+        ["ProtectHome", "read-only"],
+        ["ProtectSystem", "full"],
+        ["NoNewPrivileges", "yes"],
+      ],
+    },
+    description,
+  );
+}
+
+function renderTimer(name: string, onCalendar: string, randomizedDelay: string): string {
+  return renderUnit(
+    {
+      Unit: [["Description", `Schedule of ${name}.service`]],
+      Timer: [
+        ["OnCalendar", onCalendar],
+        // Run at boot when the server was off at the scheduled time.
+        ["Persistent", "true"],
+        ["RandomizedDelaySec", randomizedDelay],
+      ],
+      Install: [["WantedBy", "timers.target"]],
+    },
+    `schedule of ${name}.service`,
+  );
+}
+
+function renderAlertService(): string {
+  return renderUnit(
+    {
+      Unit: [["Description", "Alert: %i failed (backups)"]],
+      Service: [
+        ["Type", "oneshot"],
+        ["ExecStart", `${BACKUP_PATHS.alert} %i`],
+      ],
+    },
+    "OnFailure= notifier of backup.service and restore-drill.service",
+  );
+}
+
+function readAsset(name: string): string {
+  return readFileSync(join(ASSET_DIR, name), "utf8");
+}

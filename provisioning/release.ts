@@ -1,0 +1,159 @@
+/**
+ * Server side of releases (ARCHITECTURE.md decision 7, issue 5): the `release` command and
+ * its configuration file.
+ *
+ * Pure: plain values in, files out. The script is the static file
+ * `provisioning/assets/release/release` (its header explains the order of a release and why);
+ * everything that varies per stack goes into `/etc/saas-vps/release.conf`, so the script the
+ * tests run is byte for byte the one the server gets.
+ *
+ * release.conf is KEY="value" lines, read by the script without evaluating them. Keys:
+ *   WEB_PORTS            web instance ports, rolled in this order (web@<port>.service)
+ *   WORKER_UNITS         worker units restarted after web (worker@<n>.service)
+ *   KEEP_RELEASES        releases kept on disk, the current one included (>= 2)
+ *   HEALTH_TIMEOUT       seconds a new instance has to answer /health 200 as the new release
+ *   SETTLE_SECONDS       pause after an instance is healthy, before the next one stops; must
+ *                        exceed nginx's fail_timeout (2 s) so nginx has taken it back
+ *   MIGRATE_TIMEOUT      seconds bin/migrate may run
+ *   WORKER_CHECK_SECONDS seconds after start a worker must still be running
+ *   APP_USER             user migrations run as (the units' User=)
+ *   SHARED_DIRS          directories of shared/ linked into every release (uploads ...)
+ *   SURGE_PORT           optional: a temporary extra web instance started while the only web
+ *                        port restarts; nginx must list it as a `backup` server
+ */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { throwIfProblems } from "./errors";
+import type { RenderedFile } from "./files";
+import { APP_USER, CONFIG_DIR, RESERVED_PORTS } from "./layout";
+
+export interface ReleaseOptions {
+  /** Web instance ports on 127.0.0.1, rolled one at a time in this order; 1–16 of them. */
+  webPorts: number[];
+  /** Worker units (`worker@1.service` or `worker@1`), restarted after web; may be empty. */
+  workerUnits: string[];
+  /** Releases kept on the server, the current one included. Default 5; 2–100. */
+  keepReleases?: number;
+  /** Seconds a new instance has to become healthy before the release is rolled back. Default 60; 1–3600. */
+  healthTimeoutSeconds?: number;
+  /** Pause between instances so nginx re-admits the new one; default 3, must exceed nginx fail_timeout (2 s). */
+  settleSeconds?: number;
+  /** Seconds migrations may take. Default 600; 1–86400. */
+  migrateTimeoutSeconds?: number;
+  /** Shared directories linked into each release. Default ["uploads"]. */
+  sharedDirs?: string[];
+  /** Temporary extra port for single-instance zero downtime (needs an nginx `backup` server). Default none. */
+  surgePort?: number;
+}
+
+export const RELEASE_PATHS = {
+  command: "/usr/local/sbin/release",
+  config: `${CONFIG_DIR}/release.conf`,
+} as const;
+
+export const RELEASE_DEFAULTS = {
+  keepReleases: 5,
+  healthTimeoutSeconds: 60,
+  settleSeconds: 3,
+  migrateTimeoutSeconds: 600,
+  workerCheckSeconds: 2,
+  sharedDirs: ["uploads"],
+} as const;
+
+/** nginx's upstream fail_timeout (provisioning/nginx.ts); settleSeconds must be longer. */
+export const NGINX_FAIL_TIMEOUT_SECONDS = 2;
+
+/** Debian packages the script needs besides coreutils/util-linux (flock, setpriv): curl for /health, node for manifest.json. */
+export const RELEASE_PACKAGES = ["curl", "nodejs"] as const;
+
+const SCRIPT_PATH = join(__dirname, "assets", "release", "release");
+
+export function renderReleaseFiles(opts: ReleaseOptions): RenderedFile[] {
+  throwIfProblems(validateReleaseOptions(opts));
+  return [
+    { path: RELEASE_PATHS.command, content: readFileSync(SCRIPT_PATH, "utf8"), mode: "0755", owner: "root:root" },
+    // Read on every run: no onChange needed.
+    { path: RELEASE_PATHS.config, content: renderReleaseConf(opts), mode: "0644", owner: "root:root" },
+  ];
+}
+
+export function renderReleaseConf(opts: ReleaseOptions): string {
+  const keep = opts.keepReleases ?? RELEASE_DEFAULTS.keepReleases;
+  const lines: Array<[string, string | number]> = [
+    ["WEB_PORTS", opts.webPorts.join(" ")],
+    ["WORKER_UNITS", opts.workerUnits.join(" ")],
+    ["KEEP_RELEASES", keep],
+    ["HEALTH_TIMEOUT", opts.healthTimeoutSeconds ?? RELEASE_DEFAULTS.healthTimeoutSeconds],
+    ["SETTLE_SECONDS", opts.settleSeconds ?? RELEASE_DEFAULTS.settleSeconds],
+    ["MIGRATE_TIMEOUT", opts.migrateTimeoutSeconds ?? RELEASE_DEFAULTS.migrateTimeoutSeconds],
+    ["WORKER_CHECK_SECONDS", RELEASE_DEFAULTS.workerCheckSeconds],
+    ["APP_USER", APP_USER],
+    ["SHARED_DIRS", (opts.sharedDirs ?? RELEASE_DEFAULTS.sharedDirs).join(" ")],
+    ["SURGE_PORT", opts.surgePort ?? ""],
+  ];
+  return [
+    "# Rendered by saas-vps (provisioning/release.ts); read by /usr/local/sbin/release on every run.",
+    "# KEY=\"value\" lines; the keys are documented at the top of provisioning/release.ts.",
+    ...lines.map(([k, v]) => `${k}="${v}"`),
+    "",
+  ].join("\n");
+}
+
+/** Every problem, one line each, naming the field, what is allowed and what was given. */
+export function validateReleaseOptions(opts: ReleaseOptions): string[] {
+  const problems: string[] = [];
+  const add = (line: string) => void problems.push(`release: ${line}`);
+  const isPort = (p: unknown): p is number => Number.isInteger(p) && (p as number) >= 1024 && (p as number) <= 65535;
+  const intIn = (field: string, value: number | undefined, min: number, max: number) => {
+    if (value === undefined) return;
+    if (!Number.isInteger(value) || value < min || value > max) {
+      add(`${field} must be an integer from ${min} to ${max}; got ${JSON.stringify(value)}`);
+    }
+  };
+
+  if (!Array.isArray(opts.webPorts) || opts.webPorts.length === 0) {
+    add("webPorts must list at least one port (1–16); got none");
+  } else {
+    if (opts.webPorts.length > 16) add(`webPorts may list at most 16 ports; got ${opts.webPorts.length}`);
+    const seen = new Set<number>();
+    for (const p of opts.webPorts) {
+      if (!isPort(p)) add(`webPorts: ${JSON.stringify(p)} must be an integer port from 1024 to 65535`);
+      else if (RESERVED_PORTS.includes(p)) add(`webPorts: ${p} is reserved (${RESERVED_PORTS.join(", ")})`);
+      if (seen.has(p)) add(`webPorts: ${p} is listed twice; each instance needs its own port`);
+      seen.add(p);
+    }
+  }
+  if (!Array.isArray(opts.workerUnits)) {
+    add("workerUnits must be a list of unit names (may be empty)");
+  } else {
+    const seen = new Set<string>();
+    for (const u of opts.workerUnits) {
+      if (typeof u !== "string" || !/^[A-Za-z0-9_.:-]+@[A-Za-z0-9_.:-]+$/.test(u)) {
+        add(`workerUnits: ${JSON.stringify(u)} must be a template instance name like "worker@1.service"`);
+      }
+      if (seen.has(u)) add(`workerUnits: ${JSON.stringify(u)} is listed twice`);
+      seen.add(u);
+    }
+  }
+  intIn("keepReleases", opts.keepReleases, 2, 100);
+  intIn("healthTimeoutSeconds", opts.healthTimeoutSeconds, 1, 3600);
+  intIn("migrateTimeoutSeconds", opts.migrateTimeoutSeconds, 1, 86400);
+  if (opts.settleSeconds !== undefined) {
+    if (!Number.isInteger(opts.settleSeconds) || opts.settleSeconds <= NGINX_FAIL_TIMEOUT_SECONDS || opts.settleSeconds > 60) {
+      add(
+        `settleSeconds must be an integer from ${NGINX_FAIL_TIMEOUT_SECONDS + 1} to 60 (longer than nginx's fail_timeout of ` +
+          `${NGINX_FAIL_TIMEOUT_SECONDS}s, or nginx may see every instance failed); got ${JSON.stringify(opts.settleSeconds)}`,
+      );
+    }
+  }
+  for (const d of opts.sharedDirs ?? []) {
+    if (typeof d !== "string" || !/^[A-Za-z0-9_-][A-Za-z0-9_.-]*$/.test(d)) {
+      add(`sharedDirs: ${JSON.stringify(d)} must be a plain directory name (letters, digits, ".", "_", "-")`);
+    }
+  }
+  if (opts.surgePort !== undefined) {
+    if (!isPort(opts.surgePort)) add(`surgePort must be an integer port from 1024 to 65535; got ${JSON.stringify(opts.surgePort)}`);
+    else if (opts.webPorts?.includes(opts.surgePort)) add(`surgePort ${opts.surgePort} is also one of webPorts; pick a port no instance uses`);
+  }
+  return problems;
+}

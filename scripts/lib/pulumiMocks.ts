@@ -1,0 +1,89 @@
+/**
+ * Pulumi mocks that record every resource with its inputs, for `npm run render` and the tests.
+ * Mocks echo nothing by themselves (FIELD-NOTES): we return the inputs plus the computed
+ * outputs the program reads (IPs, ids, fingerprints, generated passwords, keys).
+ */
+import { createHash } from "node:crypto";
+import * as pulumi from "@pulumi/pulumi";
+
+export interface RecordedResource {
+  type: string;
+  name: string;
+  /** Inputs as they reached the provider; secret values arrive wrapped (see unwrapSecrets). */
+  inputs: Record<string, any>;
+  /** Whether the resource was registered with `protect: true` (the mock API does not expose it: see note). */
+}
+
+const SECRET_SIG = pulumi.runtime.specialSecretSig;
+const SIG_KEY = pulumi.runtime.specialSigKey;
+
+/** True when a value arrived at the mock as a Pulumi secret. */
+export function isWrappedSecret(value: unknown): boolean {
+  return typeof value === "object" && value !== null && (value as Record<string, unknown>)[SIG_KEY] === SECRET_SIG;
+}
+
+/** Replaces wrapped secrets by their plain values, deeply. */
+export function unwrapSecrets(value: any): any {
+  if (isWrappedSecret(value)) return unwrapSecrets(value.value);
+  if (Array.isArray(value)) return value.map(unwrapSecrets);
+  if (value && typeof value === "object") return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, unwrapSecrets(v)]));
+  return value;
+}
+
+/** A stable fake value per resource, shaped like the real one (alphanumeric, long enough). */
+function fake(name: string, length = 32): string {
+  return ("FAKE" + createHash("sha256").update(name).digest("hex")).slice(0, length);
+}
+
+let counter = 0;
+function fakeIpv4(name: string): string {
+  const n = createHash("sha256").update(name).digest()[0];
+  return `192.0.2.${(n % 200) + 10}`; // TEST-NET-1: never a real host
+}
+
+export class RecordingMocks implements pulumi.runtime.Mocks {
+  readonly resources: RecordedResource[] = [];
+
+  newResource(args: pulumi.runtime.MockResourceArgs): { id: string; state: Record<string, any> } {
+    this.resources.push({ type: args.type, name: args.name, inputs: args.inputs });
+    const state: Record<string, any> = { ...args.inputs };
+    switch (args.type) {
+      case "hcloud:index/primaryIp:PrimaryIp":
+      case "digitalocean:index/reservedIp:ReservedIp":
+        state.ipAddress = fakeIpv4(args.name);
+        break;
+      case "hcloud:index/server:Server":
+        state.ipv6Address = "2001:db8::1";
+        break;
+      case "digitalocean:index/droplet:Droplet":
+        state.ipv6Address = "2001:db8::2";
+        break;
+      case "digitalocean:index/sshKey:SshKey":
+        state.fingerprint = fake(args.name, 47);
+        break;
+      case "random:index/randomPassword:RandomPassword":
+      case "random:index/randomString:RandomString":
+        state.result = fake(args.name, args.inputs.length ?? 32).toLowerCase();
+        break;
+      case "digitalocean:index/spacesKey:SpacesKey":
+        state.accessKey = fake(`${args.name}-access`, 20).toUpperCase();
+        state.secretKey = fake(`${args.name}-secret`, 43);
+        break;
+    }
+    const numericId = ["hcloud:", "digitalocean:index/droplet"].some((p) => args.type.startsWith(p));
+    return { id: numericId ? String(1000 + ++counter) : `${args.name}-id`, state };
+  }
+
+  call(args: pulumi.runtime.MockCallArgs): Record<string, any> {
+    return args.inputs;
+  }
+
+  ofType(type: string): RecordedResource[] {
+    return this.resources.filter((r) => r.type === type);
+  }
+}
+
+/** Resolves an Output's value under mocks (never inside a test assertion callback). */
+export function valueOf<T>(output: pulumi.Output<T>): Promise<T> {
+  return new Promise((resolve) => output.apply((v) => resolve(v)));
+}

@@ -1,0 +1,93 @@
+/**
+ * Evaluates the real program for a stack file under Pulumi mocks (no CLI, no cloud) and
+ * returns, per server, the exact user-data handed to the provider and the files it installs.
+ * Secret values in the stack file are replaced by clearly fake placeholders.
+ */
+import { readFileSync } from "node:fs";
+import { gunzipSync } from "node:zlib";
+import * as pulumi from "@pulumi/pulumi";
+import { parse } from "yaml";
+import { createProgram } from "../../components/program";
+import { PROJECT } from "../../stacks/config";
+import { RecordingMocks, unwrapSecrets, valueOf } from "./pulumiMocks";
+
+export interface StackFile {
+  /** Fully qualified keys (saas-vps:provider, hcloud:token, ...) to the strings Pulumi would hand the program. */
+  config: Record<string, string>;
+  /** Keys whose values are secrets (`secure:` in the file). */
+  secretKeys: string[];
+}
+
+export interface RenderedServerOutput {
+  name: string;
+  userData: string;
+  /** Files the user-data writes, decoded: absolute path → content. */
+  files: Map<string, string>;
+}
+
+export interface StackRender {
+  stack: string;
+  servers: RenderedServerOutput[];
+  mocks: RecordingMocks;
+  outputs: ReturnType<typeof createProgram>;
+}
+
+/** A placeholder that passes the key's own validation and is obviously not a real secret. */
+export function placeholderFor(key: string): string {
+  if (/Url$/.test(key)) return `https://placeholder.invalid/fake-secret-${key.replace(/^.*:/, "")}`;
+  if (/PrivateKey$/.test(key)) return "-----BEGIN OPENSSH PRIVATE KEY-----\nFAKE-PLACEHOLDER\n-----END OPENSSH PRIVATE KEY-----";
+  return `FAKE-SECRET-${key.replace(/[^A-Za-z0-9]+/g, "-")}`;
+}
+
+/** Reads Pulumi.<stack>.yaml the way the CLI hands it to the program: objects and lists as JSON text. */
+export function readStackFile(path: string): StackFile {
+  const doc = parse(readFileSync(path, "utf8")) ?? {};
+  const config: Record<string, string> = {};
+  const secretKeys: string[] = [];
+  for (const [key, value] of Object.entries<unknown>(doc.config ?? {})) {
+    if (value && typeof value === "object" && !Array.isArray(value) && "secure" in value) {
+      config[key] = placeholderFor(key);
+      secretKeys.push(key);
+    } else {
+      config[key] = typeof value === "string" ? value : JSON.stringify(value);
+    }
+  }
+  return { config, secretKeys };
+}
+
+/** Applies `saas-vps:<key>=<value>` overrides (e.g. the local VM's extra SSH key). */
+export function withOverrides(file: StackFile, overrides: Record<string, string>): StackFile {
+  const config = { ...file.config };
+  for (const [key, value] of Object.entries(overrides)) config[key.includes(":") ? key : `${PROJECT}:${key}`] = value;
+  return { config, secretKeys: file.secretKeys };
+}
+
+export async function renderStack(stack: string, file: StackFile): Promise<StackRender> {
+  const mocks = new RecordingMocks();
+  await pulumi.runtime.setMocks(mocks, PROJECT, stack, false);
+  pulumi.runtime.setAllConfig(file.config, file.secretKeys);
+  const outputs = createProgram(stack);
+  // The server resources are registered once their outputs resolve.
+  await Promise.all([valueOf(outputs.ipv6), valueOf(outputs.userDataBytes)]);
+  // Let every registration (day-2 pushes included) finish before reading the record.
+  await pulumi.runtime.disconnect();
+  const prefix = `saas-${stack}-`;
+  const servers = mocks.resources
+    .filter((r) => r.type === "hcloud:index/server:Server" || r.type === "digitalocean:index/droplet:Droplet")
+    .map((r) => {
+      const userData: string = unwrapSecrets(r.inputs.userData);
+      return { name: r.name.slice(prefix.length).replace(/-server$/, ""), userData, files: decodeWriteFiles(userData) };
+    });
+  return { stack, servers, mocks, outputs };
+}
+
+/** The files a user-data installs, decoded the way cloud-init does (plain or gz+b64). */
+export function decodeWriteFiles(userData: string): Map<string, string> {
+  const doc = parse(userData);
+  const files = new Map<string, string>();
+  for (const entry of doc.write_files ?? []) {
+    const content = entry.encoding === "gz+b64" ? gunzipSync(Buffer.from(entry.content, "base64")).toString("utf8") : entry.content;
+    files.set(entry.path, content);
+  }
+  return files;
+}

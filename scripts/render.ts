@@ -1,0 +1,64 @@
+/**
+ * npm run render -- --stack <name> --out <dir> [--set key=value ...]
+ * Writes, per server, <dir>/<server>/user-data.yaml and every file it installs under
+ * <dir>/<server>/files/<absolute path>; prints each user-data's size against Hetzner's cap.
+ */
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { USER_DATA_LIMIT_BYTES } from "../provisioning/cloudInit";
+import { RenderError } from "../provisioning/errors";
+import { ConfigError } from "../stacks/config";
+import { readStackFile, renderStack, withOverrides } from "./lib/renderStack";
+
+const USAGE = "usage: npm run render -- --stack <name> --out <dir> [--set key=value ...]";
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: { stack: { type: "string" }, out: { type: "string" }, set: { type: "string", multiple: true } },
+  });
+  if (!values.stack || !values.out) {
+    console.error(USAGE);
+    return 2;
+  }
+  const stackPath = resolve(__dirname, "..", `Pulumi.${values.stack}.yaml`);
+  const overrides = Object.fromEntries((values.set ?? []).map((pair) => {
+    const at = pair.indexOf("=");
+    if (at < 1) throw new Error(`--set ${pair}: expected key=value`);
+    return [pair.slice(0, at), pair.slice(at + 1)];
+  }));
+  const started = process.hrtime.bigint();
+  const result = await renderStack(values.stack, withOverrides(readStackFile(stackPath), overrides));
+  const out = resolve(values.out);
+  for (const server of result.servers) {
+    const dir = join(out, server.name);
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(join(dir, "files"), { recursive: true });
+    writeFileSync(join(dir, "user-data.yaml"), server.userData);
+    for (const [path, content] of server.files) {
+      const target = join(dir, "files", path);
+      mkdirSync(dirname(target), { recursive: true });
+      writeFileSync(target, content, { mode: 0o600 });
+    }
+    const bytes = Buffer.byteLength(server.userData);
+    const pct = ((bytes / USER_DATA_LIMIT_BYTES) * 100).toFixed(1);
+    console.log(`${server.name}: user-data ${bytes} bytes (${pct}% of Hetzner's ${USER_DATA_LIMIT_BYTES}), ${server.files.size} files -> ${dir}`);
+  }
+  const ms = Number(process.hrtime.bigint() - started) / 1e6;
+  console.log(`rendered stack ${values.stack} in ${ms.toFixed(0)} ms`);
+  return 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err) => {
+    if (err instanceof ConfigError || err instanceof RenderError) {
+      console.error(`error: stack ${process.argv.join(" ").match(/--stack[= ](\S+)/)?.[1] ?? ""} config is invalid:\n${err.message}`);
+    } else if (err?.code === "ENOENT") {
+      console.error(`error: ${err.message}\n${USAGE}`);
+    } else {
+      console.error(err);
+    }
+    process.exit(1);
+  },
+);
