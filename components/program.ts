@@ -25,10 +25,11 @@ export function readRawConfig(): { raw: Record<string, string>; secretKeys: Set<
   return { raw, secretKeys };
 }
 
-export function createProgram(stackName: string = pulumi.getStack()) {
+/** `opts` go to the root component (tests hook transformations there to see resource options). */
+export function createProgram(stackName: string = pulumi.getStack(), opts?: pulumi.ComponentResourceOptions) {
   const { raw, secretKeys } = readRawConfig();
   const config = parseStackConfig(raw, { secretKeys });
-  const stack = new SaasStack(`saas-${stackName}`, { config, stackName });
+  const stack = new SaasStack(`saas-${stackName}`, { config, stackName }, opts);
   const app = stack.servers[stack.plan.servers.find((s) => s.roles.includes("web"))!.name];
   return {
     provider: config.provider,

@@ -3,7 +3,7 @@
  * Writes, per server, <dir>/<server>/user-data.yaml and every file it installs under
  * <dir>/<server>/files/<absolute path>; prints each user-data's size against Hetzner's cap.
  */
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { USER_DATA_LIMIT_BYTES } from "../provisioning/cloudInit";
@@ -21,7 +21,13 @@ async function main(): Promise<number> {
     console.error(USAGE);
     return 2;
   }
-  const stackPath = resolve(__dirname, "..", `Pulumi.${values.stack}.yaml`);
+  const projectDir = resolve(__dirname, "..");
+  const stackPath = resolve(projectDir, `Pulumi.${values.stack}.yaml`);
+  if (!existsSync(stackPath)) {
+    const stacks = readdirSync(projectDir).map((f) => /^Pulumi\.(.+)\.yaml$/.exec(f)?.[1]).filter(Boolean).sort();
+    console.error(`error: no stack file Pulumi.${values.stack}.yaml; stacks here: ${stacks.join(", ")}`);
+    return 1;
+  }
   const overrides = Object.fromEntries((values.set ?? []).map((pair) => {
     const at = pair.indexOf("=");
     if (at < 1) throw new Error(`--set ${pair}: expected key=value`);
@@ -52,10 +58,10 @@ async function main(): Promise<number> {
 main().then(
   (code) => process.exit(code),
   (err) => {
-    if (err instanceof ConfigError || err instanceof RenderError) {
+    if (err?.name === "YAMLParseError") {
+      console.error(`error: the stack file is not valid YAML: ${err.message}`);
+    } else if (err instanceof ConfigError || err instanceof RenderError) {
       console.error(`error: stack ${process.argv.join(" ").match(/--stack[= ](\S+)/)?.[1] ?? ""} config is invalid:\n${err.message}`);
-    } else if (err?.code === "ENOENT") {
-      console.error(`error: ${err.message}\n${USAGE}`);
     } else {
       console.error(err);
     }

@@ -88,7 +88,7 @@ export function isOnCalendar(value: string): boolean {
   if (shorthands.includes(value)) return true;
   if (!/^[A-Za-z0-9*:,./~ _+-]{1,100}$/.test(value)) return false;
   const parts = value.trim().split(/\s+/);
-  const weekday = /^(Mon|Tue|Wed|Thu|Fri|Sat|Sun)([.,-](Mon|Tue|Wed|Thu|Fri|Sat|Sun))*$/;
+  const weekday = /^(Mon|Tue|Wed|Thu|Fri|Sat|Sun)((\.\.|,|-)(Mon|Tue|Wed|Thu|Fri|Sat|Sun))*$/;
   const date = /^[0-9*]+(-[0-9*,./~]+){2}$/;
   const time = /^[0-9*,./]+:[0-9*,./]+(:[0-9*,./]+)?$/;
   let i = 0;

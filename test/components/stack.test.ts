@@ -1,0 +1,192 @@
+import assert from "node:assert/strict";
+import * as pulumi from "@pulumi/pulumi";
+import { parse } from "yaml";
+import { ConfigError } from "../../stacks/config";
+import { decodeWriteFiles } from "../../scripts/lib/renderStack";
+import { isWrappedSecret, unwrapSecrets, valueOf } from "../../scripts/lib/pulumiMocks";
+import { hashFile } from "../../provisioning/push";
+import { minimalRaw } from "../support/fixtures";
+import { runProgram, type MockRun } from "../support/mockProgram";
+
+type ProviderName = "hetzner" | "digitalocean";
+
+/** The provider-specific tokens the parity contract is checked through. */
+const TOKENS: Record<ProviderName, { server: string; firewall: string; volume: string; attach: string; fixedIp: string; image: string }> = {
+  hetzner: {
+    server: "hcloud:index/server:Server",
+    firewall: "hcloud:index/firewall:Firewall",
+    volume: "hcloud:index/volume:Volume",
+    attach: "hcloud:index/volumeAttachment:VolumeAttachment",
+    fixedIp: "hcloud:index/primaryIp:PrimaryIp",
+    image: "debian-13",
+  },
+  digitalocean: {
+    server: "digitalocean:index/droplet:Droplet",
+    firewall: "digitalocean:index/firewall:Firewall",
+    volume: "digitalocean:index/volume:Volume",
+    attach: "digitalocean:index/volumeAttachment:VolumeAttachment",
+    fixedIp: "digitalocean:index/reservedIp:ReservedIp",
+    image: "debian-13-x64",
+  },
+};
+const COMMAND = "command:remote:Command";
+
+/** Inbound firewall rules normalized across providers: "port from sources". */
+function inboundRules(run: MockRun, provider: ProviderName): string[] {
+  const [fw] = run.mocks.ofType(TOKENS[provider].firewall);
+  const rules: Array<{ port: string; sources: string[] }> =
+    provider === "hetzner"
+      ? fw.inputs.rules.map((r: any) => {
+          assert.equal(r.direction, "in");
+          assert.equal(r.protocol, "tcp");
+          return { port: r.port, sources: r.sourceIps };
+        })
+      : fw.inputs.inboundRules.map((r: any) => {
+          assert.equal(r.protocol, "tcp");
+          return { port: r.portRange, sources: r.sourceAddresses };
+        });
+  return rules.map((r) => `${r.port} from ${r.sources.join(",")}`);
+}
+
+function one(run: MockRun, type: string) {
+  const found = run.mocks.ofType(type);
+  assert.equal(found.length, 1, `expected one ${type}, got ${found.length}`);
+  return found[0];
+}
+
+for (const provider of ["hetzner", "digitalocean"] as const) {
+  describe(`components under Pulumi mocks: ${provider} (parity contract)`, function () {
+    let run: MockRun;
+    const raw = { ...minimalRaw(provider), sshAllowedCidrs: JSON.stringify(["203.0.113.7/32", "2001:db8::/48"]) };
+
+    before(async () => {
+      run = await runProgram(raw, provider === "hetzner" ? ["backupSecretAccessKey"] : []);
+    });
+
+    it("creates one Debian 13 server in the configured region and size", () => {
+      const server = one(run, TOKENS[provider].server);
+      assert.equal(server.inputs.image, TOKENS[provider].image);
+      assert.equal(provider === "hetzner" ? server.inputs.location : server.inputs.region, provider === "hetzner" ? "fsn1" : "fra1");
+      assert.equal(provider === "hetzner" ? server.inputs.serverType : server.inputs.size, provider === "hetzner" ? "cx23" : "s-2vcpu-4gb");
+    });
+
+    it("opens 22 only to sshAllowedCidrs and 80/443 to anyone, nothing else", () => {
+      assert.deepEqual(inboundRules(run, provider), [
+        "22 from 203.0.113.7/32,2001:db8::/48",
+        "80 from 0.0.0.0/0,::/0",
+        "443 from 0.0.0.0/0,::/0",
+      ]);
+    });
+
+    it("protects the server, the data volume and the fixed IP, and ignores user-data changes", () => {
+      for (const type of [TOKENS[provider].server, TOKENS[provider].volume, TOKENS[provider].fixedIp]) {
+        const name = one(run, type).name;
+        assert.equal(run.options.get(name)?.protect, true, `${type} ${name} is not protected`);
+      }
+      const server = one(run, TOKENS[provider].server);
+      assert.deepEqual((run.options.get(server.name) as pulumi.CustomResourceOptions).ignoreChanges, ["userData"]);
+      if (provider === "hetzner") {
+        assert.equal(server.inputs.deleteProtection, true);
+        assert.equal(server.inputs.rebuildProtection, true);
+        assert.equal(one(run, TOKENS.hetzner.volume).inputs.deleteProtection, true);
+      }
+    });
+
+    it("attaches a data volume and a fixed IPv4 to the server", () => {
+      const attach = one(run, TOKENS[provider].attach);
+      const volume = one(run, TOKENS[provider].volume);
+      assert.equal(volume.inputs.size, 20);
+      assert.ok(attach.inputs.volumeId !== undefined && (attach.inputs.serverId ?? attach.inputs.dropletId) !== undefined);
+      if (provider === "hetzner") {
+        const server = one(run, TOKENS.hetzner.server);
+        assert.deepEqual(server.inputs.publicNets.map((n: any) => [n.ipv4Enabled, typeof n.ipv4, n.ipv6Enabled]), [[true, "number", true]]);
+      } else {
+        one(run, "digitalocean:index/reservedIpAssignment:ReservedIpAssignment");
+        const droplet = one(run, TOKENS.digitalocean.server);
+        assert.equal(droplet.inputs.monitoring, true);
+        assert.ok(droplet.inputs.vpcUuid, "droplet is not in a VPC");
+        assert.equal(one(run, "digitalocean:index/vpc:Vpc").inputs.region, "fra1");
+      }
+    });
+
+    it("hands the rendered user-data to the server, as a secret", async () => {
+      const server = one(run, TOKENS[provider].server);
+      assert.ok(isWrappedSecret(server.inputs.userData), "userData reached the provider in clear");
+      const userData: string = unwrapSecrets(server.inputs.userData);
+      assert.ok(userData.startsWith("#cloud-config\n"));
+      const doc = parse(userData);
+      assert.deepEqual(doc.users[0].ssh_authorized_keys, JSON.parse(raw.sshPublicKeys));
+      const ip = await valueOf(run.outputs.ipv4);
+      const files = decodeWriteFiles(userData);
+      assert.match(files.get("/etc/saas-vps/app.env")!, new RegExp(`^APP_URL=http://${ip.replace(/\./g, "\\.")}$`, "m"));
+      assert.match(files.get("/etc/nginx/conf.d/saas-vps.conf")!, /server 127\.0\.0\.1:3001 .*\n\s+server 127\.0\.0\.1:3002 /);
+    });
+
+    it("pushes every file the user-data installs on day 2, keyed by its content hash", () => {
+      const userData: string = unwrapSecrets(one(run, TOKENS[provider].server).inputs.userData);
+      const files = decodeWriteFiles(userData);
+      const pushes = run.mocks.ofType(COMMAND);
+      assert.equal(pushes.length, files.size);
+      for (const push of pushes) {
+        const stdin: string = unwrapSecrets(push.inputs.stdin);
+        const [hash] = unwrapSecrets(push.inputs.triggers);
+        assert.match(hash, /^[0-9a-f]{64}$/);
+        const path = [...files.entries()].find(([, content]) => content === stdin)?.[0];
+        assert.ok(path, `push ${push.name} carries content no installed file has`);
+        assert.ok(push.inputs.create.includes(path), `push ${push.name} writes elsewhere than ${path}`);
+        assert.equal(push.inputs.connection.user ?? unwrapSecrets(push.inputs.connection).user, "admin");
+      }
+    });
+
+    it("keeps secrets secret: env files, their hashes, generated passwords and bucket keys", async () => {
+      const envPush = run.mocks.ofType(COMMAND).find((p) => p.name.endsWith("-etc-saas-vps-app-env"))!;
+      assert.ok(envPush, "no push for /etc/saas-vps/app.env");
+      assert.ok(isWrappedSecret(envPush.inputs.stdin), "app.env content reached the provider in clear");
+      assert.ok(isWrappedSecret(envPush.inputs.triggers[0]) || isWrappedSecret(envPush.inputs.triggers), "app.env hash is not secret");
+      assert.equal(envPush.inputs.logging, "none");
+      assert.equal(await pulumi.isSecret(run.outputs.backupEncryptionPassword), true);
+      assert.equal(await pulumi.isSecret(run.outputs.backupSecretAccessKey), true);
+      assert.equal(await pulumi.isSecret(run.outputs.backupAccessKeyId), true);
+      assert.equal(await pulumi.isSecret(run.outputs.url), false);
+    });
+
+    it("exports IPs, URL, SSH command, provider and stage", async () => {
+      const ip = await valueOf(run.outputs.ipv4);
+      assert.match(ip, /^192\.0\.2\.\d+$/);
+      assert.equal(await valueOf(run.outputs.url), `http://${ip}`);
+      assert.equal(await valueOf(run.outputs.sshCommand), `ssh admin@${ip}`);
+      assert.match(await valueOf(run.outputs.ipv6), /^2001:db8::/);
+      assert.equal(run.outputs.provider, provider);
+      assert.equal(run.outputs.stage, "mvp");
+    });
+  });
+}
+
+describe("components under Pulumi mocks: behaviour across configs", function () {
+  it("a config change that touches one file changes only that file's push hash", async () => {
+    const hashes = async (raw: Record<string, string>) => {
+      const run = await runProgram(raw, ["backupSecretAccessKey"]);
+      return new Map(run.mocks.ofType(COMMAND).map((p) => [p.name, unwrapSecrets(p.inputs.triggers)[0] as string]));
+    };
+    const before = await hashes(minimalRaw("hetzner"));
+    const after = await hashes({ ...minimalRaw("hetzner"), workerInstances: "2" });
+    assert.deepEqual([...after.keys()], [...before.keys()]);
+    const changed = [...before.keys()].filter((name) => before.get(name) !== after.get(name));
+    assert.deepEqual(changed, ["saas-test-app-push-etc-systemd-system-saas-app-target"]);
+  });
+
+  it("fails before declaring any resource when the config is bad", async () => {
+    await assert.rejects(runProgram({ provider: "hetzner", regoin: "fsn1" }), (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      assert.match(err.message, /^saas-vps:regoin: unknown key; did you mean saas-vps:region\?$/m);
+      return true;
+    });
+  });
+
+  it("keeps the push hash of a file equal to hashFile of its rendered content", async () => {
+    const run = await runProgram(minimalRaw("digitalocean"));
+    const push = run.mocks.ofType(COMMAND).find((p) => p.name.endsWith("-etc-nginx-conf-d-saas-vps-conf"))!;
+    const expected = hashFile({ path: "/etc/nginx/conf.d/saas-vps.conf", content: push.inputs.stdin, mode: "0644" });
+    assert.equal(push.inputs.triggers[0], expected);
+  });
+});

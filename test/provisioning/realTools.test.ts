@@ -1,0 +1,147 @@
+/**
+ * Verification ladder step 2: what we render, checked by the real tools that will read it —
+ * cloud-init's schema, nginx -t, systemd-analyze verify/security, shellcheck — on every case.
+ */
+import assert from "node:assert/strict";
+import { cpSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { parse } from "yaml";
+import { USER_DATA_LIMIT_BYTES } from "../../provisioning/cloudInit";
+import { renderPushCommand } from "../../provisioning/push";
+import { isScript, run, tempDir, writeTree } from "../support/tools";
+import { renderAllCases, type RenderCase } from "../support/renderCases";
+
+/** cloud-init modules' top-level keys we use; the schema tool accepts misspelled top-level keys, so we check them ourselves. */
+const KNOWN_TOP_LEVEL_KEYS = new Set([
+  "hostname", "manage_etc_hosts", "locale", "timezone", "disable_root", "ssh_pwauth", "users",
+  "package_update", "package_upgrade", "packages", "write_files", "runcmd", "bootcmd",
+]);
+/** Keep this much room under Hetzner's 32 KiB so a growing renderer fails here, not at `pulumi up`. */
+const USER_DATA_MARGIN_BYTES = 2048;
+const MAX_EXPOSURE = 3.0;
+
+describe("rendered provisioning files pass the real tools", function () {
+  this.timeout(180_000);
+  let cases: RenderCase[];
+
+  before(async () => {
+    cases = await renderAllCases();
+  });
+
+  it("user-data of every case stays under Hetzner's 32 KiB cap with a margin", () => {
+    for (const c of cases) {
+      const bytes = Buffer.byteLength(c.userData);
+      console.log(`      ${c.name}: user-data ${bytes} bytes (${((bytes / USER_DATA_LIMIT_BYTES) * 100).toFixed(1)}% of ${USER_DATA_LIMIT_BYTES})`);
+      assert.ok(bytes <= USER_DATA_LIMIT_BYTES - USER_DATA_MARGIN_BYTES, `${c.name}: ${bytes} bytes leaves less than ${USER_DATA_MARGIN_BYTES} bytes of margin`);
+    }
+  });
+
+  it("cloud-init schema accepts every user-data (host cloud-init), with only known top-level keys", () => {
+    const dir = tempDir("schema");
+    for (const c of cases) {
+      const file = join(dir, `${c.name}.yaml`);
+      writeFileSync(file, c.userData);
+      const result = run("cloud-init", ["schema", "--config-file", file]);
+      assert.equal(result.status, 0, `${c.name}: ${result.stdout}${result.stderr}`);
+      assert.match(result.stdout, /Valid cloud-config/);
+      const unknown = Object.keys(parse(c.userData)).filter((k) => !KNOWN_TOP_LEVEL_KEYS.has(k));
+      assert.deepEqual(unknown, [], `${c.name}: unknown top-level keys`);
+    }
+  });
+
+  it("nginx -t accepts every rendered site", () => {
+    for (const c of cases) {
+      const site = c.files.get("/etc/nginx/conf.d/saas-vps.conf");
+      assert.ok(site, `${c.name}: no nginx site`);
+      const dir = tempDir("nginx");
+      // The server's TLS links are made by bootstrap; here they point at a throwaway pair.
+      run("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test", "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem")]);
+      const testable = site
+        .replace("/etc/saas-vps/tls/fullchain.pem", join(dir, "cert.pem"))
+        .replace("/etc/saas-vps/tls/privkey.pem", join(dir, "key.pem"))
+        .replaceAll("/var/log/nginx/", `${dir}/`);
+      writeFileSync(join(dir, "site.conf"), testable);
+      writeFileSync(join(dir, "nginx.conf"), `pid ${dir}/nginx.pid; error_log stderr; events {} http { include /etc/nginx/mime.types; include ${dir}/site.conf; }\n`);
+      const result = run("nginx", ["-t", "-q", "-c", join(dir, "nginx.conf")]);
+      assert.equal(result.status, 0, `${c.name}: ${result.stderr}`);
+      assert.equal(result.stderr.trim(), "", `${c.name}: nginx warned: ${result.stderr}`);
+    }
+  });
+
+  it("systemd-analyze verify accepts every unit, with no warnings", () => {
+    for (const c of cases) {
+      // A throwaway root: Debian's own units, our rendered files, and stand-ins for the app's
+      // binaries (verify fails when an ExecStart binary is missing).
+      const root = tempDir("systemd");
+      mkdirSync(join(root, "usr/lib/systemd"), { recursive: true });
+      cpSync("/usr/lib/systemd/system", join(root, "usr/lib/systemd/system"), { recursive: true });
+      writeTree(root, c.files, c.modes);
+      for (const bin of ["/srv/app/current/bin/web", "/srv/app/current/bin/worker"]) {
+        writeTree(root, new Map([[bin, "#!/bin/sh\n"]]), new Map([[bin, "0755"]]));
+      }
+      const units = [...c.files.keys()]
+        .filter((p) => p.startsWith("/etc/systemd/system/") && /\.(service|timer|target)$/.test(p))
+        .map((p) => p.split("/").pop()!)
+        .map((u) => u.replace(/@\.service$/, u.startsWith("web@") ? "@3001.service" : "@1.service"));
+      assert.ok(units.length >= 3, `${c.name}: only ${units.length} units`);
+      const result = run("systemd-analyze", ["verify", `--root=${root}`, ...units]);
+      assert.equal(result.status, 0, `${c.name}: ${result.stderr}`);
+      assert.equal(result.stderr.trim(), "", `${c.name}: ${result.stderr}`);
+    }
+  });
+
+  it(`app units reach a systemd-analyze security exposure of ${MAX_EXPOSURE} or better`, () => {
+    const c = cases[0];
+    const dir = tempDir("security");
+    for (const [unit, instance] of [["web@.service", "web@3001.service"], ["worker@.service", "worker@1.service"]]) {
+      const content = c.files.get(`/etc/systemd/system/${unit}`)!;
+      writeFileSync(join(dir, instance), content);
+      const result = run("systemd-analyze", ["security", "--offline=true", join(dir, instance)]);
+      const match = /Overall exposure level for \S+: ([\d.]+) (\S+)/.exec(result.stdout);
+      assert.ok(match, `${instance}: no exposure score in ${result.stdout}${result.stderr}`);
+      console.log(`      ${instance}: exposure ${match[1]} ${match[2]}`);
+      assert.ok(Number(match[1]) <= MAX_EXPOSURE, `${instance}: exposure ${match[1]} > ${MAX_EXPOSURE}`);
+    }
+  });
+
+  it("shellcheck passes every script the server gets, and every day-2 push command", () => {
+    const dir = tempDir("shellcheck");
+    let checked = 0;
+    for (const c of cases) {
+      for (const [path, content] of c.files) {
+        const file = join(dir, `${c.name}${path.replace(/\//g, "_")}`);
+        if (isScript(content)) {
+          writeFileSync(file, content);
+          const result = run("shellcheck", ["--severity=style", file]);
+          assert.equal(result.status, 0, `${c.name} ${path}:\n${result.stdout}`);
+          checked++;
+        }
+        writeFileSync(`${file}.push.sh`, renderPushCommand({ path, content, mode: c.modes.get(path) ?? "0644" }));
+        const push = run("shellcheck", ["--shell=sh", "--severity=warning", `${file}.push.sh`]);
+        assert.equal(push.status, 0, `${c.name} push of ${path}:\n${push.stdout}`);
+      }
+    }
+    assert.ok(checked >= cases.length, `only ${checked} scripts found`);
+  });
+
+  it("secret files are 0600 and secrets appear in no other file", () => {
+    for (const c of cases) {
+      const secretFiles = ["/etc/saas-vps/app.env", "/etc/saas-vps/db.env"];
+      for (const path of secretFiles) assert.equal(c.modes.get(path), "0600", `${c.name}: ${path}`);
+      const password = /^DB_PASSWORD=(.+)$/m.exec(c.files.get("/etc/saas-vps/db.env")!)![1];
+      for (const [path, content] of c.files) {
+        if (!secretFiles.includes(path)) assert.ok(!content.includes(password), `${c.name}: ${path} contains the database password`);
+      }
+    }
+  });
+
+  it("bootstrap is present and the data volume is mounted by label, never by device name", () => {
+    for (const c of cases) {
+      assert.ok(existsSync("/usr/bin/shellcheck"));
+      const env = c.files.get("/etc/saas-vps/bootstrap.env")!;
+      assert.match(env, /^DATA_LABEL="saas-data"$/m);
+      assert.deepEqual(parse(c.userData).runcmd, [["/usr/local/lib/saas-vps/bootstrap"]]);
+      assert.match(c.files.get("/usr/local/lib/saas-vps/bootstrap")!, /LABEL=\$DATA_LABEL \$DATA_MOUNT ext4/);
+    }
+  });
+});

@@ -1,0 +1,57 @@
+/** `npm run render` end to end, as a user runs it: both example stacks, and a bad key. */
+import assert from "node:assert/strict";
+import { existsSync, readFileSync, statSync, writeFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { run, tempDir } from "./support/tools";
+
+const ROOT = join(__dirname, "..");
+const render = (...args: string[]) => run("npm", ["run", "-s", "render", "--", ...args], { cwd: ROOT });
+
+describe("npm run render", function () {
+  this.timeout(60_000);
+
+  for (const stack of ["staging", "prod"]) {
+    it(`writes user-data and every installed file for stack ${stack}`, () => {
+      const out = tempDir(`render-${stack}`);
+      const result = render("--stack", stack, "--out", out);
+      assert.equal(result.status, 0, result.stderr);
+      assert.match(result.stdout, /^app: user-data \d+ bytes \(\d+\.\d% of Hetzner's 32768\), \d+ files -> /m);
+      const userData = readFileSync(join(out, "app", "user-data.yaml"), "utf8");
+      assert.ok(userData.startsWith("#cloud-config\n"));
+      for (const path of ["etc/nginx/conf.d/saas-vps.conf", "etc/systemd/system/web@.service", "etc/saas-vps/app.env", "usr/local/lib/saas-vps/bootstrap"]) {
+        assert.ok(existsSync(join(out, "app", "files", path)), `missing ${path}`);
+      }
+      // Secrets on disk: stack-file secrets became placeholders, generated ones are the mocks' FAKE values.
+      const env = readFileSync(join(out, "app", "files", "etc/saas-vps/app.env"), "utf8");
+      assert.match(env, /^SECRET_KEY=fake[0-9a-f]+$/m);
+      assert.equal(statSync(join(out, "app", "files", "etc/saas-vps/app.env")).mode & 0o077, 0, "rendered files are readable by others");
+    });
+  }
+
+  it("names a wrong key in a stack file and exits non-zero before writing anything", () => {
+    const stackFile = join(ROOT, "Pulumi.render-test-bad.yaml");
+    writeFileSync(stackFile, readFileSync(join(ROOT, "Pulumi.staging.yaml"), "utf8").replace("saas-vps:region: fra1", "saas-vps:regoin: fra1").replace("saas-vps:webInstances: 2", "saas-vps:webInstances: 99"));
+    try {
+      const out = tempDir("render-bad");
+      const result = render("--stack", "render-test-bad", "--out", out);
+      assert.equal(result.status, 1);
+      assert.equal(
+        result.stderr.trim(),
+        [
+          "error: stack render-test-bad config is invalid:",
+          "saas-vps:regoin: unknown key; did you mean saas-vps:region?",
+          'saas-vps:webInstances: must be a whole number from 1 to 16; got "99"',
+        ].join("\n"),
+      );
+      assert.ok(!existsSync(join(out, "app")));
+    } finally {
+      rmSync(stackFile, { force: true });
+    }
+  });
+
+  it("says which stacks exist when the stack file is missing", () => {
+    const result = render("--stack", "nope", "--out", tempDir("render-missing"));
+    assert.equal(result.status, 1);
+    assert.match(result.stderr, /no stack file Pulumi\.nope\.yaml; stacks here: prod, staging/);
+  });
+});

@@ -1,0 +1,118 @@
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { join } from "node:path";
+import { ConfigError, DEFAULTS, parseStackConfig } from "../../stacks/config";
+import { readStackFile } from "../../scripts/lib/renderStack";
+import { ED25519_KEY, minimalRaw } from "../support/fixtures";
+
+function problemsOf(raw: Record<string, string>, secretKeys?: Set<string>): string[] {
+  try {
+    parseStackConfig(raw, secretKeys ? { secretKeys } : {});
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, `expected ConfigError, got ${err}`);
+    return err.problems;
+  }
+  assert.fail("expected the config to be rejected");
+}
+
+describe("stack config: parseStackConfig", () => {
+  it("applies the documented defaults per provider", () => {
+    const h = parseStackConfig(minimalRaw("hetzner"));
+    assert.equal(h.stage, "mvp");
+    assert.equal(h.region, "fsn1");
+    assert.equal(h.serverType, "cx23");
+    assert.equal(h.serverMemoryMiB, 4096);
+    assert.equal(h.webInstances, DEFAULTS.webInstances);
+    assert.equal(h.workerInstances, 1);
+    assert.equal(h.backupSchedule, "*-*-* 03:00:00 UTC");
+    assert.equal(h.backupRetentionDays, 14);
+    assert.deepEqual(h.backupBucket, { provider: "hetzner", region: "fsn1", endpoint: "https://fsn1.your-objectstorage.com", name: undefined, accessKeyId: "HETZNERKEYID", secretAccessKey: "hetzner-secret-key" });
+    const d = parseStackConfig(minimalRaw("digitalocean"));
+    assert.equal(d.region, "fra1");
+    assert.equal(d.serverType, "s-2vcpu-4gb");
+    assert.equal(d.backupBucket.endpoint, "https://fra1.digitaloceanspaces.com");
+  });
+
+  // Each bad fragment, merged into a minimal valid config, gives exactly these lines.
+  const table: Array<[string, Record<string, string | undefined>, string[]]> = [
+    ["missing provider", { provider: undefined }, ["saas-vps:provider: is required; use one of hetzner, digitalocean"]],
+    ["unknown provider", { provider: "aws" }, ['saas-vps:provider: "aws" is not allowed; use one of hetzner, digitalocean']],
+    ["misspelled key", { regoin: "fsn1" }, ["saas-vps:regoin: unknown key; did you mean saas-vps:region?"]],
+    ["region of the other provider", { region: "nyc3" }, ['saas-vps:region: "nyc3" is not a Hetzner location; use one of fsn1, nbg1, hel1, ash, hil, sin']],
+    ["unknown server type", { serverType: "cx21" }, ['saas-vps:serverType: "cx21" is not a Hetzner server type (did you mean cx22?); use one of cx22, cx32, cx42, cx52, cx23, cx33, cx43, cx53, cpx11, cpx21, cpx31, cpx41, cpx51, cax11, cax21, cax31, cax41, ccx13, ccx23, ccx33, ccx43, ccx53, ccx63']],
+    ["stage not built yet", { stage: "scaled" }, ['saas-vps:stage: "scaled" is planned but not built yet; use mvp for now']],
+    ["unknown stage", { stage: "big" }, ['saas-vps:stage: "big" is not allowed; use one of mvp, separated, scaled']],
+    ["domain with scheme", { domain: "https://app.example.com", acmeEmail: "ops@example.com" }, ['saas-vps:domain: must be a bare hostname such as app.example.com (no scheme, path, port or spaces); got "https://app.example.com"']],
+    ["domain with a space", { domain: "app example.com", acmeEmail: "ops@example.com" }, ['saas-vps:domain: must be a bare hostname such as app.example.com (no scheme, path, port or spaces); got "app example.com"']],
+    ["domain without acmeEmail", { domain: "app.example.com" }, ['saas-vps:acmeEmail: is required when saas-vps:domain is set (Let\'s Encrypt needs a contact); domain is "app.example.com"']],
+    ["bad email", { domain: "app.example.com", acmeEmail: "ops" }, ['saas-vps:acmeEmail: must be an email address for Let\'s Encrypt notices; got "ops"']],
+    ["ssh keys missing", { sshPublicKeys: undefined }, ['saas-vps:sshPublicKeys: is required; set a JSON list of OpenSSH public keys, e.g. ["ssh-ed25519 AAAA... you@laptop"]']],
+    ["ssh keys not a list", { sshPublicKeys: ED25519_KEY }, [`saas-vps:sshPublicKeys: must be a JSON list of OpenSSH public keys, e.g. ["ssh-ed25519 AAAA... you@laptop"]; got "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBVXFYK2vjsGfH6+8RIcq..."`]],
+    ["empty ssh key list", { sshPublicKeys: "[]" }, ['saas-vps:sshPublicKeys: must list at least one entry; set a JSON list of OpenSSH public keys, e.g. ["ssh-ed25519 AAAA... you@laptop"]']],
+    ["a private key pasted", { sshPublicKeys: JSON.stringify(["-----BEGIN OPENSSH PRIVATE KEY-----"]) }, ['saas-vps:sshPublicKeys: entry 0: "-----BEGIN OPENSSH PRIVATE KEY-----" does not start with an OpenSSH key type (ssh-ed25519, ssh-rsa, ecdsa-sha2-nistp256, ...)']],
+    ["key with the wrong type prefix", { sshPublicKeys: JSON.stringify([ED25519_KEY.replace("ssh-ed25519", "ssh-rsa")]) }, ["saas-vps:sshPublicKeys: entry 0: ssh-rsa key data is truncated or belongs to another key type"]],
+    ["bad CIDR", { sshAllowedCidrs: JSON.stringify(["203.0.113.7", "10.0.0.0/33"]) }, ['saas-vps:sshAllowedCidrs: "203.0.113.7" is not an IPv4 or IPv6 CIDR such as 203.0.113.7/32 or 2001:db8::/48', 'saas-vps:sshAllowedCidrs: "10.0.0.0/33" is not an IPv4 or IPv6 CIDR such as 203.0.113.7/32 or 2001:db8::/48']],
+    ["too many web instances", { webInstances: "17" }, ['saas-vps:webInstances: must be a whole number from 1 to 16; got "17"']],
+    ["fractional workers", { workerInstances: "1.5" }, ['saas-vps:workerInstances: must be a whole number from 0 to 16; got "1.5"']],
+    ["zero retention", { backupRetentionDays: "0" }, ['saas-vps:backupRetentionDays: must be a whole number from 1 to 3650; got "0"']],
+    ["schedule with a newline", { backupSchedule: "daily\nExecStart=/bin/sh" }, ['saas-vps:backupSchedule: must be a systemd OnCalendar expression such as "*-*-* 03:00:00 UTC" or "daily"; got "daily\\nExecStart=/bin/sh"']],
+    ["server type under 2 GiB", { provider: "digitalocean", serverType: "s-1vcpu-1gb" }, ['saas-vps:serverType: "s-1vcpu-1gb" has 1024 MiB of memory; PostgreSQL, nginx and the app need at least 2048 MiB']],
+    ["hetzner bucket without keys", { backupAccessKeyId: undefined, backupSecretAccessKey: undefined }, ["saas-vps:backupAccessKeyId: is required when saas-vps:backupBucketProvider is hetzner (Hetzner's API cannot create S3 keys; make them in the Hetzner console)", "saas-vps:backupSecretAccessKey: is required when saas-vps:backupBucketProvider is hetzner (Hetzner's API cannot create S3 keys; make them in the Hetzner console); set it with --secret"]],
+    ["s3 bucket without endpoint", { provider: "digitalocean", backupBucketProvider: "s3", backupAccessKeyId: "AK", backupSecretAccessKey: "SK", backupBucketName: "my-backups" }, ['saas-vps:backupBucketEndpoint: is required for backupBucketProvider s3 and must be an http(s) URL such as https://s3.eu-central-1.amazonaws.com; got ""']],
+    ["spaces region that has none", { provider: "digitalocean", backupBucketRegion: "fsn1" }, ['saas-vps:backupBucketRegion: "fsn1" has no Spaces; use one of nyc3, sfo2, sfo3, ams3, sgp1, fra1, syd1, blr1, lon1, atl1, tor1']],
+    ["alert webhook not a URL", { alertWebhookUrl: "hooks.example.com" }, ["saas-vps:alertWebhookUrl: must be an http(s) URL that accepts a JSON POST; got a value that is not one"]],
+  ];
+  for (const [title, fragment, expected] of table) {
+    it(`rejects ${title}`, () => {
+      const raw: Record<string, string> = { ...minimalRaw("hetzner") };
+      for (const [k, v] of Object.entries(fragment)) {
+        if (v === undefined) delete raw[k];
+        else raw[k] = v;
+      }
+      assert.deepEqual(problemsOf(raw), expected);
+    });
+  }
+
+  it("reports every problem of a config at once, one line per key", () => {
+    const problems = problemsOf({ provider: "digitalocean", regoin: "x", webInstances: "0", sshAllowedCidrs: "[]", domain: "a b" });
+    assert.deepEqual(problems, [
+      "saas-vps:regoin: unknown key; did you mean saas-vps:region?",
+      'saas-vps:domain: must be a bare hostname such as app.example.com (no scheme, path, port or spaces); got "a b"',
+      'saas-vps:sshPublicKeys: is required; set a JSON list of OpenSSH public keys, e.g. ["ssh-ed25519 AAAA... you@laptop"]',
+      'saas-vps:sshAllowedCidrs: must list at least one entry; set a JSON list of IPv4/IPv6 CIDRs allowed to reach SSH, e.g. ["203.0.113.7/32"]',
+      'saas-vps:webInstances: must be a whole number from 1 to 16; got "0"',
+    ]);
+    assert.ok(problems.every((line) => line.startsWith("saas-vps:")));
+  });
+
+  it("rejects a credential stored in plain text when Pulumi says which keys are secret", () => {
+    const raw = { ...minimalRaw(), alertWebhookUrl: "https://hooks.example.com/x" };
+    assert.deepEqual(problemsOf(raw, new Set(["backupSecretAccessKey"])), [
+      "saas-vps:alertWebhookUrl: is a credential and is stored in plain text; set it with: pulumi config set --secret saas-vps:alertWebhookUrl <value>",
+    ]);
+    assert.equal(parseStackConfig(raw, { secretKeys: new Set(["alertWebhookUrl", "backupSecretAccessKey"]) }).alertWebhookUrl, "https://hooks.example.com/x");
+  });
+
+  it("accepts IPv6 CIDRs, every key type and the OnCalendar forms people write", () => {
+    const ecdsa = execFileSync("sh", ["-c", "d=$(mktemp -d) && ssh-keygen -q -t ecdsa -N '' -f $d/k && cat $d/k.pub && rm -r $d"]).toString().trim();
+    const config = parseStackConfig({
+      ...minimalRaw(),
+      sshPublicKeys: JSON.stringify([ED25519_KEY, ecdsa]),
+      sshAllowedCidrs: JSON.stringify(["2001:db8::/48", "0.0.0.0/0"]),
+      backupSchedule: "Mon..Fri *-*-* 02:15:00 Europe/Berlin",
+      restoreDrillSchedule: "weekly",
+    });
+    assert.equal(config.sshPublicKeys.length, 2);
+    assert.equal(config.backupSchedule, "Mon..Fri *-*-* 02:15:00 Europe/Berlin");
+  });
+
+  for (const stack of ["staging", "prod"]) {
+    it(`parses the example stack Pulumi.${stack}.yaml`, () => {
+      const file = readStackFile(join(__dirname, "..", "..", `Pulumi.${stack}.yaml`));
+      const raw = Object.fromEntries(Object.entries(file.config).filter(([k]) => k.startsWith("saas-vps:")).map(([k, v]) => [k.slice(9), v]));
+      const secretKeys = new Set(file.secretKeys.filter((k) => k.startsWith("saas-vps:")).map((k) => k.slice(9)));
+      const config = parseStackConfig(raw, { secretKeys });
+      assert.equal(config.stage, "mvp");
+    });
+  }
+});

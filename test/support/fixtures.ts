@@ -1,0 +1,17 @@
+/** Minimal valid raw configs (short keys, Pulumi's string values) that tests merge bad fragments into. */
+export const ED25519_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBVXFYK2vjsGfH6+8RIcqpGq71+8HcRDZONLfjwL/4GU you@laptop";
+
+/** Hetzner cannot mint S3 keys, so a Hetzner stack (backups on Hetzner by default) carries them. */
+export function minimalRaw(provider: "hetzner" | "digitalocean" = "hetzner"): Record<string, string> {
+  return {
+    provider,
+    sshPublicKeys: JSON.stringify([ED25519_KEY]),
+    sshAllowedCidrs: JSON.stringify(["203.0.113.7/32"]),
+    ...(provider === "hetzner" ? { backupAccessKeyId: "HETZNERKEYID", backupSecretAccessKey: "hetzner-secret-key" } : {}),
+  };
+}
+
+/** The same raw config as a full Pulumi config map (saas-vps:<key>). */
+export function qualified(raw: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(raw).map(([k, v]) => [k.includes(":") ? k : `saas-vps:${k}`, v]));
+}
