@@ -12,6 +12,8 @@ export const sshCommand = outputs.sshCommand;
 export const userDataBytes = outputs.userDataBytes;
 export const backupBucket = outputs.backupBucket;
 export const backupEndpoint = outputs.backupEndpoint;
+/** restic repository (s3:<endpoint>/<bucket>/restic); see README "Backups and restore". */
+export const backupRepository = outputs.backupRepository;
 /** Secret: with the bucket keys, restores the backups on any machine (`pulumi stack output --show-secrets`). */
 export const backupEncryptionPassword = outputs.backupEncryptionPassword;
 export const backupAccessKeyId = outputs.backupAccessKeyId;

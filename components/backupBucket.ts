@@ -7,6 +7,7 @@
 import * as digitalocean from "@pulumi/digitalocean";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
+import { backupRepositoryUrl, type BackupBucket as ResolvedBucket } from "../provisioning/backup";
 import type { BackupBucketConfig } from "../stacks/config";
 import { PROTECTED } from "./machine";
 
@@ -27,6 +28,10 @@ export class BackupBucket extends pulumi.ComponentResource {
   readonly accessKeyId: pulumi.Output<string>;
   /** Secret. */
   readonly secretAccessKey: pulumi.Output<string>;
+  /** Everything the server's backup renderer needs (secret: it holds the keys). */
+  readonly resolved: pulumi.Output<ResolvedBucket>;
+  /** restic repository URL, for restoring by hand on another machine. */
+  readonly repository: pulumi.Output<string>;
 
   constructor(name: string, args: BackupBucketArgs, opts?: pulumi.ComponentResourceOptions) {
     super("saas-vps:backup:BackupBucket", name, {}, opts);
@@ -51,6 +56,7 @@ export class BackupBucket extends pulumi.ComponentResource {
       );
       const key = new digitalocean.SpacesKey(
         `${name}-key`,
+        // readwrite covers deletes, which restic's prune needs; the key reaches no other bucket.
         { name: pulumi.interpolate`${bucketName}-backup`, grants: [{ bucket: spaces.name, permission: "readwrite" }] },
         { parent: this, additionalSecretOutputs: ["secretKey", "accessKey"] },
       );
@@ -63,6 +69,12 @@ export class BackupBucket extends pulumi.ComponentResource {
       this.accessKeyId = pulumi.secret(bucket.accessKeyId ?? "");
       this.secretAccessKey = pulumi.secret(bucket.secretAccessKey ?? "");
     }
-    this.registerOutputs({ endpoint: this.endpoint, bucketName: this.bucketName });
+    this.resolved = pulumi.secret(
+      pulumi.all([this.endpoint, this.bucketName, this.region, this.accessKeyId, this.secretAccessKey]).apply(
+        ([endpoint, name, region, accessKeyId, secretAccessKey]) => ({ endpoint, name, region, accessKeyId, secretAccessKey }),
+      ),
+    );
+    this.repository = pulumi.all([this.endpoint, this.bucketName]).apply(([endpoint, name]) => backupRepositoryUrl({ endpoint, name }));
+    this.registerOutputs({ endpoint: this.endpoint, bucketName: this.bucketName, repository: this.repository });
   }
 }

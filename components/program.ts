@@ -41,6 +41,7 @@ export function createProgram(stackName: string = pulumi.getStack(), opts?: pulu
     userDataBytes: app.userDataBytes,
     backupBucket: stack.backupBucket.bucketName,
     backupEndpoint: stack.backupBucket.endpoint,
+    backupRepository: stack.backupBucket.repository,
     backupEncryptionPassword: stack.backupEncryptionPassword,
     backupAccessKeyId: stack.backupBucket.accessKeyId,
     backupSecretAccessKey: stack.backupBucket.secretAccessKey,

@@ -33,7 +33,8 @@ export class SaasStack extends pulumi.ComponentResource {
       new random.RandomPassword(`${name}-${id}`, { length, special: false }, { parent: this }).result;
     const databasePassword = secret("db-password", 32);
     const appSecretKey = secret("app-secret-key", 48);
-    this.backupEncryptionPassword = pulumi.secret(secret("backup-password", 48));
+    const backupPassword = secret("backup-password", 48);
+    this.backupEncryptionPassword = pulumi.secret(backupPassword);
     this.backupBucket = new BackupBucket(
       `${name}-backups`,
       { bucket: this.plan.backupBucket, stackName: args.stackName, retentionDays: config.backupRetentionDays },
@@ -53,9 +54,16 @@ export class SaasStack extends pulumi.ComponentResource {
           privateKey: config.sshPrivateKey ? pulumi.secret(config.sshPrivateKey) : undefined,
           render: (ipv4) =>
             pulumi
-              .all([ipv4, databasePassword, appSecretKey])
-              .apply(([ip, db, key]) =>
-                renderServer(buildServerInput(config, server, { machine, ipv4: ip, secrets: { databasePassword: db, appSecretKey: key } })),
+              .all([ipv4, databasePassword, appSecretKey, backupPassword, this.backupBucket.resolved])
+              .apply(([ip, db, key, backup, bucket]) =>
+                renderServer(
+                  buildServerInput(config, server, {
+                    machine,
+                    ipv4: ip,
+                    secrets: { databasePassword: db, appSecretKey: key, backupPassword: backup },
+                    backupBucket: bucket,
+                  }),
+                ),
               ),
         },
         { parent: this },

@@ -53,11 +53,14 @@ export class VpsServer extends pulumi.ComponentResource {
       this,
     );
     for (const { path, secret } of args.files) {
-      const file = rendered.apply((r) => {
-        const found = r.files.find((f) => f.path === path);
-        if (!found) throw new Error(`rendered files of ${name} lost ${path}`);
-        return found;
+      const found = rendered.apply((r) => {
+        const match = r.files.find((f) => f.path === path);
+        if (!match) throw new Error(`rendered files of ${name} lost ${path}`);
+        return match;
       });
+      // The render as a whole is secret (secrets go in); files marked non-secret hold none
+      // (a test checks), so their diffs stay readable in `pulumi preview`.
+      const file = secret ? pulumi.secret(found) : pulumi.unsecret(found);
       createFilePush(`${name}-push${path.replace(/[^A-Za-z0-9]+/g, "-")}`, { host: machine.ipv4, privateKey: args.privateKey, file, secret, dependsOn: machine.ready }, this);
     }
     this.ipv4 = machine.ipv4;

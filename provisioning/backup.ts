@@ -19,7 +19,7 @@ import { renderUnit, UNIT_DIR } from "./systemd";
 
 /** The S3-compatible bucket the backups go to (Spaces, Hetzner Object Storage, any S3). */
 export interface BackupBucket {
-  /** `https://` endpoint of the S3 API, no path, e.g. `https://fsn1.your-objectstorage.com`. */
+  /** S3 API endpoint, scheme and host only: `https://fsn1.your-objectstorage.com` (http only for a local test server). */
   endpoint: string;
   /** Bucket name (3–63 characters: lowercase letters, digits, `.` and `-`). */
   name: string;
@@ -187,7 +187,7 @@ export function validateBackupOptions(opts: BackupRenderOptions): string[] {
 }
 
 /** The restic repository URL: `s3:<endpoint>/<bucket>/<prefix>`. */
-export function backupRepositoryUrl(bucket: BackupBucket): string {
+export function backupRepositoryUrl(bucket: Pick<BackupBucket, "endpoint" | "name">): string {
   return `s3:${bucket.endpoint.replace(/\/+$/, "")}/${bucket.name}/${REPOSITORY_PREFIX}`;
 }
 

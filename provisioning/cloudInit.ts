@@ -1,25 +1,32 @@
 /**
- * Assembles the first-boot user-data (#cloud-config) from rendered files. Built as an object
- * and dumped by the `yaml` library, never concatenated by hand.
+ * Assembles the first-boot user-data (#cloud-config). Built as an object and dumped by the
+ * `yaml` library, never concatenated by hand.
  * Format: https://cloudinit.readthedocs.io/en/latest/reference/modules.html
+ *
+ * Why one bundle instead of a write_files entry per file: Hetzner caps user-data at 32 KiB.
+ * Per-file gzip+base64 plus YAML framing of ~30 files (scripts for bootstrap, backups and
+ * releases among them) measured 30-35 KiB; one gzipped tar of the same files, base64 once,
+ * is ~25 % smaller and leaves room to grow. cloud-init writes the bundle (write_files,
+ * 0600 root) and runcmd unpacks it with owners and modes, then runs bootstrap. The files
+ * are byte for byte the ones the day-2 push installs; `npm run render` writes them out.
  */
-import { gzipSync } from "node:zlib";
+import { gzipSync, gunzipSync } from "node:zlib";
+import { createTar, parseTar } from "nanotar";
 import { stringify } from "yaml";
 import { ADMIN_USER, APP_USER, LIB_DIR } from "./layout";
 import type { RenderedFile } from "./files";
 
 /** Hetzner's user-data cap; DigitalOcean allows 64 KiB. We stay under the smaller one everywhere. */
 export const USER_DATA_LIMIT_BYTES = 32 * 1024;
-/** Files larger than this are shipped gzip+base64 (cloud-init `encoding: gz+b64`) to save user-data room. */
-export const COMPRESS_ABOVE_BYTES = 1024;
+/** Where cloud-init drops the files bundle before runcmd unpacks it. */
+export const BUNDLE_PATH = "/var/lib/saas-vps/first-boot-files.tar.gz";
+export const BOOTSTRAP_PATH = `${LIB_DIR}/bootstrap`;
 
 export interface CloudConfigInput {
   hostname: string;
   sshPublicKeys: string[];
   packages: string[];
   files: RenderedFile[];
-  /** Commands run once, at the end of first boot, after packages and files. */
-  runcmd: string[][];
 }
 
 export function renderCloudConfig(input: CloudConfigInput): string {
@@ -44,26 +51,38 @@ export function renderCloudConfig(input: CloudConfigInput): string {
     ],
     package_update: true,
     packages: input.packages,
-    write_files: input.files.map(toWriteFile),
-    runcmd: input.runcmd,
+    write_files: [{ path: BUNDLE_PATH, encoding: "b64", permissions: "0600", owner: "root:root", content: renderBundle(input.files).toString("base64") }],
+    // runcmd runs after packages and users exist: owners resolve by name, package files get replaced.
+    runcmd: [["sh", "-c", `tar -xzpf ${BUNDLE_PATH} -C / && exec ${BOOTSTRAP_PATH}`]],
   };
   return "#cloud-config\n" + stringify(config, { lineWidth: 0 });
 }
 
-function toWriteFile(file: RenderedFile): Record<string, unknown> {
-  const compress = Buffer.byteLength(file.content) > COMPRESS_ABOVE_BYTES;
-  return {
-    path: file.path,
-    permissions: file.mode,
-    owner: file.owner ?? "root:root",
-    ...(compress
-      ? { encoding: "gz+b64", content: gzipSync(file.content, { level: 9 }).toString("base64") }
-      : { content: file.content }),
-    ...(file.defer ? { defer: true } : {}),
-  };
+/** A gzipped tar of the files with their modes and owners; deterministic (mtime 0, sorted). */
+export function renderBundle(files: RenderedFile[]): Buffer {
+  const entries = [...files]
+    .sort((a, b) => a.path.localeCompare(b.path))
+    .map((file) => {
+      const [user, group] = (file.owner ?? "root:root").split(":");
+      return {
+        name: file.path.replace(/^\//, ""),
+        data: Buffer.from(file.content, "utf8"),
+        attrs: { mode: file.mode.replace(/^0(?=\d{3})/, ""), uid: 0, gid: 0, user, group, mtime: 0 },
+      };
+    });
+  return gzipSync(createTar(entries), { level: 9 });
 }
 
-export const BOOTSTRAP_PATH = `${LIB_DIR}/bootstrap`;
+/** The files a bundle carries: absolute path → content and mode (for tests and `npm run render`). */
+export function readBundle(bundle: Buffer): Map<string, { content: string; mode: string; owner: string }> {
+  const files = new Map<string, { content: string; mode: string; owner: string }>();
+  for (const item of parseTar(gunzipSync(bundle))) {
+    if (item.type !== "file") continue;
+    const mode = (item.attrs?.mode ?? "644").padStart(4, "0").slice(-4);
+    files.set(`/${item.name}`, { content: item.text, mode, owner: `${item.attrs?.user}:${item.attrs?.group}` });
+  }
+  return files;
+}
 
 export function userDataSize(userData: string): number {
   return Buffer.byteLength(userData, "utf8");

@@ -11,11 +11,6 @@ export interface RenderedFile {
   mode: string;
   /** "user:group"; defaults to root:root. */
   owner?: string;
-  /**
-   * Write after packages are installed (cloud-init `defer: true`), for paths a Debian package
-   * would otherwise overwrite or whose owner is created by a package (e.g. /etc/nginx, postgres).
-   */
-  defer?: boolean;
   /** Holds secrets: never printed, never world-readable (mode must deny "other"). */
   secret?: boolean;
   /**

@@ -163,9 +163,8 @@ function block(head: string, body: string[]): string[] {
 
 export function renderNginxFiles(opts: NginxSiteOptions): RenderedFile[] {
   return [
-    // defer: the nginx package must be installed first or it would own/overwrite /etc/nginx.
-    { path: NGINX_SITE_PATH, content: renderNginxSite(opts), mode: "0644", defer: true, onChange: "nginx -t -q && systemctl reload nginx" },
-    { path: "/etc/logrotate.d/nginx", content: renderNginxLogrotate(), mode: "0644", defer: true },
+    { path: NGINX_SITE_PATH, content: renderNginxSite(opts), mode: "0644", onChange: "nginx -t -q && systemctl reload nginx" },
+    { path: "/etc/logrotate.d/nginx", content: renderNginxLogrotate(), mode: "0644" },
   ];
 }
 

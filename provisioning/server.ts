@@ -99,7 +99,6 @@ export function renderServer(input: ServerRenderInput): RenderedServer {
     sshPublicKeys: input.sshPublicKeys,
     packages,
     files,
-    runcmd: [[BOOTSTRAP_PATH]],
   });
   const userDataBytes = userDataSize(userData);
   if (userDataBytes > USER_DATA_LIMIT_BYTES) {
@@ -163,8 +162,7 @@ function appEnvFile(input: ServerRenderInput): RenderedFile {
     "LOG_LEVEL=info",
     "",
   ].join("\n");
-  // defer: the app user is created by cloud-init's users module, after the first write_files pass.
-  return { path: APP_ENV_FILE, content, mode: "0600", owner: `${APP_USER}:${APP_USER}`, secret: true, defer: true, onChange: ROLLING_RESTART };
+  return { path: APP_ENV_FILE, content, mode: "0600", owner: `${APP_USER}:${APP_USER}`, secret: true, onChange: ROLLING_RESTART };
 }
 
 function dbEnvFile(input: ServerRenderInput): RenderedFile {
@@ -237,7 +235,6 @@ function tlsFiles(): RenderedFile[] {
       path: "/etc/letsencrypt/renewal-hooks/deploy/50-saas-vps-reload-nginx",
       content: "#!/bin/sh\n# Rendered by saas-vps: serve a renewed certificate without a restart.\nnginx -t -q && systemctl reload nginx\n",
       mode: "0755",
-      defer: true,
     },
   ];
 }

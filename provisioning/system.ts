@@ -36,7 +36,7 @@ export function renderSystemFiles(): RenderedFile[] {
   return [
     { path: "/etc/ssh/sshd_config.d/50-saas-vps.conf", content: renderSshdConfig(), mode: "0644", onChange: "sshd -t && systemctl reload ssh" },
     { path: "/etc/systemd/journald.conf.d/50-saas-vps.conf", content: renderJournaldConfig(), mode: "0644", onChange: "systemctl restart systemd-journald" },
-    { path: "/etc/apt/apt.conf.d/20auto-upgrades", content: renderAutoUpgrades(), mode: "0644", defer: true },
-    { path: "/etc/fail2ban/jail.d/50-saas-vps.conf", content: renderFail2banJail(), mode: "0644", defer: true, onChange: "systemctl reload fail2ban" },
+    { path: "/etc/apt/apt.conf.d/20auto-upgrades", content: renderAutoUpgrades(), mode: "0644" },
+    { path: "/etc/fail2ban/jail.d/50-saas-vps.conf", content: renderFail2banJail(), mode: "0644", onChange: "systemctl reload fail2ban" },
   ];
 }

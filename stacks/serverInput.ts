@@ -2,6 +2,8 @@
  * Maps the stack config and one planned server to the renderer's input. Pure: the component
  * calls it inside its single Output boundary, the render command and tests call it directly.
  */
+import { BACKUP_PACKAGES, BACKUP_TIMERS, renderBackupFiles, type BackupBucket } from "../provisioning/backup";
+import { DATABASE_NAME } from "../provisioning/layout";
 import type { MachineKind, ServerRenderInput } from "../provisioning/server";
 import type { StackConfig } from "./config";
 import type { ServerPlan } from "./plan";
@@ -9,6 +11,8 @@ import type { ServerPlan } from "./plan";
 export interface ServerSecrets {
   databasePassword: string;
   appSecretKey: string;
+  /** restic repository password: backups are encrypted on the server with it. */
+  backupPassword: string;
 }
 
 export interface ServerInputContext {
@@ -16,6 +20,8 @@ export interface ServerInputContext {
   /** The server's fixed public IPv4; the app's URL when no domain is set. */
   ipv4: string;
   secrets: ServerSecrets;
+  /** The resolved backup bucket (created or given), keys included. */
+  backupBucket: BackupBucket;
 }
 
 export function appUrlFor(config: Pick<StackConfig, "domain">, ipv4: string): string {
@@ -23,6 +29,7 @@ export function appUrlFor(config: Pick<StackConfig, "domain">, ipv4: string): st
 }
 
 export function buildServerInput(config: StackConfig, server: ServerPlan, context: ServerInputContext): ServerRenderInput {
+  const hasDb = server.roles.includes("db");
   return {
     hostname: server.name,
     machine: context.machine,
@@ -34,12 +41,38 @@ export function buildServerInput(config: StackConfig, server: ServerPlan, contex
     appUrl: appUrlFor(config, context.ipv4),
     domain: config.domain,
     acmeEmail: config.acmeEmail,
-    secrets: context.secrets,
+    secrets: { databasePassword: context.secrets.databasePassword, appSecretKey: context.secrets.appSecretKey },
+    // Backups run where the database is.
+    extraFiles: hasDb
+      ? renderBackupFiles({
+          schedule: config.backupSchedule,
+          retentionDays: config.backupRetentionDays,
+          drillSchedule: config.restoreDrillSchedule,
+          databaseName: DATABASE_NAME,
+          bucket: context.backupBucket,
+          encryptionPassword: context.secrets.backupPassword,
+          alertWebhookUrl: config.alertWebhookUrl,
+          heartbeatUrl: config.backupHeartbeatUrl,
+        })
+      : [],
+    extraPackages: hasDb ? [...BACKUP_PACKAGES] : [],
+    enableUnits: hasDb ? [...BACKUP_TIMERS] : [],
   };
 }
 
 /** Stand-in values with the shapes of the real ones, for listing which files a server gets. */
 export const PLACEHOLDER_CONTEXT: Omit<ServerInputContext, "machine"> = {
   ipv4: "192.0.2.10",
-  secrets: { databasePassword: "placeholder-database-password", appSecretKey: "placeholder-app-secret-key-0000000000000000" },
+  secrets: {
+    databasePassword: "placeholder-database-password",
+    appSecretKey: "placeholder-app-secret-key-0000000000000000",
+    backupPassword: "placeholder-backup-password-000000000000000",
+  },
+  backupBucket: {
+    endpoint: "https://fsn1.your-objectstorage.com",
+    name: "placeholder-backups",
+    region: "fsn1",
+    accessKeyId: "PLACEHOLDERKEYID",
+    secretAccessKey: "placeholder-secret-access-key",
+  },
 };

@@ -4,10 +4,10 @@
  * Secret values in the stack file are replaced by clearly fake placeholders.
  */
 import { readFileSync } from "node:fs";
-import { gunzipSync } from "node:zlib";
 import * as pulumi from "@pulumi/pulumi";
 import { parse } from "yaml";
 import { createProgram } from "../../components/program";
+import { BUNDLE_PATH, readBundle } from "../../provisioning/cloudInit";
 import { PROJECT } from "../../stacks/config";
 import { RecordingMocks, unwrapSecrets, valueOf } from "./pulumiMocks";
 
@@ -81,13 +81,14 @@ export async function renderStack(stack: string, file: StackFile): Promise<Stack
   return { stack, servers, mocks, outputs };
 }
 
-/** The files a user-data installs, decoded the way cloud-init does (plain or gz+b64). */
+/** The files a user-data installs: those in its bundle (see provisioning/cloudInit.ts). */
 export function decodeWriteFiles(userData: string): Map<string, string> {
-  const doc = parse(userData);
-  const files = new Map<string, string>();
-  for (const entry of doc.write_files ?? []) {
-    const content = entry.encoding === "gz+b64" ? gunzipSync(Buffer.from(entry.content, "base64")).toString("utf8") : entry.content;
-    files.set(entry.path, content);
-  }
-  return files;
+  return new Map([...readUserDataBundle(userData)].map(([path, f]) => [path, f.content]));
+}
+
+/** The bundle's files with content, mode and owner. */
+export function readUserDataBundle(userData: string): ReturnType<typeof readBundle> {
+  const entry = (parse(userData).write_files ?? []).find((f: { path: string }) => f.path === BUNDLE_PATH);
+  if (!entry) throw new Error(`user-data has no ${BUNDLE_PATH} entry`);
+  return readBundle(Buffer.from(entry.content, "base64"));
 }

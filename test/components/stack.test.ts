@@ -57,7 +57,7 @@ function one(run: MockRun, type: string) {
 for (const provider of ["hetzner", "digitalocean"] as const) {
   describe(`components under Pulumi mocks: ${provider} (parity contract)`, function () {
     let run: MockRun;
-    const raw = { ...minimalRaw(provider), sshAllowedCidrs: JSON.stringify(["203.0.113.7/32", "2001:db8::/48"]) };
+    const raw: Record<string, string> = { ...minimalRaw(provider), sshAllowedCidrs: JSON.stringify(["203.0.113.7/32", "2001:db8::/48"]) };
 
     before(async () => {
       run = await runProgram(raw, provider === "hetzner" ? ["backupSecretAccessKey"] : []);
@@ -133,7 +133,9 @@ for (const provider of ["hetzner", "digitalocean"] as const) {
         assert.match(hash, /^[0-9a-f]{64}$/);
         const path = [...files.entries()].find(([, content]) => content === stdin)?.[0];
         assert.ok(path, `push ${push.name} carries content no installed file has`);
-        assert.ok(push.inputs.create.includes(path), `push ${push.name} writes elsewhere than ${path}`);
+        assert.ok(unwrapSecrets(push.inputs.create).includes(path), `push ${push.name} writes elsewhere than ${path}`);
+        const secretFile = ["/etc/saas-vps/app.env", "/etc/saas-vps/db.env", "/etc/saas-vps/backup.env"].includes(path);
+        assert.equal(isWrappedSecret(push.inputs.stdin), secretFile, `${path}: secret=${secretFile} expected for its content`);
         assert.equal(push.inputs.connection.user ?? unwrapSecrets(push.inputs.connection).user, "admin");
       }
     });

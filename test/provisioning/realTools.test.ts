@@ -3,7 +3,7 @@
  * cloud-init's schema, nginx -t, systemd-analyze verify/security, shellcheck — on every case.
  */
 import assert from "node:assert/strict";
-import { cpSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "yaml";
 import { USER_DATA_LIMIT_BYTES } from "../../provisioning/cloudInit";
@@ -126,21 +126,44 @@ describe("rendered provisioning files pass the real tools", function () {
 
   it("secret files are 0600 and secrets appear in no other file", () => {
     for (const c of cases) {
-      const secretFiles = ["/etc/saas-vps/app.env", "/etc/saas-vps/db.env"];
+      const secretFiles = ["/etc/saas-vps/app.env", "/etc/saas-vps/db.env", "/etc/saas-vps/backup.env"];
       for (const path of secretFiles) assert.equal(c.modes.get(path), "0600", `${c.name}: ${path}`);
-      const password = /^DB_PASSWORD=(.+)$/m.exec(c.files.get("/etc/saas-vps/db.env")!)![1];
+      const secrets = [
+        /^DB_PASSWORD=(.+)$/m.exec(c.files.get("/etc/saas-vps/db.env")!)![1],
+        /^SECRET_KEY=(.+)$/m.exec(c.files.get("/etc/saas-vps/app.env")!)![1],
+        /^RESTIC_PASSWORD='(.+)'$/m.exec(c.files.get("/etc/saas-vps/backup.env")!)![1],
+        /^AWS_SECRET_ACCESS_KEY='(.+)'$/m.exec(c.files.get("/etc/saas-vps/backup.env")!)![1],
+      ];
       for (const [path, content] of c.files) {
-        if (!secretFiles.includes(path)) assert.ok(!content.includes(password), `${c.name}: ${path} contains the database password`);
+        if (secretFiles.includes(path)) continue;
+        for (const secret of secrets) assert.ok(!content.includes(secret), `${c.name}: ${path} contains a secret`);
       }
+    }
+  });
+
+  it("the bundle unpacks with tar to the same files, modes and owners, then bootstrap runs", () => {
+    for (const c of cases) {
+      const dir = tempDir("bundle");
+      const entry = parse(c.userData).write_files.find((f: { path: string }) => f.path === "/var/lib/saas-vps/first-boot-files.tar.gz");
+      writeFileSync(join(dir, "bundle.tar.gz"), Buffer.from(entry.content, "base64"));
+      const listing = run("tar", ["-tzvf", join(dir, "bundle.tar.gz")]);
+      assert.equal(listing.status, 0, listing.stderr);
+      const lines = listing.stdout.trim().split("\n");
+      assert.equal(lines.length, c.files.size);
+      const env = lines.find((l) => l.endsWith(" etc/saas-vps/app.env"));
+      assert.match(env ?? "", /^-rw------- app\/app /, "app.env must unpack as 0600 app:app");
+      const unpacked = join(dir, "root");
+      mkdirSync(unpacked);
+      assert.equal(run("tar", ["-xzpf", join(dir, "bundle.tar.gz"), "-C", unpacked, "--no-same-owner"]).status, 0);
+      for (const [path, content] of c.files) assert.equal(readFileSync(join(unpacked, path), "utf8"), content, `${c.name}: ${path}`);
     }
   });
 
   it("bootstrap is present and the data volume is mounted by label, never by device name", () => {
     for (const c of cases) {
-      assert.ok(existsSync("/usr/bin/shellcheck"));
       const env = c.files.get("/etc/saas-vps/bootstrap.env")!;
       assert.match(env, /^DATA_LABEL="saas-data"$/m);
-      assert.deepEqual(parse(c.userData).runcmd, [["/usr/local/lib/saas-vps/bootstrap"]]);
+      assert.deepEqual(parse(c.userData).runcmd, [["sh", "-c", "tar -xzpf /var/lib/saas-vps/first-boot-files.tar.gz -C / && exec /usr/local/lib/saas-vps/bootstrap"]]);
       assert.match(c.files.get("/usr/local/lib/saas-vps/bootstrap")!, /LABEL=\$DATA_LABEL \$DATA_MOUNT ext4/);
     }
   });

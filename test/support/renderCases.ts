@@ -7,7 +7,7 @@ import { renderServer, type MachineKind } from "../../provisioning/server";
 import { parseStackConfig } from "../../stacks/config";
 import { planStack } from "../../stacks/plan";
 import { buildServerInput, PLACEHOLDER_CONTEXT } from "../../stacks/serverInput";
-import { decodeWriteFiles, readStackFile, renderStack } from "../../scripts/lib/renderStack";
+import { decodeWriteFiles, readStackFile, readUserDataBundle, renderStack } from "../../scripts/lib/renderStack";
 import { minimalRaw } from "./fixtures";
 
 export interface RenderCase {
@@ -35,8 +35,7 @@ function directCase(name: string, raw: Record<string, string>, machine: MachineK
 }
 
 function modesOf(userData: string): Map<string, string> {
-  const { parse } = require("yaml") as typeof import("yaml");
-  return new Map((parse(userData).write_files ?? []).map((f: { path: string; permissions: string }) => [f.path, f.permissions]));
+  return new Map([...readUserDataBundle(userData)].map(([path, f]) => [path, f.mode]));
 }
 
 export async function renderAllCases(): Promise<RenderCase[]> {
