@@ -53,6 +53,8 @@ export interface ServerRenderInput {
   appUrl: string;
   domain?: string;
   acmeEmail?: string;
+  /** Extra app environment (SMTP_URL, MAIL_FROM, SENTRY_DSN, ...); may hold secrets: app.env is 0600. */
+  appEnvironment?: Record<string, string>;
   /** Generated secrets (from @pulumi/random); they only ever land in 0600 files. */
   secrets: { databasePassword: string; appSecretKey: string };
   /** Files other renderers add (backups, releases), already validated by them. */
@@ -133,6 +135,11 @@ function validateServerInput(input: ServerRenderInput): void {
   if (input.sshPublicKeys.some((k) => /[\r\n]/.test(k))) problems.push("server: an SSH public key contains a line break");
   if (!/^https?:\/\/[^\s/]+$/.test(input.appUrl)) problems.push(`server: appUrl ${JSON.stringify(input.appUrl)} must be http(s)://host with no path or spaces`);
   if (input.domain !== undefined && !input.acmeEmail) problems.push("server: acmeEmail is required with a domain");
+  for (const [key, value] of Object.entries(input.appEnvironment ?? {})) {
+    if (!/^[A-Z][A-Z0-9_]*$/.test(key)) problems.push(`server: app environment name ${JSON.stringify(key)} must be UPPER_SNAKE_CASE`);
+    // One EnvironmentFile line per variable: a line break or quote would corrupt or reshape it.
+    if (/[\r\n"'\\]/.test(value)) problems.push(`server: app environment ${key} must not contain line breaks, quotes or backslashes`);
+  }
   for (const [name, value] of Object.entries(input.secrets)) {
     // Values land in systemd EnvironmentFile lines: no quoting games, so no spaces or quotes.
     if (!/^[A-Za-z0-9_\-.~]{16,}$/.test(value)) problems.push(`server: secret ${name} must be 16+ URL-safe characters without spaces or quotes`);
@@ -160,6 +167,7 @@ function appEnvFile(input: ServerRenderInput): RenderedFile {
     `APP_URL=${input.appUrl}`,
     `UPLOAD_DIR=${UPLOAD_DIR}`,
     "LOG_LEVEL=info",
+    ...Object.entries(input.appEnvironment ?? {}).map(([key, value]) => `${key}=${value}`),
     "",
   ].join("\n");
   return { path: APP_ENV_FILE, content, mode: "0600", owner: `${APP_USER}:${APP_USER}`, secret: true, onChange: ROLLING_RESTART };

@@ -72,10 +72,16 @@ export interface StackConfig {
   backupHeartbeatUrl?: string;
   /** Secret: private key for day-2 pushes over SSH; without it the SSH agent is used. */
   sshPrivateKey?: string;
+  /** Secret: the app's outgoing mail server (smtp:// or smtps:// with credentials). */
+  smtpUrl?: string;
+  /** Sender address of the app's mail. */
+  mailFrom?: string;
+  /** Secret: Sentry DSN for the app's error reports. */
+  sentryDsn?: string;
 }
 
 /** Keys whose values are credentials: they must be set with `pulumi config set --secret`. */
-export const SECRET_KEYS: ReadonlySet<string> = new Set(["backupSecretAccessKey", "alertWebhookUrl", "backupHeartbeatUrl", "sshPrivateKey"]);
+export const SECRET_KEYS: ReadonlySet<string> = new Set(["backupSecretAccessKey", "alertWebhookUrl", "backupHeartbeatUrl", "sshPrivateKey", "smtpUrl", "sentryDsn"]);
 
 export const KNOWN_KEYS = [
   "provider",
@@ -100,6 +106,9 @@ export const KNOWN_KEYS = [
   "alertWebhookUrl",
   "backupHeartbeatUrl",
   "sshPrivateKey",
+  "smtpUrl",
+  "mailFrom",
+  "sentryDsn",
 ] as const;
 export type ConfigKey = (typeof KNOWN_KEYS)[number];
 
@@ -175,6 +184,14 @@ export function parseStackConfig(raw: Record<string, string>, options: ParseOpti
     /^-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(v.trim()) ? v : "must be a PEM/OpenSSH private key (-----BEGIN ... PRIVATE KEY-----); got something else",
   );
 
+  const smtpUrl = parseOptional(raw, "smtpUrl", problems, (v) =>
+    /^smtps?:\/\/[^\s]+$/.test(v) ? v : "must be an smtp:// or smtps:// URL such as smtps://user:pass@smtp.example.com:465; got a value that is not one",
+  );
+  const mailFrom = parseOptional(raw, "mailFrom", problems, (v) => (isEmail(v) ? v : `must be an email address; got ${quote(v)}`));
+  const sentryDsn = parseOptional(raw, "sentryDsn", problems, (v) =>
+    isHttpUrl(v) ? v : "must be a Sentry DSN URL such as https://key@o1.ingest.sentry.io/1; got a value that is not one",
+  );
+
   if (problems.lines.length > 0) throw new ConfigError(problems.lines);
   return {
     provider: provider!,
@@ -195,6 +212,9 @@ export function parseStackConfig(raw: Record<string, string>, options: ParseOpti
     alertWebhookUrl,
     backupHeartbeatUrl,
     sshPrivateKey,
+    smtpUrl,
+    mailFrom,
+    sentryDsn,
   };
 }
 

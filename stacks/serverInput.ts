@@ -42,6 +42,7 @@ export function buildServerInput(config: StackConfig, server: ServerPlan, contex
     domain: config.domain,
     acmeEmail: config.acmeEmail,
     secrets: { databasePassword: context.secrets.databasePassword, appSecretKey: context.secrets.appSecretKey },
+    appEnvironment: appEnvironmentFor(config),
     // Backups run where the database is.
     extraFiles: hasDb
       ? renderBackupFiles({
@@ -58,6 +59,15 @@ export function buildServerInput(config: StackConfig, server: ServerPlan, contex
     extraPackages: hasDb ? [...BACKUP_PACKAGES] : [],
     enableUnits: hasDb ? [...BACKUP_TIMERS] : [],
   };
+}
+
+/** Optional app settings from stack config, as the app's environment variables. */
+export function appEnvironmentFor(config: Pick<StackConfig, "smtpUrl" | "mailFrom" | "sentryDsn">): Record<string, string> {
+  const env: Record<string, string> = {};
+  if (config.smtpUrl) env.SMTP_URL = config.smtpUrl;
+  if (config.mailFrom) env.MAIL_FROM = config.mailFrom;
+  if (config.sentryDsn) env.SENTRY_DSN = config.sentryDsn;
+  return env;
 }
 
 /** Stand-in values with the shapes of the real ones, for listing which files a server gets. */

@@ -60,6 +60,7 @@ describe("stack config: parseStackConfig", () => {
     ["hetzner bucket without keys", { backupAccessKeyId: undefined, backupSecretAccessKey: undefined }, ["saas-vps:backupAccessKeyId: is required when saas-vps:backupBucketProvider is hetzner (Hetzner's API cannot create S3 keys; make them in the Hetzner console)", "saas-vps:backupSecretAccessKey: is required when saas-vps:backupBucketProvider is hetzner (Hetzner's API cannot create S3 keys; make them in the Hetzner console); set it with --secret"]],
     ["s3 bucket without endpoint", { provider: "digitalocean", backupBucketProvider: "s3", backupAccessKeyId: "AK", backupSecretAccessKey: "SK", backupBucketName: "my-backups" }, ['saas-vps:backupBucketEndpoint: is required for backupBucketProvider s3 and must be an http(s) URL such as https://s3.eu-central-1.amazonaws.com; got ""']],
     ["spaces region that has none", { provider: "digitalocean", backupBucketRegion: "fsn1" }, ['saas-vps:backupBucketRegion: "fsn1" has no Spaces; use one of nyc3, sfo2, sfo3, ams3, sgp1, fra1, syd1, blr1, lon1, atl1, tor1']],
+    ["smtp URL of another scheme", { smtpUrl: "https://mail.example.com" }, ["saas-vps:smtpUrl: must be an smtp:// or smtps:// URL such as smtps://user:pass@smtp.example.com:465; got a value that is not one"]],
     ["alert webhook not a URL", { alertWebhookUrl: "hooks.example.com" }, ["saas-vps:alertWebhookUrl: must be an http(s) URL that accepts a JSON POST; got a value that is not one"]],
   ];
   for (const [title, fragment, expected] of table) {
