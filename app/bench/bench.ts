@@ -1,0 +1,131 @@
+// Benchmark (not a test): requests/s and p99 latency of GET /health and of an authenticated
+// read (GET /orgs/:orgId/projects), next to a plain Fastify hello-world measured in the same
+// run (the ratio is what to compare across machines), then the resident memory of one web and
+// one worker process. Everything on loopback against a scratch PostgreSQL.
+//   npm run bench [-- --duration 5 --connections 10]
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createServer, type AddressInfo } from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import autocannon from "autocannon";
+import { pino } from "pino";
+import { migrateUp } from "../src/db/migrate.js";
+
+const appRoot = fileURLToPath(new URL("..", import.meta.url));
+const arg = (name: string, dflt: number) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? Number(process.argv[i + 1]) : dflt;
+};
+const DURATION = arg("duration", 5);
+const CONNECTIONS = arg("connections", 10);
+const say = (msg: string) => process.stderr.write(`bench: ${msg}\n`);
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
+  const { port } = s.address() as AddressInfo;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+async function waitHttp(url: string): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    try {
+      await fetch(url);
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  throw new Error(`${url} did not come up`);
+}
+
+function rssMb(pid: number): number {
+  const kb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]);
+  return Math.round((kb / 1024) * 10) / 10;
+}
+
+async function run(title: string, url: string, headers: Record<string, string> = {}) {
+  // Short warm-up so the JIT and the pool are warm for every contender alike.
+  await autocannon({ url, headers, connections: CONNECTIONS, duration: 1 });
+  const r = await autocannon({ url, headers, connections: CONNECTIONS, duration: DURATION });
+  if (r.non2xx > 0 || r.errors > 0) throw new Error(`${title}: ${r.non2xx} non-2xx, ${r.errors} errors`);
+  return { title, reqPerSec: Math.round(r.requests.average), p99Ms: r.latency.p99 };
+}
+
+const tmp = mkdtempSync(path.join(os.tmpdir(), "saas-app-bench-"));
+const pgDir = path.join(tmp, "pg");
+const pgScratch = path.join(appRoot, "..", "scripts", "pg-scratch.sh");
+const children: ChildProcess[] = [];
+try {
+  execFileSync("chmod", ["755", tmp]);
+  const databaseUrl = execFileSync("bash", [pgScratch, "start", pgDir], { encoding: "utf8" }).trim();
+  await migrateUp(databaseUrl, pino({ level: "silent" }));
+
+  say("compiling (the processes run compiled JS, as in a release)");
+  const build = path.join(tmp, "build");
+  execFileSync(path.join(appRoot, "node_modules", ".bin", "tsc"), ["-p", path.join(appRoot, "tsconfig.build.json"), "--outDir", path.join(build, "dist")]);
+
+  const [webPort, helloPort] = [await freePort(), await freePort()];
+  const env = {
+    PATH: process.env.PATH,
+    DATABASE_URL: databaseUrl,
+    SECRET_KEY: "bench-secret-key-0123456789abcdef-xyz",
+    APP_URL: "http://bench.example.test",
+    UPLOAD_DIR: path.join(tmp, "uploads"),
+    LOG_LEVEL: "info",
+    NODE_PATH: path.join(appRoot, "node_modules"),
+  };
+  // The compiled files import packages by name: link app/node_modules next to them.
+  execFileSync("ln", ["-s", path.join(appRoot, "node_modules"), path.join(build, "node_modules")]);
+  const start = (file: string, extra: Record<string, string>) => {
+    const c = spawn(process.execPath, [file], { env: { ...env, ...extra }, stdio: ["ignore", "ignore", "inherit"] });
+    children.push(c);
+    return c;
+  };
+  const hello = start(path.join(appRoot, "bench", "hello.mjs"), { PORT: String(helloPort) });
+  const web = start(path.join(build, "dist", "web.js"), { PORT: String(webPort) });
+  const worker = start(path.join(build, "dist", "worker.js"), {});
+  const base = `http://127.0.0.1:${webPort}`;
+  await Promise.all([waitHttp(`http://127.0.0.1:${helloPort}/`), waitHttp(`${base}/health`)]);
+
+  // One tenant with 20 projects; its owner's token reads them (the page has 20 rows).
+  const reg = await fetch(`${base}/auth/register`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ email: "bench@example.test", password: "long enough pw", name: "bench" }),
+  });
+  const { token, organization } = (await reg.json()) as { token: string; organization: { id: string } };
+  const auth = { authorization: `Bearer ${token}` };
+  for (let i = 0; i < 20; i++) {
+    await fetch(`${base}/orgs/${organization.id}/projects`, {
+      method: "POST",
+      headers: { ...auth, "content-type": "application/json" },
+      body: JSON.stringify({ name: `project ${i}`, description: "x".repeat(200) }),
+    });
+  }
+
+  say(`autocannon: ${CONNECTIONS} connections, ${DURATION} s per run`);
+  const baseline = await run("fastify hello-world (baseline)", `http://127.0.0.1:${helloPort}/`);
+  const health = await run("GET /health", `${base}/health`);
+  const projects = await run("GET /orgs/:orgId/projects (auth, 20 rows)", `${base}/orgs/${organization.id}/projects`, auth);
+
+  const rows = [baseline, health, projects].map((r) => ({
+    ...r,
+    ratio: `${Math.round((r.reqPerSec / baseline.reqPerSec) * 100)}%`,
+  }));
+  console.log(`\n${"endpoint".padEnd(44)}${"req/s".padStart(9)}${"p99 ms".padStart(9)}${"vs baseline".padStart(13)}`);
+  for (const r of rows) console.log(`${r.title.padEnd(44)}${String(r.reqPerSec).padStart(9)}${String(r.p99Ms).padStart(9)}${r.ratio.padStart(13)}`);
+  const webRss = rssMb(web.pid!);
+  const workerRss = rssMb(worker.pid!);
+  console.log(`\nRSS after the run: web ${webRss} MB, worker ${workerRss} MB (target < 120 MB each)`);
+  console.log(`node ${process.version}, ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? "?"}), load ${os.loadavg().map((l) => l.toFixed(2)).join(" ")}`);
+  hello.kill();
+} finally {
+  for (const c of children) if (c.exitCode === null) c.kill("SIGTERM");
+  await new Promise((r) => setTimeout(r, 500));
+  execFileSync("bash", [pgScratch, "stop", pgDir]);
+  rmSync(tmp, { recursive: true, force: true });
+}

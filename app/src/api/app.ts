@@ -1,0 +1,121 @@
+// The HTTP application: cross-cutting concerns (request ids, release header, one log line per
+// request, error mapping, health) and the module routes. Built from an AppContext so tests
+// can build it against their own database and storage.
+import { randomUUID } from "node:crypto";
+import Fastify, { LogController, type FastifyBaseLogger, type FastifySchemaValidationError, type FastifyError, type FastifyInstance } from "fastify";
+import multipart from "@fastify/multipart";
+import type { AppContext } from "./context.js";
+import { AppError } from "../core/errors.js";
+import { pingDatabase } from "../db/pool.js";
+import { adminRoutes } from "../admin/admin.routes.js";
+import { authRoutes } from "../auth/auth.routes.js";
+import { filesRoutes } from "../files/files.routes.js";
+import { MAX_UPLOAD_BYTES } from "../files/upload-guard.js";
+import { projectsRoutes } from "../projects/projects.routes.js";
+import { tenantsRoutes } from "../tenants/tenants.routes.js";
+import { usersRoutes } from "../users/users.routes.js";
+
+export interface BuildOptions {
+  /** Upper bound for the health probe's database round trip. */
+  healthTimeoutMs?: number;
+}
+
+// nginx sets X-Request-Id; accept it when it looks like an id, so log lines join up across hops.
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: ctx.log as FastifyBaseLogger,
+    // We write exactly one line per request, in onResponse.
+    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: "requestId" }),
+    requestIdHeader: false,
+    genReqId: (req) => {
+      const given = req.headers["x-request-id"];
+      return typeof given === "string" && REQUEST_ID.test(given) ? given : randomUUID();
+    },
+    // While draining on SIGTERM, requests that arrive on already-open keep-alive connections
+    // are still served (with Connection: close) instead of answered 503.
+    return503OnClosing: false,
+    trustProxy: "127.0.0.1",
+    bodyLimit: 1024 * 1024,
+    schemaErrorFormatter: formatSchemaErrors,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: "array", useDefaults: true } },
+  });
+
+  app.addHook("onRequest", async (request, reply) => {
+    reply.header("x-app-release", ctx.releaseId);
+    reply.header("x-request-id", request.id);
+  });
+
+  // Draining (after close() began): a request already in flight on a keep-alive connection
+  // gets its answer with Connection: close, so the connection ends with it and close() can
+  // complete (Node only reaps connections that are idle when close() starts).
+  let draining = false;
+  app.addHook("preClose", async () => {
+    draining = true;
+  });
+  app.addHook("onSend", async (_request, reply) => {
+    if (draining) reply.header("connection", "close");
+  });
+
+  app.addHook("onResponse", async (request, reply) => {
+    request.log.info(
+      {
+        method: request.method,
+        path: request.url.split("?", 1)[0],
+        status: reply.statusCode,
+        durationMs: Math.round(reply.elapsedTime * 100) / 100,
+      },
+      "request",
+    );
+  });
+
+  app.setErrorHandler((err: FastifyError, request, reply) => {
+    if (err.validation) {
+      return reply.code(400).send({ error: "validation", message: err.message });
+    }
+    if (err instanceof AppError) {
+      return reply.code(err.statusCode).send({ error: err.code, message: err.message });
+    }
+    const status = err.statusCode ?? 500;
+    if (status >= 400 && status < 500) {
+      // Framework and plugin errors (bad JSON, body too large, bad multipart...) say what is wrong.
+      return reply.code(status).send({ error: err.code ?? "bad_request", message: err.message });
+    }
+    request.log.error({ err }, "unhandled error");
+    ctx.reporter.capture(err, { requestId: request.id, method: request.method, path: request.url.split("?", 1)[0] });
+    return reply.code(500).send({ error: "internal", message: `internal server error (request id ${request.id})` });
+  });
+
+  app.setNotFoundHandler((request, reply) =>
+    reply.code(404).send({ error: "not_found", message: `no route for ${request.method} ${request.url.split("?", 1)[0]}` }),
+  );
+
+  // Cheap: one pooled `SELECT 1`, bounded in time. 200 only when the database answers.
+  const healthTimeoutMs = opts.healthTimeoutMs ?? 2000;
+  app.get("/health", async (_request, reply) => {
+    const up = await pingDatabase(ctx.pool, healthTimeoutMs);
+    return up ? { status: "ok" } : reply.code(503).send({ status: "unavailable" });
+  });
+
+  await app.register(multipart, { limits: { fileSize: MAX_UPLOAD_BYTES + 1, files: 1 } });
+  await app.register(authRoutes, ctx);
+  await app.register(usersRoutes, ctx);
+  await app.register(tenantsRoutes, ctx);
+  await app.register(projectsRoutes, ctx);
+  await app.register(filesRoutes, ctx);
+  await app.register(adminRoutes, ctx);
+  return app;
+}
+
+/** "body/email must match format \"email\"", "body has unknown property \"x\"", "body/name is required". */
+function formatSchemaErrors(errors: FastifySchemaValidationError[], dataVar: string): Error {
+  const messages = errors.map((e) => {
+    const at = `${dataVar}${e.instancePath}`;
+    const params = e.params as { additionalProperty?: string; missingProperty?: string };
+    if (e.keyword === "additionalProperties" && params.additionalProperty) return `${at} has unknown property "${params.additionalProperty}"`;
+    if (e.keyword === "required" && params.missingProperty) return `${at}/${params.missingProperty} is required`;
+    return `${at} ${e.message ?? "is invalid"}`;
+  });
+  return new Error(messages.join("; "));
+}

@@ -1,0 +1,56 @@
+// Errors a request can end with. Route code throws these; the HTTP error handler maps them to
+// status codes and a stable JSON body: { "error": "<code>", "message": "<what and how to fix>" }.
+
+export class AppError extends Error {
+  constructor(
+    readonly statusCode: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+export class BadRequestError extends AppError {
+  constructor(message: string) {
+    super(400, "bad_request", message);
+  }
+}
+export class UnauthorizedError extends AppError {
+  constructor(message = "authentication required: send Authorization: Bearer <token>") {
+    super(401, "unauthorized", message);
+  }
+}
+export class ForbiddenError extends AppError {
+  constructor(message: string) {
+    super(403, "forbidden", message);
+  }
+}
+/** Also used for resources of another tenant: their existence is not revealed. */
+export class NotFoundError extends AppError {
+  constructor(what: string) {
+    super(404, "not_found", `${what} not found`);
+  }
+}
+export class ConflictError extends AppError {
+  constructor(message: string) {
+    super(409, "conflict", message);
+  }
+}
+export class PayloadTooLargeError extends AppError {
+  constructor(message: string) {
+    super(413, "payload_too_large", message);
+  }
+}
+export class UnsupportedMediaTypeError extends AppError {
+  constructor(message: string) {
+    super(415, "unsupported_media_type", message);
+  }
+}
+
+/** PostgreSQL unique_violation, so repositories can turn it into a ConflictError. */
+export function isUniqueViolation(err: unknown, constraint?: string): boolean {
+  const e = err as { code?: string; constraint?: string };
+  return e?.code === "23505" && (constraint === undefined || e.constraint === constraint);
+}

@@ -1,0 +1,82 @@
+// Enqueueing jobs. Jobs live in PostgreSQL (graphile-worker's schema), so a job is added with
+// plain SQL on the caller's connection: inside a transaction it commits or rolls back with the
+// rows that caused it (a signup that fails leaves no welcome email behind, and vice versa).
+import type { Db } from "../db/pool.js";
+
+export const TASKS = {
+  welcomeEmail: "send_welcome_email",
+  invitationEmail: "send_invitation_email",
+} as const;
+
+export interface WelcomeEmailPayload {
+  userId: string;
+}
+export interface InvitationEmailPayload {
+  invitationId: string;
+  /** The raw token: only the email carries it; the database keeps an HMAC. */
+  token: string;
+}
+
+/** Default attempts: backoff is exp(attempt) seconds, so 8 attempts span about 25 minutes. */
+export const DEFAULT_MAX_ATTEMPTS = 8;
+
+export interface EnqueueOptions {
+  maxAttempts?: number;
+  /** Deduplicates: a second job with the same key replaces the pending one. */
+  jobKey?: string;
+}
+
+export async function enqueue(db: Db, task: string, payload: object, opts: EnqueueOptions = {}): Promise<string> {
+  const { rows } = await db.query<{ id: string }>(
+    `SELECT id FROM graphile_worker.add_job($1, $2::json, max_attempts => $3, job_key => $4)`,
+    [task, JSON.stringify(payload), opts.maxAttempts ?? DEFAULT_MAX_ATTEMPTS, opts.jobKey ?? null],
+  );
+  return String(rows[0]!.id);
+}
+
+export function enqueueWelcomeEmail(db: Db, payload: WelcomeEmailPayload, opts: EnqueueOptions = {}): Promise<string> {
+  return enqueue(db, TASKS.welcomeEmail, payload, { jobKey: `welcome:${payload.userId}`, ...opts });
+}
+
+export function enqueueInvitationEmail(db: Db, payload: InvitationEmailPayload): Promise<string> {
+  return enqueue(db, TASKS.invitationEmail, payload, { jobKey: `invitation:${payload.invitationId}` });
+}
+
+export interface JobRow {
+  id: string;
+  task: string;
+  attempts: number;
+  maxAttempts: number;
+  lastError: string | null;
+  runAt: Date;
+  createdAt: Date;
+  updatedAt: Date;
+  lockedAt: Date | null;
+}
+
+const JOB_COLUMNS = `id::text, task_identifier AS task, attempts, max_attempts AS "maxAttempts", last_error AS "lastError",
+  run_at AS "runAt", created_at AS "createdAt", updated_at AS "updatedAt", locked_at AS "lockedAt"`;
+
+/** Permanently failed jobs: out of attempts. graphile-worker keeps them (it never deletes a failed job). */
+export async function listFailedJobs(db: Db, limit = 100): Promise<JobRow[]> {
+  const { rows } = await db.query<JobRow>(
+    `SELECT ${JOB_COLUMNS} FROM graphile_worker.jobs WHERE attempts >= max_attempts ORDER BY updated_at DESC LIMIT $1`,
+    [limit],
+  );
+  return rows;
+}
+
+export async function findJob(db: Db, id: string): Promise<JobRow | undefined> {
+  const { rows } = await db.query<JobRow>(`SELECT ${JOB_COLUMNS} FROM graphile_worker.jobs WHERE id = $1`, [id]);
+  return rows[0];
+}
+
+/** Give a permanently failed job a fresh set of attempts, due now. */
+export async function retryFailedJob(db: Db, id: string): Promise<boolean> {
+  const { rows } = await db.query(
+    `SELECT id FROM graphile_worker.reschedule_jobs(ARRAY[$1::bigint], run_at => now(), attempts => 0)
+      WHERE id IN (SELECT id FROM graphile_worker.jobs WHERE id = $1::bigint AND attempts >= max_attempts)`,
+    [id],
+  );
+  return rows.length === 1;
+}

@@ -1,0 +1,56 @@
+// Entrypoint `bin/worker`: runs background jobs until SIGTERM/SIGINT.
+import { loadConfigOrExit } from "./core/config.js";
+import { createLogger } from "./core/logger.js";
+import { readReleaseId } from "./core/release.js";
+import { createErrorReporter } from "./core/sentry.js";
+import { createPool } from "./db/pool.js";
+import { createMailer } from "./jobs/mailer.js";
+import { buildTaskList } from "./jobs/tasks.js";
+import { startWorker } from "./jobs/runner.js";
+
+const config = loadConfigOrExit();
+const releaseId = readReleaseId();
+const log = createLogger(config.logLevel, { component: "worker", release: releaseId });
+const reporter = await createErrorReporter(config.sentryDsn, releaseId, "worker");
+// graphile-worker holds one connection for LISTEN plus one per concurrent job.
+const pool = createPool(config.databaseUrl, log, { max: config.workerConcurrency + 2, applicationName: "saas-app-worker" });
+const mailer = createMailer(config.smtpUrl, config.mailFrom, log);
+
+const worker = await startWorker({
+  pool,
+  taskList: buildTaskList({ pool, mailer, appUrl: config.appUrl }),
+  log,
+  reporter,
+  concurrency: config.workerConcurrency,
+  shutdownTimeoutMs: config.shutdownTimeoutMs,
+});
+log.info({ concurrency: config.workerConcurrency }, "worker started");
+
+let stopping = false;
+async function shutdown(signal: string): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  log.info({ signal, timeoutMs: config.shutdownTimeoutMs }, "shutting down: finishing current jobs");
+  const outcome = await worker.stop(config.shutdownTimeoutMs);
+  const says = { finished: "current jobs finished", released: "current jobs released back to the queue", abandoned: "a job ignored the abort; leaving it to stale-lock recovery" };
+  log.info({ outcome }, says[outcome]);
+  mailer.close();
+  await pool.end().catch(() => {});
+  await reporter.flush(2000);
+  process.exit(0);
+}
+process.on("SIGTERM", () => void shutdown("SIGTERM"));
+process.on("SIGINT", () => void shutdown("SIGINT"));
+// If the runner dies on its own (e.g. lost its database for good), exit so systemd restarts us.
+worker.runner.promise.then(
+  () => {
+    if (!stopping) {
+      log.error("worker runner stopped unexpectedly");
+      process.exit(1);
+    }
+  },
+  (err: unknown) => {
+    log.error({ err }, "worker runner crashed");
+    process.exit(1);
+  },
+);
