@@ -10,6 +10,8 @@ export const ipv6 = outputs.ipv6;
 export const url = outputs.url;
 export const sshCommand = outputs.sshCommand;
 export const userDataBytes = outputs.userDataBytes;
+/** Source hash of the app release shipped by the last `pulumi up`. */
+export const releaseId = outputs.releaseId;
 export const backupBucket = outputs.backupBucket;
 export const backupEndpoint = outputs.backupEndpoint;
 /** restic repository (s3:<endpoint>/<bucket>/restic); see README "Backups and restore". */

@@ -30,7 +30,8 @@ export function createProgram(stackName: string = pulumi.getStack(), opts?: pulu
   const { raw, secretKeys } = readRawConfig();
   const config = parseStackConfig(raw, { secretKeys });
   const stack = new SaasStack(`saas-${stackName}`, { config, stackName }, opts);
-  const app = stack.servers[stack.plan.servers.find((s) => s.roles.includes("web"))!.name];
+  const webServer = stack.plan.servers.find((s) => s.roles.includes("web"))!.name;
+  const app = stack.servers[webServer];
   return {
     provider: config.provider,
     stage: config.stage,
@@ -39,6 +40,7 @@ export function createProgram(stackName: string = pulumi.getStack(), opts?: pulu
     url: app.ipv4.apply((ip) => appUrlFor(config, ip)),
     sshCommand: pulumi.interpolate`ssh ${ADMIN_USER}@${app.ipv4}`,
     userDataBytes: app.userDataBytes,
+    releaseId: stack.releases[webServer].releaseId,
     backupBucket: stack.backupBucket.bucketName,
     backupEndpoint: stack.backupBucket.endpoint,
     backupRepository: stack.backupBucket.repository,

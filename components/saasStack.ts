@@ -8,6 +8,11 @@ import { renderServer } from "../provisioning/server";
 import type { StackConfig } from "../stacks/config";
 import { planStack, type StackPlan } from "../stacks/plan";
 import { buildServerInput, PLACEHOLDER_CONTEXT } from "../stacks/serverInput";
+import { existsSync, statSync } from "node:fs";
+import { isAbsolute, join } from "node:path";
+import { ConfigError } from "../stacks/config";
+import { AppRelease } from "./appRelease";
+import { hashSourceTree } from "./appSource";
 import { BackupBucket } from "./backupBucket";
 import { VpsServer } from "./vpsServer";
 
@@ -21,6 +26,7 @@ export interface SaasStackArgs {
 export class SaasStack extends pulumi.ComponentResource {
   readonly plan: StackPlan;
   readonly servers: Record<string, VpsServer> = {};
+  readonly releases: Record<string, AppRelease> = {};
   readonly backupBucket: BackupBucket;
   /** Secret: restic repository password; with the bucket keys it restores backups anywhere. */
   readonly backupEncryptionPassword: pulumi.Output<string>;
@@ -29,6 +35,8 @@ export class SaasStack extends pulumi.ComponentResource {
     super("saas-vps:stack:SaasStack", name, {}, opts);
     const { config } = args;
     this.plan = planStack(config);
+    const appDir = resolveAppDir(config.appDir);
+    const sourceHash = hashSourceTree(appDir);
     const secret = (id: string, length: number) =>
       new random.RandomPassword(`${name}-${id}`, { length, special: false }, { parent: this }).result;
     const databasePassword = secret("db-password", 32);
@@ -68,7 +76,33 @@ export class SaasStack extends pulumi.ComponentResource {
         },
         { parent: this },
       );
+      if (server.roles.includes("web") || server.roles.includes("worker")) {
+        const vps = this.servers[server.name];
+        this.releases[server.name] = new AppRelease(
+          `${name}-${server.name}-app`,
+          {
+            appDir,
+            buildCommand: config.appBuildCommand,
+            sourceHash,
+            host: vps.ipv4,
+            privateKey: config.sshPrivateKey ? pulumi.secret(config.sshPrivateKey) : undefined,
+            dependsOn: vps.pushes,
+          },
+          { parent: this },
+        );
+      }
     }
     this.registerOutputs({});
   }
+}
+
+/** The project root (where Pulumi.yaml is): relative appDir values are taken from there. */
+const PROJECT_ROOT = join(__dirname, "..");
+
+function resolveAppDir(appDir: string): string {
+  const dir = isAbsolute(appDir) ? appDir : join(PROJECT_ROOT, appDir);
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) {
+    throw new ConfigError([`saas-vps:appDir: ${JSON.stringify(appDir)} is not a folder (looked at ${dir}); point it at your app's source`]);
+  }
+  return dir;
 }

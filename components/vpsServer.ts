@@ -32,6 +32,8 @@ export class VpsServer extends pulumi.ComponentResource {
   readonly ipv4: pulumi.Output<string>;
   readonly ipv6: pulumi.Output<string>;
   readonly serverId: pulumi.Output<string>;
+  /** The day-2 pushes: a release waits for them (release tool, units, env in place). */
+  readonly pushes: pulumi.Resource[] = [];
   /** Size of the first-boot user-data in bytes (Hetzner's cap is 32 KiB). */
   readonly userDataBytes: pulumi.Output<number>;
 
@@ -61,7 +63,9 @@ export class VpsServer extends pulumi.ComponentResource {
       // The render as a whole is secret (secrets go in); files marked non-secret hold none
       // (a test checks), so their diffs stay readable in `pulumi preview`.
       const file = secret ? pulumi.secret(found) : pulumi.unsecret(found);
-      createFilePush(`${name}-push${path.replace(/[^A-Za-z0-9]+/g, "-")}`, { host: machine.ipv4, privateKey: args.privateKey, file, secret, dependsOn: machine.ready }, this);
+      this.pushes.push(
+        createFilePush(`${name}-push${path.replace(/[^A-Za-z0-9]+/g, "-")}`, { host: machine.ipv4, privateKey: args.privateKey, file, secret, dependsOn: machine.ready }, this),
+      );
     }
     this.ipv4 = machine.ipv4;
     this.ipv6 = machine.ipv6;

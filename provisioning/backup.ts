@@ -10,11 +10,10 @@
  *
  * systemd formats: systemd.service(5), systemd.timer(5), systemd.time(7) for OnCalendar.
  */
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { throwIfProblems } from "./errors";
 import type { RenderedFile } from "./files";
 import { CONFIG_DIR, LIB_DIR, STATE_DIR } from "./layout";
+import { loadScript } from "./scripts";
 import { renderUnit, UNIT_DIR } from "./systemd";
 
 /** The S3-compatible bucket the backups go to (Spaces, Hetzner Object Storage, any S3). */
@@ -76,7 +75,6 @@ export const BACKUP_TIMERS = ["backup.timer", "restore-drill.timer"] as const;
  */
 export const BACKUP_PACKAGES = ["restic", "curl"] as const;
 
-const ASSET_DIR = join(__dirname, "assets", "backup");
 
 export function renderBackupFiles(opts: BackupRenderOptions): RenderedFile[] {
   throwIfProblems(validateBackupOptions(opts));
@@ -284,6 +282,7 @@ function renderAlertService(): string {
   );
 }
 
+/** The shipped form (comments stripped, see scripts.ts): what the tests run is what the server gets. */
 function readAsset(name: string): string {
-  return readFileSync(join(ASSET_DIR, name), "utf8");
+  return loadScript(`backup/${name}`);
 }

@@ -2,8 +2,6 @@
  * Everything one server gets, from resolved values: the files (shared by first-boot user-data
  * and the day-2 push), the Debian packages, and the user-data that carries them.
  */
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { BOOTSTRAP_PATH, renderCloudConfig, USER_DATA_LIMIT_BYTES, userDataSize } from "./cloudInit";
 import { RenderError, throwIfProblems } from "./errors";
 import type { RenderedFile } from "./files";
@@ -28,6 +26,7 @@ import {
 } from "./layout";
 import { renderNginxFiles } from "./nginx";
 import { renderPostgresFiles, POSTGRES_CONF_PATH } from "./postgres";
+import { loadScript } from "./scripts";
 import { renderSystemFiles } from "./system";
 import { renderAppUnitFiles, renderUnit, ROLLING_RESTART, UNIT_DIR } from "./systemd";
 
@@ -72,8 +71,7 @@ export interface RenderedServer {
   packages: string[];
 }
 
-const ASSETS = join(__dirname, "assets", "server");
-const asset = (name: string) => readFileSync(join(ASSETS, name), "utf8");
+const asset = (name: string) => loadScript(`server/${name}`);
 
 export function renderServer(input: ServerRenderInput): RenderedServer {
   validateServerInput(input);

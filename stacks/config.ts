@@ -78,6 +78,10 @@ export interface StackConfig {
   mailFrom?: string;
   /** Secret: Sentry DSN for the app's error reports. */
   sentryDsn?: string;
+  /** The app's source folder, relative to the project (default app/, the reference monolith). */
+  appDir: string;
+  /** Run in appDir; builds the release artifact and prints its path as the last stdout line. */
+  appBuildCommand: string;
 }
 
 /** Keys whose values are credentials: they must be set with `pulumi config set --secret`. */
@@ -109,6 +113,8 @@ export const KNOWN_KEYS = [
   "smtpUrl",
   "mailFrom",
   "sentryDsn",
+  "appDir",
+  "appBuildCommand",
 ] as const;
 export type ConfigKey = (typeof KNOWN_KEYS)[number];
 
@@ -119,6 +125,8 @@ export const DEFAULTS = {
   backupSchedule: "*-*-* 03:00:00 UTC",
   backupRetentionDays: 14,
   restoreDrillSchedule: "Sun *-*-* 04:30:00 UTC",
+  appDir: "app",
+  appBuildCommand: "npm run --silent build",
 };
 
 export class ConfigError extends Error {
@@ -192,6 +200,11 @@ export function parseStackConfig(raw: Record<string, string>, options: ParseOpti
     isHttpUrl(v) ? v : "must be a Sentry DSN URL such as https://key@o1.ingest.sentry.io/1; got a value that is not one",
   );
 
+  const appDir = raw.appDir ?? DEFAULTS.appDir;
+  if (appDir.trim() === "" || /[\0\n]/.test(appDir)) problems.add("appDir", `must be a folder path (relative to the project or absolute); got ${quote(appDir)}`);
+  const appBuildCommand = raw.appBuildCommand ?? DEFAULTS.appBuildCommand;
+  if (appBuildCommand.trim() === "") problems.add("appBuildCommand", "must be a command that builds the app and prints the artifact path last; got an empty value");
+
   if (problems.lines.length > 0) throw new ConfigError(problems.lines);
   return {
     provider: provider!,
@@ -215,6 +228,8 @@ export function parseStackConfig(raw: Record<string, string>, options: ParseOpti
     smtpUrl,
     mailFrom,
     sentryDsn,
+    appDir,
+    appBuildCommand,
   };
 }
 

@@ -3,7 +3,8 @@
  * calls it inside its single Output boundary, the render command and tests call it directly.
  */
 import { BACKUP_PACKAGES, BACKUP_TIMERS, renderBackupFiles, type BackupBucket } from "../provisioning/backup";
-import { DATABASE_NAME } from "../provisioning/layout";
+import { DATABASE_NAME, webPorts, workerUnits } from "../provisioning/layout";
+import { RELEASE_PACKAGES, renderReleaseFiles } from "../provisioning/release";
 import type { MachineKind, ServerRenderInput } from "../provisioning/server";
 import type { StackConfig } from "./config";
 import type { ServerPlan } from "./plan";
@@ -30,6 +31,13 @@ export function appUrlFor(config: Pick<StackConfig, "domain">, ipv4: string): st
 
 export function buildServerInput(config: StackConfig, server: ServerPlan, context: ServerInputContext): ServerRenderInput {
   const hasDb = server.roles.includes("db");
+  const runsApp = server.roles.includes("web") || server.roles.includes("worker");
+  const releaseFiles = runsApp
+    ? renderReleaseFiles({
+        webPorts: server.roles.includes("web") ? webPorts(server.webInstances) : [],
+        workerUnits: server.roles.includes("worker") ? workerUnits(server.workerInstances) : [],
+      })
+    : [];
   return {
     hostname: server.name,
     machine: context.machine,
@@ -43,22 +51,24 @@ export function buildServerInput(config: StackConfig, server: ServerPlan, contex
     acmeEmail: config.acmeEmail,
     secrets: { databasePassword: context.secrets.databasePassword, appSecretKey: context.secrets.appSecretKey },
     appEnvironment: appEnvironmentFor(config),
-    // Backups run where the database is.
-    extraFiles: hasDb
-      ? renderBackupFiles({
-          schedule: config.backupSchedule,
-          retentionDays: config.backupRetentionDays,
-          drillSchedule: config.restoreDrillSchedule,
-          databaseName: DATABASE_NAME,
-          bucket: context.backupBucket,
-          encryptionPassword: context.secrets.backupPassword,
-          alertWebhookUrl: config.alertWebhookUrl,
-          heartbeatUrl: config.backupHeartbeatUrl,
-        })
-      : [],
-    extraPackages: hasDb ? [...BACKUP_PACKAGES] : [],
+    // The release tool goes where the app runs; backups run where the database is.
+    extraFiles: [...releaseFiles, ...(hasDb ? backupFiles(config, context) : [])],
+    extraPackages: [...(hasDb ? BACKUP_PACKAGES : []), ...(runsApp ? RELEASE_PACKAGES : [])],
     enableUnits: hasDb ? [...BACKUP_TIMERS] : [],
   };
+}
+
+function backupFiles(config: StackConfig, context: ServerInputContext) {
+  return renderBackupFiles({
+    schedule: config.backupSchedule,
+    retentionDays: config.backupRetentionDays,
+    drillSchedule: config.restoreDrillSchedule,
+    databaseName: DATABASE_NAME,
+    bucket: context.backupBucket,
+    encryptionPassword: context.secrets.backupPassword,
+    alertWebhookUrl: config.alertWebhookUrl,
+    heartbeatUrl: config.backupHeartbeatUrl,
+  });
 }
 
 /** Optional app settings from stack config, as the app's environment variables. */

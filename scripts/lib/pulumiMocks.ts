@@ -35,7 +35,11 @@ function fake(name: string, length = 32): string {
   return ("FAKE" + createHash("sha256").update(name).digest("hex")).slice(0, length);
 }
 
-let counter = 0;
+/** Provider ids are numbers on Hetzner and for droplets; stable per name so runs compare equal. */
+function fakeNumericId(name: string): string {
+  return String(1000 + (createHash("sha256").update(name).digest().readUInt32BE(0) % 9_000_000));
+}
+
 function fakeIpv4(name: string): string {
   const n = createHash("sha256").update(name).digest()[0];
   return `192.0.2.${(n % 200) + 10}`; // TEST-NET-1: never a real host
@@ -65,13 +69,17 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
       case "random:index/randomString:RandomString":
         state.result = fake(args.name, args.inputs.length ?? 32).toLowerCase();
         break;
+      case "command:local:Command":
+        // The app build's output, as its build script prints it (the build itself is not run under mocks).
+        state.stdout = `dist/release/saas-app-${fake(args.name, 16).toLowerCase()}.tar.gz`;
+        break;
       case "digitalocean:index/spacesKey:SpacesKey":
         state.accessKey = fake(`${args.name}-access`, 20).toUpperCase();
         state.secretKey = fake(`${args.name}-secret`, 43);
         break;
     }
     const numericId = ["hcloud:", "digitalocean:index/droplet"].some((p) => args.type.startsWith(p));
-    return { id: numericId ? String(1000 + ++counter) : `${args.name}-id`, state };
+    return { id: numericId ? fakeNumericId(args.name) : `${args.name}-id`, state };
   }
 
   call(args: pulumi.runtime.MockCallArgs): Record<string, any> {

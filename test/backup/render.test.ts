@@ -9,6 +9,7 @@ import {
 } from "../../provisioning/backup";
 import { RenderError } from "../../provisioning/errors";
 import { isWorldReadable } from "../../provisioning/files";
+import { stripComments } from "../../provisioning/scripts";
 import { VALID } from "./fixtures";
 import { REPO_ROOT, run, tempDir } from "./helpers";
 
@@ -44,7 +45,8 @@ describe("backup renderer", () => {
 
   it("installs the static scripts byte for byte, so the tests run what the server runs", () => {
     const files = byPath(VALID);
-    const asset = (name: string) => readFileSync(join(REPO_ROOT, "provisioning/assets/backup", name), "utf8");
+    // The shipped form: the commented source minus full-line comments (provisioning/scripts.ts).
+    const asset = (name: string) => stripComments(readFileSync(join(REPO_ROOT, "provisioning/assets/backup", name), "utf8"), `provisioning/assets/backup/${name}`);
     assert.equal(files.get(BACKUP_PATHS.command)!.content, asset("backup.sh"));
     assert.equal(files.get(BACKUP_PATHS.command)!.mode, "0755");
     assert.equal(files.get(BACKUP_PATHS.alert)!.content, asset("backup-alert.sh"));

@@ -1,4 +1,7 @@
 import assert from "node:assert/strict";
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { parse } from "yaml";
 import { ConfigError } from "../../stacks/config";
@@ -125,7 +128,7 @@ for (const provider of ["hetzner", "digitalocean"] as const) {
     it("pushes every file the user-data installs on day 2, keyed by its content hash", () => {
       const userData: string = unwrapSecrets(one(run, TOKENS[provider].server).inputs.userData);
       const files = decodeWriteFiles(userData);
-      const pushes = run.mocks.ofType(COMMAND);
+      const pushes = run.mocks.ofType(COMMAND).filter((c) => c.name.includes("-push-"));
       assert.equal(pushes.length, files.size);
       for (const push of pushes) {
         const stdin: string = unwrapSecrets(push.inputs.stdin);
@@ -171,10 +174,10 @@ describe("components under Pulumi mocks: behaviour across configs", function () 
       return new Map(run.mocks.ofType(COMMAND).map((p) => [p.name, unwrapSecrets(p.inputs.triggers)[0] as string]));
     };
     const before = await hashes(minimalRaw("hetzner"));
-    const after = await hashes({ ...minimalRaw("hetzner"), workerInstances: "2" });
+    const after = await hashes({ ...minimalRaw("hetzner"), backupSchedule: "*-*-* 01:15:00 UTC" });
     assert.deepEqual([...after.keys()], [...before.keys()]);
     const changed = [...before.keys()].filter((name) => before.get(name) !== after.get(name));
-    assert.deepEqual(changed, ["saas-test-app-push-etc-systemd-system-saas-app-target"]);
+    assert.deepEqual(changed, ["saas-test-app-push-etc-systemd-system-backup-timer"]);
   });
 
   it("fails before declaring any resource when the config is bad", async () => {
@@ -190,5 +193,66 @@ describe("components under Pulumi mocks: behaviour across configs", function () 
     const push = run.mocks.ofType(COMMAND).find((p) => p.name.endsWith("-etc-nginx-conf-d-saas-vps-conf"))!;
     const expected = hashFile({ path: "/etc/nginx/conf.d/saas-vps.conf", content: push.inputs.stdin, mode: "0644" });
     assert.equal(push.inputs.triggers[0], expected);
+  });
+});
+
+describe("components under Pulumi mocks: app releases", function () {
+  /** A small app source tree of the user's own, in a temp folder. */
+  function appFixture(): string {
+    const dir = mkdtempSync(join(tmpdir(), "saas-vps-app-"));
+    mkdirSync(join(dir, "src"));
+    writeFileSync(join(dir, "package.json"), '{"name":"my-app"}\n');
+    writeFileSync(join(dir, "src", "web.js"), "console.log('v1')\n");
+    mkdirSync(join(dir, "node_modules", "dep"), { recursive: true });
+    writeFileSync(join(dir, "node_modules", "dep", "index.js"), "ignored\n");
+    return dir;
+  }
+  /** Every resource's inputs, by name, as plain JSON (secrets unwrapped). */
+  async function snapshot(raw: Record<string, string>) {
+    const run = await runProgram(raw, ["backupSecretAccessKey"]);
+    return { run, inputs: new Map(run.mocks.resources.map((r) => [r.name, JSON.stringify(unwrapSecrets(r.inputs))])) };
+  }
+
+  it("builds, uploads and releases the app after provisioning, keyed by the source hash", async () => {
+    const appDir = appFixture();
+    const { run } = await snapshot({ ...minimalRaw("hetzner"), appDir, appBuildCommand: "./build.sh" });
+    const [build] = run.mocks.ofType("command:local:Command");
+    assert.equal(build.inputs.create, "./build.sh");
+    assert.equal(build.inputs.dir, appDir);
+    const hash = build.inputs.triggers[0];
+    assert.match(hash, /^[0-9a-f]{16}$/);
+    assert.equal(await valueOf(run.outputs.releaseId), hash);
+    const [upload] = run.mocks.ofType("command:remote:CopyToRemote");
+    assert.deepEqual(upload.inputs.triggers, [hash]);
+    assert.equal(upload.inputs.remotePath, `/tmp/saas-app-${hash}.tar.gz`);
+    const release = run.mocks.ofType(COMMAND).find((c) => c.name.endsWith("-app-release"))!;
+    assert.deepEqual(release.inputs.triggers, [hash]);
+    assert.match(release.inputs.create, new RegExp(`sudo /usr/local/sbin/release '/srv/app/artifacts/saas-app-${hash}\\.tar\\.gz'$`));
+    const dependsOn = run.options.get(release.name)?.dependsOn as pulumi.Resource[];
+    const pushCount = run.mocks.ofType(COMMAND).filter((c) => c.name.includes("-push-")).length;
+    assert.equal(dependsOn.length, pushCount + 1, "the release must wait for the upload and every day-2 push");
+  });
+
+  it("an unchanged app gives no diff; a changed source file changes exactly the release resources", async () => {
+    const appDir = appFixture();
+    const raw = { ...minimalRaw("hetzner"), appDir, appBuildCommand: "./build.sh" };
+    const first = await snapshot(raw);
+    const changedNames = (other: Map<string, string>) => [...first.inputs.keys()].filter((name) => first.inputs.get(name) !== other.get(name));
+    assert.deepEqual(changedNames((await snapshot(raw)).inputs), []);
+    writeFileSync(join(appDir, "node_modules", "dep", "index.js"), "dependencies do not count\n");
+    assert.deepEqual(changedNames((await snapshot(raw)).inputs), []);
+
+    writeFileSync(join(appDir, "src", "web.js"), "console.log('v2')\n");
+    const changed = await snapshot(raw);
+    assert.deepEqual([...changed.inputs.keys()], [...first.inputs.keys()]);
+    assert.deepEqual(changedNames(changed.inputs).sort(), ["saas-test-app-app-build", "saas-test-app-app-release", "saas-test-app-app-upload"]);
+  });
+
+  it("rejects an appDir that is not a folder, naming the key", async () => {
+    await assert.rejects(runProgram({ ...minimalRaw("hetzner"), appDir: "no/such/app" }, ["backupSecretAccessKey"]), (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      assert.match(err.message, /^saas-vps:appDir: "no\/such\/app" is not a folder/);
+      return true;
+    });
   });
 });

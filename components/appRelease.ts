@@ -1,0 +1,84 @@
+/**
+ * Ships the app to one server: build it here (once per source hash), upload the artifact,
+ * and run the server's `release` command, which migrates, rolls the web instances one at a
+ * time behind their health checks and rolls back by itself on failure — so a failed release
+ * fails `pulumi up` while the site keeps serving the previous version.
+ *
+ * All three resources are keyed by the source hash: an unchanged app means no diff in
+ * `pulumi preview`, a changed one means exactly this component's resources are replaced.
+ * @pulumi/command replaces (create-before-delete) on a trigger change; none of them has a
+ * delete step, so replacing never undoes a release.
+ */
+import * as command from "@pulumi/command";
+import * as pulumi from "@pulumi/pulumi";
+import { ADMIN_USER } from "../provisioning/layout";
+import { shellQuote } from "../provisioning/push";
+
+export interface AppReleaseArgs {
+  /** Absolute path of the app's source folder (stack config `appDir`, default app/). */
+  appDir: string;
+  /** Command run in appDir that builds the artifact and prints its path as the last stdout line. */
+  buildCommand: string;
+  /** Hash of the app's sources: the release key. */
+  sourceHash: string;
+  /** The server's fixed IPv4. */
+  host: pulumi.Input<string>;
+  /** SSH private key (secret); default: the SSH agent. */
+  privateKey?: pulumi.Input<string>;
+  /** Provisioning that must be in place first (release tool, units, env file). */
+  dependsOn: pulumi.Resource[];
+}
+
+export const ARTIFACTS_DIR = "/srv/app/artifacts";
+
+/** Server-side command: move the upload into place and release it (root via sudo). */
+export function renderReleaseCommand(uploadPath: string, artifactName: string): string {
+  const target = `${ARTIFACTS_DIR}/${artifactName}`;
+  return [
+    "cloud-init status --wait >/dev/null 2>&1 || true",
+    `sudo install -D -m 0644 ${shellQuote(uploadPath)} ${shellQuote(target)}`,
+    `rm -f ${shellQuote(uploadPath)}`,
+    `sudo /usr/local/sbin/release ${shellQuote(target)}`,
+  ].join(" && ");
+}
+
+/** The artifact path a build printed: its last non-empty stdout line, relative to appDir unless absolute. */
+export function artifactPathFrom(stdout: string, appDir: string): string {
+  const last = stdout.trim().split("\n").pop()?.trim() ?? "";
+  if (!/\.tar\.gz$/.test(last)) throw new Error(`the app build must print the artifact (.tar.gz) path as its last line; it printed ${JSON.stringify(last)}`);
+  return last.startsWith("/") ? last : `${appDir}/${last}`;
+}
+
+export class AppRelease extends pulumi.ComponentResource {
+  /** The release key (source hash) this server was last released with. */
+  readonly releaseId: pulumi.Output<string>;
+
+  constructor(name: string, args: AppReleaseArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("saas-vps:app:AppRelease", name, {}, opts);
+    const triggers = [args.sourceHash];
+    const build = new command.local.Command(
+      `${name}-build`,
+      { create: args.buildCommand, dir: args.appDir, triggers, logging: "stderr" },
+      { parent: this },
+    );
+    const artifact = build.stdout.apply((out) => artifactPathFrom(out, args.appDir));
+    const connection = {
+      host: args.host,
+      user: ADMIN_USER,
+      ...(args.privateKey ? { privateKey: args.privateKey } : { agentSocketPath: process.env.SSH_AUTH_SOCK }),
+    };
+    const uploadPath = `/tmp/saas-app-${args.sourceHash}.tar.gz`;
+    const upload = new command.remote.CopyToRemote(
+      `${name}-upload`,
+      { connection, source: artifact.apply((path) => new pulumi.asset.FileAsset(path)), remotePath: uploadPath, triggers },
+      { parent: this, dependsOn: args.dependsOn },
+    );
+    new command.remote.Command(
+      `${name}-release`,
+      { connection, create: renderReleaseCommand(uploadPath, `saas-app-${args.sourceHash}.tar.gz`), triggers, logging: "stdoutAndStderr" },
+      { parent: this, dependsOn: [upload, ...args.dependsOn] },
+    );
+    this.releaseId = pulumi.output(args.sourceHash);
+    this.registerOutputs({ releaseId: this.releaseId });
+  }
+}
