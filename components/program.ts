@@ -7,6 +7,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { parseStackConfig, PROJECT } from "../stacks/config";
 import { ADMIN_USER } from "../provisioning/layout";
 import { appUrlFor } from "../stacks/serverInput";
+import type { MachineKind } from "../provisioning/server";
 import { SaasStack } from "./saasStack";
 
 /** All of this project's config, short keys, plus which of them Pulumi holds as secrets. */
@@ -26,10 +27,10 @@ export function readRawConfig(): { raw: Record<string, string>; secretKeys: Set<
 }
 
 /** `opts` go to the root component (tests hook transformations there to see resource options). */
-export function createProgram(stackName: string = pulumi.getStack(), opts?: pulumi.ComponentResourceOptions) {
+export function createProgram(stackName: string = pulumi.getStack(), opts?: pulumi.ComponentResourceOptions, machineKind?: MachineKind) {
   const { raw, secretKeys } = readRawConfig();
   const config = parseStackConfig(raw, { secretKeys });
-  const stack = new SaasStack(`saas-${stackName}`, { config, stackName }, opts);
+  const stack = new SaasStack(`saas-${stackName}`, { config, stackName, machineKind }, opts);
   const webServer = stack.plan.servers.find((s) => s.roles.includes("web"))!.name;
   const app = stack.servers[webServer];
   return {

@@ -4,7 +4,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
-import { renderServer } from "../provisioning/server";
+import { renderServer, type MachineKind } from "../provisioning/server";
 import type { StackConfig } from "../stacks/config";
 import { planStack, type StackPlan } from "../stacks/plan";
 import { buildServerInput, PLACEHOLDER_CONTEXT } from "../stacks/serverInput";
@@ -21,6 +21,11 @@ export interface SaasStackArgs {
   config: StackConfig;
   /** Pulumi stack name (staging, prod, ...): names the bucket and tags resources. */
   stackName: string;
+  /**
+   * Kind of machine the rendered files are for; default: the provider's. `qemu` renders for the
+   * local VM (`npm run vm`), where only the data volume's device name differs.
+   */
+  machineKind?: MachineKind;
 }
 
 export class SaasStack extends pulumi.ComponentResource {
@@ -50,7 +55,7 @@ export class SaasStack extends pulumi.ComponentResource {
     );
 
     for (const server of this.plan.servers) {
-      const machine = config.provider;
+      const machine: MachineKind = args.machineKind ?? config.provider;
       const files = renderServer(buildServerInput(config, server, { machine, ...PLACEHOLDER_CONTEXT })).files;
       this.servers[server.name] = new VpsServer(
         `${name}-${server.name}`,

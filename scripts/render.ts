@@ -9,13 +9,14 @@ import { parseArgs } from "node:util";
 import { USER_DATA_LIMIT_BYTES } from "../provisioning/cloudInit";
 import { RenderError } from "../provisioning/errors";
 import { ConfigError } from "../stacks/config";
+import type { MachineKind } from "../provisioning/server";
 import { readStackFile, renderStack, withOverrides } from "./lib/renderStack";
 
-const USAGE = "usage: npm run render -- --stack <name> --out <dir> [--set key=value ...]";
+const USAGE = "usage: npm run render -- --stack <name> --out <dir> [--set key=value ...] [--machine qemu]";
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
-    options: { stack: { type: "string" }, out: { type: "string" }, set: { type: "string", multiple: true } },
+    options: { stack: { type: "string" }, out: { type: "string" }, set: { type: "string", multiple: true }, machine: { type: "string" } },
   });
   if (!values.stack || !values.out) {
     console.error(USAGE);
@@ -34,7 +35,12 @@ async function main(): Promise<number> {
     return [pair.slice(0, at), pair.slice(at + 1)];
   }));
   const started = process.hrtime.bigint();
-  const result = await renderStack(values.stack, withOverrides(readStackFile(stackPath), overrides));
+  if (values.machine !== undefined && values.machine !== "qemu") {
+    console.error(`error: --machine must be qemu (the local VM) or left out; got ${JSON.stringify(values.machine)}`);
+    return 2;
+  }
+  const machine = values.machine as MachineKind | undefined;
+  const result = await renderStack(values.stack, withOverrides(readStackFile(stackPath), overrides), machine);
   const out = resolve(values.out);
   for (const server of result.servers) {
     const dir = join(out, server.name);

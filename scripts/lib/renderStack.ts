@@ -8,6 +8,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { parse } from "yaml";
 import { createProgram } from "../../components/program";
 import { BUNDLE_PATH, readBundle } from "../../provisioning/cloudInit";
+import type { MachineKind } from "../../provisioning/server";
 import { PROJECT } from "../../stacks/config";
 import { RecordingMocks, unwrapSecrets, valueOf } from "./pulumiMocks";
 
@@ -63,11 +64,12 @@ export function withOverrides(file: StackFile, overrides: Record<string, string>
   return { config, secretKeys: file.secretKeys };
 }
 
-export async function renderStack(stack: string, file: StackFile): Promise<StackRender> {
+/** `machineKind` qemu renders for the local VM (npm run vm); default: the stack's provider. */
+export async function renderStack(stack: string, file: StackFile, machineKind?: MachineKind): Promise<StackRender> {
   const mocks = new RecordingMocks();
   await pulumi.runtime.setMocks(mocks, PROJECT, stack, false);
   pulumi.runtime.setAllConfig(file.config, file.secretKeys);
-  const outputs = createProgram(stack);
+  const outputs = createProgram(stack, undefined, machineKind);
   // The server resources are registered once their outputs resolve.
   await Promise.all([valueOf(outputs.ipv6), valueOf(outputs.userDataBytes)]);
   // Let every registration (day-2 pushes included) finish before reading the record.
