@@ -24,6 +24,11 @@ export const DATABASE_NAME = "app";
 export const DATABASE_USER = "app";
 /** First web instance port; instance i listens on FIRST_WEB_PORT + i. */
 export const FIRST_WEB_PORT = 3001;
+/**
+ * With a single web instance, a release runs a temporary web@SURGE_PORT while the real one
+ * restarts; nginx lists it as a `backup` server, used only when the instance is down.
+ */
+export const SURGE_PORT = 3100;
 /** Ports a web instance must never take. */
 export const RESERVED_PORTS = [22, 25, 53, 80, 443, 5432, 6379];
 

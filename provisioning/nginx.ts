@@ -11,6 +11,8 @@ import type { RenderedFile } from "./files";
 export interface NginxSiteOptions {
   /** Ports of the web instances on 127.0.0.1. */
   webPorts: number[];
+  /** Port of a temporary release instance, listed as `backup` (used only while the others are down). */
+  surgePort?: number;
   /** Public hostname; without it the site answers plain HTTP on any name (the IP). */
   domain?: string;
   /** Request body limit in MiB (uploads). Default 25. */
@@ -29,6 +31,11 @@ export interface NginxSiteOptions {
 }
 
 export const NGINX_SITE_PATH = "/etc/nginx/conf.d/saas-vps.conf";
+/**
+ * Seconds nginx treats a failed instance as down (max_fails=1). The release tool pauses longer
+ * than this between instances, or nginx could see every instance failed at once.
+ */
+export const NGINX_FAIL_TIMEOUT_SECONDS = 2;
 export const UPSTREAM = "saas_web";
 
 export function validateNginxSiteOptions(opts: NginxSiteOptions): void {
@@ -41,6 +48,7 @@ export function validateNginxSiteOptions(opts: NginxSiteOptions): void {
     if (seen.has(port)) problems.push(`nginx: web port ${port} is listed twice; each instance needs its own port`);
     seen.add(port);
   }
+  if (opts.surgePort !== undefined && seen.has(opts.surgePort)) problems.push(`nginx: surge port ${opts.surgePort} clashes with a web instance port`);
   for (const port of [opts.httpPort, opts.httpsPort]) {
     if (port !== undefined && seen.has(port)) problems.push(`nginx: listen port ${port} clashes with a web instance port`);
   }
@@ -118,7 +126,8 @@ export function renderNginxSite(opts: NginxSiteOptions): string {
     "",
     "# A failed instance is skipped for 2 s; a rolling release stops one instance at a time.",
     ...block(`upstream ${UPSTREAM}`, [
-      ...opts.webPorts.map((port) => `server 127.0.0.1:${port} max_fails=1 fail_timeout=2s;`),
+      ...opts.webPorts.map((port) => `server 127.0.0.1:${port} max_fails=1 fail_timeout=${NGINX_FAIL_TIMEOUT_SECONDS}s;`),
+      ...(opts.surgePort ? [`server 127.0.0.1:${opts.surgePort} backup;`] : []),
       "keepalive 32;",
     ]),
     "",

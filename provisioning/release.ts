@@ -21,9 +21,10 @@
  *   SURGE_PORT           optional: a temporary extra web instance started while the only web
  *                        port restarts; nginx must list it as a `backup` server
  */
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { throwIfProblems } from "./errors";
+import { NGINX_FAIL_TIMEOUT_SECONDS } from "./nginx";
+import { loadScript } from "./scripts";
 import type { RenderedFile } from "./files";
 import { APP_USER, CONFIG_DIR, RESERVED_PORTS } from "./layout";
 
@@ -60,18 +61,15 @@ export const RELEASE_DEFAULTS = {
   sharedDirs: ["uploads"],
 } as const;
 
-/** nginx's upstream fail_timeout (provisioning/nginx.ts); settleSeconds must be longer. */
-export const NGINX_FAIL_TIMEOUT_SECONDS = 2;
 
 /** Debian packages the script needs besides coreutils/util-linux (flock, setpriv): curl for /health, node for manifest.json. */
 export const RELEASE_PACKAGES = ["curl", "nodejs"] as const;
 
-const SCRIPT_PATH = join(__dirname, "assets", "release", "release");
 
 export function renderReleaseFiles(opts: ReleaseOptions): RenderedFile[] {
   throwIfProblems(validateReleaseOptions(opts));
   return [
-    { path: RELEASE_PATHS.command, content: readFileSync(SCRIPT_PATH, "utf8"), mode: "0755", owner: "root:root" },
+    { path: RELEASE_PATHS.command, content: loadScript("release/release"), mode: "0755", owner: "root:root" },
     // Read on every run: no onChange needed.
     { path: RELEASE_PATHS.config, content: renderReleaseConf(opts), mode: "0644", owner: "root:root" },
   ];

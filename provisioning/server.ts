@@ -19,6 +19,7 @@ import {
   DB_ENV_FILE,
   LIB_DIR,
   STATE_DIR,
+  SURGE_PORT,
   TLS_DIR,
   UPLOAD_DIR,
   webPorts as planWebPorts,
@@ -84,7 +85,7 @@ export function renderServer(input: ServerRenderInput): RenderedServer {
     ...renderSystemFiles(),
     ...(has("db") ? [...renderPostgresFiles(input.memoryMiB), postgresMountDropIn()] : []),
     ...(has("web") || has("worker") ? [...renderAppUnitFiles(ports, workers), appEnvFile(input)] : []),
-    ...(has("web") ? renderNginxFiles({ webPorts: ports, domain: input.domain }) : []),
+    ...(has("web") ? renderNginxFiles({ webPorts: ports, domain: input.domain, surgePort: surgePortFor(ports) }) : []),
     ...(input.domain ? tlsFiles() : []),
     dbEnvFile(input),
     bootstrapEnvFile(input, enableUnits),
@@ -105,6 +106,11 @@ export function renderServer(input: ServerRenderInput): RenderedServer {
     throw new RenderError([`user-data for ${input.hostname} is ${userDataBytes} bytes; Hetzner accepts at most ${USER_DATA_LIMIT_BYTES}`]);
   }
   return { userData, userDataBytes, files, packages };
+}
+
+/** A single web instance gets a surge port so releases stay zero-downtime (see layout.ts). */
+export function surgePortFor(webPorts: number[]): number | undefined {
+  return webPorts.length === 1 ? SURGE_PORT : undefined;
 }
 
 export function planPackages(input: ServerRenderInput): string[] {

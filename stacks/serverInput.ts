@@ -5,7 +5,7 @@
 import { BACKUP_PACKAGES, BACKUP_TIMERS, renderBackupFiles, type BackupBucket } from "../provisioning/backup";
 import { DATABASE_NAME, webPorts, workerUnits } from "../provisioning/layout";
 import { RELEASE_PACKAGES, renderReleaseFiles } from "../provisioning/release";
-import type { MachineKind, ServerRenderInput } from "../provisioning/server";
+import { surgePortFor, type MachineKind, type ServerRenderInput } from "../provisioning/server";
 import type { StackConfig } from "./config";
 import type { ServerPlan } from "./plan";
 
@@ -32,10 +32,12 @@ export function appUrlFor(config: Pick<StackConfig, "domain">, ipv4: string): st
 export function buildServerInput(config: StackConfig, server: ServerPlan, context: ServerInputContext): ServerRenderInput {
   const hasDb = server.roles.includes("db");
   const runsApp = server.roles.includes("web") || server.roles.includes("worker");
+  const ports = server.roles.includes("web") ? webPorts(server.webInstances) : [];
   const releaseFiles = runsApp
     ? renderReleaseFiles({
-        webPorts: server.roles.includes("web") ? webPorts(server.webInstances) : [],
+        webPorts: ports,
         workerUnits: server.roles.includes("worker") ? workerUnits(server.workerInstances) : [],
+        surgePort: surgePortFor(ports),
       })
     : [];
   return {

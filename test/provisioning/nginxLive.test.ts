@@ -1,0 +1,138 @@
+/**
+ * The rendered nginx site, served by real nginx on loopback in front of two small upstream
+ * servers: failover, request ids, JSON access log, security headers, gzip, body limit.
+ * nginx runs as root here with its own prefix, pid and logs in a temp folder.
+ */
+import assert from "node:assert/strict";
+import { spawn, type ChildProcess } from "node:child_process";
+import { createServer, type Server } from "node:http";
+import { readFileSync, writeFileSync } from "node:fs";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import { renderNginxSite } from "../../provisioning/nginx";
+import { RenderError } from "../../provisioning/errors";
+import { tempDir } from "../support/tools";
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** An upstream that answers with its own name and echoes the request id it received. */
+async function upstream(name: string, port: number): Promise<Server> {
+  const server = createServer((req, res) => {
+    if (req.method === "POST") {
+      req.resume();
+      req.on("end", () => res.end("ok"));
+      return;
+    }
+    res.setHeader("content-type", "application/json");
+    res.setHeader("x-upstream", name);
+    res.setHeader("x-seen-request-id", String(req.headers["x-request-id"] ?? ""));
+    res.end(JSON.stringify({ name, padding: "x".repeat(4096) }));
+  });
+  await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
+  return server;
+}
+
+describe("rendered nginx site under real nginx", function () {
+  this.timeout(30_000);
+  let dir: string;
+  let nginx: ChildProcess;
+  let port: number;
+  const upstreams: Server[] = [];
+
+  before(async () => {
+    dir = tempDir("nginx-live");
+    const ports = [await freePort(), await freePort()];
+    port = await freePort();
+    upstreams.push(await upstream("a", ports[0]), await upstream("b", ports[1]));
+    const site = renderNginxSite({ webPorts: ports, httpPort: port, listenAddress: "127.0.0.1", accessLog: join(dir, "access.log"), maxBodyMiB: 1 });
+    writeFileSync(join(dir, "site.conf"), site);
+    writeFileSync(
+      join(dir, "nginx.conf"),
+      `daemon off; pid ${dir}/nginx.pid; error_log ${dir}/error.log; events {} http { include /etc/nginx/mime.types; client_body_temp_path ${dir}; proxy_temp_path ${dir}; include ${dir}/site.conf; }\n`,
+    );
+    nginx = spawn("nginx", ["-c", join(dir, "nginx.conf"), "-p", dir], { stdio: "inherit" });
+    for (let i = 0; i < 50; i++) {
+      if (await fetch(`http://127.0.0.1:${port}/health`).then(() => true, () => false)) return;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`nginx did not start; see ${dir}/error.log`);
+  });
+
+  after(async () => {
+    nginx?.kill("SIGQUIT");
+    await Promise.all(upstreams.map((s) => new Promise((r) => s.close(r))));
+  });
+
+  it("spreads requests over every web instance", async () => {
+    const seen = new Set<string>();
+    for (let i = 0; i < 10; i++) seen.add((await fetch(`http://127.0.0.1:${port}/x`)).headers.get("x-upstream")!);
+    assert.deepEqual([...seen].sort(), ["a", "b"]);
+  });
+
+  it("keeps a caller's X-Request-Id, makes one otherwise, and returns it", async () => {
+    const given = await fetch(`http://127.0.0.1:${port}/x`, { headers: { "x-request-id": "req-123" } });
+    assert.equal(given.headers.get("x-seen-request-id"), "req-123");
+    assert.equal(given.headers.get("x-request-id"), "req-123");
+    const made = await fetch(`http://127.0.0.1:${port}/x`);
+    assert.match(made.headers.get("x-seen-request-id")!, /^[0-9a-f]{32}$/);
+    assert.equal(made.headers.get("x-request-id"), made.headers.get("x-seen-request-id"));
+  });
+
+  it("sends security headers and gzips JSON", async () => {
+    const res = await fetch(`http://127.0.0.1:${port}/x`, { headers: { "accept-encoding": "gzip" } });
+    assert.equal(res.headers.get("x-content-type-options"), "nosniff");
+    assert.equal(res.headers.get("x-frame-options"), "DENY");
+    assert.equal(res.headers.get("referrer-policy"), "strict-origin-when-cross-origin");
+    assert.equal(res.headers.get("server"), "nginx", "server_tokens off hides the version");
+    // fetch decodes the gzip body itself but keeps the header that says it was compressed.
+    assert.equal(res.headers.get("content-encoding"), "gzip");
+    assert.match(await res.text(), /"name":"[ab]"/);
+  });
+
+  it("rejects a body over the limit with 413", async () => {
+    const res = await fetch(`http://127.0.0.1:${port}/upload`, { method: "POST", body: Buffer.alloc(2 * 1024 * 1024) });
+    assert.equal(res.status, 413);
+  });
+
+  it("fails over to the other instance when one is down, with no error to the client", async () => {
+    await new Promise((r) => upstreams[0].close(r));
+    upstreams[0].closeAllConnections();
+    const statuses: number[] = [];
+    const names = new Set<string>();
+    for (let i = 0; i < 20; i++) {
+      const res = await fetch(`http://127.0.0.1:${port}/x`);
+      statuses.push(res.status);
+      names.add(res.headers.get("x-upstream")!);
+    }
+    assert.deepEqual([...new Set(statuses)], [200]);
+    assert.deepEqual([...names], ["b"]);
+  });
+
+  it("writes one JSON object per request to the access log, with the request id", () => {
+    const lines = readFileSync(join(dir, "access.log"), "utf8").trim().split("\n");
+    const entries = lines.map((line) => JSON.parse(line));
+    const tagged = entries.find((e) => e.request_id === "req-123");
+    assert.ok(tagged, "no log line carries the caller's request id");
+    assert.equal(tagged.method, "GET");
+    assert.equal(tagged.status, 200);
+    assert.equal(typeof tagged.duration, "number");
+    assert.ok(!entries.some((e) => e.uri === "/health"), "health checks are not logged");
+  });
+
+  it("refuses options that would break the file, naming the field", () => {
+    assert.throws(() => renderNginxSite({ webPorts: [3001, 3001] }), (err: unknown) => {
+      assert.ok(err instanceof RenderError);
+      assert.equal(err.message, "nginx: web port 3001 is listed twice; each instance needs its own port");
+      return true;
+    });
+    assert.throws(() => renderNginxSite({ webPorts: [5432] }), /nginx: web port 5432 clashes with a reserved port/);
+    assert.throws(() => renderNginxSite({ webPorts: [3001], domain: "a b.example.com" }), /nginx: domain "a b.example.com" must be a bare hostname/);
+    assert.throws(() => renderNginxSite({ webPorts: [3001], httpPort: 3001 }), /nginx: listen port 3001 clashes with a web instance port/);
+  });
+});

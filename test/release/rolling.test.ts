@@ -1,0 +1,179 @@
+/**
+ * The release script against the real things: nginx with the site provisioning/nginx.ts
+ * renders, PostgreSQL (scripts/pg-scratch.sh) and the app built from app/ — versions A and B
+ * are the same build with different manifest ids, C is B with a bin/web whose /health says 503.
+ *
+ * The web instances run as local processes through fixtures/service-shim.sh, standing in for
+ * systemctl: there is no systemd as PID 1 on this machine (see harness.ts). The script under
+ * test is the same file provisioning installs as /usr/local/sbin/release.
+ *
+ * The `it`s are one scenario in order (A, then B over A, then C, then rollback to A): each
+ * step starts from the state the previous one left, as on a real server.
+ * RELEASE_TEST_STANDIN=1 swaps the real app for fixtures/standin (development only).
+ */
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
+import {
+  FakeServer, type LoadResult, type Nginx, STANDIN_APP, buildRealApp, byRelease, fakeId, fetchRelease,
+  freePorts, packArtifact, sleep, startLoad, startNginx, startPostgres, stopPostgres, tempDir, unhealthyWeb,
+} from "./harness";
+
+describe("@real release: rolling web instances behind real nginx under load", function () {
+  this.timeout(120_000);
+  const ids = { A: fakeId("a"), B: fakeId("b"), C: fakeId("c") };
+  let dir: string;
+  let pgDir: string | undefined;
+  let databaseUrl: string;
+  const artifacts: Record<string, string> = {};
+
+  before(function () {
+    this.timeout(600_000);
+    dir = tempDir("release-roll");
+    const src = process.env.RELEASE_TEST_STANDIN ? STANDIN_APP : buildRealApp(path.join(dir, "app"));
+    artifacts.A = packArtifact(src, ids.A, dir);
+    artifacts.B = packArtifact(src, ids.B, dir);
+    artifacts.C = packArtifact(src, ids.C, dir, unhealthyWeb(ids.C));
+    pgDir = path.join(dir, "pg");
+    databaseUrl = startPostgres(pgDir);
+  });
+
+  after(function () {
+    this.timeout(60_000);
+    if (pgDir) stopPostgres(pgDir);
+    if (dir && !process.env.KEEP_TMP) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** nginx (the rendered site) + a fake server whose web ports it proxies to. */
+  async function site(name: string, webCount: number, opts: { surge?: boolean } = {}) {
+    const ports = await freePorts(webCount + 1);
+    const webPorts = ports.slice(0, webCount);
+    const surgePort = ports[webCount];
+    // The surge port is a `backup` server: nginx uses it only while every primary is down.
+    const nginx = await startNginx(path.join(dir, `${name}-nginx`), webPorts, opts.surge ? [`server 127.0.0.1:${surgePort} backup;`] : []);
+    const server = new FakeServer(path.join(dir, `${name}-server`), {
+      webPorts,
+      workerUnits: ["worker@1.service"],
+      env: { DATABASE_URL: databaseUrl, SECRET_KEY: "x".repeat(48), APP_URL: nginx.url, LOG_LEVEL: "warn" },
+      conf: ["HEALTH_TIMEOUT=15", "SETTLE_SECONDS=3", "KEEP_RELEASES=5", ...(opts.surge ? [`SURGE_PORT=${surgePort}`] : [])],
+    });
+    return { nginx, server, surgePort };
+  }
+
+  describe("two web instances: B over A, broken C, rollback to A", () => {
+    let nginx: Nginx;
+    let server: FakeServer;
+
+    before(async () => {
+      ({ nginx, server } = await site("two", 2));
+    });
+
+    after(() => {
+      server?.stopAll();
+      nginx?.stop();
+    });
+
+    afterEach(function () {
+      if (this.currentTest?.state === "failed") console.log(server?.logs());
+    });
+
+    it("makes A the first release on an empty server", async () => {
+      const run = await server.run([artifacts.A]);
+      assert.equal(run.code, 0, run.stdout + run.stderr);
+      assert.equal(server.currentId(), ids.A);
+      await sleep(2500); // nginx marked the ports failed while nothing listened (fail_timeout=2s)
+      assert.deepEqual(await fetchRelease(`${nginx.url}/health`), { status: 200, release: ids.A });
+    });
+
+    it("releases B over A with zero failed requests, then only B answers", async () => {
+      const { run, result, endedAt } = await underLoad(server, nginx, [artifacts.B]);
+      assert.equal(run.code, 0, run.stdout + run.stderr);
+      assertNoFailures(result);
+      const seen = byRelease(result.samples);
+      assert.ok(seen[ids.A] > 0 && seen[ids.B] > 0, `expected A then B during the roll, got ${JSON.stringify(seen)}`);
+      const after = result.samples.filter((s) => s.t > endedAt);
+      assert.ok(after.length > 0);
+      assert.deepEqual(byRelease(after), { [ids.B]: after.length }, "every response after the release must come from B");
+      assert.equal(server.currentId(), ids.B);
+      assert.match(run.stdout, new RegExp(`OK — ${ids.B} is live \\(was ${ids.A}\\)`));
+    });
+
+    it("refuses broken C: exits 1 with the reason, rolls back, and B keeps serving", async () => {
+      const { run, result } = await underLoad(server, nginx, [artifacts.C]);
+      assert.equal(run.code, 1, run.stdout + run.stderr);
+      assert.match(run.stderr, /FAILED: web@\d+\.service: \/health on 127\.0\.0\.1:\d+ did not answer .* \(last answer: HTTP 503, release c/);
+      assert.match(run.stderr, new RegExp(`rolled back; ${ids.B} is serving`));
+      assertNoFailures(result);
+      assert.deepEqual(byRelease(result.samples), { [ids.B]: result.total }, "only B may answer while C fails");
+      assert.equal(server.currentId(), ids.B);
+      const status = await server.run(["status"]);
+      assert.equal(status.code, 0, status.stdout + status.stderr);
+    });
+
+    it("rolls back to A on request, with zero failed requests", async () => {
+      const { run, result, endedAt } = await underLoad(server, nginx, ["rollback", ids.A]);
+      assert.equal(run.code, 0, run.stdout + run.stderr);
+      assertNoFailures(result);
+      const after = result.samples.filter((s) => s.t > endedAt);
+      assert.deepEqual(byRelease(after), { [ids.A]: after.length }, "every response after the rollback must come from A");
+      assert.equal(server.currentId(), ids.A);
+      const status = await server.run(["status"]);
+      assert.equal(status.code, 0, status.stdout + status.stderr);
+      assert.match(status.stdout, new RegExp(`current: ${ids.A}`));
+      assert.match(status.stdout, new RegExp(`web@\\d+\\.service +healthy +release ${ids.A}`));
+    });
+  });
+
+  describe("one web instance with a surge port (nginx backup server)", () => {
+    let nginx: Nginx;
+    let server: FakeServer;
+    let surgePort: number;
+
+    before(async () => {
+      ({ nginx, server, surgePort } = await site("one", 1, { surge: true }));
+      const first = await server.run([artifacts.A]);
+      assert.equal(first.code, 0, first.stdout + first.stderr);
+      await sleep(2500);
+    });
+
+    after(() => {
+      server?.stopAll();
+      nginx?.stop();
+    });
+
+    afterEach(function () {
+      if (this.currentTest?.state === "failed") console.log(server?.logs());
+    });
+
+    it("releases B over A with zero failed requests and stops the surge instance afterwards", async () => {
+      const { run, result, endedAt } = await underLoad(server, nginx, [artifacts.B]);
+      assert.equal(run.code, 0, run.stdout + run.stderr);
+      assert.match(run.stdout, new RegExp(`web@${surgePort}\\.service: starting a temporary surge instance`));
+      assertNoFailures(result);
+      const after = result.samples.filter((s) => s.t > endedAt);
+      assert.deepEqual(byRelease(after), { [ids.B]: after.length });
+      const surge = await fetch(`http://127.0.0.1:${surgePort}/health`).then(() => "answers", () => "down");
+      assert.equal(surge, "down", "the surge instance must be stopped after the release");
+    });
+  });
+});
+
+/** Runs `release args` while autocannon drives GET /health through nginx; load continues 1 s after. */
+async function underLoad(server: FakeServer, nginx: Nginx, args: string[]) {
+  const load = startLoad(`${nginx.url}/health`, 8);
+  await sleep(1000); // steady state first, so the roll happens mid-traffic
+  const run = await server.run(args);
+  const endedAt = Date.now();
+  await sleep(1000);
+  const result = await load.stop();
+  return { run, result, endedAt };
+}
+
+function assertNoFailures(result: LoadResult) {
+  assert.equal(result.errors, 0, `connection errors during the release: ${JSON.stringify(result.errorKinds)}`);
+  assert.equal(result.timeouts, 0, `timeouts during the release: ${result.timeouts}`);
+  const bad = result.samples.filter((s) => s.status !== 200);
+  assert.equal(bad.length, 0, `non-200 responses: ${JSON.stringify(bad.slice(0, 5))}`);
+  assert.ok(result.total > 200, `the load generator got only ${result.total} responses; too few to mean anything`);
+}
+
