@@ -216,6 +216,27 @@ function shellQuote(value: string): string {
   return `'${value.replace(/'/g, `'\\''`)}'`;
 }
 
+/** Sandbox of the root jobs: no kernel, device, clock or namespace access; /usr and /etc read-only. */
+const JOB_SANDBOX: Array<[string, string]> = [
+  ["PrivateTmp", "yes"],
+  ["PrivateDevices", "yes"],
+  ["ProtectHome", "read-only"],
+  ["ProtectSystem", "full"],
+  ["NoNewPrivileges", "yes"],
+  ["ProtectKernelTunables", "yes"],
+  ["ProtectKernelModules", "yes"],
+  ["ProtectKernelLogs", "yes"],
+  ["ProtectControlGroups", "yes"],
+  ["ProtectClock", "yes"],
+  ["ProtectHostname", "yes"],
+  ["RestrictRealtime", "yes"],
+  ["RestrictSUIDSGID", "yes"],
+  ["RestrictNamespaces", "yes"],
+  ["LockPersonality", "yes"],
+  ["SystemCallArchitectures", "native"],
+  ["RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6 AF_NETLINK"],
+];
+
 /** backup.service / restore-drill.service: a oneshot job that alerts when it fails. */
 function renderJobService(name: "backup" | "restore-drill", subcommand: string, opts: BackupRenderOptions): string {
   const description =
@@ -241,12 +262,9 @@ function renderJobService(name: "backup" | "restore-drill", subcommand: string, 
         ["Nice", "10"],
         ["IOSchedulingClass", "best-effort"],
         ["IOSchedulingPriority", "7"],
-        // Root is needed (the env file is root-only; pg tools run as postgres via runuser),
-        // so the sandbox stays light: the scripts are not tested under a tighter one.
-        ["PrivateTmp", "yes"],
-        ["ProtectHome", "read-only"],
-        ["ProtectSystem", "full"],
-        ["NoNewPrivileges", "yes"],
+        // Root is needed (the env file is root-only; pg tools run as postgres via runuser), so
+        // capabilities stay; everything a dump/upload/restore does not touch is closed off.
+        ...JOB_SANDBOX,
       ],
     },
     description,
@@ -276,6 +294,7 @@ function renderAlertService(): string {
       Service: [
         ["Type", "oneshot"],
         ["ExecStart", `${BACKUP_PATHS.alert} %i`],
+        ...JOB_SANDBOX,
       ],
     },
     "OnFailure= notifier of backup.service and restore-drill.service",
