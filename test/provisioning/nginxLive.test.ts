@@ -7,19 +7,10 @@ import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { createServer, type Server } from "node:http";
 import { readFileSync, writeFileSync } from "node:fs";
-import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { renderNginxSite } from "../../provisioning/nginx";
 import { RenderError } from "../../provisioning/errors";
-import { tempDir } from "../support/tools";
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
+import { freePort, tempDir } from "../support/tools";
 
 /** An upstream that answers with its own name and echoes the request id it received. */
 async function upstream(name: string, port: number): Promise<Server> {

@@ -12,12 +12,14 @@
 import { execFileSync, spawn } from "node:child_process";
 import crypto from "node:crypto";
 import fs from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import autocannon from "autocannon";
 import { renderNginxSite } from "../../provisioning/nginx";
+import { freePort, freePorts } from "../support/tools";
 import { renderReleaseFiles } from "../../provisioning/release";
+
+export { freePort, freePorts };
 
 export const REPO = path.resolve(__dirname, "../..");
 /** The script exactly as the server gets it (rendered: comments stripped), so tests run what ships. */
@@ -37,23 +39,6 @@ export function tempDir(prefix: string): string {
   return dir;
 }
 
-/** A TCP port nobody listens on right now (the kernel picks it). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-export async function freePorts(n: number): Promise<number[]> {
-  const ports = new Set<number>();
-  while (ports.size < n) ports.add(await freePort());
-  return [...ports];
-}
 
 // ---------------------------------------------------------------- PostgreSQL
 
