@@ -75,6 +75,7 @@ export function renderNginxSite(opts: NginxSiteOptions): string {
         ...listen(httpPort, " default_server"),
         `server_name ${opts.domain};`,
         `access_log ${accessLog} saas_json;`,
+        "server_tokens off;",
         "# Let's Encrypt HTTP-01 challenges (certbot --webroot) must stay on plain HTTP.",
         ...block("location /.well-known/acme-challenge/", [`root ${ACME_WEBROOT};`]),
         ...block("location /", ["return 301 https://$host$request_uri;"]),
@@ -83,6 +84,7 @@ export function renderNginxSite(opts: NginxSiteOptions): string {
         ...listen(httpPort, " default_server"),
         "server_name _;",
         `access_log ${accessLog} saas_json;`,
+        ...serverSettings(opts),
         ...SECURITY_HEADERS,
         ...appLocations(),
       ]);
@@ -93,6 +95,7 @@ export function renderNginxSite(opts: NginxSiteOptions): string {
         ...listen(httpsPort, " ssl http2"),
         `server_name ${opts.domain};`,
         `access_log ${accessLog} saas_json;`,
+        ...serverSettings(opts),
         `ssl_certificate ${opts.tlsCertificate ?? `${TLS_DIR}/fullchain.pem`};`,
         `ssl_certificate_key ${opts.tlsCertificateKey ?? `${TLS_DIR}/privkey.pem`};`,
         "ssl_protocols TLSv1.2 TLSv1.3;",
@@ -106,7 +109,8 @@ export function renderNginxSite(opts: NginxSiteOptions): string {
 
   return [
     "# Rendered by saas-vps (provisioning/nginx.ts); pushed again on change. Do not edit on the server.",
-    "server_tokens off;",
+    "# Only new names at http level (Debian's nginx.conf already sets gzip, server_tokens ... there and",
+    "# nginx rejects a duplicate); everything else is set per server block, where it overrides.",
     "",
     "# One JSON object per request; request_id ties nginx lines to the app's log lines.",
     "log_format saas_json escape=json '{\"time\":\"$time_iso8601\",\"request_id\":\"$saas_request_id\",'",
@@ -117,12 +121,6 @@ export function renderNginxSite(opts: NginxSiteOptions): string {
     "",
     "# Keep a caller's X-Request-Id (tracing across services); otherwise use nginx's own.",
     ...block("map $http_x_request_id $saas_request_id", ['default $http_x_request_id;', '"" $request_id;']),
-    "",
-    "gzip on;",
-    "gzip_proxied any;",
-    "gzip_min_length 1024;",
-    "gzip_types text/plain text/css application/json application/javascript text/xml application/xml image/svg+xml;",
-    `client_max_body_size ${opts.maxBodyMiB ?? 25}m;`,
     "",
     "# A failed instance is skipped for 2 s; a rolling release stops one instance at a time.",
     ...block(`upstream ${UPSTREAM}`, [
@@ -135,6 +133,18 @@ export function renderNginxSite(opts: NginxSiteOptions): string {
     ...(httpsServer.length ? ["", ...httpsServer] : []),
     "",
   ].join("\n");
+}
+
+/** Per-server settings: compression, body limit, no version in headers or error pages. */
+function serverSettings(opts: NginxSiteOptions): string[] {
+  return [
+    "server_tokens off;",
+    `client_max_body_size ${opts.maxBodyMiB ?? 25}m;`,
+    "gzip on;",
+    "gzip_proxied any;",
+    "gzip_min_length 1024;",
+    "gzip_types text/plain text/css application/json application/javascript text/xml application/xml image/svg+xml;",
+  ];
 }
 
 const SECURITY_HEADERS = [

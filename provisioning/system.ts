@@ -32,8 +32,19 @@ export function renderFail2banJail(): string {
   return [HEADER, "[sshd]", "enabled = true", "backend = systemd", "maxretry = 5", "findtime = 10m", "bantime = 1h", ""].join("\n");
 }
 
+/** resolved.conf(5): no LLMNR/mDNS listeners on public addresses (only SSH, HTTP, HTTPS answer). */
+export function renderResolvedConfig(): string {
+  return [HEADER, "[Resolve]", "LLMNR=no", "MulticastDNS=no", ""].join("\n");
+}
+
 export function renderSystemFiles(): RenderedFile[] {
   return [
+    {
+      path: "/etc/systemd/resolved.conf.d/50-saas-vps.conf",
+      content: renderResolvedConfig(),
+      mode: "0644",
+      onChange: "systemctl try-restart systemd-resolved",
+    },
     { path: "/etc/ssh/sshd_config.d/50-saas-vps.conf", content: renderSshdConfig(), mode: "0644", onChange: "sshd -t && systemctl reload ssh" },
     { path: "/etc/systemd/journald.conf.d/50-saas-vps.conf", content: renderJournaldConfig(), mode: "0644", onChange: "systemctl restart systemd-journald" },
     { path: "/etc/apt/apt.conf.d/20auto-upgrades", content: renderAutoUpgrades(), mode: "0644" },

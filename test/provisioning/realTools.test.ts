@@ -49,7 +49,7 @@ describe("rendered provisioning files pass the real tools", function () {
     }
   });
 
-  it("nginx -t accepts every rendered site", () => {
+  it("nginx -t accepts every rendered site inside Debian's nginx.conf", () => {
     for (const c of cases) {
       const site = c.files.get("/etc/nginx/conf.d/saas-vps.conf");
       assert.ok(site, `${c.name}: no nginx site`);
@@ -61,7 +61,14 @@ describe("rendered provisioning files pass the real tools", function () {
         .replace("/etc/saas-vps/tls/privkey.pem", join(dir, "key.pem"))
         .replaceAll("/var/log/nginx/", `${dir}/`);
       writeFileSync(join(dir, "site.conf"), testable);
-      writeFileSync(join(dir, "nginx.conf"), `pid ${dir}/nginx.pid; error_log stderr; events {} http { include /etc/nginx/mime.types; include ${dir}/site.conf; }\n`);
+      // Debian's own nginx.conf, with our file where conf.d/*.conf is included: it sets gzip,
+      // ssl_* and more at http level, and a duplicate of any of them fails nginx -t.
+      const debian = readFileSync("/etc/nginx/nginx.conf", "utf8");
+      assert.match(debian, /include \/etc\/nginx\/conf\.d\/\*\.conf;/);
+      const main = debian
+        .replace("include /etc/nginx/conf.d/*.conf;", `include ${dir}/site.conf;`)
+        .replace("include /etc/nginx/sites-enabled/*;", "");
+      writeFileSync(join(dir, "nginx.conf"), main);
       const result = run("nginx", ["-t", "-q", "-c", join(dir, "nginx.conf")]);
       assert.equal(result.status, 0, `${c.name}: ${result.stderr}`);
       assert.equal(result.stderr.trim(), "", `${c.name}: nginx warned: ${result.stderr}`);
