@@ -1,24 +1,33 @@
 /**
- * Local VM runner CLI.
+ * Local VM runner CLI (`npm run vm -- ...`).
  *
- *   tsx scripts/vm/cli.ts [start] --user-data FILE [--name NAME | --run-dir DIR] [options]
- *   tsx scripts/vm/cli.ts stop    [--name NAME | --run-dir DIR]
- *   tsx scripts/vm/cli.ts status  [--name NAME | --run-dir DIR]
- *   tsx scripts/vm/cli.ts key     [--name NAME | --run-dir DIR]   print the SSH public key
- *   tsx scripts/vm/cli.ts ssh     [--name NAME | --run-dir DIR] [-- command ...]
- *   tsx scripts/vm/cli.ts image   [--packages FILE] [--rebuild]
+ *   npm run vm -- --stack NAME [--with-bucket] [--no-release] [options]
+ *       render Pulumi.NAME.yaml for the local VM (its exact user-data, the run dir's SSH key
+ *       added, machine kind qemu), build/reuse the image, boot, wait for SSH and cloud-init,
+ *       build and ship the app release, wait for /health through nginx; print URL and SSH.
+ *       --with-bucket: run an S3 server (s3rver, TLS) on the host and point the stack's
+ *       backups at it, so `sudo backup now` works in the VM (otherwise backups go to the
+ *       stack's cloud bucket, which the VM has no keys for).
+ *   npm run vm -- stop    [--stack NAME]     power the VM off (and its local bucket)
+ *   npm run vm -- status  [--stack NAME]
+ *   npm run vm -- ssh     [--stack NAME] [-- command ...]
+ *   npm run vm -- key     [--stack NAME]     print the run dir's SSH public key
+ *   npm run vm -- image   [--packages FILE] [--rebuild]
+ *   npm run vm -- start --user-data FILE [--name NAME]   boot any cloud-config (no release)
  *
  * start options: --memory MiB (2048) --cpus N (2) --data-disk GiB (4) --root-disk GiB (10)
  *                --accel tcg|kvm (tcg; also SAAS_VPS_VM_ACCEL) --rebuild-image
- * The run dir defaults to .vm/<name> in the repository (name: "default"; --stack is an alias).
+ *                --name NAME (run dir .vm/NAME; default: the stack name, else "default")
  */
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import {
-  DEFAULT_PACKAGES, REPO_ROOT, bootVm, elapsed, ensureImage, ensureSshKey, loadVm, sshArgs,
+  DEFAULT_PACKAGES, REPO_ROOT, Vm, bootVm, elapsed, ensureImage, ensureSshKey, freePorts, loadVm, sshArgs,
   sshCommandLine, stopVm,
 } from "./qemu";
+import { spawnS3Bucket, stopS3Bucket, trustBucketCaInGuest } from "./s3";
+import { listStacks, renderStackForVm, shipRelease, stackFilePath, waitForHealth } from "./stack";
 
 function usage(msg?: string): never {
   if (msg) process.stderr.write(`vm: ${msg}\n`);
@@ -27,12 +36,15 @@ function usage(msg?: string): never {
   process.exit(msg ? 2 : 0);
 }
 
+const BUCKET_NAME = "saas-vps-vm-backups";
+
 async function main(argv: string[]): Promise<number> {
   const commands = ["start", "stop", "status", "key", "ssh", "image"];
   let command = "start";
   if (argv[0] && commands.includes(argv[0])) command = argv.shift()!;
-  const known = ["user-data", "name", "run-dir", "memory", "cpus", "data-disk", "root-disk", "accel",
-                 "rebuild-image", "packages", "rebuild"];
+  const known = ["user-data", "name", "stack", "run-dir", "memory", "cpus", "data-disk", "root-disk", "accel",
+                 "rebuild-image", "packages", "rebuild", "with-bucket", "no-release"];
+  const flags = ["rebuild", "rebuild-image", "with-bucket", "no-release"];
   const opts: Record<string, string | boolean> = {};
   let rest: string[] = [];
   while (argv.length) {
@@ -40,52 +52,122 @@ async function main(argv: string[]): Promise<number> {
     if (a === "--") { rest = argv; break; }
     if (a === "-h" || a === "--help") usage();
     if (!a.startsWith("--")) usage(`unexpected argument ${a}`);
-    const name = a.slice(2) === "stack" ? "name" : a.slice(2); // --stack is an alias of --name
+    const name = a.slice(2);
     if (!known.includes(name)) usage(`unknown option ${a}`);
-    if (["rebuild", "rebuild-image"].includes(name)) opts[name] = true;
+    if (flags.includes(name)) opts[name] = true;
     else {
       const v = argv.shift();
-      if (v === undefined) usage(`${a} needs a value`);
+      if (v === undefined || v.startsWith("--")) usage(`${a} needs a value`);
       opts[name] = v;
     }
   }
-  const name = String(opts.name ?? "default");
+  const stack = opts.stack === undefined ? undefined : String(opts.stack);
+  const name = String(opts.name ?? stack ?? "default");
   const runDir = path.resolve(String(opts["run-dir"] ?? path.join(REPO_ROOT, ".vm", name)));
+  const bucketDir = path.join(runDir, "bucket");
+  const t0 = Date.now();
   const log = (m: string) => process.stderr.write(`${m}\n`);
-  const num = (k: string) => (opts[k] === undefined ? undefined : Number(opts[k]));
+  const step = (m: string) => log(`[vm ${((Date.now() - t0) / 1000).toFixed(1).padStart(6)} s] ${m}`);
+  const num = (k: string) => {
+    if (opts[k] === undefined) return undefined;
+    const n = Number(opts[k]);
+    if (!Number.isInteger(n) || n <= 0) usage(`--${k} must be a positive whole number; got ${opts[k]}`);
+    return n;
+  };
+  const stopHint = `npm run vm -- stop${stack ? ` --stack ${stack}` : ""}${opts.name ? ` --name ${name}` : ""}`;
 
   switch (command) {
     case "start": {
-      if (!opts["user-data"]) usage("start needs --user-data FILE");
+      if (!opts["user-data"] && !stack) usage("give --stack NAME (render that stack) or --user-data FILE");
+      if (stack && !fs.existsSync(stackFilePath(stack))) {
+        throw new Error(`no stack file Pulumi.${stack}.yaml in ${REPO_ROOT}; stacks here: ${listStacks().join(", ") || "none"}`);
+      }
+      if (opts["with-bucket"] && opts["user-data"]) usage("--with-bucket needs --stack (the bucket goes into the stack's config)");
       if (process.getuid && process.getuid() !== 0) {
         log("vm: building the image needs root (mmdebstrap); a cached image is reused if present");
       }
       const accel = opts.accel as "tcg" | "kvm" | undefined;
       if (accel && accel !== "tcg" && accel !== "kvm") usage("--accel is tcg or kvm");
-      const r = await bootVm({
-        runDir, userDataFile: String(opts["user-data"]), hostname: name === "default" ? undefined : name,
-        memoryMiB: num("memory"), cpus: num("cpus"), dataDiskGiB: num("data-disk"), rootDiskGiB: num("root-disk"),
-        accel, rebuildImage: Boolean(opts["rebuild-image"]), log,
-      });
-      const ci = r.cloudInit;
-      process.stdout.write([
-        "",
-        `VM ${name} is up (${r.vm.accel}), run dir ${runDir}`,
-        `  http:    http://127.0.0.1:${r.vm.ports.http}/`,
-        `  https:   https://127.0.0.1:${r.vm.ports.https}/`,
-        `  ssh:     ${sshCommandLine(r.vm)}`,
-        `  console: ${r.vm.consoleLog}`,
-        `  SSH after ${r.sshSeconds.toFixed(1)} s, cloud-init ${ci.extendedStatus} after ${ci.seconds.toFixed(1)} s`,
-        ...ci.errors.map((e) => `  cloud-init error: ${e}`),
-        ...Object.entries(ci.recoverableErrors).flatMap(([lvl, list]) => list.map((e) => `  cloud-init ${lvl}: ${e}`)),
-        `  stop:    npm run vm -- stop${name === "default" ? "" : ` --name ${name}`}  (or tsx scripts/vm/cli.ts stop)`,
-        "",
-      ].join("\n"));
-      return ci.status === "done" ? 0 : 1;
+      const running = loadVm(runDir);
+      if (running) throw new Error(`a VM is already running from ${runDir} (pid ${running.pid}); stop it first: ${stopHint}`);
+
+      let userDataFile = opts["user-data"] ? path.resolve(String(opts["user-data"])) : "";
+      let bucketCert: string | undefined;
+      let bucketLine = "";
+      if (stack) {
+        const key = ensureSshKey(runDir);
+        let bucket;
+        if (opts["with-bucket"]) {
+          const [port] = await freePorts(1);
+          const b = await spawnS3Bucket({ dir: bucketDir, name: BUCKET_NAME, port });
+          bucket = { endpoint: b.guestEndpoint, name: b.name, accessKeyId: b.accessKeyId, secretAccessKey: b.secretAccessKey };
+          bucketCert = b.certFile;
+          bucketLine = `  bucket:  ${b.hostEndpoint}/${b.name} (s3rver, TLS; guest: ${b.guestEndpoint}; data in ${path.join(bucketDir, "data")})`;
+          step(`local S3 bucket ${b.name} on ${b.hostEndpoint} (guest sees ${b.guestEndpoint})`);
+        }
+        const rendered = await renderStackForVm({ stack, publicKey: key.publicKey, bucket, outDir: path.join(runDir, "render") });
+        userDataFile = rendered.userDataFile;
+        step(`rendered stack ${stack} for the local VM: ${path.relative(REPO_ROOT, userDataFile)} ` +
+          `(${Buffer.byteLength(rendered.userData)} bytes, ${rendered.files.size} files; changed: ${Object.keys(rendered.overrides).join(", ")})`);
+      }
+      let vm: Vm | undefined;
+      try {
+        const r = await bootVm({
+          runDir, userDataFile, hostname: stack ? undefined : name === "default" ? undefined : name,
+          memoryMiB: num("memory"), cpus: num("cpus"), dataDiskGiB: num("data-disk"), rootDiskGiB: num("root-disk"),
+          accel, rebuildImage: Boolean(opts["rebuild-image"]), log,
+        });
+        vm = r.vm;
+        const ci = r.cloudInit;
+        const lines = [
+          `  ssh:     ${sshCommandLine(vm)}`,
+          `  console: ${vm.consoleLog}`,
+          `  SSH after ${r.sshSeconds.toFixed(1)} s, cloud-init ${ci.extendedStatus} after ${ci.seconds.toFixed(1)} s (since QEMU start)`,
+          ...ci.errors.map((e) => `  cloud-init error: ${e}`),
+          ...Object.entries(ci.recoverableErrors).flatMap(([lvl, list]) => list.map((e) => `  cloud-init ${lvl}: ${e}`)),
+        ];
+        if (ci.status !== "done") {
+          process.stdout.write(["", `VM ${name}: cloud-init ended with status ${ci.status}; the VM is left running to inspect:`,
+            ...lines, `  look:    npm run vm -- ssh --name ${name} -- sudo cloud-init status --long`, `  stop:    ${stopHint}`, ""].join("\n"));
+          return 1;
+        }
+        let healthLine = "";
+        if (stack && !opts["no-release"]) {
+          if (bucketCert) {
+            // LOCAL-VM-ONLY: the local bucket's certificate is self-signed (scripts/vm/s3.ts).
+            await trustBucketCaInGuest(vm, bucketCert);
+          }
+          const rel = await shipRelease(vm, { stack, log });
+          const h = await waitForHealth(vm, { timeoutMs: 120000, log });
+          healthLine = `  app:     release ${rel.id}; GET /health through nginx 200 after ${h.seconds.toFixed(1)} s (since QEMU start)`;
+        } else if (bucketCert) {
+          await trustBucketCaInGuest(vm, bucketCert);
+        }
+        process.stdout.write([
+          "",
+          `VM ${name} is up (${vm.accel}, ${stack ? `stack ${stack}` : path.relative(process.cwd(), userDataFile)}), run dir ${runDir}`,
+          `  http:    http://127.0.0.1:${vm.ports.http}/${stack && !opts["no-release"] ? "health" : ""}`,
+          `  https:   https://127.0.0.1:${vm.ports.https}/  (only with a domain in the stack)`,
+          ...lines,
+          ...(healthLine ? [healthLine] : []),
+          ...(bucketLine ? [bucketLine, "  backup:  ssh in, then: sudo backup now && sudo backup list && sudo backup drill"] : []),
+          ...(stack && !bucketLine ? ["  backups: go to the stack's cloud bucket (unreachable from here); use --with-bucket to test them"] : []),
+          `  stop:    ${stopHint}`,
+          `  total:   ${((Date.now() - t0) / 1000).toFixed(0)} s`,
+          "",
+        ].join("\n"));
+        return 0;
+      } catch (e) {
+        const where = vm ? `\nThe VM is left running to inspect: ${sshCommandLine(vm)}\nStop it with: ${stopHint}` :
+          loadVm(runDir) ? `\nStop the VM with: ${stopHint}` : "";
+        throw new Error(`${(e as Error).message}${where}`);
+      }
     }
     case "stop": {
       const how = await stopVm(runDir, { log });
-      process.stdout.write(`VM ${name}: ${how === "not-running" ? "was not running" : how === "powerdown" ? "powered off" : "killed"}\n`);
+      const bucket = await stopS3Bucket(bucketDir);
+      process.stdout.write(`VM ${name}: ${how === "not-running" ? "was not running" : how === "powerdown" ? "powered off" : "killed"}` +
+        `${bucket ? "; local bucket stopped" : ""}\n`);
       return 0;
     }
     case "status": {
@@ -101,7 +183,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case "ssh": {
       const vm = loadVm(runDir);
-      if (!vm) { log(`vm: ${name} is not running`); return 3; }
+      if (!vm) { log(`vm: ${name} is not running (start it: npm run vm -- --stack <name>)`); return 3; }
       const args = sshArgs(vm);
       if (rest.length === 0) args.unshift("-t");
       const r = spawnSync("ssh", [...args, ...rest], { stdio: "inherit" });

@@ -396,8 +396,63 @@ export function ssh(vm: Vm, command: string, opts: { timeoutMs?: number; input?:
       clearTimeout(timer);
       resolve({ code: code ?? (signal ? 255 : 0), stdout, stderr });
     });
+    // ssh may exit before reading stdin (guest gone, connection refused): that is its exit code's
+    // story, not an uncaught EPIPE that would take the whole test run down.
+    child.stdin.on("error", () => {});
     child.stdin.end(opts.input ?? "");
   });
+}
+
+/** Copy a local file to the guest (scp as the admin user). Throws on failure. */
+export function scpToVm(vm: Vm, localPath: string, remotePath: string, opts: { timeoutMs?: number } = {}): Promise<void> {
+  const args = sshArgs(vm);
+  const target = args.pop()!; // user@host
+  const portAt = args.indexOf("-p");
+  args[portAt] = "-P"; // scp spells the port option -P
+  return new Promise((resolve, reject) => {
+    const child = spawn("scp", ["-q", ...args, localPath, `${target}:${remotePath}`], { stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    child.stderr.on("data", (d) => { stderr += d; });
+    const timer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs ?? 300000);
+    child.on("error", (e) => { clearTimeout(timer); reject(e); });
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      if (code === 0) resolve();
+      else reject(new Error(`scp ${localPath} -> ${remotePath} failed (exit ${code}): ${stderr.trim()}`));
+    });
+  });
+}
+
+/**
+ * Take `<runDir>/.lock` so two processes (mocha runs, the benchmark) never drive or stop the
+ * same VM. Waits while a live owner holds it; takes over a dead owner's lock and stops its
+ * orphaned VM. Returns the release function.
+ */
+export async function lockRunDir(runDir: string, log: VmLogger = defaultLog): Promise<() => void> {
+  fs.mkdirSync(runDir, { recursive: true });
+  const lockFile = path.join(runDir, ".lock");
+  for (let waited = 0; ; waited += 5) {
+    try {
+      fs.writeFileSync(lockFile, String(process.pid), { flag: "wx" });
+      return () => {
+        try {
+          if (fs.readFileSync(lockFile, "utf8").trim() === String(process.pid)) fs.rmSync(lockFile, { force: true });
+        } catch { /* gone */ }
+      };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+    }
+    const owner = Number(fs.readFileSync(lockFile, "utf8").trim());
+    let alive = false;
+    try { process.kill(owner, 0); alive = owner !== process.pid; } catch { alive = false; }
+    if (!alive) {
+      fs.rmSync(lockFile, { force: true });
+      await stopVm(runDir, { log: () => {} }); // its VM, orphaned
+      continue;
+    }
+    if (waited % 30 === 0) log(`[vm] another process (pid ${owner}) is using ${runDir}; waiting`);
+    await sleep(5000);
+  }
 }
 
 /** Last non-empty lines of the serial console, for progress and failure messages. */

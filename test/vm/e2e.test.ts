@@ -1,0 +1,522 @@
+/**
+ * @vm end to end (issue 7): ONE Debian 13 VM booted under QEMU with the staging stack's exact
+ * rendered user-data (machine kind qemu, the run dir's SSH key added, backups pointed at an
+ * s3rver on the host), then every point of the issue, in order, from the host:
+ *   1 cloud-init done, no errors; the box got the exact user-data and files
+ *   2 the release ships; /health through nginx; signup through nginx; the worker sends the welcome email
+ *   3 backup timer; backup.service ships an encrypted dump to the host's S3; the restore drill passes
+ *   4 reboot: mounts, PostgreSQL, web, worker, timers come back; the signed-up user is still there
+ *   5 kill -9 a web instance and the worker: systemd restarts them, /health stays 200 meanwhile
+ *   6 only SSH/HTTP/HTTPS on public addresses; PostgreSQL on loopback only
+ *   7 every app unit's `systemd-analyze security` exposure <= 3.0
+ *   8 2 GiB VM: MemAvailable >= 40 % of MemTotal after boot and a short load
+ * Figures are printed and written to .vm/e2e/figures.json. Budget: 20 minutes (asserted).
+ *
+ * Skips (loudly) only when qemu-system-x86_64 cannot run at all; with CI=true that is a failure.
+ * Test-only setup, not product behaviour: the guest is made to trust the local bucket's
+ * self-signed certificate (a cloud bucket has a public one) — see scripts/vm/s3.ts.
+ */
+import { strict as assert } from "node:assert";
+import { spawn } from "node:child_process";
+import * as crypto from "node:crypto";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import {
+  BootResult, REPO_ROOT, Vm, bootVm, consoleTail, elapsed, ensureSshKey, freePorts, lockRunDir, qemuAvailable, sleep,
+  ssh, stopVm, waitForSsh,
+} from "../../scripts/vm/qemu";
+import { LocalBucket, startS3Bucket, trustBucketCaInGuest } from "../../scripts/vm/s3";
+import { ShippedRelease, VmRender, detectKnownFirstBootBug, httpRequest, isHealthy, renderStackForVm, shipRelease, waitForHealth } from "../../scripts/vm/stack";
+
+const STACK = "staging";
+const RUN_DIR = path.join(REPO_ROOT, ".vm", "e2e");
+const BUCKET_NAME = "vm-e2e-backups";
+const BUDGET_MS = 20 * 60 * 1000;
+const log = (m: string) => console.log(`      ${m}`);
+
+/** Run a command in the guest; fail the test with its output unless it exits 0. */
+async function sh(vm: Vm, command: string, timeoutMs = 120000): Promise<string> {
+  const r = await ssh(vm, command, { timeoutMs });
+  if (r.code !== 0) throw new Error(`guest command failed (exit ${r.code}): ${command}\n${r.stdout}\n${r.stderr}`);
+  return r.stdout;
+}
+
+/** psql as postgres in the app database, tuples only. */
+function psql(vm: Vm, sql: string): Promise<string> {
+  return sh(vm, `sudo -u postgres psql -X -q -At -v ON_ERROR_STOP=1 -d app -c '${sql.replace(/'/g, `'\\''`)}'`)
+    .then((s) => s.trim());
+}
+
+/** Value of KEY='...' (bash single-quoted, as provisioning/backup.ts renders it) in an env file. */
+function envValue(text: string, key: string): string {
+  const line = text.split("\n").find((l) => l.startsWith(`${key}=`));
+  if (!line) throw new Error(`${key} not in env file`);
+  const v = line.slice(key.length + 1);
+  return v.startsWith("'") ? v.slice(1, -1).replace(/'\\''/g, "'") : v;
+}
+
+function runHost(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; stdout: Buffer; stderr: string }> {
+  // Asynchronous on purpose: s3rver answers from this process's event loop.
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { env, stdio: ["ignore", "pipe", "pipe"] });
+    const out: Buffer[] = [];
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => out.push(d));
+    child.stderr.on("data", (d) => { stderr += d; });
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code: code ?? 1, stdout: Buffer.concat(out), stderr }));
+  });
+}
+
+/** `systemctl show` properties as a map. */
+async function unitProps(vm: Vm, unit: string, props: string[]): Promise<Record<string, string>> {
+  const out = await sh(vm, `systemctl show ${unit} ${props.map((p) => `-p ${p}`).join(" ")}`);
+  return Object.fromEntries(out.trim().split("\n").map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
+}
+
+interface Listener { proto: string; host: string; port: number; process: string; local: string }
+
+/** Parse `ss -Hl[tu]np` lines. */
+function parseSs(out: string, proto: string): Listener[] {
+  return out.trim().split("\n").filter(Boolean).map((line) => {
+    const cols = line.trim().split(/\s+/);
+    const local = cols[3];
+    const at = local.lastIndexOf(":");
+    const host = local.slice(0, at).replace(/^\[|\]$/g, "").replace(/%.*$/, "");
+    const proc = /users:\(\("([^"]+)"/.exec(line)?.[1] ?? "?";
+    return { proto, host, port: Number(local.slice(at + 1)), process: proc, local };
+  });
+}
+
+function isLoopback(host: string): boolean {
+  return /^127\./.test(host) || host === "::1" || host === "[::1]";
+}
+
+describe("@vm e2e: the staging stack's exact user-data on a Debian 13 VM (issue 7)", function () {
+  this.timeout(BUDGET_MS);
+
+  const t0 = Date.now();
+  let releaseLock: (() => void) | undefined;
+  let bucket: LocalBucket | undefined;
+  let render: VmRender;
+  let boot: BootResult;
+  let vm: Vm;
+  let release: ShippedRelease | undefined;
+  const figures: Record<string, unknown> = {};
+  const marker = `vm-e2e-marker-${crypto.randomBytes(12).toString("hex")}`;
+  const email = `e2e-${crypto.randomBytes(4).toString("hex")}@example.com`;
+  const password = "a long e2e password 123";
+  let userId = "";
+  let orgId = "";
+  /** Set when first boot failed for a known product bug (see the workaround step). */
+  let knownBug = "";
+  let knownBugRepairs: string[] = [];
+
+  before(async function () {
+    const q = qemuAvailable();
+    if (!q.ok) {
+      if (process.env.CI === "true") throw new Error(`CI=true and QEMU cannot run: ${q.reason}`);
+      const bar = "!".repeat(78);
+      console.warn(`\n${bar}\n!! SKIPPING the @vm e2e test: QEMU cannot run on this machine.\n!! ${q.reason}\n` +
+        `!! Install qemu-system-x86 (npm run setup) to run it. In CI (CI=true) this is a failure.\n${bar}\n`);
+      this.skip();
+    }
+    releaseLock = await lockRunDir(RUN_DIR, log);
+    await stopVm(RUN_DIR, { log: () => {} }); // left over from an interrupted run of ours
+    const key = ensureSshKey(RUN_DIR);
+
+    // The host's S3: fresh bucket store each run, fixed port (it goes into the rendered user-data).
+    const bucketDir = path.join(RUN_DIR, "bucket");
+    fs.rmSync(path.join(bucketDir, "data"), { recursive: true, force: true });
+    const [port] = await freePorts(1);
+    bucket = await startS3Bucket({ dir: bucketDir, name: BUCKET_NAME, port });
+    render = await renderStackForVm({
+      stack: STACK, publicKey: key.publicKey, outDir: path.join(RUN_DIR, "render"),
+      bucket: { endpoint: bucket.guestEndpoint, name: bucket.name, accessKeyId: bucket.accessKeyId, secretAccessKey: bucket.secretAccessKey },
+    });
+    log(`rendered stack ${STACK} for qemu: ${render.userDataFile} (${Buffer.byteLength(render.userData)} bytes); ` +
+      `overrides: ${Object.keys(render.overrides).join(", ")}`);
+    figures.hostLoadAtStart = os.loadavg()[0].toFixed(2);
+    boot = await bootVm({ runDir: RUN_DIR, userDataFile: render.userDataFile, hostname: "saas-e2e", log });
+    vm = boot.vm;
+    figures.imageKey = boot.image.key;
+    figures.imageBuilt = boot.image.built;
+    figures.sshSeconds = boot.sshSeconds;
+    figures.cloudInitDoneSeconds = boot.cloudInit.seconds;
+    if (boot.cloudInit.status !== "done") {
+      const known = await detectKnownFirstBootBug(vm);
+      if (known) {
+        knownBug = known.bug;
+        knownBugRepairs = known.repairs;
+      }
+    }
+  });
+
+  after(async function () {
+    figures.totalSeconds = Math.round((Date.now() - t0) / 1000);
+    figures.hostLoadAtEnd = os.loadavg()[0].toFixed(2);
+    if (releaseLock) {
+      log(`VM figures: ${JSON.stringify(figures)}`);
+      fs.writeFileSync(path.join(RUN_DIR, "figures.json"), JSON.stringify(figures, null, 2) + "\n");
+      if (vm && process.env.SAAS_VPS_VM_KEEP === "1") log(`SAAS_VPS_VM_KEEP=1: leaving the VM running (npm run vm -- stop --name e2e)`);
+      else await stopVm(RUN_DIR, { log });
+      if (bucket) await bucket.close();
+      releaseLock();
+    }
+  });
+
+  it("1. cloud-init is `done` with no errors; the box got the exact rendered user-data and files and ran bootstrap", async function () {
+    // Same bytes as rendered (cloud-init keeps what it was given in user-data.txt).
+    const sha = crypto.createHash("sha256").update(render.userData).digest("hex");
+    assert.equal((await sh(vm, "sudo sha256sum /var/lib/cloud/instance/user-data.txt")).split(" ")[0], sha);
+    // Every file of the bundle is on disk with the rendered content.
+    const paths = [...render.files.keys()];
+    const sums = await sh(vm, `sudo sha256sum ${paths.join(" ")}`);
+    const onDisk = new Map(sums.trim().split("\n").map((l) => { const [h, p] = l.split(/\s+/); return [p, h]; }));
+    for (const [p, content] of render.files) {
+      assert.equal(onDisk.get(p), crypto.createHash("sha256").update(content).digest("hex"), `${p} differs from the render`);
+    }
+    figures.userDataBytes = Buffer.byteLength(render.userData);
+    figures.filesChecked = paths.length;
+    const ci = boot.cloudInit;
+    const output = (await ssh(vm, "sudo tail -n 40 /var/log/cloud-init-output.log")).stdout;
+    figures.cloudInitStatus = ci.extendedStatus;
+    assert.equal(ci.status, "done", `cloud-init ${ci.extendedStatus}: ${JSON.stringify(ci.errors)}\n` +
+      `${knownBug ? `KNOWN PRODUCT BUG: ${knownBug}\n` : ""}cloud-init-output.log tail:\n${output}`);
+    assert.deepEqual(ci.errors, []);
+    assert.deepEqual(ci.recoverableErrors, {}, `recoverable errors: ${JSON.stringify(ci.recoverableErrors)}`);
+    assert.match(await sh(vm, "cloud-init status --long"), /^status: done$/m);
+    assert.match(await sh(vm, "sudo cat /var/lib/saas-vps/bootstrap.done"), /^\d{4}-\d\d-\d\dT/);
+    assert.match(await sh(vm, "sudo grep -E '^bootstrap: ' /var/log/cloud-init-output.log | tail -1"), /^bootstrap: done$/m);
+  });
+
+  it("(test-only) known product bugs that stop first boot are repaired the way a day-2 push would, so points 2-8 still get checked", async function () {
+    // WORKAROUND, NOT PRODUCT BEHAVIOUR. When first boot failed for a known product bug, point 1
+    // above has already FAILED (the suite is red). To still collect evidence for points 2-8, the
+    // box is repaired by hand here, exactly as the fix would be pushed day-2, and bootstrap
+    // (idempotent) is run again. Nothing is done when first boot succeeded.
+    if (!knownBug) return this.skip();
+    log(`!!! WORKAROUND for a known product bug (point 1 failed): ${knownBug}`);
+    for (const cmd of knownBugRepairs) log(`!!!   guest: ${cmd}`);
+    for (const cmd of knownBugRepairs) await sh(vm, cmd, 10 * 60000);
+    figures.workaroundApplied = knownBug;
+  });
+
+  it("2a. after shipping the release, GET /health through nginx answers 200 {\"status\":\"ok\"}", async function () {
+    const before = await httpRequest(vm.ports.http, { path: "/health", agent: false }).catch((e) => ({ status: 0, body: String(e), headers: {} }));
+    assert.ok(!isHealthy(before), "healthy before any release was shipped?");
+    figures.healthBeforeRelease = before.status;
+    release = await shipRelease(vm, { stack: STACK, log });
+    figures.appBuildSeconds = Math.round(release.buildSeconds);
+    figures.releaseSeconds = Math.round(release.releaseSeconds);
+    const h = await waitForHealth(vm, { timeoutMs: 60000, log });
+    figures.firstHealthySeconds = h.seconds;
+    const r = await httpRequest(vm.ports.http, { path: "/health" });
+    assert.equal(r.status, 200);
+    assert.deepEqual(JSON.parse(r.body), { status: "ok" });
+    assert.equal(r.headers["x-app-release"], release.id);
+    assert.ok(r.headers["x-request-id"], "nginx's X-Request-Id is missing");
+    assert.equal(r.headers["x-frame-options"], "DENY", "not answered through the rendered nginx site");
+    assert.match(await sh(vm, "readlink /srv/app/current"), new RegExp(`releases/${release.id}\\s*$`));
+  });
+
+  it("2b. a signup through nginx creates a user, and the worker processes the welcome-email job", async function () {
+    const r = await httpRequest(vm.ports.http, {
+      method: "POST", path: "/auth/register", body: { email, password, name: marker, organizationName: "E2E Org" }, timeoutMs: 60000,
+    });
+    assert.equal(r.status, 201, r.body);
+    const body = JSON.parse(r.body);
+    userId = body.user.id;
+    orgId = body.organization.id;
+    assert.equal(body.user.email, email);
+    assert.match(body.token, /^sess_/);
+    assert.equal(await psql(vm, `select count(*) from users where email = '${email}' and name = '${marker}'`), "1");
+    // The worker (unit worker@1) logs the email (no SMTP_URL) and the job as done.
+    let lines: { msg?: string; mail?: { to?: string }; task?: string }[] = [];
+    const deadline = Date.now() + 90000;
+    for (;;) {
+      const out = await sh(vm, "sudo journalctl -u worker@1.service -b -o cat --no-pager");
+      lines = out.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
+      const mailed = lines.some((l) => l.msg?.includes("email logged") && l.mail?.to === email);
+      const done = lines.some((l) => l.msg === "job done" && l.task === "send_welcome_email");
+      if (mailed && done) break;
+      if (Date.now() > deadline) assert.fail(`worker did not process the welcome email for ${email}:\n${out.slice(-2000)}`);
+      await sleep(2000);
+    }
+    // ...and the queue no longer holds it (graphile-worker deletes completed jobs).
+    assert.equal(await psql(vm, `select count(*) from graphile_worker.jobs where key = 'welcome:${userId}'`), "0");
+  });
+
+  it("3. the backup timer is active; backup.service ships an encrypted dump to the host's S3; the restore drill passes", async function () {
+    const timer = await unitProps(vm, "backup.timer", ["ActiveState", "UnitFileState", "NextElapseUSecRealtime"]);
+    assert.equal(timer.ActiveState, "active");
+    assert.equal(timer.UnitFileState, "enabled");
+    assert.notEqual(timer.NextElapseUSecRealtime, "", "backup.timer has no next run");
+    const drillTimer = await unitProps(vm, "restore-drill.timer", ["ActiveState", "UnitFileState"]);
+    assert.deepEqual([drillTimer.ActiveState, drillTimer.UnitFileState], ["active", "enabled"]);
+
+    // TEST-ONLY SETUP: trust the local bucket's self-signed certificate (scripts/vm/s3.ts).
+    await trustBucketCaInGuest(vm, bucket!.certFile);
+    assert.equal(bucket!.objects().length, 0);
+    const tb = Date.now();
+    const start = await ssh(vm, "sudo systemctl start backup.service", { timeoutMs: 10 * 60000 });
+    const journal = await sh(vm, "sudo journalctl -u backup.service -b -o cat --no-pager");
+    assert.equal(start.code, 0, `backup.service failed:\n${start.stderr}\n${journal}`);
+    figures.backupSeconds = Math.round((Date.now() - tb) / 100) / 10;
+    assert.equal((await unitProps(vm, "backup.service", ["Result"])).Result, "success");
+    const objects = bucket!.objects();
+    const keys = objects.map((o) => o.key);
+    assert.ok(keys.includes("restic/config"), `no restic repository in the bucket: ${keys.join(", ")}`);
+    assert.ok(keys.some((k) => k.startsWith("restic/data/")), `no data packs: ${keys.join(", ")}`);
+    assert.ok(keys.some((k) => k.startsWith("restic/snapshots/")), `no snapshot: ${keys.join(", ")}`);
+    figures.backupObjects = objects.length;
+    figures.backupBytes = objects.reduce((n, o) => n + o.size, 0);
+    // Nothing readable in the bucket: neither the marker (a user's name) nor pg_dump's header.
+    for (const o of objects) {
+      const bytes = fs.readFileSync(o.file);
+      assert.ok(!bytes.includes(marker), `${o.key} contains the marker in clear`);
+      assert.ok(!bytes.includes("PGDMP"), `${o.key} contains a pg_dump header in clear`);
+      assert.ok(!bytes.includes(email), `${o.key} contains the user's email in clear`);
+    }
+    // ...yet the dump is in there: restic on the host with the stack's password gets it back,
+    // with a wrong password it gets nothing.
+    const backupEnv = render.files.get("/etc/saas-vps/backup.env")!;
+    const env = {
+      ...process.env, SSL_CERT_FILE: bucket!.certFile,
+      RESTIC_REPOSITORY: `s3:${bucket!.hostEndpoint}/${bucket!.name}/restic`,
+      RESTIC_PASSWORD: envValue(backupEnv, "RESTIC_PASSWORD"),
+      AWS_ACCESS_KEY_ID: bucket!.accessKeyId, AWS_SECRET_ACCESS_KEY: bucket!.secretAccessKey,
+      RESTIC_CACHE_DIR: path.join(RUN_DIR, "restic-cache"),
+    };
+    const dump = await runHost("restic", ["dump", "--no-lock", "latest", "/app.dump"], env);
+    assert.equal(dump.code, 0, dump.stderr);
+    assert.ok(dump.stdout.subarray(0, 5).equals(Buffer.from("PGDMP")), "the restored object is not a pg_dump archive");
+    assert.ok(dump.stdout.includes(marker), "the decrypted dump does not contain the marker row");
+    const wrong = await runHost("restic", ["snapshots", "--no-lock"], { ...env, RESTIC_PASSWORD: "not the password" });
+    assert.notEqual(wrong.code, 0);
+    assert.match(wrong.stderr, /wrong password|no key found/i);
+
+    const td = Date.now();
+    const drill = await ssh(vm, "sudo systemctl start restore-drill.service", { timeoutMs: 10 * 60000 });
+    const drillLog = await sh(vm, "sudo journalctl -u restore-drill.service -b -o cat --no-pager");
+    assert.equal(drill.code, 0, `restore-drill.service failed:\n${drill.stderr}\n${drillLog}`);
+    figures.drillSeconds = Math.round((Date.now() - td) / 100) / 10;
+    assert.match(drillLog, /restore drill OK/);
+    figures.drill = drillLog.split("\n").find((l) => l.includes("restore drill OK"));
+    assert.match(await sh(vm, "sudo backup list"), /app\.dump|[0-9a-f]{8}/);
+    // Neither job triggered the failure alert.
+    assert.equal((await sh(vm, "sudo journalctl -b -o cat --no-pager -u 'backup-alert@*' | wc -l")).trim(), "0");
+  });
+
+  it("4. after a reboot, mounts, PostgreSQL, web, worker and timers come back, and the signed-up user is still there", async function () {
+    const oldBoot = (await sh(vm, "cat /proc/sys/kernel/random/boot_id")).trim();
+    const tr = Date.now();
+    await ssh(vm, "sudo systemctl reboot", { timeoutMs: 30000 }); // the connection may drop: ignore its status
+    let newBoot = oldBoot;
+    while (newBoot === oldBoot) {
+      if (Date.now() - tr > 10 * 60000) assert.fail(`no new boot after 10 min; console:\n${consoleTail(vm, 30)}`);
+      await sleep(3000);
+      const r = await ssh(vm, "cat /proc/sys/kernel/random/boot_id", { timeoutMs: 20000 });
+      if (r.code === 0) newBoot = r.stdout.trim();
+    }
+    await waitForSsh(vm, { log });
+    const state = (await ssh(vm, "systemctl is-system-running --wait", { timeoutMs: 5 * 60000 })).stdout.trim();
+    figures.rebootToSystemReadySeconds = Math.round((Date.now() - tr) / 100) / 10;
+    const failed = (await sh(vm, "systemctl --failed --plain --no-legend --no-pager")).trim();
+    assert.equal(state, "running", `system state after reboot: ${state}; failed units:\n${failed}`);
+    const h = await waitForHealth(vm, { timeoutMs: 120000, log });
+    figures.rebootToHealthySeconds = Math.round((Date.now() - tr) / 100) / 10;
+    assert.equal(h.release, release?.id);
+
+    // Mount: the data volume by label on /srv/data, with the cluster on it.
+    const mount = (await sh(vm, "findmnt -n -o SOURCE,FSTYPE /srv/data")).trim().split(/\s+/);
+    assert.equal(mount[1], "ext4");
+    assert.equal((await sh(vm, `sudo blkid -o value -s LABEL ${mount[0]}`)).trim(), "saas-data");
+    assert.equal(await sh(vm, "readlink -f /dev/disk/by-id/virtio-saas-data"), `${mount[0]}\n`);
+    assert.match(await sh(vm, "grep -E '^LABEL=saas-data /srv/data ext4' /etc/fstab"), /nofail/);
+    assert.match(await psql(vm, "show data_directory"), /^\/srv\/data\/postgresql\/\d+\/main$/);
+    // Units.
+    const units = ["nginx.service", "web@3001.service", "web@3002.service", "worker@1.service", "saas-app.target",
+      "backup.timer", "restore-drill.timer", "ssh.service", "fail2ban.service"];
+    const pgUnit = (await sh(vm, "systemctl list-units --plain --no-legend 'postgresql@*-main.service' | awk '{print $1}'")).trim();
+    assert.match(pgUnit, /^postgresql@\d+-main\.service$/);
+    const active = (await ssh(vm, `systemctl is-active ${[pgUnit, ...units].join(" ")}`)).stdout.trim().split("\n");
+    assert.deepEqual(active, Array(units.length + 1).fill("active"), `units: ${[pgUnit, ...units].join(" ")}`);
+    // Data from before the reboot, through the database and through the app (login).
+    assert.equal(await psql(vm, `select name from users where email = '${email}'`), marker);
+    const login = await httpRequest(vm.ports.http, { method: "POST", path: "/auth/login", body: { email, password }, timeoutMs: 60000 });
+    assert.equal(login.status, 200, login.body);
+    assert.match(JSON.parse(login.body).token, /^sess_/);
+  });
+
+  it("5. kill -9 of a web instance and the worker: systemd restarts them and /health through nginx stays 200", async function () {
+    const webBefore = await unitProps(vm, "web@3001.service", ["MainPID", "NRestarts"]);
+    const workerBefore = await unitProps(vm, "worker@1.service", ["MainPID", "NRestarts"]);
+    assert.notEqual(webBefore.MainPID, "0");
+    assert.notEqual(workerBefore.MainPID, "0");
+    const probes: { at: number; status: number; ok: boolean; err?: string }[] = [];
+    let polling = true;
+    const poller = (async () => {
+      while (polling) {
+        const at = Date.now();
+        try {
+          const r = await httpRequest(vm.ports.http, { path: "/health", timeoutMs: 5000 });
+          probes.push({ at, status: r.status, ok: isHealthy(r) });
+        } catch (e) {
+          probes.push({ at, status: 0, ok: false, err: (e as Error).message });
+        }
+        await sleep(100);
+      }
+    })();
+    try {
+      await sleep(2000);
+      const killedAt = Date.now();
+      await sh(vm, `sudo kill -9 ${webBefore.MainPID} ${workerBefore.MainPID}`);
+      let web = webBefore;
+      let worker = workerBefore;
+      for (;;) {
+        web = await unitProps(vm, "web@3001.service", ["MainPID", "NRestarts", "ActiveState"]);
+        worker = await unitProps(vm, "worker@1.service", ["MainPID", "NRestarts", "ActiveState"]);
+        const back = web.ActiveState === "active" && worker.ActiveState === "active" &&
+          web.MainPID !== "0" && web.MainPID !== webBefore.MainPID && worker.MainPID !== "0" && worker.MainPID !== workerBefore.MainPID;
+        if (back && (await ssh(vm, "curl -fsS -m 3 http://127.0.0.1:3001/health")).code === 0) break;
+        if (Date.now() - killedAt > 90000) assert.fail(`not restarted after 90 s: web ${JSON.stringify(web)} worker ${JSON.stringify(worker)}`);
+        await sleep(500);
+      }
+      figures.killToBothBackSeconds = Math.round((Date.now() - killedAt) / 100) / 10;
+      assert.equal(Number(web.NRestarts), Number(webBefore.NRestarts) + 1);
+      assert.equal(Number(worker.NRestarts), Number(workerBefore.NRestarts) + 1);
+      await sleep(3000); // and a little after, while nginx takes 3001 back
+    } finally {
+      polling = false;
+      await poller;
+    }
+    const bad = probes.filter((p) => !p.ok);
+    figures.killProbes = probes.length;
+    figures.killProbesFailed = bad.length;
+    assert.ok(probes.length >= 20, `only ${probes.length} probes`);
+    assert.deepEqual(bad, [], `${bad.length} of ${probes.length} /health probes failed during the kill`);
+    const worker = await sh(vm, "sudo journalctl -u worker@1.service -b -o cat --no-pager | tail -5");
+    assert.doesNotMatch(worker, /permanently failed/);
+  });
+
+  it("6. from outside only SSH, HTTP and HTTPS answer; PostgreSQL listens on loopback only", async function () {
+    const tcp = parseSs(await sh(vm, "sudo ss -Hltnp"), "tcp");
+    const udp = parseSs(await sh(vm, "sudo ss -Hlunp"), "udp");
+    figures.tcpListeners = tcp.map((l) => `${l.local} ${l.process}`);
+    figures.udpListeners = udp.map((l) => `${l.local} ${l.process}`);
+    const pg = tcp.filter((l) => l.process === "postgres");
+    assert.ok(pg.length > 0, "PostgreSQL does not listen at all");
+    for (const l of pg) assert.ok(isLoopback(l.host), `PostgreSQL listens on ${l.local}`);
+    // Every listening TCP port, tried from the guest's own public address (what the outside
+    // reaches when no provider firewall is in front, as here).
+    const ip = (await sh(vm, "ip -4 -o addr show scope global | awk '{print $4}' | cut -d/ -f1 | head -1")).trim();
+    assert.match(ip, /^\d+\.\d+\.\d+\.\d+$/);
+    const reachable: number[] = [];
+    for (const port of [...new Set([...tcp.map((l) => l.port), 443])].sort((x, y) => x - y)) {
+      if ((await ssh(vm, `timeout 3 bash -c 'exec 3<>/dev/tcp/${ip}/${port}'`)).code === 0) reachable.push(port);
+    }
+    figures.tcpReachableOnPublicAddress = reachable;
+    const publicTcp = tcp.filter((l) => !isLoopback(l.host));
+    const publicUdp = udp.filter((u) => !isLoopback(u.host) && u.port !== 68); // 68: the DHCP client (networkd)
+    const unexpected = [
+      ...publicTcp.filter((l) => ![22, 80, 443].includes(l.port)).map((l) => `tcp ${l.local} (${l.process})`),
+      ...publicUdp.map((l) => `udp ${l.local} (${l.process})`),
+      ...reachable.filter((p) => ![22, 80, 443].includes(p)).map((p) => `tcp ${ip}:${p} answers`),
+    ];
+    assert.deepEqual(unexpected, [], `listening on a public address besides SSH/HTTP/HTTPS:\n  ${unexpected.join("\n  ")}\n` +
+      "(seen before: 5355 = systemd-resolved's LLMNR, on by default in Debian; the stack turns it off in " +
+      "/etc/systemd/resolved.conf.d/50-saas-vps.conf. On a cloud server the provider firewall would hide such a listener, " +
+      "the VM has none in front)");
+    assert.deepEqual(reachable.filter((p) => p !== 443), [22, 80]);
+    // And the host forwards only SSH/HTTP/HTTPS, on its loopback.
+    const netdev = vm.qemuArgs[vm.qemuArgs.indexOf("-netdev") + 1];
+    const forwards = [...netdev.matchAll(/hostfwd=tcp:([\d.]+):\d+-:(\d+)/g)].map((m) => `${m[1]}->${m[2]}`);
+    assert.deepEqual(forwards.sort(), ["127.0.0.1->22", "127.0.0.1->443", "127.0.0.1->80"]);
+  });
+
+  it("7. every app unit's `systemd-analyze security` exposure is 3.0 or better", async function () {
+    const wants = (await sh(vm, "systemctl show -p Wants --value saas-app.target")).trim().split(/\s+/).sort();
+    const ports = envValue(render.files.get("/etc/saas-vps/release.conf")!.replace(/"/g, "'"), "WEB_PORTS").split(" ");
+    assert.deepEqual(wants, [...ports.map((p) => `web@${p}.service`), "worker@1.service"].sort());
+    const score = async (unit: string) => {
+      const out = await sh(vm, `systemd-analyze security --no-pager ${unit} | tail -1`);
+      const m = /Overall exposure level for \S+: ([\d.]+) (\S+)/.exec(out);
+      if (!m) throw new Error(`no exposure line for ${unit}: ${out}`);
+      return { score: Number(m[1]), label: m[2] };
+    };
+    const scores: Record<string, string> = {};
+    for (const unit of wants) {
+      const s = await score(unit);
+      scores[unit] = `${s.score} ${s.label}`;
+      assert.ok(s.score <= 3.0, `${unit}: exposure ${s.score} ${s.label}`);
+    }
+    // For the record (not app units, not asserted): the other services the stack runs.
+    for (const unit of ["nginx.service", "backup.service", "restore-drill.service"]) scores[unit] = `${(await score(unit)).score} (info)`;
+    figures.exposure = scores;
+    log(`exposure: ${JSON.stringify(scores)}`);
+  });
+
+  it("8. with 2 GiB, at least 40 % of memory stays available after boot and a short load", async function () {
+    assert.equal(vm.qemuArgs[vm.qemuArgs.indexOf("-m") + 1], "2048");
+    const login = await httpRequest(vm.ports.http, { method: "POST", path: "/auth/login", body: { email, password }, timeoutMs: 60000 });
+    const token = JSON.parse(login.body).token as string;
+    // A short load: 400 requests, 4 at a time: health, authenticated reads, projects created,
+    // 4 logins (scrypt). Under TCG the guest CPU is 10-30x slower than a cloud vCPU; with 8 at a
+    // time and a loaded host, DB connections took > 3 s, /health answered 503 and nginx
+    // (max_fails=1, proxy_next_upstream http_503) marked both instances down: "no live
+    // upstreams" 502s (see scripts/vm/README.md). The point here is memory, so the load is kept
+    // to what the emulated box serves, and must be served (>= 95 % of requests).
+    const jobs: (() => Promise<number>)[] = [];
+    for (let i = 0; i < 400; i++) {
+      const auth = { authorization: `Bearer ${token}` };
+      if (i % 100 === 0) jobs.push(async () => (await httpRequest(vm.ports.http, { method: "POST", path: "/auth/login", body: { email, password }, timeoutMs: 60000 })).status);
+      else if (i % 4 === 1) jobs.push(async () => (await httpRequest(vm.ports.http, { path: "/me", headers: auth })).status);
+      else if (i % 4 === 2) jobs.push(async () => (await httpRequest(vm.ports.http, { method: "POST", path: `/orgs/${orgId}/projects`, headers: auth, body: { name: `load ${i}` } })).status);
+      else if (i % 4 === 3) jobs.push(async () => (await httpRequest(vm.ports.http, { path: `/orgs/${orgId}/projects?limit=20`, headers: auth })).status);
+      else jobs.push(async () => (await httpRequest(vm.ports.http, { path: "/health" })).status);
+    }
+    const statuses: number[] = [];
+    const tl = Date.now();
+    await Promise.all(Array.from({ length: 4 }, async () => {
+      for (let job = jobs.shift(); job; job = jobs.shift()) statuses.push(await job().catch(() => 0));
+    }));
+    const loadSeconds = (Date.now() - tl) / 1000;
+    const bad = statuses.filter((s) => s === 0 || s >= 400);
+    assert.equal(statuses.length, 400);
+    figures.loadFailed = bad.length;
+    if (bad.length) {
+      figures.loadFailedStatuses = [...new Set(bad)];
+      log(`load: ${bad.length} of 400 failed (${[...new Set(bad)].join(", ")}); nginx errors:\n` +
+        (await ssh(vm, "sudo tail -n 5 /var/log/nginx/error.log")).stdout);
+    }
+    assert.ok(bad.length <= 20, `${bad.length} of 400 requests failed: ${[...new Set(bad)].join(", ")}`);
+    figures.loadRequests = statuses.length;
+    figures.loadReqPerSecond = Math.round(statuses.length / loadSeconds);
+    await sleep(2000);
+    const mem: Record<string, number> = {};
+    for (const l of (await sh(vm, "cat /proc/meminfo")).split("\n")) {
+      const m = /^([^:]+):\s+(\d+)/.exec(l);
+      if (m) mem[m[1]] = Number(m[2]);
+    }
+    assert.ok(mem.MemTotal > 0 && mem.MemAvailable !== undefined, "no MemTotal/MemAvailable in /proc/meminfo");
+    const pct = (100 * mem.MemAvailable) / mem.MemTotal;
+    figures.memTotalMiB = Math.round(mem.MemTotal / 1024);
+    figures.memAvailableMiB = Math.round(mem.MemAvailable / 1024);
+    figures.memAvailablePercent = Math.round(pct * 10) / 10;
+    figures.memRssMiB = Object.fromEntries((await sh(vm,
+      "ps -eo rss=,comm= | awk '{s[$2]+=$1} END {for (c in s) if (s[c] > 20000) print c, int(s[c]/1024)}'"))
+      .trim().split("\n").map((l) => l.split(" ")).map(([c, v]) => [c, Number(v)]));
+    log(`memory after load: ${figures.memAvailableMiB} of ${figures.memTotalMiB} MiB available (${figures.memAvailablePercent} %); ` +
+      `RSS by command (MiB): ${JSON.stringify(figures.memRssMiB)}`);
+    assert.ok(pct >= 40, `MemAvailable ${mem.MemAvailable} kB is ${pct.toFixed(1)} % of MemTotal ${mem.MemTotal} kB`);
+  });
+
+  it("finished inside the 20-minute budget", function () {
+    const s = (Date.now() - t0) / 1000;
+    figures.secondsBeforeStop = Math.round(s);
+    log(`e2e so far: ${s.toFixed(0)} s (elapsed since QEMU start: ${elapsed(vm).toFixed(0)} s)`);
+    assert.ok(s * 1000 < BUDGET_MS, `took ${s.toFixed(0)} s`);
+  });
+});
