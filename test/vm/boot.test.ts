@@ -10,7 +10,7 @@ import * as http from "node:http";
 import * as os from "node:os";
 import * as path from "node:path";
 import {
-  BootResult, REPO_ROOT, Vm, bootVm, consoleTail, elapsed, ensureSshKey, qemuAvailable, ssh,
+  BootResult, REPO_ROOT, Vm, bootVm, consoleTail, elapsed, ensureSshKey, lockRunDir, qemuAvailable, ssh,
   stopVm,
 } from "../../scripts/vm/qemu";
 
@@ -19,28 +19,6 @@ const RUN_DIR = path.join(REPO_ROOT, ".vm", "test-boot");
 const PAGE_MARKER = "saas-vps vm test page";
 
 interface HttpProbe { status: number; body: string }
-
-/** A lock so two mocha runs never drive (or stop) the same VM; waits for a live owner. */
-async function takeLock(lockFile: string, log: (m: string) => void): Promise<void> {
-  for (let waited = 0; ; waited += 5) {
-    try {
-      fs.writeFileSync(lockFile, String(process.pid), { flag: "wx" });
-      return;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
-    }
-    const owner = Number(fs.readFileSync(lockFile, "utf8").trim());
-    let alive = false;
-    try { process.kill(owner, 0); alive = owner !== process.pid; } catch { alive = false; }
-    if (!alive) {
-      fs.rmSync(lockFile, { force: true });
-      await stopVm(path.dirname(lockFile), { log: () => {} }); // its VM, orphaned
-      continue;
-    }
-    if (waited % 30 === 0) log(`another @vm test run (pid ${owner}) is using ${path.dirname(lockFile)}; waiting`);
-    await new Promise((r) => setTimeout(r, 5000));
-  }
-}
 
 function httpGet(port: number, timeoutMs = 5000): Promise<HttpProbe> {
   return new Promise((resolve, reject) => {
@@ -65,8 +43,7 @@ describe("@vm Debian 13 VM runner: boot a user-data under QEMU", function () {
   let firstPage200: number | undefined;
   let polling = false;
   let poller: Promise<void> | undefined;
-  let ownsLock = false;
-  const LOCK = path.join(RUN_DIR, ".test-lock");
+  let unlock: (() => void) | undefined;
 
   before(async function () {
     const q = qemuAvailable();
@@ -77,8 +54,8 @@ describe("@vm Debian 13 VM runner: boot a user-data under QEMU", function () {
       this.skip();
     }
     fs.mkdirSync(RUN_DIR, { recursive: true });
-    await takeLock(LOCK, (m) => console.log(`      ${m}`));
-    ownsLock = true;
+    // Two mocha runs must never drive (or stop) the same VM: wait for a live owner.
+    unlock = await lockRunDir(RUN_DIR, (m) => console.log(`      ${m}`));
     await stopVm(RUN_DIR, { log: () => {} }); // a VM left over from an interrupted run of ours
     const key = ensureSshKey(RUN_DIR);
     const userDataFile = path.join(RUN_DIR, "test-user-data.yaml");
@@ -131,9 +108,9 @@ describe("@vm Debian 13 VM runner: boot a user-data under QEMU", function () {
       console.log("      VM figures (seconds from QEMU start):", JSON.stringify(figures));
       fs.writeFileSync(path.join(RUN_DIR, "figures.json"), JSON.stringify(figures, null, 2) + "\n");
     }
-    if (ownsLock) {
+    if (unlock) {
       await stopVm(RUN_DIR, { log: () => {} });
-      fs.rmSync(LOCK, { force: true });
+      unlock();
     }
   });
 
