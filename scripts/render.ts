@@ -12,11 +12,11 @@ import { ConfigError } from "../stacks/config";
 import type { MachineKind } from "../provisioning/server";
 import { readStackFile, renderStack, withOverrides } from "./lib/renderStack";
 
-const USAGE = "usage: npm run render -- --stack <name> --out <dir> [--set key=value ...] [--machine qemu]";
+const USAGE = "usage: npm run render -- --stack <name> --out <dir> [--set key=value ...] [--set-secret key=value ...] [--machine qemu]";
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
-    options: { stack: { type: "string" }, out: { type: "string" }, set: { type: "string", multiple: true }, machine: { type: "string" } },
+    options: { stack: { type: "string" }, out: { type: "string" }, set: { type: "string", multiple: true }, "set-secret": { type: "string", multiple: true }, machine: { type: "string" } },
   });
   if (!values.stack || !values.out) {
     console.error(USAGE);
@@ -29,18 +29,21 @@ async function main(): Promise<number> {
     console.error(`error: no stack file Pulumi.${values.stack}.yaml; stacks here: ${stacks.join(", ")}`);
     return 1;
   }
-  const overrides = Object.fromEntries((values.set ?? []).map((pair) => {
-    const at = pair.indexOf("=");
-    if (at < 1) throw new Error(`--set ${pair}: expected key=value`);
-    return [pair.slice(0, at), pair.slice(at + 1)];
-  }));
+  const pairs = (list: string[] | undefined, flag: string) =>
+    Object.fromEntries((list ?? []).map((pair) => {
+      const at = pair.indexOf("=");
+      if (at < 1) throw new Error(`${flag} ${pair}: expected key=value`);
+      return [pair.slice(0, at), pair.slice(at + 1)];
+    }));
+  const overrides = pairs(values.set, "--set");
+  const secretOverrides = pairs(values["set-secret"], "--set-secret");
   const started = process.hrtime.bigint();
   if (values.machine !== undefined && values.machine !== "qemu") {
     console.error(`error: --machine must be qemu (the local VM) or left out; got ${JSON.stringify(values.machine)}`);
     return 2;
   }
   const machine = values.machine as MachineKind | undefined;
-  const result = await renderStack(values.stack, withOverrides(readStackFile(stackPath), overrides), machine);
+  const result = await renderStack(values.stack, withOverrides(readStackFile(stackPath), overrides, secretOverrides), machine);
   const out = resolve(values.out);
   for (const server of result.servers) {
     const dir = join(out, server.name);

@@ -49,6 +49,17 @@ describe("npm run render", function () {
     }
   });
 
+  it("takes credentials with --set-secret, and refuses them in plain --set", () => {
+    const args = ["--stack", "staging", "--set", "backupBucketProvider=s3", "--set", "backupBucketEndpoint=https://s3.example.com", "--set", "backupBucketName=my-backups", "--set", "backupAccessKeyId=AKID"];
+    const plain = render(...args, "--set", "backupSecretAccessKey=s3cr3t", "--out", tempDir("render-plain"));
+    assert.equal(plain.status, 1);
+    assert.match(plain.stderr, /saas-vps:backupSecretAccessKey: is a credential and is stored in plain text/);
+    const out = tempDir("render-secret");
+    const secret = render(...args, "--set-secret", "backupSecretAccessKey=s3cr3t", "--out", out);
+    assert.equal(secret.status, 0, secret.stderr);
+    assert.match(readFileSync(join(out, "app", "files", "etc/saas-vps/backup.env"), "utf8"), /^AWS_SECRET_ACCESS_KEY='s3cr3t'$/m);
+  });
+
   it("says which stacks exist when the stack file is missing", () => {
     const result = render("--stack", "nope", "--out", tempDir("render-missing"));
     assert.equal(result.status, 1);

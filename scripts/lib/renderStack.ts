@@ -57,11 +57,23 @@ export function readStackFile(path: string): StackFile {
   return { config, secretKeys };
 }
 
-/** Applies `saas-vps:<key>=<value>` overrides (e.g. the local VM's extra SSH key). */
-export function withOverrides(file: StackFile, overrides: Record<string, string>): StackFile {
+/**
+ * Applies `saas-vps:<key>=<value>` overrides (e.g. the local VM's extra SSH key); `secretOverrides`
+ * are held as secrets, as `pulumi config set --secret` would.
+ */
+export function withOverrides(file: StackFile, overrides: Record<string, string>, secretOverrides: Record<string, string> = {}): StackFile {
+  const qualify = (key: string) => (key.includes(":") ? key : `${PROJECT}:${key}`);
   const config = { ...file.config };
-  for (const [key, value] of Object.entries(overrides)) config[key.includes(":") ? key : `${PROJECT}:${key}`] = value;
-  return { config, secretKeys: file.secretKeys };
+  const secretKeys = new Set(file.secretKeys);
+  for (const [key, value] of Object.entries(overrides)) {
+    config[qualify(key)] = value;
+    secretKeys.delete(qualify(key));
+  }
+  for (const [key, value] of Object.entries(secretOverrides)) {
+    config[qualify(key)] = value;
+    secretKeys.add(qualify(key));
+  }
+  return { config, secretKeys: [...secretKeys] };
 }
 
 /** `machineKind` qemu renders for the local VM (npm run vm); default: the stack's provider. */
