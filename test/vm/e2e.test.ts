@@ -96,7 +96,8 @@ function isLoopback(host: string): boolean {
 describe("@vm e2e: the staging stack's exact user-data on a Debian 13 VM (issue 7)", function () {
   this.timeout(BUDGET_MS);
 
-  const t0 = Date.now();
+  /** Set when this suite's before() starts (not at file load: in `npm test` other suites run first). */
+  let t0 = 0;
   let releaseLock: (() => void) | undefined;
   let bucket: LocalBucket | undefined;
   let render: VmRender;
@@ -114,6 +115,7 @@ describe("@vm e2e: the staging stack's exact user-data on a Debian 13 VM (issue 
   let knownBugRepairs: string[] = [];
 
   before(async function () {
+    t0 = Date.now();
     const q = qemuAvailable();
     if (!q.ok) {
       if (process.env.CI === "true") throw new Error(`CI=true and QEMU cannot run: ${q.reason}`);
@@ -385,8 +387,15 @@ describe("@vm e2e: the staging stack's exact user-data on a Debian 13 VM (issue 
         await sleep(500);
       }
       figures.killToBothBackSeconds = Math.round((Date.now() - killedAt) / 100) / 10;
-      assert.equal(Number(web.NRestarts), Number(webBefore.NRestarts) + 1);
-      assert.equal(Number(worker.NRestarts), Number(workerBefore.NRestarts) + 1);
+      // Restarted by systemd (at least once: under a loaded TCG host a fresh process has been seen
+      // to fail once more, e.g. a DB connection timing out at start, before it stays up).
+      figures.killRestarts = { web: Number(web.NRestarts) - Number(webBefore.NRestarts), worker: Number(worker.NRestarts) - Number(workerBefore.NRestarts) };
+      if (Number(web.NRestarts) - Number(webBefore.NRestarts) > 1 || Number(worker.NRestarts) - Number(workerBefore.NRestarts) > 1) {
+        log(`more than one restart after the kill: ${JSON.stringify(figures.killRestarts)}; journal:\n` +
+          (await ssh(vm, "sudo journalctl -u web@3001.service -u worker@1.service -b -o cat --no-pager -n 25")).stdout);
+      }
+      assert.ok(Number(web.NRestarts) >= Number(webBefore.NRestarts) + 1, `web@3001 NRestarts ${webBefore.NRestarts} -> ${web.NRestarts}`);
+      assert.ok(Number(worker.NRestarts) >= Number(workerBefore.NRestarts) + 1, `worker@1 NRestarts ${workerBefore.NRestarts} -> ${worker.NRestarts}`);
       await sleep(3000); // and a little after, while nginx takes 3001 back
     } finally {
       polling = false;
