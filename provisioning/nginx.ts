@@ -32,7 +32,7 @@ export interface NginxSiteOptions {
 
 export const NGINX_SITE_PATH = "/etc/nginx/conf.d/saas-vps.conf";
 /**
- * Seconds nginx treats a failed instance as down (max_fails=1). The release tool pauses longer
+ * Seconds nginx treats a failed instance as down (after max_fails=3). The release tool pauses longer
  * than this between instances, or nginx could see every instance failed at once.
  */
 export const NGINX_FAIL_TIMEOUT_SECONDS = 2;
@@ -122,9 +122,12 @@ export function renderNginxSite(opts: NginxSiteOptions): string {
     "# Keep a caller's X-Request-Id (tracing across services); otherwise use nginx's own.",
     ...block("map $http_x_request_id $saas_request_id", ['default $http_x_request_id;', '"" $request_id;']),
     "",
-    "# A failed instance is skipped for 2 s; a rolling release stops one instance at a time.",
+    "# An instance that failed 3 times is skipped for 2 s; a rolling release stops one instance at a time.",
     ...block(`upstream ${UPSTREAM}`, [
-      ...opts.webPorts.map((port) => `server 127.0.0.1:${port} max_fails=1 fail_timeout=${NGINX_FAIL_TIMEOUT_SECONDS}s;`),
+      // max_fails=3: one slow or 503 answer (a box under load) must not take an instance out, or
+      // nginx can see every instance down at once ("no live upstreams"); a stopped instance still
+      // leaves after three refused connects, each retried on another instance.
+      ...opts.webPorts.map((port) => `server 127.0.0.1:${port} max_fails=3 fail_timeout=${NGINX_FAIL_TIMEOUT_SECONDS}s;`),
       ...(opts.surgePort ? [`server 127.0.0.1:${opts.surgePort} backup;`] : []),
       "keepalive 32;",
     ]),
