@@ -13,6 +13,7 @@
 import { throwIfProblems } from "./errors";
 import type { RenderedFile } from "./files";
 import { CONFIG_DIR, LIB_DIR, STATE_DIR } from "./layout";
+import { shellQuote } from "./push";
 import { loadScript } from "./scripts";
 import { renderUnit, UNIT_DIR } from "./systemd";
 
@@ -210,10 +211,6 @@ function renderBackupEnv(opts: BackupRenderOptions): string {
     ...vars.map(([k, v]) => `${k}=${shellQuote(v)}`),
     "",
   ].join("\n");
-}
-
-function shellQuote(value: string): string {
-  return `'${value.replace(/'/g, `'\\''`)}'`;
 }
 
 /** Sandbox of the root jobs: no kernel, device, clock or namespace access; /usr and /etc read-only. */
