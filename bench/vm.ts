@@ -20,7 +20,7 @@ import { stringify } from "yaml";
 import {
   REPO_ROOT, Vm, bootVm, ensureSshKey, lockRunDir, packagesFromUserData, qemuAvailable, sleep, ssh, stopVm,
 } from "../scripts/vm/qemu";
-import { buildApp, detectKnownFirstBootBug, httpRequest, renderStackForVm, shipRelease, waitForHealth } from "../scripts/vm/stack";
+import { buildApp, httpRequest, renderStackForVm, shipRelease, waitForHealth } from "../scripts/vm/stack";
 
 const RUN_DIR = path.join(REPO_ROOT, ".vm", "bench");
 const log = (m: string) => process.stderr.write(`${m}\n`);
@@ -32,8 +32,6 @@ interface Run {
   /** baseline: first HTTP 200 from nginx; full: first healthy /health through nginx. */
   firstHttp: number | null;
   blame?: string;
-  /** Set when first boot failed on a known product bug and was repaired (seconds the repair took). */
-  repaired?: { bug: string; seconds: number };
 }
 
 /** Poll HTTP on the VM's forwarded port from QEMU start; resolves the first time `ok` holds. */
@@ -57,7 +55,6 @@ function firstHttpProbe(getVm: () => Vm | undefined, ok: (status: number, body: 
 
 async function bootOnce(kind: "baseline" | "full", userDataFile: string, artifact: string, stack: string): Promise<Run> {
   let current: Vm | undefined;
-  let repaired: Run["repaired"];
   const probe = kind === "baseline" ? firstHttpProbe(() => current, (s) => s === 200) : undefined;
   try {
     const boot = await bootVm({ runDir: RUN_DIR, userDataFile, hostname: `bench-${kind}`, log, onStart: (v) => { current = v; } });
@@ -77,23 +74,13 @@ async function bootOnce(kind: "baseline" | "full", userDataFile: string, artifac
       firstHttp = early ?? seen;
     } else {
       if (boot.cloudInit.status !== "done") {
-        // A known product bug stops first boot: repair it as a day-2 push would (printed loudly,
-        // and the figure is flagged), so the rest of the timeline can still be measured.
-        const known = await detectKnownFirstBootBug(vm);
-        if (!known) throw new Error(`full boot: cloud-init ${boot.cloudInit.extendedStatus}: ${boot.cloudInit.errors.join("; ")}`);
-        log(`!!! full boot failed on a known product bug; repairing (NOT product behaviour): ${known.bug}`);
-        const tr = Date.now();
-        for (const cmd of known.repairs) {
-          const r = await ssh(vm, cmd, { timeoutMs: 600000 });
-          if (r.code !== 0) throw new Error(`repair failed: ${cmd}\n${r.stderr}`);
-        }
-        repaired = { bug: known.bug, seconds: Math.round((Date.now() - tr) / 100) / 10 };
+        throw new Error(`full boot: cloud-init ${boot.cloudInit.extendedStatus}: ${boot.cloudInit.errors.join("; ")}`);
       }
       await shipRelease(vm, { stack, artifact, log });
       firstHttp = (await waitForHealth(vm, { timeoutMs: 120000, log })).seconds;
     }
     const blame = (await ssh(vm, "sudo cloud-init analyze blame 2>/dev/null | sed -n '2,9p'; systemd-analyze blame --no-pager 2>/dev/null | head -8")).stdout;
-    return { ssh: boot.sshSeconds, cloudInitDone: boot.cloudInit.seconds, cloudInitStatus: boot.cloudInit.extendedStatus, firstHttp, blame, repaired };
+    return { ssh: boot.sshSeconds, cloudInitDone: boot.cloudInit.seconds, cloudInitStatus: boot.cloudInit.extendedStatus, firstHttp, blame };
   } finally {
     if (probe) await probe.result();
     await stopVm(RUN_DIR, { log });
@@ -144,8 +131,6 @@ async function main(): Promise<number> {
     const table = rows.map((r) => r.map((c, i) => c.padEnd(widths[i])).join("  ")).join("\n");
     process.stdout.write(`\nVM boot benchmark, stack ${stack}, seconds from QEMU start (TCG, 2 vCPU, 2 GiB); host load ${loadStart.toFixed(1)} -> ${loadEnd.toFixed(1)}\n` +
       `${table}\ncloud-init status: baseline ${base.cloudInitStatus}, full ${full.cloudInitStatus}. Goal: full <= 1.3 x baseline.\n` +
-      (full.repaired ? `\n!!! The full boot's cloud-init FAILED on a known product bug (${full.repaired.bug}); it was repaired by hand in ` +
-        `${full.repaired.seconds} s (counted in the /health figure) before the release. Its cloud-init figure is the time to the failure.\n` : "") +
       `\nwhere the full boot's time went (cloud-init analyze blame / systemd-analyze blame):\n${full.blame}\n`);
     fs.writeFileSync(path.join(RUN_DIR, "figures.json"), JSON.stringify({ stack, baseline: base, full, loadStart, loadEnd }, null, 2) + "\n");
     return 0;

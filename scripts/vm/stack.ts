@@ -244,39 +244,3 @@ function runShell(command: string, cwd: string): Promise<{ code: number; stdout:
     child.on("close", (code) => resolve({ code: code ?? 1, stdout, stderr }));
   });
 }
-
-// ---------------------------------------------------------------------------------------------
-// Known product bugs that stop first boot (test/bench-only repair, never part of `npm run vm`)
-
-export interface KnownFirstBootBug {
-  /** What is wrong in the product, for the failure message and the report. */
-  bug: string;
-  /** Guest commands that repair the box the way a day-2 push of the fix would. */
-  repairs: string[];
-}
-
-/**
- * When cloud-init ended in error, recognise a known product bug from cloud-init-output.log.
- * Callers must still FAIL on the error (the e2e test's point 1 does); the repair only lets them
- * collect evidence for what comes after first boot.
- */
-export async function detectKnownFirstBootBug(vm: Vm): Promise<KnownFirstBootBug | undefined> {
-  const out = (await ssh(vm, "sudo cat /var/log/cloud-init-output.log")).stdout;
-  // Debian 13's /etc/nginx/nginx.conf already sets `server_tokens off;` and `gzip on;` in
-  // http {}; the rendered conf.d/saas-vps.conf repeats both at http level, so `nginx -t` fails
-  // ("directive is duplicate") and bootstrap stops in setup_nginx, before enabling
-  // saas-app.target, fail2ban and the backup timers.
-  if (/"(server_tokens|gzip)" directive is duplicate in \/etc\/nginx\/conf\.d\/saas-vps\.conf/.test(out)) {
-    return {
-      bug: "provisioning/nginx.ts renders `server_tokens off;` and `gzip on;` at http level in conf.d/saas-vps.conf; " +
-        "Debian 13's nginx.conf already has both, so `nginx -t` fails (\"server_tokens\" directive is duplicate, then the " +
-        "same for gzip) and bootstrap exits in setup_nginx",
-      repairs: [
-        "sudo sed -i -e '/^server_tokens off;$/d' -e '/^gzip on;$/d' /etc/nginx/conf.d/saas-vps.conf",
-        "sudo nginx -t",
-        "sudo /usr/local/lib/saas-vps/bootstrap",
-      ],
-    };
-  }
-  return undefined;
-}

@@ -27,7 +27,7 @@ import {
   ssh, stopVm, waitForSsh,
 } from "../../scripts/vm/qemu";
 import { LocalBucket, startS3Bucket, trustBucketCaInGuest } from "../../scripts/vm/s3";
-import { ShippedRelease, VmRender, detectKnownFirstBootBug, httpRequest, isHealthy, renderStackForVm, shipRelease, waitForHealth } from "../../scripts/vm/stack";
+import { ShippedRelease, VmRender, httpRequest, isHealthy, renderStackForVm, shipRelease, waitForHealth } from "../../scripts/vm/stack";
 
 const STACK = "staging";
 const RUN_DIR = path.join(REPO_ROOT, ".vm", "e2e");
@@ -110,9 +110,6 @@ describe("@vm e2e: the staging stack's exact user-data on a Debian 13 VM (issue 
   const password = "a long e2e password 123";
   let userId = "";
   let orgId = "";
-  /** Set when first boot failed for a known product bug (see the workaround step). */
-  let knownBug = "";
-  let knownBugRepairs: string[] = [];
 
   before(async function () {
     t0 = Date.now();
@@ -146,13 +143,6 @@ describe("@vm e2e: the staging stack's exact user-data on a Debian 13 VM (issue 
     figures.imageBuilt = boot.image.built;
     figures.sshSeconds = boot.sshSeconds;
     figures.cloudInitDoneSeconds = boot.cloudInit.seconds;
-    if (boot.cloudInit.status !== "done") {
-      const known = await detectKnownFirstBootBug(vm);
-      if (known) {
-        knownBug = known.bug;
-        knownBugRepairs = known.repairs;
-      }
-    }
   });
 
   after(async function () {
@@ -185,24 +175,12 @@ describe("@vm e2e: the staging stack's exact user-data on a Debian 13 VM (issue 
     const output = (await ssh(vm, "sudo tail -n 40 /var/log/cloud-init-output.log")).stdout;
     figures.cloudInitStatus = ci.extendedStatus;
     assert.equal(ci.status, "done", `cloud-init ${ci.extendedStatus}: ${JSON.stringify(ci.errors)}\n` +
-      `${knownBug ? `KNOWN PRODUCT BUG: ${knownBug}\n` : ""}cloud-init-output.log tail:\n${output}`);
+      `cloud-init-output.log tail:\n${output}`);
     assert.deepEqual(ci.errors, []);
     assert.deepEqual(ci.recoverableErrors, {}, `recoverable errors: ${JSON.stringify(ci.recoverableErrors)}`);
     assert.match(await sh(vm, "cloud-init status --long"), /^status: done$/m);
     assert.match(await sh(vm, "sudo cat /var/lib/saas-vps/bootstrap.done"), /^\d{4}-\d\d-\d\dT/);
     assert.match(await sh(vm, "sudo grep -E '^bootstrap: ' /var/log/cloud-init-output.log | tail -1"), /^bootstrap: done$/m);
-  });
-
-  it("(test-only) known product bugs that stop first boot are repaired the way a day-2 push would, so points 2-8 still get checked", async function () {
-    // WORKAROUND, NOT PRODUCT BEHAVIOUR. When first boot failed for a known product bug, point 1
-    // above has already FAILED (the suite is red). To still collect evidence for points 2-8, the
-    // box is repaired by hand here, exactly as the fix would be pushed day-2, and bootstrap
-    // (idempotent) is run again. Nothing is done when first boot succeeded.
-    if (!knownBug) return this.skip();
-    log(`!!! WORKAROUND for a known product bug (point 1 failed): ${knownBug}`);
-    for (const cmd of knownBugRepairs) log(`!!!   guest: ${cmd}`);
-    for (const cmd of knownBugRepairs) await sh(vm, cmd, 10 * 60000);
-    figures.workaroundApplied = knownBug;
   });
 
   it("2a. after shipping the release, GET /health through nginx answers 200 {\"status\":\"ok\"}", async function () {

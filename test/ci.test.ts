@@ -1,0 +1,48 @@
+import { strict as assert } from "node:assert";
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+
+// .ci/run's closing line and exit status come from scripts/test-summary.sh. A green `npm test`
+// must give exit 0: an earlier version aborted under `set -o pipefail` when no "failing" line
+// existed, turning every fully green run red.
+const SCRIPT = path.join(__dirname, "..", "scripts", "test-summary.sh");
+
+function summarize(logText: string, status: number): { code: number | null; stdout: string; stderr: string } {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "test-summary-"));
+  try {
+    const log = path.join(dir, "log");
+    fs.writeFileSync(log, logText);
+    const r = spawnSync("bash", [SCRIPT, log, String(status)], { encoding: "utf8" });
+    return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+describe("CI summary (scripts/test-summary.sh, used by .ci/run)", function () {
+  it("exits 0 and sums every mocha run when nothing failed", function () {
+    const log = "  auth\n    ✔ logs in\n\n  161 passing (16m)\n  1 pending\n\n> saas-app test\n\n  45 passing (18s)\n";
+    const r = summarize(log, 0);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, "tests: 206 passed, 0 failed, 1 skipped\n");
+  });
+
+  it("passes a failing status through with the failure count", function () {
+    const r = summarize("  158 passing (22m)\n  2 failing\n\n  1) e2e\n     2 failing lines in a message are not a summary\n", 1);
+    assert.equal(r.code, 1);
+    assert.equal(r.stdout, "tests: 158 passed, 2 failed, 0 skipped\n");
+  });
+
+  it("counts a crash before any mocha summary as a failure", function () {
+    const r = summarize("error TS2304: Cannot find name 'x'.\n", 2);
+    assert.equal(r.code, 2);
+    assert.equal(r.stdout, "tests: 0 passed, 1 failed, 0 skipped\n");
+  });
+
+  it(".ci/run hands its closing line to this script", function () {
+    const run = fs.readFileSync(path.join(__dirname, "..", ".ci", "run"), "utf8");
+    assert.match(run, /^bash scripts\/test-summary\.sh "\$log" "\$status"$/m);
+  });
+});
