@@ -51,11 +51,20 @@ export function renderCloudConfig(input: CloudConfigInput): string {
     ],
     package_update: true,
     packages: input.packages,
-    write_files: [{ path: BUNDLE_PATH, encoding: "b64", permissions: "0600", owner: "root:root", content: renderBundle(input.files).toString("base64") }],
+    // write_files runs in cloud-init's network stage, before the package step of the final stage.
+    write_files: [
+      ...input.files.filter((f) => f.beforePackages).map(plainWriteFile),
+      { path: BUNDLE_PATH, encoding: "b64", permissions: "0600", owner: "root:root", content: renderBundle(input.files.filter((f) => !f.beforePackages)).toString("base64") },
+    ],
     // runcmd runs after packages and users exist: owners resolve by name, package files get replaced.
     runcmd: [["sh", "-c", `tar -xzpf ${BUNDLE_PATH} -C / && exec ${BOOTSTRAP_PATH}`]],
   };
   return "#cloud-config\n" + stringify(config, { lineWidth: 0 });
+}
+
+function plainWriteFile(file: RenderedFile): Record<string, string> {
+  if (file.secret) throw new Error(`${file.path}: a secret file cannot be written before packages (it would sit in clear in user-data)`);
+  return { path: file.path, permissions: file.mode, owner: file.owner ?? "root:root", content: file.content };
 }
 
 /** A gzipped tar of the files with their modes and owners; deterministic (mtime 0, sorted). */

@@ -18,6 +18,12 @@ export interface RenderedFile {
    * day-2 push after the new content is in place. Absent: the file is read on use.
    */
   onChange?: string;
+  /**
+   * Must exist before cloud-init installs the packages (it configures what a package's install
+   * script does), so it is a write_files entry of its own rather than part of the bundle that
+   * runcmd unpacks after the package step. Not secret, small.
+   */
+  beforePackages?: boolean;
 }
 
 /** Octal modes we allow: no execute for "other" on secrets, no world-writable ever. */

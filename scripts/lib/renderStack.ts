@@ -96,14 +96,23 @@ export async function renderStack(stack: string, file: StackFile, machineKind?: 
   return { stack, servers, mocks, outputs };
 }
 
-/** The files a user-data installs: those in its bundle (see provisioning/cloudInit.ts). */
+/** The files a user-data installs: its bundle's and its plain write_files entries (see provisioning/cloudInit.ts). */
 export function decodeWriteFiles(userData: string): Map<string, string> {
   return new Map([...readUserDataBundle(userData)].map(([path, f]) => [path, f.content]));
 }
 
-/** The bundle's files with content, mode and owner. */
+interface WriteFileEntry { path: string; content: string; encoding?: string; permissions?: string; owner?: string }
+
+/** Every file the user-data installs with content, mode and owner: the bundle's, then the plain entries. */
 export function readUserDataBundle(userData: string): ReturnType<typeof readBundle> {
-  const entry = (parse(userData).write_files ?? []).find((f: { path: string }) => f.path === BUNDLE_PATH);
-  if (!entry) throw new Error(`user-data has no ${BUNDLE_PATH} entry`);
-  return readBundle(Buffer.from(entry.content, "base64"));
+  const entries: WriteFileEntry[] = parse(userData).write_files ?? [];
+  const bundle = entries.find((f) => f.path === BUNDLE_PATH);
+  if (!bundle) throw new Error(`user-data has no ${BUNDLE_PATH} entry`);
+  const files = readBundle(Buffer.from(bundle.content, "base64"));
+  for (const f of entries) {
+    if (f.path === BUNDLE_PATH) continue;
+    if (f.encoding) throw new Error(`write_files entry ${f.path}: unexpected encoding ${f.encoding}`);
+    files.set(f.path, { content: f.content, mode: f.permissions ?? "0644", owner: f.owner ?? "root:root" });
+  }
+  return files;
 }
