@@ -167,6 +167,8 @@ function appLocations(): string[] {
     "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
     "proxy_set_header X-Forwarded-Proto $scheme;",
     "proxy_set_header X-Request-Id $saas_request_id;",
+    "# The app echoes the id too; nginx's add_header (also on its own error pages) is the one answer.",
+    "proxy_hide_header X-Request-Id;",
     "# Retry another instance when one is down or restarting (safe: only before a response starts).",
     "proxy_next_upstream error timeout http_502 http_503;",
     "proxy_next_upstream_tries 3;",

@@ -23,6 +23,8 @@ async function upstream(name: string, port: number): Promise<Server> {
     res.setHeader("content-type", "application/json");
     res.setHeader("x-upstream", name);
     res.setHeader("x-seen-request-id", String(req.headers["x-request-id"] ?? ""));
+    // As the app does: answer with the id it got. The client must still see the header once.
+    res.setHeader("x-request-id", String(req.headers["x-request-id"] ?? ""));
     res.end(JSON.stringify({ name, padding: "x".repeat(4096) }));
   });
   await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
@@ -66,7 +68,7 @@ describe("rendered nginx site under real nginx", function () {
     assert.deepEqual([...seen].sort(), ["a", "b"]);
   });
 
-  it("keeps a caller's X-Request-Id, makes one otherwise, and returns it", async () => {
+  it("keeps a caller's X-Request-Id, makes one otherwise, and returns it once", async () => {
     const given = await fetch(`http://127.0.0.1:${port}/x`, { headers: { "x-request-id": "req-123" } });
     assert.equal(given.headers.get("x-seen-request-id"), "req-123");
     assert.equal(given.headers.get("x-request-id"), "req-123");
