@@ -157,13 +157,15 @@ export async function shipRelease(vm: Vm, opts: { stack?: string; log?: VmLogger
   log(`[vm ${elapsed(vm).toFixed(1).padStart(6)} s] uploading ${name} (${(fs.statSync(artifact).size / 1048576).toFixed(1)} MiB) and running release`);
   const t1 = Date.now();
   await scpToVm(vm, artifact, upload);
+  log(`[vm ${elapsed(vm).toFixed(1).padStart(6)} s] uploaded in ${((Date.now() - t1) / 1000).toFixed(1)} s; running release`);
   const r = await ssh(vm, renderReleaseCommand(upload, name), { timeoutMs: 15 * 60 * 1000 });
   const output = `${r.stdout}${r.stderr}`;
   if (r.code !== 0) {
     throw new Error(`release ${id} failed on the VM (exit ${r.code}):\n${output.trim().split("\n").slice(-30).join("\n")}`);
   }
   const releaseSeconds = (Date.now() - t1) / 1000;
-  log(`[vm ${elapsed(vm).toFixed(1).padStart(6)} s] release ${id} done (build ${buildSeconds.toFixed(0)} s, upload + release ${releaseSeconds.toFixed(0)} s)`);
+  log(`[vm ${elapsed(vm).toFixed(1).padStart(6)} s] release ${id} done (build ${buildSeconds.toFixed(0)} s, upload + release ${releaseSeconds.toFixed(0)} s); its timeline:`);
+  for (const line of output.split("\n").filter((l) => /^release \[\+/.test(l))) log(`    ${line}`);
   return { artifact, id, buildSeconds, releaseSeconds, output };
 }
 
