@@ -83,9 +83,10 @@ async function main() {
     row("ratio release / steady", `${(releaseRps / steadyRps).toFixed(2)}`);
     console.log("\nscript summary:\n" + run.stdout.split("\n").filter((l) => /^(release: OK|  )/.test(l)).join("\n"));
 
-    // Not part of the zero-downtime claim, measured so the limit is known: nginx retries a
-    // request on another instance only if it is idempotent or was never sent. A POST sent on a
-    // keep-alive connection the stopping instance is closing fails with 502. The route does not
+    // POSTs, which nginx retries on another instance only if they were never sent: one written
+    // onto a keep-alive connection the stopping instance is closing comes back 502. The app never
+    // closes an idle connection itself (nginx's upstream keepalive_timeout is shorter than the
+    // app's, and on SIGTERM it only stops listening), so this should print 0. The route does not
     // exist, so every POST that reaches the app is a 404 and changes nothing.
     await sleep(2500);
     const posts = startLoad(`${nginx.url}/bench-no-such-route`, CONNECTIONS, { method: "POST", body: "{}" });

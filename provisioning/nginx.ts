@@ -37,6 +37,14 @@ export const NGINX_SITE_PATH = "/etc/nginx/conf.d/saas-vps.conf";
  */
 export const NGINX_FAIL_TIMEOUT_SECONDS = 2;
 export const UPSTREAM = "saas_web";
+/**
+ * Seconds nginx keeps an idle upstream keep-alive connection (`keepalive_timeout` in the upstream
+ * block; nginx's default is 60 s). The app must keep idle connections open LONGER than this, so
+ * that nginx, never the app, closes an idle one: nginx may be writing a request onto it at that
+ * moment, and a POST it has sent is never retried on another instance — the client gets a 502.
+ * The reference app keeps them 5 s (app/src/api/app.ts) and, when it stops, lets nginx close them.
+ */
+export const NGINX_UPSTREAM_KEEPALIVE_TIMEOUT_SECONDS = 3;
 
 export function validateNginxSiteOptions(opts: NginxSiteOptions): void {
   const problems: string[] = [];
@@ -130,6 +138,9 @@ export function renderNginxSite(opts: NginxSiteOptions): string {
       ...opts.webPorts.map((port) => `server 127.0.0.1:${port} max_fails=3 fail_timeout=${NGINX_FAIL_TIMEOUT_SECONDS}s;`),
       ...(opts.surgePort ? [`server 127.0.0.1:${opts.surgePort} backup;`] : []),
       "keepalive 32;",
+      "# Idle connections are closed by nginx before the app would (the app must keep them longer),",
+      "# so nginx never sends a request onto one the app is closing: a POST there is lost as a 502.",
+      `keepalive_timeout ${NGINX_UPSTREAM_KEEPALIVE_TIMEOUT_SECONDS}s;`,
     ]),
     "",
     ...httpServer,

@@ -1,6 +1,9 @@
 // Entrypoint `bin/web`: the HTTP server. systemd runs several of these on PORT=3001..300N
-// behind nginx. On SIGTERM/SIGINT: stop accepting, finish in-flight requests, exit 0; if they
-// do not finish within SHUTDOWN_TIMEOUT_MS, exit 1 (systemd then shows the forced stop).
+// behind nginx. On SIGTERM/SIGINT: stop accepting, answer what arrives on open connections
+// (with Connection: close) until every connection has ended, exit 0; if that takes longer than
+// SHUTDOWN_TIMEOUT_MS, exit 1 (systemd then shows the forced stop).
+import { Server as NetServer } from "node:net";
+import { promisify } from "node:util";
 import { loadConfigOrExit } from "./core/config.js";
 import { createLogger } from "./core/logger.js";
 import { readReleaseId } from "./core/release.js";
@@ -20,16 +23,34 @@ const app = await buildApp({ config, pool, log, storage, reporter, releaseId });
 await app.listen({ port: config.port, host: config.host });
 log.info({ port: config.port, host: config.host, storage: storage.kind }, "web listening");
 
+/**
+ * Stops accepting connections and resolves once every open one has ended. This is net.Server's
+ * close: http.Server#close (which Fastify's close() calls) first closes the IDLE keep-alive
+ * connections, racing nginx, which may be writing a request onto one of them at that moment —
+ * for a POST it never retries, a 502. Left open, they end by themselves: nginx closes its idle
+ * ones after its upstream keepalive_timeout (3 s), a request on one gets Connection: close
+ * (startDraining), other clients' idle ones end at KEEP_ALIVE_TIMEOUT_MS (api/app.ts).
+ * A connect nginx tries meanwhile is refused, which it retries on another instance, POST included.
+ */
+const stopAccepting = (): Promise<void> => promisify(NetServer.prototype.close).call(app.server);
+
 let stopping = false;
 async function shutdown(signal: string): Promise<void> {
   if (stopping) return;
   stopping = true;
-  log.info({ signal, timeoutMs: config.shutdownTimeoutMs }, "shutting down: no new connections, finishing in-flight requests");
+  const t0 = Date.now();
+  app.startDraining();
+  const drained = stopAccepting();
+  // Logged once the listening socket is closed, so whoever sees this line sees connects refused.
+  log.info({ signal, timeoutMs: config.shutdownTimeoutMs }, "shutting down: no new connections, draining open ones");
   const timer = setTimeout(() => {
     log.error({ timeoutMs: config.shutdownTimeoutMs }, "in-flight requests did not finish in time; exiting");
     process.exit(1);
   }, config.shutdownTimeoutMs);
   timer.unref();
+  await drained;
+  log.info({ durationMs: Date.now() - t0 }, "drained: every connection has ended");
+  // Runs the close hooks; Fastify ignores the server's ERR_SERVER_NOT_RUNNING (already closed above).
   await app.close();
   await pool.end().catch(() => {});
   await reporter.flush(2000);

@@ -5,10 +5,10 @@
  */
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
-import { createServer, type Server } from "node:http";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { renderNginxSite } from "../../provisioning/nginx";
+import { NGINX_UPSTREAM_KEEPALIVE_TIMEOUT_SECONDS, renderNginxSite } from "../../provisioning/nginx";
 import { RenderError } from "../../provisioning/errors";
 import { freePort, tempDir } from "../support/tools";
 
@@ -66,6 +66,29 @@ describe("rendered nginx site under real nginx", function () {
     const seen = new Set<string>();
     for (let i = 0; i < 10; i++) seen.add((await fetch(`http://127.0.0.1:${port}/x`)).headers.get("x-upstream")!);
     assert.deepEqual([...seen].sort(), ["a", "b"]);
+  });
+
+  // The app must never close an idle connection nginx may be writing a POST onto (a 502 nginx does
+  // not retry); so nginx closes them first. Node's own default would close at 5 s (+1 s) idle.
+  it("closes an idle upstream keep-alive connection itself, after keepalive_timeout", async function () {
+    this.timeout(15_000);
+    const closed = new Promise<{ by: string; ms: number }>((resolve) => {
+      const watch = (req: IncomingMessage, res: ServerResponse) => {
+        const socket = req.socket; // res lets go of it once finished
+        res.once("finish", () => {
+          const idleSince = Date.now();
+          // "end" on the upstream's side is nginx's FIN; a "close" without it is the upstream's own timeout.
+          socket.once("end", () => resolve({ by: "nginx", ms: Date.now() - idleSince }));
+          socket.once("close", () => resolve({ by: "the upstream", ms: Date.now() - idleSince }));
+        });
+      };
+      for (const s of upstreams) s.once("request", watch);
+    });
+    assert.equal((await fetch(`http://127.0.0.1:${port}/x`)).status, 200);
+    const { by, ms } = await closed;
+    const limit = NGINX_UPSTREAM_KEEPALIVE_TIMEOUT_SECONDS * 1000;
+    assert.equal(by, "nginx", `the idle connection was closed by ${by} after ${ms} ms`);
+    assert.ok(ms >= limit - 500 && ms < limit + 1500, `nginx closed the idle upstream connection after ${ms} ms (keepalive_timeout ${limit} ms)`);
   });
 
   it("keeps a caller's X-Request-Id, makes one otherwise, and returns it once", async () => {

@@ -85,10 +85,11 @@ describe("@real release: rolling web instances behind real nginx under load", fu
       assert.deepEqual(await fetchRelease(`${nginx.url}/health`), { status: 200, release: ids.A });
     });
 
-    it("releases B over A with zero failed requests, then only B answers", async () => {
-      const { run, result, endedAt } = await underLoad(server, nginx, [artifacts.B]);
+    it("releases B over A with zero failed requests (GET and POST), then only B answers", async () => {
+      const { run, result, posts, endedAt } = await underLoad(server, nginx, [artifacts.B], { posts: true });
       assert.equal(run.code, 0, run.stdout + run.stderr);
       assertNoFailures(result);
+      assertPostsAnswered(posts);
       const seen = byRelease(result.samples);
       assert.ok(seen[ids.A] > 0 && seen[ids.B] > 0, `expected A then B during the roll, got ${JSON.stringify(seen)}`);
       const after = result.samples.filter((s) => s.t > endedAt);
@@ -110,10 +111,11 @@ describe("@real release: rolling web instances behind real nginx under load", fu
       assert.equal(status.code, 0, status.stdout + status.stderr);
     });
 
-    it("rolls back to A on request, with zero failed requests", async () => {
-      const { run, result, endedAt } = await underLoad(server, nginx, ["rollback", ids.A]);
+    it("rolls back to A on request, with zero failed requests (GET and POST)", async () => {
+      const { run, result, posts, endedAt } = await underLoad(server, nginx, ["rollback", ids.A], { posts: true });
       assert.equal(run.code, 0, run.stdout + run.stderr);
       assertNoFailures(result);
+      assertPostsAnswered(posts);
       const after = result.samples.filter((s) => s.t > endedAt);
       assert.deepEqual(byRelease(after), { [ids.A]: after.length }, "every response after the rollback must come from A");
       assert.equal(server.currentId(), ids.A);
@@ -145,11 +147,12 @@ describe("@real release: rolling web instances behind real nginx under load", fu
       if (this.currentTest?.state === "failed") console.log(server?.logs());
     });
 
-    it("releases B over A with zero failed requests and stops the surge instance afterwards", async () => {
-      const { run, result, endedAt } = await underLoad(server, nginx, [artifacts.B]);
+    it("releases B over A with zero failed requests (GET and POST) and stops the surge instance afterwards", async () => {
+      const { run, result, posts, endedAt } = await underLoad(server, nginx, [artifacts.B], { posts: true });
       assert.equal(run.code, 0, run.stdout + run.stderr);
       assert.match(run.stdout, new RegExp(`web@${surgePort}\\.service: starting a temporary surge instance`));
       assertNoFailures(result);
+      assertPostsAnswered(posts);
       const after = result.samples.filter((s) => s.t > endedAt);
       assert.deepEqual(byRelease(after), { [ids.B]: after.length });
       const surge = await fetch(`http://127.0.0.1:${surgePort}/health`).then(() => "answers", () => "down");
@@ -158,15 +161,27 @@ describe("@real release: rolling web instances behind real nginx under load", fu
   });
 });
 
-/** Runs `release args` while autocannon drives GET /health through nginx; load continues 1 s after. */
-async function underLoad(server: FakeServer, nginx: Nginx, args: string[]) {
+/**
+ * A route no release has: every POST that reaches the app is a 404 and changes nothing. nginx
+ * never retries a POST it has already sent, so a POST written onto a connection the stopping
+ * instance closes comes back 502 — what the POST load is here to catch.
+ */
+const NO_SUCH_ROUTE = "/release-test-no-such-route";
+
+/**
+ * Runs `release args` while autocannon drives GET /health through nginx (and, with `posts`,
+ * POST NO_SUCH_ROUTE on as many connections again); load continues 1 s after.
+ */
+async function underLoad(server: FakeServer, nginx: Nginx, args: string[], opts: { posts?: boolean } = {}) {
   const load = startLoad(`${nginx.url}/health`, 8);
+  const postLoad = opts.posts ? startLoad(`${nginx.url}${NO_SUCH_ROUTE}`, 8, { method: "POST", body: "{}" }) : undefined;
   await sleep(1000); // steady state first, so the roll happens mid-traffic
   const run = await server.run(args);
   const endedAt = Date.now();
   await sleep(1000);
   const result = await load.stop();
-  return { run, result, endedAt };
+  const posts = await postLoad?.stop();
+  return { run, result, posts, endedAt };
 }
 
 function assertNoFailures(result: LoadResult) {
@@ -177,3 +192,13 @@ function assertNoFailures(result: LoadResult) {
   assert.ok(result.total > 200, `the load generator got only ${result.total} responses; too few to mean anything`);
 }
 
+/** Every POST reached an instance (the app's 404): no 502 from nginx, no connection error. */
+function assertPostsAnswered(result: LoadResult | undefined) {
+  assert.ok(result, "no POST load ran");
+  const byStatus: Record<number, number> = {};
+  for (const s of result.samples) byStatus[s.status] = (byStatus[s.status] ?? 0) + 1;
+  assert.equal(result.errors, 0, `POST connection errors during the release: ${JSON.stringify(result.errorKinds)}`);
+  assert.equal(result.timeouts, 0, `POST timeouts during the release: ${result.timeouts}`);
+  assert.deepEqual(Object.keys(byStatus), ["404"], `POST statuses (count by status) during the release: ${JSON.stringify(byStatus)}`);
+  assert.ok(result.total > 200, `the POST load got only ${result.total} responses; too few to mean anything`);
+}

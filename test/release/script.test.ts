@@ -182,9 +182,26 @@ describe("@real release script: layout, failures, rollback, pruning, lock (stand
 
   it("warns that a single web instance cannot restart without downtime unless SURGE_PORT is set", async () => {
     server = await newServer([], 1);
-    const r = await server.run([artifact(fakeId("a"))]);
+    const first = await server.run([artifact(fakeId("a"))]);
+    assert.equal(first.code, 0, first.stdout + first.stderr);
+    assert.doesNotMatch(first.stderr, /only one web instance/, "nothing serves before the first release: no downtime to warn about");
+    const r = await server.run([artifact(fakeId("b"))]);
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.match(r.stderr, /only one web instance .* requests fail while it restarts; set SURGE_PORT/);
+  });
+
+  it("starts every web instance at once on the first release (nothing is serving yet), one at a time after", async () => {
+    const a = fakeId("a");
+    const first = await server.run([artifact(a)]);
+    assert.equal(first.code, 0, first.stdout + first.stderr);
+    assert.match(first.stdout, /first release: starting every web instance at once/);
+    assert.doesNotMatch(first.stdout, /stopping \(draining/, "nothing to drain when nothing was serving");
+    assert.equal(server.currentId(), a);
+    const second = await server.run([artifact(fakeId("b"))]);
+    assert.equal(second.code, 0, second.stdout + second.stderr);
+    assert.doesNotMatch(second.stdout, /first release/);
+    // One at a time: the first port is healthy on b before the second one is stopped.
+    assert.match(second.stdout, /web@\d+\.service: healthy on bbbb[0-9a-f]+ .*\n(.*\n)*?.*web@\d+\.service: stopping/);
   });
 
   it("rejects bad configuration with exit 2, naming the file and key, before touching anything", async () => {

@@ -15,6 +15,26 @@ import { projectsRoutes } from "../projects/projects.routes.js";
 import { tenantsRoutes } from "../tenants/tenants.routes.js";
 import { usersRoutes } from "../users/users.routes.js";
 
+declare module "fastify" {
+  interface FastifyInstance {
+    /**
+     * From now on every response carries `Connection: close`, so each keep-alive connection ends
+     * with its next answer. web.ts calls it on SIGTERM before it stops accepting; close() does too.
+     */
+    startDraining(): void;
+  }
+}
+
+/**
+ * How long an idle keep-alive connection stays open (Fastify's default is 72 s). It must exceed
+ * nginx's upstream `keepalive_timeout` (3 s, provisioning/nginx.ts) so that nginx, never the app,
+ * closes an idle connection: nginx may be writing a request onto it at that very moment, and a
+ * POST it has sent is not retried — the client gets a 502. It also bounds the SIGTERM drain for
+ * idle connections of clients other than nginx (Node closes them 1 s after this), so keep it well
+ * under SHUTDOWN_TIMEOUT_MS.
+ */
+export const KEEP_ALIVE_TIMEOUT_MS = 5000;
+
 export interface BuildOptions {
   /** Upper bound for the health probe's database round trip. */
   healthTimeoutMs?: number;
@@ -33,6 +53,7 @@ export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promis
       const given = req.headers["x-request-id"];
       return typeof given === "string" && REQUEST_ID.test(given) ? given : randomUUID();
     },
+    keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
     // While draining on SIGTERM, requests that arrive on already-open keep-alive connections
     // are still served (with Connection: close) instead of answered 503.
     return503OnClosing: false,
@@ -47,10 +68,13 @@ export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promis
     reply.header("x-request-id", request.id);
   });
 
-  // Draining (after close() began): a request already in flight on a keep-alive connection
-  // gets its answer with Connection: close, so the connection ends with it and close() can
-  // complete (Node only reaps connections that are idle when close() starts).
+  // Draining: a request on an open keep-alive connection (in flight, or sent by nginx onto an
+  // idle one) gets its answer with Connection: close, so the connection ends with it and the
+  // server can finish closing without ever closing a connection under a client's feet.
   let draining = false;
+  app.decorate("startDraining", () => {
+    draining = true;
+  });
   app.addHook("preClose", async () => {
     draining = true;
   });
