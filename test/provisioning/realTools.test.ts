@@ -97,10 +97,14 @@ describe("rendered provisioning files pass the real tools", function () {
     }
   });
 
-  it(`app units reach a systemd-analyze security exposure of ${MAX_EXPOSURE} or better`, () => {
+  it(`app units and the backup jobs reach a systemd-analyze security exposure of ${MAX_EXPOSURE} or better`, () => {
     const c = cases[0];
     const dir = tempDir("security");
-    for (const [unit, instance] of [["web@.service", "web@3001.service"], ["worker@.service", "worker@1.service"]]) {
+    const units = [
+      ["web@.service", "web@3001.service"], ["worker@.service", "worker@1.service"],
+      ["backup.service", "backup.service"], ["restore-drill.service", "restore-drill.service"],
+    ];
+    for (const [unit, instance] of units) {
       const content = c.files.get(`/etc/systemd/system/${unit}`)!;
       writeFileSync(join(dir, instance), content);
       const result = run("systemd-analyze", ["security", "--offline=true", join(dir, instance)]);
