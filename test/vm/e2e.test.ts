@@ -297,7 +297,7 @@ describe("@vm e2e: the staging stack's exact user-data on a Debian 13 VM (issue 
     assert.equal((await sh(vm, "sudo journalctl -b -o cat --no-pager -u 'backup-alert@*' | wc -l")).trim(), "0");
   });
 
-  it("4. after a reboot, mounts, PostgreSQL, web, worker and timers come back, and the signed-up user is still there", async function () {
+  it("4. after a reboot, mounts, PostgreSQL, web, worker and timers come back, the signed-up user is still there, and re-running bootstrap changes nothing", async function () {
     const oldBoot = (await sh(vm, "cat /proc/sys/kernel/random/boot_id")).trim();
     const tr = Date.now();
     await ssh(vm, "sudo systemctl reboot", { timeoutMs: 30000 }); // the connection may drop: ignore its status
@@ -336,6 +336,14 @@ describe("@vm e2e: the staging stack's exact user-data on a Debian 13 VM (issue 
     const login = await httpRequest(vm.ports.http, { method: "POST", path: "/auth/login", body: { email, password }, timeoutMs: 60000 });
     assert.equal(login.status, 200, login.body);
     assert.match(JSON.parse(login.body).token, /^sess_/);
+
+    // A day-2 push of bootstrap re-runs it on the live box: it must change nothing that exists.
+    const rerun = await sh(vm, "sudo /usr/local/lib/saas-vps/bootstrap 2>&1", 5 * 60000);
+    assert.match(rerun, /data volume already mounted on \/srv\/data/);
+    assert.doesNotMatch(rerun, /formatting|creating PostgreSQL|dropping PostgreSQL|enabled /, rerun);
+    assert.match(rerun, /\] done$/m);
+    assert.equal(await psql(vm, `select name from users where email = '${email}'`), marker);
+    assert.equal((await waitForHealth(vm, { timeoutMs: 60000, log })).release, release?.id);
   });
 
   it("5. kill -9 of a web instance and the worker: systemd restarts them and /health through nginx stays 200", async function () {
