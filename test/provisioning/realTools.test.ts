@@ -97,15 +97,17 @@ describe("rendered provisioning files pass the real tools", function () {
     }
   });
 
-  it(`app units and the backup jobs reach a systemd-analyze security exposure of ${MAX_EXPOSURE} or better`, () => {
-    const c = cases[0];
+  it(`every service we render (app units, backup jobs, tls-issue) reaches a systemd-analyze security exposure of ${MAX_EXPOSURE} or better`, () => {
     const dir = tempDir("security");
     const units = [
       ["web@.service", "web@3001.service"], ["worker@.service", "worker@1.service"],
       ["backup.service", "backup.service"], ["restore-drill.service", "restore-drill.service"],
+      ["backup-alert@.service", "backup-alert@backup.service.service"], ["tls-issue.service", "tls-issue.service"],
     ];
+    const rendered = new Set(cases.flatMap((c) => [...c.files.keys()].filter((p) => p.endsWith(".service")).map((p) => p.split("/").pop()!)));
+    assert.deepEqual([...rendered].sort(), units.map(([unit]) => unit).sort(), "a rendered service is missing from this check");
     for (const [unit, instance] of units) {
-      const content = c.files.get(`/etc/systemd/system/${unit}`)!;
+      const content = cases.map((c) => c.files.get(`/etc/systemd/system/${unit}`)).find((f) => f !== undefined)!;
       writeFileSync(join(dir, instance), content);
       const result = run("systemd-analyze", ["security", "--offline=true", join(dir, instance)]);
       const match = /Overall exposure level for \S+: ([\d.]+) (\S+)/.exec(result.stdout);
