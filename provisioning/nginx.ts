@@ -99,8 +99,10 @@ export function renderNginxSite(opts: NginxSiteOptions): string {
 
   const httpsServer = opts.domain
     ? block("server", [
-        // `listen ... http2` rather than `http2 on;` so the same file passes nginx 1.22 (host checks) and 1.26 (Debian 13).
-        ...listen(httpsPort, " ssl http2"),
+        // Debian 13's nginx (1.26) warns that `listen ... http2` is deprecated; `http2 on;` is
+        // the current form (since 1.25.1), checked by Debian 13's nginx in the VM e2e test.
+        ...listen(httpsPort, " ssl"),
+        "http2 on;",
         `server_name ${opts.domain};`,
         `access_log ${accessLog} saas_json;`,
         ...serverSettings(opts),

@@ -15,7 +15,7 @@
  *   npm run vm -- image   [--packages FILE] [--rebuild]
  *   npm run vm -- start --user-data FILE [--name NAME]   boot any cloud-config (no release)
  *
- * start options: --memory MiB (2048) --cpus N (2) --data-disk GiB (4) --root-disk GiB (10)
+ * start options: --memory MiB (the stack's server type; 2048 without a stack) --cpus N (2) --data-disk GiB (4) --root-disk GiB (10)
  *                --accel tcg|kvm (tcg; also SAAS_VPS_VM_ACCEL) --rebuild-image
  *                --name NAME (run dir .vm/NAME; default: the stack name, else "default")
  */
@@ -92,6 +92,7 @@ async function main(argv: string[]): Promise<number> {
       if (running) throw new Error(`a VM is already running from ${runDir} (pid ${running.pid}); stop it first: ${stopHint}`);
 
       let userDataFile = opts["user-data"] ? path.resolve(String(opts["user-data"])) : "";
+      let memoryMiB = num("memory");
       let bucketCert: string | undefined;
       let bucketLine = "";
       if (stack) {
@@ -107,6 +108,13 @@ async function main(argv: string[]): Promise<number> {
         }
         const rendered = await renderStackForVm({ stack, publicKey: key.publicKey, bucket, outDir: path.join(runDir, "render") });
         userDataFile = rendered.userDataFile;
+        // The render tunes PostgreSQL for the stack's server type: give the VM that much memory
+        // (prod's 8 GiB plan asks shared_buffers = 2 GiB, which a 2 GiB VM cannot map).
+        if (memoryMiB === undefined) memoryMiB = rendered.serverMemoryMiB;
+        else if (memoryMiB < rendered.serverMemoryMiB) {
+          log(`vm: WARNING: --memory ${memoryMiB} is less than the ${rendered.serverMemoryMiB} MiB of the stack's server type; ` +
+            "PostgreSQL is tuned for the latter and may not start");
+        }
         step(`rendered stack ${stack} for the local VM: ${path.relative(REPO_ROOT, userDataFile)} ` +
           `(${Buffer.byteLength(rendered.userData)} bytes, ${rendered.files.size} files; changed: ${Object.keys(rendered.overrides).join(", ")})`);
       }
@@ -114,7 +122,7 @@ async function main(argv: string[]): Promise<number> {
       try {
         const r = await bootVm({
           runDir, userDataFile, hostname: stack ? undefined : name === "default" ? undefined : name,
-          memoryMiB: num("memory"), cpus: num("cpus"), dataDiskGiB: num("data-disk"), rootDiskGiB: num("root-disk"),
+          memoryMiB, cpus: num("cpus"), dataDiskGiB: num("data-disk"), rootDiskGiB: num("root-disk"),
           accel, rebuildImage: Boolean(opts["rebuild-image"]), log,
         });
         vm = r.vm;

@@ -17,7 +17,7 @@ import * as fs from "node:fs";
 import * as http from "node:http";
 import * as path from "node:path";
 import { artifactPathFrom, renderReleaseCommand } from "../../components/appRelease";
-import { DEFAULTS, PROJECT, SECRET_KEYS } from "../../stacks/config";
+import { DEFAULTS, PROJECT, SECRET_KEYS, parseStackConfig } from "../../stacks/config";
 import { readStackFile, renderStack, withOverrides } from "../lib/renderStack";
 import { REPO_ROOT, Vm, VmLogger, elapsed, scpToVm, sleep, ssh } from "./qemu";
 
@@ -40,6 +40,15 @@ export interface VmRender {
   /** The overrides applied to the stack file (fully qualified keys). */
   overrides: Record<string, string>;
   secretOverrides: string[];
+  /** Memory of the stack's serverType: the render (PostgreSQL settings) is tuned for it. */
+  serverMemoryMiB: number;
+}
+
+/** Memory of the stack's server type, from its config (the parser applies the defaults). */
+function serverMemoryOf(config: Record<string, string>): number {
+  const prefix = `${PROJECT}:`;
+  const raw = Object.fromEntries(Object.entries(config).filter(([k]) => k.startsWith(prefix)).map(([k, v]) => [k.slice(prefix.length), v]));
+  return parseStackConfig(raw).serverMemoryMiB;
 }
 
 export function stackFilePath(stack: string): string {
@@ -108,7 +117,7 @@ export async function renderStackForVm(opts: {
   }
   return {
     stack: opts.stack, server: server.name, userDataFile, userData: server.userData, files: server.files,
-    overrides, secretOverrides,
+    overrides, secretOverrides, serverMemoryMiB: serverMemoryOf(withVm.config),
   };
 }
 

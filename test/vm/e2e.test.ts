@@ -24,8 +24,9 @@ import * as os from "node:os";
 import * as path from "node:path";
 import {
   BootResult, REPO_ROOT, Vm, bootVm, consoleTail, elapsed, ensureSshKey, freePorts, lockRunDir, qemuAvailable, sleep,
-  ssh, stopVm, waitForSsh,
+  scpToVm, ssh, stopVm, waitForSsh,
 } from "../../scripts/vm/qemu";
+import { readStackFile, renderStack } from "../../scripts/lib/renderStack";
 import { LocalBucket, startS3Bucket, trustBucketCaInGuest } from "../../scripts/vm/s3";
 import { ShippedRelease, VmRender, httpRequest, isHealthy, renderStackForVm, shipRelease, waitForHealth } from "../../scripts/vm/stack";
 
@@ -189,6 +190,35 @@ describe("@vm e2e: the staging stack's exact user-data on a Debian 13 VM (issue 
     assert.equal(clusters.length, 1, clusters.join("\n"));
     assert.match(clusters[0], /^\d+\s+main\s+5432\s+online\s+postgres\s+\/srv\/data\/postgresql\/\d+\/main\s/);
     assert.doesNotMatch(bootstrapLog, /dropping PostgreSQL/);
+    // systemd has loaded every unit file as it is on disk (no "changed on disk" warnings later).
+    const units = paths.filter((p) => /^\/etc\/systemd\/system\/[^/]+\.(service|timer|target)$/.test(p))
+      .map((p) => p.split("/").pop()!.replace(/^web@\.service$/, "web@3001.service").replace(/^worker@\.service$/, "worker@1.service"))
+      .filter((u) => !u.endsWith("@.service"));
+    const stale = (await sh(vm, `systemctl show -p Id -p NeedDaemonReload ${units.join(" ")}`)).trim().split("\n\n")
+      .filter((block) => /NeedDaemonReload=yes/.test(block));
+    assert.deepEqual(stale, [], `units systemd has not reloaded since their files changed: ${stale.join("; ")}`);
+  });
+
+  it("1b. Debian 13's nginx accepts the prod stack's TLS site (domain, HTTP/2) inside its own nginx.conf, with no warning", async function () {
+    // The host's nginx (Debian 12, 1.22) is older than the target's; this is the target's verdict
+    // on the site a stack with a domain gets (the staging VM itself has none).
+    const prod = await renderStack("prod", readStackFile(path.join(REPO_ROOT, "Pulumi.prod.yaml")));
+    const site = prod.servers[0].files.get("/etc/nginx/conf.d/saas-vps.conf")!;
+    assert.match(site, /^\s*http2 on;$/m);
+    const local = path.join(RUN_DIR, "prod-site.conf");
+    fs.writeFileSync(local, site.replaceAll("/etc/saas-vps/tls/", "/tmp/nginx-check/"));
+    await sh(vm, "rm -rf /tmp/nginx-check && mkdir -p /tmp/nginx-check");
+    await scpToVm(vm, local, "/tmp/nginx-check/site.conf");
+    const out = await sh(vm, [
+      "cd /tmp/nginx-check",
+      "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=check -keyout privkey.pem -out fullchain.pem 2>/dev/null",
+      "sed -e 's#include /etc/nginx/conf.d/\\*.conf;#include /tmp/nginx-check/site.conf;#' -e 's#include /etc/nginx/sites-enabled/\\*;##' /etc/nginx/nginx.conf > nginx.conf",
+      "grep -q 'include /tmp/nginx-check/site.conf;' nginx.conf",
+      "sudo nginx -t -c /tmp/nginx-check/nginx.conf 2>&1",
+    ].join(" && "));
+    assert.match(out, /syntax is ok/);
+    assert.match(out, /test is successful/);
+    assert.doesNotMatch(out, /\[(warn|emerg)\]/, out);
   });
 
   it("2a. after shipping the release, GET /health through nginx answers 200 {\"status\":\"ok\"}", async function () {
@@ -463,6 +493,7 @@ describe("@vm e2e: the staging stack's exact user-data on a Debian 13 VM (issue 
 
   it("8. with 2 GiB, at least 40 % of memory stays available after boot and a short load", async function () {
     assert.equal(vm.qemuArgs[vm.qemuArgs.indexOf("-m") + 1], "2048");
+    assert.equal(render.serverMemoryMiB, 2048, "the staging stack must stay on a 2 GiB plan: the VM runs its exact PostgreSQL tuning");
     const login = await httpRequest(vm.ports.http, { method: "POST", path: "/auth/login", body: { email, password }, timeoutMs: 60000 });
     const token = JSON.parse(login.body).token as string;
     // A short load: 400 requests, 4 at a time: health, authenticated reads, projects created.
