@@ -29,7 +29,7 @@ import { renderNginxFiles } from "./nginx";
 import { renderPostgresFiles, POSTGRES_CONF_PATH } from "./postgres";
 import { loadScript } from "./scripts";
 import { renderSystemFiles } from "./system";
-import { renderAppUnitFiles, renderUnit, ROLLING_RESTART, UNIT_DIR } from "./systemd";
+import { BASE_SANDBOX, renderAppUnitFiles, renderUnit, ROLLING_RESTART, UNIT_DIR } from "./systemd";
 
 /** Where the data volume shows up, per kind of machine (never mounted by this name: by label). */
 export const DATA_DEVICE_GLOBS = {
@@ -222,26 +222,9 @@ function postgresMountDropIn(): RenderedFile {
  * against a real ACME server would have to prove, which we cannot do here. Exposure 3.0 (9.6 bare).
  */
 const TLS_ISSUE_SANDBOX: Array<[string, string]> = [
-  ["PrivateTmp", "yes"],
-  ["PrivateDevices", "yes"],
-  ["ProtectHome", "yes"],
-  ["ProtectProc", "invisible"],
-  ["NoNewPrivileges", "yes"],
+  ...BASE_SANDBOX,
   ["CapabilityBoundingSet", "CAP_CHOWN CAP_DAC_OVERRIDE CAP_FOWNER CAP_NET_BIND_SERVICE CAP_SETUID CAP_SETGID"],
-  ["ProtectKernelTunables", "yes"],
-  ["ProtectKernelModules", "yes"],
-  ["ProtectKernelLogs", "yes"],
-  ["ProtectControlGroups", "yes"],
-  ["ProtectClock", "yes"],
-  ["ProtectHostname", "yes"],
-  ["RestrictRealtime", "yes"],
-  ["RestrictSUIDSGID", "yes"],
-  ["RestrictNamespaces", "yes"],
-  ["LockPersonality", "yes"],
-  ["KeyringMode", "private"],
   ["UMask", "0022"],
-  ["SystemCallArchitectures", "native"],
-  ["SystemCallFilter", "@system-service"],
   ["RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6 AF_NETLINK"],
 ];
 

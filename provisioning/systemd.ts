@@ -21,16 +21,16 @@ export function renderUnit(sections: Record<string, Array<[string, string]>>, co
 }
 
 /**
- * Sandboxing shared by every app process. Node needs W+X pages (V8 JIT), so
- * MemoryDenyWriteExecute stays off; everything else is as tight as a network service allows.
+ * The part of the sandbox every service we render gets (app processes, backup jobs, tls-issue):
+ * no new privileges, private /tmp and devices, no home directories, no kernel, clock, hostname
+ * or namespace changes, the syscalls of an ordinary system service. Each unit adds what it can
+ * close on top (file system view, capabilities, address families, ...).
  */
-export const APP_SANDBOX: Array<[string, string]> = [
+export const BASE_SANDBOX: Array<[string, string]> = [
   ["NoNewPrivileges", "yes"],
-  ["ProtectSystem", "strict"],
-  ["ProtectHome", "yes"],
   ["PrivateTmp", "yes"],
   ["PrivateDevices", "yes"],
-  ["PrivateUsers", "yes"],
+  ["ProtectHome", "yes"],
   ["ProtectHostname", "yes"],
   ["ProtectClock", "yes"],
   ["ProtectKernelTunables", "yes"],
@@ -38,21 +38,32 @@ export const APP_SANDBOX: Array<[string, string]> = [
   ["ProtectKernelLogs", "yes"],
   ["ProtectControlGroups", "yes"],
   ["ProtectProc", "invisible"],
-  ["ProcSubset", "pid"],
-  ["RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6"],
   ["RestrictNamespaces", "yes"],
   ["RestrictRealtime", "yes"],
   ["RestrictSUIDSGID", "yes"],
   ["LockPersonality", "yes"],
+  ["KeyringMode", "private"],
+  ["SystemCallArchitectures", "native"],
+  // An allow list first; units may narrow it with later "~..." lines.
+  ["SystemCallFilter", "@system-service"],
+];
+
+/**
+ * Sandboxing shared by every app process. Node needs W+X pages (V8 JIT), so
+ * MemoryDenyWriteExecute stays off; everything else is as tight as a network service allows.
+ */
+export const APP_SANDBOX: Array<[string, string]> = [
+  ...BASE_SANDBOX,
+  ["ProtectSystem", "strict"],
+  ["PrivateUsers", "yes"],
+  ["ProcSubset", "pid"],
+  ["RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6"],
   ["RemoveIPC", "yes"],
   ["CapabilityBoundingSet", ""],
   ["AmbientCapabilities", ""],
-  ["SystemCallArchitectures", "native"],
-  ["SystemCallFilter", "@system-service"],
   ["SystemCallFilter", "~@privileged @resources"],
   ["SystemCallErrorNumber", "EPERM"],
   ["DevicePolicy", "closed"],
-  ["KeyringMode", "private"],
   ["UMask", "0077"],
 ];
 
