@@ -50,8 +50,10 @@ describe("rendered provisioning files pass the real tools", function () {
   });
 
   it("nginx -t accepts every rendered site inside Debian's nginx.conf", () => {
-    if (HOST_NGINX_PREDATES_HTTP2_DIRECTIVE) {
-      console.log(`      NOTE: host nginx ${hostNginxVersion()} predates \`http2 on;\` (1.25.1): checking the sites with \`listen ... ssl http2\` instead; ` +
+    const hostVersion = hostNginxVersion();
+    const legacyHttp2 = predatesHttp2Directive(hostVersion);
+    if (legacyHttp2) {
+      console.log(`      NOTE: host nginx ${hostVersion} predates \`http2 on;\` (1.25.1): checking the sites with \`listen ... ssl http2\` instead; ` +
         "Debian 13's nginx checks the exact file in the VM e2e test (point 1b)");
     }
     for (const c of cases) {
@@ -64,7 +66,7 @@ describe("rendered provisioning files pass the real tools", function () {
         .replace("/etc/saas-vps/tls/fullchain.pem", join(dir, "cert.pem"))
         .replace("/etc/saas-vps/tls/privkey.pem", join(dir, "key.pem"))
         .replaceAll("/var/log/nginx/", `${dir}/`);
-      writeFileSync(join(dir, "site.conf"), HOST_NGINX_PREDATES_HTTP2_DIRECTIVE ? withListenHttp2(testable) : testable);
+      writeFileSync(join(dir, "site.conf"), legacyHttp2 ? withListenHttp2(testable) : testable);
       // Debian's own nginx.conf, with our file where conf.d/*.conf is included: it sets gzip,
       // ssl_* and more at http level, and a duplicate of any of them fails nginx -t.
       const debian = readFileSync("/etc/nginx/nginx.conf", "utf8");
@@ -200,10 +202,11 @@ function hostNginxVersion(): string {
   return m[1];
 }
 
-const HOST_NGINX_PREDATES_HTTP2_DIRECTIVE = (() => {
-  const [major, minor, patch] = hostNginxVersion().split(".").map(Number);
+/** Whether nginx `version` is older than 1.25.1, the first to know `http2 on;`. */
+function predatesHttp2Directive(version: string): boolean {
+  const [major, minor, patch] = version.split(".").map(Number);
   return major * 1e6 + minor * 1e3 + patch < 1 * 1e6 + 25 * 1e3 + 1;
-})();
+}
 
 /** The same site in the spelling nginx < 1.25.1 knows: http2 as a `listen` parameter. */
 function withListenHttp2(site: string): string {
