@@ -1,5 +1,5 @@
-// Thin entry: read config → build the stack → export outputs. See components/program.ts.
-import { createProgram } from "./components/program";
+// Thin entry: read config → build the stack → export outputs. See program/program.ts.
+import { createProgram } from "./program/program";
 
 const outputs = createProgram();
 

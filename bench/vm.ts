@@ -19,8 +19,8 @@ import * as path from "node:path";
 import { stringify } from "yaml";
 import {
   REPO_ROOT, Vm, bootVm, ensureSshKey, lockRunDir, packagesFromUserData, qemuAvailable, sleep, ssh, stopVm,
-} from "../scripts/vm/qemu";
-import { buildApp, httpRequest, renderStackForVm, shipRelease, waitForHealth } from "../scripts/vm/stack";
+} from "../cli/vm/qemu";
+import { buildApp, httpRequest, renderStackForVm, shipRelease, waitForHealth } from "../cli/vm/stack";
 
 const RUN_DIR = path.join(REPO_ROOT, ".vm", "bench");
 const log = (m: string) => process.stderr.write(`${m}\n`);

@@ -8,7 +8,7 @@ import * as digitalocean from "@pulumi/digitalocean";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import { backupRepositoryUrl, type BackupBucket as ResolvedBucket } from "../provisioning/backup";
-import type { BackupBucketConfig } from "../stacks/config";
+import type { BackupBucketConfig } from "../config/config";
 import { PROTECTED } from "./machine";
 
 export interface BackupBucketArgs {

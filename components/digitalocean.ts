@@ -6,7 +6,7 @@
  */
 import * as digitalocean from "@pulumi/digitalocean";
 import * as pulumi from "@pulumi/pulumi";
-import { ANYWHERE, type ServerPlan } from "../stacks/plan";
+import { ANYWHERE, type ServerPlan } from "../plan/plan";
 import { type FixedIp, type Machine, type MachineArgs, type MachineProvider, portText, PROTECTED, SERVER_IGNORES } from "./machine";
 
 export const digitaloceanProvider: MachineProvider = {

@@ -5,7 +5,7 @@
  */
 import * as hcloud from "@pulumi/hcloud";
 import * as pulumi from "@pulumi/pulumi";
-import type { ServerPlan } from "../stacks/plan";
+import type { ServerPlan } from "../plan/plan";
 import { type FixedIp, type Machine, type MachineArgs, type MachineProvider, portText, PROTECTED, SERVER_IGNORES } from "./machine";
 
 const labelsFor = (plan: ServerPlan) => ({ "managed-by": "saas-vps", server: plan.name });

@@ -4,7 +4,7 @@
  * is provider-neutral, and the parity test runs the same contract on both.
  */
 import * as pulumi from "@pulumi/pulumi";
-import type { FirewallRule, ServerPlan } from "../stacks/plan";
+import type { FirewallRule, ServerPlan } from "../plan/plan";
 
 /** The fixed public IPv4, created before the server so user-data can name it and it outlives a replacement. */
 export interface FixedIp {

@@ -1,18 +1,18 @@
 /**
  * The whole stack for one parsed config: generated secrets, the backup bucket, and every
- * server of the stage plan. It only loops over the plan; deciding what to build is stacks/.
+ * server of the stage plan. It only loops over the plan; deciding what to build is plan/.
  */
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import { renderServer, type MachineKind } from "../provisioning/server";
-import type { StackConfig } from "../stacks/config";
-import { planStack, type StackPlan } from "../stacks/plan";
-import { buildServerInput, PLACEHOLDER_CONTEXT } from "../stacks/serverInput";
+import type { StackConfig } from "../config/config";
+import { planStack, type StackPlan } from "../plan/plan";
+import { buildServerInput, PLACEHOLDER_CONTEXT } from "../plan/serverInput";
 import { existsSync, statSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
-import { ConfigError } from "../stacks/config";
+import { ConfigError } from "../config/config";
 import { AppRelease } from "./appRelease";
-import { hashSourceTree } from "./appSource";
+import { hashSourceTree } from "../plan/appSource";
 import { BackupBucket } from "./backupBucket";
 import { VpsServer } from "./vpsServer";
 

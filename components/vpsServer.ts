@@ -4,8 +4,8 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import type { RenderedServer } from "../provisioning/server";
-import type { ServerPlan } from "../stacks/plan";
-import { CATALOGS, type Provider } from "../stacks/providers";
+import type { ServerPlan } from "../plan/plan";
+import { CATALOGS, type Provider } from "../config/providers";
 import { digitaloceanProvider } from "./digitalocean";
 import { createFilePush } from "./filePush";
 import { hetzner } from "./hetzner";

@@ -4,10 +4,10 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 
-// .ci/run's closing line and exit status come from scripts/test-summary.sh. A green `npm test`
+// .ci/run's closing line and exit status come from .ci/test-summary.sh. A green `npm test`
 // must give exit 0: an earlier version aborted under `set -o pipefail` when no "failing" line
 // existed, turning every fully green run red.
-const SCRIPT = path.join(__dirname, "..", "scripts", "test-summary.sh");
+const SCRIPT = path.join(__dirname, "..", ".ci", "test-summary.sh");
 
 function summarize(logText: string, status: number): { code: number | null; stdout: string; stderr: string } {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "test-summary-"));
@@ -21,7 +21,7 @@ function summarize(logText: string, status: number): { code: number | null; stdo
   }
 }
 
-describe("CI summary (scripts/test-summary.sh, used by .ci/run)", function () {
+describe("CI summary (.ci/test-summary.sh, used by .ci/run)", function () {
   it("exits 0 and sums every mocha run when nothing failed", function () {
     const log = "  auth\n    ✔ logs in\n\n  161 passing (16m)\n  1 pending\n\n> saas-app test\n\n  45 passing (18s)\n";
     const r = summarize(log, 0);
@@ -43,6 +43,6 @@ describe("CI summary (scripts/test-summary.sh, used by .ci/run)", function () {
 
   it(".ci/run hands its closing line to this script", function () {
     const run = fs.readFileSync(path.join(__dirname, "..", ".ci", "run"), "utf8");
-    assert.match(run, /^bash scripts\/test-summary\.sh "\$log" "\$status"$/m);
+    assert.match(run, /^bash .ci\/test-summary\.sh "\$log" "\$status"$/m);
   });
 });

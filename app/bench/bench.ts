@@ -57,7 +57,7 @@ async function run(title: string, url: string, headers: Record<string, string> =
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), "saas-app-bench-"));
 const pgDir = path.join(tmp, "pg");
-const pgScratch = path.join(appRoot, "..", "scripts", "pg-scratch.sh");
+const pgScratch = path.join(appRoot, "..", "cli", "pg-scratch.sh");
 const children: ChildProcess[] = [];
 try {
   execFileSync("chmod", ["755", tmp]);

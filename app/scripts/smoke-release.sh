@@ -12,7 +12,7 @@ pg="$work/pg"
 cleanup() {
   [ -n "${web_pid:-}" ] && kill "$web_pid" 2>/dev/null || true
   [ -n "${worker_pid:-}" ] && kill "$worker_pid" 2>/dev/null || true
-  bash "$here/../../scripts/pg-scratch.sh" stop "$pg" || true
+  bash "$here/../../cli/pg-scratch.sh" stop "$pg" || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -22,7 +22,7 @@ tar -xzf "$tarball" -C "$work/release"
 id=$(node -p 'require(process.argv[1]).id' "$work/release/manifest.json")
 echo "smoke: release $id from $tarball"
 
-DATABASE_URL=$(bash "$here/../../scripts/pg-scratch.sh" start "$pg")
+DATABASE_URL=$(bash "$here/../../cli/pg-scratch.sh" start "$pg")
 export DATABASE_URL
 export SECRET_KEY=smoke-test-secret-key-0123456789abcdef APP_URL=http://smoke.example.test UPLOAD_DIR="$work/uploads"
 export PORT=$(node -e 's=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')

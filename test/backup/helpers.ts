@@ -1,6 +1,6 @@
 /**
  * Real services for the backup tests and the benchmark: a scratch PostgreSQL cluster
- * (scripts/pg-scratch.sh), an S3-compatible server (s3rver, in process, over TLS), a webhook
+ * (cli/pg-scratch.sh), an S3-compatible server (s3rver, in process, over TLS), a webhook
  * listener, and a small stand-in for systemd that runs a rendered unit's ExecStart= and, when
  * it fails, its OnFailure= unit, so the tests exercise the unit wiring as well as the scripts.
  *
@@ -66,7 +66,7 @@ export interface ScratchPg {
 
 export async function startPg(): Promise<ScratchPg> {
   const dir = tempDir("backup-pg-");
-  const script = join(REPO_ROOT, "scripts", "pg-scratch.sh");
+  const script = join(REPO_ROOT, "cli", "pg-scratch.sh");
   const url = new URL((await runOk("bash", [script, "start", dir])).trim());
   const env = { PGHOST: url.hostname, PGPORT: url.port, PGUSER: "postgres" };
   return {

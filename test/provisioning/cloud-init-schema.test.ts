@@ -33,7 +33,7 @@ function renderUserData(stack: string): Map<string, string> {
   }
 }
 
-// @real: the first run downloads trixie's cloud-init package (scripts/cloud-init-schema.sh).
+// @real: the first run downloads trixie's cloud-init package (test/support/cloud-init-schema.sh).
 describe("@real cloud-init 25 schema (Debian 13) accepts our user-data", function () {
   before(function () {
     this.timeout(180_000);

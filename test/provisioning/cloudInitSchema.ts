@@ -1,6 +1,6 @@
 /**
  * Validates cloud-config user-data against the JSON schema of the cloud-init our servers run
- * (Debian 13's 25.1.x), not the host's older one. scripts/cloud-init-schema.sh fetches that
+ * (Debian 13's 25.1.x), not the host's older one. test/support/cloud-init-schema.sh fetches that
  * schema out of trixie's cloud-init package; this module applies it the way cloud-init does:
  * https://cloudinit.readthedocs.io/en/latest/reference/base_config_reference.html
  */
@@ -10,7 +10,7 @@ import { join } from "node:path";
 import Ajv, { type ErrorObject, type ValidateFunction } from "ajv-draft-04";
 import { parseDocument } from "yaml";
 
-const SCRIPT = join(__dirname, "..", "..", "scripts", "cloud-init-schema.sh");
+const SCRIPT = join(__dirname, "..", "support", "cloud-init-schema.sh");
 
 /**
  * Keywords cloud-init adds for its docs and deprecation warnings ("label" even goes into its

@@ -1,6 +1,6 @@
 /**
  * Test harness for the release script: a throwaway server root, real nginx, real PostgreSQL
- * (scripts/pg-scratch.sh), artifacts, a load generator. Shared by test/release and bench/release.ts.
+ * (cli/pg-scratch.sh), artifacts, a load generator. Shared by test/release and bench/release.ts.
  *
  * Why a service shim and not systemd: this machine has no systemd as PID 1 (containers), so
  * `systemctl start web@3001` cannot work here. The release script takes its service manager
@@ -43,11 +43,11 @@ export function tempDir(prefix: string): string {
 // ---------------------------------------------------------------- PostgreSQL
 
 export function startPostgres(dir: string): string {
-  return execFileSync(path.join(REPO, "scripts/pg-scratch.sh"), ["start", dir], { encoding: "utf8" }).trim();
+  return execFileSync(path.join(REPO, "cli/pg-scratch.sh"), ["start", dir], { encoding: "utf8" }).trim();
 }
 
 export function stopPostgres(dir: string): void {
-  execFileSync(path.join(REPO, "scripts/pg-scratch.sh"), ["stop", dir], { stdio: "ignore" });
+  execFileSync(path.join(REPO, "cli/pg-scratch.sh"), ["stop", dir], { stdio: "ignore" });
 }
 
 // ---------------------------------------------------------------- nginx

@@ -1,6 +1,6 @@
 /**
  * The release script against the real things: nginx with the site provisioning/nginx.ts
- * renders, PostgreSQL (scripts/pg-scratch.sh) and the app built from app/ — versions A and B
+ * renders, PostgreSQL (cli/pg-scratch.sh) and the app built from app/ — versions A and B
  * are the same build with different manifest ids, C is B with a bin/web whose /health says 503.
  *
  * The web instances run as local processes through fixtures/service-shim.sh, standing in for

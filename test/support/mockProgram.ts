@@ -4,8 +4,8 @@
  * options, so a transformation on the root component records them as resources are built.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { createProgram } from "../../components/program";
-import { RecordingMocks, valueOf } from "../../scripts/lib/pulumiMocks";
+import { createProgram } from "../../program/program";
+import { RecordingMocks, valueOf } from "../../cli/lib/pulumiMocks";
 import { qualified } from "./fixtures";
 
 export interface MockRun {

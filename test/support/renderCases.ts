@@ -4,10 +4,10 @@
  */
 import { join } from "node:path";
 import { renderServer, type MachineKind } from "../../provisioning/server";
-import { parseStackConfig } from "../../stacks/config";
-import { planStack } from "../../stacks/plan";
-import { buildServerInput, PLACEHOLDER_CONTEXT } from "../../stacks/serverInput";
-import { decodeWriteFiles, readStackFile, readUserDataBundle, renderStack } from "../../scripts/lib/renderStack";
+import { parseStackConfig } from "../../config/config";
+import { planStack } from "../../plan/plan";
+import { buildServerInput, PLACEHOLDER_CONTEXT } from "../../plan/serverInput";
+import { decodeWriteFiles, readStackFile, readUserDataBundle, renderStack } from "../../cli/lib/renderStack";
 import { minimalRaw } from "./fixtures";
 
 export interface RenderCase {

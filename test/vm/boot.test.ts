@@ -12,7 +12,7 @@ import * as path from "node:path";
 import {
   BootResult, REPO_ROOT, Vm, bootVm, consoleTail, elapsed, ensureSshKey, lockRunDir, qemuAvailable, ssh,
   stopVm,
-} from "../../scripts/vm/qemu";
+} from "../../cli/vm/qemu";
 
 const FIXTURE = path.join(__dirname, "fixtures", "boot-user-data.yaml");
 const RUN_DIR = path.join(REPO_ROOT, ".vm", "test-boot");
@@ -50,7 +50,7 @@ describe("@vm Debian 13 VM runner: boot a user-data under QEMU", function () {
     if (!q.ok) {
       const bar = "!".repeat(78);
       console.warn(`\n${bar}\n!! SKIPPING @vm TESTS: QEMU cannot run on this machine.\n!! ${q.reason}\n` +
-        `!! Install qemu-system-x86 (scripts/setup.sh) to run the Debian 13 VM tests.\n${bar}\n`);
+        `!! Install qemu-system-x86 (cli/setup.sh) to run the Debian 13 VM tests.\n${bar}\n`);
       this.skip();
     }
     fs.mkdirSync(RUN_DIR, { recursive: true });

@@ -14,7 +14,7 @@
  *
  * Skips (loudly) only when qemu-system-x86_64 cannot run at all; with CI=true that is a failure.
  * Test-only setup, not product behaviour: the guest is made to trust the local bucket's
- * self-signed certificate (a cloud bucket has a public one) — see scripts/vm/s3.ts.
+ * self-signed certificate (a cloud bucket has a public one) — see cli/vm/s3.ts.
  */
 import { strict as assert } from "node:assert";
 import { spawn } from "node:child_process";
@@ -25,10 +25,10 @@ import * as path from "node:path";
 import {
   BootResult, REPO_ROOT, Vm, bootVm, consoleTail, elapsed, ensureSshKey, freePorts, lockRunDir, qemuAvailable, sleep,
   scpToVm, ssh, stopVm, waitForSsh,
-} from "../../scripts/vm/qemu";
-import { readStackFile, renderStack } from "../../scripts/lib/renderStack";
-import { LocalBucket, startS3Bucket, trustBucketCaInGuest } from "../../scripts/vm/s3";
-import { ShippedRelease, VmRender, httpRequest, isHealthy, renderStackForVm, shipRelease, waitForHealth } from "../../scripts/vm/stack";
+} from "../../cli/vm/qemu";
+import { readStackFile, renderStack } from "../../cli/lib/renderStack";
+import { LocalBucket, startS3Bucket, trustBucketCaInGuest } from "../../cli/vm/s3";
+import { ShippedRelease, VmRender, httpRequest, isHealthy, renderStackForVm, shipRelease, waitForHealth } from "../../cli/vm/stack";
 
 const STACK = "staging";
 const RUN_DIR = path.join(REPO_ROOT, ".vm", "e2e");
@@ -274,7 +274,7 @@ describe("@vm e2e: the staging stack's exact user-data on a Debian 13 VM (issue 
     const drillTimer = await unitProps(vm, "restore-drill.timer", ["ActiveState", "UnitFileState"]);
     assert.deepEqual([drillTimer.ActiveState, drillTimer.UnitFileState], ["active", "enabled"]);
 
-    // TEST-ONLY SETUP: trust the local bucket's self-signed certificate (scripts/vm/s3.ts).
+    // TEST-ONLY SETUP: trust the local bucket's self-signed certificate (cli/vm/s3.ts).
     await trustBucketCaInGuest(vm, bucket!.certFile);
     assert.equal(bucket!.objects().length, 0);
     const tb = Date.now();
@@ -501,7 +501,7 @@ describe("@vm e2e: the staging stack's exact user-data on a Debian 13 VM (issue 
     // busy for seconds; with them in the mix, DB connections took > 3 s, /health answered 503 and
     // nginx (then max_fails=1, now 3; proxy_next_upstream http_503) marked both instances down: 502 "no live
     // upstreams" for 99-393 of 400 requests in 3 of 6 runs (a product finding, see
-    // scripts/vm/README.md). The point here is memory; the load must still be served (>= 95 %).
+    // cli/vm/README.md). The point here is memory; the load must still be served (>= 95 %).
     const jobs: (() => Promise<number>)[] = [];
     for (let i = 0; i < 400; i++) {
       const auth = { authorization: `Bearer ${token}` };

@@ -10,9 +10,9 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { parse } from "yaml";
-import { readStackFile, renderStack, withOverrides } from "../../scripts/lib/renderStack";
-import { REPO_ROOT } from "../../scripts/vm/qemu";
-import { renderStackForVm, stackFilePath } from "../../scripts/vm/stack";
+import { readStackFile, renderStack, withOverrides } from "../../cli/lib/renderStack";
+import { REPO_ROOT } from "../../cli/vm/qemu";
+import { renderStackForVm, stackFilePath } from "../../cli/vm/stack";
 
 const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK9mPyC0sQ0ZzLbJ3w1d8u9hZk0xF2JmQkq6Zb3aXy9T saas-vps-vm";
 const BUCKET = { endpoint: "https://10.0.2.2:45678", name: "vm-backups", accessKeyId: "S3RVER", secretAccessKey: "S3RVER" };
@@ -35,7 +35,7 @@ function changedLines(a: string, b: string): string[] {
   return [...a.split("\n").filter((l) => !bl.has(l)).map((l) => `- ${l}`), ...b.split("\n").filter((l) => !al.has(l)).map((l) => `+ ${l}`)];
 }
 
-describe("local VM: the stack's exact render (scripts/vm/stack.ts)", function () {
+describe("local VM: the stack's exact render (cli/vm/stack.ts)", function () {
   this.timeout(120000);
   let tmp: string;
   let cloud: Awaited<ReturnType<typeof renderStack>>["servers"][number];

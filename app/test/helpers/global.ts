@@ -1,4 +1,4 @@
-// Mocha global fixture: one real PostgreSQL for the whole run (scripts/pg-scratch.sh: a
+// Mocha global fixture: one real PostgreSQL for the whole run (cli/pg-scratch.sh: a
 // throwaway cluster with its own data dir and port), migrated once with the real migrate code.
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 import { pino } from "pino";
 import { migrateUp } from "../../src/db/migrate.js";
 
-const pgScratch = fileURLToPath(new URL("../../../scripts/pg-scratch.sh", import.meta.url));
+const pgScratch = fileURLToPath(new URL("../../../cli/pg-scratch.sh", import.meta.url));
 let dir: string | undefined;
 let scratch: string | undefined;
 

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "yaml";
-import { DEFAULTS, KNOWN_KEYS, SECRET_KEYS } from "../../stacks/config";
+import { DEFAULTS, KNOWN_KEYS, SECRET_KEYS } from "../../config/config";
 
 describe("Pulumi.yaml config declarations", () => {
   const project = parse(readFileSync(join(__dirname, "..", "..", "Pulumi.yaml"), "utf8"));

@@ -7,9 +7,9 @@
 # (own sources list, lists and cache dirs) so the host's apt state is never touched, and the
 # archive is still signature-checked against debian-archive-keyring. Later runs are offline.
 #
-#   scripts/cloud-init-schema.sh            # path of the schema (fetches on first use)
-#   scripts/cloud-init-schema.sh --version  # Debian version of the cloud-init it came from
-#   scripts/cloud-init-schema.sh --refresh  # fetch again (a newer trixie point release)
+#   test/support/cloud-init-schema.sh            # path of the schema (fetches on first use)
+#   test/support/cloud-init-schema.sh --version  # Debian version of the cloud-init it came from
+#   test/support/cloud-init-schema.sh --refresh  # fetch again (a newer trixie point release)
 #
 # Needs only what every Debian 12 has: apt, dpkg-deb and debian-archive-keyring
 # (>= 2023.3+deb12u1, the first with trixie's keys). Cache: $SAAS_VPS_CACHE or

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { parseStackConfig } from "../../stacks/config";
-import { planStack } from "../../stacks/plan";
+import { parseStackConfig } from "../../config/config";
+import { planStack } from "../../plan/plan";
 import { minimalRaw } from "../support/fixtures";
 
 describe("stage planner", () => {

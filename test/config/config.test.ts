@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { join } from "node:path";
-import { ConfigError, DEFAULTS, parseStackConfig } from "../../stacks/config";
-import { readStackFile } from "../../scripts/lib/renderStack";
+import { ConfigError, DEFAULTS, parseStackConfig } from "../../config/config";
+import { readStackFile } from "../../cli/lib/renderStack";
 import { ED25519_KEY, minimalRaw } from "../support/fixtures";
 
 function problemsOf(raw: Record<string, string>, secretKeys?: Set<string>): string[] {

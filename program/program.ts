@@ -4,11 +4,11 @@
  * tests call it under Pulumi mocks with several configs.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { parseStackConfig, PROJECT } from "../stacks/config";
+import { parseStackConfig, PROJECT } from "../config/config";
 import { ADMIN_USER } from "../provisioning/layout";
-import { appUrlFor } from "../stacks/serverInput";
+import { appUrlFor } from "../plan/serverInput";
 import type { MachineKind } from "../provisioning/server";
-import { SaasStack } from "./saasStack";
+import { SaasStack } from "../components/saasStack";
 
 /** All of this project's config, short keys, plus which of them Pulumi holds as secrets. */
 export function readRawConfig(): { raw: Record<string, string>; secretKeys: Set<string> } {

@@ -8,7 +8,7 @@ import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { USER_DATA_LIMIT_BYTES } from "../provisioning/cloudInit";
 import { RenderError } from "../provisioning/errors";
-import { ConfigError } from "../stacks/config";
+import { ConfigError } from "../config/config";
 import type { MachineKind } from "../provisioning/server";
 import { readStackFile, renderStack, withOverrides } from "./lib/renderStack";
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build (or reuse from cache) a Debian 13 (trixie) disk image for the local VM runner.
 #
-#   scripts/vm/build-image.sh [--packages FILE] [--rebuild]
+#   cli/vm/build-image.sh [--packages FILE] [--rebuild]
 #
 # --packages FILE  server packages to pre-install, whitespace/newline separated, '#' comments
 #                  allowed, `name=version` allowed (apt syntax). The VM runner derives this list
@@ -217,7 +217,7 @@ mkdir -p "$rootfs/usr/local/lib/saas-vps-vm"
 cat >"$rootfs/usr/local/lib/saas-vps-vm/firstboot" <<'EOF'
 #!/bin/sh
 # saas-vps VM image, first boot only: recreate what must be unique per machine and was removed
-# from the shared image (see scripts/vm/build-image.sh in the saas-vps repository).
+# from the shared image (see cli/vm/build-image.sh in the saas-vps repository).
 set -eu
 if [ -x /usr/sbin/make-ssl-cert ]; then
   echo "saas-vps-firstboot: generating the snakeoil TLS key pair"

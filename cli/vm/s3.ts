@@ -12,7 +12,7 @@
  *
  * Two ways to run it: in process (`startS3Bucket`, the e2e test and the benchmark) or as a
  * detached background process that outlives `npm run vm` (`spawnS3Bucket`, stopped by
- * `npm run vm -- stop`): `tsx scripts/vm/s3.ts serve --dir DIR --port N --bucket NAME`.
+ * `npm run vm -- stop`): `tsx cli/vm/s3.ts serve --dir DIR --port N --bucket NAME`.
  */
 import { spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
@@ -188,12 +188,12 @@ function listObjects(bucketDir: string, prefix: string): { key: string; file: st
   return found;
 }
 
-// `tsx scripts/vm/s3.ts serve --dir DIR --port N --bucket NAME`: the detached server.
+// `tsx cli/vm/s3.ts serve --dir DIR --port N --bucket NAME`: the detached server.
 if (require.main === module) {
   const args = process.argv.slice(2);
   const get = (k: string) => { const i = args.indexOf(`--${k}`); return i >= 0 ? args[i + 1] : undefined; };
   if (args[0] !== "serve" || !get("dir") || !get("port") || !get("bucket")) {
-    process.stderr.write("usage: tsx scripts/vm/s3.ts serve --dir DIR --port N --bucket NAME\n");
+    process.stderr.write("usage: tsx cli/vm/s3.ts serve --dir DIR --port N --bucket NAME\n");
     process.exit(2);
   }
   startS3Bucket({ dir: get("dir")!, name: get("bucket")!, port: Number(get("port")) }).then((b) => {

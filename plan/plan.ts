@@ -3,8 +3,8 @@
  * components/ only loops over this plan creating resources, so growing from `mvp` to
  * `separated` or `scaled` is a change here, not a rewrite of the components.
  */
-import type { BackupBucketConfig, Stage, StackConfig } from "./config";
-import type { Provider } from "./providers";
+import type { BackupBucketConfig, Stage, StackConfig } from "../config/config";
+import type { Provider } from "../config/providers";
 import { DATA_LABEL, DATA_MOUNT } from "../provisioning/layout";
 
 export type Role = "web" | "worker" | "db";

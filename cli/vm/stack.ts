@@ -17,7 +17,7 @@ import * as fs from "node:fs";
 import * as http from "node:http";
 import * as path from "node:path";
 import { artifactPathFrom, renderReleaseCommand } from "../../components/appRelease";
-import { DEFAULTS, PROJECT, SECRET_KEYS, parseStackConfig } from "../../stacks/config";
+import { DEFAULTS, PROJECT, SECRET_KEYS, parseStackConfig } from "../../config/config";
 import { readStackFile, renderStack, withOverrides } from "../lib/renderStack";
 import { REPO_ROOT, Vm, VmLogger, elapsed, scpToVm, sleep, ssh } from "./qemu";
 

@@ -6,10 +6,10 @@
 import { readFileSync } from "node:fs";
 import * as pulumi from "@pulumi/pulumi";
 import { parse } from "yaml";
-import { createProgram } from "../../components/program";
+import { createProgram } from "../../program/program";
 import { BUNDLE_PATH, readBundle } from "../../provisioning/cloudInit";
 import type { MachineKind } from "../../provisioning/server";
-import { PROJECT } from "../../stacks/config";
+import { PROJECT } from "../../config/config";
 import { RecordingMocks, unwrapSecrets, valueOf } from "./pulumiMocks";
 
 export interface StackFile {

@@ -142,7 +142,7 @@ async function main(argv: string[]): Promise<number> {
         let healthLine = "";
         if (stack && !opts["no-release"]) {
           if (bucketCert) {
-            // LOCAL-VM-ONLY: the local bucket's certificate is self-signed (scripts/vm/s3.ts).
+            // LOCAL-VM-ONLY: the local bucket's certificate is self-signed (cli/vm/s3.ts).
             await trustBucketCaInGuest(vm, bucketCert);
           }
           const rel = await shipRelease(vm, { stack, log });

@@ -6,7 +6,7 @@ import { BACKUP_PACKAGES, BACKUP_TIMERS, renderBackupFiles, type BackupBucket } 
 import { DATABASE_NAME, webPorts, workerUnits } from "../provisioning/layout";
 import { RELEASE_PACKAGES, renderReleaseFiles } from "../provisioning/release";
 import { surgePortFor, type MachineKind, type ServerRenderInput } from "../provisioning/server";
-import type { StackConfig } from "./config";
+import type { StackConfig } from "../config/config";
 import type { ServerPlan } from "./plan";
 
 export interface ServerSecrets {

@@ -1,5 +1,5 @@
 /**
- * Local Debian 13 VM runner: a cached mmdebstrap image (scripts/vm/build-image.sh), a per-boot
+ * Local Debian 13 VM runner: a cached mmdebstrap image (cli/vm/build-image.sh), a per-boot
  * qcow2 overlay, a blank data disk (virtio serial `saas-data`), a NoCloud seed made from the
  * exact user-data given, QEMU in the background with loopback-only port forwards for SSH/HTTP/HTTPS.
  *
