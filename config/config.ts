@@ -6,6 +6,7 @@
  * line starting with `saas-vps:<key>:` and saying what is allowed and what was given — so a
  * user fixes a stack file in one round instead of one key per `pulumi up`.
  */
+import { checkOnCalendar } from "./onCalendar";
 import { CATALOGS, MIN_MEMORY_MIB, PROVIDERS, type Provider } from "./providers";
 import {
   closest,
@@ -13,7 +14,6 @@ import {
   isEmail,
   isHostname,
   isHttpUrl,
-  isOnCalendar,
   parseIntegerText,
   parseJsonStringList,
   parseSshPublicKey,
@@ -336,8 +336,9 @@ function parseInteger(
 
 function parseSchedule(raw: Record<string, string>, key: ConfigKey, fallback: string, problems: Problems): string | undefined {
   const value = raw[key] ?? fallback;
-  if (isOnCalendar(value)) return value;
-  problems.add(key, `must be a systemd OnCalendar expression such as "*-*-* 03:00:00 UTC" or "daily"; got ${quote(value)}`);
+  const verdict = checkOnCalendar(value);
+  if (verdict.ok) return value;
+  problems.add(key, `must be a systemd OnCalendar expression such as "*-*-* 03:00:00 UTC" or "daily" (systemd.time(7)); got ${quote(value)}: ${verdict.reason}`);
   return undefined;
 }
 

@@ -78,28 +78,6 @@ export function parseSshPublicKey(line: string): string | undefined {
   return undefined;
 }
 
-/**
- * A systemd OnCalendar expression, checked for shape (the shorthands, or "[weekday] date time
- * [zone]"); the tests run `systemd-analyze calendar` on the defaults. Newlines or characters
- * that could end the unit line are rejected outright.
- */
-export function isOnCalendar(value: string): boolean {
-  const shorthands = ["minutely", "hourly", "daily", "weekly", "monthly", "yearly", "annually", "quarterly", "semiannually"];
-  if (shorthands.includes(value)) return true;
-  if (!/^[A-Za-z0-9*:,./~ _+-]{1,100}$/.test(value)) return false;
-  const parts = value.trim().split(/\s+/);
-  const weekday = /^(Mon|Tue|Wed|Thu|Fri|Sat|Sun)((\.\.|,|-)(Mon|Tue|Wed|Thu|Fri|Sat|Sun))*$/;
-  const date = /^[0-9*]+(-[0-9*,./~]+){2}$/;
-  const time = /^[0-9*,./]+:[0-9*,./]+(:[0-9*,./]+)?$/;
-  let i = 0;
-  if (weekday.test(parts[i] ?? "")) i++;
-  if (date.test(parts[i] ?? "")) i++;
-  if (!time.test(parts[i] ?? "")) return false;
-  i++;
-  if (i < parts.length && /^[A-Za-z_/+-]+[0-9]*$/.test(parts[i])) i++;
-  return i === parts.length;
-}
-
 /** The candidate nearest to `word` by edit distance, if it is near enough to be a typo. */
 export function closest(word: string, candidates: readonly string[]): string | undefined {
   let best: string | undefined;
