@@ -9,14 +9,18 @@
 import { checkOnCalendar } from "./onCalendar";
 import { CATALOGS, MIN_MEMORY_MIB, PROVIDERS, type Provider } from "./providers";
 import {
+  cidrNetwork,
   closest,
-  isCidr,
+  formatCidr,
   isEmail,
   isHostname,
+  isIpAddress,
   isHttpUrl,
   parseIntegerText,
+  parseCidr,
   parseJsonStringList,
   parseSshPublicKey,
+  sshKeyIdentity,
   quote,
 } from "./validators";
 
@@ -163,9 +167,12 @@ export function parseStackConfig(raw: Record<string, string>, options: ParseOpti
   const region = catalog ? parseRegion(raw, provider!, problems) : undefined;
   const serverType = catalog ? parseServerType(raw, provider!, problems) : undefined;
 
-  const domain = parseOptional(raw, "domain", problems, (v) =>
-    isHostname(v) ? v : `must be a bare hostname such as app.example.com (no scheme, path, port or spaces); got ${quote(v)}`,
-  );
+  const domain = parseOptional(raw, "domain", problems, (v) => {
+    if (isIpAddress(v)) {
+      return `${quote(v)} is an IP address: Let's Encrypt gives no certificate for it via HTTP-01; set a hostname whose DNS points at the server, or leave domain unset to serve plain HTTP on the IP`;
+    }
+    return isHostname(v) ? v : `must be a bare hostname such as app.example.com (no scheme, path, port or spaces); got ${quote(v)}`;
+  });
   const acmeEmail = parseOptional(raw, "acmeEmail", problems, (v) =>
     isEmail(v) ? v : `must be an email address for Let's Encrypt notices; got ${quote(v)}`,
   );
@@ -347,15 +354,36 @@ function parseSshKeys(raw: Record<string, string>, problems: Problems): string[]
   if (!list) return undefined;
   const bad = list.map((key, i) => [i, parseSshPublicKey(key)] as const).filter(([, problem]) => problem !== undefined);
   for (const [i, problem] of bad) problems.add("sshPublicKeys", `entry ${i}: ${problem}`);
-  return bad.length === 0 ? list.map((k) => k.trim()) : undefined;
+  if (bad.length > 0) return undefined;
+  // The providers refuse to register one key twice, and the stack would fail half-way.
+  const firstIndex = new Map<string, number>();
+  let duplicates = false;
+  list.forEach((key, i) => {
+    const identity = sshKeyIdentity(key);
+    const first = firstIndex.get(identity);
+    if (first === undefined) return void firstIndex.set(identity, i);
+    duplicates = true;
+    problems.add("sshPublicKeys", `entries ${first} and ${i} are the same ${identity.split(" ")[0]} key (only the comments may differ); list each key once`);
+  });
+  return duplicates ? undefined : list.map((k) => k.trim());
 }
 
 function parseCidrs(raw: Record<string, string>, problems: Problems): string[] | undefined {
   const list = parseRequiredList(raw, "sshAllowedCidrs", `a JSON list of IPv4/IPv6 CIDRs allowed to reach SSH, e.g. ["203.0.113.7/32"]`, problems);
   if (!list) return undefined;
-  const bad = list.filter((cidr) => !isCidr(cidr));
-  for (const cidr of bad) problems.add("sshAllowedCidrs", `${quote(cidr)} is not an IPv4 or IPv6 CIDR such as 203.0.113.7/32 or 2001:db8::/48`);
-  return bad.length === 0 ? list : undefined;
+  let good = true;
+  for (const text of list) {
+    const cidr = parseCidr(text);
+    if (!cidr) problems.add("sshAllowedCidrs", `${quote(text)} is not an IPv4 or IPv6 CIDR such as 203.0.113.7/32 or 2001:db8::/48`);
+    else if (cidrNetwork(cidr).address !== cidr.address) {
+      // Firewalls take a network, not an address inside one; which of the two was meant is unclear.
+      const network = formatCidr(cidrNetwork(cidr));
+      const address = formatCidr({ ...cidr, bits: cidr.version === 4 ? 32 : 128 });
+      problems.add("sshAllowedCidrs", `${quote(text)} has host bits set; write the network ${network}, or ${address} for that one address`);
+    } else continue;
+    good = false;
+  }
+  return good ? list : undefined;
 }
 
 function parseRequiredList(raw: Record<string, string>, key: ConfigKey, what: string, problems: Problems): string[] | undefined {
