@@ -9,11 +9,13 @@
 import { checkOnCalendar } from "./onCalendar";
 import { CATALOGS, MIN_MEMORY_MIB, PROVIDERS, type Provider } from "./providers";
 import {
+  BUCKET_NAME_RULE,
   cidrNetwork,
   closest,
   formatCidr,
   isEmail,
   isHostname,
+  isBucketName,
   isIpAddress,
   isHttpUrl,
   parseIntegerText,
@@ -408,7 +410,7 @@ function parseBackupBucket(raw: Record<string, string>, serverProvider: Provider
   const provider = parseEnum(raw, "backupBucketProvider", BUCKET_PROVIDERS, serverProvider, problems);
   if (!provider) return undefined;
   const name = parseOptional(raw, "backupBucketName", problems, (v) =>
-    /^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/.test(v) ? v : `must be 3-63 lowercase letters, digits or hyphens (an S3 bucket name); got ${quote(v)}`,
+    isBucketName(v) ? v : `must be ${BUCKET_NAME_RULE}; got ${quote(v)}`,
   );
   const accessKeyId = raw.backupAccessKeyId || undefined;
   const secretAccessKey = raw.backupSecretAccessKey || undefined;

@@ -102,6 +102,18 @@ function formatIpv6(n: bigint): string {
   return `${hex(groups.slice(0, best.at))}::${hex(groups.slice(best.at + best.length))}`;
 }
 
+/**
+ * The one bucket-name rule, for every store (Spaces, Hetzner Object Storage, any S3): AWS's
+ * rule without dots. A dot breaks TLS for virtual-host-style requests (the endpoint's wildcard
+ * certificate covers one label), which Spaces and AWS clients use by default; restic would fall
+ * back to path style, but other tools pointed at the same bucket would not.
+ */
+export const BUCKET_NAME_RULE = "3-63 lowercase letters, digits or hyphens, starting and ending with a letter or digit (no dots: they break TLS for virtual-host-style S3 requests)";
+
+export function isBucketName(name: string): boolean {
+  return /^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/.test(name) && !name.startsWith("xn--") && !/(-s3alias|--ol-s3)$/.test(name);
+}
+
 /** A decimal integer as Pulumi stores numbers ("2"); rejects "2.5", "1e3", " 2". */
 export function parseIntegerText(text: string): number | undefined {
   return /^-?\d{1,9}$/.test(text) ? Number(text) : undefined;

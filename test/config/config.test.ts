@@ -26,6 +26,7 @@ describe("stack config: parseStackConfig", () => {
     assert.equal(h.workerInstances, 1);
     assert.equal(h.backupSchedule, "*-*-* 03:00:00 UTC");
     assert.equal(h.backupRetentionDays, 14);
+    assert.equal(h.restoreDrillSchedule, "Sun *-*-* 04:30:00 UTC");
     assert.deepEqual(h.backupBucket, { provider: "hetzner", region: "fsn1", endpoint: "https://fsn1.your-objectstorage.com", name: undefined, accessKeyId: "HETZNERKEYID", secretAccessKey: "hetzner-secret-key" });
     const d = parseStackConfig(minimalRaw("digitalocean"));
     assert.equal(d.region, "fra1");
@@ -56,6 +57,7 @@ describe("stack config: parseStackConfig", () => {
     ["CIDRs with host bits set", { sshAllowedCidrs: JSON.stringify(["10.0.0.1/24", "2001:db8::1/32", "10.0.0.0/24"]) }, ['saas-vps:sshAllowedCidrs: "10.0.0.1/24" has host bits set; write the network 10.0.0.0/24, or 10.0.0.1/32 for that one address', 'saas-vps:sshAllowedCidrs: "2001:db8::1/32" has host bits set; write the network 2001:db8::/32, or 2001:db8::1/128 for that one address']],
     ["an IPv4 address as domain", { domain: "203.0.113.7", acmeEmail: "ops@example.com" }, [`saas-vps:domain: "203.0.113.7" is an IP address: Let's Encrypt gives no certificate for it via HTTP-01; set a hostname whose DNS points at the server, or leave domain unset to serve plain HTTP on the IP`]],
     ["an IPv6 address as domain", { domain: "2001:db8::7", acmeEmail: "ops@example.com" }, [`saas-vps:domain: "2001:db8::7" is an IP address: Let's Encrypt gives no certificate for it via HTTP-01; set a hostname whose DNS points at the server, or leave domain unset to serve plain HTTP on the IP`]],
+    ["a bucket name with dots", { backupBucketName: "backups.example.com" }, ['saas-vps:backupBucketName: must be 3-63 lowercase letters, digits or hyphens, starting and ending with a letter or digit (no dots: they break TLS for virtual-host-style S3 requests); got "backups.example.com"']],
     ["too many web instances", { webInstances: "17" }, ['saas-vps:webInstances: must be a whole number from 1 to 16; got "17"']],
     ["fractional workers", { workerInstances: "1.5" }, ['saas-vps:workerInstances: must be a whole number from 0 to 16; got "1.5"']],
     ["zero retention", { backupRetentionDays: "0" }, ['saas-vps:backupRetentionDays: must be a whole number from 1 to 3650; got "0"']],
