@@ -51,8 +51,8 @@ export interface KeySpec<T> {
 
 const ok = <T>(value: T): Parsed<T> => ({ ok: true, value });
 const fail = <T>(...problems: string[]): Parsed<T> => ({ ok: false, problems });
-const ALL_STAGES = STAGES;
-const ALL = { stages: ALL_STAGES };
+const ALL = { stages: STAGES };
+const DEFAULT_STAGE: Stage = "mvp";
 
 /** One of `allowed`; required when there is no default. */
 function oneOf<T extends string>(allowed: readonly T[]) {
@@ -65,7 +65,7 @@ function oneOf<T extends string>(allowed: readonly T[]) {
   };
 }
 
-/** One of `allowed`, `fallback` when unset; undefined when unset without a fallback means "derived". */
+/** One of `allowed`, or undefined when unset: the default is derived from other keys. */
 function oneOfOr<T extends string>(allowed: readonly T[]) {
   return {
     type: "string" as const,
@@ -180,9 +180,9 @@ export const KEYS = {
   },
   stage: {
     type: "string" as const,
-    default: "mvp" as Stage,
+    default: DEFAULT_STAGE,
     parse: (text: string | undefined): Parsed<Stage> => {
-      const parsed = oneOf<Stage>(STAGES).parse(text ?? "mvp");
+      const parsed = oneOf<Stage>(STAGES).parse(text ?? DEFAULT_STAGE);
       if (parsed.ok && !BUILT_STAGES.includes(parsed.value)) {
         return fail(`${quote(parsed.value)} is planned but not built yet; use ${BUILT_STAGES.join(", ")} for now`);
       }

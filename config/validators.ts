@@ -31,10 +31,6 @@ export function isHttpUrl(value: string): boolean {
   }
 }
 
-export function isCidr(value: string): boolean {
-  return parseCidr(value) !== undefined;
-}
-
 export interface Cidr {
   /** The address as a number (128 bits for IPv6). */
   address: bigint;
