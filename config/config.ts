@@ -4,36 +4,19 @@
  * `raw` maps short keys to the strings Pulumi stores (JSON text for lists, objects, numbers).
  * Every problem is collected and thrown once as a ConfigError, one line per problem, each
  * line starting with `saas-vps:<key>:` and saying what is allowed and what was given — so a
- * user fixes a stack file in one round instead of one key per `pulumi up`.
+ * user fixes a stack file in one round instead of one key per `pulumi up`. Each key's own
+ * parser is in the table of config/keys.ts; the rules here are the ones that join keys.
  */
-import { CATALOGS, MIN_MEMORY_MIB, PROVIDERS, type Provider } from "./providers";
-import {
-  closest,
-  isCidr,
-  isEmail,
-  isHostname,
-  isHttpUrl,
-  isOnCalendar,
-  parseIntegerText,
-  parseJsonStringList,
-  parseSshPublicKey,
-  quote,
-} from "./validators";
+import { DEFAULTS, KEYS, KNOWN_KEYS, SECRET_KEYS, keysOutsideStage, type ConfigKey, type KeySpec, type KeyValues } from "./keys";
+import { CATALOGS, HETZNER_OBJECT_STORAGE_LOCATIONS, MIN_MEMORY_MIB, SPACES_REGIONS, type BucketProvider, type Provider } from "./providers";
+import type { Stage } from "./stages";
+import { closest, isHttpUrl, quote } from "./validators";
+
+export { DEFAULTS, KNOWN_KEYS, SECRET_KEYS, type ConfigKey };
+export { BUILT_STAGES, STAGES, type Stage } from "./stages";
+export { BUCKET_PROVIDERS, HETZNER_OBJECT_STORAGE_LOCATIONS, SPACES_REGIONS, type BucketProvider } from "./providers";
 
 export const PROJECT = "saas-vps";
-
-export const STAGES = ["mvp", "separated", "scaled"] as const;
-export type Stage = (typeof STAGES)[number];
-/** Stages the planner can build today; the others are designed but not yet built. */
-export const BUILT_STAGES: readonly Stage[] = ["mvp"];
-
-export const BUCKET_PROVIDERS = ["digitalocean", "hetzner", "s3"] as const;
-export type BucketProvider = (typeof BUCKET_PROVIDERS)[number];
-
-/** Hetzner Object Storage locations (S3 endpoint https://<location>.your-objectstorage.com). */
-export const HETZNER_OBJECT_STORAGE_LOCATIONS = ["fsn1", "nbg1", "hel1"] as const;
-/** DigitalOcean regions with Spaces. */
-export const SPACES_REGIONS = ["nyc3", "sfo2", "sfo3", "ams3", "sgp1", "fra1", "syd1", "blr1", "lon1", "atl1", "tor1"] as const;
 
 export interface BackupBucketConfig {
   /** Where the bucket lives; may differ from the server's provider (off-provider backups). */
@@ -49,84 +32,24 @@ export interface BackupBucketConfig {
   secretAccessKey?: string;
 }
 
-export interface StackConfig {
-  provider: Provider;
-  stage: Stage;
+/** Keys the parser folds into `backupBucket`, and the two it resolves per provider. */
+type BucketKeys = "backupBucketProvider" | "backupBucketRegion" | "backupBucketEndpoint" | "backupBucketName" | "backupAccessKeyId" | "backupSecretAccessKey";
+type ResolvedKeys = "region" | "serverType";
+
+/** Keys whose value may be undefined become optional properties. */
+type OptionalWhenUndefined<T> = { [K in keyof T as undefined extends T[K] ? K : never]?: Exclude<T[K], undefined> } & {
+  [K in keyof T as undefined extends T[K] ? never : K]: T[K];
+};
+
+/** The parsed stack config: each key's value as its parser in config/keys.ts returns it, plus what joins keys. */
+export type StackConfig = OptionalWhenUndefined<Omit<KeyValues, BucketKeys | ResolvedKeys>> & {
+  /** The provider's location; its default when unset. */
   region: string;
+  /** The provider's server type; its default when unset. */
   serverType: string;
   /** Memory of `serverType`, for PostgreSQL tuning. */
   serverMemoryMiB: number;
-  domain?: string;
-  acmeEmail?: string;
-  sshPublicKeys: string[];
-  sshAllowedCidrs: string[];
-  webInstances: number;
-  workerInstances: number;
-  backupSchedule: string;
-  backupRetentionDays: number;
-  restoreDrillSchedule: string;
   backupBucket: BackupBucketConfig;
-  /** Secret: alert webhook for failed backups and drills. */
-  alertWebhookUrl?: string;
-  /** Optional dead-man's-switch URL pinged after each good backup. */
-  backupHeartbeatUrl?: string;
-  /** Secret: private key for day-2 pushes over SSH; without it the SSH agent is used. */
-  sshPrivateKey?: string;
-  /** Secret: the app's outgoing mail server (smtp:// or smtps:// with credentials). */
-  smtpUrl?: string;
-  /** Sender address of the app's mail. */
-  mailFrom?: string;
-  /** Secret: Sentry DSN for the app's error reports. */
-  sentryDsn?: string;
-  /** The app's source folder, relative to the project (default app/, the reference monolith). */
-  appDir: string;
-  /** Run in appDir; builds the release artifact and prints its path as the last stdout line. */
-  appBuildCommand: string;
-}
-
-/** Keys whose values are credentials: they must be set with `pulumi config set --secret`. */
-export const SECRET_KEYS: ReadonlySet<string> = new Set(["backupSecretAccessKey", "alertWebhookUrl", "backupHeartbeatUrl", "sshPrivateKey", "smtpUrl", "sentryDsn"]);
-
-export const KNOWN_KEYS = [
-  "provider",
-  "stage",
-  "region",
-  "serverType",
-  "domain",
-  "acmeEmail",
-  "sshPublicKeys",
-  "sshAllowedCidrs",
-  "webInstances",
-  "workerInstances",
-  "backupSchedule",
-  "backupRetentionDays",
-  "restoreDrillSchedule",
-  "backupBucketProvider",
-  "backupBucketRegion",
-  "backupBucketEndpoint",
-  "backupBucketName",
-  "backupAccessKeyId",
-  "backupSecretAccessKey",
-  "alertWebhookUrl",
-  "backupHeartbeatUrl",
-  "sshPrivateKey",
-  "smtpUrl",
-  "mailFrom",
-  "sentryDsn",
-  "appDir",
-  "appBuildCommand",
-] as const;
-export type ConfigKey = (typeof KNOWN_KEYS)[number];
-
-export const DEFAULTS = {
-  stage: "mvp" as Stage,
-  webInstances: 2,
-  workerInstances: 1,
-  backupSchedule: "*-*-* 03:00:00 UTC",
-  backupRetentionDays: 14,
-  restoreDrillSchedule: "Sun *-*-* 04:30:00 UTC",
-  appDir: "app",
-  appBuildCommand: "npm run --silent build",
 };
 
 export class ConfigError extends Error {
@@ -156,81 +79,53 @@ export function parseStackConfig(raw: Record<string, string>, options: ParseOpti
   const problems = new Problems();
   reportUnknownKeys(raw, problems);
   if (options.secretKeys) reportPlaintextSecrets(raw, options.secretKeys, problems);
+  const v = parseEachKey(raw, problems);
+  if (v.stage) for (const [key, line] of keysOutsideStage(raw, v.stage)) problems.add(key, line);
 
-  const provider = parseEnum(raw, "provider", PROVIDERS, undefined, problems);
-  const stage = parseStage(raw, problems);
-  const catalog = provider ? CATALOGS[provider] : undefined;
-  const region = catalog ? parseRegion(raw, provider!, problems) : undefined;
-  const serverType = catalog ? parseServerType(raw, provider!, problems) : undefined;
-
-  const domain = parseOptional(raw, "domain", problems, (v) =>
-    isHostname(v) ? v : `must be a bare hostname such as app.example.com (no scheme, path, port or spaces); got ${quote(v)}`,
-  );
-  const acmeEmail = parseOptional(raw, "acmeEmail", problems, (v) =>
-    isEmail(v) ? v : `must be an email address for Let's Encrypt notices; got ${quote(v)}`,
-  );
-  if (domain && !raw.acmeEmail) {
-    problems.add("acmeEmail", `is required when saas-vps:domain is set (Let's Encrypt needs a contact); domain is ${quote(domain)}`);
+  const region = v.provider ? parseRegion(v.region, v.provider, problems) : undefined;
+  const serverType = v.provider ? parseServerType(v.serverType, v.provider, problems) : undefined;
+  if (v.domain && !raw.acmeEmail) {
+    problems.add("acmeEmail", `is required when saas-vps:domain is set (Let's Encrypt needs a contact); domain is ${quote(v.domain)}`);
   }
-
-  const sshPublicKeys = parseSshKeys(raw, problems);
-  const sshAllowedCidrs = parseCidrs(raw, problems);
-  const webInstances = parseInteger(raw, "webInstances", 1, 16, DEFAULTS.webInstances, problems);
-  const workerInstances = parseInteger(raw, "workerInstances", 0, 16, DEFAULTS.workerInstances, problems);
-  const backupSchedule = parseSchedule(raw, "backupSchedule", DEFAULTS.backupSchedule, problems);
-  const restoreDrillSchedule = parseSchedule(raw, "restoreDrillSchedule", DEFAULTS.restoreDrillSchedule, problems);
-  const backupRetentionDays = parseInteger(raw, "backupRetentionDays", 1, 3650, DEFAULTS.backupRetentionDays, problems);
-  const backupBucket = provider ? parseBackupBucket(raw, provider, problems) : undefined;
-  const alertWebhookUrl = parseOptional(raw, "alertWebhookUrl", problems, (v) =>
-    isHttpUrl(v) ? v : `must be an http(s) URL that accepts a JSON POST; got a value that is not one`,
-  );
-  const backupHeartbeatUrl = parseOptional(raw, "backupHeartbeatUrl", problems, (v) =>
-    isHttpUrl(v) ? v : `must be an http(s) URL to ping after each good backup; got a value that is not one`,
-  );
-
-  const sshPrivateKey = parseOptional(raw, "sshPrivateKey", problems, (v) =>
-    /^-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(v.trim()) ? v : "must be a PEM/OpenSSH private key (-----BEGIN ... PRIVATE KEY-----); got something else",
-  );
-
-  const smtpUrl = parseOptional(raw, "smtpUrl", problems, (v) =>
-    /^smtps?:\/\/[^\s]+$/.test(v) ? v : "must be an smtp:// or smtps:// URL such as smtps://user:pass@smtp.example.com:465; got a value that is not one",
-  );
-  const mailFrom = parseOptional(raw, "mailFrom", problems, (v) => (isEmail(v) ? v : `must be an email address; got ${quote(v)}`));
-  const sentryDsn = parseOptional(raw, "sentryDsn", problems, (v) =>
-    isHttpUrl(v) ? v : "must be a Sentry DSN URL such as https://key@o1.ingest.sentry.io/1; got a value that is not one",
-  );
-
-  const appDir = raw.appDir ?? DEFAULTS.appDir;
-  if (appDir.trim() === "" || /[\0\n]/.test(appDir)) problems.add("appDir", `must be a folder path (relative to the project or absolute); got ${quote(appDir)}`);
-  const appBuildCommand = raw.appBuildCommand ?? DEFAULTS.appBuildCommand;
-  if (appBuildCommand.trim() === "") problems.add("appBuildCommand", "must be a command that builds the app and prints the artifact path last; got an empty value");
+  const backupBucket = v.provider ? parseBackupBucket(raw, v, v.provider, problems) : undefined;
 
   if (problems.lines.length > 0) throw new ConfigError(problems.lines);
   return {
-    provider: provider!,
-    stage: stage!,
+    provider: v.provider!,
+    stage: v.stage!,
     region: region!,
     serverType: serverType!,
-    serverMemoryMiB: CATALOGS[provider!].serverTypes[serverType!].memoryMiB,
-    domain,
-    acmeEmail,
-    sshPublicKeys: sshPublicKeys!,
-    sshAllowedCidrs: sshAllowedCidrs!,
-    webInstances: webInstances!,
-    workerInstances: workerInstances!,
-    backupSchedule: backupSchedule!,
-    backupRetentionDays: backupRetentionDays!,
-    restoreDrillSchedule: restoreDrillSchedule!,
+    serverMemoryMiB: CATALOGS[v.provider!].serverTypes[serverType!].memoryMiB,
+    domain: v.domain,
+    acmeEmail: v.acmeEmail,
+    sshPublicKeys: v.sshPublicKeys!,
+    sshAllowedCidrs: v.sshAllowedCidrs!,
+    webInstances: v.webInstances!,
+    workerInstances: v.workerInstances!,
+    backupSchedule: v.backupSchedule!,
+    backupRetentionDays: v.backupRetentionDays!,
+    restoreDrillSchedule: v.restoreDrillSchedule!,
     backupBucket: backupBucket!,
-    alertWebhookUrl,
-    backupHeartbeatUrl,
-    sshPrivateKey,
-    smtpUrl,
-    mailFrom,
-    sentryDsn,
-    appDir,
-    appBuildCommand,
+    alertWebhookUrl: v.alertWebhookUrl,
+    backupHeartbeatUrl: v.backupHeartbeatUrl,
+    sshPrivateKey: v.sshPrivateKey,
+    smtpUrl: v.smtpUrl,
+    mailFrom: v.mailFrom,
+    sentryDsn: v.sentryDsn,
+    appDir: v.appDir!,
+    appBuildCommand: v.appBuildCommand!,
   };
+}
+
+/** Every key through its own parser; a key with problems is left undefined. */
+function parseEachKey(raw: Record<string, string>, problems: Problems): Partial<KeyValues> {
+  const values: Partial<Record<ConfigKey, unknown>> = {};
+  for (const key of KNOWN_KEYS) {
+    const parsed = (KEYS[key] as KeySpec<unknown>).parse(raw[key]);
+    if (parsed.ok) values[key] = parsed.value;
+    else for (const line of parsed.problems) problems.add(key, line);
+  }
+  return values as Partial<KeyValues>;
 }
 
 function reportUnknownKeys(raw: Record<string, string>, problems: Problems): void {
@@ -249,43 +144,17 @@ function reportPlaintextSecrets(raw: Record<string, string>, secretKeys: Readonl
   }
 }
 
-function parseEnum<T extends string>(
-  raw: Record<string, string>,
-  key: ConfigKey,
-  allowed: readonly T[],
-  fallback: T | undefined,
-  problems: Problems,
-): T | undefined {
-  const value = raw[key];
-  if (value === undefined) {
-    if (fallback === undefined) problems.add(key, `is required; use one of ${allowed.join(", ")}`);
-    return fallback;
-  }
-  if ((allowed as readonly string[]).includes(value)) return value as T;
-  problems.add(key, `${quote(value)} is not allowed; use one of ${allowed.join(", ")}`);
-  return undefined;
-}
-
-function parseStage(raw: Record<string, string>, problems: Problems): Stage | undefined {
-  const stage = parseEnum(raw, "stage", STAGES, DEFAULTS.stage, problems);
-  if (stage && !BUILT_STAGES.includes(stage)) {
-    problems.add("stage", `${quote(stage)} is planned but not built yet; use ${BUILT_STAGES.join(", ")} for now`);
-    return undefined;
-  }
-  return stage;
-}
-
-function parseRegion(raw: Record<string, string>, provider: Provider, problems: Problems): string | undefined {
+function parseRegion(given: string | undefined, provider: Provider, problems: Problems): string | undefined {
   const catalog = CATALOGS[provider];
-  const region = raw.region ?? catalog.defaultRegion;
+  const region = given ?? catalog.defaultRegion;
   if (catalog.regions.includes(region)) return region;
   problems.add("region", `${quote(region)} is not a ${catalog.title} ${catalog.regionWord}; use one of ${catalog.regions.join(", ")}`);
   return undefined;
 }
 
-function parseServerType(raw: Record<string, string>, provider: Provider, problems: Problems): string | undefined {
+function parseServerType(given: string | undefined, provider: Provider, problems: Problems): string | undefined {
   const catalog = CATALOGS[provider];
-  const name = raw.serverType ?? catalog.defaultServerType;
+  const name = given ?? catalog.defaultServerType;
   const type = catalog.serverTypes[name];
   if (!type) {
     const suggestion = closest(name, Object.keys(catalog.serverTypes));
@@ -302,87 +171,13 @@ function parseServerType(raw: Record<string, string>, provider: Provider, proble
   return name;
 }
 
-function parseOptional(
-  raw: Record<string, string>,
-  key: ConfigKey,
-  problems: Problems,
-  check: (value: string) => string,
-): string | undefined {
-  const value = raw[key];
-  if (value === undefined || value === "") return undefined;
-  const result = check(value);
-  if (result === value) return value;
-  problems.add(key, result);
-  return undefined;
-}
-
-function parseInteger(
-  raw: Record<string, string>,
-  key: ConfigKey,
-  min: number,
-  max: number,
-  fallback: number,
-  problems: Problems,
-): number | undefined {
-  const text = raw[key];
-  if (text === undefined) return fallback;
-  const value = parseIntegerText(text);
-  if (value === undefined || value < min || value > max) {
-    problems.add(key, `must be a whole number from ${min} to ${max}; got ${quote(text)}`);
-    return undefined;
-  }
-  return value;
-}
-
-function parseSchedule(raw: Record<string, string>, key: ConfigKey, fallback: string, problems: Problems): string | undefined {
-  const value = raw[key] ?? fallback;
-  if (isOnCalendar(value)) return value;
-  problems.add(key, `must be a systemd OnCalendar expression such as "*-*-* 03:00:00 UTC" or "daily"; got ${quote(value)}`);
-  return undefined;
-}
-
-function parseSshKeys(raw: Record<string, string>, problems: Problems): string[] | undefined {
-  const list = parseRequiredList(raw, "sshPublicKeys", `a JSON list of OpenSSH public keys, e.g. ["ssh-ed25519 AAAA... you@laptop"]`, problems);
-  if (!list) return undefined;
-  const bad = list.map((key, i) => [i, parseSshPublicKey(key)] as const).filter(([, problem]) => problem !== undefined);
-  for (const [i, problem] of bad) problems.add("sshPublicKeys", `entry ${i}: ${problem}`);
-  return bad.length === 0 ? list.map((k) => k.trim()) : undefined;
-}
-
-function parseCidrs(raw: Record<string, string>, problems: Problems): string[] | undefined {
-  const list = parseRequiredList(raw, "sshAllowedCidrs", `a JSON list of IPv4/IPv6 CIDRs allowed to reach SSH, e.g. ["203.0.113.7/32"]`, problems);
-  if (!list) return undefined;
-  const bad = list.filter((cidr) => !isCidr(cidr));
-  for (const cidr of bad) problems.add("sshAllowedCidrs", `${quote(cidr)} is not an IPv4 or IPv6 CIDR such as 203.0.113.7/32 or 2001:db8::/48`);
-  return bad.length === 0 ? list : undefined;
-}
-
-function parseRequiredList(raw: Record<string, string>, key: ConfigKey, what: string, problems: Problems): string[] | undefined {
-  const text = raw[key];
-  if (text === undefined) {
-    problems.add(key, `is required; set ${what}`);
-    return undefined;
-  }
-  const list = parseJsonStringList(text);
-  if (!list) {
-    problems.add(key, `must be ${what}; got ${quote(text)}`);
-    return undefined;
-  }
-  if (list.length === 0) {
-    problems.add(key, `must list at least one entry; set ${what}`);
-    return undefined;
-  }
-  return list;
-}
-
-function parseBackupBucket(raw: Record<string, string>, serverProvider: Provider, problems: Problems): BackupBucketConfig | undefined {
-  const provider = parseEnum(raw, "backupBucketProvider", BUCKET_PROVIDERS, serverProvider, problems);
-  if (!provider) return undefined;
-  const name = parseOptional(raw, "backupBucketName", problems, (v) =>
-    /^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/.test(v) ? v : `must be 3-63 lowercase letters, digits or hyphens (an S3 bucket name); got ${quote(v)}`,
-  );
-  const accessKeyId = raw.backupAccessKeyId || undefined;
-  const secretAccessKey = raw.backupSecretAccessKey || undefined;
+function parseBackupBucket(raw: Record<string, string>, v: Partial<KeyValues>, serverProvider: Provider, problems: Problems): BackupBucketConfig | undefined {
+  // Set but refused: its parser has said why.
+  if (raw.backupBucketProvider !== undefined && v.backupBucketProvider === undefined) return undefined;
+  const provider = v.backupBucketProvider ?? serverProvider;
+  const name = v.backupBucketName;
+  const accessKeyId = v.backupAccessKeyId;
+  const secretAccessKey = v.backupSecretAccessKey;
   if (provider !== "digitalocean") {
     const why = provider === "hetzner" ? "Hetzner's API cannot create S3 keys; make them in the Hetzner console" : "an existing S3-compatible bucket needs its keys";
     if (!accessKeyId) problems.add("backupAccessKeyId", `is required when saas-vps:backupBucketProvider is ${provider} (${why})`);

@@ -92,3 +92,12 @@ export const CATALOGS: Readonly<Record<Provider, ProviderCatalog>> = {
 
 /** Smallest memory we support: PostgreSQL + nginx + 2 web + 1 worker need headroom. */
 export const MIN_MEMORY_MIB = gib(2);
+
+/** Where a backup bucket can live; it may differ from the server's provider (off-provider backups). */
+export const BUCKET_PROVIDERS = ["digitalocean", "hetzner", "s3"] as const;
+export type BucketProvider = (typeof BUCKET_PROVIDERS)[number];
+
+/** Hetzner Object Storage locations (S3 endpoint https://<location>.your-objectstorage.com). */
+export const HETZNER_OBJECT_STORAGE_LOCATIONS = ["fsn1", "nbg1", "hel1"] as const;
+/** DigitalOcean regions with Spaces. */
+export const SPACES_REGIONS = ["nyc3", "sfo2", "sfo3", "ams3", "sgp1", "fra1", "syd1", "blr1", "lon1", "atl1", "tor1"] as const;

@@ -7,6 +7,10 @@ export function quote(value: string): string {
   return JSON.stringify(short);
 }
 
+export function isIpAddress(value: string): boolean {
+  return isIPv4(value) || isIPv6(value);
+}
+
 /** RFC 1123 hostname with at least one dot; no scheme, path, port, spaces or trailing dot. */
 export function isHostname(value: string): boolean {
   if (value.length > 253 || !value.includes(".")) return false;
@@ -27,13 +31,83 @@ export function isHttpUrl(value: string): boolean {
   }
 }
 
-export function isCidr(value: string): boolean {
+export interface Cidr {
+  /** The address as a number (128 bits for IPv6). */
+  address: bigint;
+  bits: number;
+  version: 4 | 6;
+}
+
+export function parseCidr(value: string): Cidr | undefined {
   const match = /^([^/\s]+)\/(\d{1,3})$/.exec(value);
-  if (!match) return false;
+  if (!match) return undefined;
   const bits = Number(match[2]);
-  if (isIPv4(match[1])) return bits <= 32;
-  if (isIPv6(match[1])) return bits <= 128;
-  return false;
+  if (isIPv4(match[1]) && bits <= 32) return { address: ipv4Number(match[1]), bits, version: 4 };
+  if (isIPv6(match[1]) && bits <= 128) return { address: ipv6Number(match[1]), bits, version: 6 };
+  return undefined;
+}
+
+/**
+ * The network of a CIDR: the address with its host bits cleared, as text ("10.0.0.0/24",
+ * "2001:db8::/32"). Firewalls take only this form, so a CIDR that differs from it is refused.
+ */
+export function cidrNetwork(cidr: Cidr): Cidr {
+  const width = cidr.version === 4 ? 32 : 128;
+  const hostBits = BigInt(width - cidr.bits);
+  return { ...cidr, address: (cidr.address >> hostBits) << hostBits };
+}
+
+export function formatCidr(cidr: Cidr): string {
+  return `${cidr.version === 4 ? formatIpv4(cidr.address) : formatIpv6(cidr.address)}/${cidr.bits}`;
+}
+
+function ipv4Number(text: string): bigint {
+  return text.split(".").reduce((n, octet) => (n << 8n) | BigInt(Number(octet)), 0n);
+}
+
+function formatIpv4(n: bigint): string {
+  return [24n, 16n, 8n, 0n].map((shift) => String((n >> shift) & 255n)).join(".");
+}
+
+/** Any valid IPv6 text (with "::" and an optional dotted IPv4 tail) as a 128-bit number. */
+function ipv6Number(text: string): bigint {
+  let groups = text;
+  const dotted = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
+  if (dotted) {
+    const v4 = ipv4Number(dotted[1]);
+    groups = `${text.slice(0, dotted.index)}${(v4 >> 16n).toString(16)}:${(v4 & 0xffffn).toString(16)}`;
+  }
+  const [head, tail] = groups.includes("::") ? groups.split("::") : [groups, undefined];
+  const parts = (part: string | undefined) => (part ? part.split(":") : []);
+  const missing = 8 - parts(head).length - parts(tail).length;
+  const all = tail === undefined ? parts(head) : [...parts(head), ...Array(missing).fill("0"), ...parts(tail)];
+  return all.reduce((n, group) => (n << 16n) | BigInt(parseInt(group, 16)), 0n);
+}
+
+/** RFC 5952 text: lowercase, no leading zeros, the longest run of two or more zero groups as "::". */
+function formatIpv6(n: bigint): string {
+  const groups = Array.from({ length: 8 }, (_, i) => Number((n >> BigInt(16 * (7 - i))) & 0xffffn));
+  let best = { at: -1, length: 1 };
+  for (let i = 0; i < 8; i++) {
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > best.length) best = { at: i, length: j - i };
+  }
+  const hex = (list: number[]) => list.map((g) => g.toString(16)).join(":");
+  if (best.at < 0) return hex(groups);
+  return `${hex(groups.slice(0, best.at))}::${hex(groups.slice(best.at + best.length))}`;
+}
+
+/**
+ * The one bucket-name rule, for every store (Spaces, Hetzner Object Storage, any S3): AWS's
+ * rule without dots. A dot breaks TLS for virtual-host-style requests (the endpoint's wildcard
+ * certificate covers one label), which Spaces and AWS clients use by default; restic would fall
+ * back to path style, but other tools pointed at the same bucket would not.
+ */
+export const BUCKET_NAME_RULE = "3-63 lowercase letters, digits or hyphens, starting and ending with a letter or digit (no dots: they break TLS for virtual-host-style S3 requests)";
+
+export function isBucketName(name: string): boolean {
+  return /^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/.test(name) && !name.startsWith("xn--") && !/(-s3alias|--ol-s3)$/.test(name);
 }
 
 /** A decimal integer as Pulumi stores numbers ("2"); rejects "2.5", "1e3", " 2". */
@@ -78,26 +152,10 @@ export function parseSshPublicKey(line: string): string | undefined {
   return undefined;
 }
 
-/**
- * A systemd OnCalendar expression, checked for shape (the shorthands, or "[weekday] date time
- * [zone]"); the tests run `systemd-analyze calendar` on the defaults. Newlines or characters
- * that could end the unit line are rejected outright.
- */
-export function isOnCalendar(value: string): boolean {
-  const shorthands = ["minutely", "hourly", "daily", "weekly", "monthly", "yearly", "annually", "quarterly", "semiannually"];
-  if (shorthands.includes(value)) return true;
-  if (!/^[A-Za-z0-9*:,./~ _+-]{1,100}$/.test(value)) return false;
-  const parts = value.trim().split(/\s+/);
-  const weekday = /^(Mon|Tue|Wed|Thu|Fri|Sat|Sun)((\.\.|,|-)(Mon|Tue|Wed|Thu|Fri|Sat|Sun))*$/;
-  const date = /^[0-9*]+(-[0-9*,./~]+){2}$/;
-  const time = /^[0-9*,./]+:[0-9*,./]+(:[0-9*,./]+)?$/;
-  let i = 0;
-  if (weekday.test(parts[i] ?? "")) i++;
-  if (date.test(parts[i] ?? "")) i++;
-  if (!time.test(parts[i] ?? "")) return false;
-  i++;
-  if (i < parts.length && /^[A-Za-z_/+-]+[0-9]*$/.test(parts[i])) i++;
-  return i === parts.length;
+/** What identifies a public key: its type and key data, not the comment after them. */
+export function sshKeyIdentity(line: string): string {
+  const [type, blob] = line.trim().split(/\s+/);
+  return `${type} ${blob}`;
 }
 
 /** The candidate nearest to `word` by edit distance, if it is near enough to be a typo. */

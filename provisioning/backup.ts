@@ -10,6 +10,8 @@
  *
  * systemd formats: systemd.service(5), systemd.timer(5), systemd.time(7) for OnCalendar.
  */
+import { DEFAULTS } from "../config/config";
+import { BUCKET_NAME_RULE, isBucketName } from "../config/validators";
 import { throwIfProblems } from "./errors";
 import type { RenderedFile } from "./files";
 import { CONFIG_DIR, LIB_DIR, STATE_DIR } from "./layout";
@@ -21,7 +23,7 @@ import { BASE_SANDBOX, renderUnit, UNIT_DIR } from "./systemd";
 export interface BackupBucket {
   /** S3 API endpoint, scheme and host only: `https://fsn1.your-objectstorage.com` (http only for a local test server). */
   endpoint: string;
-  /** Bucket name (3–63 characters: lowercase letters, digits, `.` and `-`). */
+  /** Bucket name; the rule is config/validators.ts's BUCKET_NAME_RULE. */
   name: string;
   /** Region the S3 API expects for signing, e.g. `fsn1`, `fra1`, `us-east-1`. */
   region: string;
@@ -32,11 +34,11 @@ export interface BackupBucket {
 }
 
 export interface BackupRenderOptions {
-  /** systemd OnCalendar expression for `backup.timer`; config default `*-*-* 03:00:00 UTC`. */
+  /** systemd OnCalendar expression for `backup.timer` (the config validates it and owns the default). */
   schedule: string;
   /** Keep backups newer than this many days (counted back from the newest backup); >= 1. */
   retentionDays: number;
-  /** OnCalendar for `restore-drill.timer`; default `Sun *-*-* 05:00:00 UTC` (weekly). */
+  /** OnCalendar for `restore-drill.timer`; default the config's restoreDrillSchedule default. */
   drillSchedule?: string;
   /** The PostgreSQL database to back up (dumped as the `postgres` OS user, peer auth). */
   databaseName: string;
@@ -51,7 +53,6 @@ export interface BackupRenderOptions {
   migrationsTable?: string;
 }
 
-export const DEFAULT_DRILL_SCHEDULE = "Sun *-*-* 05:00:00 UTC";
 export const DEFAULT_MIGRATIONS_TABLE = "pgmigrations";
 /** Objects live under this prefix of the bucket: no lifecycle expiry rule may touch it. */
 export const REPOSITORY_PREFIX = "restic";
@@ -100,7 +101,7 @@ export function renderBackupFiles(opts: BackupRenderOptions): RenderedFile[] {
     unit("backup.service", renderJobService("backup", "now", opts)),
     timer("backup.timer", renderTimer("backup", opts.schedule, "15min")),
     unit("restore-drill.service", renderJobService("restore-drill", "drill", opts)),
-    timer("restore-drill.timer", renderTimer("restore-drill", opts.drillSchedule ?? DEFAULT_DRILL_SCHEDULE, "30min")),
+    timer("restore-drill.timer", renderTimer("restore-drill", opts.drillSchedule ?? DEFAULTS.restoreDrillSchedule, "30min")),
     unit("backup-alert@.service", renderAlertService()),
   ];
 }
@@ -159,10 +160,8 @@ export function validateBackupOptions(opts: BackupRenderOptions): string[] {
   if (opts.bucket === undefined) add(`bucket is required`);
   else {
     url("bucket.endpoint", bucket.endpoint, true, true);
-    if (text("bucket.name", bucket.name) && !/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket.name)) {
-      add(
-        `bucket.name must be an S3 bucket name (3-63 of a-z, 0-9, "." and "-"); got ${JSON.stringify(bucket.name)}`,
-      );
+    if (text("bucket.name", bucket.name) && !isBucketName(bucket.name)) {
+      add(`bucket.name must be ${BUCKET_NAME_RULE}; got ${JSON.stringify(bucket.name)}`);
     }
     if (text("bucket.region", bucket.region) && !/^[A-Za-z0-9-]+$/.test(bucket.region)) {
       add(`bucket.region must be a region name like fsn1 or eu-central-1; got ${JSON.stringify(bucket.region)}`);

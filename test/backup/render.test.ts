@@ -7,6 +7,8 @@ import {
   validateBackupOptions,
   type BackupRenderOptions,
 } from "../../provisioning/backup";
+import { DEFAULTS } from "../../config/config";
+import { BUCKET_NAME_RULE } from "../../config/validators";
 import { RenderError } from "../../provisioning/errors";
 import { isWorldReadable } from "../../provisioning/files";
 import { stripComments } from "../../provisioning/scripts";
@@ -69,7 +71,7 @@ describe("backup renderer", () => {
       assert.ok(lines(svc).includes("OnFailure=backup-alert@%n.service"), svc);
     }
     assert.ok(lines("backup-alert@.service").includes("ExecStart=/usr/local/lib/saas-vps/backup-alert %i"));
-    assert.ok(byPath(VALID).get("/etc/systemd/system/restore-drill.timer")!.content.includes("OnCalendar=Sun *-*-* 05:00:00 UTC"));
+    assert.ok(byPath(VALID).get("/etc/systemd/system/restore-drill.timer")!.content.includes(`OnCalendar=${DEFAULTS.restoreDrillSchedule}`));
   });
 
   it("writes an env file that bash reads back exactly, whatever characters the secrets hold", async () => {
@@ -118,7 +120,7 @@ describe("backup renderer", () => {
           "backup: retentionDays must be an integer >= 1; got 0",
           'backup: databaseName must be a plain PostgreSQL name (letter or _, then letters, digits, _ or -; at most 63); got "app; drop"',
           'backup: bucket.endpoint must be an http(s) URL; got "ftp://files.example.com"',
-          'backup: bucket.name must be an S3 bucket name (3-63 of a-z, 0-9, "." and "-"); got "Bad_Bucket"',
+          `backup: bucket.name must be ${BUCKET_NAME_RULE}; got "Bad_Bucket"`,
           "backup: heartbeatUrl must be an http(s) URL",
           'backup: migrationsTable must be a table name, optionally schema.table; got "a.b.c"',
         ]);

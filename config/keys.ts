@@ -1,0 +1,399 @@
+/**
+ * Every stack config key (`saas-vps:<key>`), once: its type, default, whether it is a
+ * credential, the stages it applies to, its description and its value parser.
+ *
+ * KNOWN_KEYS, DEFAULTS, SECRET_KEYS and the per-key part of parseStackConfig (config.ts) are
+ * derived from this table; so are Pulumi.yaml's `config:` block and the README's "Stack
+ * config" table (config/keyDocs.ts writes both; a test fails when either drifts). Rules that
+ * involve two keys (a region of the chosen provider, acmeEmail with domain, the bucket's
+ * keys) live in config.ts.
+ */
+import { checkOnCalendar } from "./onCalendar";
+import { BUCKET_PROVIDERS, CATALOGS, PROVIDERS, type BucketProvider, type Provider } from "./providers";
+import { BUILT_STAGES, STAGES, type Stage } from "./stages";
+import {
+  BUCKET_NAME_RULE,
+  cidrNetwork,
+  formatCidr,
+  isBucketName,
+  isEmail,
+  isHostname,
+  isHttpUrl,
+  isIpAddress,
+  parseCidr,
+  parseIntegerText,
+  parseJsonStringList,
+  parseSshPublicKey,
+  quote,
+  sshKeyIdentity,
+} from "./validators";
+
+export type Parsed<T> = { ok: true; value: T } | { ok: false; problems: string[] };
+
+export interface KeySpec<T> {
+  /** The type Pulumi.yaml declares. */
+  type: "string" | "integer" | "array";
+  /** The value when the key is unset; stated in Pulumi.yaml and the README. */
+  default?: T;
+  /** The README's default column when there is no single default value. */
+  defaultText?: string;
+  /** A credential: must be set with `pulumi config set --secret`. */
+  secret?: true;
+  /** Stages whose stacks may set the key; set in another stage, it is refused. */
+  stages: readonly Stage[];
+  /** Pulumi.yaml's description (what `pulumi config` shows). */
+  description: string;
+  /** The README's rule column (Markdown). */
+  rule: string;
+  /** Text as Pulumi stores it (undefined when unset) to value, or the problems, one line each. */
+  parse: (text: string | undefined) => Parsed<T>;
+}
+
+const ok = <T>(value: T): Parsed<T> => ({ ok: true, value });
+const fail = <T>(...problems: string[]): Parsed<T> => ({ ok: false, problems });
+const ALL = { stages: STAGES };
+const DEFAULT_STAGE: Stage = "mvp";
+
+/** One of `allowed`; required when there is no default. */
+function oneOf<T extends string>(allowed: readonly T[]) {
+  return {
+    type: "string" as const,
+    parse: (text: string | undefined): Parsed<T> => {
+      if (text === undefined) return fail(`is required; use one of ${allowed.join(", ")}`);
+      return (allowed as readonly string[]).includes(text) ? ok(text as T) : fail(`${quote(text)} is not allowed; use one of ${allowed.join(", ")}`);
+    },
+  };
+}
+
+/** One of `allowed`, or undefined when unset: the default is derived from other keys. */
+function oneOfOr<T extends string>(allowed: readonly T[]) {
+  return {
+    type: "string" as const,
+    parse: (text: string | undefined): Parsed<T | undefined> => (text === undefined ? ok(undefined) : oneOf(allowed).parse(text)),
+  };
+}
+
+function integer(min: number, max: number, fallback: number) {
+  return {
+    type: "integer" as const,
+    default: fallback,
+    parse: (text: string | undefined): Parsed<number> => {
+      if (text === undefined) return ok(fallback);
+      const value = parseIntegerText(text);
+      return value !== undefined && value >= min && value <= max ? ok(value) : fail(`must be a whole number from ${min} to ${max}; got ${quote(text)}`);
+    },
+  };
+}
+
+/** An optional string: unset or empty is undefined; `check` returns the problem, if any. */
+function optional(check: (value: string) => string | undefined = () => undefined) {
+  return {
+    type: "string" as const,
+    parse: (text: string | undefined): Parsed<string | undefined> => {
+      if (text === undefined || text === "") return ok(undefined);
+      const problem = check(text);
+      return problem === undefined ? ok(text) : fail(problem);
+    },
+  };
+}
+
+/** A string with a default; `check` returns the problem, if any (the default is checked too). */
+function withDefault(fallback: string, check: (value: string) => string | undefined) {
+  return {
+    type: "string" as const,
+    default: fallback,
+    parse: (text: string | undefined): Parsed<string> => {
+      const value = text ?? fallback;
+      const problem = check(value);
+      return problem === undefined ? ok(value) : fail(problem);
+    },
+  };
+}
+
+function schedule(fallback: string) {
+  return withDefault(fallback, (value) => {
+    const verdict = checkOnCalendar(value);
+    return verdict.ok ? undefined : `must be a systemd OnCalendar expression such as "*-*-* 03:00:00 UTC" or "daily" (systemd.time(7)); got ${quote(value)}: ${verdict.reason}`;
+  });
+}
+
+/** A required, non-empty JSON list of strings; `checkList` adds the problems of its entries. */
+function requiredList(what: string, checkList: (list: string[]) => Parsed<string[]>) {
+  return {
+    type: "array" as const,
+    parse: (text: string | undefined): Parsed<string[]> => {
+      if (text === undefined) return fail(`is required; set ${what}`);
+      const list = parseJsonStringList(text);
+      if (!list) return fail(`must be ${what}; got ${quote(text)}`);
+      if (list.length === 0) return fail(`must list at least one entry; set ${what}`);
+      return checkList(list);
+    },
+  };
+}
+
+function checkSshKeys(list: string[]): Parsed<string[]> {
+  const problems = list.flatMap((key, i) => {
+    const problem = parseSshPublicKey(key);
+    return problem === undefined ? [] : [`entry ${i}: ${problem}`];
+  });
+  if (problems.length > 0) return fail(...problems);
+  // The providers refuse to register one key twice, and the stack would fail half-way.
+  const firstIndex = new Map<string, number>();
+  list.forEach((key, i) => {
+    const identity = sshKeyIdentity(key);
+    const first = firstIndex.get(identity);
+    if (first === undefined) firstIndex.set(identity, i);
+    else problems.push(`entries ${first} and ${i} are the same ${identity.split(" ")[0]} key (only the comments may differ); list each key once`);
+  });
+  return problems.length > 0 ? fail(...problems) : ok(list.map((k) => k.trim()));
+}
+
+function checkCidrs(list: string[]): Parsed<string[]> {
+  const problems = list.flatMap((text) => {
+    const cidr = parseCidr(text);
+    if (!cidr) return [`${quote(text)} is not an IPv4 or IPv6 CIDR such as 203.0.113.7/32 or 2001:db8::/48`];
+    if (cidrNetwork(cidr).address === cidr.address) return [];
+    // Firewalls take a network, not an address inside one; which of the two was meant is unclear.
+    const network = formatCidr(cidrNetwork(cidr));
+    const address = formatCidr({ ...cidr, bits: cidr.version === 4 ? 32 : 128 });
+    return [`${quote(text)} has host bits set; write the network ${network}, or ${address} for that one address`];
+  });
+  return problems.length > 0 ? fail(...problems) : ok(list);
+}
+
+function checkDomain(value: string): string | undefined {
+  if (isIpAddress(value)) {
+    return `${quote(value)} is an IP address: Let's Encrypt gives no certificate for it via HTTP-01; set a hostname whose DNS points at the server, or leave domain unset to serve plain HTTP on the IP`;
+  }
+  return isHostname(value) ? undefined : `must be a bare hostname such as app.example.com (no scheme, path, port or spaces); got ${quote(value)}`;
+}
+
+const perProvider = (pick: (p: Provider) => string) => PROVIDERS.map((p) => `\`${pick(p)}\``).join(" / ");
+
+export const KEYS = {
+  provider: {
+    ...oneOf<Provider>(PROVIDERS),
+    ...ALL,
+    defaultText: "required",
+    description: "Hosting provider for the servers: hetzner or digitalocean. Required.",
+    rule: PROVIDERS.map((p) => `\`${p}\``).join(" or "),
+  },
+  stage: {
+    type: "string" as const,
+    default: DEFAULT_STAGE,
+    parse: (text: string | undefined): Parsed<Stage> => {
+      const parsed = oneOf<Stage>(STAGES).parse(text ?? DEFAULT_STAGE);
+      if (parsed.ok && !BUILT_STAGES.includes(parsed.value)) {
+        return fail(`${quote(parsed.value)} is planned but not built yet; use ${BUILT_STAGES.join(", ")} for now`);
+      }
+      return parsed;
+    },
+    ...ALL,
+    description: "Growth stage: mvp (one server). separated and scaled are planned and rejected until built.",
+    rule: "`mvp`; `separated` and `scaled` are planned and rejected until built",
+  },
+  region: {
+    ...optional(),
+    ...ALL,
+    defaultText: perProvider((p) => CATALOGS[p].defaultRegion),
+    description: "Provider location. Hetzner: fsn1, nbg1, hel1, ash, hil, sin (default fsn1). DigitalOcean: fra1, ams3, nyc3, ... (default fra1).",
+    rule: "a location of that provider",
+  },
+  serverType: {
+    ...optional(),
+    ...ALL,
+    defaultText: perProvider((p) => CATALOGS[p].defaultServerType),
+    description: "Provider server type with at least 2 GiB of memory. Default: Hetzner cx23, DigitalOcean s-2vcpu-4gb.",
+    rule: "a type of that provider with ≥ 2 GiB memory",
+  },
+  domain: {
+    ...optional(checkDomain),
+    ...ALL,
+    defaultText: "none",
+    description: "Public hostname (no scheme or path). Without it the site is served over HTTP on the fixed IP.",
+    rule: "bare hostname, not an IP address; without it the site is plain HTTP on the fixed IP",
+  },
+  acmeEmail: {
+    ...optional((v) => (isEmail(v) ? undefined : `must be an email address for Let's Encrypt notices; got ${quote(v)}`)),
+    ...ALL,
+    defaultText: "—",
+    description: "Contact email for Let's Encrypt; required when domain is set.",
+    rule: "required with `domain` (Let's Encrypt)",
+  },
+  sshPublicKeys: {
+    ...requiredList(`a JSON list of OpenSSH public keys, e.g. ["ssh-ed25519 AAAA... you@laptop"]`, checkSshKeys),
+    ...ALL,
+    defaultText: "required",
+    description: "OpenSSH public keys for the admin user (ssh-ed25519, ecdsa-sha2-*, ssh-rsa). Required, at least one.",
+    rule: "JSON list of OpenSSH public keys, each once",
+  },
+  sshAllowedCidrs: {
+    ...requiredList(`a JSON list of IPv4/IPv6 CIDRs allowed to reach SSH, e.g. ["203.0.113.7/32"]`, checkCidrs),
+    ...ALL,
+    defaultText: "required",
+    description: "IPv4/IPv6 CIDRs allowed to reach SSH (port 22). Required. HTTP and HTTPS are open to all.",
+    rule: "JSON list of IPv4/IPv6 networks (no host bits set) that may reach port 22",
+  },
+  webInstances: {
+    ...integer(1, 16, 2),
+    ...ALL,
+    description: "Web processes per app server, 1-16 (ports 3001...). Two or more give zero-downtime releases.",
+    rule: "1–16 web processes (ports 3001…)",
+  },
+  workerInstances: {
+    ...integer(0, 16, 1),
+    ...ALL,
+    description: "Worker processes, 0-16.",
+    rule: "0–16",
+  },
+  backupSchedule: {
+    ...schedule("*-*-* 03:00:00 UTC"),
+    ...ALL,
+    description: "systemd OnCalendar expression for the nightly pg_dump backup.",
+    rule: "systemd OnCalendar that systemd accepts and that recurs (no year; a tz database zone)",
+  },
+  backupRetentionDays: {
+    ...integer(1, 3650, 14),
+    ...ALL,
+    description: "Days of backups kept in the bucket, at least 1.",
+    rule: "1–3650",
+  },
+  restoreDrillSchedule: {
+    ...schedule("Sun *-*-* 04:30:00 UTC"),
+    ...ALL,
+    description: "systemd OnCalendar expression for the restore drill (restores the latest backup into a scratch database).",
+    rule: "systemd OnCalendar, as `backupSchedule`",
+  },
+  backupBucketProvider: {
+    ...oneOfOr<BucketProvider>(BUCKET_PROVIDERS),
+    ...ALL,
+    defaultText: "the server's provider",
+    description:
+      "Where the backup bucket lives: digitalocean (Spaces, created here), hetzner (Object Storage, keys from the console) or s3 (any existing S3-compatible bucket). Default: the server provider.",
+    rule: "`digitalocean` (Spaces, created), `hetzner` (Object Storage), `s3` (existing bucket)",
+  },
+  backupBucketRegion: {
+    ...optional(),
+    ...ALL,
+    defaultText: "server region or fra1/fsn1",
+    description: "Bucket region: a Spaces region or a Hetzner Object Storage location (fsn1, nbg1, hel1); for s3, the signing region (default us-east-1).",
+    rule: "Spaces region or Hetzner location; signing region for `s3`",
+  },
+  backupBucketEndpoint: {
+    ...optional(),
+    ...ALL,
+    defaultText: "derived",
+    description: "S3 endpoint URL; only for backupBucketProvider s3 (derived for the others).",
+    rule: "only for `s3`",
+  },
+  backupBucketName: {
+    ...optional((v) => (isBucketName(v) ? undefined : `must be ${BUCKET_NAME_RULE}; got ${quote(v)}`)),
+    ...ALL,
+    defaultText: "`saas-vps-<stack>-backups`",
+    description: "Bucket name. Default: saas-vps-<stack>-backups (plus a random suffix on Spaces). Required for s3.",
+    rule: "required for `s3`; lowercase letters, digits and hyphens (no dots)",
+  },
+  backupAccessKeyId: {
+    ...optional(),
+    ...ALL,
+    defaultText: "—",
+    description: "S3 access key id; required for hetzner and s3 buckets.",
+    rule: "required for `hetzner` and `s3` (Hetzner's API cannot mint S3 keys)",
+  },
+  backupSecretAccessKey: {
+    ...optional(),
+    ...ALL,
+    secret: true as const,
+    defaultText: "—",
+    description: "S3 secret key; required for hetzner and s3 buckets. Set with --secret.",
+    rule: "required for `hetzner` and `s3`",
+  },
+  alertWebhookUrl: {
+    ...optional((v) => (isHttpUrl(v) ? undefined : "must be an http(s) URL that accepts a JSON POST; got a value that is not one")),
+    ...ALL,
+    secret: true as const,
+    defaultText: "none",
+    description: "Webhook that receives a JSON POST when a backup or restore drill fails. Set with --secret.",
+    rule: "receives a JSON POST when a backup or drill fails",
+  },
+  backupHeartbeatUrl: {
+    ...optional((v) => (isHttpUrl(v) ? undefined : "must be an http(s) URL to ping after each good backup; got a value that is not one")),
+    ...ALL,
+    secret: true as const,
+    defaultText: "none",
+    description: "URL pinged after every good backup (a dead-man's switch such as healthchecks.io notices missed ones). Set with --secret.",
+    rule: "pinged after every good backup (dead-man's switch)",
+  },
+  sshPrivateKey: {
+    ...optional((v) => (/^-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(v.trim()) ? undefined : "must be a PEM/OpenSSH private key (-----BEGIN ... PRIVATE KEY-----); got something else")),
+    ...ALL,
+    secret: true as const,
+    defaultText: "SSH agent",
+    description: "Private key matching one of sshPublicKeys, for day-2 pushes over SSH. Without it the SSH agent is used. Set with --secret.",
+    rule: "key for day-2 pushes over SSH",
+  },
+  smtpUrl: {
+    ...optional((v) => (/^smtps?:\/\/[^\s]+$/.test(v) ? undefined : "must be an smtp:// or smtps:// URL such as smtps://user:pass@smtp.example.com:465; got a value that is not one")),
+    ...ALL,
+    secret: true as const,
+    defaultText: "none",
+    description: "The app's outgoing mail server, smtp:// or smtps:// with credentials (SMTP_URL). Without it mail is logged, not sent. Set with --secret.",
+    rule: "the app's mail server (`SMTP_URL`); without it mail is only logged",
+  },
+  mailFrom: {
+    ...optional((v) => (isEmail(v) ? undefined : `must be an email address; got ${quote(v)}`)),
+    ...ALL,
+    defaultText: "from the URL",
+    description: "Sender address of the app's mail (MAIL_FROM). Default: derived from the app's URL.",
+    rule: "sender address (`MAIL_FROM`)",
+  },
+  sentryDsn: {
+    ...optional((v) => (isHttpUrl(v) ? undefined : "must be a Sentry DSN URL such as https://key@o1.ingest.sentry.io/1; got a value that is not one")),
+    ...ALL,
+    secret: true as const,
+    defaultText: "none",
+    description: "Sentry DSN for the app's error reports (SENTRY_DSN). Set with --secret.",
+    rule: "the app's error reports (`SENTRY_DSN`)",
+  },
+  appDir: {
+    ...withDefault("app", (v) => (v.trim() === "" || /[\0\n]/.test(v) ? `must be a folder path (relative to the project or absolute); got ${quote(v)}` : undefined)),
+    ...ALL,
+    description: "The app's source folder, relative to this project or absolute. Default: app (the reference modular monolith).",
+    rule: "the app's source folder (relative to the project, or absolute)",
+  },
+  appBuildCommand: {
+    ...withDefault("npm run --silent build", (v) => (v.trim() === "" ? "must be a command that builds the app and prints the artifact path last; got an empty value" : undefined)),
+    ...ALL,
+    description: "Run in appDir by `pulumi up`; builds the release artifact and prints its .tar.gz path as the last line (contract in README).",
+    rule: "run in `appDir`; prints the artifact path last",
+  },
+} satisfies Record<string, KeySpec<unknown>>;
+
+export type ConfigKey = keyof typeof KEYS;
+/** The parsed value of each key, as its parser returns it. */
+export type KeyValues = { [K in ConfigKey]: (typeof KEYS)[K] extends KeySpec<infer T> ? T : never };
+
+/** Every key, in the table's order (the order of Pulumi.yaml and the README). */
+export const KNOWN_KEYS = Object.keys(KEYS) as ConfigKey[];
+
+/** Keys whose values are credentials: they must be set with `pulumi config set --secret`. */
+export const SECRET_KEYS: ReadonlySet<string> = new Set(KNOWN_KEYS.filter((k) => (KEYS[k] as KeySpec<unknown>).secret));
+
+type KeysWithDefault = { [K in ConfigKey]: (typeof KEYS)[K] extends { default: unknown } ? K : never }[ConfigKey];
+/** The value of every key that has a single default. */
+export const DEFAULTS = Object.fromEntries(
+  KNOWN_KEYS.filter((k) => (KEYS[k] as KeySpec<unknown>).default !== undefined).map((k) => [k, (KEYS[k] as KeySpec<unknown>).default]),
+) as { [K in KeysWithDefault]: (typeof KEYS)[K]["default"] };
+
+/**
+ * A key set in a stage it does not apply to, one line each, naming the stages that take it.
+ * `table` is a parameter so the rule can be tested before any key is stage-specific.
+ */
+export function keysOutsideStage(raw: Record<string, string>, stage: Stage, table: Readonly<Record<string, Pick<KeySpec<unknown>, "stages">>> = KEYS): Array<[string, string]> {
+  return Object.keys(raw)
+    .filter((key) => table[key] !== undefined && !table[key].stages.includes(stage))
+    .map((key) => {
+      const stages = table[key].stages;
+      return [key, `is for stage${stages.length > 1 ? "s" : ""} ${stages.join(", ")} only; this stack's stage is ${stage} (remove the key or change saas-vps:stage)`];
+    });
+}
