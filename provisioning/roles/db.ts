@@ -55,7 +55,9 @@ export function renderDb(input: DbInput): RoleContribution[] {
  * The backup command is the largest file after the release command and runs only from the
  * timers, so it travels in the day-2 push. Its timers are enabled on first boot but started by
  * that push (onChange), never before the command exists: a timer started on first boot could
- * fire (03:00 plus its random delay) in the minutes between bootstrap and the push.
+ * fire (03:00 plus its random delay) in the minutes between bootstrap and the push. The alert
+ * script stays in the user-data (it is small): should a reboot start the timers before the push
+ * ever came, a failing job still alerts.
  */
 function backupFiles(options: BackupRenderOptions): RenderedFile[] {
   const startTimers = `systemctl start ${BACKUP_TIMERS.join(" ")}`;
