@@ -8,6 +8,7 @@ import { renderServer, type MachineKind } from "../provisioning/server";
 import type { StackConfig } from "../config/config";
 import { planStack, type StackPlan } from "../plan/plan";
 import { buildServerInput, PLACEHOLDER_CONTEXT } from "../plan/serverInput";
+import { runsApp } from "../provisioning/roles/index";
 import { existsSync, statSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
 import { ConfigError } from "../config/config";
@@ -81,7 +82,7 @@ export class SaasStack extends pulumi.ComponentResource {
         },
         { parent: this },
       );
-      if (server.roles.includes("web") || server.roles.includes("worker")) {
+      if (runsApp(server.roles)) {
         const vps = this.servers[server.name];
         this.releases[server.name] = new AppRelease(
           `${name}-${server.name}-app`,

@@ -7,6 +7,10 @@ import type { BackupBucketConfig, Stage, StackConfig } from "../config/config";
 import type { Provider } from "../config/providers";
 import { DATA_LABEL, DATA_MOUNT } from "../provisioning/layout";
 
+/**
+ * What a server does. Declared only here; provisioning/roles/index.ts maps each role to the
+ * module that renders it, and plan/serverInput.ts maps config to each role's input.
+ */
 export type Role = "web" | "worker" | "db";
 
 export interface FirewallRule {

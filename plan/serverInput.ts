@@ -1,13 +1,17 @@
 /**
- * Maps the stack config and one planned server to the renderer's input. Pure: the component
- * calls it inside its single Output boundary, the render command and tests call it directly.
+ * Maps the stack config and one planned server to the renderer's input: one input per role of
+ * the server (roles/index.ts names them) and the app's, when a role runs it. Nothing is rendered
+ * or decided here; ports are computed here once and handed to every role that needs them. Pure:
+ * the component calls it inside its single Output boundary, the render command and tests call it
+ * directly.
  */
-import { BACKUP_PACKAGES, BACKUP_TIMERS, renderBackupFiles, type BackupBucket } from "../provisioning/backup";
-import { DATABASE_NAME, webPorts, workerUnits } from "../provisioning/layout";
-import { RELEASE_PACKAGES, renderReleaseFiles } from "../provisioning/release";
-import { surgePortFor, type MachineKind, type ServerRenderInput } from "../provisioning/server";
+import type { BackupBucket, BackupRenderOptions } from "../provisioning/backup";
+import { DATABASE_NAME, surgePortFor, webPorts, workerUnits } from "../provisioning/layout";
+import type { RoleInputs } from "../provisioning/roles/index";
+import { runsApp } from "../provisioning/roles/index";
+import type { MachineKind, ServerRenderInput } from "../provisioning/server";
 import type { StackConfig } from "../config/config";
-import type { ServerPlan } from "./plan";
+import type { Role, ServerPlan } from "./plan";
 
 export interface ServerSecrets {
   databasePassword: string;
@@ -30,38 +34,51 @@ export function appUrlFor(config: Pick<StackConfig, "domain">, ipv4: string): st
 }
 
 export function buildServerInput(config: StackConfig, server: ServerPlan, context: ServerInputContext): ServerRenderInput {
-  const hasDb = server.roles.includes("db");
-  const runsApp = server.roles.includes("web") || server.roles.includes("worker");
-  const ports = server.roles.includes("web") ? webPorts(server.webInstances) : [];
-  const releaseFiles = runsApp
-    ? renderReleaseFiles({
-        webPorts: ports,
-        workerUnits: server.roles.includes("worker") ? workerUnits(server.workerInstances) : [],
-        surgePort: surgePortFor(ports),
-      })
-    : [];
+  const roles: Partial<RoleInputs> = {};
+  for (const role of server.roles) setRoleInput(roles, role, config, server, context);
   return {
     hostname: server.name,
-    machine: context.machine,
-    roles: server.roles,
-    memoryMiB: config.serverMemoryMiB,
-    webInstances: server.webInstances,
-    workerInstances: server.workerInstances,
     sshPublicKeys: config.sshPublicKeys,
-    appUrl: appUrlFor(config, context.ipv4),
-    domain: config.domain,
-    acmeEmail: config.acmeEmail,
-    secrets: { databasePassword: context.secrets.databasePassword, appSecretKey: context.secrets.appSecretKey },
-    appEnvironment: appEnvironmentFor(config),
-    // The release tool goes where the app runs; backups run where the database is.
-    extraFiles: [...releaseFiles, ...(hasDb ? backupFiles(config, context) : [])],
-    extraPackages: [...(hasDb ? BACKUP_PACKAGES : []), ...(runsApp ? RELEASE_PACKAGES : [])],
-    enableUnits: hasDb ? [...BACKUP_TIMERS] : [],
+    roles,
+    app: runsApp(server.roles)
+      ? {
+          url: appUrlFor(config, context.ipv4),
+          environment: appEnvironmentFor(config),
+          databasePassword: context.secrets.databasePassword,
+          secretKey: context.secrets.appSecretKey,
+        }
+      : undefined,
   };
 }
 
-function backupFiles(config: StackConfig, context: ServerInputContext) {
-  return renderBackupFiles({
+/** One role's input; a switch over every role, so a new role fails to compile until it is mapped here. */
+function setRoleInput(roles: Partial<RoleInputs>, role: Role, config: StackConfig, server: ServerPlan, context: ServerInputContext): void {
+  switch (role) {
+    case "web": {
+      const ports = webPorts(server.webInstances);
+      roles.web = { ports, surgePort: surgePortFor(ports), domain: config.domain, acmeEmail: config.acmeEmail };
+      return;
+    }
+    case "worker":
+      roles.worker = { units: workerUnits(server.workerInstances) };
+      return;
+    case "db":
+      roles.db = {
+        machine: context.machine,
+        memoryMiB: config.serverMemoryMiB,
+        databasePassword: context.secrets.databasePassword,
+        backup: backupOptions(config, context),
+      };
+      return;
+    default: {
+      const unmapped: never = role;
+      throw new Error(`role ${unmapped} has no input mapping`);
+    }
+  }
+}
+
+function backupOptions(config: StackConfig, context: ServerInputContext): BackupRenderOptions {
+  return {
     schedule: config.backupSchedule,
     retentionDays: config.backupRetentionDays,
     drillSchedule: config.restoreDrillSchedule,
@@ -70,7 +87,7 @@ function backupFiles(config: StackConfig, context: ServerInputContext) {
     encryptionPassword: context.secrets.backupPassword,
     alertWebhookUrl: config.alertWebhookUrl,
     heartbeatUrl: config.backupHeartbeatUrl,
-  });
+  };
 }
 
 /** Optional app settings from stack config, as the app's environment variables. */

@@ -9,6 +9,9 @@
  * is ~25 % smaller and leaves room to grow. cloud-init writes the bundle (write_files,
  * 0600 root) and runcmd unpacks it with owners and modes, then runs bootstrap. The files
  * are byte for byte the ones the day-2 push installs; `npm run render` writes them out.
+ *
+ * Files marked pushOnly (the large release and backup commands, ~60 % of the bundle) are left
+ * out: they arrive with the push right after first boot, and nothing on first boot runs them.
  */
 import { gzipSync, gunzipSync } from "node:zlib";
 import { createTar, parseTar } from "nanotar";
@@ -18,6 +21,11 @@ import type { RenderedFile } from "./files";
 
 /** Hetzner's user-data cap; DigitalOcean allows 64 KiB. We stay under the smaller one everywhere. */
 export const USER_DATA_LIMIT_BYTES = 32 * 1024;
+/**
+ * What a rendered user-data may use: half of Hetzner's cap, so the roles of the next stages
+ * (and a server holding several of them) still fit without another round of trimming.
+ */
+export const USER_DATA_BUDGET_BYTES = USER_DATA_LIMIT_BYTES / 2;
 /** Where cloud-init drops the files bundle before runcmd unpacks it. */
 export const BUNDLE_PATH = "/var/lib/saas-vps/first-boot-files.tar.gz";
 export const BOOTSTRAP_PATH = `${LIB_DIR}/bootstrap`;
@@ -26,10 +34,12 @@ export interface CloudConfigInput {
   hostname: string;
   sshPublicKeys: string[];
   packages: string[];
+  /** Every file of the server; the pushOnly ones are left out of the user-data. */
   files: RenderedFile[];
 }
 
 export function renderCloudConfig(input: CloudConfigInput): string {
+  const firstBoot = input.files.filter((f) => !f.pushOnly);
   const config = {
     hostname: input.hostname,
     manage_etc_hosts: true,
@@ -53,8 +63,8 @@ export function renderCloudConfig(input: CloudConfigInput): string {
     packages: input.packages,
     // write_files runs in cloud-init's network stage, before the package step of the final stage.
     write_files: [
-      ...input.files.filter((f) => f.beforePackages).map(plainWriteFile),
-      { path: BUNDLE_PATH, encoding: "b64", permissions: "0600", owner: "root:root", content: renderBundle(input.files.filter((f) => !f.beforePackages)).toString("base64") },
+      ...firstBoot.filter((f) => f.beforePackages).map(plainWriteFile),
+      { path: BUNDLE_PATH, encoding: "b64", permissions: "0600", owner: "root:root", content: renderBundle(firstBoot.filter((f) => !f.beforePackages)).toString("base64") },
     ],
     // runcmd runs after packages and users exist: owners resolve by name, package files get replaced.
     runcmd: [["sh", "-c", `tar -xzpf ${BUNDLE_PATH} -C / && exec ${BOOTSTRAP_PATH}`]],

@@ -24,6 +24,13 @@ export interface RenderedFile {
    * runcmd unpacks after the package step. Not secret, small.
    */
   beforePackages?: boolean;
+  /**
+   * Travels only in the day-2 push that `pulumi up` runs right after the server is created,
+   * never in the first-boot user-data: user-data must stay within half of Hetzner's 32 KiB cap,
+   * and large tools that nothing runs before that push (the release and backup commands) would
+   * take most of it. Set by the role that renders the file; nothing on first boot may run it.
+   */
+  pushOnly?: boolean;
 }
 
 /** Octal modes we allow: no execute for "other" on secrets, no world-writable ever. */

@@ -19,6 +19,10 @@ export const LIB_DIR = "/usr/local/lib/saas-vps";
 export const STATE_DIR = "/var/lib/saas-vps";
 export const ACME_WEBROOT = "/var/www/letsencrypt";
 export const TLS_DIR = `${CONFIG_DIR}/tls`;
+/** Settings of bootstrap, its steps and tls-issue (no secrets). */
+export const BOOTSTRAP_ENV_FILE = `${CONFIG_DIR}/bootstrap.env`;
+/** First-boot step scripts; bootstrap runs the ones bootstrap.env lists, in that order. */
+export const BOOTSTRAP_STEP_DIR = `${LIB_DIR}/bootstrap.d`;
 export const POSTGRES_VERSION = 17;
 export const DATABASE_NAME = "app";
 export const DATABASE_USER = "app";
@@ -34,6 +38,11 @@ export const RESERVED_PORTS = [22, 25, 53, 80, 443, 5432, 6379];
 
 export function webPorts(count: number, first = FIRST_WEB_PORT): number[] {
   return Array.from({ length: count }, (_, i) => first + i);
+}
+
+/** A single web instance gets a surge port so releases stay zero-downtime (see SURGE_PORT). */
+export function surgePortFor(webPorts: number[]): number | undefined {
+  return webPorts.length === 1 ? SURGE_PORT : undefined;
 }
 
 export function workerUnits(count: number): string[] {

@@ -4,7 +4,6 @@
  * Directive reference: https://nginx.org/en/docs/http/ngx_http_upstream_module.html and
  * https://nginx.org/en/docs/http/ngx_http_proxy_module.html#proxy_next_upstream
  */
-import { throwIfProblems } from "./errors";
 import { ACME_WEBROOT, RESERVED_PORTS, TLS_DIR } from "./layout";
 import type { RenderedFile } from "./files";
 
@@ -46,6 +45,11 @@ export const UPSTREAM = "saas_web";
  */
 export const NGINX_UPSTREAM_KEEPALIVE_TIMEOUT_SECONDS = 3;
 
+/**
+ * Preconditions of the site, asserted (a plain Error: a programming error if reached). The user's
+ * values are validated with their key names in the config layer (webInstances 1-16 gives ports
+ * 3001-3016, domain a bare hostname); what reaches here came through it or from a test.
+ */
 export function validateNginxSiteOptions(opts: NginxSiteOptions): void {
   const problems: string[] = [];
   if (opts.webPorts.length === 0) problems.push("nginx: webPorts must list at least one port; got none");
@@ -65,7 +69,7 @@ export function validateNginxSiteOptions(opts: NginxSiteOptions): void {
   }
   const body = opts.maxBodyMiB ?? 25;
   if (!Number.isInteger(body) || body < 1 || body > 10240) problems.push(`nginx: maxBodyMiB must be an integer from 1 to 10240; got ${body}`);
-  throwIfProblems(problems);
+  if (problems.length > 0) throw new Error(problems.join("\n"));
 }
 
 export function renderNginxSite(opts: NginxSiteOptions): string {

@@ -7,7 +7,9 @@ import { parse } from "yaml";
 import { ConfigError } from "../../config/config";
 import { decodeWriteFiles } from "../../cli/lib/renderStack";
 import { isWrappedSecret, unwrapSecrets, valueOf } from "../../cli/lib/pulumiMocks";
+import { BACKUP_PATHS } from "../../provisioning/backup";
 import { hashFile } from "../../provisioning/push";
+import { RELEASE_PATHS } from "../../provisioning/release";
 import { minimalRaw } from "../support/fixtures";
 import { runProgram, type MockRun } from "../support/mockProgram";
 
@@ -125,22 +127,30 @@ for (const provider of ["hetzner", "digitalocean"] as const) {
       assert.match(files.get("/etc/nginx/conf.d/saas-vps.conf")!, /server 127\.0\.0\.1:3001 .*\n\s+server 127\.0\.0\.1:3002 /);
     });
 
-    it("pushes every file the user-data installs on day 2, keyed by its content hash", () => {
+    it("pushes every file the server gets on day 2 (the user-data's and the push-only ones), keyed by its content hash", () => {
       const userData: string = unwrapSecrets(one(run, TOKENS[provider].server).inputs.userData);
       const files = decodeWriteFiles(userData);
+      // The large commands nothing runs on first boot travel only in the push (provisioning/files.ts).
+      const pushOnly = [RELEASE_PATHS.command, BACKUP_PATHS.command];
+      for (const path of pushOnly) assert.ok(!files.has(path), `${path} is in the user-data`);
       const pushes = run.mocks.ofType(COMMAND).filter((c) => c.name.includes("-push-"));
-      assert.equal(pushes.length, files.size);
+      assert.equal(pushes.length, files.size + pushOnly.length);
+      const pushedOnly: string[] = [];
       for (const push of pushes) {
         const stdin: string = unwrapSecrets(push.inputs.stdin);
+        const create: string = unwrapSecrets(push.inputs.create);
         const [hash] = unwrapSecrets(push.inputs.triggers);
         assert.match(hash, /^[0-9a-f]{64}$/);
-        const path = [...files.entries()].find(([, content]) => content === stdin)?.[0];
+        const installed = [...files.entries()].find(([, content]) => content === stdin)?.[0];
+        const path = installed ?? pushOnly.find((p) => create.includes(p));
         assert.ok(path, `push ${push.name} carries content no installed file has`);
-        assert.ok(unwrapSecrets(push.inputs.create).includes(path), `push ${push.name} writes elsewhere than ${path}`);
+        if (!installed) pushedOnly.push(path);
+        assert.ok(create.includes(path), `push ${push.name} writes elsewhere than ${path}`);
         const secretFile = ["/etc/saas-vps/app.env", "/etc/saas-vps/db.env", "/etc/saas-vps/backup.env"].includes(path);
         assert.equal(isWrappedSecret(push.inputs.stdin), secretFile, `${path}: secret=${secretFile} expected for its content`);
         assert.equal(push.inputs.connection.user ?? unwrapSecrets(push.inputs.connection).user, "admin");
       }
+      assert.deepEqual(pushedOnly.sort(), [...pushOnly].sort());
     });
 
     it("keeps secrets secret: env files, their hashes, generated passwords and bucket keys", async () => {

@@ -141,9 +141,9 @@ describe("rendered nginx site under real nginx", function () {
     assert.ok(!entries.some((e) => e.uri === "/health"), "health checks are not logged");
   });
 
-  it("refuses options that would break the file, naming the field", () => {
+  it("refuses options that would break the file, naming the field (a precondition: the config layer validates user input)", () => {
     assert.throws(() => renderNginxSite({ webPorts: [3001, 3001] }), (err: unknown) => {
-      assert.ok(err instanceof RenderError);
+      assert.ok(err instanceof Error && !(err instanceof RenderError), "a programming error, not a user-facing RenderError");
       assert.equal(err.message, "nginx: web port 3001 is listed twice; each instance needs its own port");
       return true;
     });

@@ -172,14 +172,17 @@ describe("rendered provisioning files pass the real tools", function () {
       const listing = run("tar", ["-tzvf", join(dir, "bundle.tar.gz")]);
       assert.equal(listing.status, 0, listing.stderr);
       const lines = listing.stdout.trim().split("\n");
-      assert.equal(lines.length, c.files.size - plain.length);
+      // Push-only files (the release and backup commands) arrive with the day-2 push, not in the bundle.
+      assert.ok(c.pushOnly.size > 0, `${c.name}: no push-only file`);
+      assert.equal(lines.length, c.files.size - plain.length - c.pushOnly.size);
+      for (const path of c.pushOnly) assert.ok(!lines.some((l) => l.endsWith(` ${path.slice(1)}`)), `${c.name}: push-only ${path} is in the bundle`);
       const env = lines.find((l) => l.endsWith(" etc/saas-vps/app.env"));
       assert.match(env ?? "", /^-rw------- app\/app /, "app.env must unpack as 0600 app:app");
       const unpacked = join(dir, "root");
       mkdirSync(unpacked);
       assert.equal(run("tar", ["-xzpf", join(dir, "bundle.tar.gz"), "-C", unpacked, "--no-same-owner"]).status, 0);
       for (const [path, content] of c.files) {
-        if (!plain.includes(path)) assert.equal(readFileSync(join(unpacked, path), "utf8"), content, `${c.name}: ${path}`);
+        if (!plain.includes(path) && !c.pushOnly.has(path)) assert.equal(readFileSync(join(unpacked, path), "utf8"), content, `${c.name}: ${path}`);
       }
     }
   });
@@ -189,7 +192,8 @@ describe("rendered provisioning files pass the real tools", function () {
       const env = c.files.get("/etc/saas-vps/bootstrap.env")!;
       assert.match(env, /^DATA_LABEL="saas-data"$/m);
       assert.deepEqual(parse(c.userData).runcmd, [["sh", "-c", "tar -xzpf /var/lib/saas-vps/first-boot-files.tar.gz -C / && exec /usr/local/lib/saas-vps/bootstrap"]]);
-      assert.match(c.files.get("/usr/local/lib/saas-vps/bootstrap")!, /LABEL=\$DATA_LABEL \$DATA_MOUNT ext4/);
+      assert.ok(c.files.has("/usr/local/lib/saas-vps/bootstrap"), `${c.name}: no bootstrap`);
+      assert.match(c.files.get("/usr/local/lib/saas-vps/bootstrap.d/10-data-volume")!, /LABEL=\$DATA_LABEL \$DATA_MOUNT ext4/);
     }
   });
 });

@@ -1,41 +1,74 @@
 /**
  * The rendered cases every real-tool check and golden runs on: both example stacks through
- * the real program (as `npm run render` does), plus edge cases rendered directly.
+ * the real program (as `npm run render` does), plus edge cases rendered directly. Each case
+ * holds every file the server gets: the user-data's and the push-only ones the day-2 push
+ * brings right after first boot (provisioning/files.ts).
  */
 import { join } from "node:path";
 import { renderServer, type MachineKind } from "../../provisioning/server";
-import { parseStackConfig } from "../../config/config";
+import type { RenderedFile } from "../../provisioning/files";
+import { parseStackConfig, PROJECT, type StackConfig } from "../../config/config";
 import { planStack } from "../../plan/plan";
 import { buildServerInput, PLACEHOLDER_CONTEXT } from "../../plan/serverInput";
-import { decodeWriteFiles, readStackFile, readUserDataBundle, renderStack } from "../../cli/lib/renderStack";
+import { readStackFile, readUserDataBundle, renderStack } from "../../cli/lib/renderStack";
 import { minimalRaw } from "./fixtures";
 
 export interface RenderCase {
   name: string;
   userData: string;
-  /** Absolute path on the server → content. */
+  /** Absolute path on the server → content: every file the server gets. */
   files: Map<string, string>;
-  /** Absolute path → octal mode string from the user-data. */
+  /** Absolute path → octal mode string. */
   modes: Map<string, string>;
+  /** Paths of the files only the day-2 push carries (not in the user-data). */
+  pushOnly: Set<string>;
 }
 
 const ROOT = join(__dirname, "..", "..");
 
+/** Every file of the one server of a config's plan, rendered with the placeholder context. */
+function renderPlanned(config: StackConfig, machine: MachineKind) {
+  const [server] = planStack(config).servers;
+  return renderServer(buildServerInput(config, server, { machine, ...PLACEHOLDER_CONTEXT }));
+}
+
+/**
+ * The user-data (and its files) as the real program hands it to the provider; the push-only
+ * files from the renderer, for the same config: they hold no secret, so the placeholder
+ * context renders them as the program would (checked).
+ */
 async function stackCase(stack: string): Promise<RenderCase> {
-  const result = await renderStack(stack, readStackFile(join(ROOT, `Pulumi.${stack}.yaml`)));
+  const file = readStackFile(join(ROOT, `Pulumi.${stack}.yaml`));
+  const result = await renderStack(stack, file);
   const [server] = result.servers;
-  return { name: `stack-${stack}`, userData: server.userData, files: server.files, modes: modesOf(server.userData) };
+  const installed = readUserDataBundle(server.userData);
+  const raw = Object.fromEntries(Object.entries(file.config).filter(([k]) => k.startsWith(`${PROJECT}:`)).map(([k, v]) => [k.slice(PROJECT.length + 1), v]));
+  const config = parseStackConfig(raw);
+  const rendered = renderPlanned(config, config.provider);
+  const firstBoot = rendered.files.filter((f) => !f.pushOnly).map((f) => f.path).sort();
+  if (JSON.stringify(firstBoot) !== JSON.stringify([...installed.keys()].sort())) {
+    throw new Error(`stack ${stack}: the program's user-data installs other files than renderServer's first-boot files`);
+  }
+  const pushOnly = rendered.files.filter((f) => f.pushOnly);
+  for (const f of pushOnly) if (f.secret) throw new Error(`stack ${stack}: push-only ${f.path} holds secrets; take it from the program's pushes instead`);
+  return {
+    name: `stack-${stack}`,
+    userData: server.userData,
+    files: new Map([...[...installed].map(([path, f]) => [path, f.content] as const), ...pushOnly.map((f) => [f.path, f.content] as const)]),
+    modes: new Map([...[...installed].map(([path, f]) => [path, f.mode] as const), ...pushOnly.map((f) => [f.path, f.mode] as const)]),
+    pushOnly: new Set(pushOnly.map((f) => f.path)),
+  };
 }
 
 function directCase(name: string, raw: Record<string, string>, machine: MachineKind): RenderCase {
-  const config = parseStackConfig(raw);
-  const [server] = planStack(config).servers;
-  const { userData } = renderServer(buildServerInput(config, server, { machine, ...PLACEHOLDER_CONTEXT }));
-  return { name, userData, files: decodeWriteFiles(userData), modes: modesOf(userData) };
-}
-
-function modesOf(userData: string): Map<string, string> {
-  return new Map([...readUserDataBundle(userData)].map(([path, f]) => [path, f.mode]));
+  const { userData, files } = renderPlanned(parseStackConfig(raw), machine);
+  return {
+    name,
+    userData,
+    files: new Map(files.map((f: RenderedFile) => [f.path, f.content])),
+    modes: new Map(files.map((f) => [f.path, f.mode])),
+    pushOnly: new Set(files.filter((f) => f.pushOnly).map((f) => f.path)),
+  };
 }
 
 export async function renderAllCases(): Promise<RenderCase[]> {
