@@ -1,0 +1,130 @@
+/**
+ * The host firewall: nftables on every server, rendered from the same planned rules as the
+ * provider's cloud firewall (plan/plan.ts), so the two cannot disagree. The cloud firewall is
+ * the outer guard; this one still holds when it is missing, detached or (Hetzner) does not
+ * filter an interface, and it is the only guard on private networks.
+ *
+ * Our own table (`inet saas_vps`), never `flush ruleset`: fail2ban keeps its own table beside
+ * ours, and a packet must pass every base chain on the input hook, so a ban still drops.
+ * The file is one nft transaction: `table` (create if missing), `delete table`, then the whole
+ * table. nft applies a file all or nothing, so a rule set that does not load leaves the rules
+ * that were there (or none, on first boot: the server stays reachable, never locked out).
+ * Syntax: https://wiki.nftables.org/wiki-nftables/index.php/Quick_reference-nftables_in_10_minutes
+ */
+import { isIPv4 } from "node:net";
+import type { RenderedFile } from "./files";
+import { CONFIG_DIR } from "./layout";
+import { BASE_SANDBOX, renderUnit, UNIT_DIR } from "./systemd";
+
+export const HOST_FIREWALL_TABLE = "saas_vps";
+export const HOST_FIREWALL_PATH = `${CONFIG_DIR}/firewall.nft`;
+export const HOST_FIREWALL_UNIT = "saas-firewall.service";
+export const NFT = "/usr/sbin/nft";
+
+/** One inbound allowance; the planner's FirewallRule has this shape. */
+export interface HostFirewallRule {
+  port: number;
+  protocol: "tcp";
+  /** CIDRs allowed in; "0.0.0.0/0" and "::/0" mean anyone over that IP version. */
+  sources: string[];
+  description: string;
+}
+
+const ANY_V4 = "0.0.0.0/0";
+const ANY_V6 = "::/0";
+
+/**
+ * The accept lines of one rule: one per IP version it lets in. Anyone of a version is matched by
+ * the version alone; listed CIDRs by an anonymous set of source addresses.
+ */
+export function renderRuleLines(rule: HostFirewallRule): string[] {
+  const v4 = rule.sources.filter((c) => isIPv4(c.split("/")[0]));
+  const v6 = rule.sources.filter((c) => !isIPv4(c.split("/")[0]));
+  const tail = `${rule.protocol} dport ${rule.port} accept comment ${JSON.stringify(rule.description)}`;
+  if (v4.includes(ANY_V4) && v6.includes(ANY_V6)) return [tail];
+  const match = (cidrs: string[], any: string, family: "ip" | "ip6", proto: string) =>
+    cidrs.includes(any) ? `meta nfproto ${proto} ${tail}` : `${family} saddr { ${cidrs.join(", ")} } ${tail}`;
+  return [
+    ...(v4.length ? [match(v4, ANY_V4, "ip", "ipv4")] : []),
+    ...(v6.length ? [match(v6, ANY_V6, "ip6", "ipv6")] : []),
+  ];
+}
+
+export function renderHostFirewall(rules: HostFirewallRule[]): string {
+  if (!rules.some((r) => r.port === 22)) {
+    // Every plan lets SSH in from sshAllowedCidrs; without it a push would lock the admin out.
+    throw new Error("host firewall: the planned rules have no SSH (22) rule");
+  }
+  const lines = [
+    "#!/usr/sbin/nft -f",
+    "# Rendered by saas-vps (provisioning/hostFirewall.ts) from the stack plan's inbound rules,",
+    "# the same rules as the provider's cloud firewall. Pushed again on change. Do not edit here.",
+    `table inet ${HOST_FIREWALL_TABLE}`,
+    `delete table inet ${HOST_FIREWALL_TABLE}`,
+    `table inet ${HOST_FIREWALL_TABLE} {`,
+    "  chain input {",
+    "    type filter hook input priority filter; policy drop;",
+    "    ct state established,related accept",
+    "    ct state invalid drop",
+    '    iifname "lo" accept',
+    // Path MTU discovery and ping; IPv6 cannot even find its neighbours without ICMPv6.
+    "    meta l4proto icmp accept",
+    "    meta l4proto ipv6-icmp accept",
+    // DHCP lease renewals (the providers hand out addresses by DHCP; replies are not
+    // always tracked as part of a connection).
+    '    udp sport 67 udp dport 68 accept comment "DHCPv4 replies"',
+    '    ip6 saddr fe80::/10 udp sport 547 udp dport 546 accept comment "DHCPv6 replies"',
+    ...rules.flatMap(renderRuleLines).map((l) => `    ${l}`),
+    "  }",
+    "}",
+    "",
+  ];
+  return lines.join("\n");
+}
+
+/**
+ * Loads the rule set at boot before the network comes up (as Debian's nftables.service does for
+ * /etc/nftables.conf, which we leave alone), and removes only our table on stop.
+ */
+export function renderHostFirewallUnit(): string {
+  return renderUnit(
+    {
+      Unit: [
+        ["Description", "saas-vps host firewall (nftables table inet saas_vps)"],
+        ["Wants", "network-pre.target"],
+        ["Before", "network-pre.target shutdown.target"],
+        ["Conflicts", "shutdown.target"],
+        ["DefaultDependencies", "no"],
+      ],
+      Service: [
+        ["Type", "oneshot"],
+        ["RemainAfterExit", "yes"],
+        ["ExecStart", `${NFT} -f ${HOST_FIREWALL_PATH}`],
+        ["ExecReload", `${NFT} -f ${HOST_FIREWALL_PATH}`],
+        ["ExecStop", `${NFT} delete table inet ${HOST_FIREWALL_TABLE}`],
+        ...BASE_SANDBOX,
+        ["ProtectSystem", "strict"],
+        ["CapabilityBoundingSet", "CAP_NET_ADMIN"],
+        ["RestrictAddressFamilies", "AF_NETLINK AF_UNIX"],
+        ["IPAddressDeny", "any"],
+        ["MemoryDenyWriteExecute", "yes"],
+        ["UMask", "0077"],
+      ],
+      Install: [["WantedBy", "sysinit.target"]],
+    },
+    "Host firewall: inbound default drop, the stack plan's allowances",
+  );
+}
+
+export function renderHostFirewallFiles(rules: HostFirewallRule[]): RenderedFile[] {
+  return [
+    {
+      path: HOST_FIREWALL_PATH,
+      content: renderHostFirewall(rules),
+      mode: "0644",
+      // Checked before it replaces the running rules; nft applies all of it or nothing.
+      onChange: `${NFT} -c -f ${HOST_FIREWALL_PATH} && systemctl reload-or-restart ${HOST_FIREWALL_UNIT}`,
+    },
+    { path: `${UNIT_DIR}/${HOST_FIREWALL_UNIT}`, content: renderHostFirewallUnit(), mode: "0644", onChange: "systemctl daemon-reload" },
+  ];
+}
