@@ -39,8 +39,12 @@ export interface MachineProvider {
 
 /** Servers, volumes and fixed IPs are protected: deleting one must be a deliberate act. */
 export const PROTECTED: Pick<pulumi.CustomResourceOptions, "protect"> = { protect: true };
-/** Both providers replace a server when user-data changes, which would destroy it: ignore it. */
-export const SERVER_IGNORES = ["userData"];
+/**
+ * Both providers replace a server when its user-data or its SSH keys change (they read both only
+ * at creation), which would destroy it and its database: ignore both. Day-2 changes to what they
+ * carry reach the server through the pushes (the admin's authorized_keys is a pushed file).
+ */
+export const SERVER_IGNORES = ["userData", "sshKeys"];
 
 export function portText(rule: FirewallRule): string {
   return String(rule.port);

@@ -39,6 +39,7 @@ export function buildServerInput(config: StackConfig, server: ServerPlan, contex
   return {
     hostname: server.name,
     sshPublicKeys: config.sshPublicKeys,
+    firewall: server.firewall,
     roles,
     app: runsApp(server.roles)
       ? {

@@ -11,6 +11,7 @@ import { isWorldReadable } from "./files";
 import type { Role } from "../plan/plan";
 import { renderApp, type AppInput, type AppProcesses } from "./roles/app";
 import { renderBase, renderFirstBootFiles } from "./roles/base";
+import type { HostFirewallRule } from "./hostFirewall";
 import { sumContributions, type RoleContribution } from "./roles/contribution";
 import { ROLE_MODULES, type RoleInputs, type RoleModule } from "./roles/index";
 
@@ -19,6 +20,8 @@ export type { MachineKind } from "./roles/db";
 export interface ServerRenderInput {
   hostname: string;
   sshPublicKeys: string[];
+  /** The server's planned inbound rules: the host firewall (nftables) enforces them. */
+  firewall: HostFirewallRule[];
   /** The server's roles, each with its input: the server is exactly these roles. */
   roles: Partial<RoleInputs>;
   /** What the app needs wherever it runs; required when a role runs the app. */
@@ -35,7 +38,7 @@ export interface RenderedServer {
 
 export function renderServer(input: ServerRenderInput): RenderedServer {
   validateServerInput(input);
-  const sum = sumContributions([renderBase(), ...renderAppPart(input), ...renderRoles(input)]);
+  const sum = sumContributions([renderBase({ sshPublicKeys: input.sshPublicKeys, firewall: input.firewall }), ...renderAppPart(input), ...renderRoles(input)]);
   const files = [...sum.files, ...renderFirstBootFiles(sum)];
   validateFiles(files);
 

@@ -5,19 +5,42 @@
  */
 import { BOOTSTRAP_PATH } from "../cloudInit";
 import type { RenderedFile } from "../files";
-import { BOOTSTRAP_ENV_FILE, BOOTSTRAP_STEP_DIR, STATE_DIR } from "../layout";
+import { renderHostFirewallFiles, HOST_FIREWALL_UNIT, type HostFirewallRule } from "../hostFirewall";
+import { ADMIN_USER, BOOTSTRAP_ENV_FILE, BOOTSTRAP_STEP_DIR, STATE_DIR } from "../layout";
 import { loadScript } from "../scripts";
 import { renderSystemFiles } from "../system";
 import { stepFile, type RoleContribution } from "./contribution";
 
-export function renderBase(): RoleContribution {
+export interface BaseInput {
+  /** The stack's admin keys: cloud-init installs them on first boot, the push on every change. */
+  sshPublicKeys: string[];
+  /** The server's planned inbound rules (the cloud firewall's): the host firewall enforces them too. */
+  firewall: HostFirewallRule[];
+}
+
+export function renderBase(input: BaseInput): RoleContribution {
   return {
-    files: renderSystemFiles(),
+    files: [...renderSystemFiles(), ...renderHostFirewallFiles(input.firewall), adminKeysFile(input.sshPublicKeys)],
     // curl for the operator (and every health check); python3-systemd for fail2ban's journal backend.
-    packages: ["ca-certificates", "curl", "fail2ban", "python3-systemd", "unattended-upgrades"],
+    packages: ["ca-certificates", "curl", "fail2ban", "nftables", "python3-systemd", "unattended-upgrades"],
     steps: ["80-system-settings", "90-enable-units"],
-    units: ["fail2ban", "unattended-upgrades"],
+    units: ["fail2ban", HOST_FIREWALL_UNIT, "unattended-upgrades"],
     settings: { STATE_DIR, STEP_DIR: BOOTSTRAP_STEP_DIR },
+  };
+}
+
+/**
+ * The admin's authorized_keys as a file of its own, so that changing `sshPublicKeys` reaches a
+ * running server (both providers only read a server's SSH keys when they create it, and the
+ * server ignores changes to them rather than being replaced). It replaces the whole file, so a
+ * key removed from the stack loses access.
+ */
+function adminKeysFile(sshPublicKeys: string[]): RenderedFile {
+  return {
+    path: `/home/${ADMIN_USER}/.ssh/authorized_keys`,
+    content: sshPublicKeys.map((k) => `${k}\n`).join(""),
+    mode: "0600",
+    owner: `${ADMIN_USER}:${ADMIN_USER}`,
   };
 }
 

@@ -83,13 +83,16 @@ for (const provider of ["hetzner", "digitalocean"] as const) {
       ]);
     });
 
-    it("protects the server, the data volume and the fixed IP, and ignores user-data changes", () => {
+    it("protects the server, the data volume and the fixed IP, and ignores user-data and SSH key changes (both would replace it)", () => {
       for (const type of [TOKENS[provider].server, TOKENS[provider].volume, TOKENS[provider].fixedIp]) {
         const name = one(run, type).name;
         assert.equal(run.options.get(name)?.protect, true, `${type} ${name} is not protected`);
       }
       const server = one(run, TOKENS[provider].server);
-      assert.deepEqual((run.options.get(server.name) as pulumi.CustomResourceOptions).ignoreChanges, ["userData"]);
+      const ignored = (run.options.get(server.name) as pulumi.CustomResourceOptions).ignoreChanges;
+      assert.deepEqual(ignored, ["userData", "sshKeys"]);
+      // The names must be the provider's input names, or Pulumi ignores nothing.
+      for (const key of ignored ?? []) assert.ok(key in server.inputs, `${TOKENS[provider].server} has no input ${key}`);
       if (provider === "hetzner") {
         assert.equal(server.inputs.deleteProtection, true);
         assert.equal(server.inputs.rebuildProtection, true);

@@ -73,7 +73,7 @@ describe("roles: a server is the sum of its roles", () => {
     const db = render(config, ["db"]);
     const env = bootstrapEnv(db);
     assert.deepEqual(words(env.get("STEPS")), ["10-data-volume", "20-postgresql", "80-system-settings", "90-enable-units"]);
-    assert.deepEqual(words(env.get("ENABLE_UNITS")), ["fail2ban", "unattended-upgrades"]);
+    assert.deepEqual(words(env.get("ENABLE_UNITS")), ["fail2ban", "saas-firewall.service", "unattended-upgrades"]);
     assert.deepEqual(words(env.get("ENABLE_ONLY_UNITS")), ["backup.timer", "restore-drill.timer"]);
     assert.ok(!db.packages.includes("nginx") && !db.packages.includes("nodejs"), db.packages.join(" "));
     const paths = db.files.map((f) => f.path);
@@ -87,7 +87,7 @@ describe("roles: a server is the sum of its roles", () => {
     const web = render(config, ["web"]);
     const env = bootstrapEnv(web);
     assert.deepEqual(words(env.get("STEPS")), ["30-app-dirs", "40-tls", "50-nginx", "80-system-settings", "90-enable-units"]);
-    assert.deepEqual(words(env.get("ENABLE_UNITS")), ["fail2ban", "nginx", "saas-app.target", "tls-issue.timer", "unattended-upgrades"]);
+    assert.deepEqual(words(env.get("ENABLE_UNITS")), ["fail2ban", "nginx", "saas-app.target", "saas-firewall.service", "tls-issue.timer", "unattended-upgrades"]);
     assert.deepEqual(words(env.get("ENABLE_ONLY_UNITS")), []);
     assert.ok(!env.has("DATA_DEVICE_GLOB") && !env.has("DB_ENV_FILE"), "web-only server has volume or database settings");
     assert.ok(!web.packages.some((p) => p.startsWith("postgresql") || p === "restic" || p === "e2fsprogs"), web.packages.join(" "));
