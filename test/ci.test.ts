@@ -1,8 +1,7 @@
 import { strict as assert } from "node:assert";
-import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
+import { run, tempDir } from "./support/tools";
 
 // .ci/run's closing line and exit status come from .ci/test-summary.sh. A green `npm test`
 // must give exit 0: an earlier version aborted under `set -o pipefail` when no "failing" line
@@ -10,15 +9,10 @@ import * as path from "node:path";
 const SCRIPT = path.join(__dirname, "..", ".ci", "test-summary.sh");
 
 function summarize(logText: string, status: number): { code: number | null; stdout: string; stderr: string } {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "test-summary-"));
-  try {
-    const log = path.join(dir, "log");
-    fs.writeFileSync(log, logText);
-    const r = spawnSync("bash", [SCRIPT, log, String(status)], { encoding: "utf8" });
-    return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  const log = path.join(tempDir("test-summary"), "log");
+  fs.writeFileSync(log, logText);
+  const r = run("bash", [SCRIPT, log, String(status)]);
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
 describe("CI summary (.ci/test-summary.sh, used by .ci/run)", function () {
@@ -42,7 +36,7 @@ describe("CI summary (.ci/test-summary.sh, used by .ci/run)", function () {
   });
 
   it(".ci/run hands its closing line to this script", function () {
-    const run = fs.readFileSync(path.join(__dirname, "..", ".ci", "run"), "utf8");
-    assert.match(run, /^bash .ci\/test-summary\.sh "\$log" "\$status"$/m);
+    const ciRun = fs.readFileSync(path.join(__dirname, "..", ".ci", "run"), "utf8");
+    assert.match(ciRun, /^bash .ci\/test-summary\.sh "\$log" "\$status"$/m);
   });
 });

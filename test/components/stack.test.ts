@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { parse } from "yaml";
@@ -9,6 +8,7 @@ import { decodeWriteFiles, readUserDataBundle } from "../../cli/lib/renderStack"
 import { isWrappedSecret, unwrapSecrets, valueOf } from "../../cli/lib/pulumiMocks";
 import { minimalRaw } from "../support/fixtures";
 import { runProgram, type MockRun } from "../support/mockProgram";
+import { tempDir } from "../support/tools";
 
 type ProviderName = "hetzner" | "digitalocean";
 
@@ -196,7 +196,7 @@ describe("components under Pulumi mocks: behaviour across configs", function () 
 describe("components under Pulumi mocks: app releases", function () {
   /** A small app source tree of the user's own, in a temp folder. */
   function appFixture(): string {
-    const dir = mkdtempSync(join(tmpdir(), "saas-vps-app-"));
+    const dir = tempDir("app");
     mkdirSync(join(dir, "src"));
     writeFileSync(join(dir, "package.json"), '{"name":"my-app"}\n');
     writeFileSync(join(dir, "src", "web.js"), "console.log('v1')\n");
