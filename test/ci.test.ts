@@ -40,3 +40,36 @@ describe("CI summary (.ci/test-summary.sh, used by .ci/run)", function () {
     assert.match(ciRun, /^bash .ci\/test-summary\.sh "\$log" "\$status"$/m);
   });
 });
+
+describe("test commands (package.json scripts, README)", function () {
+  const ROOT = path.join(__dirname, "..");
+  const scripts: Record<string, string> = JSON.parse(fs.readFileSync(path.join(ROOT, "package.json"), "utf8")).scripts;
+  const readme = fs.readFileSync(path.join(ROOT, "README.md"), "utf8").replace(/\s+/g, " ");
+
+  /** Test files (repository-relative) with a describe or it title carrying `tag`. */
+  function taggedFiles(tag: string): string[] {
+    const found: string[] = [];
+    const walk = (dir: string) => {
+      for (const entry of fs.readdirSync(path.join(ROOT, dir), { withFileTypes: true })) {
+        const rel = `${dir}/${entry.name}`;
+        if (entry.isDirectory()) walk(rel);
+        else if (rel.endsWith(".test.ts") && new RegExp(`\\b(describe|it)\\(\\s*["'\`][^"'\`]*${tag}\\b`).test(fs.readFileSync(path.join(ROOT, rel), "utf8"))) found.push(rel);
+      }
+    };
+    walk("test");
+    return found.sort();
+  }
+
+  it("npm test (what CI runs) type-checks, then runs every mocha suite unfiltered, then the app's suite", () => {
+    assert.equal(scripts.test, "npm run -s typecheck && mocha 'test/**/*.test.ts' && npm test --prefix app");
+  });
+
+  // No tag in this title: test:fast would leave this test out too.
+  it("test:fast leaves out only the suites tagged vm and real, and README names each of their files", () => {
+    assert.equal(scripts["test:fast"], "mocha 'test/**/*.test.ts' --grep '@vm|@real' --invert");
+    const left = [...taggedFiles("@vm"), ...taggedFiles("@real")];
+    assert.ok(left.includes("test/vm/e2e.test.ts") && left.includes("test/backup/backup.test.ts"), `tagged suites not found: ${left.join(", ")}`);
+    const unnamed = left.filter((file) => !readme.includes(`\`${file}\``));
+    assert.deepEqual(unnamed, [], "README's test:fast paragraph must name every suite test:fast leaves out");
+  });
+});
