@@ -140,7 +140,7 @@ describe("rendered provisioning files pass the real tools", function () {
     }
   });
 
-  it("the bundle unpacks with tar to the same files, modes and owners, then bootstrap runs", () => {
+  it("the bundle unpacks with GNU tar to the same files, modes and owners", () => {
     for (const c of cases) {
       const dir = tempDir("bundle");
       const writeFiles: { path: string; content: string }[] = parse(c.userData).write_files;
