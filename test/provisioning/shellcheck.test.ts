@@ -90,28 +90,36 @@ function sudoScript(command: string): string {
 const sudoScripts = new Map<string, string>();
 
 /**
- * Runs shellcheck once over all `scripts` (identical contents checked once) and returns its
- * findings, each line prefixed with every origin of the file it is about; [] when clean.
+ * Runs shellcheck once over the `scripts` not checked before with these options, and returns
+ * the findings for all of them, each line prefixed with every origin of the bytes it is
+ * about; [] when clean. The rendered scripts are mostly the shipped copies byte for byte, so
+ * each distinct content is analysed once per run.
  */
 function shellcheck(scripts: Script[], options: Options): string[] {
-  const byContent = new Map<string, string[]>();
-  for (const s of scripts) byContent.set(s.content, [...(byContent.get(s.content) ?? []), s.origin]);
-  const dir = tempDir("shellcheck");
+  const key = (content: string) => `${options.shell ?? ""} ${options.severity}\0${content}`;
+  const unchecked = [...new Set(scripts.map((s) => s.content))].filter((content) => !findingsByContent.has(key(content)));
+  if (unchecked.length > 0) {
+    const dir = tempDir("shellcheck");
+    const files = unchecked.map((content, i) => {
+      const file = join(dir, String(i));
+      writeFileSync(file, content);
+      return file;
+    });
+    const args = ["--format=gcc", `--severity=${options.severity}`, ...(options.shell ? [`--shell=${options.shell}`] : []), ...files];
+    const result = run("shellcheck", args);
+    const lines = result.stdout.split("\n").filter((line) => line.trim() !== "");
+    if (result.status !== 0 && lines.length === 0) throw new Error(`shellcheck failed without findings (status ${result.status}): ${result.stderr}`);
+    files.forEach((file, i) => {
+      const own = lines.filter((line) => line.startsWith(`${file}:`)).map((line) => line.slice(file.length + 1));
+      findingsByContent.set(key(unchecked[i]), own);
+    });
+  }
   const origins = new Map<string, string[]>();
-  [...byContent].forEach(([content, from], i) => {
-    const file = join(dir, `${i}-${from[0].replace(/[^A-Za-z0-9.-]+/g, "_")}`);
-    writeFileSync(file, content);
-    origins.set(file, from);
-  });
-  const args = ["--format=gcc", `--severity=${options.severity}`, ...(options.shell ? [`--shell=${options.shell}`] : []), ...origins.keys()];
-  const result = run("shellcheck", args);
-  const findings = result.stdout.split("\n").filter((line) => line.trim() !== "");
-  if (result.status !== 0 && findings.length === 0) throw new Error(`shellcheck failed without findings (status ${result.status}): ${result.stderr}`);
-  return findings.map((line) => {
-    const file = [...origins.keys()].find((f) => line.startsWith(`${f}:`));
-    return file ? `${origins.get(file)!.join(", ")}: ${line.slice(file.length + 1)}` : line;
-  });
+  for (const s of scripts) origins.set(s.content, [...(origins.get(s.content) ?? []), s.origin]);
+  return [...origins].flatMap(([content, from]) => findingsByContent.get(key(content))!.map((finding) => `${from.join(", ")}: ${finding}`));
 }
+/** shellcheck's findings (without the file name) by options and content, for this run. */
+const findingsByContent = new Map<string, string[]>();
 
 describe("shellcheck: every script in the repository, shipped and rendered, and every push command", function () {
   this.timeout(120_000);
