@@ -31,8 +31,8 @@ export function tempDir(prefix: string): string {
 const createdDirs: string[] = [];
 
 function removeCreatedDirs(): void {
-  if (process.env.KEEP_TMP === "1") {
-    console.error(`KEEP_TMP=1: kept ${createdDirs.length} temp folders, e.g. ${createdDirs[0]}`);
+  if (process.env.KEEP_TMP) {
+    console.error(`KEEP_TMP: kept ${createdDirs.length} temp folders, e.g. ${createdDirs[0]}`);
     return;
   }
   // Removal must never turn a finished run into a crash: a folder still in use stays behind.
