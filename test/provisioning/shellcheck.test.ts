@@ -27,11 +27,8 @@ interface Script {
   content: string;
 }
 
-interface Options {
-  /** Forced dialect (push commands run under `sh -c` and have no shebang). */
-  shell?: "sh" | "bash";
-  severity: "style" | "warning";
-}
+/** Forced dialect: push commands run under `sh -c` and have no shebang; scripts say theirs. */
+type Dialect = "sh" | undefined;
 
 /** Files below `root` (repository-relative) whose first line is a shell shebang. */
 function repositoryScripts(root: string): Script[] {
@@ -41,7 +38,10 @@ function repositoryScripts(root: string): Script[] {
       const path = `${dir}/${name}`;
       if (SKIPPED_FOLDERS.has(path) || SKIPPED_FOLDERS.has(name)) continue;
       if (statSync(join(ROOT, path)).isDirectory()) walk(path);
-      else if (isScript(readFileSync(join(ROOT, path), "utf8"))) found.push({ origin: path, content: readFileSync(join(ROOT, path), "utf8") });
+      else {
+        const content = readFileSync(join(ROOT, path), "utf8");
+        if (isScript(content)) found.push({ origin: path, content });
+      }
     }
   };
   walk(root);
@@ -90,13 +90,13 @@ function sudoScript(command: string): string {
 const sudoScripts = new Map<string, string>();
 
 /**
- * Runs shellcheck once over the `scripts` not checked before with these options, and returns
- * the findings for all of them, each line prefixed with every origin of the bytes it is
- * about; [] when clean. The rendered scripts are mostly the shipped copies byte for byte, so
- * each distinct content is analysed once per run.
+ * Runs shellcheck (every severity, style included) once over the `scripts` not yet checked in
+ * this dialect, and returns the findings for all of them, each line prefixed with every origin
+ * of the bytes it is about; [] when clean. The rendered scripts are mostly the shipped copies
+ * byte for byte, so each distinct content is analysed once per run.
  */
-function shellcheck(scripts: Script[], options: Options): string[] {
-  const key = (content: string) => `${options.shell ?? ""} ${options.severity}\0${content}`;
+function shellcheck(scripts: Script[], shell: Dialect = undefined): string[] {
+  const key = (content: string) => `${shell ?? ""}\0${content}`;
   const unchecked = [...new Set(scripts.map((s) => s.content))].filter((content) => !findingsByContent.has(key(content)));
   if (unchecked.length > 0) {
     const dir = tempDir("shellcheck");
@@ -105,7 +105,7 @@ function shellcheck(scripts: Script[], options: Options): string[] {
       writeFileSync(file, content);
       return file;
     });
-    const args = ["--format=gcc", `--severity=${options.severity}`, ...(options.shell ? [`--shell=${options.shell}`] : []), ...files];
+    const args = ["--format=gcc", "--severity=style", ...(shell ? [`--shell=${shell}`] : []), ...files];
     const result = run("shellcheck", args);
     const lines = result.stdout.split("\n").filter((line) => line.trim() !== "");
     if (result.status !== 0 && lines.length === 0) throw new Error(`shellcheck failed without findings (status ${result.status}): ${result.stderr}`);
@@ -118,7 +118,7 @@ function shellcheck(scripts: Script[], options: Options): string[] {
   for (const s of scripts) origins.set(s.content, [...(origins.get(s.content) ?? []), s.origin]);
   return [...origins].flatMap(([content, from]) => findingsByContent.get(key(content))!.map((finding) => `${from.join(", ")}: ${finding}`));
 }
-/** shellcheck's findings (without the file name) by options and content, for this run. */
+/** shellcheck's findings (without the file name) by dialect and content, for this run. */
 const findingsByContent = new Map<string, string[]>();
 
 describe("shellcheck: every script in the repository, shipped and rendered, and every push command", function () {
@@ -138,7 +138,7 @@ describe("shellcheck: every script in the repository, shipped and rendered, and 
     const shipped = shippedScripts().map((s) => s.origin);
     for (const asset of assets) assert.ok(shipped.includes(`shipped ${asset}`), `no shipped copy of ${asset}`);
     const rendered = renderedScripts(cases).map((s) => s.origin);
-    assert.equal(cases.length >= 4, true, `only ${cases.length} render cases`);
+    assert.ok(cases.length >= 4, `only ${cases.length} render cases`);
     for (const c of cases) {
       for (const path of ["/usr/local/lib/saas-vps/bootstrap", "/usr/local/lib/saas-vps/backup-alert", "/usr/local/sbin/backup", "/usr/local/sbin/release"]) {
         assert.ok(rendered.includes(`${c.name} ${path}`), `${c.name}: ${path} is not a rendered script`);
@@ -148,24 +148,24 @@ describe("shellcheck: every script in the repository, shipped and rendered, and 
   });
 
   it("passes every repository script (the commented copies)", () => {
-    assert.deepEqual(shellcheck(REPOSITORY_ROOTS.flatMap(repositoryScripts), { severity: "style" }), []);
+    assert.deepEqual(shellcheck(REPOSITORY_ROOTS.flatMap(repositoryScripts)), []);
   });
 
   it("passes the shipped copy of every asset (full-line comments stripped)", () => {
-    assert.deepEqual(shellcheck(shippedScripts(), { severity: "style" }), []);
+    assert.deepEqual(shellcheck(shippedScripts()), []);
   });
 
   it("passes every script the server gets, in every render case", () => {
-    assert.deepEqual(shellcheck(renderedScripts(cases), { severity: "style" }), []);
+    assert.deepEqual(shellcheck(renderedScripts(cases)), []);
   });
 
   it("passes every day-2 push command and the script it runs as root (both sh)", () => {
-    assert.deepEqual(shellcheck(pushCommands(cases), { shell: "sh", severity: "style" }), []);
+    assert.deepEqual(shellcheck(pushCommands(cases), "sh"), []);
   });
 
   it("reports a finding with every origin of the bad file (the check can fail)", () => {
     const bad = "#!/usr/bin/env bash\necho $1\n";
-    const findings = shellcheck([{ origin: "case-a /x", content: bad }, { origin: "case-b /x", content: bad }], { severity: "style" });
+    const findings = shellcheck([{ origin: "case-a /x", content: bad }, { origin: "case-b /x", content: bad }]);
     assert.equal(findings.length, 1, findings.join("\n"));
     assert.match(findings[0], /^case-a \/x, case-b \/x: 2:6: .*\[SC2086\]$/);
   });
