@@ -1,8 +1,7 @@
 import { strict as assert } from "node:assert";
-import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
+import { run, tempDir } from "./support/tools";
 
 // .ci/run's closing line and exit status come from .ci/test-summary.sh. A green `npm test`
 // must give exit 0: an earlier version aborted under `set -o pipefail` when no "failing" line
@@ -10,15 +9,10 @@ import * as path from "node:path";
 const SCRIPT = path.join(__dirname, "..", ".ci", "test-summary.sh");
 
 function summarize(logText: string, status: number): { code: number | null; stdout: string; stderr: string } {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "test-summary-"));
-  try {
-    const log = path.join(dir, "log");
-    fs.writeFileSync(log, logText);
-    const r = spawnSync("bash", [SCRIPT, log, String(status)], { encoding: "utf8" });
-    return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  const log = path.join(tempDir("test-summary"), "log");
+  fs.writeFileSync(log, logText);
+  const r = run("bash", [SCRIPT, log, String(status)]);
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
 describe("CI summary (.ci/test-summary.sh, used by .ci/run)", function () {
@@ -42,7 +36,40 @@ describe("CI summary (.ci/test-summary.sh, used by .ci/run)", function () {
   });
 
   it(".ci/run hands its closing line to this script", function () {
-    const run = fs.readFileSync(path.join(__dirname, "..", ".ci", "run"), "utf8");
-    assert.match(run, /^bash .ci\/test-summary\.sh "\$log" "\$status"$/m);
+    const ciRun = fs.readFileSync(path.join(__dirname, "..", ".ci", "run"), "utf8");
+    assert.match(ciRun, /^bash .ci\/test-summary\.sh "\$log" "\$status"$/m);
+  });
+});
+
+describe("test commands (package.json scripts, README)", function () {
+  const ROOT = path.join(__dirname, "..");
+  const scripts: Record<string, string> = JSON.parse(fs.readFileSync(path.join(ROOT, "package.json"), "utf8")).scripts;
+  const readme = fs.readFileSync(path.join(ROOT, "README.md"), "utf8").replace(/\s+/g, " ");
+
+  /** Test files (repository-relative) with a describe or it title carrying `tag`. */
+  function taggedFiles(tag: string): string[] {
+    const found: string[] = [];
+    const walk = (dir: string) => {
+      for (const entry of fs.readdirSync(path.join(ROOT, dir), { withFileTypes: true })) {
+        const rel = `${dir}/${entry.name}`;
+        if (entry.isDirectory()) walk(rel);
+        else if (rel.endsWith(".test.ts") && new RegExp(`\\b(describe|it)\\(\\s*["'\`][^"'\`]*${tag}\\b`).test(fs.readFileSync(path.join(ROOT, rel), "utf8"))) found.push(rel);
+      }
+    };
+    walk("test");
+    return found.sort();
+  }
+
+  it("npm test (what CI runs) type-checks, then runs every mocha suite unfiltered, then the app's suite", () => {
+    assert.equal(scripts.test, "npm run -s typecheck && mocha 'test/**/*.test.ts' && npm test --prefix app");
+  });
+
+  // No tag in this title: test:fast would leave this test out too.
+  it("test:fast leaves out only the suites tagged vm and real, and README names each of their files", () => {
+    assert.equal(scripts["test:fast"], "mocha 'test/**/*.test.ts' --grep '@vm|@real' --invert");
+    const left = [...taggedFiles("@vm"), ...taggedFiles("@real")];
+    assert.ok(left.includes("test/vm/e2e.test.ts") && left.includes("test/backup/backup.test.ts"), `tagged suites not found: ${left.join(", ")}`);
+    const unnamed = left.filter((file) => !readme.includes(`\`${file}\``));
+    assert.deepEqual(unnamed, [], "README's test:fast paragraph must name every suite test:fast leaves out");
   });
 });

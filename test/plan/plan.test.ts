@@ -21,8 +21,40 @@ describe("stage planner", () => {
     assert.equal(plan.backupBucket.provider, "digitalocean");
   });
 
-  it("is a plain value: planning twice gives equal plans", () => {
+  // Plain data: components/ and the render output read it field by field, so it may hold no
+  // class instances, functions or Pulumi Outputs, and it may not share lists with the config
+  // (a component that edits its plan's firewall must not change another server's).
+  it("is plain data that owns its lists and leaves the config untouched", () => {
+    const config = deepFreeze(parseStackConfig(minimalRaw("hetzner")));
+    const plan = planStack(config);
+    assert.deepEqual(notPlain(plan, "plan"), []);
+    const ssh = plan.servers[0].firewall.find((r) => r.port === 22)!;
+    assert.ok(!Object.isFrozen(ssh.sources), "the SSH rule's sources are the config's own (frozen) list");
+    ssh.sources.push("198.51.100.0/24");
+    assert.deepEqual(config.sshAllowedCidrs, ["203.0.113.7/32"]);
+  });
+
+  it("refuses a stage it cannot build yet, naming it", () => {
     const config = parseStackConfig(minimalRaw("hetzner"));
-    assert.deepEqual(planStack(config), planStack(config));
+    assert.throws(() => planStack({ ...config, stage: "separated" }), /^Error: stage separated is not built yet$/);
   });
 });
+
+/** Paths below `value` that hold anything but strings, numbers, booleans, undefined, arrays and plain objects. */
+function notPlain(value: unknown, path: string): string[] {
+  if (value === undefined || ["string", "number", "boolean"].includes(typeof value)) return [];
+  if (Array.isArray(value)) return value.flatMap((v, i) => notPlain(v, `${path}[${i}]`));
+  if (value !== null && typeof value === "object" && Object.getPrototypeOf(value) === Object.prototype) {
+    return Object.entries(value).flatMap(([k, v]) => notPlain(v, `${path}.${k}`));
+  }
+  return [path];
+}
+
+/** Freezes `value` and everything below it, so any write by the code under test throws. */
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === "object") {
+    for (const child of Object.values(value)) deepFreeze(child);
+    Object.freeze(value);
+  }
+  return value;
+}

@@ -54,7 +54,7 @@ describe("rendered nginx site under real nginx", function () {
       if (await fetch(`http://127.0.0.1:${port}/health`).then(() => true, () => false)) return;
       await new Promise((r) => setTimeout(r, 100));
     }
-    throw new Error(`nginx did not start; see ${dir}/error.log`);
+    throw new Error(`nginx did not start; see ${dir}/error.log (rerun with KEEP_TMP=1 to keep it)`);
   });
 
   after(async () => {

@@ -42,7 +42,8 @@ describe("shipped scripts (comments stripped for user-data size)", () => {
     );
   });
 
-  it("every shipped asset still parses (bash -n) and passes shellcheck", () => {
+  // shellcheck of the shipped copies: test/provisioning/shellcheck.test.ts.
+  it("every shipped asset still parses (bash -n)", () => {
     const dir = tempDir("shipped");
     const assets = join(__dirname, "..", "..", "provisioning", "assets");
     for (const folder of readdirSync(assets)) {
@@ -50,9 +51,8 @@ describe("shipped scripts (comments stripped for user-data size)", () => {
         const shipped = loadScript(`${folder}/${name}`);
         const file = join(dir, `${folder}-${name}`);
         writeFileSync(file, shipped);
-        assert.equal(run("bash", ["-n", file]).status, 0, `${folder}/${name} does not parse after stripping`);
-        const check = run("shellcheck", [file]);
-        assert.equal(check.status, 0, `${folder}/${name}:\n${check.stdout}`);
+        const parsed = run("bash", ["-n", file]);
+        assert.equal(parsed.status, 0, `${folder}/${name} does not parse after stripping: ${parsed.stderr}`);
       }
     }
   });

@@ -1,6 +1,6 @@
-/** Running the real tools from tests: one place that captures status, stdout and stderr. */
+/** Running the real tools from tests: one place that captures status, stdout and stderr, and one for temp folders. */
 import { spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { createServer, type AddressInfo } from "node:net";
 import { dirname, join } from "node:path";
@@ -17,8 +17,32 @@ export function run(cmd: string, args: string[], options: { input?: string; cwd?
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
+/**
+ * A new empty folder under the system temp dir, removed when the process exits (a test run
+ * leaves nothing behind); KEEP_TMP=1 keeps them all for a look after a failure.
+ */
 export function tempDir(prefix: string): string {
-  return mkdtempSync(join(tmpdir(), `saas-vps-${prefix}-`));
+  const dir = mkdtempSync(join(tmpdir(), `saas-vps-${prefix}-`));
+  if (createdDirs.length === 0) process.on("exit", removeCreatedDirs);
+  createdDirs.push(dir);
+  return dir;
+}
+
+const createdDirs: string[] = [];
+
+function removeCreatedDirs(): void {
+  if (process.env.KEEP_TMP) {
+    console.error(`KEEP_TMP: kept ${createdDirs.length} temp folders, e.g. ${createdDirs[0]}`);
+    return;
+  }
+  // Removal must never turn a finished run into a crash: a folder still in use stays behind.
+  for (const dir of createdDirs) {
+    try {
+      rmSync(dir, { recursive: true, force: true });
+    } catch {
+      /* left for the system's tmp cleaner */
+    }
+  }
 }
 
 /** Writes `files` (absolute server paths) below `root`, creating folders; returns root. */
