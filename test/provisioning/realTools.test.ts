@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { parse } from "yaml";
 import { USER_DATA_LIMIT_BYTES } from "../../provisioning/cloudInit";
 import { run, tempDir, writeTree } from "../support/tools";
+import { HOST_FIREWALL_PATH } from "../../provisioning/hostFirewall";
 import { renderAllCases, type RenderCase } from "../support/renderCases";
 
 /** cloud-init modules' top-level keys we use; the schema tool accepts misspelled top-level keys, so we check them ourselves. */
@@ -89,7 +90,7 @@ describe("rendered provisioning files pass the real tools", function () {
       mkdirSync(join(root, "usr/lib/systemd"), { recursive: true });
       cpSync("/usr/lib/systemd/system", join(root, "usr/lib/systemd/system"), { recursive: true });
       writeTree(root, c.files, c.modes);
-      for (const bin of ["/srv/app/current/bin/web", "/srv/app/current/bin/worker"]) {
+      for (const bin of ["/srv/app/current/bin/web", "/srv/app/current/bin/worker", "/usr/sbin/nft"]) {
         writeTree(root, new Map([[bin, "#!/bin/sh\n"]]), new Map([[bin, "0755"]]));
       }
       const units = [...c.files.keys()]
@@ -109,6 +110,7 @@ describe("rendered provisioning files pass the real tools", function () {
       ["web@.service", "web@3001.service"], ["worker@.service", "worker@1.service"],
       ["backup.service", "backup.service"], ["restore-drill.service", "restore-drill.service"],
       ["backup-alert@.service", "backup-alert@backup.service.service"], ["tls-issue.service", "tls-issue.service"],
+      ["saas-firewall.service", "saas-firewall.service"],
     ];
     const rendered = new Set(cases.flatMap((c) => [...c.files.keys()].filter((p) => p.endsWith(".service")).map((p) => p.split("/").pop()!)));
     assert.deepEqual([...rendered].sort(), units.map(([unit]) => unit).sort(), "a rendered service is missing from this check");
@@ -120,6 +122,22 @@ describe("rendered provisioning files pass the real tools", function () {
       assert.ok(match, `${instance}: no exposure score in ${result.stdout}${result.stderr}`);
       console.log(`      ${instance}: exposure ${match[1]} ${match[2]}`);
       assert.ok(Number(match[1]) <= MAX_EXPOSURE, `${instance}: exposure ${match[1]} > ${MAX_EXPOSURE}`);
+    }
+  });
+
+  it("nft accepts every rendered host firewall (checked in a network namespace of its own, applied nowhere)", function () {
+    if (process.getuid?.() !== 0) {
+      if (process.env.CI) throw new Error("nft -c needs root (CAP_NET_ADMIN); CI runs as root");
+      console.log("      SKIPPED LOUDLY: nft -c needs root");
+      this.skip();
+    }
+    for (const c of cases) {
+      const ruleset = c.files.get(HOST_FIREWALL_PATH);
+      assert.ok(ruleset, `${c.name}: no ${HOST_FIREWALL_PATH}`);
+      const file = join(tempDir("nft"), "firewall.nft");
+      writeFileSync(file, ruleset);
+      const result = run("unshare", ["--net", "nft", "-c", "-f", file]);
+      assert.equal(result.status, 0, `${c.name}: nft -c: ${result.stderr}`);
     }
   });
 
