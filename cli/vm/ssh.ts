@@ -132,10 +132,19 @@ export function openSshMaster(vm: Vm, opts: { idleSeconds?: number } = {}): SshM
   if (controlPath.length > 80) controlPath = path.join(os.tmpdir(), `saas-vps-ssh-${crypto.randomBytes(4).toString("hex")}.sock`);
   fs.rmSync(controlPath, { force: true });
   const options = ["-o", "ControlMaster=yes", "-o", `ControlPath=${controlPath}`, "-o", `ControlPersist=${opts.idleSeconds ?? 120}`];
-  // -f -N: background once logged in, no command. stdio ignored: a backgrounded master must not
-  // hold this process's pipes open.
-  const r = spawnSync("ssh", ["-f", "-N", ...sshArgs(vm, options)], { stdio: ["ignore", "ignore", "pipe"], encoding: "utf8", timeout: 60000 });
-  if (r.status !== 0) throw new Error(`cannot open the SSH master connection to the VM (exit ${r.status}): ${r.stderr?.trim() || r.error}`);
+  // -f -N: background once logged in, no command. No pipes: a backgrounded master must not hold
+  // one of this process's pipes open (the call would never see it close); its stderr goes to a file.
+  const logFile = path.join(vm.runDir, "ssh-master.log");
+  const logFd = fs.openSync(logFile, "w");
+  let r;
+  try {
+    r = spawnSync("ssh", ["-f", "-N", ...sshArgs(vm, options)], { stdio: ["ignore", "ignore", logFd], timeout: 60000 });
+  } finally {
+    fs.closeSync(logFd);
+  }
+  if (r.status !== 0) {
+    throw new Error(`cannot open the SSH master connection to the VM (exit ${r.status}): ${fs.readFileSync(logFile, "utf8").trim() || r.error}`);
+  }
   const target = sshArgs(vm).pop()!;
   return {
     controlPath,
