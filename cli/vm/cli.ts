@@ -53,7 +53,7 @@ const fail = (message: string): never => usageError("vm", USAGE, message);
  * The command (first word, default start), the options, and for `ssh` the words after `--`.
  * Only the command may stand before `--`; only `ssh` takes words after it.
  */
-export function parseVmArgs(argv: string[]) {
+function parseVmArgs(argv: string[]) {
   const { values, tokens } = parseCommandLine("vm", USAGE, { args: argv, options: OPTIONS, allowPositionals: true, tokens: true });
   const terminator = tokens.find((t) => t.kind === "option-terminator")?.index ?? argv.length;
   const before = tokens.filter((t) => t.kind === "positional" && t.index < terminator).map((t) => (t as { value: string }).value);
