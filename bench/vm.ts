@@ -1,5 +1,5 @@
 /**
- * VM boot benchmark (issue 7), not a test: `npx tsx bench/vm.ts [--stack staging]`.
+ * VM boot benchmark, not a test: `npx tsx bench/vm.ts [--stack staging]`.
  *
  * Boots, one after the other on the same cached image (one VM at a time), and measures seconds
  * from QEMU start:
@@ -7,7 +7,8 @@
  *             same package list as the stack (`packages:`, which implies an apt update):
  *             SSH up, cloud-init done, first HTTP 200 from nginx (its default page)
  *   full      the stack's exact render for the VM (npm run vm): SSH up, cloud-init done
- *             (bootstrap included), then the release shipped the way Pulumi does, and the
+ *             (bootstrap included), then the day-2 pushes and the release the way `pulumi up`
+ *             runs them, and the
  *             first GET /health through nginx answering 200 {"status":"ok"}
  * and prints the ratios full / baseline (goal <= 1.3). The app tarball is built before either
  * VM starts (Pulumi builds it while the server is created), so neither figure includes it.
@@ -17,12 +18,19 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { stringify } from "yaml";
-import {
-  REPO_ROOT, Vm, bootVm, ensureSshKey, lockRunDir, packagesFromUserData, qemuAvailable, sleep, ssh, stopVm,
-} from "../cli/vm/qemu";
-import { buildApp, httpRequest, renderStackForVm, shipRelease, waitForHealth } from "../cli/vm/stack";
+import { PROJECT_DIR } from "../cli/lib/stacks";
+import { bootVm } from "../cli/vm/boot";
+import { httpRequest, waitForHealth } from "../cli/vm/http";
+import { packagesFromUserData } from "../cli/vm/image";
+import { lockRunDir } from "../cli/vm/lock";
+import { sleep } from "../cli/vm/process";
+import { runPushes } from "../cli/vm/pushes";
+import { buildApp, shipRelease } from "../cli/vm/release";
+import { ensureSshKey, ssh } from "../cli/vm/ssh";
+import { type VmRender, renderStackForVm } from "../cli/vm/stack";
+import { type Vm, qemuAvailable, stopVm } from "../cli/vm/vm";
 
-const RUN_DIR = path.join(REPO_ROOT, ".vm", "bench");
+const RUN_DIR = path.join(PROJECT_DIR, ".vm", "bench");
 const log = (m: string) => process.stderr.write(`${m}\n`);
 
 interface Run {
@@ -31,6 +39,8 @@ interface Run {
   cloudInitStatus: string;
   /** baseline: first HTTP 200 from nginx; full: first healthy /health through nginx. */
   firstHttp: number | null;
+  /** full: seconds the day-2 pushes took (between cloud-init done and the release). */
+  pushSeconds?: number;
   blame?: string;
 }
 
@@ -53,13 +63,14 @@ function firstHttpProbe(getVm: () => Vm | undefined, ok: (status: number, body: 
   return { result: async () => { stop = true; await done; return seen; } };
 }
 
-async function bootOnce(kind: "baseline" | "full", userDataFile: string, artifact: string, stack: string): Promise<Run> {
+async function bootOnce(kind: "baseline" | "full", userDataFile: string, artifact: string, stack: string, render?: VmRender): Promise<Run> {
   let current: Vm | undefined;
   const probe = kind === "baseline" ? firstHttpProbe(() => current, (s) => s === 200) : undefined;
   try {
     const boot = await bootVm({ runDir: RUN_DIR, userDataFile, hostname: `bench-${kind}`, log, onStart: (v) => { current = v; } });
     const vm = boot.vm;
     let firstHttp: number | null;
+    let pushSeconds: number | undefined;
     if (kind === "baseline") {
       const deadline = Date.now() + 60000;
       let seen: number | null = null;
@@ -76,11 +87,12 @@ async function bootOnce(kind: "baseline" | "full", userDataFile: string, artifac
       if (boot.cloudInit.status !== "done") {
         throw new Error(`full boot: cloud-init ${boot.cloudInit.extendedStatus}: ${boot.cloudInit.errors.join("; ")}`);
       }
+      pushSeconds = (await runPushes(vm, render!.pushes, { log })).seconds;
       await shipRelease(vm, { stack, artifact, log });
       firstHttp = (await waitForHealth(vm, { timeoutMs: 120000, log })).seconds;
     }
     const blame = (await ssh(vm, "sudo cloud-init analyze blame 2>/dev/null | sed -n '2,9p'; systemd-analyze blame --no-pager 2>/dev/null | head -8")).stdout;
-    return { ssh: boot.sshSeconds, cloudInitDone: boot.cloudInit.seconds, cloudInitStatus: boot.cloudInit.extendedStatus, firstHttp, blame };
+    return { ssh: boot.sshSeconds, cloudInitDone: boot.cloudInit.seconds, cloudInitStatus: boot.cloudInit.extendedStatus, firstHttp, pushSeconds, blame };
   } finally {
     if (probe) await probe.result();
     await stopVm(RUN_DIR, { log });
@@ -115,7 +127,7 @@ async function main(): Promise<number> {
     log("\n== baseline: minimal user-data (admin user + the same packages) ==");
     const base = await bootOnce("baseline", baselineFile, artifact, stack);
     log(`\n== full: stack ${stack}'s exact render + release ==`);
-    const full = await bootOnce("full", render.userDataFile, artifact, stack);
+    const full = await bootOnce("full", render.userDataFile, artifact, stack, render);
     const loadEnd = os.loadavg()[0];
 
     const ratio = (a: number | null, b: number | null) => (a && b ? (a / b).toFixed(2) : "n/a");
@@ -131,6 +143,7 @@ async function main(): Promise<number> {
     const table = rows.map((r) => r.map((c, i) => c.padEnd(widths[i])).join("  ")).join("\n");
     process.stdout.write(`\nVM boot benchmark, stack ${stack}, seconds from QEMU start (TCG, 2 vCPU, 2 GiB); host load ${loadStart.toFixed(1)} -> ${loadEnd.toFixed(1)}\n` +
       `${table}\ncloud-init status: baseline ${base.cloudInitStatus}, full ${full.cloudInitStatus}. Goal: full <= 1.3 x baseline.\n` +
+      `full: ${render.pushes.length} day-2 pushes in ${full.pushSeconds?.toFixed(1) ?? "?"} s after cloud-init done, before the release.\n` +
       `\nwhere the full boot's time went (cloud-init analyze blame / systemd-analyze blame):\n${full.blame}\n`);
     fs.writeFileSync(path.join(RUN_DIR, "figures.json"), JSON.stringify({ stack, baseline: base, full, loadStart, loadEnd }, null, 2) + "\n");
     return 0;

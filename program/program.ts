@@ -4,7 +4,8 @@
  * tests call it under Pulumi mocks with several configs.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { parseStackConfig, PROJECT } from "../config/config";
+import { parseStackConfig } from "../config/config";
+import { projectKeyOf } from "../config/keysFromPulumi";
 import { ADMIN_USER } from "../provisioning/layout";
 import { appUrlFor } from "../plan/serverInput";
 import type { MachineKind } from "../provisioning/server";
@@ -18,8 +19,8 @@ export function readRawConfig(): { raw: Record<string, string>; secretKeys: Set<
   const raw: Record<string, string> = {};
   const secretKeys = new Set<string>();
   for (const [fullKey, value] of Object.entries(all)) {
-    if (!fullKey.startsWith(`${PROJECT}:`)) continue;
-    const key = fullKey.slice(PROJECT.length + 1);
+    const key = projectKeyOf(fullKey);
+    if (key === undefined) continue;
     raw[key] = value;
     if (isSecret(fullKey)) secretKeys.add(key);
   }

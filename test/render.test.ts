@@ -15,7 +15,11 @@ describe("npm run render", function () {
       const out = tempDir(`render-${stack}`);
       const result = render("--stack", stack, "--out", out);
       assert.equal(result.status, 0, result.stderr);
-      assert.match(result.stdout, /^app: user-data \d+ bytes \(\d+\.\d% of Hetzner's 32768\), \d+ files -> /m);
+      const summary = /^app: user-data \d+ bytes \(\d+\.\d% of Hetzner's 32768\), (\d+) files, (\d+) day-2 pushes -> /m.exec(result.stdout);
+      assert.ok(summary, result.stdout);
+      assert.match(result.stdout, /^app: only by push: (none|(\/\S+ ?)+)$/m);
+      // Every file the server gets is on disk: as many as the summary counts.
+      assert.equal(run("find", [join(out, "app", "files"), "-type", "f"]).stdout.trim().split("\n").length, Number(summary[1]));
       const userData = readFileSync(join(out, "app", "user-data.yaml"), "utf8");
       assert.ok(userData.startsWith("#cloud-config\n"));
       for (const path of ["etc/nginx/conf.d/saas-vps.conf", "etc/systemd/system/web@.service", "etc/saas-vps/app.env", "usr/local/lib/saas-vps/bootstrap"]) {
@@ -58,6 +62,13 @@ describe("npm run render", function () {
     const secret = render(...args, "--set-secret", "backupSecretAccessKey=s3cr3t", "--out", out);
     assert.equal(secret.status, 0, secret.stderr);
     assert.match(readFileSync(join(out, "app", "files", "etc/saas-vps/backup.env"), "utf8"), /^AWS_SECRET_ACCESS_KEY='s3cr3t'$/m);
+  });
+
+  it("answers an unknown flag with the flag and the usage text, exit 2", () => {
+    const result = render("--stack", "staging", "--out", tempDir("render-flag"), "--outt", "x");
+    assert.equal(result.status, 2);
+    assert.match(result.stderr, /^render: Unknown option '--outt'/);
+    assert.match(result.stderr, /^usage: npm run render -- --stack <name> --out <dir>/m);
   });
 
   it("says which stacks exist when the stack file is missing", () => {

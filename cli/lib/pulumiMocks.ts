@@ -1,6 +1,7 @@
 /**
  * Pulumi mocks that record every resource with its inputs, for `npm run render` and the tests.
- * Mocks echo nothing by themselves (FIELD-NOTES): we return the inputs plus the computed
+ * Pulumi's mocks echo nothing back by themselves (a resource's outputs are only what newResource
+ * returns), so we return the inputs plus the computed
  * outputs the program reads (IPs, ids, fingerprints, generated passwords, keys).
  */
 import { createHash } from "node:crypto";

@@ -1,7 +1,8 @@
 /**
  * Evaluates the real program for a stack file under Pulumi mocks (no CLI, no cloud) and
- * returns, per server, the exact user-data handed to the provider and the files it installs.
- * Secret values in the stack file are replaced by clearly fake placeholders.
+ * returns, per server, the exact user-data handed to the provider, the day-2 pushes `pulumi up`
+ * runs on it right after creating it, and every file it ends up with (the user-data's and the
+ * pushed ones). Secret values in the stack file are replaced by clearly fake placeholders.
  */
 import { readFileSync } from "node:fs";
 import * as pulumi from "@pulumi/pulumi";
@@ -10,7 +11,8 @@ import { createProgram } from "../../program/program";
 import { BUNDLE_PATH, readBundle } from "../../provisioning/cloudInit";
 import type { MachineKind } from "../../provisioning/server";
 import { PROJECT } from "../../config/config";
-import { RecordingMocks, unwrapSecrets, valueOf } from "./pulumiMocks";
+import { qualifyKey } from "../../config/keysFromPulumi";
+import { isWrappedSecret, RecordingMocks, type RecordedResource, unwrapSecrets, valueOf } from "./pulumiMocks";
 
 export interface StackFile {
   /** Fully qualified keys (saas-vps:provider, hcloud:token, ...) to the strings Pulumi would hand the program. */
@@ -19,11 +21,29 @@ export interface StackFile {
   secretKeys: string[];
 }
 
+/** One day-2 push as the program declares it (components/filePush.ts): what `pulumi up` runs over SSH. */
+export interface RecordedPush {
+  /** The command:remote:Command resource's name. */
+  resourceName: string;
+  /** The file it writes (read back from the command). */
+  path: string;
+  /** `create`: the exact shell command run as the admin user. */
+  command: string;
+  /** `stdin`: the file's content. */
+  stdin: string;
+  /** Whether the program holds the content as a secret. */
+  secret: boolean;
+}
+
 export interface RenderedServerOutput {
   name: string;
   userData: string;
-  /** Files the user-data writes, decoded: absolute path → content. */
+  /** Every file the server gets: the user-data's, then the pushed ones (absolute path → content). */
   files: Map<string, string>;
+  /** Paths that arrive only by a day-2 push, not in the user-data. */
+  pushOnly: string[];
+  /** The server's day-2 pushes, in the order the program registers them. */
+  pushes: RecordedPush[];
 }
 
 export interface StackRender {
@@ -62,7 +82,7 @@ export function readStackFile(path: string): StackFile {
  * are held as secrets, as `pulumi config set --secret` would.
  */
 export function withOverrides(file: StackFile, overrides: Record<string, string>, secretOverrides: Record<string, string> = {}): StackFile {
-  const qualify = (key: string) => (key.includes(":") ? key : `${PROJECT}:${key}`);
+  const qualify = qualifyKey;
   const config = { ...file.config };
   const secretKeys = new Set(file.secretKeys);
   for (const [key, value] of Object.entries(overrides)) {
@@ -81,19 +101,96 @@ export async function renderStack(stack: string, file: StackFile, machineKind?: 
   const mocks = new RecordingMocks();
   await pulumi.runtime.setMocks(mocks, PROJECT, stack, false);
   pulumi.runtime.setAllConfig(file.config, file.secretKeys);
-  const outputs = createProgram(stack, undefined, machineKind);
+  // The mocks see resources when their inputs resolve; the order `pulumi up` starts them in is
+  // the order the program registers them, which a transformation sees.
+  const registered: string[] = [];
+  const recordOrder: pulumi.ResourceTransformation = (args) => {
+    registered.push(args.name);
+    return undefined;
+  };
+  const outputs = createProgram(stack, { transformations: [recordOrder] }, machineKind);
   // The server resources are registered once their outputs resolve.
   await Promise.all([valueOf(outputs.ipv6), valueOf(outputs.userDataBytes)]);
   // Let every registration (day-2 pushes included) finish before reading the record.
   await pulumi.runtime.disconnect();
   const prefix = `saas-${stack}-`;
-  const servers = mocks.resources
+  const names = mocks.resources
     .filter((r) => r.type === "hcloud:index/server:Server" || r.type === "digitalocean:index/droplet:Droplet")
-    .map((r) => {
-      const userData: string = unwrapSecrets(r.inputs.userData);
-      return { name: r.name.slice(prefix.length).replace(/-server$/, ""), userData, files: decodeWriteFiles(userData) };
-    });
+    .map((r) => ({ name: r.name.slice(prefix.length).replace(/-server$/, ""), userData: unwrapSecrets(r.inputs.userData) as string }));
+  const pushes = pushesByServer(mocks.ofType(PUSH_TYPE), names.map((n) => `${prefix}${n.name}`), registered);
+  const servers = names.map(({ name, userData }) => {
+    const own = pushes.get(`${prefix}${name}`) ?? [];
+    return { name, userData, ...serverFiles(decodeWriteFiles(userData), own), pushes: own };
+  });
   return { stack, servers, mocks, outputs };
+}
+
+const PUSH_TYPE = "command:remote:Command";
+
+/**
+ * Every file a server ends up with: what its user-data writes at first boot, then what the
+ * pushes write (a push lands after first boot, so its content is what stays).
+ */
+export function serverFiles(fromUserData: Map<string, string>, pushes: RecordedPush[]): { files: Map<string, string>; pushOnly: string[] } {
+  const files = new Map(fromUserData);
+  for (const push of pushes) files.set(push.path, push.stdin);
+  return { files, pushOnly: pushes.map((p) => p.path).filter((p) => !fromUserData.has(p)) };
+}
+
+/**
+ * The day-2 pushes (components/vpsServer.ts names them `<server>-push-<path>`) per server
+ * resource name, in registration order. Other remote commands (the app release) are not pushes.
+ */
+export function pushesByServer(commands: RecordedResource[], serverNames: string[], registered: string[]): Map<string, RecordedPush[]> {
+  const byServer = new Map<string, RecordedPush[]>(serverNames.map((n) => [n, []]));
+  const order = (name: string) => {
+    const at = registered.indexOf(name);
+    if (at < 0) throw new Error(`resource ${name} reached the mocks but was never registered`);
+    return at;
+  };
+  for (const c of [...commands].sort((a, b) => order(a.name) - order(b.name))) {
+    // The longest server name that prefixes it: server "app" must not claim "app-db"'s pushes.
+    const owner = serverNames.filter((n) => c.name.startsWith(`${n}-push-`)).sort((a, b) => b.length - a.length)[0];
+    if (!owner) continue;
+    const command: string = unwrapSecrets(c.inputs.create);
+    byServer.get(owner)!.push({
+      resourceName: c.name,
+      path: pushedPathOf(command),
+      command,
+      stdin: unwrapSecrets(c.inputs.stdin),
+      secret: isWrappedSecret(c.inputs.stdin),
+    });
+  }
+  return byServer;
+}
+
+/**
+ * The destination a push command writes (provisioning/push.ts: `sudo sh -c '<script>'` whose
+ * script sets `dest='<path>'`). Throws when the command is not in that form.
+ */
+export function pushedPathOf(command: string): string {
+  // The quoted script spans several lines: it is everything after `sudo sh -c `, to the end.
+  const at = command.search(/(^|\n)sudo sh -c '/);
+  const script = at < 0 ? undefined : unquoteShell(command.slice(command.indexOf("sudo sh -c ", at) + "sudo sh -c ".length));
+  const destLine = script?.split("\n").find((l) => l.startsWith("dest="));
+  const path = destLine === undefined ? undefined : unquoteShell(destLine.slice("dest=".length));
+  if (path === undefined || !path.startsWith("/")) {
+    throw new Error(`not a day-2 push command (no sudo sh -c '... dest=/path ...'): ${command.slice(0, 200)}`);
+  }
+  return path;
+}
+
+/** The value of one POSIX sh word made of '...' runs and \' (what shellQuote writes); undefined otherwise. */
+function unquoteShell(word: string): string | undefined {
+  let out = "";
+  let rest = word;
+  while (rest.length > 0) {
+    const m = /^'([^']*)'|^\\'/.exec(rest);
+    if (!m) return undefined;
+    out += m[1] ?? "'";
+    rest = rest.slice(m[0].length);
+  }
+  return out;
 }
 
 /** The files a user-data installs: its bundle's and its plain write_files entries (see provisioning/cloudInit.ts). */

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Build (or reuse from cache) a Debian 13 (trixie) disk image for the local VM runner.
 #
-#   cli/vm/build-image.sh [--packages FILE] [--rebuild]
+#   cli/vm/build-image.sh --packages FILE [--rebuild]
 #
 # --packages FILE  server packages to pre-install, whitespace/newline separated, '#' comments
-#                  allowed, `name=version` allowed (apt syntax). The VM runner derives this list
-#                  from the rendered user-data's `packages:`; without it a default list is used.
+#                  allowed, `name=version` allowed (apt syntax). The VM runner (cli/vm/image.ts)
+#                  writes it: the rendered user-data's `packages:`, else its DEFAULT_PACKAGES.
 # --rebuild        ignore a cached image with the same key and build again.
 #
 # Output: progress on stderr; the last stdout line is `IMAGE_DIR=<dir>`, a directory holding
@@ -30,7 +30,6 @@ CACHE="${SAAS_VPS_VM_CACHE:-$HOME/.cache/saas-vps/vm}"
 # Root filesystem size before first boot; the runner's overlay is larger and cloud-init's
 # resizefs grows the filesystem to it at first boot.
 ROOTFS_SIZE="${SAAS_VPS_VM_ROOTFS_SIZE:-3G}"
-DEFAULT_PACKAGES="nginx postgresql nodejs restic age unattended-upgrades certbot python3-certbot-nginx fail2ban curl ca-certificates"
 
 # Base system, installed WITHOUT Recommends (kept small, explicit):
 #  - kernel + boot: linux-image-cloud-amd64 (initramfs-tools comes as its dependency)
@@ -45,6 +44,17 @@ BASE_PACKAGES="linux-image-cloud-amd64 systemd-sysv udev dbus systemd-resolved s
 iproute2 netbase openssh-server cloud-init sudo e2fsprogs locales tzdata procps ca-certificates \
 less"
 
+usage() {
+  cat <<'USAGE'
+usage: cli/vm/build-image.sh --packages FILE [--rebuild]
+Builds (or reuses from cache) a Debian 13 disk image for the local VM with the packages in FILE
+(whitespace separated, '#' comments, name=version allowed) pre-installed. Needs root.
+--rebuild  build again even if an image with the same key is cached.
+Last stdout line: IMAGE_DIR=<dir> (disk.qcow2 vmlinuz initrd.img packages.txt manifest.txt build.json).
+Cache: ${SAAS_VPS_VM_CACHE:-~/.cache/saas-vps/vm}/images/<key>.
+USAGE
+}
+
 log() { printf '[build-image %5ss] %s\n' "$SECONDS" "$*" >&2; }
 die() { printf 'build-image: error: %s\n' "$*" >&2; exit 1; }
 
@@ -54,8 +64,8 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --packages) packages_file="${2:?--packages needs a file}"; shift 2 ;;
     --rebuild) rebuild=1; shift ;;
-    -h|--help) sed -n '2,22p' "$SCRIPT"; exit 0 ;;
-    *) die "unknown argument: $1" ;;
+    -h|--help) usage; exit 0 ;;
+    *) usage >&2; die "unknown argument: $1" ;;
   esac
 done
 
@@ -64,12 +74,9 @@ for tool in mmdebstrap mkfs.ext4 qemu-img flock sha256sum; do
   command -v "$tool" >/dev/null || die "missing tool: $tool (Debian packages: mmdebstrap e2fsprogs qemu-utils util-linux coreutils)"
 done
 
-if [ -n "$packages_file" ]; then
-  [ -r "$packages_file" ] || die "cannot read package list $packages_file"
-  raw_packages="$(sed 's/#.*//' "$packages_file")"
-else
-  raw_packages="$DEFAULT_PACKAGES"
-fi
+[ -n "$packages_file" ] || die "give --packages FILE (the server package list)"
+[ -r "$packages_file" ] || die "cannot read package list $packages_file"
+raw_packages="$(sed 's/#.*//' "$packages_file")"
 # normalise: one per line, sorted, unique
 read -r -d '' -a pkg_words <<<"$raw_packages" || true
 packages="$(printf '%s\n' "${pkg_words[@]}" | sed '/^$/d' | LC_ALL=C sort -u)"

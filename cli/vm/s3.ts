@@ -19,7 +19,10 @@ import * as fs from "node:fs";
 import type { AddressInfo } from "node:net";
 import * as net from "node:net";
 import * as path from "node:path";
-import { REPO_ROOT, Vm, ssh, sleep } from "./qemu";
+import { PROJECT_DIR } from "../lib/stacks";
+import { sleep } from "./process";
+import { ssh } from "./ssh";
+import type { Vm } from "./vm";
 
 /** Address of the host as seen from a QEMU user-networking guest. */
 export const GUEST_HOST_ADDRESS = "10.0.2.2";
@@ -104,9 +107,9 @@ export async function spawnS3Bucket(opts: { dir: string; name: string; port: num
   await stopS3Bucket(opts.dir);
   ensureCertificate(opts.dir);
   const logFd = fs.openSync(path.join(opts.dir, "s3rver.log"), "w");
-  const tsx = path.join(REPO_ROOT, "node_modules", ".bin", "tsx");
+  const tsx = path.join(PROJECT_DIR, "node_modules", ".bin", "tsx");
   const child = spawn(tsx, [__filename, "serve", "--dir", opts.dir, "--port", String(opts.port), "--bucket", opts.name],
-    { detached: true, stdio: ["ignore", logFd, logFd], cwd: REPO_ROOT });
+    { detached: true, stdio: ["ignore", logFd, logFd], cwd: PROJECT_DIR });
   fs.closeSync(logFd);
   let exited: number | null | undefined;
   child.on("exit", (code) => { exited = code; });

@@ -1,16 +1,19 @@
 /**
  * Validates cloud-config user-data against the JSON schema of the cloud-init our servers run
- * (Debian 13's 25.1.x), not the host's older one. test/support/cloud-init-schema.sh fetches that
- * schema out of trixie's cloud-init package; this module applies it the way cloud-init does:
+ * (Debian 13's 25.1.x), not the host's older one. The schema is pinned in the repository
+ * (test/support/cloud-init/, with the Debian package version it came from), so tests never
+ * download anything; test/support/cloud-init-schema.sh refreshes it from trixie's cloud-init
+ * package. This module applies it the way cloud-init does:
  * https://cloudinit.readthedocs.io/en/latest/reference/base_config_reference.html
  */
-import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import Ajv, { type ErrorObject, type ValidateFunction } from "ajv-draft-04";
 import { parseDocument } from "yaml";
 
-const SCRIPT = join(__dirname, "..", "support", "cloud-init-schema.sh");
+const PINNED_DIR = join(__dirname, "..", "support", "cloud-init");
+export const PINNED_SCHEMA = join(PINNED_DIR, "schema-cloud-config-v1.json");
+export const PINNED_VERSION = join(PINNED_DIR, "VERSION");
 
 /**
  * Keywords cloud-init adds for its docs and deprecation warnings ("label" even goes into its
@@ -34,17 +37,10 @@ type Schema = { properties?: Record<string, Schema>; allOf?: { $ref?: string }[]
 
 let loaded: CloudInitSchema | undefined;
 
-/** Fetches (once, cached on disk) and compiles the schema; throws if it cannot be had. */
+/** Reads and compiles the pinned schema (once per process). */
 export function loadCloudInitSchema(): CloudInitSchema {
   if (loaded) return loaded;
-  const run = (...args: string[]) =>
-    execFileSync("bash", [SCRIPT, ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }).trim();
-  let path: string;
-  try {
-    path = run();
-  } catch (err) {
-    throw new Error(`cannot get cloud-init's schema: ${(err as { stderr?: string }).stderr || err}`);
-  }
+  const path = PINNED_SCHEMA;
   const schema = JSON.parse(readFileSync(path, "utf8")) as Schema;
 
   // Formats are off: cloud-init checks them only when optional Python libraries are present,
@@ -71,7 +67,7 @@ export function loadCloudInitSchema(): CloudInitSchema {
       }
     }
   }
-  loaded = { version: run("--version"), validate, topLevelKeys, deprecated };
+  loaded = { version: readFileSync(PINNED_VERSION, "utf8").trim(), validate, topLevelKeys, deprecated };
   return loaded;
 }
 

@@ -2,7 +2,6 @@
 import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { createServer, type AddressInfo } from "node:net";
 import { dirname, join } from "node:path";
 
 export interface ToolResult {
@@ -60,21 +59,5 @@ export function isScript(content: string): boolean {
   return /^#!\s*\/(usr\/)?bin\/(env )?(ba)?sh\b/.test(content);
 }
 
-/** A TCP port nobody listens on right now on loopback (the kernel picks it). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/** `n` distinct free ports. */
-export async function freePorts(n: number): Promise<number[]> {
-  const ports = new Set<number>();
-  while (ports.size < n) ports.add(await freePort());
-  return [...ports];
-}
+// One implementation of free-port picking, shared with the VM runner.
+export { freePort, freePorts } from "../../cli/lib/ports";

@@ -9,13 +9,14 @@ import * as fs from "node:fs";
 import * as http from "node:http";
 import * as os from "node:os";
 import * as path from "node:path";
-import {
-  BootResult, REPO_ROOT, Vm, bootVm, consoleTail, elapsed, ensureSshKey, lockRunDir, qemuAvailable, ssh,
-  stopVm,
-} from "../../cli/vm/qemu";
+import { PROJECT_DIR } from "../../cli/lib/stacks";
+import { type BootResult, bootVm } from "../../cli/vm/boot";
+import { lockRunDir } from "../../cli/vm/lock";
+import { ensureSshKey, ssh } from "../../cli/vm/ssh";
+import { type Vm, consoleTail, elapsed, qemuAvailable, stopVm } from "../../cli/vm/vm";
 
 const FIXTURE = path.join(__dirname, "fixtures", "boot-user-data.yaml");
-const RUN_DIR = path.join(REPO_ROOT, ".vm", "test-boot");
+const RUN_DIR = path.join(PROJECT_DIR, ".vm", "test-boot");
 const PAGE_MARKER = "saas-vps vm test page";
 
 interface HttpProbe { status: number; body: string }

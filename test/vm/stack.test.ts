@@ -11,8 +11,8 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { parse } from "yaml";
 import { readStackFile, renderStack, withOverrides } from "../../cli/lib/renderStack";
-import { REPO_ROOT } from "../../cli/vm/qemu";
-import { renderStackForVm, stackFilePath } from "../../cli/vm/stack";
+import { PROJECT_DIR, stackFilePath } from "../../cli/lib/stacks";
+import { renderStackForVm } from "../../cli/vm/stack";
 
 const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK9mPyC0sQ0ZzLbJ3w1d8u9hZk0xF2JmQkq6Zb3aXy9T saas-vps-vm";
 const BUCKET = { endpoint: "https://10.0.2.2:45678", name: "vm-backups", accessKeyId: "S3RVER", secretAccessKey: "S3RVER" };
@@ -50,7 +50,7 @@ describe("local VM: the stack's exact render (cli/vm/stack.ts)", function () {
     const vm = await renderStackForVm({ stack: "staging", publicKey: KEY, outDir: path.join(tmp, "runner") });
     const keys = JSON.parse(vm.overrides["saas-vps:sshPublicKeys"]);
     const r = spawnSync("npm", ["run", "-s", "render", "--", "--stack", "staging", "--out", path.join(tmp, "cli"), "--machine", "qemu",
-      "--set", `saas-vps:sshPublicKeys=${JSON.stringify(keys)}`], { cwd: REPO_ROOT, encoding: "utf8" });
+      "--set", `saas-vps:sshPublicKeys=${JSON.stringify(keys)}`], { cwd: PROJECT_DIR, encoding: "utf8" });
     assert.equal(r.status, 0, r.stderr);
     const cli = fs.readFileSync(path.join(tmp, "cli", "app", "user-data.yaml"));
     assert.ok(cli.equals(fs.readFileSync(vm.userDataFile)), "runner user-data differs from npm run render's");

@@ -1,0 +1,68 @@
+/** HTTP to the VM through its forwarded nginx port: requests, and waiting for the app's /health. */
+import * as http from "node:http";
+import { stderrLog, type VmLogger } from "./log";
+import { sleep } from "./process";
+import { type Vm, elapsed } from "./vm";
+
+export interface HttpResult {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+}
+
+const keepAlive = new http.Agent({ keepAlive: true, maxSockets: 16 });
+
+export function httpRequest(port: number, opts: {
+  method?: string; path?: string; body?: unknown; headers?: Record<string, string>; timeoutMs?: number; agent?: http.Agent | false;
+} = {}): Promise<HttpResult> {
+  return new Promise((resolve, reject) => {
+    const payload = opts.body === undefined ? undefined : JSON.stringify(opts.body);
+    const req = http.request({
+      host: "127.0.0.1", port, method: opts.method ?? "GET", path: opts.path ?? "/",
+      agent: opts.agent === undefined ? keepAlive : opts.agent,
+      timeout: opts.timeoutMs ?? 10000,
+      headers: { ...(payload ? { "content-type": "application/json", "content-length": String(Buffer.byteLength(payload)) } : {}), ...opts.headers },
+    }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (d) => { body += d; });
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+      res.on("error", reject);
+    });
+    req.on("timeout", () => req.destroy(new Error(`timeout after ${opts.timeoutMs ?? 10000} ms`)));
+    req.on("error", reject);
+    req.end(payload);
+  });
+}
+
+/** Whether a response is the app's health answer: 200 {"status":"ok"} (not nginx's default page). */
+export function isHealthy(r: HttpResult): boolean {
+  if (r.status !== 200) return false;
+  try {
+    return JSON.parse(r.body)?.status === "ok";
+  } catch {
+    return false;
+  }
+}
+
+/** Poll GET /health through nginx until healthy; resolves with seconds since VM start and the release header. */
+export async function waitForHealth(vm: Vm, opts: { timeoutMs?: number; log?: VmLogger } = {}): Promise<{ seconds: number; release: string }> {
+  const log = opts.log ?? stderrLog;
+  const deadline = Date.now() + (opts.timeoutMs ?? 120000);
+  let last = "";
+  for (;;) {
+    try {
+      const r = await httpRequest(vm.ports.http, { path: "/health", timeoutMs: 5000, agent: false });
+      if (isHealthy(r)) {
+        const s = elapsed(vm);
+        log(`[vm ${s.toFixed(1).padStart(6)} s] GET /health through nginx: 200 ${r.body.trim()} (X-App-Release ${r.headers["x-app-release"]})`);
+        return { seconds: s, release: String(r.headers["x-app-release"] ?? "") };
+      }
+      last = `${r.status} ${r.body.slice(0, 80).replace(/\s+/g, " ")}`;
+    } catch (e) {
+      last = (e as Error).message;
+    }
+    if (Date.now() > deadline) throw new Error(`GET /health through nginx (127.0.0.1:${vm.ports.http}) not healthy after ${elapsed(vm)} s; last: ${last}`);
+    await sleep(500);
+  }
+}
