@@ -23,9 +23,8 @@ import { PROJECT_DIR } from "../lib/stacks";
 import { sleep } from "./process";
 import { ssh } from "./ssh";
 import type { Vm } from "./vm";
+import { GUEST_HOST_ADDRESS } from "./stack";
 
-/** Address of the host as seen from a QEMU user-networking guest. */
-export const GUEST_HOST_ADDRESS = "10.0.2.2";
 /** s3rver accepts any key pair; these are what the stack is rendered with. */
 export const LOCAL_S3_ACCESS_KEY_ID = "S3RVER";
 export const LOCAL_S3_SECRET_ACCESS_KEY = "S3RVER";

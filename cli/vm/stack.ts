@@ -4,6 +4,9 @@
  *
  * The VM's stack config differs from the cloud's only where it must:
  *  - `sshPublicKeys`: the run dir's key is ADDED to the stack's keys (to log in);
+ *  - `sshAllowedCidrs`: GUEST_HOST_ADDRESS/32 is ADDED, because QEMU's user networking hands
+ *    every forwarded connection to the guest from that address (the host firewall would drop
+ *    the runner's SSH otherwise);
  *  - machine kind `qemu`: the data volume is /dev/disk/by-id/virtio-saas-data;
  *  - optionally the backup bucket (`backupBucketProvider=s3` + endpoint/name/keys) pointing
  *    at a local s3rver, because the cloud bucket's provider API is not there.
@@ -18,6 +21,9 @@ import { projectConfigOf, projectKeyOf, qualifyKey } from "../../config/keysFrom
 import { type RecordedPush, readStackFile, renderStack, withOverrides } from "../lib/renderStack";
 import { missingStackMessage, stackFilePath } from "../lib/stacks";
 import { writeServerRender } from "../lib/writeRender";
+
+/** The host as the guest sees it under QEMU user networking; forwarded connections come from it. */
+export const GUEST_HOST_ADDRESS = "10.0.2.2";
 
 export interface VmBucketOverride {
   endpoint: string;
@@ -53,14 +59,13 @@ function serverMemoryOf(config: Record<string, string>): number {
 
 /** The overrides a stack needs on the local VM (see the module comment). */
 export function vmOverrides(stackConfig: Record<string, string>, publicKey: string, bucket?: VmBucketOverride): Record<string, string> {
-  const keysKey = qualifyKey("sshPublicKeys");
-  let keys: string[] = [];
-  try {
-    const parsed = JSON.parse(stackConfig[keysKey] ?? "[]");
-    if (Array.isArray(parsed)) keys = parsed.map(String);
-  } catch { /* the stack's parser reports a malformed list */ }
+  const withAdded = (key: string, value: string) => {
+    const list = jsonList(stackConfig[qualifyKey(key)]);
+    return JSON.stringify(list.includes(value) ? list : [...list, value]);
+  };
   const overrides: Record<string, string> = {
-    [keysKey]: JSON.stringify(keys.includes(publicKey) ? keys : [...keys, publicKey]),
+    [qualifyKey("sshPublicKeys")]: withAdded("sshPublicKeys", publicKey),
+    [qualifyKey("sshAllowedCidrs")]: withAdded("sshAllowedCidrs", `${GUEST_HOST_ADDRESS}/32`),
   };
   if (bucket) {
     Object.assign(overrides, {
@@ -72,6 +77,16 @@ export function vmOverrides(stackConfig: Record<string, string>, publicKey: stri
     });
   }
   return overrides;
+}
+
+/** A JSON list from a stack file as strings; [] when absent or malformed (the parser reports that). */
+function jsonList(text: string | undefined): string[] {
+  try {
+    const parsed = JSON.parse(text ?? "[]");
+    return Array.isArray(parsed) ? parsed.map(String) : [];
+  } catch {
+    return [];
+  }
 }
 
 /** Render the stack for the local VM and write <outDir>/<server>/user-data.yaml + files/. */

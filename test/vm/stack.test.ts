@@ -46,11 +46,12 @@ describe("local VM: the stack's exact render (cli/vm/stack.ts)", function () {
   });
   after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-  it("without a bucket: same bytes as `npm run render -- --machine qemu --set sshPublicKeys=...`", async function () {
+  it("without a bucket: same bytes as `npm run render -- --machine qemu --set sshPublicKeys=... --set sshAllowedCidrs=...`", async function () {
     const vm = await renderStackForVm({ stack: "staging", publicKey: KEY, outDir: path.join(tmp, "runner") });
     const keys = JSON.parse(vm.overrides["saas-vps:sshPublicKeys"]);
     const r = spawnSync("npm", ["run", "-s", "render", "--", "--stack", "staging", "--out", path.join(tmp, "cli"), "--machine", "qemu",
-      "--set", `saas-vps:sshPublicKeys=${JSON.stringify(keys)}`], { cwd: PROJECT_DIR, encoding: "utf8" });
+      "--set", `saas-vps:sshPublicKeys=${JSON.stringify(keys)}`, "--set", `saas-vps:sshAllowedCidrs=${vm.overrides["saas-vps:sshAllowedCidrs"]}`],
+      { cwd: PROJECT_DIR, encoding: "utf8" });
     assert.equal(r.status, 0, r.stderr);
     const cli = fs.readFileSync(path.join(tmp, "cli", "app", "user-data.yaml"));
     assert.ok(cli.equals(fs.readFileSync(vm.userDataFile)), "runner user-data differs from npm run render's");
@@ -59,24 +60,29 @@ describe("local VM: the stack's exact render (cli/vm/stack.ts)", function () {
     assert.equal(keys[1], KEY);
   });
 
-  it("differs from the cloud render only in the SSH key and the data-volume device", async function () {
+  it("differs from the cloud render only in the SSH key, SSH from the QEMU host address, and the data-volume device", async function () {
     const vm = await renderStackForVm({ stack: "staging", publicKey: KEY, outDir: path.join(tmp, "runner2") });
     const a = split(cloud.userData).doc as { users: { ssh_authorized_keys?: string[] }[] };
     const b = split(vm.userData).doc as typeof a;
     assert.deepEqual(b.users[0].ssh_authorized_keys, [...a.users[0].ssh_authorized_keys!, KEY]);
     b.users[0].ssh_authorized_keys = a.users[0].ssh_authorized_keys;
     assert.deepEqual(b, a);
-    assert.deepEqual(changedFiles(cloud.files, vm.files), ["/etc/saas-vps/bootstrap.env"]);
+    assert.deepEqual(changedFiles(cloud.files, vm.files), ["/etc/saas-vps/bootstrap.env", "/etc/saas-vps/firewall.nft", "/home/admin/.ssh/authorized_keys"]);
     assert.deepEqual(changedLines(cloud.files.get("/etc/saas-vps/bootstrap.env")!, vm.files.get("/etc/saas-vps/bootstrap.env")!), [
       '- DATA_DEVICE_GLOB="/dev/disk/by-id/scsi-0DO_Volume_*"',
       '+ DATA_DEVICE_GLOB="/dev/disk/by-id/virtio-saas-data"',
     ]);
+    assert.deepEqual(changedLines(cloud.files.get("/etc/saas-vps/firewall.nft")!, vm.files.get("/etc/saas-vps/firewall.nft")!), [
+      '-     ip saddr { 203.0.113.0/24 } tcp dport 22 accept comment "SSH from sshAllowedCidrs"',
+      '+     ip saddr { 203.0.113.0/24, 10.0.2.2/32 } tcp dport 22 accept comment "SSH from sshAllowedCidrs"',
+    ]);
+    assert.equal(vm.files.get("/home/admin/.ssh/authorized_keys"), `${cloud.files.get("/home/admin/.ssh/authorized_keys")}${KEY}\n`);
   });
 
   it("with a local bucket: also only the backup bucket settings, and the secret key stays a secret", async function () {
     const vm = await renderStackForVm({ stack: "staging", publicKey: KEY, bucket: BUCKET, outDir: path.join(tmp, "runner3") });
     assert.deepEqual(vm.secretOverrides, ["saas-vps:backupSecretAccessKey"]);
-    assert.deepEqual(changedFiles(cloud.files, vm.files), ["/etc/saas-vps/backup.env", "/etc/saas-vps/bootstrap.env"]);
+    assert.deepEqual(changedFiles(cloud.files, vm.files), ["/etc/saas-vps/backup.env", "/etc/saas-vps/bootstrap.env", "/etc/saas-vps/firewall.nft", "/home/admin/.ssh/authorized_keys"]);
     const diff = changedLines(cloud.files.get("/etc/saas-vps/backup.env")!, vm.files.get("/etc/saas-vps/backup.env")!);
     for (const l of diff) assert.match(l, /^[-+] (RESTIC_REPOSITORY|AWS_ACCESS_KEY_ID|AWS_SECRET_ACCESS_KEY|AWS_DEFAULT_REGION)=/, l);
     assert.ok(diff.includes("+ RESTIC_REPOSITORY='s3:https://10.0.2.2:45678/vm-backups/restic'"), diff.join("\n"));
