@@ -12,7 +12,7 @@
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { ADMIN_USER } from "../provisioning/layout";
-import { shellQuote } from "../provisioning/push";
+import { shellQuote, WAIT_FOR_FIRST_BOOT } from "../provisioning/push";
 
 export interface AppReleaseArgs {
   /** Absolute path of the app's source folder (stack config `appDir`, default app/). */
@@ -35,7 +35,7 @@ export const ARTIFACTS_DIR = "/srv/app/artifacts";
 export function renderReleaseCommand(uploadPath: string, artifactName: string): string {
   const target = `${ARTIFACTS_DIR}/${artifactName}`;
   return [
-    "cloud-init status --wait >/dev/null 2>&1 || true",
+    `{ ${WAIT_FOR_FIRST_BOOT}; }`,
     `sudo install -D -m 0644 ${shellQuote(uploadPath)} ${shellQuote(target)}`,
     `rm -f ${shellQuote(uploadPath)}`,
     `sudo /usr/local/sbin/release ${shellQuote(target)}`,

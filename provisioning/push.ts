@@ -17,6 +17,13 @@ export function shellQuote(value: string): string {
 }
 
 /**
+ * Waits until cloud-init has finished the first boot, so a push never races it. cloud-init
+ * writes boot-finished at the end of its final stage; testing for it costs nothing, whereas
+ * `cloud-init status` starts Python each time (3.5 s of a 4.4 s push on the emulated test VM).
+ */
+export const WAIT_FOR_FIRST_BOOT = "test -e /var/lib/cloud/instance/boot-finished || cloud-init status --wait >/dev/null 2>&1 || true";
+
+/**
  * Runs as the admin user over SSH; everything privileged goes through one `sudo sh -c`.
  * Waits for cloud-init first so a push on a fresh server never races the first boot.
  */
@@ -38,5 +45,5 @@ export function renderPushCommand(file: RenderedFile): string {
     'echo "updated: $dest"',
     ...(file.onChange ? [file.onChange] : []),
   ].join("\n");
-  return `cloud-init status --wait >/dev/null 2>&1 || true\nsudo sh -c ${shellQuote(script)}`;
+  return `${WAIT_FOR_FIRST_BOOT}\nsudo sh -c ${shellQuote(script)}`;
 }
