@@ -23,7 +23,6 @@ export const TLS_DIR = `${CONFIG_DIR}/tls`;
 export const BOOTSTRAP_ENV_FILE = `${CONFIG_DIR}/bootstrap.env`;
 /** First-boot step scripts; bootstrap runs the ones bootstrap.env lists, in that order. */
 export const BOOTSTRAP_STEP_DIR = `${LIB_DIR}/bootstrap.d`;
-export const POSTGRES_VERSION = 17;
 export const DATABASE_NAME = "app";
 export const DATABASE_USER = "app";
 /** First web instance port; instance i listens on FIRST_WEB_PORT + i. */
