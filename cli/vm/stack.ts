@@ -95,11 +95,16 @@ export async function renderStackForVm(opts: {
   publicKey: string;
   bucket?: VmBucketOverride;
   outDir: string;
+  /** Stack settings (short keys) changed on purpose by the caller, e.g. a test's process counts. */
+  settings?: Record<string, string>;
 }): Promise<VmRender> {
   const file = stackFilePath(opts.stack);
   if (!fs.existsSync(file)) throw new Error(missingStackMessage(opts.stack));
   const stackFile = readStackFile(file);
-  const overrides = vmOverrides(stackFile.config, opts.publicKey, opts.bucket);
+  const overrides = {
+    ...Object.fromEntries(Object.entries(opts.settings ?? {}).map(([k, v]) => [qualifyKey(k), v])),
+    ...vmOverrides(stackFile.config, opts.publicKey, opts.bucket),
+  };
   const withVm = withOverrides(stackFile, overrides);
   // Overridden credentials are secrets, as `pulumi config set --secret` would make them.
   const secretOverrides = Object.keys(overrides).filter((k) => SECRET_KEYS.has(projectKeyOf(k) ?? ""));

@@ -1,7 +1,8 @@
 /**
  * @vm end to end: ONE Debian 13 VM booted under QEMU with the staging stack's exact rendered
  * user-data (machine kind qemu, the run dir's SSH key added, backups pointed at an s3rver on the
- * host), given the stack's day-2 pushes as `pulumi up` runs them after creating the server, then
+ * host), running the prod example's web and worker counts on staging's 2 GiB plan (the first
+ * release must fit a slow box), given the stack's day-2 pushes as `pulumi up` runs them after creating the server, then
  * every point below, in order, from the host (cli/vm/README.md lists what each one checks):
  *   1 cloud-init done, no errors; every push succeeded; the box has the exact user-data and every
  *     file (the user-data's and the pushed ones)
@@ -10,8 +11,10 @@
  *   4 reboot: mounts, PostgreSQL, web, worker, timers come back; the signed-up user is still there
  *   5 kill -9 a web instance and the worker: systemd restarts them, /health stays 200 meanwhile
  *   6 only SSH/HTTP/HTTPS on public addresses; PostgreSQL on loopback only
+ *   6b the host firewall is loaded and drops a port the plan does not open (forwarded from the host)
  *   7 every app unit's `systemd-analyze security` exposure <= 3.0
  *   8 2 GiB VM: MemAvailable >= 40 % of MemTotal after boot and a short load
+ *   9 Debian 13's systemd agrees with our OnCalendar parser on the whole corpus
  * Figures are printed and written to .vm/e2e/figures.json. Budget: 20 minutes (asserted).
  *
  * Skips (loudly) only when qemu-system-x86_64 cannot run at all; with CI=true that is a failure.
@@ -37,9 +40,16 @@ import { type LocalBucket, startS3Bucket, trustBucketCaInGuest } from "../../cli
 import { ensureSshKey, scpToVm, ssh } from "../../cli/vm/ssh";
 import { type VmRender, renderStackForVm } from "../../cli/vm/stack";
 import { type Vm, consoleTail, elapsed, qemuAvailable, stopVm } from "../../cli/vm/vm";
+import { addHostForward } from "../../cli/vm/qmp";
+import { calendarCorpus, compareWithSystemd } from "../support/calendarCorpus";
 import { waitForSsh } from "../../cli/vm/wait";
 
 const STACK = "staging";
+/** The prod example's process counts (its file is the one source), run on staging's 2 GiB plan. */
+function prodCounts(): Record<string, string> {
+  const prod = readStackFile(path.join(PROJECT_DIR, "Pulumi.prod.yaml")).config;
+  return { webInstances: prod["saas-vps:webInstances"], workerInstances: prod["saas-vps:workerInstances"] };
+}
 const RUN_DIR = path.join(PROJECT_DIR, ".vm", "e2e");
 const BUCKET_NAME = "vm-e2e-backups";
 const BUDGET_MS = 20 * 60 * 1000;
@@ -142,7 +152,7 @@ describe("@vm e2e: the staging stack's exact user-data and day-2 pushes on a Deb
     const [port] = await freePorts(1);
     bucket = await startS3Bucket({ dir: bucketDir, name: BUCKET_NAME, port });
     render = await renderStackForVm({
-      stack: STACK, publicKey: key.publicKey, outDir: path.join(RUN_DIR, "render"),
+      stack: STACK, publicKey: key.publicKey, outDir: path.join(RUN_DIR, "render"), settings: prodCounts(),
       bucket: { endpoint: bucket.guestEndpoint, name: bucket.name, accessKeyId: bucket.accessKeyId, secretAccessKey: bucket.secretAccessKey },
     });
     log(`rendered stack ${STACK} for qemu: ${render.userDataFile} (${Buffer.byteLength(render.userData)} bytes); ` +
@@ -489,10 +499,39 @@ describe("@vm e2e: the staging stack's exact user-data and day-2 pushes on a Deb
     assert.deepEqual(forwards.sort(), ["127.0.0.1->22", "127.0.0.1->443", "127.0.0.1->80"]);
   });
 
+  it("6b. the host firewall is loaded, and a port the plan does not open is dropped even when forwarded to the guest", async function () {
+    assert.equal((await sh(vm, "systemctl is-active saas-firewall.service")).trim(), "active");
+    const table = await sh(vm, "sudo nft list table inet saas_vps");
+    assert.match(table, /type filter hook input priority filter; policy drop;/);
+    assert.match(table, /ip saddr 10\.0\.2\.2 tcp dport 22 accept|ip saddr \{[^}]*10\.0\.2\.2[^}]*\} tcp dport 22 accept/);
+    // A listener on every address inside the guest, which the guest itself reaches (over lo)...
+    await sh(vm, "sudo systemd-run --unit=fw-probe python3 -m http.server 8080 --bind 0.0.0.0");
+    try {
+      let local = "";
+      for (let i = 0; i < 30 && local !== "200"; i++) {
+        local = (await ssh(vm, "curl -s -o /dev/null -w '%{http_code}' -m 2 http://127.0.0.1:8080/")).stdout.trim();
+        if (local !== "200") await sleep(500);
+      }
+      assert.equal(local, "200", "the probe listener does not answer inside the guest");
+      // ...but forwarded from the host (arriving from 10.0.2.2, like the SSH the runner uses), dropped.
+      const [hostPort] = await freePorts(1);
+      await addHostForward(vm.qmpSocket, hostPort, 8080);
+      const r = await httpRequest(hostPort, { path: "/", timeoutMs: 4000 }).then((x) => `answered ${x.status}`, (e: Error) => `no answer: ${e.message}`);
+      figures.firewallProbe = r;
+      assert.match(r, /^no answer/, `port 8080 answered from outside the firewall: ${r}`);
+    } finally {
+      await ssh(vm, "sudo systemctl stop fw-probe");
+    }
+  });
+
   it("7. every app unit's (and backup job's) `systemd-analyze security` exposure is 3.0 or better", async function () {
     const wants = (await sh(vm, "systemctl show -p Wants --value saas-app.target")).trim().split(/\s+/).sort();
-    const ports = envValue(render.files.get("/etc/saas-vps/release.conf")!.replace(/"/g, "'"), "WEB_PORTS").split(" ");
-    assert.deepEqual(wants, [...ports.map((p) => `web@${p}.service`), "worker@1.service"].sort());
+    const releaseConf = render.files.get("/etc/saas-vps/release.conf")!.replace(/"/g, "'");
+    const ports = envValue(releaseConf, "WEB_PORTS").split(" ");
+    const workers = envValue(releaseConf, "WORKER_UNITS").split(" ");
+    assert.deepEqual(ports.length, Number(prodCounts().webInstances));
+    assert.deepEqual(workers.length, Number(prodCounts().workerInstances));
+    assert.deepEqual(wants, [...ports.map((p) => `web@${p}.service`), ...workers].sort());
     const score = async (unit: string) => {
       const out = await sh(vm, `systemd-analyze security --no-pager ${unit} | tail -1`);
       const m = /Overall exposure level for \S+: ([\d.]+) (\S+)/.exec(out);
@@ -564,6 +603,16 @@ describe("@vm e2e: the staging stack's exact user-data and day-2 pushes on a Deb
     log(`memory after load: ${figures.memAvailableMiB} of ${figures.memTotalMiB} MiB available (${figures.memAvailablePercent} %); ` +
       `RSS by command (MiB): ${JSON.stringify(figures.memRssMiB)}`);
     assert.ok(pct >= 40, `MemAvailable ${mem.MemAvailable} kB is ${pct.toFixed(1)} % of MemTotal ${mem.MemTotal} kB`);
+  });
+
+  it("9. Debian 13's systemd agrees with our OnCalendar parser on the whole corpus (the host has an older systemd)", async function () {
+    const corpus = calendarCorpus();
+    const r = await ssh(vm, "TZ=UTC xargs -d '\\n' systemd-analyze calendar --", { input: corpus.join("\n") + "\n", timeoutMs: 300000 });
+    const { disagreements, counts } = compareWithSystemd(corpus, () => ({ stdout: r.stdout, stderr: r.stderr }));
+    figures.calendarCorpus = { expressions: corpus.length, ...counts };
+    log(`OnCalendar corpus on the guest's systemd: ${JSON.stringify(counts)}`);
+    assert.deepEqual(disagreements, []);
+    assert.ok((counts["both accept"] ?? 0) > 300, JSON.stringify(counts));
   });
 
   it("finished inside the 20-minute budget", function () {
