@@ -1,10 +1,20 @@
 /**
  * The day-2 push of one rendered file: the shell command that replaces the file atomically
  * (content arrives on stdin, never on a command line) and runs its onChange action only when
- * the content really changed. Pure: components/ hands it to @pulumi/command over SSH.
+ * the content really changed — or when the last change's action failed: a failed push fails
+ * `pulumi up`, and the retry finds the file already in place, so a marker remembers that the
+ * action is still owed (a config change whose restart failed must not count as applied).
+ * Pure: components/ hands it to @pulumi/command over SSH.
  */
 import { createHash } from "node:crypto";
 import type { RenderedFile } from "./files";
+import { STATE_DIR } from "./layout";
+
+/**
+ * Markers of onChange actions still owed, one per file. Tests point it elsewhere through
+ * SAAS_VPS_PUSH_PENDING (on a server, sudo starts the script with a clean environment).
+ */
+export const PUSH_PENDING_DIR = `${STATE_DIR}/push-pending`;
 
 /** Content hash that keys the push resource: a new hash means a new push. */
 export function hashFile(file: RenderedFile): string {
@@ -29,21 +39,30 @@ export const WAIT_FOR_FIRST_BOOT = "test -e /var/lib/cloud/instance/boot-finishe
  */
 export function renderPushCommand(file: RenderedFile): string {
   const owner = file.owner ?? "root:root";
+  const marker = createHash("sha256").update(file.path).digest("hex").slice(0, 16);
+  const owed = file.onChange !== undefined;
   const script = [
     "set -eu",
     `dest=${shellQuote(file.path)}`,
+    ...(owed ? [`pending="\${SAAS_VPS_PUSH_PENDING:-${PUSH_PENDING_DIR}}/${marker}"`] : []),
     'mkdir -p "$(dirname "$dest")"',
     "umask 077",
     'tmp=$(mktemp "$dest.push.XXXXXX")',
     "trap 'rm -f \"$tmp\"' EXIT",
     'cat > "$tmp"',
     `want=${shellQuote(`${file.mode} ${owner}`)}`,
-    'if [ -f "$dest" ] && cmp -s "$tmp" "$dest" && [ "$(stat -c \'%#a %U:%G\' "$dest")" = "$want" ]; then echo "unchanged: $dest"; exit 0; fi',
-    `chown ${shellQuote(owner)} "$tmp"`,
-    `chmod ${shellQuote(file.mode)} "$tmp"`,
-    'mv -f "$tmp" "$dest"',
-    'echo "updated: $dest"',
-    ...(file.onChange ? [file.onChange] : []),
+    'if [ -f "$dest" ] && cmp -s "$tmp" "$dest" && [ "$(stat -c \'%#a %U:%G\' "$dest")" = "$want" ]; then',
+    ...(owed
+      ? ['  [ -e "$pending" ] || { echo "unchanged: $dest"; exit 0; }', '  echo "unchanged: $dest; its last change did not take effect, so its action runs again"']
+      : ['  echo "unchanged: $dest"; exit 0']),
+    "else",
+    ...(owed ? ['  mkdir -p "$(dirname "$pending")"', '  : > "$pending"'] : []),
+    `  chown ${shellQuote(owner)} "$tmp"`,
+    `  chmod ${shellQuote(file.mode)} "$tmp"`,
+    '  mv -f "$tmp" "$dest"',
+    '  echo "updated: $dest"',
+    "fi",
+    ...(owed ? [file.onChange!, 'rm -f "$pending"'] : []),
   ].join("\n");
   return `${WAIT_FOR_FIRST_BOOT}\nsudo sh -c ${shellQuote(script)}`;
 }

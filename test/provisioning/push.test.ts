@@ -19,7 +19,8 @@ function shims(): string {
 
 describe("day-2 push command", () => {
   const bin = shims();
-  const env = { ...process.env, PATH: `${bin}:${process.env.PATH}` };
+  const pendingDir = tempDir("push-pending");
+  const env = { ...process.env, PATH: `${bin}:${process.env.PATH}`, SAAS_VPS_PUSH_PENDING: pendingDir };
   const push = (path: string, content: string, mode: string, onChange?: string) =>
     run("sh", ["-c", renderPushCommand({ path, content, mode, onChange })], { input: content, env });
 
@@ -39,6 +40,25 @@ describe("day-2 push command", () => {
     assert.equal(readFileSync(target, "utf8"), "A=2\n");
     assert.equal(statSync(target).mode & 0o777, 0o640);
     assert.equal(readFileSync(marker, "utf8"), "reload\nreload\n");
+  });
+
+  it("runs a change's action again on the next push of the same file when it failed (a failed restart is not forgotten)", () => {
+    const dir = tempDir("push");
+    const target = join(dir, "app.env");
+    const log = join(dir, "actions");
+    const gate = join(dir, "restart-works");
+    // The action fails until `gate` exists, as a restart fails until the config is fixed on the box.
+    const onChange = `echo try >> ${log}; test -e ${gate}`;
+    const first = push(target, "A=1\n", "0600", onChange);
+    assert.notEqual(first.status, 0, "the action failed, so the push must fail");
+    assert.equal(readFileSync(target, "utf8"), "A=1\n", "the file itself is in place");
+    writeFileSync(gate, "");
+    const retry = push(target, "A=1\n", "0600", onChange);
+    assert.equal(retry.status, 0, retry.stderr);
+    assert.match(retry.stdout, /did not take effect, so its action runs again/);
+    const settled = push(target, "A=1\n", "0600", onChange);
+    assert.match(settled.stdout, /^unchanged: /m);
+    assert.equal(readFileSync(log, "utf8"), "try\ntry\n", "the action ran for the failed push and its retry, not after");
   });
 
   it("leaves the old file in place when the push fails midway", () => {
