@@ -3,12 +3,20 @@
  * PostgreSQL, the real app from app/ as releases A and B, 2 web instances + 1 worker run
  * through the test service shim (no systemd as PID 1 here; see test/release/harness.ts).
  *
- *   npx tsx bench/release.ts            (RELEASE_TEST_STANDIN=1 uses the stand-in app)
+ *   npx tsx bench/release.ts                   (RELEASE_TEST_STANDIN=1 uses the stand-in app)
+ *   npx tsx bench/release.ts --first-release   first-release start-up only (see below)
  *
  * Prints: release duration, requests served during the release, failed requests, and the
  * throughput during the release as a ratio of steady-state throughput measured in this run
  * (same load generator, same connections, GET /health through nginx).
+ *
+ * --first-release: 3 web instances + 2 workers released onto empty servers, side by side, with
+ * the web instances started in batches of this machine's CPU count (what `release` does) and all
+ * at once (RELEASE_CPUS=3, as it did before), ROUNDS times each, alternating. Prints the slowest
+ * start-to-healthy of a web instance (what the health deadline must cover) and the time until
+ * every web instance is healthy, and their ratios batches / all at once.
  */
+import os from "node:os";
 import fs from "node:fs";
 import path from "node:path";
 import {
@@ -23,7 +31,69 @@ function failed(r: LoadResult): number {
   return r.errors + r.timeouts + r.non2xx;
 }
 
+const FIRST_RELEASE_WEB = 3;
+const ROUNDS = 3;
+
+/** Slowest "start to healthy" of the summary lines, in seconds. */
+function slowestStart(stdout: string): number {
+  const times = [...stdout.matchAll(/^release \[.*healthy on [0-9a-f]+ \(start to healthy (\d+\.\d)s\)$/gm)].map((m) => Number(m[1]));
+  if (times.length !== FIRST_RELEASE_WEB) throw new Error(`expected ${FIRST_RELEASE_WEB} start times in:\n${stdout}`);
+  return Math.max(...times);
+}
+
+async function firstRelease() {
+  const dir = tempDir("release-bench-first");
+  const pgDir = path.join(dir, "pg");
+  let pgStarted = false;
+  const servers: FakeServer[] = [];
+  try {
+    const standin = Boolean(process.env.RELEASE_TEST_STANDIN);
+    const src = standin ? STANDIN_APP : buildRealApp(path.join(dir, "app"));
+    const A = packArtifact(src, fakeId("a"), dir);
+    const databaseUrl = startPostgres(pgDir);
+    pgStarted = true;
+    const cpus = os.availableParallelism();
+    const modes: Array<[string, string]> = [[`batches of ${cpus} (nproc)`, String(cpus)], ["all at once", String(FIRST_RELEASE_WEB)]];
+    const results: Record<string, { slowest: number[]; web: number[] }> = {};
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const [name, batch] of modes) {
+        const server = new FakeServer(path.join(dir, `server-${round}-${batch}`), {
+          webPorts: await freePorts(FIRST_RELEASE_WEB),
+          workerUnits: ["worker@1.service", "worker@2.service"],
+          env: { DATABASE_URL: databaseUrl, SECRET_KEY: "x".repeat(48), APP_URL: "http://127.0.0.1", LOG_LEVEL: "warn" },
+          conf: ["HEALTH_TIMEOUT=120", "WORKER_CHECK_SECONDS=1"],
+        });
+        servers.push(server);
+        const run = await server.run([A], { RELEASE_CPUS: batch });
+        if (run.code !== 0) throw new Error(`first release (${name}) failed:\n${run.stdout}${run.stderr}\n${server.logs()}`);
+        const webHealthy = run.stdout.match(/\[\+(\d+\.\d)s\] (web@\d+\.service +healthy on)/g) ?? [];
+        const lastWeb = Number(/\+(\d+\.\d)s/.exec(webHealthy[webHealthy.length - 1] ?? "")?.[1]);
+        const r = (results[name] ??= { slowest: [], web: [] });
+        r.slowest.push(slowestStart(run.stdout));
+        r.web.push(lastWeb);
+        server.stopAll();
+      }
+    }
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+    const row = (k: string, v: string) => console.log(`${k.padEnd(48)} ${v}`);
+    console.log(`\nfirst release — ${standin ? "STAND-IN app" : "real app (app/)"}, ${FIRST_RELEASE_WEB} web + 2 workers, ` +
+      `${cpus} CPUs, median of ${ROUNDS} alternating rounds, ${new Date().toISOString()}`);
+    for (const [name] of modes) {
+      row(`${name}: slowest web start-to-healthy`, `${median(results[name].slowest).toFixed(1)} s  (${results[name].slowest.join(", ")})`);
+      row(`${name}: every web instance healthy after`, `${median(results[name].web).toFixed(1)} s  (${results[name].web.join(", ")})`);
+    }
+    const [batched, together] = modes.map(([name]) => results[name]);
+    row("ratio batches / all at once: slowest start", (median(batched.slowest) / median(together.slowest)).toFixed(2));
+    row("ratio batches / all at once: all web healthy", (median(batched.web) / median(together.web)).toFixed(2));
+  } finally {
+    for (const s of servers) s.stopAll();
+    if (pgStarted) stopPostgres(pgDir);
+    if (!process.env.KEEP_TMP) fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 async function main() {
+  if (process.argv.includes("--first-release")) return firstRelease();
   const dir = tempDir("release-bench");
   let nginx: Nginx | undefined;
   let server: FakeServer | undefined;

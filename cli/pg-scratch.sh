@@ -9,7 +9,8 @@ set -euo pipefail
 cmd=${1:?usage: pg-scratch.sh start|stop DIR [PORT]}
 dir=${2:?usage: pg-scratch.sh start|stop DIR [PORT]}
 
-bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+# The newest installed major version (a glob, so no ls; sort -V orders 9 before 15).
+bindir=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 [ -x "$bindir/initdb" ] || { echo "pg-scratch: PostgreSQL server binaries not found; run: npm run setup" >&2; exit 1; }
 
 as_pg() {

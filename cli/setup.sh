@@ -13,6 +13,8 @@ packages=(
   postgresql postgresql-client
   # backups: encryption + S3 upload on the server, same tool here
   restic age zstd
+  # JSON in the server's shell tools (release, backup), same tool here
+  jq
   # load generator for the zero-downtime release test
   wrk curl
   # the Debian 13 VM (ladder step 5)

@@ -9,7 +9,6 @@
  */
 import { DEFAULTS, KEYS, KNOWN_KEYS, SECRET_KEYS, keysOutsideStage, type ConfigKey, type KeySpec, type KeyValues } from "./keys";
 import { CATALOGS, HETZNER_OBJECT_STORAGE_LOCATIONS, MIN_MEMORY_MIB, SPACES_REGIONS, type BucketProvider, type Provider } from "./providers";
-import type { Stage } from "./stages";
 import { closest, isHttpUrl, quote } from "./validators";
 
 export { DEFAULTS, KNOWN_KEYS, SECRET_KEYS, type ConfigKey };

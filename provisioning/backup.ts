@@ -1,11 +1,11 @@
 /**
- * Server side of the backups (issue 6): the `backup` command, its OnFailure notifier, the
- * root-only env file with the bucket keys and the encryption password, and the systemd
+ * Server side of the backups (issue 6): the `backup` command (its `alert` subcommand is the
+ * OnFailure notifier), the root-only env file with the bucket keys and the encryption password, and the systemd
  * units that run a nightly backup and a weekly restore drill.
  *
- * Pure: plain values in, files out. The scripts are static files under
- * `provisioning/assets/backup/`; everything that varies per stack (and every secret) goes
- * into `/etc/saas-vps/backup.env`, so the scripts the tests run are byte for byte the ones
+ * Pure: plain values in, files out. The script is the static file
+ * `provisioning/assets/backup/backup.sh`; everything that varies per stack (and every secret)
+ * goes into `/etc/saas-vps/backup.env`, so the script the tests run is byte for byte the one
  * the server gets. Why restic (not age + aws-cli) is explained at the top of `backup.sh`.
  *
  * systemd formats: systemd.service(5), systemd.timer(5), systemd.time(7) for OnCalendar.
@@ -14,7 +14,7 @@ import { DEFAULTS } from "../config/config";
 import { BUCKET_NAME_RULE, isBucketName } from "../config/validators";
 import { throwIfProblems } from "./errors";
 import type { RenderedFile } from "./files";
-import { CONFIG_DIR, LIB_DIR, STATE_DIR } from "./layout";
+import { CONFIG_DIR, STATE_DIR } from "./layout";
 import { shellQuote } from "./push";
 import { loadScript } from "./scripts";
 import { BASE_SANDBOX, renderUnit, UNIT_DIR } from "./systemd";
@@ -60,7 +60,6 @@ export const REPOSITORY_PREFIX = "restic";
 /** Where the files land on the server. */
 export const BACKUP_PATHS = {
   command: "/usr/local/sbin/backup",
-  alert: `${LIB_DIR}/backup-alert`,
   envFile: `${CONFIG_DIR}/backup.env`,
   /** last-success, last-drill, drill-history.log; created by the units' StateDirectory=. */
   stateDir: `${STATE_DIR}/backup`,
@@ -72,10 +71,11 @@ export const BACKUP_PATHS = {
 export const BACKUP_TIMERS = ["backup.timer", "restore-drill.timer"] as const;
 
 /**
- * Debian packages the scripts need on the server besides PostgreSQL itself. Install restic
- * without Recommends (they pull fuse3, which rebuilds the initrd; see FIELD-NOTES).
+ * Debian packages the script needs on the server besides PostgreSQL itself: restic, curl for the
+ * webhook and heartbeat, jq to read restic's JSON and write the alert's. Install restic without
+ * Recommends (they pull fuse3, which rebuilds the initrd).
  */
-export const BACKUP_PACKAGES = ["restic", "curl"] as const;
+export const BACKUP_PACKAGES = ["restic", "curl", "jq"] as const;
 
 
 export function renderBackupFiles(opts: BackupRenderOptions): RenderedFile[] {
@@ -89,8 +89,7 @@ export function renderBackupFiles(opts: BackupRenderOptions): RenderedFile[] {
   const timer = (name: string, content: string) =>
     unit(name, content, `systemctl daemon-reload && systemctl restart ${name}`);
   return [
-    { path: BACKUP_PATHS.command, content: readAsset("backup.sh"), mode: "0755" },
-    { path: BACKUP_PATHS.alert, content: readAsset("backup-alert.sh"), mode: "0755" },
+    { path: BACKUP_PATHS.command, content: loadScript("backup/backup.sh"), mode: "0755" },
     {
       path: BACKUP_PATHS.envFile,
       content: renderBackupEnv(opts),
@@ -285,15 +284,10 @@ function renderAlertService(): string {
       Unit: [["Description", "Alert: %i failed (backups)"]],
       Service: [
         ["Type", "oneshot"],
-        ["ExecStart", `${BACKUP_PATHS.alert} %i`],
+        ["ExecStart", `${BACKUP_PATHS.command} alert %i`],
         ...JOB_SANDBOX,
       ],
     },
     "OnFailure= notifier of backup.service and restore-drill.service",
   );
-}
-
-/** The shipped form (comments stripped, see scripts.ts): what the tests run is what the server gets. */
-function readAsset(name: string): string {
-  return loadScript(`backup/${name}`);
 }

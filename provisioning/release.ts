@@ -11,7 +11,9 @@
  *   WEB_PORTS            web instance ports, rolled in this order (web@<port>.service)
  *   WORKER_UNITS         worker units restarted after web (worker@<n>.service)
  *   KEEP_RELEASES        releases kept on disk, the current one included (>= 2)
- *   HEALTH_TIMEOUT       seconds a new instance has to answer /health 200 as the new release
+ *   HEALTH_TIMEOUT       seconds a new instance has at least to answer /health 200 as the new
+ *                        release; the script raises the deadline to 3x the slowest start measured
+ *                        on the machine (5x HEALTH_TIMEOUT before anything was measured there)
  *   SETTLE_SECONDS       pause after an instance is healthy, before the next one stops; must
  *                        exceed nginx's fail_timeout (2 s) so nginx has taken it back
  *   MIGRATE_TIMEOUT      seconds bin/migrate may run
@@ -21,7 +23,6 @@
  *   SURGE_PORT           optional: a temporary extra web instance started while the only web
  *                        port restarts; nginx must list it as a `backup` server
  */
-import { join } from "node:path";
 import { throwIfProblems } from "./errors";
 import { NGINX_FAIL_TIMEOUT_SECONDS } from "./nginx";
 import { loadScript } from "./scripts";
@@ -35,7 +36,11 @@ export interface ReleaseOptions {
   workerUnits: string[];
   /** Releases kept on the server, the current one included. Default 5; 2–100. */
   keepReleases?: number;
-  /** Seconds a new instance has to become healthy before the release is rolled back. Default 60; 1–3600. */
+  /**
+   * Seconds a new instance has at least to become healthy before the release is rolled back; the
+   * script raises it to what the machine measured (provisioning/assets/release/release,
+   * health_timeout). Default 60; 1–3600.
+   */
   healthTimeoutSeconds?: number;
   /** Pause between instances so nginx re-admits the new one; default 3, must exceed nginx fail_timeout (2 s). */
   settleSeconds?: number;
@@ -62,8 +67,8 @@ export const RELEASE_DEFAULTS = {
 } as const;
 
 
-/** Debian packages the script needs besides coreutils/util-linux (flock, setpriv): curl for /health, node for manifest.json. */
-export const RELEASE_PACKAGES = ["curl", "nodejs"] as const;
+/** Debian packages the script needs besides coreutils/util-linux (flock, setpriv): curl for /health, jq for manifest.json. */
+export const RELEASE_PACKAGES = ["curl", "jq"] as const;
 
 
 export function renderReleaseFiles(opts: ReleaseOptions): RenderedFile[] {

@@ -7,6 +7,7 @@
  */
 import { APP_CURRENT, APP_ENV_FILE, APP_SHARED, APP_USER, UPLOAD_DIR } from "./layout";
 import type { RenderedFile } from "./files";
+import { RELEASE_PATHS } from "./release";
 
 export const UNIT_DIR = "/etc/systemd/system";
 export const APP_TARGET = "saas-app.target";
@@ -152,10 +153,12 @@ export function renderAppTarget(webPorts: number[], workerUnits: string[]): stri
   );
 }
 
-/** Restarts running web instances one at a time (nginx fails over meanwhile), then the workers. */
-export const ROLLING_RESTART =
-  "systemctl daemon-reload && for u in $(systemctl list-units --plain --no-legend --state=active 'web@*.service' | cut -d' ' -f1); " +
-  "do systemctl restart \"$u\"; sleep 3; done; systemctl try-restart 'worker@*.service'";
+/**
+ * After a change of app.env or an app unit: the release tool restarts the instances on the current
+ * release one at a time, each gated on /health like a release, and stops at the first one that does
+ * not come back (the others keep serving on the old configuration); no release yet: nothing to do.
+ */
+export const ROLLING_RESTART = `systemctl daemon-reload && ${RELEASE_PATHS.command} restart`;
 
 export function renderAppUnitFiles(webPorts: number[], workerUnits: string[]): RenderedFile[] {
   return [

@@ -5,13 +5,21 @@
 #   scripts/smoke-release.sh [dist/release/saas-app-<id>.tar.gz]   (default: the newest one)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-tarball=${1:-$(ls -t "$here"/../dist/release/saas-app-*.tar.gz | head -n 1)}
+newest_artifact() {
+  local newest="" f
+  for f in "$here"/../dist/release/saas-app-*.tar.gz; do
+    [[ -f $f && ( -z $newest || $f -nt $newest ) ]] && newest=$f
+  done
+  [[ -n $newest ]] || { echo "smoke: no dist/release/saas-app-*.tar.gz; run npm run build first" >&2; exit 1; }
+  printf '%s\n' "$newest"
+}
+tarball=${1:-$(newest_artifact)}
 work=$(mktemp -d /tmp/saas-app-smoke-XXXXXX)
 chmod 755 "$work" # the scratch cluster runs as the postgres user
 pg="$work/pg"
 cleanup() {
-  [ -n "${web_pid:-}" ] && kill "$web_pid" 2>/dev/null || true
-  [ -n "${worker_pid:-}" ] && kill "$worker_pid" 2>/dev/null || true
+  if [ -n "${web_pid:-}" ]; then kill "$web_pid" 2>/dev/null || true; fi
+  if [ -n "${worker_pid:-}" ]; then kill "$worker_pid" 2>/dev/null || true; fi
   bash "$here/../../cli/pg-scratch.sh" stop "$pg" || true
   rm -rf "$work"
 }
@@ -25,7 +33,8 @@ echo "smoke: release $id from $tarball"
 DATABASE_URL=$(bash "$here/../../cli/pg-scratch.sh" start "$pg")
 export DATABASE_URL
 export SECRET_KEY=smoke-test-secret-key-0123456789abcdef APP_URL=http://smoke.example.test UPLOAD_DIR="$work/uploads"
-export PORT=$(node -e 's=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
+PORT=$(node -e 's=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
+export PORT
 
 cd /  # the wrappers must not depend on the working directory
 "$work/release/bin/migrate"
@@ -48,9 +57,9 @@ grep -q '"msg":"job done"' "$work/worker.log" || { echo "smoke: worker did not r
 echo "smoke: signup -> welcome job done by the worker (email logged: no SMTP_URL)"
 
 kill -TERM "$web_pid" "$worker_pid"
-wait "$web_pid" && web_rc=0 || web_rc=$?
-wait "$worker_pid" && worker_rc=0 || worker_rc=$?
-web_pid= worker_pid=
-[ "$web_rc" = 0 ] && [ "$worker_rc" = 0 ] || { echo "smoke: exit codes web=$web_rc worker=$worker_rc"; exit 1; }
+web_rc=0; wait "$web_pid" || web_rc=$?
+worker_rc=0; wait "$worker_pid" || worker_rc=$?
+web_pid="" worker_pid=""
+if [ "$web_rc" != 0 ] || [ "$worker_rc" != 0 ]; then echo "smoke: exit codes web=$web_rc worker=$worker_rc"; exit 1; fi
 echo "smoke: SIGTERM -> web and worker exited 0"
 echo "smoke: OK"

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   BACKUP_PATHS,
@@ -11,14 +11,13 @@ import { DEFAULTS } from "../../config/config";
 import { BUCKET_NAME_RULE } from "../../config/validators";
 import { RenderError } from "../../provisioning/errors";
 import { isWorldReadable } from "../../provisioning/files";
-import { stripComments } from "../../provisioning/scripts";
 import { VALID } from "./fixtures";
-import { REPO_ROOT, run, tempDir } from "./helpers";
+import { run, tempDir } from "./helpers";
 
 const byPath = (opts: BackupRenderOptions) => new Map(renderBackupFiles(opts).map((f) => [f.path, f]));
 
 describe("backup renderer", () => {
-  it("renders the command, the notifier, a root-only secret env file and the units", () => {
+  it("renders the command (its `alert` subcommand is the notifier), a root-only secret env file and the units", () => {
     const files = byPath(VALID);
     assert.deepEqual([...files.keys()].sort(), [
       "/etc/saas-vps/backup.env",
@@ -27,7 +26,6 @@ describe("backup renderer", () => {
       "/etc/systemd/system/backup.timer",
       "/etc/systemd/system/restore-drill.service",
       "/etc/systemd/system/restore-drill.timer",
-      "/usr/local/lib/saas-vps/backup-alert",
       "/usr/local/sbin/backup",
     ]);
     const env = files.get(BACKUP_PATHS.envFile)!;
@@ -45,13 +43,17 @@ describe("backup renderer", () => {
     }
   });
 
-  it("installs the static scripts byte for byte, so the tests run what the server runs", () => {
-    const files = byPath(VALID);
-    // The shipped form: the commented source minus full-line comments (provisioning/scripts.ts).
-    const asset = (name: string) => stripComments(readFileSync(join(REPO_ROOT, "provisioning/assets/backup", name), "utf8"), `provisioning/assets/backup/${name}`);
-    assert.equal(files.get(BACKUP_PATHS.command)!.content, asset("backup.sh"));
-    assert.equal(files.get(BACKUP_PATHS.command)!.mode, "0755");
-    assert.equal(files.get(BACKUP_PATHS.alert)!.content, asset("backup-alert.sh"));
+  // Its bytes are in the goldens (test/golden/*/files/usr/local/sbin/backup); here, what makes it the shipped form.
+  it("installs the command executable, in its shipped form: no comment lines but the provenance header and shellcheck directives", () => {
+    const command = byPath(VALID).get(BACKUP_PATHS.command)!;
+    assert.equal(command.mode, "0755");
+    const lines = command.content.split("\n");
+    assert.equal(lines[0], "#!/usr/bin/env bash");
+    assert.match(lines[1], /^# Shipped without comments .*provisioning\/assets\/backup\/backup\.sh/);
+    // Heredoc bodies (the help text, SQL) are data and kept; none of their lines starts with "#".
+    const comments = lines.slice(2).filter((l) => /^\s*#/.test(l) && !/^\s*# shellcheck /.test(l));
+    assert.deepEqual(comments, []);
+    assert.ok(command.content.includes("cmd_alert()"), "the notifier is a subcommand of the same script");
   });
 
   it("schedules both timers persistently with a random delay, and wires OnFailure to the notifier", () => {
@@ -70,7 +72,7 @@ describe("backup renderer", () => {
     for (const svc of ["backup.service", "restore-drill.service"]) {
       assert.ok(lines(svc).includes("OnFailure=backup-alert@%n.service"), svc);
     }
-    assert.ok(lines("backup-alert@.service").includes("ExecStart=/usr/local/lib/saas-vps/backup-alert %i"));
+    assert.ok(lines("backup-alert@.service").includes("ExecStart=/usr/local/sbin/backup alert %i"));
     assert.ok(byPath(VALID).get("/etc/systemd/system/restore-drill.timer")!.content.includes(`OnCalendar=${DEFAULTS.restoreDrillSchedule}`));
   });
 

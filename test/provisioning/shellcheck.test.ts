@@ -18,8 +18,8 @@ const ASSETS = join(ROOT, "provisioning", "assets");
  * Where the repository's own shell scripts live. test/golden is left out: its scripts are
  * rendered output, checked below as the render cases they are copies of.
  */
-const REPOSITORY_ROOTS = ["provisioning/assets", "test", ".ci"];
-const SKIPPED_FOLDERS = new Set(["node_modules", "test/golden"]);
+const REPOSITORY_ROOTS = ["provisioning/assets", "test", ".ci", "cli", "app/scripts"];
+const SKIPPED_FOLDERS = new Set(["node_modules", "app/node_modules", "test/golden"]);
 
 /** One script to check; `origin` says where it comes from in a failure message. */
 interface Script {
@@ -130,9 +130,9 @@ describe("shellcheck: every script in the repository, shipped and rendered, and 
   });
 
   it("finds the known scripts by their shebang (a new one is checked without a test edit)", () => {
-    const assets = ["backup/backup-alert.sh", "backup/backup.sh", "release/release", "server/bootstrap", "server/tls-issue"].map((a) => `provisioning/assets/${a}`);
+    const assets = ["backup/backup.sh", "release/release", "server/bootstrap", "server/10-data-volume", "server/90-enable-units", "server/tls-issue"].map((a) => `provisioning/assets/${a}`);
     const repository = REPOSITORY_ROOTS.flatMap(repositoryScripts).map((s) => s.origin);
-    for (const known of [...assets, ".ci/run", ".ci/test-summary.sh", "test/release/fixtures/service-shim.sh", "test/support/cloud-init-schema.sh"]) {
+    for (const known of [...assets, ".ci/run", ".ci/test-summary.sh", "test/release/fixtures/service-shim.sh", "test/support/cloud-init-schema.sh", "cli/setup.sh", "cli/pg-scratch.sh", "cli/vm/build-image.sh", "app/scripts/smoke-release.sh"]) {
       assert.ok(repository.includes(known), `${known} was not found as a script`);
     }
     const shipped = shippedScripts().map((s) => s.origin);
@@ -140,7 +140,7 @@ describe("shellcheck: every script in the repository, shipped and rendered, and 
     const rendered = renderedScripts(cases).map((s) => s.origin);
     assert.ok(cases.length >= 4, `only ${cases.length} render cases`);
     for (const c of cases) {
-      for (const path of ["/usr/local/lib/saas-vps/bootstrap", "/usr/local/lib/saas-vps/backup-alert", "/usr/local/sbin/backup", "/usr/local/sbin/release"]) {
+      for (const path of ["/usr/local/lib/saas-vps/bootstrap", "/usr/local/lib/saas-vps/bootstrap.d/10-data-volume", "/usr/local/sbin/backup", "/usr/local/sbin/release"]) {
         assert.ok(rendered.includes(`${c.name} ${path}`), `${c.name}: ${path} is not a rendered script`);
       }
     }

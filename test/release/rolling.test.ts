@@ -102,7 +102,7 @@ describe("@real release: rolling web instances behind real nginx under load", fu
     it("refuses broken C: exits 1 with the reason, rolls back, and B keeps serving", async () => {
       const { run, result } = await underLoad(server, nginx, [artifacts.C]);
       assert.equal(run.code, 1, run.stdout + run.stderr);
-      assert.match(run.stderr, /FAILED: web@\d+\.service: \/health on 127\.0\.0\.1:\d+ did not answer .* \(last answer: HTTP 503, release c/);
+      assert.match(run.stderr, /FAILED: web@\d+\.service: \/health on 127\.0\.0\.1:\d+ did not answer .* within 15s of its start \(.*; last answer: HTTP 503, release c/);
       assert.match(run.stderr, new RegExp(`rolled back; ${ids.B} is serving`));
       assertNoFailures(result);
       assert.deepEqual(byRelease(result.samples), { [ids.B]: result.total }, "only B may answer while C fails");
@@ -123,6 +123,60 @@ describe("@real release: rolling web instances behind real nginx under load", fu
       assert.equal(status.code, 0, status.stdout + status.stderr);
       assert.match(status.stdout, new RegExp(`current: ${ids.A}`));
       assert.match(status.stdout, new RegExp(`web@\\d+\\.service +healthy +release ${ids.A}`));
+    });
+
+    it("restarts every instance on the current release after a config change, with zero failed requests (GET and POST)", async () => {
+      const [p1, p2] = server.opts.webPorts;
+      const before = [p1, p2].map((p) => instancePid(server, `web@${p}`));
+      fs.writeFileSync(server.envFile, fs.readFileSync(server.envFile, "utf8").replace(/^LOG_LEVEL=.*$/m, "LOG_LEVEL=error"));
+      const { run, result, posts } = await underLoad(server, nginx, ["restart"], { posts: true });
+      assert.equal(run.code, 0, run.stdout + run.stderr);
+      assert.match(run.stdout, new RegExp(`OK — every instance restarted on ${ids.A}`));
+      assertNoFailures(result);
+      assertPostsAnswered(posts);
+      assert.deepEqual(byRelease(result.samples), { [ids.A]: result.total }, "a restart keeps the release");
+      const after = [p1, p2].map((p) => instancePid(server, `web@${p}`));
+      assert.ok(after[0] !== before[0] && after[1] !== before[1], "both instances are new processes");
+    });
+
+    it("a config change that makes the app exit at start stops the restart at the first instance; the other serves, no request fails", async () => {
+      const [p1, p2] = server.opts.webPorts;
+      const kept = instancePid(server, `web@${p2}`);
+      const good = fs.readFileSync(server.envFile, "utf8");
+      // The app refuses an unknown LOG_LEVEL and exits 78 (EX_CONFIG) before it listens.
+      fs.writeFileSync(server.envFile, good.replace(/^LOG_LEVEL=.*$/m, "LOG_LEVEL=verbose"));
+      const { run, result, posts } = await underLoad(server, nginx, ["restart"], { posts: true });
+      assert.equal(run.code, 1, run.stdout + run.stderr);
+      assert.match(run.stderr, new RegExp(`release restart: FAILED: web@${p1}\\.service exited before /health answered`));
+      assert.match(run.stderr, new RegExp(`not restarted, still running on the previous configuration: web@${p2}\\.service worker@1\\.service`));
+      assert.match(run.stderr, /no release to roll back to/);
+      assertNoFailures(result);
+      assertPostsAnswered(posts);
+      assert.equal(instancePid(server, `web@${p2}`), kept, "the second instance was never touched");
+      assert.match(server.logs(), /env\/LOG_LEVEL must be one of/);
+
+      fs.writeFileSync(server.envFile, good);
+      const fixed = await server.run(["restart"]);
+      assert.equal(fixed.code, 0, fixed.stdout + fixed.stderr);
+      assert.equal((await server.run(["status"])).code, 0);
+    });
+
+    it("a config change with a bad DATABASE_URL (up, but /health 503) stops the restart at the first instance; no request fails", async () => {
+      const [p1, p2] = server.opts.webPorts;
+      const kept = instancePid(server, `web@${p2}`);
+      const good = fs.readFileSync(server.envFile, "utf8");
+      fs.writeFileSync(server.envFile, good.replace(/^DATABASE_URL=.*$/m, `DATABASE_URL=postgres://app@127.0.0.1:${await closedPort()}/app`));
+      const { run, result, posts } = await underLoad(server, nginx, ["restart"], { posts: true });
+      assert.equal(run.code, 1, run.stdout + run.stderr);
+      assert.match(run.stderr, new RegExp(`release restart: FAILED: web@${p1}\\.service: /health on 127\\.0\\.0\\.1:${p1} did not answer .*last answer: HTTP 503`));
+      assert.match(run.stderr, new RegExp(`stopped web@${p1}\\.service`));
+      assertNoFailures(result);
+      assertPostsAnswered(posts);
+      assert.equal(instancePid(server, `web@${p2}`), kept, "the second instance was never touched");
+
+      fs.writeFileSync(server.envFile, good);
+      const fixed = await server.run(["restart"]);
+      assert.equal(fixed.code, 0, fixed.stdout + fixed.stderr);
     });
   });
 
@@ -160,6 +214,17 @@ describe("@real release: rolling web instances behind real nginx under load", fu
     });
   });
 });
+
+/** The pid of an instance the service shim started. */
+function instancePid(server: FakeServer, unit: string): string {
+  return fs.readFileSync(path.join(server.shimState, `${unit}.pid`), "utf8").trim();
+}
+
+/** A loopback port nothing listens on. */
+async function closedPort(): Promise<number> {
+  const [port] = await freePorts(1);
+  return port;
+}
 
 /**
  * A route no release has: every POST that reaches the app is a 404 and changes nothing. nginx

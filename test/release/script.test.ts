@@ -23,13 +23,13 @@ describe("@real release script: layout, failures, rollback, pruning, lock (stand
   const servers: FakeServer[] = [];
   let serial = 0;
 
-  async function newServer(conf: string[] = [], webCount = 2): Promise<FakeServer> {
+  async function newServer(conf: string[] = [], webCount = 2, env: Record<string, string> = {}): Promise<FakeServer> {
     const sdir = path.join(dir, `server-${serial++}`);
     migrateLog = path.join(sdir, "migrate.log");
     const s = new FakeServer(sdir, {
       webPorts: await freePorts(webCount),
       workerUnits: ["worker@1"],
-      env: { DATABASE_URL: "postgres://unused@127.0.0.1/x", SECRET_KEY: "s".repeat(40), APP_URL: "http://example.test", MIGRATE_LOG: migrateLog },
+      env: { DATABASE_URL: "postgres://unused@127.0.0.1/x", SECRET_KEY: "s".repeat(40), APP_URL: "http://example.test", MIGRATE_LOG: migrateLog, ...env },
       conf: ["SETTLE_SECONDS=0", "WORKER_CHECK_SECONDS=1", "HEALTH_TIMEOUT=5", ...conf],
     });
     servers.push(s);
@@ -38,6 +38,25 @@ describe("@real release script: layout, failures, rollback, pruning, lock (stand
   const artifact = (id: string, overrides: Record<string, string> = {}) => packArtifact(STANDIN_APP, id, dir, overrides);
   const migrations = () => (fs.existsSync(migrateLog) ? fs.readFileSync(migrateLog, "utf8").trim().split("\n") : []);
   const calls = (s: FakeServer) => fs.readFileSync(path.join(s.shimState, "calls.txt"), "utf8").trim().split("\n").map((l) => l.split(" ").slice(1).join(" "));
+  /** Service calls other than is-active, from the `from`-th call on. */
+  const actions = (s: FakeServer, from = 0) => calls(s).slice(from).filter((c) => !c.startsWith("is-active"));
+  const pid = (s: FakeServer, unit: string) => fs.readFileSync(path.join(s.shimState, `${unit}.pid`), "utf8").trim();
+  /**
+   * The web instances started together: consecutive `start web@` calls with no wait in between
+   * (waiting for health asks the service manager whether the unit is still active).
+   */
+  const webStartBatches = (s: FakeServer): string[][] => {
+    const batches: string[][] = [];
+    let open = false;
+    for (const c of calls(s)) {
+      if (c.startsWith("start web@")) {
+        if (!open) batches.push([]);
+        batches[batches.length - 1].push(c.slice("start ".length));
+        open = true;
+      } else if (c.startsWith("is-active web@")) open = false;
+    }
+    return batches;
+  };
 
   before(() => {
     dir = tempDir("release-script");
@@ -190,12 +209,103 @@ describe("@real release script: layout, failures, rollback, pruning, lock (stand
     assert.match(r.stderr, /only one web instance .* requests fail while it restarts; set SURGE_PORT/);
   });
 
-  it("starts every web instance at once on the first release (nothing is serving yet), one at a time after", async () => {
-    const a = fakeId("a");
-    const first = await server.run([artifact(a)]);
+  it("starts a first release's web instances in batches of the CPU count, each healthy before the next, workers last", async () => {
+    const expected: Array<[string, number[][]]> = [
+      ["1", [[0], [1], [2]]],
+      ["2", [[0, 1], [2]]],
+      ["4", [[0, 1, 2]]],
+    ];
+    for (const [cpus, batches] of expected) {
+      // A slow start, so that waiting for a batch shows in the service calls.
+      const s = await newServer(["HEALTH_TIMEOUT=10"], 3, { START_DELAY_MS: "300" });
+      const r = await s.run([artifact(fakeId("a"))], { RELEASE_CPUS: cpus });
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      assert.match(r.stdout, new RegExp(`first release: starting the web instances ${cpus} at a time`));
+      assert.deepEqual(webStartBatches(s), batches.map((b) => b.map((i) => `web@${s.opts.webPorts[i]}`)), `RELEASE_CPUS=${cpus}`);
+      const acts = actions(s);
+      const lastWebStart = acts.map((c) => c.startsWith("start web@")).lastIndexOf(true);
+      assert.ok(acts.indexOf("start worker@1") > lastWebStart, `workers start after every web instance: ${acts.join(", ")}`);
+    }
+    const bad = await server.run(["status"], { RELEASE_CPUS: "0" });
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /RELEASE_CPUS: "0" is not a whole number of CPUs >= 1/);
+  });
+
+  it("derives the health deadline from the start time measured on this machine", async () => {
+    // Every start takes 1.5 s, longer than HEALTH_TIMEOUT.
+    const s = await newServer(["HEALTH_TIMEOUT=1"], 2, { START_DELAY_MS: "1500" });
+    const record = path.join(s.appRoot, "start-ms");
+    // Nothing measured yet: the first start gets 5 x HEALTH_TIMEOUT.
+    const first = await s.run([artifact(fakeId("a"))], { RELEASE_CPUS: "2" });
     assert.equal(first.code, 0, first.stdout + first.stderr);
-    assert.match(first.stdout, /first release: starting every web instance at once/);
-    assert.doesNotMatch(first.stdout, /stopping \(draining/, "nothing to drain when nothing was serving");
+    const measured = Number(fs.readFileSync(record, "utf8"));
+    assert.ok(measured >= 1500 && measured < 5000, `start-ms: ${measured}`);
+    // Then 3 x what was measured (here about 4.5 s), not HEALTH_TIMEOUT alone.
+    const b = fakeId("b");
+    const second = await s.run([artifact(b)]);
+    assert.equal(second.code, 0, second.stdout + second.stderr);
+    const status = await s.run(["status"]);
+    assert.match(status.stdout, /health deadline: \d+s \(HEALTH_TIMEOUT=1s or 3x the slowest start measured here, \d+\.\ds\)/);
+    // A record from a faster machine makes the deadline HEALTH_TIMEOUT: the 1.5 s start fails it,
+    // and the rollback (which waits at least as long as a first start) brings b back.
+    fs.writeFileSync(record, "100\n");
+    const third = await s.run([artifact(fakeId("c"))]);
+    assert.equal(third.code, 1, third.stdout + third.stderr);
+    assert.match(third.stderr, /did not answer "200, X-App-Release: c[0-9a-f]+" within 1s of its start \(HEALTH_TIMEOUT=1s or 3x the slowest start measured here, 0\.1s; last answer: no answer\)/);
+    assert.match(third.stderr, new RegExp(`rolled back; ${b} is serving`));
+    assert.equal(s.currentId(), b);
+  });
+
+  it("restart before the first release has nothing to do and needs no configuration", async () => {
+    fs.rmSync(server.confFile);
+    const r = await server.run(["restart"]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /no release yet .*: nothing to restart/);
+    assert.equal(fs.existsSync(path.join(server.shimState, "calls.txt")), false, "no service was touched");
+  });
+
+  it("restart: every instance on the current release, one at a time, health-gated, workers last", async () => {
+    const a = fakeId("a");
+    assert.equal((await server.run([artifact(a)])).code, 0);
+    const [p1, p2] = server.opts.webPorts;
+    const pids = [`web@${p1}`, `web@${p2}`, "worker@1"].map((u) => pid(server, u));
+    const before = calls(server).length;
+    const r = await server.run(["restart"]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, new RegExp(`OK — every instance restarted on ${a}`));
+    assert.deepEqual(actions(server, before), [
+      `stop web@${p1}`, `start web@${p1}`, `stop web@${p2}`, `start web@${p2}`, "stop worker@1", "start worker@1",
+    ]);
+    assert.match(r.stdout, new RegExp(`web@${p1}\\.service: healthy on ${a}(.*\\n)*.*web@${p2}\\.service: stopping`), "the second stops only once the first is healthy");
+    const after = [`web@${p1}`, `web@${p2}`, "worker@1"].map((u) => pid(server, u));
+    for (let i = 0; i < 3; i++) assert.notEqual(after[i], pids[i], "every instance is a new process");
+    assert.deepEqual(migrations(), [a], "a restart never migrates");
+    assert.equal(server.currentId(), a);
+    assert.equal((await server.run(["status"])).code, 0);
+  });
+
+  it("restart with an env that breaks start-up stops at the first instance; the others keep running on the old env", async () => {
+    const a = fakeId("a");
+    assert.equal((await server.run([artifact(a)])).code, 0);
+    const [p1, p2] = server.opts.webPorts;
+    const untouched = [`web@${p2}`, "worker@1"].map((u) => pid(server, u));
+    const before = calls(server).length;
+    // The stand-in, like the app, exits at start without SECRET_KEY.
+    fs.writeFileSync(server.envFile, fs.readFileSync(server.envFile, "utf8").replace(/^SECRET_KEY=.*\n/m, ""));
+    const r = await server.run(["restart"]);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stderr, new RegExp(`release restart: FAILED: web@${p1}\\.service exited before /health answered`));
+    assert.match(r.stderr, new RegExp(`stopped web@${p1}\\.service \\(nginx sends it nothing\\)`));
+    assert.match(r.stderr, new RegExp(`not restarted, still running on the previous configuration: web@${p2}\\.service worker@1\\.service`));
+    assert.match(r.stderr, /a configuration change has no release to roll back to: fix .*app\.env/);
+    assert.deepEqual(actions(server, before), [`stop web@${p1}`, `start web@${p1}`, `stop web@${p1}`], "nothing but the first instance was touched");
+    assert.deepEqual([`web@${p2}`, "worker@1"].map((u) => pid(server, u)), untouched);
+    assert.equal((await fetch(`http://127.0.0.1:${p2}/health`)).status, 200);
+  });
+
+  it("rolls web one port at a time once a release is serving", async () => {
+    const a = fakeId("a");
+    assert.equal((await server.run([artifact(a)])).code, 0);
     assert.equal(server.currentId(), a);
     const second = await server.run([artifact(fakeId("b"))]);
     assert.equal(second.code, 0, second.stdout + second.stderr);

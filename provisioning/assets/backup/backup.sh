@@ -1,13 +1,11 @@
 #!/usr/bin/env bash
 # backup: encrypted PostgreSQL backups to the off-server bucket (saas-vps, issue 6).
-# Installed as /usr/local/sbin/backup; backup.service runs "backup now" and
-# restore-drill.service runs "backup drill".
+# Installed as /usr/local/sbin/backup; backup.service runs "backup now",
+# restore-drill.service runs "backup drill", and when either fails backup-alert@<unit>.service
+# runs "backup alert <unit>". The commands are listed in usage() (the shipped copy has no
+# comments, see provisioning/scripts.ts).
 #
-#   backup now                        dump, encrypt, upload; record success; apply retention
-#   backup list                       list the backups (restic snapshots) in the bucket
-#   backup restore <id> [--into DB]   restore backup <id> (or "latest") into a NEW database
-#   backup drill                      restore the latest backup into a scratch database,
-#                                     check it, time it, drop it
+# JSON, read (restic's --json output) or written (the alert), goes through jq, never grep/printf.
 #
 # Why restic rather than age + aws-cli: restic encrypts on this server (AES-256-CTR +
 # Poly1305, key derived from the password with scrypt), streams stdin straight to S3 in
@@ -48,13 +46,24 @@ log() { printf '%s: %s\n' "$PROG" "$*"; }
 err() { printf '%s%s: %s\n' "$ERR_PREFIX" "$PROG" "$*" >&2; }
 die() { err "$*"; exit 1; }
 
-usage() {
-  cat >&2 <<'EOF'
-usage: backup now                       back up the database now (dump, encrypt, upload)
+help_text() {
+  cat <<'EOF'
+usage: backup now                       back up the database now (dump, encrypt, upload), record
+                                        it, apply retention, ping the heartbeat
        backup list                      list the backups in the bucket
-       backup restore <id> [--into DB]  restore backup <id> or "latest" into a new database
-       backup drill                     test-restore the latest backup into a scratch database
+       backup restore <id> [--into DB]  restore backup <id> or "latest" into a NEW database
+                                        (never overwrites one)
+       backup drill                     test-restore the latest backup into a scratch database,
+                                        check it, time it, drop it
+       backup alert <unit>              report that <unit> failed: an error line in the journal
+                                        and a JSON POST to the alert webhook (run by
+                                        backup-alert@<unit>.service)
+       backup help                      this text
+settings and secrets: /etc/saas-vps/backup.env (root-only)
 EOF
+}
+usage() {
+  help_text >&2
   exit 2
 }
 
@@ -111,8 +120,8 @@ curl_url() {
 # The repository location without credentials, for logs.
 repo_display() { printf '%s' "${RESTIC_REPOSITORY%%\?*}"; }
 
-# Snapshot ids (64 hex) from `restic snapshots --json` output on stdin.
-json_ids() { grep -o '"id":"[0-9a-f]\{64\}"' | cut -d'"' -f4 || true; }
+# Snapshot ids from `restic snapshots --json` output (an array) on stdin, one a line.
+json_ids() { jq -r '.[]?.id // empty'; }
 
 write_state() { # file, then key=value lines on stdin; atomic replace
   local tmp
@@ -188,15 +197,16 @@ cmd_now() {
     restic_ backup --quiet --json --stdin --stdin-filename "$DUMP_NAME" --tag saas-vps --tag "$tag" >"$summary"
   status=("${PIPESTATUS[@]}")
   set -e
-  local snap bytes added
-  snap=$(grep -o '"snapshot_id":"[0-9a-f]*"' "$summary" | cut -d'"' -f4 || true)
-  bytes=$(grep -o '"total_bytes_processed":[0-9]*' "$summary" | cut -d: -f2 || true)
-  added=$(grep -o '"data_added":[0-9]*' "$summary" | cut -d: -f2 || true)
+  # One JSON object a line; the summary's is the one with the snapshot. Lines that are not JSON
+  # (a restic dying mid-line) are skipped, so a failed run leaves snap empty.
+  local snap="" bytes="" added="" fields
+  fields=$(jq -Rr 'fromjson? | select(.message_type == "summary") | [.snapshot_id // "", .total_bytes_processed // 0, .data_added // 0] | @tsv' "$summary" | tail -n 1)
+  IFS=$'\t' read -r snap bytes added <<<"$fields" || true
   rm -f "$summary"
   if [ "${status[0]}" -ne 0 ] || [ "${status[1]}" -ne 0 ] || [ -z "$snap" ]; then
     # restic saves whatever it read before EOF: a failed pg_dump leaves a truncated snapshot.
     local partial
-    partial=$(restic_ snapshots --json --tag "$tag" 2>/dev/null | json_ids)
+    partial=$(restic_ snapshots --json --tag "$tag" 2>/dev/null | json_ids) || partial=""
     if [ -n "$partial" ]; then
       # shellcheck disable=SC2086 # one id per word
       restic_ forget --quiet $partial >/dev/null ||
@@ -331,12 +341,13 @@ cmd_drill() {
   load_config
   mkdir -p "$STATE_DIR" "$CACHE_DIR"
   trap drill_cleanup EXIT
-  local snaps snap snap_time
+  local snaps snap="" snap_time="" latest
   snaps=$(restic_ snapshots --json --path "$DUMP_PATH" latest) ||
     drill_fail "cannot list backups in $(repo_display)"
-  snap=$(json_ids <<<"$snaps" | tail -n 1)
+  latest=$(jq -r 'last // empty | [.id, .time] | @tsv' <<<"$snaps") ||
+    drill_fail "restic's list of backups is not the JSON array it should be"
+  IFS=$'\t' read -r snap snap_time <<<"$latest" || true
   [ -n "$snap" ] || drill_fail "no backup of $BACKUP_DB_NAME in $(repo_display)"
-  snap_time=$(grep -o '"time":"[^"]*"' <<<"$snaps" | tail -n 1 | cut -d'"' -f4)
 
   DRILL_DB="backup_drill_$(date -u +%Y%m%d%H%M%S)_$$"
   as_pg createdb "$DRILL_DB" || drill_fail "cannot create scratch database $DRILL_DB"
@@ -389,6 +400,34 @@ cmd_drill() {
   log "restore drill OK: backup ${snap:0:8} restored in ${secs}s; $tables tables, $rows rows, migrations table $mig present"
 }
 
+# The OnFailure= notifier of backup.service and restore-drill.service. The payload has a "text"
+# field, so Slack, Mattermost and most chat "incoming webhooks" display it as is:
+#   {"text": "...", "event": "backup_failure", "unit": "...", "host": "...", "time": "...", "log": "..."}
+# It reads only the webhook URL from the env file: an alert must go out even when the rest of
+# the configuration is what broke the job.
+cmd_alert() {
+  if [ $# -ne 1 ] || [ -z "$1" ]; then usage; fi
+  local unit=$1 host now text webhook logs body
+  host=$(hostname -f 2>/dev/null || hostname)
+  now=$(date -u +%FT%TZ)
+  text="ALERT: $unit failed on $host at $now; backups or their restore test need attention"
+  err "$text"
+  [ -r "$ENV_FILE" ] || die "cannot read $ENV_FILE: no webhook alert sent"
+  # shellcheck source=/dev/null
+  webhook=$(. "$ENV_FILE" && printf '%s' "${BACKUP_ALERT_WEBHOOK_URL:-}")
+  if [ -z "$webhook" ]; then
+    err "no alert webhook configured: this journal line is the only alert"
+    return 0
+  fi
+  # The failed unit's last lines, if the journal is there (best effort).
+  logs=$(journalctl --unit "$unit" --lines 20 --output cat --no-pager 2>/dev/null || true)
+  body=$(jq -n --arg text "$text" --arg unit "$unit" --arg host "$host" --arg time "$now" --arg log "$logs" \
+    '{text: $text, event: "backup_failure", unit: $unit, host: $host, time: $time, log: $log}')
+  printf '%s' "$body" | curl_url "$webhook" -fsS -m 20 --retry 3 --retry-all-errors \
+    -H 'Content-Type: application/json' --data-binary @- -o /dev/null ||
+    die "could not deliver the alert to the webhook"
+}
+
 main() {
   local cmd=${1:-}
   [ $# -eq 0 ] || shift
@@ -397,7 +436,8 @@ main() {
     list) cmd_list "$@" ;;
     restore) cmd_restore "$@" ;;
     drill) cmd_drill "$@" ;;
-    -h | --help | help) usage ;;
+    alert) cmd_alert "$@" ;;
+    -h | --help | help) help_text ;;
     *) usage ;;
   esac
 }
