@@ -1,5 +1,5 @@
 /**
- * Backup benchmark (issue 6), not a test: `npx tsx bench/backup.ts`.
+ * Backup benchmark (docs/ARCHITECTURE.md, decision 6), not a test: `npx tsx bench/backup.ts`.
  *
  * On a generated database of at least 1 GB in a scratch cluster, all measured in this run:
  *   - backup throughput (MB of database per second) of `backup now` (pg_dump | restic -> S3)

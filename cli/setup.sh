@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 # Debian packages, one group per reason, so a reader can see why each is here.
 packages=(
-  # real-tool checks of rendered files (verification ladder step 2)
+  # real-tool checks of rendered files (verification ladder step 2, docs/ARCHITECTURE.md)
   cloud-init nginx shellcheck systemd
   # real PostgreSQL for the app, backups and releases (ladder step 4)
   postgresql postgresql-client

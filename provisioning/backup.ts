@@ -1,5 +1,5 @@
 /**
- * Server side of the backups (issue 6): the `backup` command (its `alert` subcommand is the
+ * Server side of the backups (docs/ARCHITECTURE.md, decision 6): the `backup` command (its `alert` subcommand is the
  * OnFailure notifier), the root-only env file with the bucket keys and the encryption password, and the systemd
  * units that run a nightly backup and a weekly restore drill.
  *
@@ -72,8 +72,7 @@ export const BACKUP_TIMERS = ["backup.timer", "restore-drill.timer"] as const;
 
 /**
  * Debian packages the script needs on the server besides PostgreSQL itself: restic, curl for the
- * webhook and heartbeat, jq to read restic's JSON and write the alert's. Install restic without
- * Recommends (they pull fuse3, which rebuilds the initrd).
+ * webhook and heartbeat, jq to read restic's JSON and write the alert's.
  */
 export const BACKUP_PACKAGES = ["restic", "curl", "jq"] as const;
 

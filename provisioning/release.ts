@@ -1,5 +1,5 @@
 /**
- * Server side of releases (ARCHITECTURE.md decision 7, issue 5): the `release` command and
+ * Server side of releases (docs/ARCHITECTURE.md, decision 7): the `release` command and
  * its configuration file.
  *
  * Pure: plain values in, files out. The script is the static file

@@ -1,5 +1,5 @@
 /**
- * Issue 6, proven against real services: PostgreSQL (cli/pg-scratch.sh), an
+ * Backups (docs/ARCHITECTURE.md, decision 6), proven against real services: PostgreSQL (cli/pg-scratch.sh), an
  * S3-compatible server (s3rver over TLS), restic, and a local webhook. The scripts run are
  * the rendered files, started the way their systemd units start them (see runUnit).
  */

@@ -1,5 +1,5 @@
 /**
- * Verification ladder step 2: what we render, checked by the real tools that will read it —
+ * Verification ladder step 2 (docs/ARCHITECTURE.md): what we render, checked by the real tools that will read it —
  * cloud-init's schema, nginx -t, systemd-analyze verify/security — on every case (shellcheck:
  * shellcheck.test.ts).
  */

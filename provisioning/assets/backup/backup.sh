@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# backup: encrypted PostgreSQL backups to the off-server bucket (saas-vps, issue 6).
+# backup: encrypted PostgreSQL backups to the off-server bucket (saas-vps; docs/ARCHITECTURE.md, decision 6).
 # Installed as /usr/local/sbin/backup; backup.service runs "backup now",
 # restore-drill.service runs "backup drill", and when either fails backup-alert@<unit>.service
 # runs "backup alert <unit>". The commands are listed in usage() (the shipped copy has no
