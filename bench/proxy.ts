@@ -158,7 +158,8 @@ function cpuUsed(before: Map<number, number>[], after: Map<number, number>[]): n
 /**
  * Sockets in TIME-WAIT toward the instances' ports (local and peer address of each): the side that
  * closes a TCP connection keeps it 60 s, so those new after a run are the connections closed in it
- * (nginx churning its upstream connections; on the direct side, wrk's own, closed when it exits).
+ * (nginx churning its upstream connections, and closing those whose requests were still in flight when
+ * wrk stopped; on the direct side, wrk's own, closed when it exits).
  */
 function timeWaitTo(ports: number[]): Set<string> {
   const filter = `( ${ports.map((p) => `dport = :${p}`).join(" or ")} )`;
@@ -412,7 +413,8 @@ async function main() {
     const ms = (x: number) => `${x >= 0 ? "+" : ""}${x.toFixed(2)} ms`;
     const goal = (ok: boolean) => (ok ? "met" : "MISSED");
     console.log("µs: CPU time per request of nginx's workers, the app instances, PostgreSQL; server: their sum. " +
-      "closed/1k: connections to the instances closed per 1000 requests (nginx side: upstream churn; direct side: wrk's own)");
+      "closed/1k: connections to the instances closed per 1000 requests (nginx side: upstream churn, plus those of the requests " +
+      "in flight when wrk stops; direct side: wrk's own)");
     for (const r of results) {
       console.log(`\n${r.title}`);
       line(head);
