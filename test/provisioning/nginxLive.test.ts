@@ -12,9 +12,13 @@ import { NGINX_UPSTREAM_KEEPALIVE_TIMEOUT_SECONDS, renderNginxSite } from "../..
 import { RenderError } from "../../provisioning/errors";
 import { freePort, tempDir } from "../support/tools";
 
-/** An upstream that answers with its own name and echoes the request id it received. */
+/**
+ * An upstream that answers with its own name and echoes the request id it received; under /slow
+ * it answers after SLOW_MS, so that concurrent requests are in flight at the upstream together.
+ */
 async function upstream(name: string, port: number): Promise<Server> {
-  const server = createServer((req, res) => {
+  const server = createServer(async (req, res) => {
+    if (req.url?.startsWith("/slow")) await new Promise((r) => setTimeout(r, SLOW_MS));
     if (req.method === "POST") {
       req.resume();
       req.on("end", () => res.end("ok"));
@@ -30,6 +34,8 @@ async function upstream(name: string, port: number): Promise<Server> {
   await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
   return server;
 }
+
+const SLOW_MS = 100;
 
 describe("rendered nginx site under real nginx", function () {
   this.timeout(30_000);
@@ -66,6 +72,30 @@ describe("rendered nginx site under real nginx", function () {
     const seen = new Set<string>();
     for (let i = 0; i < 10; i++) seen.add((await fetch(`http://127.0.0.1:${port}/x`)).headers.get("x-upstream")!);
     assert.deepEqual([...seen].sort(), ["a", "b"]);
+  });
+
+  // A burst of more requests in flight than the keepalive cache holds made nginx close the surplus
+  // upstream connections after each answer and open new ones for the next wave (`keepalive 32`:
+  // about 68 per wave of 100); bench/proxy.ts measures what that costs the instances.
+  it("reuses its upstream connections through waves of 100 concurrent requests", async () => {
+    const opened = () => Promise.all(upstreams.map((s) => new Promise<number>((r) => s.getConnections((_e, n) => r(n)))));
+    let connects = 0;
+    const count = () => connects++;
+    for (const s of upstreams) s.on("connection", count);
+    try {
+      const wave = async () => {
+        const statuses = await Promise.all(Array.from({ length: 100 }, () => fetch(`http://127.0.0.1:${port}/slow`).then((r) => r.arrayBuffer().then(() => r.status))));
+        assert.deepEqual([...new Set(statuses)], [200]);
+      };
+      await wave();
+      const afterFirst = connects;
+      for (let i = 0; i < 3; i++) await wave();
+      const later = connects - afterFirst;
+      assert.ok(later <= 5, `nginx opened ${later} new upstream connections in 3 more waves of 100 (${afterFirst} in the first; ` +
+        `open now: ${(await opened()).join(" + ")})`);
+    } finally {
+      for (const s of upstreams) s.off("connection", count);
+    }
   });
 
   // The app must never close an idle connection nginx may be writing a POST onto (a 502 nginx does
