@@ -15,6 +15,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import autocannon from "autocannon";
+import { hashSourceTree } from "../../plan/appSource";
 import { renderNginxSite } from "../../provisioning/nginx";
 import { freePort, freePorts } from "../support/tools";
 import { renderReleaseFiles } from "../../provisioning/release";
@@ -250,13 +251,23 @@ export function packArtifact(srcDir: string, id: string, outDir: string, overrid
 }
 
 /**
- * Builds the real app (app/, `npm run build`, whose last stdout line is the tarball path)
- * and unpacks it into `dir`, ready for packArtifact. Throws with the build output if it fails.
+ * Builds the real app (app/, `npm run build`, whose last stdout line is the tarball path) and
+ * unpacks it into `dir`, ready for packArtifact. Throws with the build output if it fails.
+ * One build per app source tree on this machine: test files running in parallel take a lock
+ * (the build writes app/dist) and the later ones unpack the tarball the first one made.
  */
 export function buildRealApp(dir: string): string {
-  const out = execFileSync("npm", ["run", "--silent", "build"], { cwd: path.join(REPO, "app"), encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
-  const tarball = out.trim().split("\n").pop()!.trim();
-  if (!tarball || !fs.existsSync(tarball)) throw new Error(`app build printed no tarball path; output:\n${out}`);
+  const cache = path.join(os.tmpdir(), "saas-vps-app-build");
+  fs.mkdirSync(cache, { recursive: true });
+  const tarball = path.join(cache, `saas-app-${hashSourceTree(path.join(REPO, "app"))}.tar.gz`);
+  const script = 'test -s "$1" && exit 0; out=$(npm run --silent build) || { printf "%s\\n" "$out"; exit 1; }; ' +
+    'built=$(printf "%s\\n" "$out" | tail -n 1); test -s "$built" || { printf "%s\\n" "$out"; exit 1; }; cp "$built" "$1.tmp" && mv "$1.tmp" "$1"';
+  try {
+    execFileSync("flock", [path.join(cache, "build.lock"), "sh", "-c", script, "sh", tarball], { cwd: path.join(REPO, "app"), encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+  } catch (e) {
+    const err = e as { stdout?: string; stderr?: string; message: string };
+    throw new Error(`app build failed: ${err.message}\n${err.stdout ?? ""}${err.stderr ?? ""}`);
+  }
   fs.mkdirSync(dir, { recursive: true });
   execFileSync("tar", ["-xzf", tarball, "-C", dir]);
   return dir;
