@@ -12,9 +12,11 @@ packages=(
   # real PostgreSQL for the app, backups and releases (ladder step 4)
   postgresql postgresql-client
   # backups: encryption + S3 upload on the server, same tool here
-  restic age zstd
+  restic zstd
   # JSON in the server's shell tools (release, backup), same tool here
   jq
+  # the host firewall: nft checks and loads the rendered rules in test network namespaces
+  nftables iproute2 python3
   # load generator for the zero-downtime release test
   wrk curl
   # the Debian 13 VM (ladder step 5)
