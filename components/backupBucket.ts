@@ -4,6 +4,7 @@
  * are used as given, since Hetzner's API can neither create buckets nor mint S3 keys.
  * The bucket may be at another provider than the server: that is the point of off-site.
  */
+import { CREATED_BUCKET_SUFFIX_LENGTH, defaultBackupBucketName } from "../plan/backupBucketName";
 import * as digitalocean from "@pulumi/digitalocean";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
@@ -39,8 +40,8 @@ export class BackupBucket extends pulumi.ComponentResource {
     this.endpoint = pulumi.output(bucket.endpoint);
     this.region = pulumi.output(bucket.region);
     if (bucket.provider === "digitalocean") {
-      const suffix = new random.RandomString(`${name}-suffix`, { length: 6, special: false, upper: false }, { parent: this });
-      const bucketName = bucket.name ? pulumi.output(bucket.name) : pulumi.interpolate`saas-vps-${args.stackName}-backups-${suffix.result}`;
+      const suffix = new random.RandomString(`${name}-suffix`, { length: CREATED_BUCKET_SUFFIX_LENGTH, special: false, upper: false }, { parent: this });
+      const bucketName = bucket.name ? pulumi.output(bucket.name) : pulumi.interpolate`${defaultBackupBucketName(args.stackName)}-${suffix.result}`;
       const spaces = new digitalocean.SpacesBucket(
         `${name}-bucket`,
         {
@@ -65,7 +66,7 @@ export class BackupBucket extends pulumi.ComponentResource {
       this.accessKeyId = pulumi.secret(key.accessKey);
       this.secretAccessKey = pulumi.secret(key.secretKey);
     } else {
-      this.bucketName = pulumi.output(bucket.name ?? `saas-vps-${args.stackName}-backups`);
+      this.bucketName = pulumi.output(bucket.name ?? defaultBackupBucketName(args.stackName));
       this.accessKeyId = pulumi.secret(bucket.accessKeyId ?? "");
       this.secretAccessKey = pulumi.secret(bucket.secretAccessKey ?? "");
     }

@@ -4,7 +4,8 @@
  * tests call it under Pulumi mocks with several configs.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { parseStackConfig } from "../config/config";
+import { derivedBucketNameProblems } from "../plan/backupBucketName";
+import { ConfigError, parseStackConfig } from "../config/config";
 import { projectKeyOf } from "../config/keysFromPulumi";
 import { ADMIN_USER } from "../provisioning/layout";
 import { appUrlFor } from "../plan/serverInput";
@@ -31,6 +32,9 @@ export function readRawConfig(): { raw: Record<string, string>; secretKeys: Set<
 export function createProgram(stackName: string = pulumi.getStack(), opts?: pulumi.ComponentResourceOptions, machineKind?: MachineKind) {
   const { raw, secretKeys } = readRawConfig();
   const config = parseStackConfig(raw, { secretKeys });
+  // The stack name is not config, so the parser cannot see what it makes of the bucket's name.
+  const bucketProblems = derivedBucketNameProblems(stackName, { name: config.backupBucket.name, created: config.backupBucket.provider === "digitalocean" });
+  if (bucketProblems.length) throw new ConfigError(bucketProblems);
   const stack = new SaasStack(`saas-${stackName}`, { config, stackName, machineKind }, opts);
   const webServer = stack.plan.servers.find((s) => s.roles.includes("web"))!.name;
   const app = stack.servers[webServer];
