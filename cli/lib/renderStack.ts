@@ -27,6 +27,8 @@ export interface RecordedPush {
   resourceName: string;
   /** The file it writes (read back from the command). */
   path: string;
+  /** The mode it installs the file with, e.g. "0755" (read back from the command). */
+  mode: string;
   /** `create`: the exact shell command run as the admin user. */
   command: string;
   /** `stdin`: the file's content. */
@@ -82,16 +84,15 @@ export function readStackFile(path: string): StackFile {
  * are held as secrets, as `pulumi config set --secret` would.
  */
 export function withOverrides(file: StackFile, overrides: Record<string, string>, secretOverrides: Record<string, string> = {}): StackFile {
-  const qualify = qualifyKey;
   const config = { ...file.config };
   const secretKeys = new Set(file.secretKeys);
   for (const [key, value] of Object.entries(overrides)) {
-    config[qualify(key)] = value;
-    secretKeys.delete(qualify(key));
+    config[qualifyKey(key)] = value;
+    secretKeys.delete(qualifyKey(key));
   }
   for (const [key, value] of Object.entries(secretOverrides)) {
-    config[qualify(key)] = value;
-    secretKeys.add(qualify(key));
+    config[qualifyKey(key)] = value;
+    secretKeys.add(qualifyKey(key));
   }
   return { config, secretKeys: [...secretKeys] };
 }
@@ -155,7 +156,7 @@ export function pushesByServer(commands: RecordedResource[], serverNames: string
     const command: string = unwrapSecrets(c.inputs.create);
     byServer.get(owner)!.push({
       resourceName: c.name,
-      path: pushedPathOf(command),
+      ...pushedFileOf(command),
       command,
       stdin: unwrapSecrets(c.inputs.stdin),
       secret: isWrappedSecret(c.inputs.stdin),
@@ -165,19 +166,29 @@ export function pushesByServer(commands: RecordedResource[], serverNames: string
 }
 
 /**
- * The destination a push command writes (provisioning/push.ts: `sudo sh -c '<script>'` whose
- * script sets `dest='<path>'`). Throws when the command is not in that form.
+ * The destination a push command writes and the mode it installs (provisioning/push.ts:
+ * `sudo sh -c '<script>'` whose script sets `dest='<path>'` and `want='<mode> <owner>'`).
+ * Throws when the command is not in that form.
  */
-export function pushedPathOf(command: string): string {
+export function pushedFileOf(command: string): { path: string; mode: string } {
   // The quoted script spans several lines: it is everything after `sudo sh -c `, to the end.
   const at = command.search(/(^|\n)sudo sh -c '/);
   const script = at < 0 ? undefined : unquoteShell(command.slice(command.indexOf("sudo sh -c ", at) + "sudo sh -c ".length));
-  const destLine = script?.split("\n").find((l) => l.startsWith("dest="));
-  const path = destLine === undefined ? undefined : unquoteShell(destLine.slice("dest=".length));
-  if (path === undefined || !path.startsWith("/")) {
-    throw new Error(`not a day-2 push command (no sudo sh -c '... dest=/path ...'): ${command.slice(0, 200)}`);
+  const valueOf = (name: string) => {
+    const line = script?.split("\n").find((l) => l.startsWith(`${name}=`));
+    return line === undefined ? undefined : unquoteShell(line.slice(name.length + 1));
+  };
+  const path = valueOf("dest");
+  const mode = valueOf("want")?.split(" ")[0];
+  if (path === undefined || !path.startsWith("/") || mode === undefined || !/^0[0-7]{3}$/.test(mode)) {
+    throw new Error(`not a day-2 push command (no sudo sh -c '... dest=/path ... want=<mode> <owner> ...'): ${command.slice(0, 200)}`);
   }
-  return path;
+  return { path, mode };
+}
+
+/** The destination a push command writes; see pushedFileOf. */
+export function pushedPathOf(command: string): string {
+  return pushedFileOf(command).path;
 }
 
 /** The value of one POSIX sh word made of '...' runs and \' (what shellQuote writes); undefined otherwise. */

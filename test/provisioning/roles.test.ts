@@ -6,14 +6,14 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
-import { parseStackConfig, PROJECT, type StackConfig } from "../../config/config";
+import { parseStackConfig, type StackConfig } from "../../config/config";
+import { projectConfigOf } from "../../config/keysFromPulumi";
 import { planStack, type Role } from "../../plan/plan";
 import { buildServerInput, PLACEHOLDER_CONTEXT } from "../../plan/serverInput";
 import { USER_DATA_BUDGET_BYTES } from "../../provisioning/cloudInit";
 import { RenderError } from "../../provisioning/errors";
 import { renderServer, type RenderedServer } from "../../provisioning/server";
-import { readStackFile } from "../../cli/lib/renderStack";
-import { readUserDataBundle } from "../../cli/lib/renderStack";
+import { readStackFile, readUserDataBundle } from "../../cli/lib/renderStack";
 import { minimalRaw } from "../support/fixtures";
 
 const ROOT = join(__dirname, "..", "..");
@@ -25,7 +25,7 @@ function render(config: StackConfig, roles?: Role[]): RenderedServer {
 
 function stackConfig(stack: string): StackConfig {
   const { config } = readStackFile(join(ROOT, `Pulumi.${stack}.yaml`));
-  return parseStackConfig(Object.fromEntries(Object.entries(config).filter(([k]) => k.startsWith(`${PROJECT}:`)).map(([k, v]) => [k.slice(PROJECT.length + 1), v])));
+  return parseStackConfig(projectConfigOf(config));
 }
 
 function file(server: RenderedServer, path: string): string {

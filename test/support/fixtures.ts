@@ -1,3 +1,4 @@
+import { qualifyKey } from "../../config/keysFromPulumi";
 /** Minimal valid raw configs (short keys, Pulumi's string values) that tests merge bad fragments into. */
 export const ED25519_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBVXFYK2vjsGfH6+8RIcqpGq71+8HcRDZONLfjwL/4GU you@laptop";
 
@@ -13,5 +14,5 @@ export function minimalRaw(provider: "hetzner" | "digitalocean" = "hetzner"): Re
 
 /** The same raw config as a full Pulumi config map (saas-vps:<key>). */
 export function qualified(raw: Record<string, string>): Record<string, string> {
-  return Object.fromEntries(Object.entries(raw).map(([k, v]) => [k.includes(":") ? k : `saas-vps:${k}`, v]));
+  return Object.fromEntries(Object.entries(raw).map(([k, v]) => [qualifyKey(k), v]));
 }

@@ -6,6 +6,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { createProgram } from "../../program/program";
 import { RecordingMocks, valueOf } from "../../cli/lib/pulumiMocks";
+import { qualifyKey } from "../../config/keysFromPulumi";
 import { qualified } from "./fixtures";
 
 export interface MockRun {
@@ -18,7 +19,7 @@ export interface MockRun {
 export async function runProgram(raw: Record<string, string>, secretKeys: string[] = [], stack = "test"): Promise<MockRun> {
   const mocks = new RecordingMocks();
   await pulumi.runtime.setMocks(mocks, "saas-vps", stack, false);
-  pulumi.runtime.setAllConfig(qualified(raw), secretKeys.map((k) => `saas-vps:${k}`));
+  pulumi.runtime.setAllConfig(qualified(raw), secretKeys.map(qualifyKey));
   const options = new Map<string, pulumi.ResourceOptions>();
   const record: pulumi.ResourceTransformation = (args) => {
     options.set(args.name, args.opts);

@@ -7,7 +7,7 @@
 import { join } from "node:path";
 import { renderServer, type MachineKind } from "../../provisioning/server";
 import type { RenderedFile } from "../../provisioning/files";
-import { parseStackConfig, PROJECT, type StackConfig } from "../../config/config";
+import { parseStackConfig, type StackConfig } from "../../config/config";
 import { planStack } from "../../plan/plan";
 import { buildServerInput, PLACEHOLDER_CONTEXT } from "../../plan/serverInput";
 import { readStackFile, readUserDataBundle, renderStack } from "../../cli/lib/renderStack";
@@ -32,31 +32,16 @@ function renderPlanned(config: StackConfig, machine: MachineKind) {
   return renderServer(buildServerInput(config, server, { machine, ...PLACEHOLDER_CONTEXT }));
 }
 
-/**
- * The user-data (and its files) as the real program hands it to the provider; the push-only
- * files from the renderer, for the same config: they hold no secret, so the placeholder
- * context renders them as the program would (checked).
- */
+/** Every file as the real program has it: the user-data's, then the pushes' (as `npm run render` writes them). */
 async function stackCase(stack: string): Promise<RenderCase> {
-  const file = readStackFile(join(ROOT, `Pulumi.${stack}.yaml`));
-  const result = await renderStack(stack, file);
-  const [server] = result.servers;
+  const [server] = (await renderStack(stack, readStackFile(join(ROOT, `Pulumi.${stack}.yaml`)))).servers;
   const installed = readUserDataBundle(server.userData);
-  const raw = Object.fromEntries(Object.entries(file.config).filter(([k]) => k.startsWith(`${PROJECT}:`)).map(([k, v]) => [k.slice(PROJECT.length + 1), v]));
-  const config = parseStackConfig(raw);
-  const rendered = renderPlanned(config, config.provider);
-  const firstBoot = rendered.files.filter((f) => !f.pushOnly).map((f) => f.path).sort();
-  if (JSON.stringify(firstBoot) !== JSON.stringify([...installed.keys()].sort())) {
-    throw new Error(`stack ${stack}: the program's user-data installs other files than renderServer's first-boot files`);
-  }
-  const pushOnly = rendered.files.filter((f) => f.pushOnly);
-  for (const f of pushOnly) if (f.secret) throw new Error(`stack ${stack}: push-only ${f.path} holds secrets; take it from the program's pushes instead`);
   return {
     name: `stack-${stack}`,
     userData: server.userData,
-    files: new Map([...[...installed].map(([path, f]) => [path, f.content] as const), ...pushOnly.map((f) => [f.path, f.content] as const)]),
-    modes: new Map([...[...installed].map(([path, f]) => [path, f.mode] as const), ...pushOnly.map((f) => [f.path, f.mode] as const)]),
-    pushOnly: new Set(pushOnly.map((f) => f.path)),
+    files: server.files,
+    modes: new Map([...[...installed].map(([path, f]) => [path, f.mode] as const), ...server.pushes.map((p) => [p.path, p.mode] as const)]),
+    pushOnly: new Set(server.pushOnly),
   };
 }
 

@@ -41,6 +41,7 @@ import { ensureSshKey, scpToVm, ssh } from "../../cli/vm/ssh";
 import { type VmRender, renderStackForVm } from "../../cli/vm/stack";
 import { type Vm, consoleTail, elapsed, qemuAvailable, stopVm } from "../../cli/vm/vm";
 import { addHostForward } from "../../cli/vm/qmp";
+import { qualifyKey } from "../../config/keysFromPulumi";
 import { calendarCorpus, compareWithSystemd } from "../support/calendarCorpus";
 import { waitForSsh } from "../../cli/vm/wait";
 
@@ -48,7 +49,7 @@ const STACK = "staging";
 /** The prod example's process counts (its file is the one source), run on staging's 2 GiB plan. */
 function prodCounts(): Record<string, string> {
   const prod = readStackFile(path.join(PROJECT_DIR, "Pulumi.prod.yaml")).config;
-  return { webInstances: prod["saas-vps:webInstances"], workerInstances: prod["saas-vps:workerInstances"] };
+  return { webInstances: prod[qualifyKey("webInstances")], workerInstances: prod[qualifyKey("workerInstances")] };
 }
 const RUN_DIR = path.join(PROJECT_DIR, ".vm", "e2e");
 const BUCKET_NAME = "vm-e2e-backups";

@@ -6,7 +6,7 @@
 import { strict as assert } from "node:assert";
 import * as pulumi from "@pulumi/pulumi";
 import { isWrappedSecret, unwrapSecrets } from "../../cli/lib/pulumiMocks";
-import { decodeWriteFiles, pushedPathOf, readStackFile, renderStack, serverFiles, type StackRender } from "../../cli/lib/renderStack";
+import { decodeWriteFiles, pushedFileOf, pushedPathOf, readStackFile, renderStack, serverFiles, type StackRender } from "../../cli/lib/renderStack";
 import { stackFilePath } from "../../cli/lib/stacks";
 import { renderPushCommand } from "../../provisioning/push";
 
@@ -69,9 +69,9 @@ for (const stack of ["staging", "prod"]) {
   });
 }
 
-describe("serverFiles and pushedPathOf", () => {
+describe("serverFiles and pushedFileOf", () => {
   const push = (path: string, stdin: string) => ({
-    resourceName: `x-push${path}`, path, command: renderPushCommand({ path, content: stdin, mode: "0644" }), stdin, secret: false,
+    resourceName: `x-push${path}`, path, mode: "0644", command: renderPushCommand({ path, content: stdin, mode: "0644" }), stdin, secret: false,
   });
 
   it("adds a file that arrives only by push, and lets a push's content win over first boot's", () => {
@@ -80,10 +80,11 @@ describe("serverFiles and pushedPathOf", () => {
     assert.deepEqual(r.pushOnly, ["/usr/local/sbin/release"]);
   });
 
-  it("reads the destination back from renderPushCommand, quotes and newlines in the script included", () => {
+  it("reads the destination and mode back from renderPushCommand, quotes and newlines in the script included", () => {
     for (const path of ["/etc/saas-vps/app.env", "/etc/it's here/x.conf", "/srv/a b/c"]) {
       assert.equal(pushedPathOf(renderPushCommand({ path, content: "x\n", mode: "0600", onChange: "echo 'reloaded'\nsystemctl reload nginx" })), path);
     }
+    assert.deepEqual(pushedFileOf(renderPushCommand({ path: "/usr/local/sbin/release", content: "x\n", mode: "0755", owner: "root:root" })), { path: "/usr/local/sbin/release", mode: "0755" });
   });
 
   it("refuses a command that is not a push", () => {
