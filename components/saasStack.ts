@@ -57,7 +57,7 @@ export class SaasStack extends pulumi.ComponentResource {
 
     for (const server of this.plan.servers) {
       const machine: MachineKind = args.machineKind ?? config.provider;
-      const files = renderServer(buildServerInput(config, server, { machine, ...PLACEHOLDER_CONTEXT })).files;
+      const files = renderServer(buildServerInput(config, server, { machine, ...PLACEHOLDER_CONTEXT }, this.plan)).files;
       this.servers[server.name] = new VpsServer(
         `${name}-${server.name}`,
         {
@@ -76,7 +76,7 @@ export class SaasStack extends pulumi.ComponentResource {
                     ipv4: ip,
                     secrets: { databasePassword: db, appSecretKey: key, backupPassword: backup },
                     backupBucket: bucket,
-                  }),
+                  }, this.plan),
                 ),
               ),
         },

@@ -8,7 +8,19 @@
  * parser is in the table of config/keys.ts; the rules here are the ones that join keys.
  */
 import { DEFAULTS, KEYS, KNOWN_KEYS, SECRET_KEYS, keysOutsideStage, type ConfigKey, type KeySpec, type KeyValues } from "./keys";
-import { CATALOGS, HETZNER_OBJECT_STORAGE_LOCATIONS, MIN_MEMORY_MIB, SPACES_REGIONS, type BucketProvider, type Provider } from "./providers";
+import {
+  CATALOGS,
+  DEFAULT_MANAGED_DATABASE_SIZE,
+  HETZNER_NETWORK_ZONES,
+  HETZNER_OBJECT_STORAGE_LOCATIONS,
+  hetznerZoneOf,
+  MIN_APP_MEMORY_MIB,
+  MIN_MEMORY_MIB,
+  SPACES_REGIONS,
+  type BucketProvider,
+  type Provider,
+} from "./providers";
+import { SPLIT_STAGES } from "./stages";
 import { closest, isHttpUrl, quote } from "./validators";
 
 export { DEFAULTS, KNOWN_KEYS, SECRET_KEYS, type ConfigKey };
@@ -33,7 +45,38 @@ export interface BackupBucketConfig {
 
 /** Keys the parser folds into `backupBucket`, and the two it resolves per provider. */
 type BucketKeys = "backupBucketProvider" | "backupBucketRegion" | "backupBucketEndpoint" | "backupBucketName" | "backupAccessKeyId" | "backupSecretAccessKey";
-type ResolvedKeys = "region" | "serverType";
+type ResolvedKeys =
+  | "region"
+  | "serverType"
+  | "webServerType"
+  | "workerServerType"
+  | "dbServerType"
+  | "privateNetworkCidr"
+  | "privateNetworkZone"
+  | "databaseMode"
+  | "managedDatabaseSize";
+
+/** A server type and its memory (PostgreSQL's tuning and the VM's size follow it). */
+export interface ServerChoice {
+  serverType: string;
+  memoryMiB: number;
+}
+
+/** The servers a stage may have, each with its type; in `mvp` all three name the one server's type. */
+export interface ServerChoices {
+  web: ServerChoice;
+  worker: ServerChoice;
+  db: ServerChoice;
+}
+
+export interface PrivateNetworkConfig {
+  /** RFC 1918 IPv4 network, /16 to /24. */
+  cidr: string;
+  /** Hetzner's network zone (holds the location); undefined on DigitalOcean. */
+  zone?: string;
+}
+
+export type DatabaseConfig = { mode: "server" } | { mode: "managed"; size: string };
 
 /** Keys whose value may be undefined become optional properties. */
 type OptionalWhenUndefined<T> = { [K in keyof T as undefined extends T[K] ? K : never]?: Exclude<T[K], undefined> } & {
@@ -48,6 +91,12 @@ export type StackConfig = OptionalWhenUndefined<Omit<KeyValues, BucketKeys | Res
   serverType: string;
   /** Memory of `serverType`, for PostgreSQL tuning. */
   serverMemoryMiB: number;
+  /** Each server's type from stage separated on (web/worker/dbServerType, default serverType). */
+  servers: ServerChoices;
+  /** The private network; only in stages that split servers. */
+  privateNetwork?: PrivateNetworkConfig;
+  /** Where PostgreSQL runs; always `server` in mvp. */
+  database: DatabaseConfig;
   backupBucket: BackupBucketConfig;
 };
 
@@ -82,7 +131,10 @@ export function parseStackConfig(raw: Record<string, string>, options: ParseOpti
   if (v.stage) for (const [key, line] of keysOutsideStage(raw, v.stage)) problems.add(key, line);
 
   const region = v.provider ? parseRegion(v.region, v.provider, problems) : undefined;
-  const serverType = v.provider ? parseServerType(v.serverType, v.provider, problems) : undefined;
+  const serverType = v.provider ? parseServerType("serverType", v.serverType, v.provider, MIN_MEMORY_MIB, problems) : undefined;
+  const servers = v.provider && serverType ? parseServerChoices(v, v.provider, serverType, problems) : undefined;
+  const privateNetwork = v.provider && v.stage && SPLIT_STAGES.includes(v.stage) && region ? parsePrivateNetwork(v, v.provider, region, problems) : undefined;
+  const database = v.provider ? parseDatabase(v, v.provider, problems) : undefined;
   if (v.domain && !raw.acmeEmail) {
     problems.add("acmeEmail", `is required when saas-vps:domain is set (Let's Encrypt needs a contact); domain is ${quote(v.domain)}`);
   }
@@ -95,6 +147,9 @@ export function parseStackConfig(raw: Record<string, string>, options: ParseOpti
     region: region!,
     serverType: serverType!,
     serverMemoryMiB: CATALOGS[v.provider!].serverTypes[serverType!].memoryMiB,
+    servers: servers!,
+    ...(privateNetwork ? { privateNetwork } : {}),
+    database: database!,
     domain: v.domain,
     acmeEmail: v.acmeEmail,
     sshPublicKeys: v.sshPublicKeys!,
@@ -151,23 +206,70 @@ function parseRegion(given: string | undefined, provider: Provider, problems: Pr
   return undefined;
 }
 
-function parseServerType(given: string | undefined, provider: Provider, problems: Problems): string | undefined {
+function parseServerType(key: ConfigKey, given: string | undefined, provider: Provider, minMemoryMiB: number, problems: Problems): string | undefined {
   const catalog = CATALOGS[provider];
   const name = given ?? catalog.defaultServerType;
   const type = catalog.serverTypes[name];
   if (!type) {
     const suggestion = closest(name, Object.keys(catalog.serverTypes));
     problems.add(
-      "serverType",
+      key,
       `${quote(name)} is not a ${catalog.title} server type${suggestion ? ` (did you mean ${suggestion}?)` : ""}; use one of ${Object.keys(catalog.serverTypes).join(", ")}`,
     );
     return undefined;
   }
-  if (type.memoryMiB < MIN_MEMORY_MIB) {
-    problems.add("serverType", `${quote(name)} has ${type.memoryMiB} MiB of memory; PostgreSQL, nginx and the app need at least ${MIN_MEMORY_MIB} MiB`);
+  if (type.memoryMiB < minMemoryMiB) {
+    const needs = minMemoryMiB >= MIN_MEMORY_MIB ? "PostgreSQL" + (key === "serverType" ? ", nginx and the app need" : " needs") : "the app's processes need";
+    problems.add(key, `${quote(name)} has ${type.memoryMiB} MiB of memory; ${needs} at least ${minMemoryMiB} MiB`);
     return undefined;
   }
   return name;
+}
+
+/** Each server's type: the per-role key when set (split stages only), else serverType. */
+function parseServerChoices(v: Partial<KeyValues>, provider: Provider, serverType: string, problems: Problems): ServerChoices | undefined {
+  const choose = (key: "webServerType" | "workerServerType" | "dbServerType", minMemoryMiB: number): ServerChoice | undefined => {
+    const name = v[key] === undefined ? serverType : parseServerType(key, v[key], provider, minMemoryMiB, problems);
+    return name === undefined ? undefined : { serverType: name, memoryMiB: CATALOGS[provider].serverTypes[name].memoryMiB };
+  };
+  const web = choose("webServerType", MIN_APP_MEMORY_MIB);
+  const worker = choose("workerServerType", MIN_APP_MEMORY_MIB);
+  const db = choose("dbServerType", MIN_MEMORY_MIB);
+  return web && worker && db ? { web, worker, db } : undefined;
+}
+
+function parsePrivateNetwork(v: Partial<KeyValues>, provider: Provider, region: string, problems: Problems): PrivateNetworkConfig | undefined {
+  if (v.privateNetworkCidr === undefined) return undefined;
+  if (provider !== "hetzner") {
+    if (v.privateNetworkZone !== undefined) problems.add("privateNetworkZone", `is for provider hetzner only (a DigitalOcean VPC lives in the droplets' region); remove it`);
+    return { cidr: v.privateNetworkCidr };
+  }
+  const zone = hetznerZoneOf(region)!;
+  const given = v.privateNetworkZone;
+  if (given !== undefined && given !== zone) {
+    const known = Object.keys(HETZNER_NETWORK_ZONES);
+    problems.add(
+      "privateNetworkZone",
+      known.includes(given)
+        ? `${quote(given)} does not contain location ${region} (its zone is ${zone}); servers join a subnet only in their zone's locations (${given}: ${HETZNER_NETWORK_ZONES[given].join(", ")})`
+        : `${quote(given)} is not a Hetzner network zone; use one of ${known.join(", ")} (location ${region} is in ${zone})`,
+    );
+    return undefined;
+  }
+  return { cidr: v.privateNetworkCidr, zone };
+}
+
+function parseDatabase(v: Partial<KeyValues>, provider: Provider, problems: Problems): DatabaseConfig | undefined {
+  const mode = v.databaseMode ?? "server";
+  if (mode === "server") {
+    if (v.managedDatabaseSize !== undefined) problems.add("managedDatabaseSize", `is only for saas-vps:databaseMode managed; databaseMode is server`);
+    return { mode };
+  }
+  if (provider !== "digitalocean") {
+    problems.add("databaseMode", `"managed" is DigitalOcean Managed PostgreSQL; Hetzner has no managed PostgreSQL, so use databaseMode server (its own server) there`);
+    return undefined;
+  }
+  return { mode, size: v.managedDatabaseSize ?? DEFAULT_MANAGED_DATABASE_SIZE };
 }
 
 function parseBackupBucket(raw: Record<string, string>, v: Partial<KeyValues>, serverProvider: Provider, problems: Problems): BackupBucketConfig | undefined {

@@ -9,8 +9,8 @@
  * keys) live in config.ts.
  */
 import { checkOnCalendar } from "./onCalendar";
-import { BUCKET_PROVIDERS, CATALOGS, PROVIDERS, type BucketProvider, type Provider } from "./providers";
-import { BUILT_STAGES, STAGES, type Stage } from "./stages";
+import { BUCKET_PROVIDERS, CATALOGS, DATABASE_MODES, PROVIDERS, type BucketProvider, type DatabaseMode, type Provider } from "./providers";
+import { BUILT_STAGES, SPLIT_STAGES, STAGES, type Stage } from "./stages";
 import {
   BUCKET_NAME_RULE,
   cidrNetwork,
@@ -20,6 +20,7 @@ import {
   isHostname,
   isHttpUrl,
   isIpAddress,
+  isPrivateIpv4Cidr,
   parseCidr,
   parseIntegerText,
   parseJsonStringList,
@@ -52,6 +53,8 @@ export interface KeySpec<T> {
 const ok = <T>(value: T): Parsed<T> => ({ ok: true, value });
 const fail = <T>(...problems: string[]): Parsed<T> => ({ ok: false, problems });
 const ALL = { stages: STAGES };
+/** Keys of the stages whose servers are split over a private network. */
+const SPLIT = { stages: SPLIT_STAGES };
 const DEFAULT_STAGE: Stage = "mvp";
 
 /** One of `allowed`; required when there is no default. */
@@ -161,6 +164,16 @@ function checkCidrs(list: string[]): Parsed<string[]> {
   return problems.length > 0 ? fail(...problems) : ok(list);
 }
 
+/** The private network's range: the providers take RFC 1918 IPv4 only; /24 leaves room for every planned host. */
+function checkPrivateNetworkCidr(value: string): string | undefined {
+  const cidr = parseCidr(value);
+  if (!cidr || cidr.version !== 4) return `must be an IPv4 network such as 10.20.0.0/16; got ${quote(value)}`;
+  if (cidrNetwork(cidr).address !== cidr.address) return `${quote(value)} has host bits set; write the network ${formatCidr(cidrNetwork(cidr))}`;
+  if (cidr.bits < 16 || cidr.bits > 24) return `must be from /16 to /24 (what both providers' networks take and the plan's addresses fit in); got /${cidr.bits}`;
+  if (!isPrivateIpv4Cidr(cidr)) return `${quote(value)} is not inside an RFC 1918 private range (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16)`;
+  return undefined;
+}
+
 function checkDomain(value: string): string | undefined {
   if (isIpAddress(value)) {
     return `${quote(value)} is an IP address: Let's Encrypt gives no certificate for it via HTTP-01; set a hostname whose DNS points at the server, or leave domain unset to serve plain HTTP on the IP`;
@@ -189,8 +202,9 @@ export const KEYS = {
       return parsed;
     },
     ...ALL,
-    description: "Growth stage: mvp (one server). separated and scaled are planned and rejected until built.",
-    rule: "`mvp`; `separated` and `scaled` are planned and rejected until built",
+    description:
+      "Growth stage: mvp (one server), separated (web, worker and PostgreSQL on their own servers over a private network). scaled is planned and rejected until built.",
+    rule: "`mvp` or `separated`; `scaled` is planned and rejected until built",
   },
   region: {
     ...optional(),
@@ -205,6 +219,54 @@ export const KEYS = {
     defaultText: perProvider((p) => CATALOGS[p].defaultServerType),
     description: "Provider server type with at least 2 GiB of memory. Default: Hetzner cx23, DigitalOcean s-2vcpu-4gb.",
     rule: "a type of that provider with ≥ 2 GiB memory",
+  },
+  webServerType: {
+    ...optional(),
+    ...SPLIT,
+    defaultText: "serverType",
+    description: "Server type of the web server (nginx and the web processes). Default: serverType.",
+    rule: "a type of that provider with ≥ 1 GiB memory",
+  },
+  workerServerType: {
+    ...optional(),
+    ...SPLIT,
+    defaultText: "serverType",
+    description: "Server type of the worker server. Default: serverType.",
+    rule: "a type of that provider with ≥ 1 GiB memory",
+  },
+  dbServerType: {
+    ...optional(),
+    ...SPLIT,
+    defaultText: "serverType",
+    description: "Server type of the PostgreSQL server (databaseMode server); PostgreSQL's tuning follows its memory. Default: serverType.",
+    rule: "a type of that provider with ≥ 2 GiB memory",
+  },
+  privateNetworkCidr: {
+    ...withDefault("10.20.0.0/16", checkPrivateNetworkCidr),
+    ...SPLIT,
+    description: "IPv4 range of the stack's private network (Hetzner Network, DigitalOcean VPC): an RFC 1918 network from /16 to /24.",
+    rule: "RFC 1918 IPv4 network, /16–/24, no host bits",
+  },
+  privateNetworkZone: {
+    ...optional(),
+    ...SPLIT,
+    defaultText: "the location's zone",
+    description: "Hetzner only: network zone of the private network (eu-central, us-east, us-west, ap-southeast); it must contain the location. Default: the location's zone.",
+    rule: "Hetzner only; the zone of `region`",
+  },
+  databaseMode: {
+    ...oneOfOr<DatabaseMode>(DATABASE_MODES),
+    ...SPLIT,
+    defaultText: "`server`",
+    description: "Where PostgreSQL runs: server (its own server with a protected volume) or managed (DigitalOcean Managed PostgreSQL; not on Hetzner).",
+    rule: "`server` or `managed` (DigitalOcean only)",
+  },
+  managedDatabaseSize: {
+    ...optional((v) => (/^db-[a-z0-9-]+$/.test(v) ? undefined : `must be a DigitalOcean database size slug such as db-s-1vcpu-2gb; got ${quote(v)}`)),
+    ...SPLIT,
+    defaultText: "`db-s-1vcpu-2gb`",
+    description: "DigitalOcean Managed PostgreSQL node size (databaseMode managed only). Default: db-s-1vcpu-2gb.",
+    rule: "only with `databaseMode: managed`",
   },
   domain: {
     ...optional(checkDomain),

@@ -101,3 +101,28 @@ export type BucketProvider = (typeof BUCKET_PROVIDERS)[number];
 export const HETZNER_OBJECT_STORAGE_LOCATIONS = ["fsn1", "nbg1", "hel1"] as const;
 /** DigitalOcean regions with Spaces. */
 export const SPACES_REGIONS = ["nyc3", "sfo2", "sfo3", "ams3", "sgp1", "fra1", "syd1", "blr1", "lon1", "atl1", "tor1"] as const;
+
+/** Where PostgreSQL runs from stage separated on: its own server, or DigitalOcean's managed service. */
+export const DATABASE_MODES = ["server", "managed"] as const;
+export type DatabaseMode = (typeof DATABASE_MODES)[number];
+/** The default node size of DigitalOcean Managed PostgreSQL (1 vCPU, 2 GiB). */
+export const DEFAULT_MANAGED_DATABASE_SIZE = "db-s-1vcpu-2gb";
+
+/**
+ * Hetzner network zones and the locations in each: a network's subnet lives in one zone, and
+ * only servers in that zone's locations can join it (docs.hetzner.com/cloud/networks/overview).
+ */
+export const HETZNER_NETWORK_ZONES: Readonly<Record<string, readonly string[]>> = {
+  "eu-central": ["fsn1", "nbg1", "hel1"],
+  "us-east": ["ash"],
+  "us-west": ["hil"],
+  "ap-southeast": ["sin"],
+};
+
+/** The network zone of a Hetzner location. */
+export function hetznerZoneOf(location: string): string | undefined {
+  return Object.keys(HETZNER_NETWORK_ZONES).find((zone) => HETZNER_NETWORK_ZONES[zone].includes(location));
+}
+
+/** Smallest memory of a server without PostgreSQL (web or worker alone). */
+export const MIN_APP_MEMORY_MIB = gib(1);

@@ -57,6 +57,28 @@ export function cidrNetwork(cidr: Cidr): Cidr {
   return { ...cidr, address: (cidr.address >> hostBits) << hostBits };
 }
 
+const RFC1918 = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"].map((text) => parseCidr(text)!);
+
+/** Whether an IPv4 network lies wholly inside one of the RFC 1918 private ranges. */
+export function isPrivateIpv4Cidr(cidr: Cidr): boolean {
+  return cidr.version === 4 && RFC1918.some((range) => cidr.bits >= range.bits && cidrNetwork({ ...cidr, bits: range.bits }).address === range.address);
+}
+
+/** The address `host` places into a network ("10.20.0.0/16", 10 → "10.20.0.10"). */
+export function hostAddress(network: string, host: number): string {
+  const cidr = parseCidr(network);
+  if (!cidr || cidr.version !== 4) throw new Error(`hostAddress: ${network} is not an IPv4 network`);
+  if (host < 1 || host >= 2 ** (32 - cidr.bits) - 1) throw new Error(`hostAddress: host ${host} does not fit in ${network}`);
+  return formatIpv4(cidrNetwork(cidr).address + BigInt(host));
+}
+
+/** Whether an IPv4 address lies in a network. */
+export function cidrContains(network: string, address: string): boolean {
+  const cidr = parseCidr(network);
+  const one = parseCidr(`${address}/32`);
+  return Boolean(cidr && one && cidr.version === 4 && cidrNetwork({ ...one, bits: cidr.bits }).address === cidrNetwork(cidr).address);
+}
+
 export function formatCidr(cidr: Cidr): string {
   return `${cidr.version === 4 ? formatIpv4(cidr.address) : formatIpv6(cidr.address)}/${cidr.bits}`;
 }

@@ -3,7 +3,8 @@
  * components/ only loops over this plan creating resources, so growing from `mvp` to
  * `separated` or `scaled` is a change here, not a rewrite of the components.
  */
-import type { BackupBucketConfig, Stage, StackConfig } from "../config/config";
+import type { BackupBucketConfig, DatabaseConfig, PrivateNetworkConfig, Stage, StackConfig } from "../config/config";
+import { hostAddress } from "../config/validators";
 import type { Provider } from "../config/providers";
 import { DATA_LABEL, DATA_MOUNT } from "../provisioning/layout";
 
@@ -18,6 +19,12 @@ export interface FirewallRule {
   protocol: "tcp";
   /** CIDRs allowed in; "0.0.0.0/0" and "::/0" mean anyone. */
   sources: string[];
+  /**
+   * Servers of the stack (plan names) allowed in over the private network, by their private
+   * address. Resolved where the addresses are known (plan/peers.ts); a rule with peers and
+   * no sources is private-only.
+   */
+  peers?: string[];
   description: string;
 }
 
@@ -38,6 +45,14 @@ export interface ServerPlan {
   region: string;
   /** Inbound rules; everything else inbound is dropped. */
   firewall: FirewallRule[];
+  /** Memory of serverType: PostgreSQL's tuning (and the local VM's size) follow it. */
+  memoryMiB: number;
+  /**
+   * The server's address on the stack's private network (split stages only). Hetzner and the
+   * local VM attach it as planned; DigitalOcean assigns VPC addresses itself, so there the
+   * droplet's real address replaces it once the droplet exists (components/).
+   */
+  privateIp?: string;
   /** Persistent data (PostgreSQL) lives here when the server has the db role. */
   volume?: VolumePlan;
   webInstances: number;
@@ -48,19 +63,46 @@ export interface StackPlan {
   provider: Provider;
   stage: Stage;
   servers: ServerPlan[];
+  /** The stack's private network (split stages only); every server is attached to it. */
+  network?: PrivateNetworkConfig;
+  /**
+   * Where PostgreSQL runs: on the server with the db role (named here), or a managed cluster
+   * (split stages on DigitalOcean only), reached over the private network.
+   */
+  database: DatabasePlan;
   backupBucket: BackupBucketConfig;
 }
+
+export type DatabasePlan = { kind: "server"; server: string } | { kind: "managed"; size: string };
+
+/**
+ * Host numbers of the servers in the private network: fixed per server so an address never
+ * moves when servers are added (scaled adds app servers at 11.., replicas at 31..).
+ */
+export const PRIVATE_HOSTS = { app: 10, worker: 20, db: 30 } as const;
+/** PostgreSQL's port; the db server's private firewall rule opens it to the app's servers. */
+export const POSTGRES_PORT = 5432;
 
 export const ANYWHERE = ["0.0.0.0/0", "::/0"];
 export const DEFAULT_DATA_VOLUME_GB = 20;
 
+/** Every server's SSH rule: only from the allowed CIDRs. */
+export function planSshRule(sshAllowedCidrs: string[]): FirewallRule {
+  return { port: 22, protocol: "tcp", sources: [...sshAllowedCidrs], description: "SSH from sshAllowedCidrs" };
+}
+
 /** Public ingress of any server that runs web: SSH from the allowed CIDRs, HTTP(S) from anyone. */
 export function planPublicFirewall(sshAllowedCidrs: string[]): FirewallRule[] {
   return [
-    { port: 22, protocol: "tcp", sources: [...sshAllowedCidrs], description: "SSH from sshAllowedCidrs" },
+    planSshRule(sshAllowedCidrs),
     { port: 80, protocol: "tcp", sources: [...ANYWHERE], description: "HTTP (ACME challenge, redirect)" },
     { port: 443, protocol: "tcp", sources: [...ANYWHERE], description: "HTTPS" },
   ];
+}
+
+/** PostgreSQL on the db server: only the app's servers, only over the private network. */
+export function planDatabaseRule(clients: string[]): FirewallRule {
+  return { port: POSTGRES_PORT, protocol: "tcp", sources: [], peers: [...clients], description: `PostgreSQL from ${clients.join(" and ")} (private network)` };
 }
 
 export function planStack(config: StackConfig): StackPlan {
@@ -74,16 +116,19 @@ export function planStack(config: StackConfig): StackPlan {
             name: "app",
             roles: ["web", "worker", "db"],
             serverType: config.serverType,
+            memoryMiB: config.serverMemoryMiB,
             region: config.region,
             firewall: planPublicFirewall(config.sshAllowedCidrs),
-            volume: { name: "app-data", sizeGb: DEFAULT_DATA_VOLUME_GB, label: DATA_LABEL, mountPoint: DATA_MOUNT },
+            volume: dataVolume(),
             webInstances: config.webInstances,
             workerInstances: config.workerInstances,
           },
         ],
+        database: { kind: "server", server: "app" },
         backupBucket: config.backupBucket,
       };
     case "separated":
+      return planSeparated(config);
     case "scaled":
       // The parser rejects these until they are built; reaching here is a programming error.
       throw new Error(`stage ${config.stage} is not built yet`);
@@ -92,4 +137,62 @@ export function planStack(config: StackConfig): StackPlan {
       throw new Error(`unhandled stage ${unreachable}`);
     }
   }
+}
+
+/** The one data volume a stack's PostgreSQL lives on; the same resource name in every stage. */
+function dataVolume(): VolumePlan {
+  return { name: "app-data", sizeGb: DEFAULT_DATA_VOLUME_GB, label: DATA_LABEL, mountPoint: DATA_MOUNT };
+}
+
+/**
+ * Stage separated: the web server keeps the name `app` (so a stack moved from `mvp` keeps its
+ * server, fixed IP and DNS), the worker and PostgreSQL get servers of their own, all on one
+ * private network. With a managed database there is no db server.
+ */
+function planSeparated(config: StackConfig): StackPlan {
+  const network = config.privateNetwork;
+  if (!network) throw new Error("stage separated without a private network (the config parser sets one)");
+  const at = (host: number) => hostAddress(network.cidr, host);
+  const app: ServerPlan = {
+    name: "app",
+    roles: ["web"],
+    serverType: config.servers.web.serverType,
+    memoryMiB: config.servers.web.memoryMiB,
+    region: config.region,
+    firewall: planPublicFirewall(config.sshAllowedCidrs),
+    privateIp: at(PRIVATE_HOSTS.app),
+    webInstances: config.webInstances,
+    workerInstances: 0,
+  };
+  const worker: ServerPlan = {
+    name: "worker",
+    roles: ["worker"],
+    serverType: config.servers.worker.serverType,
+    memoryMiB: config.servers.worker.memoryMiB,
+    region: config.region,
+    firewall: [planSshRule(config.sshAllowedCidrs)],
+    privateIp: at(PRIVATE_HOSTS.worker),
+    webInstances: 0,
+    workerInstances: config.workerInstances,
+  };
+  const servers = [app, worker];
+  let database: DatabasePlan;
+  if (config.database.mode === "managed") {
+    database = { kind: "managed", size: config.database.size };
+  } else {
+    servers.push({
+      name: "db",
+      roles: ["db"],
+      serverType: config.servers.db.serverType,
+      memoryMiB: config.servers.db.memoryMiB,
+      region: config.region,
+      firewall: [planSshRule(config.sshAllowedCidrs), planDatabaseRule([app.name, worker.name])],
+      privateIp: at(PRIVATE_HOSTS.db),
+      volume: dataVolume(),
+      webInstances: 0,
+      workerInstances: 0,
+    });
+    database = { kind: "server", server: "db" };
+  }
+  return { provider: config.provider, stage: config.stage, servers, network, database, backupBucket: config.backupBucket };
 }

@@ -11,7 +11,8 @@ import type { RoleInputs } from "../provisioning/roles/index";
 import { runsApp } from "../provisioning/roles/index";
 import type { MachineKind, ServerRenderInput } from "../provisioning/server";
 import type { StackConfig } from "../config/config";
-import type { Role, ServerPlan } from "./plan";
+import type { Role, ServerPlan, StackPlan } from "./plan";
+import { plannedAddresses, resolveFirewall, type PrivateAddresses } from "./peers";
 
 export interface ServerSecrets {
   databasePassword: string;
@@ -27,19 +28,26 @@ export interface ServerInputContext {
   secrets: ServerSecrets;
   /** The resolved backup bucket (created or given), keys included. */
   backupBucket: BackupBucket;
+  /**
+   * Private addresses of the stack's servers as known now (split stages); default: the plan's.
+   * An address not known yet (DigitalOcean, before the droplet exists) is left out, and rules
+   * naming that server fall back to the whole private network (plan/peers.ts).
+   */
+  privateAddresses?: PrivateAddresses;
 }
 
 export function appUrlFor(config: Pick<StackConfig, "domain">, ipv4: string): string {
   return config.domain ? `https://${config.domain}` : `http://${ipv4}`;
 }
 
-export function buildServerInput(config: StackConfig, server: ServerPlan, context: ServerInputContext): ServerRenderInput {
+export function buildServerInput(config: StackConfig, server: ServerPlan, context: ServerInputContext, plan: Pick<StackPlan, "servers" | "network"> = { servers: [server] }): ServerRenderInput {
   const roles: Partial<RoleInputs> = {};
   for (const role of server.roles) setRoleInput(roles, role, config, server, context);
+  const addresses = context.privateAddresses ?? plannedAddresses(plan);
   return {
     hostname: server.name,
     sshPublicKeys: config.sshPublicKeys,
-    firewall: server.firewall,
+    firewall: resolveFirewall(server, addresses, plan.network?.cidr),
     roles,
     app: runsApp(server.roles)
       ? {
@@ -66,7 +74,7 @@ function setRoleInput(roles: Partial<RoleInputs>, role: Role, config: StackConfi
     case "db":
       roles.db = {
         machine: context.machine,
-        memoryMiB: config.serverMemoryMiB,
+        memoryMiB: server.memoryMiB,
         databasePassword: context.secrets.databasePassword,
         backup: backupOptions(config, context),
       };

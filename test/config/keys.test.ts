@@ -35,6 +35,7 @@ describe("config key table", () => {
       backupSchedule: "*-*-* 03:00:00 UTC",
       backupRetentionDays: 14,
       restoreDrillSchedule: "Sun *-*-* 04:30:00 UTC",
+      privateNetworkCidr: "10.20.0.0/16",
       appDir: "app",
       appBuildCommand: "npm run --silent build",
     });
@@ -48,8 +49,9 @@ describe("config key table", () => {
     }
   });
 
-  it("every key of today applies to every stage", () => {
-    for (const key of KNOWN_KEYS) assert.deepEqual((KEYS[key] as KeySpec<unknown>).stages, STAGES, key);
+  it("every key applies to every stage but the split stages' own (servers per role, network, database)", () => {
+    const splitOnly = ["webServerType", "workerServerType", "dbServerType", "privateNetworkCidr", "privateNetworkZone", "databaseMode", "managedDatabaseSize"];
+    for (const key of KNOWN_KEYS) assert.deepEqual((KEYS[key] as KeySpec<unknown>).stages, splitOnly.includes(key) ? ["separated", "scaled"] : STAGES, key);
   });
 
   it("refuses a key set in a stage it does not apply to, naming the stages that take it", () => {

@@ -36,7 +36,7 @@ describe("stage planner", () => {
 
   it("refuses a stage it cannot build yet, naming it", () => {
     const config = parseStackConfig(minimalRaw("hetzner"));
-    assert.throws(() => planStack({ ...config, stage: "separated" }), /^Error: stage separated is not built yet$/);
+    assert.throws(() => planStack({ ...config, stage: "scaled" }), /^Error: stage scaled is not built yet$/);
   });
 });
 
