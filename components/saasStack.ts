@@ -45,7 +45,10 @@ export class SaasStack extends pulumi.ComponentResource {
     const sourceHash = hashSourceTree(appDir);
     const secret = (id: string, length: number) =>
       new random.RandomPassword(`${name}-${id}`, { length, special: false }, { parent: this }).result;
+    // The schema owner's keeps the resource name it always had: an existing stack keeps its password.
     const databasePassword = secret("db-password", 32);
+    const databaseWebPassword = secret("db-web-password", 32);
+    const databaseWorkerPassword = secret("db-worker-password", 32);
     const appSecretKey = secret("app-secret-key", 48);
     const backupPassword = secret("backup-password", 48);
     this.backupEncryptionPassword = pulumi.secret(backupPassword);
@@ -68,13 +71,13 @@ export class SaasStack extends pulumi.ComponentResource {
           privateKey: config.sshPrivateKey ? pulumi.secret(config.sshPrivateKey) : undefined,
           render: (ipv4) =>
             pulumi
-              .all([ipv4, databasePassword, appSecretKey, backupPassword, this.backupBucket.resolved])
-              .apply(([ip, db, key, backup, bucket]) =>
+              .all([ipv4, databasePassword, databaseWebPassword, databaseWorkerPassword, appSecretKey, backupPassword, this.backupBucket.resolved])
+              .apply(([ip, db, dbWeb, dbWorker, key, backup, bucket]) =>
                 renderServer(
                   buildServerInput(config, server, {
                     machine,
                     ipv4: ip,
-                    secrets: { databasePassword: db, appSecretKey: key, backupPassword: backup },
+                    secrets: { databasePassword: db, databaseWebPassword: dbWeb, databaseWorkerPassword: dbWorker, appSecretKey: key, backupPassword: backup },
                     backupBucket: bucket,
                   }, this.plan),
                 ),
