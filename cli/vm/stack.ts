@@ -119,14 +119,19 @@ export async function renderStackServersForVm(opts: {
   publicKey: string;
   bucket?: VmBucketOverride;
   outDir: string;
-  /** Stack settings (short keys) changed on purpose by the caller, e.g. a test's process counts. */
-  settings?: Record<string, string>;
+  /**
+   * Stack settings (short keys) changed on purpose by the caller, e.g. a test's process counts;
+   * null removes the key (a test of a stack with a domain, on plain HTTP).
+   */
+  settings?: Record<string, string | null>;
 }): Promise<VmStackRender> {
   const file = stackFilePath(opts.stack);
   if (!fs.existsSync(file)) throw new Error(missingStackMessage(opts.stack));
   const stackFile = readStackFile(file);
+  const settings = Object.entries(opts.settings ?? {});
+  for (const [key] of settings.filter(([, v]) => v === null)) delete stackFile.config[qualifyKey(key)];
   const overrides = {
-    ...Object.fromEntries(Object.entries(opts.settings ?? {}).map(([k, v]) => [qualifyKey(k), v])),
+    ...Object.fromEntries(settings.filter(([, v]) => v !== null).map(([k, v]) => [qualifyKey(k), v as string])),
     ...vmOverrides(stackFile.config, opts.publicKey, opts.bucket),
   };
   const withVm = withOverrides(stackFile, overrides);

@@ -42,6 +42,8 @@ export interface ServerVm {
   boot?: BootResult;
   pushes?: PushRun;
   release?: ShippedRelease;
+  /** Why booting or pushing failed (with the console tail); the VM is left running. */
+  error?: Error;
   /** Seconds since the stack's start (the first QEMU of the stack is ~0 s). */
   at: { qemuStarted?: number; ssh?: number; cloudInitDone?: number; pushed?: number; released?: number; healthy?: number };
 }
@@ -51,6 +53,7 @@ export interface StackVms {
   servers: ServerVm[];
   /** Date.now() when booting began: the zero of every `at`. */
   startedAtMs: number;
+  log: VmLogger;
 }
 
 export interface StartStackOptions {
@@ -58,8 +61,8 @@ export interface StartStackOptions {
   /** `.vm/<name>/`. */
   stackDir: string;
   bucket?: VmBucketOverride & { certFile: string };
-  /** Stack settings changed on purpose (short keys), e.g. a test's process counts. */
-  settings?: Record<string, string>;
+  /** Stack settings changed on purpose (short keys; null removes one), e.g. a test's process counts. */
+  settings?: Record<string, string | null>;
   /** Ship the app release and wait for /health (default true). */
   release?: boolean;
   cpus?: number;
@@ -73,11 +76,25 @@ export interface StartStackOptions {
 }
 
 /**
- * Render, boot every server concurrently, push, release, wait for health. Throws on the first
- * failure with the failing server's name and its console tail; every VM is left running to
- * inspect (stopStackVms ends them). The returned servers carry each step's time.
+ * Render, boot every server concurrently, push, release, wait for health (what `npm run vm --
+ * --stack` does). Throws on the first failure with the failing servers' names and console
+ * tails; every VM is left running to inspect (stopStackVms ends them).
  */
 export async function startStackVms(opts: StartStackOptions): Promise<StackVms> {
+  const vms = await bootStackVms(opts);
+  const failed = vms.servers.filter((s) => s.error);
+  if (failed.length > 0) throw new Error(failed.map((s) => s.error!.message).join("\n\n"));
+  if (opts.bucket) await trustBucketInStackVms(vms, opts.bucket.certFile);
+  if (opts.release !== false) await releaseStackVms(vms, { stack: opts.stack, log: opts.log });
+  return vms;
+}
+
+/**
+ * Render every server, then boot them all at once, each from its exact user-data, and run each
+ * one's day-2 pushes as soon as its first boot is done. A server that fails keeps its error
+ * (with its console tail) in `error`; the others go on.
+ */
+export async function bootStackVms(opts: StartStackOptions): Promise<StackVms> {
   const log = opts.log ?? stderrLog;
   const stackDir = path.resolve(opts.stackDir);
   const key = ensureSshKey(stackDir);
@@ -93,19 +110,17 @@ export async function startStackVms(opts: StartStackOptions): Promise<StackVms> 
   fs.writeFileSync(path.join(stackDir, SERVERS_FILE), JSON.stringify(render.servers.map((s) => s.server)) + "\n");
   const segment = render.networkCidr ? ensurePrivateSegment(stackDir) : undefined;
   const startedAtMs = Date.now();
-  const since = () => Math.round((Date.now() - startedAtMs) / 100) / 10;
-  const servers: ServerVm[] = render.servers.map((r) => ({ render: r, runDir: serverRunDir(stackDir, r.server), at: {} }));
-  const tagged = (name: string): VmLogger => (m) => log(m.replace(/^\[vm/, `[${name}`));
+  const vms: StackVms = { render, servers: [], startedAtMs, log };
+  vms.servers = render.servers.map((r) => ({ render: r, runDir: serverRunDir(stackDir, r.server), at: {} }));
 
-  // Boot + pushes, every server at once: each server's step runs as soon as its own VM is ready.
-  await allOrFirstError(servers.map(async (s) => {
+  await Promise.all(vms.servers.map(async (s) => {
     const name = s.render.server;
-    const slog = tagged(name);
+    const slog = serverLog(vms, name);
     try {
       s.boot = await bootVm({
         runDir: s.runDir, userDataFile: s.render.userDataFile, hostname: name, sshKeyDir: stackDir,
         memoryMiB: opts.memoryMiB ?? vmMemoryFor(s.render), cpus: opts.cpus, accel: opts.accel, rebuildImage: opts.rebuildImage,
-        log: slog, onStart: (vm) => { s.vm = vm; s.at.qemuStarted = since(); },
+        log: slog, onStart: (vm) => { s.vm = vm; s.at.qemuStarted = sinceStart(vms); },
         ...(s.render.privateAddress && segment
           ? { privateNic: { segment, mac: macFor(stackDir, name, "private"), address: s.render.privateAddress } }
           : {}),
@@ -117,40 +132,54 @@ export async function startStackVms(opts: StartStackOptions): Promise<StackVms> 
       }
       s.at.cloudInitDone = round(s.at.qemuStarted! + ci.seconds);
       s.pushes = await runPushes(s.boot.vm, s.render.pushes, { log: slog });
-      s.at.pushed = since();
+      s.at.pushed = sinceStart(vms);
     } catch (e) {
-      throw failureOf(name, s.vm, e);
+      s.error = failureOf(name, s.vm, e);
+      slog(`[vm] ${s.error.message}`);
     }
   }));
+  return vms;
+}
 
-  if (opts.bucket) {
-    // LOCAL-VM-ONLY: the local bucket's certificate is self-signed (cli/vm/s3.ts).
-    await allOrFirstError(servers.map((s) => trustBucketCaInGuest(s.boot!.vm, opts.bucket!.certFile)));
-  }
-  if (opts.release !== false) {
-    const appServers = servers.filter((s) => s.render.runsApp);
-    if (appServers.length > 0) {
-      const artifact = await buildApp({ stack: opts.stack, log });
-      // One server after the other: the first release runs the migrations, the next find them done.
-      for (const s of appServers) {
-        try {
-          s.release = await shipRelease(s.boot!.vm, { stack: opts.stack, artifact, log: tagged(s.render.server) });
-          s.at.released = since();
-        } catch (e) {
-          throw failureOf(s.render.server, s.vm, e);
-        }
-      }
-    }
-    for (const s of servers.filter((x) => x.render.roles.includes("web"))) {
-      try {
-        await waitForHealth(s.boot!.vm, { timeoutMs: 120000, log: tagged(s.render.server) });
-        s.at.healthy = since();
-      } catch (e) {
-        throw failureOf(s.render.server, s.vm, e);
-      }
+/** LOCAL-VM-ONLY: every VM trusts the local bucket's self-signed certificate (cli/vm/s3.ts). */
+export async function trustBucketInStackVms(vms: StackVms, certFile: string): Promise<void> {
+  await Promise.all(vms.servers.map((s) => trustBucketCaInGuest(s.boot!.vm, certFile)));
+}
+
+/**
+ * The app release on every server that runs the app, one after the other (the first runs the
+ * migrations, the next find them done), then /health through nginx on every web server.
+ */
+export async function releaseStackVms(vms: StackVms, opts: { stack: string; log?: VmLogger }): Promise<void> {
+  const appServers = vms.servers.filter((s) => s.render.runsApp);
+  if (appServers.length === 0) return;
+  const artifact = await buildApp({ stack: opts.stack, log: opts.log ?? vms.log });
+  for (const s of appServers) {
+    try {
+      s.release = await shipRelease(s.boot!.vm, { stack: opts.stack, artifact, log: serverLog(vms, s.render.server) });
+      s.at.released = sinceStart(vms);
+    } catch (e) {
+      throw failureOf(s.render.server, s.vm, e);
     }
   }
-  return { render, servers, startedAtMs };
+  for (const s of vms.servers.filter((x) => x.render.roles.includes("web"))) {
+    try {
+      await waitForHealth(s.boot!.vm, { timeoutMs: 120000, log: serverLog(vms, s.render.server) });
+      s.at.healthy = sinceStart(vms);
+    } catch (e) {
+      throw failureOf(s.render.server, s.vm, e);
+    }
+  }
+}
+
+/** Seconds since the stack's VMs began to boot, one decimal. */
+export function sinceStart(vms: StackVms): number {
+  return round((Date.now() - vms.startedAtMs) / 1000);
+}
+
+/** The stack's log with `[<server>` in place of `[vm`, so interleaved lines say whose they are. */
+function serverLog(vms: StackVms, server: string): VmLogger {
+  return (m) => vms.log(m.replace(/^\[vm/, `[${server}`));
 }
 
 /** Power off every VM of the stack dir (or one server's); returns how each ended. */
@@ -158,15 +187,6 @@ export async function stopStackVms(stackDir: string, opts: { server?: string; lo
   const names = opts.server ? [opts.server] : startedServers(stackDir);
   const ended = await Promise.all(names.map((n) => stopVm(serverRunDir(stackDir, n), { log: opts.log })));
   return Object.fromEntries(names.map((n, i) => [n, ended[i]]));
-}
-
-/** Waits for every promise; throws the first error only after all have settled (no VM is left mid-step unseen). */
-async function allOrFirstError(work: Promise<unknown>[]): Promise<void> {
-  const results = await Promise.allSettled(work);
-  const failed = results.filter((r): r is PromiseRejectedResult => r.status === "rejected");
-  if (failed.length > 0) {
-    throw new Error(failed.map((f) => (f.reason as Error).message).join("\n\n"));
-  }
 }
 
 function failureOf(server: string, vm: Vm | undefined, e: unknown): Error {
