@@ -13,6 +13,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { type BootResult, bootVm } from "./boot";
 import { waitForHealth } from "./http";
+import { DEFAULT_PACKAGES, ensureImage, packagesFromUserData } from "./image";
 import { stderrLog, type VmLogger } from "./log";
 import { ensurePrivateSegment, macFor } from "./network";
 import { type PushRun, runPushes } from "./pushes";
@@ -108,6 +109,13 @@ export async function bootStackVms(opts: StartStackOptions): Promise<StackVms> {
     if (running) throw new Error(`server ${s.server}'s VM is already running (pid ${running.pid}); stop it first`);
   }
   fs.writeFileSync(path.join(stackDir, SERVERS_FILE), JSON.stringify(render.servers.map((s) => s.server)) + "\n");
+  // Every server's image first (builds take turns on one lock, and a cached image's lookup waits
+  // for a build in progress), so the VMs then start together and their times share one zero.
+  const tImages = Date.now();
+  const images = await Promise.all(render.servers.map((s) =>
+    ensureImage({ packages: packagesFromUserData(s.userData) ?? DEFAULT_PACKAGES, rebuild: opts.rebuildImage, log })));
+  log(`[vm] images ${images.map((im, i) => `${render.servers[i].server} ${im.key}${im.built ? " (built)" : ""}`).join(", ")} ` +
+    `ready in ${((Date.now() - tImages) / 1000).toFixed(0)} s`);
   const segment = render.networkCidr ? ensurePrivateSegment(stackDir) : undefined;
   const startedAtMs = Date.now();
   const vms: StackVms = { render, servers: [], startedAtMs, log };
@@ -119,7 +127,7 @@ export async function bootStackVms(opts: StartStackOptions): Promise<StackVms> {
     try {
       s.boot = await bootVm({
         runDir: s.runDir, userDataFile: s.render.userDataFile, hostname: name, sshKeyDir: stackDir,
-        memoryMiB: opts.memoryMiB ?? vmMemoryFor(s.render), cpus: opts.cpus, accel: opts.accel, rebuildImage: opts.rebuildImage,
+        memoryMiB: opts.memoryMiB ?? vmMemoryFor(s.render), cpus: opts.cpus, accel: opts.accel,
         log: slog, onStart: (vm) => { s.vm = vm; s.at.qemuStarted = sinceStart(vms); },
         ...(s.render.privateAddress && segment
           ? { privateNic: { segment, mac: macFor(stackDir, name, "private"), address: s.render.privateAddress } }
