@@ -19,11 +19,11 @@ export const PG_HBA_PATH = `${CONFIG_DIR}/pg_hba.conf`;
 export const PG_TLS_CERT_PATH = `${CONFIG_DIR}/postgresql-tls/server.crt`;
 export const PG_TLS_KEY_PATH = `${CONFIG_DIR}/postgresql-tls/server.key`;
 /**
- * listen_addresses on a db server, written by 20-postgresql into the cluster's conf.d (after our
- * settings file, so it wins): the private address is known only on the server (DigitalOcean
- * assigns it when the droplet is created).
+ * listen_addresses on a db server, written by 17-postgresql-network and included by our settings:
+ * the private address is known only on the server (DigitalOcean assigns it when the droplet is
+ * created).
  */
-export const PG_LISTEN_CONF_NAME = "60-saas-vps-listen.conf";
+export const PG_LISTEN_CONF_PATH = `${CONFIG_DIR}/postgresql-listen.conf`;
 
 export interface PostgresTuning {
   sharedBuffersMiB: number;
@@ -74,8 +74,9 @@ export function renderPostgresConf(options: PostgresOptions): string {
   const where = options.network
     ? [
         `# PostgreSQL's own server (${options.memoryMiB} MiB of memory); linked into the cluster's conf.d by bootstrap.`,
-        `# listen_addresses (localhost and the private address) is in conf.d/${PG_LISTEN_CONF_NAME}, written by bootstrap`,
-        "# on the server; changing shared_buffers or listen_addresses needs a restart.",
+        "# listen_addresses (localhost and the private address) is written on the server by bootstrap;",
+        "# changing shared_buffers or listen_addresses needs a restart (bootstrap restarts for the latter).",
+        `include '${PG_LISTEN_CONF_PATH}'`,
       ]
     : [
         "# Rendered by saas-vps (provisioning/postgres.ts) for a server with " + options.memoryMiB + " MiB of memory.",

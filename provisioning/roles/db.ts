@@ -9,7 +9,7 @@ import { BOOTSTRAP_PATH } from "../cloudInit";
 import type { RenderedFile } from "../files";
 import { DATA_LABEL, DATA_MOUNT, DATABASE_NAME, DB_ENV_FILE, LIB_DIR } from "../layout";
 import { loadScript } from "../scripts";
-import { PG_LISTEN_CONF_NAME, PG_TLS_CERT_PATH, PG_TLS_KEY_PATH, POSTGRES_CONF_PATH, renderPostgresFiles, type PostgresClient } from "../postgres";
+import { PG_LISTEN_CONF_PATH, PG_TLS_CERT_PATH, PG_TLS_KEY_PATH, POSTGRES_CONF_PATH, renderPostgresFiles, type PostgresClient } from "../postgres";
 import type { DatabaseCredentials } from "../../plan/database";
 import { renderUnit, UNIT_DIR } from "../systemd";
 import type { RoleContribution } from "./contribution";
@@ -54,7 +54,7 @@ export function renderDb(input: DbInput): RoleContribution[] {
       ],
       // e2fsprogs formats and labels the data volume; openssl makes the server's TLS certificate.
       packages: ["e2fsprogs", "postgresql", ...(network ? ["openssl"] : []), ...BACKUP_PACKAGES],
-      steps: ["10-data-volume", "20-postgresql"],
+      steps: ["10-data-volume", ...(network ? ["17-postgresql-network"] : []), "20-postgresql"],
       // The cluster's unit carries the installed version: 20-postgresql names it on the server.
       units: [],
       unitsStartedByPush: [...BACKUP_TIMERS],
@@ -69,7 +69,7 @@ export function renderDb(input: DbInput): RoleContribution[] {
         DB_ENV_FILE,
         DB_LOGINS_SQL: DB_LOGINS_SQL_PATH,
         POSTGRES_CONF: POSTGRES_CONF_PATH,
-        ...(network ? { DB_LISTEN_PRIVATE: "yes", PG_LISTEN_CONF_NAME, PG_TLS_CERT: PG_TLS_CERT_PATH, PG_TLS_KEY: PG_TLS_KEY_PATH } : {}),
+        ...(network ? { PG_LISTEN_CONF: PG_LISTEN_CONF_PATH, PG_TLS_CERT: PG_TLS_CERT_PATH, PG_TLS_KEY: PG_TLS_KEY_PATH } : {}),
       },
     },
   ];

@@ -1,6 +1,4 @@
--- The app's logins and database (docs/ARCHITECTURE.md, decision 11), run by 20-postgresql as
--- postgres: psql -v db= -v owner= -v web= -v worker=, passwords from the environment. Idempotent.
--- owner: owns the database and its schemas (migrations). web, worker: data rights only.
+-- The app's logins and database, run by 20-postgresql (docs/ARCHITECTURE.md, decision 11).
 SET log_min_duration_statement = -1;
 SET log_statement = 'none';
 \getenv owner_password DB_PASSWORD
@@ -18,12 +16,10 @@ GRANT CONNECT ON DATABASE :"db" TO :"web", :"worker";
 \connect :"db"
 SET log_min_duration_statement = -1;
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
--- What migrations made before these grants: every schema of the owner's, and public.
 SELECT format('GRANT USAGE ON SCHEMA %I TO %I, %I', n, :'web', :'worker'),
        format('GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA %I TO %I, %I', n, :'web', :'worker'),
        format('GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA %I TO %I, %I', n, :'web', :'worker')
   FROM (SELECT nspname FROM pg_namespace WHERE nspname = 'public' OR nspowner = :'owner'::regrole::oid) AS s(n) \gexec
--- What later migrations make (the owner creates it): the same rights.
 ALTER DEFAULT PRIVILEGES FOR ROLE :"owner" GRANT USAGE ON SCHEMAS TO :"web", :"worker";
 ALTER DEFAULT PRIVILEGES FOR ROLE :"owner" GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO :"web", :"worker";
 ALTER DEFAULT PRIVILEGES FOR ROLE :"owner" GRANT USAGE, SELECT ON SEQUENCES TO :"web", :"worker";
