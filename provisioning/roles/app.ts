@@ -12,7 +12,7 @@
 import type { RenderedFile } from "../files";
 import { databaseUrl, type DatabaseCredentials, type DatabaseEndpoint } from "../../plan/database";
 import { APP_ENV_FILE, APP_ROOT, APP_USER, UPLOAD_DIR, WEB_ENV_FILE, WORKER_ENV_FILE } from "../layout";
-import { RELEASE_PACKAGES, RELEASE_PATHS, renderReleaseFiles } from "../release";
+import { RELEASE_PACKAGES, RELEASE_PATHS, renderReleaseFiles, runsMigrations } from "../release";
 import { APP_TARGET, renderAppUnitFiles, ROLLING_RESTART } from "../systemd";
 import type { RoleContribution } from "./contribution";
 
@@ -48,7 +48,9 @@ export function renderApp(app: AppInput, processes: AppProcesses): RoleContribut
       appEnvFile(app),
       ...processEnvFiles(app.database, processes),
       // The release command runs only once the first `pulumi up` ships a release, after the pushes.
-      ...renderReleaseFiles(processes).map((f) => (f.path === RELEASE_PATHS.command ? { ...f, pushOnly: true } : f)),
+      ...renderReleaseFiles({ ...processes, migrate: runsMigrations(processes.webPorts.length) }).map((f) =>
+        f.path === RELEASE_PATHS.command ? { ...f, pushOnly: true } : f,
+      ),
     ],
     packages: ["nodejs", ...RELEASE_PACKAGES],
     steps: ["30-app-dirs"],
