@@ -6,6 +6,8 @@
  * directly.
  */
 import type { BackupBucket, BackupRenderOptions } from "../provisioning/backup";
+import type { S3Bucket } from "../provisioning/bucket";
+import type { UploadsInput } from "../provisioning/uploads";
 import { DATABASE_NAME, surgePortFor, webPorts, workerUnits } from "../provisioning/layout";
 import type { RoleInputs } from "../provisioning/roles/index";
 import { runsApp } from "../provisioning/roles/index";
@@ -28,6 +30,8 @@ export interface ServerInputContext {
   secrets: ServerSecrets;
   /** The resolved backup bucket (created or given), keys included. */
   backupBucket: BackupBucket;
+  /** The resolved uploads bucket (created or given), the app's keys included; only when uploads go to a bucket. */
+  uploadsBucket?: S3Bucket;
   /**
    * Private addresses of the stack's servers as known now (split stages); default: the plan's.
    * An address not known yet (DigitalOcean, before the droplet exists) is left out, and rules
@@ -55,6 +59,7 @@ export function buildServerInput(config: StackConfig, server: ServerPlan, contex
           environment: appEnvironmentFor(config),
           databasePassword: context.secrets.databasePassword,
           secretKey: context.secrets.appSecretKey,
+          uploads: uploadsFor(config, context),
         }
       : undefined,
   };
@@ -99,6 +104,13 @@ function backupOptions(config: StackConfig, context: ServerInputContext): Backup
   };
 }
 
+/** Where the app on this server keeps uploads: the config's choice, with the bucket as resolved. */
+export function uploadsFor(config: Pick<StackConfig, "uploads">, context: Pick<ServerInputContext, "uploadsBucket">): UploadsInput {
+  if (config.uploads.storage === "volume") return { storage: "volume" };
+  if (!context.uploadsBucket) throw new Error("uploads go to a bucket, but no resolved uploads bucket was given");
+  return { storage: "bucket", bucket: context.uploadsBucket };
+}
+
 /** Optional app settings from stack config, as the app's environment variables. */
 export function appEnvironmentFor(config: Pick<StackConfig, "smtpUrl" | "mailFrom" | "sentryDsn">): Record<string, string> {
   const env: Record<string, string> = {};
@@ -122,5 +134,12 @@ export const PLACEHOLDER_CONTEXT: Omit<ServerInputContext, "machine"> = {
     region: "fsn1",
     accessKeyId: "PLACEHOLDERKEYID",
     secretAccessKey: "placeholder-secret-access-key",
+  },
+  uploadsBucket: {
+    endpoint: "https://fsn1.your-objectstorage.com",
+    name: "placeholder-uploads",
+    region: "fsn1",
+    accessKeyId: "PLACEHOLDERUPLOADSKEYID",
+    secretAccessKey: "placeholder-uploads-secret-access-key",
   },
 };

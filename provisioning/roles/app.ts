@@ -4,9 +4,10 @@
  * and its config, Node, and the directories releases go to.
  */
 import type { RenderedFile } from "../files";
-import { APP_ENV_FILE, APP_ROOT, APP_USER, DATABASE_NAME, DATABASE_USER, UPLOAD_DIR } from "../layout";
+import { APP_ENV_FILE, APP_ROOT, APP_USER, DATABASE_NAME, DATABASE_USER } from "../layout";
 import { RELEASE_PACKAGES, RELEASE_PATHS, renderReleaseFiles } from "../release";
 import { APP_TARGET, renderAppUnitFiles, ROLLING_RESTART } from "../systemd";
+import { uploadDirOf, uploadsEnvironment, type UploadsInput } from "../uploads";
 import type { RoleContribution } from "./contribution";
 
 export interface AppInput {
@@ -17,6 +18,8 @@ export interface AppInput {
   /** Generated secrets; they only ever land in the 0600 app.env. */
   databasePassword: string;
   secretKey: string;
+  /** Where uploaded files live: the data volume, or a bucket (its keys land in app.env). */
+  uploads: UploadsInput;
 }
 
 /** The app's processes on this server, from its roles: web instance ports and worker units. */
@@ -28,9 +31,10 @@ export interface AppProcesses {
 }
 
 export function renderApp(app: AppInput, processes: AppProcesses): RoleContribution {
+  const uploadDir = uploadDirOf(app.uploads);
   return {
     files: [
-      ...renderAppUnitFiles(processes.webPorts, processes.workerUnits),
+      ...renderAppUnitFiles(processes.webPorts, processes.workerUnits, uploadDir),
       appEnvFile(app),
       // The release command runs only once the first `pulumi up` ships a release, after the pushes.
       ...renderReleaseFiles(processes).map((f) => (f.path === RELEASE_PATHS.command ? { ...f, pushOnly: true } : f)),
@@ -38,7 +42,8 @@ export function renderApp(app: AppInput, processes: AppProcesses): RoleContribut
     packages: ["nodejs", ...RELEASE_PACKAGES],
     steps: ["30-app-dirs"],
     units: [APP_TARGET],
-    settings: { APP_USER, APP_ROOT, UPLOAD_DIR },
+    // 30-app-dirs makes UPLOAD_DIR only when uploads stay on this server's volume.
+    settings: { APP_USER, APP_ROOT, ...(uploadDir ? { UPLOAD_DIR: uploadDir } : {}) },
   };
 }
 
@@ -48,7 +53,7 @@ function appEnvFile(app: AppInput): RenderedFile {
     `DATABASE_URL=postgres://${DATABASE_USER}:${app.databasePassword}@127.0.0.1:5432/${DATABASE_NAME}`,
     `SECRET_KEY=${app.secretKey}`,
     `APP_URL=${app.url}`,
-    `UPLOAD_DIR=${UPLOAD_DIR}`,
+    ...uploadsEnvironment(app.uploads).map(([key, value]) => `${key}=${value}`),
     "LOG_LEVEL=info",
     ...Object.entries(app.environment).map(([key, value]) => `${key}=${value}`),
     "",
