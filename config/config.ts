@@ -320,8 +320,9 @@ function parseBucket(prefix: BucketPrefix, raw: Record<string, string>, v: Parti
   const secretAccessKey = v[keys.secretAccessKey];
   if (provider !== "digitalocean") {
     const why = provider === "hetzner" ? "Hetzner's API cannot create S3 keys; make them in the Hetzner console" : "an existing S3-compatible bucket needs its keys";
-    if (!accessKeyId) problems.add(keys.accessKeyId, `is required when saas-vps:${keys.provider} is ${provider} (${why})`);
-    if (!secretAccessKey) problems.add(keys.secretAccessKey, `is required when saas-vps:${keys.provider} is ${provider} (${why}); set it with --secret`);
+    // A key set but refused has its own line already.
+    if (!accessKeyId && !raw[keys.accessKeyId]) problems.add(keys.accessKeyId, `is required when saas-vps:${keys.provider} is ${provider} (${why})`);
+    if (!secretAccessKey && !raw[keys.secretAccessKey]) problems.add(keys.secretAccessKey, `is required when saas-vps:${keys.provider} is ${provider} (${why}); set it with --secret`);
   }
   const location = parseBucketLocation(keys, raw, provider, serverProvider, problems);
   if (location === undefined) return undefined;
