@@ -66,6 +66,13 @@ describe("the backup bucket keeps its identity in existing stacks (recorded reso
     });
   }
 
+  it("an uploads bucket beside it changes none of them", async function () {
+    if (process.env.UPDATE_GOLDEN) this.skip();
+    const c = CASES["spaces, derived name"];
+    const record = await backupBucketRecord({ ...c, raw: { ...c.raw, uploadsStorage: "bucket" } });
+    assert.deepEqual(record, recorded["spaces, derived name"]);
+  });
+
   after(() => {
     if (process.env.UPDATE_GOLDEN) writeFileSync(FIXTURE, JSON.stringify(recorded, null, 2) + "\n");
   });
