@@ -15,7 +15,8 @@ import { ConfigError } from "../config/config";
 import { AppRelease, type AppBuild, type AppReleaseArgs } from "./appRelease";
 import { runsMigrations } from "../provisioning/release";
 import { hashSourceTree } from "../plan/appSource";
-import { BackupBucket } from "./backupBucket";
+import { backupRepositoryUrl } from "../provisioning/backup";
+import { backupSpacesSettings, ObjectBucket, UPLOADS_SPACES_SETTINGS } from "./objectBucket";
 import { VpsServer } from "./vpsServer";
 
 export interface SaasStackArgs {
@@ -34,7 +35,9 @@ export class SaasStack extends pulumi.ComponentResource {
   readonly plan: StackPlan;
   readonly servers: Record<string, VpsServer> = {};
   readonly releases: Record<string, AppRelease> = {};
-  readonly backupBucket: BackupBucket;
+  readonly backupBucket: ObjectBucket<{ repository: pulumi.Output<string> }>;
+  /** Where the app keeps uploaded files, when not on the data volume. */
+  readonly uploadsBucket?: ObjectBucket;
   /** Secret: restic repository password; with the bucket keys it restores backups anywhere. */
   readonly backupEncryptionPassword: pulumi.Output<string>;
 
@@ -53,11 +56,26 @@ export class SaasStack extends pulumi.ComponentResource {
     const appSecretKey = secret("app-secret-key", 48);
     const backupPassword = secret("backup-password", 48);
     this.backupEncryptionPassword = pulumi.secret(backupPassword);
-    this.backupBucket = new BackupBucket(
+    this.backupBucket = new ObjectBucket(
       `${name}-backups`,
-      { bucket: this.plan.backupBucket, stackName: args.stackName, retentionDays: config.backupRetentionDays },
+      {
+        purpose: "backup",
+        bucket: this.plan.backupBucket,
+        stackName: args.stackName,
+        spaces: backupSpacesSettings(config.backupRetentionDays),
+        // restic repository URL, for restoring by hand on another machine.
+        extraOutputs: (b) => ({ repository: pulumi.all([b.endpoint, b.bucketName]).apply(([endpoint, name]) => backupRepositoryUrl({ endpoint, name })) }),
+      },
       { parent: this },
     );
+    if (this.plan.uploadsBucket) {
+      this.uploadsBucket = new ObjectBucket(
+        `${name}-uploads`,
+        { purpose: "uploads", bucket: this.plan.uploadsBucket, stackName: args.stackName, spaces: UPLOADS_SPACES_SETTINGS },
+        { parent: this },
+      );
+    }
+    const uploadsBucket = this.uploadsBucket?.resolved ?? pulumi.output(undefined);
 
     for (const server of this.plan.servers) {
       const machine: MachineKind = args.machineKind ?? config.provider;
@@ -72,14 +90,15 @@ export class SaasStack extends pulumi.ComponentResource {
           privateKey: config.sshPrivateKey ? pulumi.secret(config.sshPrivateKey) : undefined,
           render: (ipv4) =>
             pulumi
-              .all([ipv4, databasePassword, databaseWebPassword, databaseWorkerPassword, appSecretKey, backupPassword, this.backupBucket.resolved])
-              .apply(([ip, db, dbWeb, dbWorker, key, backup, bucket]) =>
+              .all([ipv4, databasePassword, databaseWebPassword, databaseWorkerPassword, appSecretKey, backupPassword, this.backupBucket.resolved, uploadsBucket])
+              .apply(([ip, db, dbWeb, dbWorker, key, backup, bucket, uploads]) =>
                 renderServer(
                   buildServerInput(config, server, {
                     machine,
                     ipv4: ip,
                     secrets: { databasePassword: db, databaseWebPassword: dbWeb, databaseWorkerPassword: dbWorker, appSecretKey: key, backupPassword: backup },
                     backupBucket: bucket,
+                    uploadsBucket: uploads,
                   }, this.plan),
                 ),
               ),

@@ -6,6 +6,8 @@
  * directly.
  */
 import type { BackupBucket, BackupRenderOptions } from "../provisioning/backup";
+import type { S3Bucket } from "../provisioning/bucket";
+import type { UploadsInput } from "../provisioning/uploads";
 import { DATABASE_NAME, surgePortFor, webPorts, workerUnits } from "../provisioning/layout";
 import type { RoleInputs } from "../provisioning/roles/index";
 import { runsApp } from "../provisioning/roles/index";
@@ -35,6 +37,8 @@ export interface ServerInputContext {
   secrets: ServerSecrets;
   /** The resolved backup bucket (created or given), keys included. */
   backupBucket: BackupBucket;
+  /** The resolved uploads bucket (created or given), the app's keys included; only when uploads go to a bucket. */
+  uploadsBucket?: S3Bucket;
   /**
    * Private addresses of the stack's servers as known now (split stages); default: the plan's.
    * An address not known yet (DigitalOcean, before the droplet exists) is left out, and rules
@@ -76,6 +80,7 @@ export function buildServerInput(config: StackConfig, server: ServerPlan, contex
             endpoint: databaseEndpointFor(server, plan, addresses, context.managedDatabase),
             credentials: credentialsOf(loginsFor(server.roles), context.secrets),
           },
+          uploads: uploadsFor(config, context),
         }
       : undefined,
   };
@@ -167,6 +172,13 @@ function backupOptions(config: StackConfig, context: ServerInputContext): Backup
   };
 }
 
+/** Where the app on this server keeps uploads: the config's choice, with the bucket as resolved. */
+export function uploadsFor(config: Pick<StackConfig, "uploads">, context: Pick<ServerInputContext, "uploadsBucket">): UploadsInput {
+  if (config.uploads.storage === "volume") return { storage: "volume" };
+  if (!context.uploadsBucket) throw new Error("uploads go to a bucket, but no resolved uploads bucket was given");
+  return { storage: "bucket", bucket: context.uploadsBucket };
+}
+
 /** Optional app settings from stack config, as the app's environment variables. */
 export function appEnvironmentFor(config: Pick<StackConfig, "smtpUrl" | "mailFrom" | "sentryDsn">): Record<string, string> {
   const env: Record<string, string> = {};
@@ -194,4 +206,11 @@ export const PLACEHOLDER_CONTEXT: Omit<ServerInputContext, "machine"> = {
     secretAccessKey: "placeholder-secret-access-key",
   },
   managedDatabase: { host: "private-db.placeholder.invalid", port: 25060, database: DATABASE_NAME, tls: true },
+  uploadsBucket: {
+    endpoint: "https://fsn1.your-objectstorage.com",
+    name: "placeholder-uploads",
+    region: "fsn1",
+    accessKeyId: "PLACEHOLDERUPLOADSKEYID",
+    secretAccessKey: "placeholder-uploads-secret-access-key",
+  },
 };

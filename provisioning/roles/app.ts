@@ -11,9 +11,10 @@
  */
 import type { RenderedFile } from "../files";
 import { databaseUrl, type DatabaseCredentials, type DatabaseEndpoint } from "../../plan/database";
-import { APP_ENV_FILE, APP_ROOT, APP_USER, UPLOAD_DIR, WEB_ENV_FILE, WORKER_ENV_FILE } from "../layout";
+import { APP_ENV_FILE, APP_ROOT, APP_USER, WEB_ENV_FILE, WORKER_ENV_FILE } from "../layout";
 import { RELEASE_PACKAGES, RELEASE_PATHS, renderReleaseFiles, runsMigrations } from "../release";
 import { APP_TARGET, renderAppUnitFiles, ROLLING_RESTART } from "../systemd";
+import { uploadDirOf, uploadsEnvironment, type UploadsInput } from "../uploads";
 import type { RoleContribution } from "./contribution";
 
 export interface AppInput {
@@ -24,6 +25,8 @@ export interface AppInput {
   /** Generated secret; it only ever lands in the root-only app.env. */
   secretKey: string;
   database: AppDatabaseInput;
+  /** Where uploaded files live: the data volume, or a bucket (its keys land in app.env). */
+  uploads: UploadsInput;
 }
 
 /** Where PostgreSQL answers the app, and the logins of this server (plan/database.ts). */
@@ -42,9 +45,10 @@ export interface AppProcesses {
 }
 
 export function renderApp(app: AppInput, processes: AppProcesses): RoleContribution {
+  const uploadDir = uploadDirOf(app.uploads);
   return {
     files: [
-      ...renderAppUnitFiles(processes.webPorts, processes.workerUnits),
+      ...renderAppUnitFiles(processes.webPorts, processes.workerUnits, uploadDir),
       appEnvFile(app),
       ...processEnvFiles(app.database, processes),
       // The release command runs only once the first `pulumi up` ships a release, after the pushes.
@@ -55,7 +59,8 @@ export function renderApp(app: AppInput, processes: AppProcesses): RoleContribut
     packages: ["nodejs", ...RELEASE_PACKAGES],
     steps: ["30-app-dirs"],
     units: [APP_TARGET],
-    settings: { APP_USER, APP_ROOT, UPLOAD_DIR },
+    // 30-app-dirs makes UPLOAD_DIR only when uploads stay on this server's volume.
+    settings: { APP_USER, APP_ROOT, ...(uploadDir ? { UPLOAD_DIR: uploadDir } : {}) },
   };
 }
 
@@ -66,7 +71,7 @@ function appEnvFile(app: AppInput): RenderedFile {
     ...(owner ? [`# The schema owner's login, for migrations only: web.env and worker.env replace it in the units.`, `DATABASE_URL=${databaseUrl(app.database.endpoint, owner)}`] : []),
     `SECRET_KEY=${app.secretKey}`,
     `APP_URL=${app.url}`,
-    `UPLOAD_DIR=${UPLOAD_DIR}`,
+    ...uploadsEnvironment(app.uploads).map(([key, value]) => `${key}=${value}`),
     "LOG_LEVEL=info",
     ...Object.entries(app.environment).map(([key, value]) => `${key}=${value}`),
     "",

@@ -89,5 +89,7 @@ export async function renderAllCases(): Promise<RenderCase[]> {
     ...stacks,
     directCase("one-web-no-workers-qemu", { ...minimalRaw("hetzner"), webInstances: "1", workerInstances: "0" }, "qemu"),
     directCase("sixteen-web-domain", { ...minimalRaw("digitalocean"), webInstances: "16", workerInstances: "16", domain: "shop.example.org", acmeEmail: "ops@example.org" }, "digitalocean"),
+    // Uploads in a bucket: S3_* in app.env, no upload directory for bootstrap or the units.
+    directCase("uploads-bucket", { ...minimalRaw("digitalocean"), uploadsStorage: "bucket" }, "digitalocean"),
   ];
 }
