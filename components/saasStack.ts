@@ -6,15 +6,17 @@ import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import { renderServer, type MachineKind } from "../provisioning/server";
 import type { StackConfig } from "../config/config";
-import { planStack, type StackPlan } from "../plan/plan";
+import { planStack, type ServerPlan, type StackPlan } from "../plan/plan";
 import { buildServerInput, PLACEHOLDER_CONTEXT } from "../plan/serverInput";
 import { runsApp } from "../provisioning/roles/index";
 import { existsSync, statSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
 import { ConfigError } from "../config/config";
-import { AppRelease } from "./appRelease";
+import { AppRelease, type AppBuild, type AppReleaseArgs } from "./appRelease";
+import { runsMigrations } from "../provisioning/release";
 import { hashSourceTree } from "../plan/appSource";
-import { BackupBucket } from "./backupBucket";
+import { backupRepositoryUrl } from "../provisioning/backup";
+import { backupSpacesSettings, ObjectBucket, UPLOADS_SPACES_SETTINGS } from "./objectBucket";
 import { VpsServer } from "./vpsServer";
 
 export interface SaasStackArgs {
@@ -33,7 +35,9 @@ export class SaasStack extends pulumi.ComponentResource {
   readonly plan: StackPlan;
   readonly servers: Record<string, VpsServer> = {};
   readonly releases: Record<string, AppRelease> = {};
-  readonly backupBucket: BackupBucket;
+  readonly backupBucket: ObjectBucket<{ repository: pulumi.Output<string> }>;
+  /** Where the app keeps uploaded files, when not on the data volume. */
+  readonly uploadsBucket?: ObjectBucket;
   /** Secret: restic repository password; with the bucket keys it restores backups anywhere. */
   readonly backupEncryptionPassword: pulumi.Output<string>;
 
@@ -45,15 +49,33 @@ export class SaasStack extends pulumi.ComponentResource {
     const sourceHash = hashSourceTree(appDir);
     const secret = (id: string, length: number) =>
       new random.RandomPassword(`${name}-${id}`, { length, special: false }, { parent: this }).result;
+    // The schema owner's keeps the resource name it always had: an existing stack keeps its password.
     const databasePassword = secret("db-password", 32);
+    const databaseWebPassword = secret("db-web-password", 32);
+    const databaseWorkerPassword = secret("db-worker-password", 32);
     const appSecretKey = secret("app-secret-key", 48);
     const backupPassword = secret("backup-password", 48);
     this.backupEncryptionPassword = pulumi.secret(backupPassword);
-    this.backupBucket = new BackupBucket(
+    this.backupBucket = new ObjectBucket(
       `${name}-backups`,
-      { bucket: this.plan.backupBucket, stackName: args.stackName, retentionDays: config.backupRetentionDays },
+      {
+        purpose: "backup",
+        bucket: this.plan.backupBucket,
+        stackName: args.stackName,
+        spaces: backupSpacesSettings(config.backupRetentionDays),
+        // restic repository URL, for restoring by hand on another machine.
+        extraOutputs: (b) => ({ repository: pulumi.all([b.endpoint, b.bucketName]).apply(([endpoint, name]) => backupRepositoryUrl({ endpoint, name })) }),
+      },
       { parent: this },
     );
+    if (this.plan.uploadsBucket) {
+      this.uploadsBucket = new ObjectBucket(
+        `${name}-uploads`,
+        { purpose: "uploads", bucket: this.plan.uploadsBucket, stackName: args.stackName, spaces: UPLOADS_SPACES_SETTINGS },
+        { parent: this },
+      );
+    }
+    const uploadsBucket = this.uploadsBucket?.resolved ?? pulumi.output(undefined);
 
     for (const server of this.plan.servers) {
       const machine: MachineKind = args.machineKind ?? config.provider;
@@ -68,37 +90,58 @@ export class SaasStack extends pulumi.ComponentResource {
           privateKey: config.sshPrivateKey ? pulumi.secret(config.sshPrivateKey) : undefined,
           render: (ipv4) =>
             pulumi
-              .all([ipv4, databasePassword, appSecretKey, backupPassword, this.backupBucket.resolved])
-              .apply(([ip, db, key, backup, bucket]) =>
+              .all([ipv4, databasePassword, databaseWebPassword, databaseWorkerPassword, appSecretKey, backupPassword, this.backupBucket.resolved, uploadsBucket])
+              .apply(([ip, db, dbWeb, dbWorker, key, backup, bucket, uploads]) =>
                 renderServer(
                   buildServerInput(config, server, {
                     machine,
                     ipv4: ip,
-                    secrets: { databasePassword: db, appSecretKey: key, backupPassword: backup },
+                    secrets: { databasePassword: db, databaseWebPassword: dbWeb, databaseWorkerPassword: dbWorker, appSecretKey: key, backupPassword: backup },
                     backupBucket: bucket,
+                    uploadsBucket: uploads,
                   }, this.plan),
                 ),
               ),
         },
         { parent: this },
       );
-      if (runsApp(server.roles)) {
-        const vps = this.servers[server.name];
-        this.releases[server.name] = new AppRelease(
-          `${name}-${server.name}-app`,
-          {
-            appDir,
-            buildCommand: config.appBuildCommand,
-            sourceHash,
-            host: vps.ipv4,
-            privateKey: config.sshPrivateKey ? pulumi.secret(config.sshPrivateKey) : undefined,
-            dependsOn: vps.pushes,
-          },
-          { parent: this },
-        );
-      }
     }
+    this.declareReleases(name, { appDir, command: config.appBuildCommand }, sourceHash, config.sshPrivateKey);
     this.registerOutputs({});
+  }
+
+  /**
+   * One release per server that runs the app. The server that runs the migrations (the one with
+   * web instances) releases first and builds the artifact; every other server uploads that
+   * artifact and runs its release only once the first has finished healthy, so its workers never
+   * run new code on a schema not yet migrated. The first never waits for the others.
+   */
+  private declareReleases(name: string, build: AppBuild, sourceHash: string, sshPrivateKey: string | undefined): void {
+    const appServers = this.plan.servers.filter((server) => runsApp(server.roles));
+    if (appServers.length === 0) return;
+    const migrating = appServers.filter((server) => runsMigrations(server.webInstances));
+    if (migrating.length !== 1) {
+      throw new Error(`the plan must have exactly one app server that runs migrations; it has ${migrating.map((s) => s.name).join(", ") || "none"}`);
+    }
+    const release = (server: ServerPlan, artifact: AppReleaseArgs["artifact"], after: AppRelease[]) => {
+      const vps = this.servers[server.name];
+      this.releases[server.name] = new AppRelease(
+        `${name}-${server.name}-app`,
+        {
+          artifact,
+          sourceHash,
+          after,
+          host: vps.ipv4,
+          privateKey: sshPrivateKey ? pulumi.secret(sshPrivateKey) : undefined,
+          dependsOn: vps.pushes,
+        },
+        { parent: this },
+      );
+      return this.releases[server.name];
+    };
+    const [owner] = migrating;
+    const first = release(owner, { build }, []);
+    for (const server of appServers.filter((s) => s !== owner)) release(server, { builtBy: first }, [first]);
   }
 }
 

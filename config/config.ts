@@ -20,7 +20,8 @@ import {
   type BucketProvider,
   type Provider,
 } from "./providers";
-import { SPLIT_STAGES } from "./stages";
+import { bucketKeyNames, type BucketField, type BucketKeyNames, type BucketPrefix } from "./buckets";
+import { SPLIT_STAGES, type Stage } from "./stages";
 import { closest, isHttpUrl, quote } from "./validators";
 
 export { DEFAULTS, KNOWN_KEYS, SECRET_KEYS, type ConfigKey };
@@ -29,7 +30,8 @@ export { BUCKET_PROVIDERS, HETZNER_OBJECT_STORAGE_LOCATIONS, SPACES_REGIONS, typ
 
 export const PROJECT = "saas-vps";
 
-export interface BackupBucketConfig {
+/** One S3 bucket from its six keys (config/buckets.ts): the backup bucket, the uploads bucket. */
+export interface BucketConfig {
   /** Where the bucket lives; may differ from the server's provider (off-provider backups). */
   provider: BucketProvider;
   region: string;
@@ -43,8 +45,11 @@ export interface BackupBucketConfig {
   secretAccessKey?: string;
 }
 
-/** Keys the parser folds into `backupBucket`, and the two it resolves per provider. */
-type BucketKeys = "backupBucketProvider" | "backupBucketRegion" | "backupBucketEndpoint" | "backupBucketName" | "backupAccessKeyId" | "backupSecretAccessKey";
+/** Where uploaded files live: the data volume of the one server (mvp), or the uploads bucket. */
+export type UploadsConfig = { storage: "volume" } | { storage: "bucket"; bucket: BucketConfig };
+
+/** Keys the parser folds into `backupBucket` and `uploads`, and the ones it resolves per provider or stage. */
+type BucketKeys = BucketKeyNames[BucketField] | "uploadsStorage";
 type ResolvedKeys =
   | "region"
   | "serverType"
@@ -97,7 +102,8 @@ export type StackConfig = OptionalWhenUndefined<Omit<KeyValues, BucketKeys | Res
   privateNetwork?: PrivateNetworkConfig;
   /** Where PostgreSQL runs; always `server` in mvp. */
   database: DatabaseConfig;
-  backupBucket: BackupBucketConfig;
+  backupBucket: BucketConfig;
+  uploads: UploadsConfig;
 };
 
 export class ConfigError extends Error {
@@ -138,7 +144,8 @@ export function parseStackConfig(raw: Record<string, string>, options: ParseOpti
   if (v.domain && !raw.acmeEmail) {
     problems.add("acmeEmail", `is required when saas-vps:domain is set (Let's Encrypt needs a contact); domain is ${quote(v.domain)}`);
   }
-  const backupBucket = v.provider ? parseBackupBucket(raw, v, v.provider, problems) : undefined;
+  const backupBucket = v.provider ? parseBucket("backup", raw, v, v.provider, problems) : undefined;
+  const uploads = v.provider && v.stage ? parseUploads(raw, v, v.provider, v.stage, problems) : undefined;
 
   if (problems.lines.length > 0) throw new ConfigError(problems.lines);
   return {
@@ -160,6 +167,7 @@ export function parseStackConfig(raw: Record<string, string>, options: ParseOpti
     backupRetentionDays: v.backupRetentionDays!,
     restoreDrillSchedule: v.restoreDrillSchedule!,
     backupBucket: backupBucket!,
+    uploads: uploads!,
     alertWebhookUrl: v.alertWebhookUrl,
     backupHeartbeatUrl: v.backupHeartbeatUrl,
     sshPrivateKey: v.sshPrivateKey,
@@ -272,31 +280,64 @@ function parseDatabase(v: Partial<KeyValues>, provider: Provider, problems: Prob
   return { mode, size: v.managedDatabaseSize ?? DEFAULT_MANAGED_DATABASE_SIZE };
 }
 
-function parseBackupBucket(raw: Record<string, string>, v: Partial<KeyValues>, serverProvider: Provider, problems: Problems): BackupBucketConfig | undefined {
+/**
+ * Where uploads live. A stage with several app servers has no disk they share, so there the
+ * bucket is the only choice; the bucket's keys are refused while uploads stay on the volume.
+ */
+function parseUploads(raw: Record<string, string>, v: Partial<KeyValues>, serverProvider: Provider, stage: Stage, problems: Problems): UploadsConfig | undefined {
   // Set but refused: its parser has said why.
-  if (raw.backupBucketProvider !== undefined && v.backupBucketProvider === undefined) return undefined;
-  const provider = v.backupBucketProvider ?? serverProvider;
-  const name = v.backupBucketName;
-  const accessKeyId = v.backupAccessKeyId;
-  const secretAccessKey = v.backupSecretAccessKey;
+  if (raw.uploadsStorage !== undefined && v.uploadsStorage === undefined) return undefined;
+  const split = SPLIT_STAGES.includes(stage);
+  const storage = v.uploadsStorage ?? (split ? "bucket" : "volume");
+  if (storage === "volume") {
+    if (split) {
+      problems.add(
+        "uploadsStorage",
+        `"volume" keeps uploads on one server's disk, but in stage ${stage} the web and worker processes run on different servers that share no disk; use bucket (the default from separated on)`,
+      );
+    }
+    for (const key of Object.values(bucketKeyNames("uploads"))) {
+      if (raw[key] !== undefined) problems.add(key, `is only for saas-vps:uploadsStorage bucket; uploads are kept on the data volume here (uploadsStorage is volume): remove the key or set uploadsStorage to bucket`);
+    }
+    return split ? undefined : { storage };
+  }
+  // The app holds this key on every app server: with the backup bucket's, it could delete the backups.
+  if (v.uploadsAccessKeyId !== undefined && v.uploadsAccessKeyId === v.backupAccessKeyId) {
+    problems.add("uploadsAccessKeyId", `is the backup bucket's key (saas-vps:backupAccessKeyId); the app holds this key, and with it could read and delete the backups: give the uploads bucket a key of its own`);
+  }
+  const bucket = parseBucket("uploads", raw, v, serverProvider, problems);
+  return bucket === undefined ? undefined : { storage, bucket };
+}
+
+/** One bucket from its six keys, named by `prefix` (config/buckets.ts); problems name the key. */
+function parseBucket(prefix: BucketPrefix, raw: Record<string, string>, v: Partial<KeyValues>, serverProvider: Provider, problems: Problems): BucketConfig | undefined {
+  const keys = bucketKeyNames(prefix);
+  // Set but refused: its parser has said why.
+  if (raw[keys.provider] !== undefined && v[keys.provider] === undefined) return undefined;
+  const provider = v[keys.provider] ?? serverProvider;
+  const name = v[keys.name];
+  const accessKeyId = v[keys.accessKeyId];
+  const secretAccessKey = v[keys.secretAccessKey];
   if (provider !== "digitalocean") {
     const why = provider === "hetzner" ? "Hetzner's API cannot create S3 keys; make them in the Hetzner console" : "an existing S3-compatible bucket needs its keys";
-    if (!accessKeyId) problems.add("backupAccessKeyId", `is required when saas-vps:backupBucketProvider is ${provider} (${why})`);
-    if (!secretAccessKey) problems.add("backupSecretAccessKey", `is required when saas-vps:backupBucketProvider is ${provider} (${why}); set it with --secret`);
+    // A key set but refused has its own line already.
+    if (!accessKeyId && !raw[keys.accessKeyId]) problems.add(keys.accessKeyId, `is required when saas-vps:${keys.provider} is ${provider} (${why})`);
+    if (!secretAccessKey && !raw[keys.secretAccessKey]) problems.add(keys.secretAccessKey, `is required when saas-vps:${keys.provider} is ${provider} (${why}); set it with --secret`);
   }
-  const location = parseBucketLocation(raw, provider, serverProvider, problems);
+  const location = parseBucketLocation(keys, raw, provider, serverProvider, problems);
   if (location === undefined) return undefined;
   return { provider, name, accessKeyId, secretAccessKey, ...location };
 }
 
 function parseBucketLocation(
+  keys: BucketKeyNames,
   raw: Record<string, string>,
   provider: BucketProvider,
   serverProvider: Provider,
   problems: Problems,
 ): { region: string; endpoint: string } | undefined {
-  const region = raw.backupBucketRegion;
-  const endpoint = raw.backupBucketEndpoint;
+  const region = raw[keys.region];
+  const endpoint = raw[keys.endpoint];
   switch (provider) {
     case "digitalocean":
     case "hetzner": {
@@ -304,11 +345,11 @@ function parseBucketLocation(
       const serverRegion = serverProvider === provider ? raw.region ?? CATALOGS[provider].defaultRegion : undefined;
       const chosen = region ?? (serverRegion && allowed.includes(serverRegion) ? serverRegion : allowed.includes("fra1") ? "fra1" : "fsn1");
       if (!allowed.includes(chosen)) {
-        problems.add("backupBucketRegion", `${quote(chosen)} has no ${provider === "digitalocean" ? "Spaces" : "Hetzner Object Storage"}; use one of ${allowed.join(", ")}`);
+        problems.add(keys.region, `${quote(chosen)} has no ${provider === "digitalocean" ? "Spaces" : "Hetzner Object Storage"}; use one of ${allowed.join(", ")}`);
         return undefined;
       }
       if (endpoint !== undefined) {
-        problems.add("backupBucketEndpoint", `is only for backupBucketProvider s3; ${provider} endpoints are derived from the region`);
+        problems.add(keys.endpoint, `is only for ${keys.provider} s3; ${provider} endpoints are derived from the region`);
         return undefined;
       }
       const derived = provider === "digitalocean" ? `https://${chosen}.digitaloceanspaces.com` : `https://${chosen}.your-objectstorage.com`;
@@ -316,11 +357,11 @@ function parseBucketLocation(
     }
     case "s3": {
       if (!endpoint || !isHttpUrl(endpoint)) {
-        problems.add("backupBucketEndpoint", `is required for backupBucketProvider s3 and must be an http(s) URL such as https://s3.eu-central-1.amazonaws.com; got ${quote(endpoint ?? "")}`);
+        problems.add(keys.endpoint, `is required for ${keys.provider} s3 and must be an http(s) URL such as https://s3.eu-central-1.amazonaws.com; got ${quote(endpoint ?? "")}`);
         return undefined;
       }
-      if (!raw.backupBucketName) {
-        problems.add("backupBucketName", `is required for backupBucketProvider s3 (an existing bucket)`);
+      if (!raw[keys.name]) {
+        problems.add(keys.name, `is required for ${keys.provider} s3 (an existing bucket)`);
         return undefined;
       }
       return { region: region ?? "us-east-1", endpoint };

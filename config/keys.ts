@@ -8,6 +8,7 @@
  * involve two keys (a region of the chosen provider, acmeEmail with domain, the bucket's
  * keys) live in config.ts.
  */
+import { BUCKET_PURPOSES, bucketKeyNames, defaultBucketName, UPLOADS_STORAGES, type BucketField, type BucketKeyNames, type BucketPrefix, type UploadsStorage } from "./buckets";
 import { checkOnCalendar } from "./onCalendar";
 import { BUCKET_PROVIDERS, CATALOGS, DATABASE_MODES, PROVIDERS, type BucketProvider, type DatabaseMode, type Provider } from "./providers";
 import { BUILT_STAGES, SPLIT_STAGES, STAGES, type Stage } from "./stages";
@@ -181,6 +182,72 @@ function checkDomain(value: string): string | undefined {
   return isHostname(value) ? undefined : `must be a bare hostname such as app.example.com (no scheme, path, port or spaces); got ${quote(value)}`;
 }
 
+/**
+ * S3 keys are letters, digits and a few symbols; they land in env files (the app's is read by
+ * systemd, unquoted), where whitespace, quotes or a backslash would change the value.
+ */
+function checkS3Key(value: string): string | undefined {
+  return /^[A-Za-z0-9+/=._~-]+$/.test(value) ? undefined : "must be an S3 key: letters, digits and + / = . _ ~ - only (no spaces, quotes or backslashes); got a value that is not one";
+}
+
+/**
+ * The six keys of one bucket (names from config/buckets.ts), worded for what it holds. `extra.rule`
+ * is added to every key's rule, `extra.keyRule` to the access key's.
+ */
+function bucketKeys<P extends BucketPrefix>(prefix: P, extra: { rule?: string; keyRule?: string } = {}) {
+  const names = bucketKeyNames(prefix);
+  const noun = BUCKET_PURPOSES[prefix].noun;
+  const rule = (text: string) => (extra.rule ? `${text}; ${extra.rule}` : text);
+  const specs = {
+    provider: {
+      ...oneOfOr<BucketProvider>(BUCKET_PROVIDERS),
+      ...ALL,
+      defaultText: "the server's provider",
+      description: `Where the ${noun} bucket lives: digitalocean (Spaces, created here), hetzner (Object Storage, keys from the console) or s3 (any existing S3-compatible bucket). Default: the server provider.`,
+      rule: rule("`digitalocean` (Spaces, created), `hetzner` (Object Storage), `s3` (existing bucket)"),
+    },
+    region: {
+      ...optional((v) => (/^[a-z0-9][a-z0-9-]*$/.test(v) ? undefined : `must be a region name such as fsn1, fra1 or eu-central-1; got ${quote(v)}`)),
+      ...ALL,
+      defaultText: "server region or fra1/fsn1",
+      description: `Region of the ${noun} bucket: a Spaces region or a Hetzner Object Storage location (fsn1, nbg1, hel1); for s3, the signing region (default us-east-1).`,
+      rule: rule("Spaces region or Hetzner location; signing region for `s3`"),
+    },
+    endpoint: {
+      ...optional(),
+      ...ALL,
+      defaultText: "derived",
+      description: `S3 endpoint URL; only for ${names.provider} s3 (derived for the others).`,
+      rule: rule("only for `s3`"),
+    },
+    name: {
+      ...optional((v) => (isBucketName(v) ? undefined : `must be ${BUCKET_NAME_RULE}; got ${quote(v)}`)),
+      ...ALL,
+      defaultText: `\`${defaultBucketName("<stack>", prefix)}\``,
+      description: `Name of the ${noun} bucket. Default: ${defaultBucketName("<stack>", prefix)} (plus a random suffix on Spaces). Required for s3.`,
+      rule: rule("required for `s3`; lowercase letters, digits and hyphens (no dots)"),
+    },
+    accessKeyId: {
+      ...optional(checkS3Key),
+      ...ALL,
+      defaultText: "—",
+      description: `S3 access key id of the ${noun} bucket; required for hetzner and s3 buckets.`,
+      rule: rule(`required for \`hetzner\` and \`s3\` (Hetzner's API cannot mint S3 keys)${extra.keyRule ? `; ${extra.keyRule}` : ""}`),
+    },
+    secretAccessKey: {
+      ...optional(checkS3Key),
+      ...ALL,
+      secret: true as const,
+      defaultText: "—",
+      description: `S3 secret key of the ${noun} bucket; required for hetzner and s3 buckets. Set with --secret.`,
+      rule: rule("required for `hetzner` and `s3`"),
+    },
+  };
+  return Object.fromEntries((Object.keys(specs) as BucketField[]).map((field) => [names[field], specs[field]])) as {
+    [F in BucketField as BucketKeyNames<P>[F]]: (typeof specs)[F];
+  };
+}
+
 const perProvider = (pick: (p: Provider) => string) => PROVIDERS.map((p) => `\`${pick(p)}\``).join(" / ");
 
 export const KEYS = {
@@ -326,50 +393,16 @@ export const KEYS = {
     description: "systemd OnCalendar expression for the restore drill (restores the latest backup into a scratch database).",
     rule: "systemd OnCalendar, as `backupSchedule`",
   },
-  backupBucketProvider: {
-    ...oneOfOr<BucketProvider>(BUCKET_PROVIDERS),
+  ...bucketKeys("backup"),
+  uploadsStorage: {
+    ...oneOfOr<UploadsStorage>(UPLOADS_STORAGES),
     ...ALL,
-    defaultText: "the server's provider",
+    defaultText: "`volume` in mvp, `bucket` from separated on",
     description:
-      "Where the backup bucket lives: digitalocean (Spaces, created here), hetzner (Object Storage, keys from the console) or s3 (any existing S3-compatible bucket). Default: the server provider.",
-    rule: "`digitalocean` (Spaces, created), `hetzner` (Object Storage), `s3` (existing bucket)",
+      "Where the app keeps uploaded files: volume (the data volume of its one server; stage mvp only) or bucket (an S3 bucket, the uploadsBucket* keys). Default: volume in mvp, bucket from separated on.",
+    rule: "`volume` (stage mvp only: one server holds the files) or `bucket`",
   },
-  backupBucketRegion: {
-    ...optional(),
-    ...ALL,
-    defaultText: "server region or fra1/fsn1",
-    description: "Bucket region: a Spaces region or a Hetzner Object Storage location (fsn1, nbg1, hel1); for s3, the signing region (default us-east-1).",
-    rule: "Spaces region or Hetzner location; signing region for `s3`",
-  },
-  backupBucketEndpoint: {
-    ...optional(),
-    ...ALL,
-    defaultText: "derived",
-    description: "S3 endpoint URL; only for backupBucketProvider s3 (derived for the others).",
-    rule: "only for `s3`",
-  },
-  backupBucketName: {
-    ...optional((v) => (isBucketName(v) ? undefined : `must be ${BUCKET_NAME_RULE}; got ${quote(v)}`)),
-    ...ALL,
-    defaultText: "`saas-vps-<stack>-backups`",
-    description: "Bucket name. Default: saas-vps-<stack>-backups (plus a random suffix on Spaces). Required for s3.",
-    rule: "required for `s3`; lowercase letters, digits and hyphens (no dots)",
-  },
-  backupAccessKeyId: {
-    ...optional(),
-    ...ALL,
-    defaultText: "—",
-    description: "S3 access key id; required for hetzner and s3 buckets.",
-    rule: "required for `hetzner` and `s3` (Hetzner's API cannot mint S3 keys)",
-  },
-  backupSecretAccessKey: {
-    ...optional(),
-    ...ALL,
-    secret: true as const,
-    defaultText: "—",
-    description: "S3 secret key; required for hetzner and s3 buckets. Set with --secret.",
-    rule: "required for `hetzner` and `s3`",
-  },
+  ...bucketKeys("uploads", { rule: "only with `uploadsStorage: bucket`", keyRule: "never the backup bucket's key (the app holds it)" }),
   alertWebhookUrl: {
     ...optional((v) => (isHttpUrl(v) ? undefined : "must be an http(s) URL that accepts a JSON POST; got a value that is not one")),
     ...ALL,

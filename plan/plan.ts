@@ -3,7 +3,7 @@
  * components/ only loops over this plan creating resources, so growing from `mvp` to
  * `separated` or `scaled` is a change here, not a rewrite of the components.
  */
-import type { BackupBucketConfig, DatabaseConfig, PrivateNetworkConfig, Stage, StackConfig } from "../config/config";
+import type { BucketConfig, DatabaseConfig, PrivateNetworkConfig, Stage, StackConfig } from "../config/config";
 import { hostAddress } from "../config/validators";
 import type { Provider } from "../config/providers";
 import { DATA_LABEL, DATA_MOUNT } from "../provisioning/layout";
@@ -70,7 +70,9 @@ export interface StackPlan {
    * (split stages on DigitalOcean only), reached over the private network.
    */
   database: DatabasePlan;
-  backupBucket: BackupBucketConfig;
+  backupBucket: BucketConfig;
+  /** The app's uploads bucket; absent when uploads stay on the data volume (mvp's default). */
+  uploadsBucket?: BucketConfig;
 }
 
 export type DatabasePlan = { kind: "server"; server: string } | { kind: "managed"; size: string };
@@ -126,6 +128,7 @@ export function planStack(config: StackConfig): StackPlan {
         ],
         database: { kind: "server", server: "app" },
         backupBucket: config.backupBucket,
+        ...uploadsBucketOf(config),
       };
     case "separated":
       return planSeparated(config);
@@ -194,5 +197,9 @@ function planSeparated(config: StackConfig): StackPlan {
     });
     database = { kind: "server", server: "db" };
   }
-  return { provider: config.provider, stage: config.stage, servers, network, database, backupBucket: config.backupBucket };
+  return { provider: config.provider, stage: config.stage, servers, network, database, backupBucket: config.backupBucket, ...uploadsBucketOf(config) };
+}
+
+function uploadsBucketOf(config: StackConfig): Pick<StackPlan, "uploadsBucket"> {
+  return config.uploads.storage === "bucket" ? { uploadsBucket: config.uploads.bucket } : {};
 }

@@ -6,16 +6,25 @@
  * directly.
  */
 import type { BackupBucket, BackupRenderOptions } from "../provisioning/backup";
+import type { S3Bucket } from "../provisioning/bucket";
+import type { UploadsInput } from "../provisioning/uploads";
 import { DATABASE_NAME, surgePortFor, webPorts, workerUnits } from "../provisioning/layout";
 import type { RoleInputs } from "../provisioning/roles/index";
 import { runsApp } from "../provisioning/roles/index";
 import type { MachineKind, ServerRenderInput } from "../provisioning/server";
 import type { StackConfig } from "../config/config";
-import type { Role, ServerPlan, StackPlan } from "./plan";
-import { plannedAddresses, resolveFirewall, type PrivateAddresses } from "./peers";
+import type { PostgresClient } from "../provisioning/postgres";
+import { POSTGRES_PORT, type Role, type ServerPlan, type StackPlan } from "./plan";
+import { plannedAddresses, resolveFirewall, resolveSources, type PrivateAddresses } from "./peers";
+import { DATABASE_LOGINS, DATABASE_ROLE_NAMES, loginsFor, type DatabaseCredentials, type DatabaseEndpoint, type DatabaseLogin } from "./database";
 
 export interface ServerSecrets {
+  /** The schema owner's password (the stack's first database password; migrations only). */
   databasePassword: string;
+  /** The web processes' login. */
+  databaseWebPassword: string;
+  /** The worker's login. */
+  databaseWorkerPassword: string;
   appSecretKey: string;
   /** restic repository password: backups are encrypted on the server with it. */
   backupPassword: string;
@@ -28,40 +37,102 @@ export interface ServerInputContext {
   secrets: ServerSecrets;
   /** The resolved backup bucket (created or given), keys included. */
   backupBucket: BackupBucket;
+  /** The resolved uploads bucket (created or given), the app's keys included; only when uploads go to a bucket. */
+  uploadsBucket?: S3Bucket;
   /**
    * Private addresses of the stack's servers as known now (split stages); default: the plan's.
    * An address not known yet (DigitalOcean, before the droplet exists) is left out, and rules
    * naming that server fall back to the whole private network (plan/peers.ts).
    */
   privateAddresses?: PrivateAddresses;
+  /** Where a managed cluster answers (its private host); required when the plan's database is managed. */
+  managedDatabase?: DatabaseEndpoint;
 }
+
+/** The parts of the plan a server's input depends on besides the server itself. */
+export type StackContext = Pick<StackPlan, "servers" | "network" | "database">;
 
 export function appUrlFor(config: Pick<StackConfig, "domain">, ipv4: string): string {
   return config.domain ? `https://${config.domain}` : `http://${ipv4}`;
 }
 
-export function buildServerInput(config: StackConfig, server: ServerPlan, context: ServerInputContext, plan: Pick<StackPlan, "servers" | "network"> = { servers: [server] }): ServerRenderInput {
-  const roles: Partial<RoleInputs> = {};
-  for (const role of server.roles) setRoleInput(roles, role, config, server, context);
+/** Default stack context: the server alone, PostgreSQL on it (what the all-in-one stage is). */
+function aloneContext(server: ServerPlan): StackContext {
+  return { servers: [server], database: { kind: "server", server: server.name } };
+}
+
+export function buildServerInput(config: StackConfig, server: ServerPlan, context: ServerInputContext, plan: StackContext = aloneContext(server)): ServerRenderInput {
   const addresses = context.privateAddresses ?? plannedAddresses(plan);
+  const roles: Partial<RoleInputs> = {};
+  for (const role of server.roles) setRoleInput(roles, role, config, server, context, { plan, addresses });
   return {
     hostname: server.name,
     sshPublicKeys: config.sshPublicKeys,
     firewall: resolveFirewall(server, addresses, plan.network?.cidr),
+    privateNetwork: plan.network ? { cidr: plan.network.cidr } : undefined,
     roles,
     app: runsApp(server.roles)
       ? {
           url: appUrlFor(config, context.ipv4),
           environment: appEnvironmentFor(config),
-          databasePassword: context.secrets.databasePassword,
           secretKey: context.secrets.appSecretKey,
+          database: {
+            endpoint: databaseEndpointFor(server, plan, addresses, context.managedDatabase),
+            credentials: credentialsOf(loginsFor(server.roles), context.secrets),
+          },
+          uploads: uploadsFor(config, context),
         }
       : undefined,
   };
 }
 
+/** Every login with its role name and generated password. */
+export function databaseCredentials(secrets: ServerSecrets): DatabaseCredentials {
+  const passwords: Record<DatabaseLogin, string> = { owner: secrets.databasePassword, web: secrets.databaseWebPassword, worker: secrets.databaseWorkerPassword };
+  return Object.fromEntries(DATABASE_LOGINS.map((login) => [login, { user: DATABASE_ROLE_NAMES[login], password: passwords[login] }])) as unknown as DatabaseCredentials;
+}
+
+function credentialsOf(logins: DatabaseLogin[], secrets: ServerSecrets): Partial<DatabaseCredentials> {
+  const all = databaseCredentials(secrets);
+  return Object.fromEntries(logins.map((login) => [login, all[login]]));
+}
+
+/**
+ * Where the app on this server reaches PostgreSQL: on the same server over loopback (no TLS), the
+ * db server at its private address with TLS, or the managed cluster's endpoint.
+ */
+export function databaseEndpointFor(server: ServerPlan, plan: StackContext, addresses: PrivateAddresses, managed: DatabaseEndpoint | undefined): DatabaseEndpoint {
+  const database = plan.database;
+  if (database.kind === "managed") {
+    if (!managed) throw new Error(`server ${server.name}: the plan's database is managed, but no managed cluster endpoint was given`);
+    return managed;
+  }
+  if (database.server === server.name) return { host: "127.0.0.1", port: POSTGRES_PORT, database: DATABASE_NAME, tls: false };
+  const host = addresses[database.server];
+  if (!host) throw new Error(`server ${server.name}: the private address of db server ${database.server} is not known yet; the app's servers are rendered once it is`);
+  return { host, port: POSTGRES_PORT, database: DATABASE_NAME, tls: true };
+}
+
+/**
+ * The db server's network clients, from its PostgreSQL firewall rule (one source: the rule's
+ * peers, resolved as the host firewall resolves them) with the logins each peer's roles use.
+ */
+export function postgresClientsFor(server: ServerPlan, plan: StackContext, addresses: PrivateAddresses): PostgresClient[] | undefined {
+  const rule = server.firewall.find((r) => r.port === POSTGRES_PORT && r.peers?.length);
+  if (!rule || !plan.network) return undefined;
+  return (rule.peers ?? []).map((peer) => {
+    const peerServer = plan.servers.find((s) => s.name === peer);
+    if (!peerServer) throw new Error(`server ${server.name}: its PostgreSQL rule names ${peer}, which the plan does not have`);
+    return {
+      name: peer,
+      sources: resolveSources({ ...rule, sources: [], peers: [peer] }, addresses, plan.network?.cidr),
+      users: loginsFor(peerServer.roles).map((login) => DATABASE_ROLE_NAMES[login]),
+    };
+  });
+}
+
 /** One role's input; a switch over every role, so a new role fails to compile until it is mapped here. */
-function setRoleInput(roles: Partial<RoleInputs>, role: Role, config: StackConfig, server: ServerPlan, context: ServerInputContext): void {
+function setRoleInput(roles: Partial<RoleInputs>, role: Role, config: StackConfig, server: ServerPlan, context: ServerInputContext, stack: { plan: StackContext; addresses: PrivateAddresses }): void {
   switch (role) {
     case "web": {
       const ports = webPorts(server.webInstances);
@@ -75,7 +146,9 @@ function setRoleInput(roles: Partial<RoleInputs>, role: Role, config: StackConfi
       roles.db = {
         machine: context.machine,
         memoryMiB: server.memoryMiB,
-        databasePassword: context.secrets.databasePassword,
+        dedicated: server.roles.every((r) => r === "db"),
+        credentials: databaseCredentials(context.secrets),
+        networkClients: postgresClientsFor(server, stack.plan, stack.addresses),
         backup: backupOptions(config, context),
       };
       return;
@@ -99,6 +172,13 @@ function backupOptions(config: StackConfig, context: ServerInputContext): Backup
   };
 }
 
+/** Where the app on this server keeps uploads: the config's choice, with the bucket as resolved. */
+export function uploadsFor(config: Pick<StackConfig, "uploads">, context: Pick<ServerInputContext, "uploadsBucket">): UploadsInput {
+  if (config.uploads.storage === "volume") return { storage: "volume" };
+  if (!context.uploadsBucket) throw new Error("uploads go to a bucket, but no resolved uploads bucket was given");
+  return { storage: "bucket", bucket: context.uploadsBucket };
+}
+
 /** Optional app settings from stack config, as the app's environment variables. */
 export function appEnvironmentFor(config: Pick<StackConfig, "smtpUrl" | "mailFrom" | "sentryDsn">): Record<string, string> {
   const env: Record<string, string> = {};
@@ -113,6 +193,8 @@ export const PLACEHOLDER_CONTEXT: Omit<ServerInputContext, "machine"> = {
   ipv4: "192.0.2.10",
   secrets: {
     databasePassword: "placeholder-database-password",
+    databaseWebPassword: "placeholder-database-web-password",
+    databaseWorkerPassword: "placeholder-database-worker-password",
     appSecretKey: "placeholder-app-secret-key-0000000000000000",
     backupPassword: "placeholder-backup-password-000000000000000",
   },
@@ -122,5 +204,13 @@ export const PLACEHOLDER_CONTEXT: Omit<ServerInputContext, "machine"> = {
     region: "fsn1",
     accessKeyId: "PLACEHOLDERKEYID",
     secretAccessKey: "placeholder-secret-access-key",
+  },
+  managedDatabase: { host: "private-db.placeholder.invalid", port: 25060, database: DATABASE_NAME, tls: true },
+  uploadsBucket: {
+    endpoint: "https://fsn1.your-objectstorage.com",
+    name: "placeholder-uploads",
+    region: "fsn1",
+    accessKeyId: "PLACEHOLDERUPLOADSKEYID",
+    secretAccessKey: "placeholder-uploads-secret-access-key",
   },
 };

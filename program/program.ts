@@ -4,7 +4,7 @@
  * tests call it under Pulumi mocks with several configs.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { derivedBucketNameProblems } from "../plan/backupBucketName";
+import { bucketNameProblems } from "../plan/bucketName";
 import { ConfigError, parseStackConfig } from "../config/config";
 import { projectKeyOf } from "../config/keysFromPulumi";
 import { ADMIN_USER } from "../provisioning/layout";
@@ -33,7 +33,7 @@ export function createProgram(stackName: string = pulumi.getStack(), opts?: pulu
   const { raw, secretKeys } = readRawConfig();
   const config = parseStackConfig(raw, { secretKeys });
   // The stack name is not config, so the parser cannot see what it makes of the bucket's name.
-  const bucketProblems = derivedBucketNameProblems(stackName, { name: config.backupBucket.name, created: config.backupBucket.provider === "digitalocean" });
+  const bucketProblems = bucketNameProblems(stackName, config);
   if (bucketProblems.length) throw new ConfigError(bucketProblems);
   const stack = new SaasStack(`saas-${stackName}`, { config, stackName, machineKind }, opts);
   const webServer = stack.plan.servers.find((s) => s.roles.includes("web"))!.name;
@@ -49,9 +49,14 @@ export function createProgram(stackName: string = pulumi.getStack(), opts?: pulu
     releaseId: stack.releases[webServer].releaseId,
     backupBucket: stack.backupBucket.bucketName,
     backupEndpoint: stack.backupBucket.endpoint,
-    backupRepository: stack.backupBucket.repository,
+    backupRepository: stack.backupBucket.extra.repository,
     backupEncryptionPassword: stack.backupEncryptionPassword,
     backupAccessKeyId: stack.backupBucket.accessKeyId,
     backupSecretAccessKey: stack.backupBucket.secretAccessKey,
+    // Absent while uploads stay on the data volume; the keys are the app's (secret).
+    uploadsBucket: stack.uploadsBucket?.bucketName,
+    uploadsEndpoint: stack.uploadsBucket?.endpoint,
+    uploadsAccessKeyId: stack.uploadsBucket?.accessKeyId,
+    uploadsSecretAccessKey: stack.uploadsBucket?.secretAccessKey,
   };
 }

@@ -12,6 +12,7 @@
  */
 import { DEFAULTS } from "../config/config";
 import { BUCKET_NAME_RULE, isBucketName } from "../config/validators";
+import type { S3Bucket } from "./bucket";
 import { throwIfProblems } from "./errors";
 import type { RenderedFile } from "./files";
 import { CONFIG_DIR, STATE_DIR } from "./layout";
@@ -19,19 +20,8 @@ import { shellQuote } from "./push";
 import { loadScript } from "./scripts";
 import { BASE_SANDBOX, renderUnit, UNIT_DIR } from "./systemd";
 
-/** The S3-compatible bucket the backups go to (Spaces, Hetzner Object Storage, any S3). */
-export interface BackupBucket {
-  /** S3 API endpoint, scheme and host only: `https://fsn1.your-objectstorage.com` (http only for a local test server). */
-  endpoint: string;
-  /** Bucket name; the rule is config/validators.ts's BUCKET_NAME_RULE. */
-  name: string;
-  /** Region the S3 API expects for signing, e.g. `fsn1`, `fra1`, `us-east-1`. */
-  region: string;
-  /** S3 access key id (secret). */
-  accessKeyId: string;
-  /** S3 secret access key (secret). */
-  secretAccessKey: string;
-}
+/** The bucket the backups go to. */
+export type BackupBucket = S3Bucket;
 
 export interface BackupRenderOptions {
   /** systemd OnCalendar expression for `backup.timer` (the config validates it and owns the default). */

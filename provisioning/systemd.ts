@@ -5,7 +5,7 @@
  * Hardening: https://www.freedesktop.org/software/systemd/man/latest/systemd.exec.html —
  * measured with `systemd-analyze security --offline=true` in the tests (goal ≤ 3.0).
  */
-import { APP_CURRENT, APP_ENV_FILE, APP_SHARED, APP_USER, UPLOAD_DIR } from "./layout";
+import { APP_CURRENT, APP_ENV_FILE, APP_SHARED, APP_USER, WEB_ENV_FILE, WORKER_ENV_FILE } from "./layout";
 import type { RenderedFile } from "./files";
 import { RELEASE_PATHS } from "./release";
 
@@ -73,7 +73,11 @@ interface ProcessUnit {
   command: string;
   identifier: string;
   environment: string[];
+  /** The process kind's own env file (its database login); read after app.env, so its DATABASE_URL wins. */
+  loginEnvFile: string;
   stopTimeoutSec: number;
+  /** The uploads directory when uploads stay on this server (a path systemd cannot find fails the unit). */
+  uploadDir?: string;
 }
 
 function renderAppProcessUnit(unit: ProcessUnit): string {
@@ -94,8 +98,10 @@ function renderAppProcessUnit(unit: ProcessUnit): string {
         ["User", APP_USER],
         ["Group", APP_USER],
         ["WorkingDirectory", APP_CURRENT],
-        // EnvironmentFile is read by systemd as root, then the process runs as the app user.
+        // EnvironmentFile is read by systemd as root, then the process runs as the app user; a
+        // variable set in both files takes the later file's value.
         ["EnvironmentFile", APP_ENV_FILE],
+        ["EnvironmentFile", unit.loginEnvFile],
         ["Environment", unit.environment.join(" ")],
         ["ExecStart", unit.command],
         ["Restart", "always"],
@@ -107,7 +113,7 @@ function renderAppProcessUnit(unit: ProcessUnit): string {
         ["SyslogIdentifier", unit.identifier],
         ["StandardOutput", "journal"],
         ["StandardError", "journal"],
-        ["ReadWritePaths", `${APP_SHARED} ${UPLOAD_DIR}`],
+        ["ReadWritePaths", [APP_SHARED, ...(unit.uploadDir ? [unit.uploadDir] : [])].join(" ")],
         ["MemoryMax", "768M"],
         ...APP_SANDBOX,
       ],
@@ -117,22 +123,26 @@ function renderAppProcessUnit(unit: ProcessUnit): string {
   );
 }
 
-export function renderWebUnit(): string {
+export function renderWebUnit(uploadDir?: string): string {
   return renderAppProcessUnit({
+    uploadDir,
     description: "saas-vps web instance on port %i",
     command: `${APP_CURRENT}/bin/web`,
     identifier: "web-%i",
     environment: ["NODE_ENV=production", "HOST=127.0.0.1", "PORT=%i"],
+    loginEnvFile: WEB_ENV_FILE,
     stopTimeoutSec: 20,
   });
 }
 
-export function renderWorkerUnit(): string {
+export function renderWorkerUnit(uploadDir?: string): string {
   return renderAppProcessUnit({
+    uploadDir,
     description: "saas-vps worker %i",
     command: `${APP_CURRENT}/bin/worker`,
     identifier: "worker-%i",
     environment: ["NODE_ENV=production", "WORKER_ID=%i"],
+    loginEnvFile: WORKER_ENV_FILE,
     stopTimeoutSec: 60,
   });
 }
@@ -160,10 +170,11 @@ export function renderAppTarget(webPorts: number[], workerUnits: string[]): stri
  */
 export const ROLLING_RESTART = `systemctl daemon-reload && ${RELEASE_PATHS.command} restart`;
 
-export function renderAppUnitFiles(webPorts: number[], workerUnits: string[]): RenderedFile[] {
+/** `uploadDir`: where the app writes uploads on this server; undefined when they go to a bucket. */
+export function renderAppUnitFiles(webPorts: number[], workerUnits: string[], uploadDir: string | undefined): RenderedFile[] {
   return [
-    { path: `${UNIT_DIR}/web@.service`, content: renderWebUnit(), mode: "0644", onChange: ROLLING_RESTART },
-    { path: `${UNIT_DIR}/worker@.service`, content: renderWorkerUnit(), mode: "0644", onChange: ROLLING_RESTART },
+    { path: `${UNIT_DIR}/web@.service`, content: renderWebUnit(uploadDir), mode: "0644", onChange: ROLLING_RESTART },
+    { path: `${UNIT_DIR}/worker@.service`, content: renderWorkerUnit(uploadDir), mode: "0644", onChange: ROLLING_RESTART },
     {
       path: `${UNIT_DIR}/${APP_TARGET}`,
       content: renderAppTarget(webPorts, workerUnits),

@@ -6,36 +6,37 @@ import { freePorts } from "../lib/ports";
 import { parseCommandLine, usageError } from "../lib/args";
 import { missingStackMessage, PROJECT_DIR, stackFilePath } from "../lib/stacks";
 import { bootVm } from "./boot";
-import { waitForHealth } from "./http";
 import { DEFAULT_PACKAGES, ensureImage } from "./image";
-import { runPushes } from "./pushes";
-import { shipRelease } from "./release";
-import { spawnS3Bucket, stopS3Bucket, trustBucketCaInGuest } from "./s3";
+import { spawnS3Bucket, stopS3Bucket } from "./s3";
 import { ensureSshKey, sshArgs, sshCommandLine } from "./ssh";
-import { renderStackForVm } from "./stack";
+import { type VmBucketOverride } from "./stack";
+import { type StackVms, serverRunDir, startStackVms, startedServers } from "./stackVms";
 import { type Vm, elapsed, loadVm, stopVm } from "./vm";
 
 const USAGE = `usage:
   npm run vm -- --stack NAME [--with-bucket] [--no-release] [start options]
-      render Pulumi.NAME.yaml for the local VM (its exact user-data and day-2 pushes, the run
-      dir's SSH key added, machine kind qemu), build/reuse the image, boot, wait for SSH and
-      cloud-init, run the day-2 pushes as \`pulumi up\` does, build and ship the app release,
-      wait for /health through nginx; print URL and SSH.
+      render Pulumi.NAME.yaml for the local VMs (every server's exact user-data and day-2
+      pushes, the stack dir's SSH key added, machine kind qemu), build/reuse each server's image,
+      boot every server at once (a split stage's servers on one private network), wait for SSH
+      and cloud-init, run each server's day-2 pushes as \`pulumi up\` does, build and ship the
+      app release to the servers that run the app, wait for /health through nginx; print URLs
+      and SSH.
       --with-bucket: run an S3 server (s3rver, TLS) on the host and point the stack's backups
       at it, so \`sudo backup now\` works in the VM (otherwise backups go to the stack's cloud
-      bucket, which the VM has no keys for).
+      bucket, which the VMs have no keys for).
       --no-release: stop after the day-2 pushes.
-  npm run vm -- stop    [--stack NAME]     power the VM off (and its local bucket)
-  npm run vm -- status  [--stack NAME]
-  npm run vm -- ssh     [--stack NAME] [-- command ...]
-  npm run vm -- key     [--stack NAME]     print the run dir's SSH public key
+  npm run vm -- stop    [--stack NAME] [--server S]   power the VMs (or server S's) off, and the local bucket
+  npm run vm -- status  [--stack NAME] [--server S]
+  npm run vm -- ssh     [--stack NAME] [--server S] [-- command ...]   (--server when the stack has several)
+  npm run vm -- key     [--stack NAME]     print the stack dir's SSH public key
   npm run vm -- image   [--packages FILE] [--rebuild]
   npm run vm -- start --user-data FILE [--name NAME]   boot any cloud-config (no pushes, no release)
 
-start options: --memory MiB (the stack's server type; 2048 without a stack) --cpus N (2)
-               --data-disk GiB (4) --root-disk GiB (10) --accel tcg|kvm (tcg; also SAAS_VPS_VM_ACCEL)
-               --rebuild-image --name NAME (run dir .vm/NAME; default: the stack name, else "default")
-               --run-dir DIR (instead of .vm/NAME)`;
+start options: --memory MiB (every VM; default: a server with PostgreSQL its server type's, others
+               at most 1024; 2048 without a stack) --cpus N (2) --accel tcg|kvm (tcg; also
+               SAAS_VPS_VM_ACCEL) --rebuild-image --name NAME (stack dir .vm/NAME; default: the
+               stack name, else "default") --run-dir DIR (instead of .vm/NAME)
+               with --user-data only: --data-disk GiB (4) --root-disk GiB (10)`;
 
 const COMMANDS = ["start", "stop", "status", "key", "ssh", "image"] as const;
 type Command = (typeof COMMANDS)[number];
@@ -44,7 +45,7 @@ const OPTIONS = {
   "user-data": { type: "string" }, name: { type: "string" }, stack: { type: "string" }, "run-dir": { type: "string" },
   memory: { type: "string" }, cpus: { type: "string" }, "data-disk": { type: "string" }, "root-disk": { type: "string" },
   accel: { type: "string" }, "rebuild-image": { type: "boolean" }, packages: { type: "string" }, rebuild: { type: "boolean" },
-  "with-bucket": { type: "boolean" }, "no-release": { type: "boolean" }, help: { type: "boolean", short: "h" },
+  "with-bucket": { type: "boolean" }, server: { type: "string" }, "no-release": { type: "boolean" }, help: { type: "boolean", short: "h" },
 } as const;
 
 const fail = (message: string): never => usageError("vm", USAGE, message);
@@ -107,40 +108,15 @@ async function main(argv: string[]): Promise<number> {
       const running = loadVm(runDir);
       if (running) throw new Error(`a VM is already running from ${runDir} (pid ${running.pid}); stop it first: ${stopHint}`);
 
-      let userDataFile = opts["user-data"] ? path.resolve(opts["user-data"]) : "";
-      let memoryMiB = num("memory");
-      let bucketCert: string | undefined;
-      let bucketLine = "";
-      let rendered: Awaited<ReturnType<typeof renderStackForVm>> | undefined;
-      if (stack) {
-        const key = ensureSshKey(runDir);
-        let bucket;
-        if (opts["with-bucket"]) {
-          const [port] = await freePorts(1);
-          const b = await spawnS3Bucket({ dir: bucketDir, name: BUCKET_NAME, port });
-          bucket = { endpoint: b.guestEndpoint, name: b.name, accessKeyId: b.accessKeyId, secretAccessKey: b.secretAccessKey };
-          bucketCert = b.certFile;
-          bucketLine = `  bucket:  ${b.hostEndpoint}/${b.name} (s3rver, TLS; guest: ${b.guestEndpoint}; data in ${path.join(bucketDir, "data")})`;
-          step(`local S3 bucket ${b.name} on ${b.hostEndpoint} (guest sees ${b.guestEndpoint})`);
-        }
-        rendered = await renderStackForVm({ stack, publicKey: key.publicKey, bucket, outDir: path.join(runDir, "render") });
-        userDataFile = rendered.userDataFile;
-        // The render tunes PostgreSQL for the stack's server type: give the VM that much memory
-        // (prod's 8 GiB plan asks shared_buffers = 2 GiB, which a 2 GiB VM cannot map).
-        if (memoryMiB === undefined) memoryMiB = rendered.serverMemoryMiB;
-        else if (memoryMiB < rendered.serverMemoryMiB) {
-          log(`vm: WARNING: --memory ${memoryMiB} is less than the ${rendered.serverMemoryMiB} MiB of the stack's server type; ` +
-            "PostgreSQL is tuned for the latter and may not start");
-        }
-        step(`rendered stack ${stack} for the local VM: ${path.relative(PROJECT_DIR, userDataFile)} ` +
-          `(${Buffer.byteLength(rendered.userData)} bytes, ${rendered.files.size} files, ${rendered.pushes.length} day-2 pushes, ` +
-          `${rendered.pushOnly.length} files only by push; changed: ${Object.keys(rendered.overrides).join(", ")})`);
-      }
+      if (stack) return startStack(stack, runDir, opts, { accel, memoryMiB: num("memory"), cpus: num("cpus"), log, step, stopHint });
+      if (opts.server) fail("--server is for a stack's VMs (with --stack)");
+
+      const userDataFile = path.resolve(opts["user-data"]!);
       let vm: Vm | undefined;
       try {
         const r = await bootVm({
-          runDir, userDataFile, hostname: stack ? undefined : name === "default" ? undefined : name,
-          memoryMiB, cpus: num("cpus"), dataDiskGiB: num("data-disk"), rootDiskGiB: num("root-disk"),
+          runDir, userDataFile, hostname: name === "default" ? undefined : name,
+          memoryMiB: num("memory"), cpus: num("cpus"), dataDiskGiB: num("data-disk"), rootDiskGiB: num("root-disk"),
           accel, rebuildImage: Boolean(opts["rebuild-image"]), log,
         });
         vm = r.vm;
@@ -157,34 +133,11 @@ async function main(argv: string[]): Promise<number> {
             ...lines, `  look:    npm run vm -- ssh --name ${name} -- sudo cloud-init status --long`, `  stop:    ${stopHint}`, ""].join("\n"));
           return 1;
         }
-        let healthLine = "";
-        let pushLine = "";
-        if (rendered) {
-          const pushed = await runPushes(vm, rendered.pushes, { log });
-          pushLine = `  pushes:  ${pushed.count} day-2 pushes in ${pushed.seconds.toFixed(1)} s (${pushed.updated.length} updated, ${pushed.unchanged.length} unchanged)`;
-        }
-        if (stack && !opts["no-release"]) {
-          if (bucketCert) {
-            // LOCAL-VM-ONLY: the local bucket's certificate is self-signed (cli/vm/s3.ts).
-            await trustBucketCaInGuest(vm, bucketCert);
-          }
-          const rel = await shipRelease(vm, { stack, log });
-          const h = await waitForHealth(vm, { timeoutMs: 120000, log });
-          healthLine = `  app:     release ${rel.id} (build ${rel.buildSeconds.toFixed(0)} s, upload + release ${rel.releaseSeconds.toFixed(0)} s); ` +
-            `GET /health through nginx 200 after ${h.seconds.toFixed(1)} s (since QEMU start)`;
-        } else if (bucketCert) {
-          await trustBucketCaInGuest(vm, bucketCert);
-        }
         process.stdout.write([
           "",
-          `VM ${name} is up (${vm.accel}, ${stack ? `stack ${stack}` : path.relative(process.cwd(), userDataFile)}), run dir ${runDir}`,
-          `  http:    http://127.0.0.1:${vm.ports.http}/${stack && !opts["no-release"] ? "health" : ""}`,
-          `  https:   https://127.0.0.1:${vm.ports.https}/  (only with a domain in the stack)`,
+          `VM ${name} is up (${vm.accel}, ${path.relative(process.cwd(), userDataFile)}), run dir ${runDir}`,
+          `  http:    http://127.0.0.1:${vm.ports.http}/`,
           ...lines,
-          ...(pushLine ? [pushLine] : []),
-          ...(healthLine ? [healthLine] : []),
-          ...(bucketLine ? [bucketLine, "  backup:  ssh in, then: sudo backup now && sudo backup list && sudo backup drill"] : []),
-          ...(stack && !bucketLine ? ["  backups: go to the stack's cloud bucket (unreachable from here); use --with-bucket to test them"] : []),
           `  stop:    ${stopHint}`,
           `  total:   ${((Date.now() - t0) / 1000).toFixed(0)} s`,
           "",
@@ -197,26 +150,36 @@ async function main(argv: string[]): Promise<number> {
       }
     }
     case "stop": {
-      const how = await stopVm(runDir, { log });
-      const bucket = await stopS3Bucket(bucketDir);
-      process.stdout.write(`VM ${name}: ${how === "not-running" ? "was not running" : how === "powerdown" ? "powered off" : "killed"}` +
-        `${bucket ? "; local bucket stopped" : ""}\n`);
+      const dirs = vmDirs(runDir, opts.server);
+      const ended = await Promise.all(dirs.map(({ dir }) => stopVm(dir, { log })));
+      const bucket = opts.server ? false : await stopS3Bucket(bucketDir);
+      dirs.forEach(({ label }, i) => {
+        const how = ended[i];
+        process.stdout.write(`VM ${label}: ${how === "not-running" ? "was not running" : how === "powerdown" ? "powered off" : "killed"}\n`);
+      });
+      if (bucket) process.stdout.write(`${name}: local bucket stopped\n`);
       return 0;
     }
     case "status": {
-      const vm = loadVm(runDir);
-      if (!vm) { process.stdout.write(`VM ${name}: not running\n`); return 3; }
-      process.stdout.write(`VM ${name}: running (pid ${vm.pid}, up ${elapsed(vm).toFixed(0)} s)\n` +
-        `  http: http://127.0.0.1:${vm.ports.http}/\n  ssh:  ${sshCommandLine(vm)}\n`);
-      return 0;
+      let down = 0;
+      for (const { dir, label } of vmDirs(runDir, opts.server)) {
+        const vm = loadVm(dir);
+        if (!vm) { process.stdout.write(`VM ${label}: not running\n`); down++; continue; }
+        process.stdout.write(`VM ${label}: running (pid ${vm.pid}, up ${elapsed(vm).toFixed(0)} s)\n` +
+          `  http: http://127.0.0.1:${vm.ports.http}/\n  ssh:  ${sshCommandLine(vm)}\n` +
+          (vm.privateNic ? `  private network: ${vm.privateNic.address}\n` : ""));
+      }
+      return down > 0 ? 3 : 0;
     }
     case "key": {
       process.stdout.write(`${ensureSshKey(runDir).publicKey}\n`);
       return 0;
     }
     case "ssh": {
-      const vm = loadVm(runDir);
-      if (!vm) { log(`vm: ${name} is not running (start it: npm run vm -- --stack <name>)`); return 3; }
+      const dirs = vmDirs(runDir, opts.server);
+      if (dirs.length > 1) fail(`${name} has several VMs (${dirs.map((d) => d.label).join(", ")}); choose one with --server NAME`);
+      const vm = loadVm(dirs[0].dir);
+      if (!vm) { log(`vm: ${dirs[0].label} is not running (start it: npm run vm -- --stack <name>)`); return 3; }
       const args = sshArgs(vm);
       if (rest.length === 0) args.unshift("-t");
       const r = spawnSync("ssh", [...args, ...rest], { stdio: "inherit" });
@@ -231,6 +194,84 @@ async function main(argv: string[]): Promise<number> {
     }
   }
   return 2;
+}
+
+/**
+ * The VM run dirs a command acts on: a stack's servers (its dir lists them), or just `--server`'s;
+ * a run dir with no server list is one VM (`start --user-data`).
+ */
+function vmDirs(runDir: string, server: string | undefined): { dir: string; label: string }[] {
+  const servers = startedServers(runDir);
+  const name = path.basename(runDir);
+  if (servers.length === 0) {
+    if (server) fail(`--server ${server}: ${name} has no stack's VMs (none started from ${runDir})`);
+    return [{ dir: runDir, label: name }];
+  }
+  if (server && !servers.includes(server)) fail(`--server must be one of ${servers.join(", ")} (the servers of ${name}); got ${JSON.stringify(server)}`);
+  return (server ? [server] : servers).map((s) => ({ dir: serverRunDir(runDir, s), label: `${name}/${s}` }));
+}
+
+/** `npm run vm -- --stack NAME`: every server of the stack (cli/vm/stackVms.ts), then what to type next. */
+async function startStack(stack: string, stackDir: string, opts: ReturnType<typeof parseVmArgs>["values"], o: {
+  accel?: "tcg" | "kvm"; memoryMiB?: number; cpus?: number; log: (m: string) => void; step: (m: string) => void; stopHint: string;
+}): Promise<number> {
+  if (opts.server) fail("--server is for ssh, status and stop; start boots every server of the stack");
+  if (opts["data-disk"] || opts["root-disk"]) fail("--data-disk and --root-disk are for start --user-data; a stack's VMs use the defaults");
+  const t0 = Date.now();
+  const bucketDir = path.join(stackDir, "bucket");
+  let bucket: (VmBucketOverride & { certFile: string }) | undefined;
+  let bucketLine = "";
+  if (opts["with-bucket"]) {
+    const [port] = await freePorts(1);
+    const b = await spawnS3Bucket({ dir: bucketDir, name: BUCKET_NAME, port });
+    bucket = { endpoint: b.guestEndpoint, name: b.name, accessKeyId: b.accessKeyId, secretAccessKey: b.secretAccessKey, certFile: b.certFile };
+    bucketLine = `  bucket:  ${b.hostEndpoint}/${b.name} (s3rver, TLS; guest: ${b.guestEndpoint}; data in ${path.join(bucketDir, "data")})`;
+    o.step(`local S3 bucket ${b.name} on ${b.hostEndpoint} (guest sees ${b.guestEndpoint})`);
+  }
+  let started: StackVms;
+  try {
+    started = await startStackVms({
+      stack, stackDir, bucket, release: !opts["no-release"], cpus: o.cpus, memoryMiB: o.memoryMiB, accel: o.accel,
+      rebuildImage: Boolean(opts["rebuild-image"]), log: o.log,
+      onRender: (render) => {
+        for (const s of render.servers) {
+          o.step(`rendered ${s.server} (${s.roles.join(", ")}): ${path.relative(PROJECT_DIR, s.userDataFile)} ` +
+            `(${Buffer.byteLength(s.userData)} bytes, ${s.files.size} files, ${s.pushes.length} day-2 pushes, ` +
+            `${s.pushOnly.length} files only by push${s.privateAddress ? `; private ${s.privateAddress}` : ""})`);
+          if (o.memoryMiB !== undefined && s.roles.includes("db") && o.memoryMiB < s.serverMemoryMiB) {
+            o.log(`vm: WARNING: --memory ${o.memoryMiB} is less than the ${s.serverMemoryMiB} MiB of ${s.server}'s server type; ` +
+              "PostgreSQL is tuned for the latter and may not start");
+          }
+        }
+        o.step(`changed for the local VMs: ${Object.keys(render.servers[0].overrides).join(", ")}`);
+      },
+    });
+  } catch (e) {
+    throw new Error(`${(e as Error).message}\nThe VMs are left running to inspect (npm run vm -- status --stack ${stack}); stop them with: ${o.stopHint}`);
+  }
+  const lines = [""];
+  for (const s of started.servers) {
+    const vm = s.boot!.vm;
+    lines.push(
+      `VM ${stack}/${s.render.server} is up (${vm.accel}, ${vm.qemuArgs[vm.qemuArgs.indexOf("-m") + 1]} MiB, ${s.render.roles.join(" + ")}), run dir ${s.runDir}`,
+      ...(s.render.roles.includes("web") ? [`  http:    http://127.0.0.1:${vm.ports.http}/${s.release ? "health" : ""}`,
+        `  https:   https://127.0.0.1:${vm.ports.https}/  (only with a domain in the stack)`] : []),
+      `  ssh:     npm run vm -- ssh --stack ${stack} --server ${s.render.server}   (${sshCommandLine(vm)})`,
+      ...(vm.privateNic ? [`  private: ${vm.privateNic.address}`] : []),
+      `  since start: SSH ${s.at.ssh} s, cloud-init done ${s.at.cloudInitDone} s, ${s.pushes!.count} day-2 pushes done ${s.at.pushed} s ` +
+        `(${s.pushes!.updated.length} updated, ${s.pushes!.unchanged.length} unchanged)` +
+        (s.release ? `, release ${s.release.id} ${s.at.released} s` : "") + (s.at.healthy ? `, GET /health 200 ${s.at.healthy} s` : ""),
+    );
+  }
+  lines.push(
+    ...(bucketLine ? [bucketLine, "  backup:  ssh into the server with the db role, then: sudo backup now && sudo backup list && sudo backup drill"] : []),
+    ...(!bucketLine ? ["  backups: go to the stack's cloud bucket (unreachable from here); use --with-bucket to test them"] : []),
+    `  stop:    ${o.stopHint}`,
+    `  total:   ${((Date.now() - t0) / 1000).toFixed(0)} s`,
+    "",
+  );
+  process.stdout.write(lines.join("\n"));
+  return 0;
 }
 
 main(process.argv.slice(2)).then((code) => process.exit(code), (err) => {

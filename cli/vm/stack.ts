@@ -17,10 +17,13 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { SECRET_KEYS, parseStackConfig } from "../../config/config";
+import { planStack, type ServerPlan } from "../../plan/plan";
+import { runsApp } from "../../provisioning/roles/index";
 import { projectConfigOf, projectKeyOf, qualifyKey } from "../../config/keysFromPulumi";
 import { type RecordedPush, readStackFile, renderStack, withOverrides } from "../lib/renderStack";
 import { missingStackMessage, stackFilePath } from "../lib/stacks";
 import { writeServerRender } from "../lib/writeRender";
+import { addressInNetwork } from "./network";
 
 /** The host as the guest sees it under QEMU user networking; forwarded connections come from it. */
 export const GUEST_HOST_ADDRESS = "10.0.2.2";
@@ -48,14 +51,27 @@ export interface VmRender {
   /** The overrides applied to the stack file (fully qualified keys). */
   overrides: Record<string, string>;
   secretOverrides: string[];
-  /** Memory of the stack's serverType: the render (PostgreSQL settings) is tuned for it. */
+  /** Memory of the server's type in the plan: the render (PostgreSQL settings) is tuned for it. */
   serverMemoryMiB: number;
+  /** What the plan gives the server to do. */
+  roles: ServerPlan["roles"];
+  /** Whether it runs the app, and so gets the release. */
+  runsApp: boolean;
+  /** Its planned address on the stack's private network with the prefix length (split stages). */
+  privateAddress?: string;
 }
 
-/** Memory of the stack's server type, from its config (the parser applies the defaults). */
-function serverMemoryOf(config: Record<string, string>): number {
-  return parseStackConfig(projectConfigOf(config)).serverMemoryMiB;
+/**
+ * The memory a server's VM gets: its server type's when it runs PostgreSQL (the render tunes
+ * PostgreSQL for it), else at most LEAN_VM_MEMORY_MIB (nothing on it is sized by the plan's
+ * memory, and the host runs several VMs at once).
+ */
+export function vmMemoryFor(render: Pick<VmRender, "roles" | "serverMemoryMiB">): number {
+  return render.roles.includes("db") ? render.serverMemoryMiB : Math.min(render.serverMemoryMiB, LEAN_VM_MEMORY_MIB);
 }
+
+/** Memory of an app or worker VM (measured: see cli/vm/README.md, "Several servers"). */
+export const LEAN_VM_MEMORY_MIB = 1024;
 
 /** The overrides a stack needs on the local VM (see the module comment). */
 export function vmOverrides(stackConfig: Record<string, string>, publicKey: string, bucket?: VmBucketOverride): Record<string, string> {
@@ -89,36 +105,61 @@ function jsonList(text: string | undefined): string[] {
   }
 }
 
-/** Render the stack for the local VM and write <outDir>/<server>/user-data.yaml + files/. */
-export async function renderStackForVm(opts: {
+export interface VmStackRender {
+  stack: string;
+  /** Every server of the stack, in the plan's order. */
+  servers: VmRender[];
+  /** The stack's private network CIDR (split stages). */
+  networkCidr?: string;
+}
+
+/** Render every server of the stack for the local VMs and write <outDir>/<server>/user-data.yaml + files/. */
+export async function renderStackServersForVm(opts: {
   stack: string;
   publicKey: string;
   bucket?: VmBucketOverride;
   outDir: string;
-  /** Stack settings (short keys) changed on purpose by the caller, e.g. a test's process counts. */
-  settings?: Record<string, string>;
-}): Promise<VmRender> {
+  /**
+   * Stack settings (short keys) changed on purpose by the caller, e.g. a test's process counts;
+   * null removes the key (a test of a stack with a domain, on plain HTTP).
+   */
+  settings?: Record<string, string | null>;
+}): Promise<VmStackRender> {
   const file = stackFilePath(opts.stack);
   if (!fs.existsSync(file)) throw new Error(missingStackMessage(opts.stack));
   const stackFile = readStackFile(file);
+  const settings = Object.entries(opts.settings ?? {});
+  for (const [key] of settings.filter(([, v]) => v === null)) delete stackFile.config[qualifyKey(key)];
   const overrides = {
-    ...Object.fromEntries(Object.entries(opts.settings ?? {}).map(([k, v]) => [qualifyKey(k), v])),
+    ...Object.fromEntries(settings.filter(([, v]) => v !== null).map(([k, v]) => [qualifyKey(k), v as string])),
     ...vmOverrides(stackFile.config, opts.publicKey, opts.bucket),
   };
   const withVm = withOverrides(stackFile, overrides);
   // Overridden credentials are secrets, as `pulumi config set --secret` would make them.
   const secretOverrides = Object.keys(overrides).filter((k) => SECRET_KEYS.has(projectKeyOf(k) ?? ""));
   withVm.secretKeys = [...new Set([...withVm.secretKeys, ...secretOverrides])];
+  const plan = planStack(parseStackConfig(projectConfigOf(withVm.config)));
   const result = await renderStack(opts.stack, withVm, "qemu");
-  if (result.servers.length !== 1) {
-    throw new Error(`stack ${opts.stack} renders ${result.servers.length} servers (${result.servers.map((s) => s.name).join(", ")}); ` +
-      "the local VM runner boots one (stage mvp)");
+  const servers = plan.servers.map((planned) => {
+    const server = result.servers.find((s) => s.name === planned.name);
+    if (!server) throw new Error(`stack ${opts.stack}: the plan has server ${planned.name}, the program declared none of that name`);
+    const dir = writeServerRender(path.resolve(opts.outDir), server);
+    return {
+      stack: opts.stack, server: server.name, userDataFile: path.join(dir, "user-data.yaml"), userData: server.userData,
+      files: server.files, pushOnly: server.pushOnly, pushes: server.pushes, overrides, secretOverrides,
+      serverMemoryMiB: planned.memoryMiB, roles: planned.roles, runsApp: runsApp(planned.roles),
+      ...(planned.privateIp && plan.network ? { privateAddress: addressInNetwork(planned.privateIp, plan.network.cidr) } : {}),
+    };
+  });
+  return { stack: opts.stack, servers, ...(plan.network ? { networkCidr: plan.network.cidr } : {}) };
+}
+
+/** Render a one-server stack (stage mvp) for the local VM; see renderStackServersForVm. */
+export async function renderStackForVm(opts: Parameters<typeof renderStackServersForVm>[0]): Promise<VmRender> {
+  const { servers } = await renderStackServersForVm(opts);
+  if (servers.length !== 1) {
+    throw new Error(`stack ${opts.stack} renders ${servers.length} servers (${servers.map((s) => s.server).join(", ")}); ` +
+      "use renderStackServersForVm");
   }
-  const server = result.servers[0];
-  const dir = writeServerRender(path.resolve(opts.outDir), server);
-  const userDataFile = path.join(dir, "user-data.yaml");
-  return {
-    stack: opts.stack, server: server.name, userDataFile, userData: server.userData, files: server.files,
-    pushOnly: server.pushOnly, pushes: server.pushes, overrides, secretOverrides, serverMemoryMiB: serverMemoryOf(withVm.config),
-  };
+  return servers[0];
 }

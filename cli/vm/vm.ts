@@ -17,6 +17,7 @@ import type { ImageInfo } from "./image";
 import { stderrLog, type VmLogger } from "./log";
 import { runTool, sleep } from "./process";
 import { qmp } from "./qmp";
+import { type PrivateNic, macFor, privateNicArgs, renderNetworkConfig } from "./network";
 import { ensureSshKey } from "./ssh";
 
 export interface StartVmOptions {
@@ -38,6 +39,14 @@ export interface StartVmOptions {
   /** Admin user the user-data creates with the run dir's public key. */
   sshUser?: string;
   log?: VmLogger;
+  /**
+   * A second NIC on the stack's private network with its planned address (split stages). Its
+   * network-config goes into the seed, matching both NICs by MAC; without one the seed has no
+   * network-config and cloud-init's fallback (DHCP on the first NIC) applies.
+   */
+  privateNic?: PrivateNic;
+  /** Where the SSH key pair lives (default: the run dir): one key for all VMs of a stack. */
+  sshKeyDir?: string;
   /** Called as soon as QEMU runs (ports known), before any waiting: e.g. to start probes. */
   onStart?: (vm: Vm) => void;
 }
@@ -58,6 +67,8 @@ export interface Vm {
   accel: string;
   /** The full QEMU command line, for the record. */
   qemuArgs: string[];
+  /** The VM's NIC on the stack's private network, if it has one. */
+  privateNic?: PrivateNic;
 }
 
 const STATE_FILE = "vm.json";
@@ -123,7 +134,7 @@ export async function startVm(opts: StartVmOptions): Promise<Vm> {
   if (!userData.subarray(0, 200).toString("utf8").startsWith("#cloud-config")) {
     throw new Error(`${opts.userDataFile} does not start with #cloud-config`);
   }
-  const key = ensureSshKey(runDir);
+  const key = ensureSshKey(opts.sshKeyDir ?? runDir);
   const hostname = opts.hostname ?? sanitizeHostname(path.basename(runDir));
   const accel = opts.accel ?? ((process.env.SAAS_VPS_VM_ACCEL as "tcg" | "kvm" | undefined) ?? "tcg");
 
@@ -136,10 +147,15 @@ export async function startVm(opts: StartVmOptions): Promise<Vm> {
   fs.writeFileSync(p("user-data"), userData);
   const instanceId = `saas-vps-${hostname}-${crypto.randomBytes(4).toString("hex")}`;
   fs.writeFileSync(p("meta-data"), `instance-id: ${instanceId}\nlocal-hostname: ${hostname}\n`);
-  // No network-config: cloud-init's fallback (DHCP on the first NIC) is what works here. A v2
-  // network-config with `match: {name: "e*"}` is rendered by cloud-init 25's networkd renderer as
-  // `Name=<id>`, which matches nothing and leaves the guest offline (seen, not guessed).
-  runTool("cloud-localds", [p("seed.img"), p("user-data"), p("meta-data")]);
+  // Without a private NIC, no network-config: cloud-init's fallback (DHCP on the first NIC) is
+  // what works here. With one, both NICs are matched by MAC (cli/vm/network.ts says why not by name).
+  const publicMac = opts.privateNic ? macFor(runDir, "vm", "public") : undefined;
+  if (opts.privateNic) {
+    fs.writeFileSync(p("network-config"), renderNetworkConfig(publicMac!, opts.privateNic));
+    runTool("cloud-localds", [`--network-config=${p("network-config")}`, p("seed.img"), p("user-data"), p("meta-data")]);
+  } else {
+    runTool("cloud-localds", [p("seed.img"), p("user-data"), p("meta-data")]);
+  }
   runTool("qemu-img", ["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", path.resolve(opts.image.disk),
     p("overlay.qcow2"), `${opts.rootDiskGiB ?? 10}G`]);
   runTool("qemu-img", ["create", "-q", "-f", "qcow2", p("data.qcow2"), `${opts.dataDiskGiB ?? 4}G`]);
@@ -171,7 +187,8 @@ export async function startVm(opts: StartVmOptions): Promise<Vm> {
         `hostfwd=tcp:127.0.0.1:${vmPorts.ssh}-:22,` +
         `hostfwd=tcp:127.0.0.1:${vmPorts.http}-:80,` +
         `hostfwd=tcp:127.0.0.1:${vmPorts.https}-:443`,
-      "-device", "virtio-net-pci,netdev=net0",
+      "-device", `virtio-net-pci,netdev=net0${publicMac ? `,mac=${publicMac}` : ""}`,
+      ...(opts.privateNic ? privateNicArgs(opts.privateNic) : []),
       "-object", "rng-random,id=rng0,filename=/dev/urandom",
       "-device", "virtio-rng-pci,rng=rng0",
       "-display", "none",
@@ -208,11 +225,13 @@ export async function startVm(opts: StartVmOptions): Promise<Vm> {
     const vm: Vm = {
       runDir, pid, ports: vmPorts, sshUser: opts.sshUser ?? "admin", sshKeyPath: key.privateKeyPath,
       consoleLog: p("console.log"), qmpSocket, startedAtMs, imageDir: opts.image.dir, accel, qemuArgs: args,
+      ...(opts.privateNic ? { privateNic: opts.privateNic } : {}),
     };
     fs.writeFileSync(p(STATE_FILE), JSON.stringify(vm, null, 2) + "\n");
     opts.onStart?.(vm);
     log(`[vm] QEMU started (pid ${pid}, ${accel}, ${opts.memoryMiB ?? 2048} MiB, ${opts.cpus ?? 2} vCPU); ` +
         `ssh 127.0.0.1:${vmPorts.ssh}, http 127.0.0.1:${vmPorts.http}, https 127.0.0.1:${vmPorts.https}; ` +
+        (opts.privateNic ? `private ${opts.privateNic.address} (${opts.privateNic.mac}); ` : "") +
         `console ${vm.consoleLog}`);
     return vm;
   }

@@ -16,6 +16,8 @@ export interface LiveRelease {
   /** Versions A and B (the same build, other ids) and a broken C whose /health says 503. */
   artifacts: Record<"A" | "B" | "C", string>;
   dir: string;
+  /** The unpacked build the artifacts were packed from (for packing more versions). */
+  src: string;
   databaseUrl: string;
 }
 
@@ -31,6 +33,7 @@ export function useLiveRelease(name: string): LiveRelease {
     this.timeout(600_000);
     live.dir = tempDir(name);
     const src = process.env.RELEASE_TEST_STANDIN ? STANDIN_APP : buildRealApp(path.join(live.dir, "app"));
+    live.src = src;
     live.artifacts = {
       A: packArtifact(src, live.ids.A, live.dir),
       B: packArtifact(src, live.ids.B, live.dir),
@@ -46,8 +49,13 @@ export function useLiveRelease(name: string): LiveRelease {
   return live;
 }
 
-/** nginx (the rendered site) + a fake server whose web ports it proxies to. */
-export async function startSite(live: LiveRelease, name: string, webCount: number, opts: { surge?: boolean } = {}) {
+/** The app's environment on a fake server of this suite (its database, nginx's URL). */
+export function appEnv(live: LiveRelease, appUrl: string): Record<string, string> {
+  return { DATABASE_URL: live.databaseUrl, SECRET_KEY: "x".repeat(48), APP_URL: appUrl, LOG_LEVEL: "warn" };
+}
+
+/** nginx (the rendered site) + a fake server whose web ports it proxies to (and one worker unless told otherwise). */
+export async function startSite(live: LiveRelease, name: string, webCount: number, opts: { surge?: boolean; workerUnits?: string[] } = {}) {
   const ports = await freePorts(webCount + 1);
   const webPorts = ports.slice(0, webCount);
   const surgePort = ports[webCount];
@@ -55,8 +63,8 @@ export async function startSite(live: LiveRelease, name: string, webCount: numbe
   const nginx = await startNginx(path.join(live.dir, `${name}-nginx`), webPorts, opts.surge ? [`server 127.0.0.1:${surgePort} backup;`] : []);
   const server = new FakeServer(path.join(live.dir, `${name}-server`), {
     webPorts,
-    workerUnits: ["worker@1.service"],
-    env: { DATABASE_URL: live.databaseUrl, SECRET_KEY: "x".repeat(48), APP_URL: nginx.url, LOG_LEVEL: "warn" },
+    workerUnits: opts.workerUnits ?? ["worker@1.service"],
+    env: appEnv(live, nginx.url),
     conf: ["HEALTH_TIMEOUT=15", "SETTLE_SECONDS=3", "KEEP_RELEASES=5", ...(opts.surge ? [`SURGE_PORT=${surgePort}`] : [])],
   });
   return { nginx, server, surgePort };

@@ -14,6 +14,8 @@ export interface MockRun {
   outputs: ReturnType<typeof createProgram>;
   /** Resource options by resource name, as the program set them. */
   options: Map<string, pulumi.ResourceOptions>;
+  /** Every resource's URN (type chain of its parents and its name: its identity in a stack's state), by resource name. */
+  urns: Map<string, string>;
 }
 
 export async function runProgram(raw: Record<string, string>, secretKeys: string[] = [], stack = "test"): Promise<MockRun> {
@@ -21,12 +23,16 @@ export async function runProgram(raw: Record<string, string>, secretKeys: string
   await pulumi.runtime.setMocks(mocks, "saas-vps", stack, false);
   pulumi.runtime.setAllConfig(qualified(raw), secretKeys.map(qualifyKey));
   const options = new Map<string, pulumi.ResourceOptions>();
+  const resources: pulumi.Resource[] = [];
   const record: pulumi.ResourceTransformation = (args) => {
     options.set(args.name, args.opts);
+    resources.push(args.resource);
     return undefined;
   };
   const outputs = createProgram(stack, { transformations: [record] });
   await Promise.all([valueOf(outputs.ipv6), valueOf(outputs.userDataBytes)]);
+  // A URN ends with "::<name>".
+  const urns = new Map((await Promise.all(resources.map((r) => valueOf(r.urn)))).map((urn) => [urn.slice(urn.lastIndexOf("::") + 2), urn]));
   await pulumi.runtime.disconnect();
-  return { mocks, outputs, options };
+  return { mocks, outputs, options, urns };
 }

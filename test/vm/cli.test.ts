@@ -15,6 +15,8 @@ describe("npm run vm: command line", function () {
     [["status", "--", "ls"], /^vm: only ssh takes a command after --; got ls$/m],
     [["--stack", "staging", "--memory", "2g"], /^vm: --memory must be a positive whole number; got "2g"$/m],
     [["--stack", "staging", "--accel", "hvf"], /^vm: --accel is tcg or kvm; got "hvf"$/m],
+    [["--stack", "separated", "--server", "db"], /^vm: --server is for ssh, status and stop; start boots every server of the stack$/m],
+    [["start", "--user-data", "x.yaml", "--server", "db"], /^vm: --server is for a stack's VMs \(with --stack\)$/m],
   ] as const) {
     it(`refuses ${args.join(" ")} before doing anything`, () => {
       const r = vm(...args);
@@ -27,6 +29,6 @@ describe("npm run vm: command line", function () {
   it("names the stacks that exist for a stack without a stack file", () => {
     const r = vm("--stack", "nope");
     assert.equal(r.status, 1);
-    assert.match(r.stderr, /^vm: no stack file Pulumi\.nope\.yaml; stacks here: prod, staging$/m);
+    assert.match(r.stderr, /^vm: no stack file Pulumi\.nope\.yaml; stacks here: prod, separated, staging$/m);
   });
 });

@@ -22,7 +22,6 @@
  * self-signed certificate (a cloud bucket has a public one) — see cli/vm/s3.ts.
  */
 import { strict as assert } from "node:assert";
-import { spawn } from "node:child_process";
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -44,6 +43,7 @@ import { addHostForward } from "../../cli/vm/qmp";
 import { qualifyKey } from "../../config/keysFromPulumi";
 import { calendarCorpus, compareWithSystemd } from "../support/calendarCorpus";
 import { waitForSsh } from "../../cli/vm/wait";
+import { assertBackupInBucket, envValue, isLoopback, parseSs, psql, sh, unitProps, waitForWelcomeEmail } from "./guest";
 
 const STACK = "staging";
 /** The prod example's process counts (its file is the one source), run on staging's 2 GiB plan. */
@@ -55,64 +55,6 @@ const RUN_DIR = path.join(PROJECT_DIR, ".vm", "e2e");
 const BUCKET_NAME = "vm-e2e-backups";
 const BUDGET_MS = 20 * 60 * 1000;
 const log = (m: string) => console.log(`      ${m}`);
-
-/** Run a command in the guest; fail the test with its output unless it exits 0. */
-async function sh(vm: Vm, command: string, timeoutMs = 120000): Promise<string> {
-  const r = await ssh(vm, command, { timeoutMs });
-  if (r.code !== 0) throw new Error(`guest command failed (exit ${r.code}): ${command}\n${r.stdout}\n${r.stderr}`);
-  return r.stdout;
-}
-
-/** psql as postgres in the app database, tuples only. */
-function psql(vm: Vm, sql: string): Promise<string> {
-  return sh(vm, `sudo -u postgres psql -X -q -At -v ON_ERROR_STOP=1 -d app -c '${sql.replace(/'/g, `'\\''`)}'`)
-    .then((s) => s.trim());
-}
-
-/** Value of KEY='...' (bash single-quoted, as provisioning/backup.ts renders it) in an env file. */
-function envValue(text: string, key: string): string {
-  const line = text.split("\n").find((l) => l.startsWith(`${key}=`));
-  if (!line) throw new Error(`${key} not in env file`);
-  const v = line.slice(key.length + 1);
-  return v.startsWith("'") ? v.slice(1, -1).replace(/'\\''/g, "'") : v;
-}
-
-function runHost(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; stdout: Buffer; stderr: string }> {
-  // Asynchronous on purpose: s3rver answers from this process's event loop.
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env, stdio: ["ignore", "pipe", "pipe"] });
-    const out: Buffer[] = [];
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => out.push(d));
-    child.stderr.on("data", (d) => { stderr += d; });
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code: code ?? 1, stdout: Buffer.concat(out), stderr }));
-  });
-}
-
-/** `systemctl show` properties as a map. */
-async function unitProps(vm: Vm, unit: string, props: string[]): Promise<Record<string, string>> {
-  const out = await sh(vm, `systemctl show ${unit} ${props.map((p) => `-p ${p}`).join(" ")}`);
-  return Object.fromEntries(out.trim().split("\n").map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
-}
-
-interface Listener { proto: string; host: string; port: number; process: string; local: string }
-
-/** Parse `ss -Hl[tu]np` lines. */
-function parseSs(out: string, proto: string): Listener[] {
-  return out.trim().split("\n").filter(Boolean).map((line) => {
-    const cols = line.trim().split(/\s+/);
-    const local = cols[3];
-    const at = local.lastIndexOf(":");
-    const host = local.slice(0, at).replace(/^\[|\]$/g, "").replace(/%.*$/, "");
-    const proc = /users:\(\("([^"]+)"/.exec(line)?.[1] ?? "?";
-    return { proto, host, port: Number(local.slice(at + 1)), process: proc, local };
-  });
-}
-
-function isLoopback(host: string): boolean {
-  return /^127\./.test(host) || host === "::1" || host === "[::1]";
-}
 
 describe("@vm e2e: the staging stack's exact user-data and day-2 pushes on a Debian 13 VM", function () {
   this.timeout(BUDGET_MS);
@@ -282,17 +224,7 @@ describe("@vm e2e: the staging stack's exact user-data and day-2 pushes on a Deb
     assert.match(body.token, /^sess_/);
     assert.equal(await psql(vm, `select count(*) from users where email = '${email}' and name = '${marker}'`), "1");
     // The worker (unit worker@1) logs the email (no SMTP_URL) and the job as done.
-    let lines: { msg?: string; mail?: { to?: string }; task?: string }[] = [];
-    const deadline = Date.now() + 90000;
-    for (;;) {
-      const out = await sh(vm, "sudo journalctl -u worker@1.service -b -o cat --no-pager");
-      lines = out.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
-      const mailed = lines.some((l) => l.msg?.includes("email logged") && l.mail?.to === email);
-      const done = lines.some((l) => l.msg === "job done" && l.task === "send_welcome_email");
-      if (mailed && done) break;
-      if (Date.now() > deadline) assert.fail(`worker did not process the welcome email for ${email}:\n${out.slice(-2000)}`);
-      await sleep(2000);
-    }
+    await waitForWelcomeEmail(vm, email);
     // ...and the queue no longer holds it (graphile-worker deletes completed jobs).
     assert.equal(await psql(vm, `select count(*) from graphile_worker.jobs where key = 'welcome:${userId}'`), "0");
   });
@@ -314,37 +246,10 @@ describe("@vm e2e: the staging stack's exact user-data and day-2 pushes on a Deb
     assert.equal(start.code, 0, `backup.service failed:\n${start.stderr}\n${journal}`);
     figures.backupSeconds = Math.round((Date.now() - tb) / 100) / 10;
     assert.equal((await unitProps(vm, "backup.service", ["Result"])).Result, "success");
-    const objects = bucket!.objects();
-    const keys = objects.map((o) => o.key);
-    assert.ok(keys.includes("restic/config"), `no restic repository in the bucket: ${keys.join(", ")}`);
-    assert.ok(keys.some((k) => k.startsWith("restic/data/")), `no data packs: ${keys.join(", ")}`);
-    assert.ok(keys.some((k) => k.startsWith("restic/snapshots/")), `no snapshot: ${keys.join(", ")}`);
-    figures.backupObjects = objects.length;
-    figures.backupBytes = objects.reduce((n, o) => n + o.size, 0);
-    // Nothing readable in the bucket: neither the marker (a user's name) nor pg_dump's header.
-    for (const o of objects) {
-      const bytes = fs.readFileSync(o.file);
-      assert.ok(!bytes.includes(marker), `${o.key} contains the marker in clear`);
-      assert.ok(!bytes.includes("PGDMP"), `${o.key} contains a pg_dump header in clear`);
-      assert.ok(!bytes.includes(email), `${o.key} contains the user's email in clear`);
-    }
-    // ...yet the dump is in there: restic on the host with the stack's password gets it back,
-    // with a wrong password it gets nothing.
     const backupEnv = render.files.get("/etc/saas-vps/backup.env")!;
-    const env = {
-      ...process.env, SSL_CERT_FILE: bucket!.certFile,
-      RESTIC_REPOSITORY: `s3:${bucket!.hostEndpoint}/${bucket!.name}/restic`,
-      RESTIC_PASSWORD: envValue(backupEnv, "RESTIC_PASSWORD"),
-      AWS_ACCESS_KEY_ID: bucket!.accessKeyId, AWS_SECRET_ACCESS_KEY: bucket!.secretAccessKey,
-      RESTIC_CACHE_DIR: path.join(RUN_DIR, "restic-cache"),
-    };
-    const dump = await runHost("restic", ["dump", "--no-lock", "latest", "/app.dump"], env);
-    assert.equal(dump.code, 0, dump.stderr);
-    assert.ok(dump.stdout.subarray(0, 5).equals(Buffer.from("PGDMP")), "the restored object is not a pg_dump archive");
-    assert.ok(dump.stdout.includes(marker), "the decrypted dump does not contain the marker row");
-    const wrong = await runHost("restic", ["snapshots", "--no-lock"], { ...env, RESTIC_PASSWORD: "not the password" });
-    assert.notEqual(wrong.code, 0);
-    assert.match(wrong.stderr, /wrong password|no key found/i);
+    const stored = await assertBackupInBucket(bucket!, backupEnv, { marker, secrets: [email], cacheDir: path.join(RUN_DIR, "restic-cache") });
+    figures.backupObjects = stored.objects;
+    figures.backupBytes = stored.bytes;
 
     const td = Date.now();
     const drill = await ssh(vm, "sudo systemctl start restore-drill.service", { timeoutMs: 10 * 60000 });

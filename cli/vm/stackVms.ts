@@ -1,0 +1,207 @@
+/**
+ * Every server of a stack in local VMs, the way `pulumi up` creates them: each VM boots from its
+ * server's exact user-data, the servers of a split stage share the stack's private network
+ * (cli/vm/network.ts), all boot at once, then each gets its day-2 pushes; the app release goes
+ * to every server that runs the app, and /health is awaited through nginx on the web server.
+ *
+ * Layout of the stack's dir (`.vm/<name>/`): `id_ed25519` (one key for all its VMs, added to
+ * the stack's sshPublicKeys), `render/<server>/` (user-data + files), `<server>/` (one VM's run
+ * dir: disks, seed, console, QMP), `servers.json` (the servers last started, for stop/status/ssh),
+ * `private-network.json` (the segment), `bucket/` (the local S3 server, with --with-bucket).
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { type BootResult, bootVm } from "./boot";
+import { waitForHealth } from "./http";
+import { DEFAULT_PACKAGES, ensureImage, packagesFromUserData } from "./image";
+import { stderrLog, type VmLogger } from "./log";
+import { ensurePrivateSegment, macFor } from "./network";
+import { type PushRun, runPushes } from "./pushes";
+import { type ShippedRelease, buildApp, shipRelease } from "./release";
+import { trustBucketCaInGuest } from "./s3";
+import { ensureSshKey } from "./ssh";
+import { type VmBucketOverride, type VmRender, type VmStackRender, renderStackServersForVm, vmMemoryFor } from "./stack";
+import { type Vm, consoleTail, loadVm, stopVm } from "./vm";
+
+const SERVERS_FILE = "servers.json";
+
+/** One server's VM run dir inside the stack's dir. */
+export function serverRunDir(stackDir: string, server: string): string {
+  return path.join(stackDir, server);
+}
+
+/** The servers last started from this stack dir (empty when none was). */
+export function startedServers(stackDir: string): string[] {
+  const file = path.join(stackDir, SERVERS_FILE);
+  return fs.existsSync(file) ? (JSON.parse(fs.readFileSync(file, "utf8")) as string[]) : [];
+}
+
+export interface ServerVm {
+  render: VmRender;
+  runDir: string;
+  vm?: Vm;
+  boot?: BootResult;
+  pushes?: PushRun;
+  release?: ShippedRelease;
+  /** Why booting or pushing failed (with the console tail); the VM is left running. */
+  error?: Error;
+  /** Seconds since the stack's start (the first QEMU of the stack is ~0 s). */
+  at: { qemuStarted?: number; ssh?: number; cloudInitDone?: number; pushed?: number; released?: number; healthy?: number };
+}
+
+export interface StackVms {
+  render: VmStackRender;
+  servers: ServerVm[];
+  /** Date.now() when booting began: the zero of every `at`. */
+  startedAtMs: number;
+  log: VmLogger;
+}
+
+export interface StartStackOptions {
+  stack: string;
+  /** `.vm/<name>/`. */
+  stackDir: string;
+  bucket?: VmBucketOverride & { certFile: string };
+  /** Stack settings changed on purpose (short keys; null removes one), e.g. a test's process counts. */
+  settings?: Record<string, string | null>;
+  /** Ship the app release and wait for /health (default true). */
+  release?: boolean;
+  cpus?: number;
+  /** Overrides every VM's memory (default: vmMemoryFor each server). */
+  memoryMiB?: number;
+  accel?: "tcg" | "kvm";
+  rebuildImage?: boolean;
+  log?: VmLogger;
+  /** Called with the render before any VM starts (e.g. to print it). */
+  onRender?: (render: VmStackRender) => void;
+}
+
+/**
+ * Render, boot every server concurrently, push, release, wait for health (what `npm run vm --
+ * --stack` does). Throws on the first failure with the failing servers' names and console
+ * tails; every VM is left running to inspect (stopStackVms ends them).
+ */
+export async function startStackVms(opts: StartStackOptions): Promise<StackVms> {
+  const vms = await bootStackVms(opts);
+  const failed = vms.servers.filter((s) => s.error);
+  if (failed.length > 0) throw new Error(failed.map((s) => s.error!.message).join("\n\n"));
+  if (opts.bucket) await trustBucketInStackVms(vms, opts.bucket.certFile);
+  if (opts.release !== false) await releaseStackVms(vms, { stack: opts.stack, log: opts.log });
+  return vms;
+}
+
+/**
+ * Render every server, then boot them all at once, each from its exact user-data, and run each
+ * one's day-2 pushes as soon as its first boot is done. A server that fails keeps its error
+ * (with its console tail) in `error`; the others go on.
+ */
+export async function bootStackVms(opts: StartStackOptions): Promise<StackVms> {
+  const log = opts.log ?? stderrLog;
+  const stackDir = path.resolve(opts.stackDir);
+  const key = ensureSshKey(stackDir);
+  const render = await renderStackServersForVm({
+    stack: opts.stack, publicKey: key.publicKey, outDir: path.join(stackDir, "render"), settings: opts.settings,
+    ...(opts.bucket ? { bucket: opts.bucket } : {}),
+  });
+  opts.onRender?.(render);
+  for (const s of render.servers) {
+    const running = loadVm(serverRunDir(stackDir, s.server));
+    if (running) throw new Error(`server ${s.server}'s VM is already running (pid ${running.pid}); stop it first`);
+  }
+  fs.writeFileSync(path.join(stackDir, SERVERS_FILE), JSON.stringify(render.servers.map((s) => s.server)) + "\n");
+  // Every server's image first (builds take turns on one lock, and a cached image's lookup waits
+  // for a build in progress), so the VMs then start together and their times share one zero.
+  const tImages = Date.now();
+  const images = await Promise.all(render.servers.map((s) =>
+    ensureImage({ packages: packagesFromUserData(s.userData) ?? DEFAULT_PACKAGES, rebuild: opts.rebuildImage, log })));
+  log(`[vm] images ${images.map((im, i) => `${render.servers[i].server} ${im.key}${im.built ? " (built)" : ""}`).join(", ")} ` +
+    `ready in ${((Date.now() - tImages) / 1000).toFixed(0)} s`);
+  const segment = render.networkCidr ? ensurePrivateSegment(stackDir) : undefined;
+  const startedAtMs = Date.now();
+  const vms: StackVms = { render, servers: [], startedAtMs, log };
+  vms.servers = render.servers.map((r) => ({ render: r, runDir: serverRunDir(stackDir, r.server), at: {} }));
+
+  await Promise.all(vms.servers.map(async (s) => {
+    const name = s.render.server;
+    const slog = serverLog(vms, name);
+    try {
+      s.boot = await bootVm({
+        runDir: s.runDir, userDataFile: s.render.userDataFile, hostname: name, sshKeyDir: stackDir,
+        memoryMiB: opts.memoryMiB ?? vmMemoryFor(s.render), cpus: opts.cpus, accel: opts.accel,
+        log: slog, onStart: (vm) => { s.vm = vm; s.at.qemuStarted = sinceStart(vms); },
+        ...(s.render.privateAddress && segment
+          ? { privateNic: { segment, mac: macFor(stackDir, name, "private"), address: s.render.privateAddress } }
+          : {}),
+      });
+      s.at.ssh = round(s.at.qemuStarted! + s.boot.sshSeconds);
+      const ci = s.boot.cloudInit;
+      if (ci.status !== "done") {
+        throw new Error(`cloud-init ended ${ci.extendedStatus}${ci.errors.length ? `: ${ci.errors.join("; ")}` : ""}`);
+      }
+      s.at.cloudInitDone = round(s.at.qemuStarted! + ci.seconds);
+      s.pushes = await runPushes(s.boot.vm, s.render.pushes, { log: slog });
+      s.at.pushed = sinceStart(vms);
+    } catch (e) {
+      s.error = failureOf(name, s.vm, e);
+      slog(`[vm] ${s.error.message}`);
+    }
+  }));
+  return vms;
+}
+
+/** LOCAL-VM-ONLY: every VM trusts the local bucket's self-signed certificate (cli/vm/s3.ts). */
+export async function trustBucketInStackVms(vms: StackVms, certFile: string): Promise<void> {
+  await Promise.all(vms.servers.map((s) => trustBucketCaInGuest(s.boot!.vm, certFile)));
+}
+
+/**
+ * The app release on every server that runs the app, one after the other (the first runs the
+ * migrations, the next find them done), then /health through nginx on every web server.
+ */
+export async function releaseStackVms(vms: StackVms, opts: { stack: string; log?: VmLogger }): Promise<void> {
+  const appServers = vms.servers.filter((s) => s.render.runsApp);
+  if (appServers.length === 0) return;
+  const artifact = await buildApp({ stack: opts.stack, log: opts.log ?? vms.log });
+  for (const s of appServers) {
+    try {
+      s.release = await shipRelease(s.boot!.vm, { stack: opts.stack, artifact, log: serverLog(vms, s.render.server) });
+      s.at.released = sinceStart(vms);
+    } catch (e) {
+      throw failureOf(s.render.server, s.vm, e);
+    }
+  }
+  for (const s of vms.servers.filter((x) => x.render.roles.includes("web"))) {
+    try {
+      await waitForHealth(s.boot!.vm, { timeoutMs: 120000, log: serverLog(vms, s.render.server) });
+      s.at.healthy = sinceStart(vms);
+    } catch (e) {
+      throw failureOf(s.render.server, s.vm, e);
+    }
+  }
+}
+
+/** Seconds since the stack's VMs began to boot, one decimal. */
+export function sinceStart(vms: StackVms): number {
+  return round((Date.now() - vms.startedAtMs) / 1000);
+}
+
+/** The stack's log with `[<server>` in place of `[vm`, so interleaved lines say whose they are. */
+function serverLog(vms: StackVms, server: string): VmLogger {
+  return (m) => vms.log(m.replace(/^\[vm/, `[${server}`));
+}
+
+/** Power off every VM of the stack dir (or one server's); returns how each ended. */
+export async function stopStackVms(stackDir: string, opts: { server?: string; log?: VmLogger } = {}): Promise<Record<string, string>> {
+  const names = opts.server ? [opts.server] : startedServers(stackDir);
+  const ended = await Promise.all(names.map((n) => stopVm(serverRunDir(stackDir, n), { log: opts.log })));
+  return Object.fromEntries(names.map((n, i) => [n, ended[i]]));
+}
+
+function failureOf(server: string, vm: Vm | undefined, e: unknown): Error {
+  const tail = vm ? `\n--- ${server}: console tail ---\n${consoleTail(vm, 25)}` : "";
+  return new Error(`server ${server}: ${(e as Error).message}${tail}`);
+}
+
+function round(s: number): number {
+  return Math.round(s * 10) / 10;
+}

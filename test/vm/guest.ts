@@ -1,0 +1,131 @@
+/**
+ * What the @vm end-to-end tests (e2e.test.ts: one server; separated.test.ts: a split stack) check
+ * from the host, shared: commands in a guest, psql, systemd properties, listeners, the worker's
+ * welcome email, a backup's proof in the host's S3 server.
+ */
+import { strict as assert } from "node:assert";
+import { spawn } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { sleep } from "../../cli/vm/process";
+import type { LocalBucket } from "../../cli/vm/s3";
+import { ssh } from "../../cli/vm/ssh";
+import type { Vm } from "../../cli/vm/vm";
+
+/** Run a command in the guest; fail the test with its output unless it exits 0. */
+export async function sh(vm: Vm, command: string, timeoutMs = 120000): Promise<string> {
+  const r = await ssh(vm, command, { timeoutMs });
+  if (r.code !== 0) throw new Error(`guest command failed (exit ${r.code}): ${command}\n${r.stdout}\n${r.stderr}`);
+  return r.stdout;
+}
+
+/** psql as postgres in the app database (on the guest that runs PostgreSQL), tuples only. */
+export function psql(vm: Vm, sql: string): Promise<string> {
+  return sh(vm, `sudo -u postgres psql -X -q -At -v ON_ERROR_STOP=1 -d app -c '${sql.replace(/'/g, `'\\''`)}'`)
+    .then((s) => s.trim());
+}
+
+/** Value of KEY='...' (bash single-quoted, as provisioning/backup.ts renders it) in an env file. */
+export function envValue(text: string, key: string): string {
+  const line = text.split("\n").find((l) => l.startsWith(`${key}=`));
+  if (!line) throw new Error(`${key} not in env file`);
+  const v = line.slice(key.length + 1);
+  return v.startsWith("'") ? v.slice(1, -1).replace(/'\\''/g, "'") : v;
+}
+
+export function runHost(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; stdout: Buffer; stderr: string }> {
+  // Asynchronous on purpose: s3rver answers from this process's event loop.
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { env, stdio: ["ignore", "pipe", "pipe"] });
+    const out: Buffer[] = [];
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => out.push(d));
+    child.stderr.on("data", (d) => { stderr += d; });
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code: code ?? 1, stdout: Buffer.concat(out), stderr }));
+  });
+}
+
+/** `systemctl show` properties as a map. */
+export async function unitProps(vm: Vm, unit: string, props: string[]): Promise<Record<string, string>> {
+  const out = await sh(vm, `systemctl show ${unit} ${props.map((p) => `-p ${p}`).join(" ")}`);
+  return Object.fromEntries(out.trim().split("\n").map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
+}
+
+export interface Listener { proto: string; host: string; port: number; process: string; local: string }
+
+/** Parse `ss -Hl[tu]np` lines. */
+export function parseSs(out: string, proto: string): Listener[] {
+  return out.trim().split("\n").filter(Boolean).map((line) => {
+    const cols = line.trim().split(/\s+/);
+    const local = cols[3];
+    const at = local.lastIndexOf(":");
+    const host = local.slice(0, at).replace(/^\[|\]$/g, "").replace(/%.*$/, "");
+    const proc = /users:\(\("([^"]+)"/.exec(line)?.[1] ?? "?";
+    return { proto, host, port: Number(local.slice(at + 1)), process: proc, local };
+  });
+}
+
+export function isLoopback(host: string): boolean {
+  return /^127\./.test(host) || host === "::1" || host === "[::1]";
+}
+
+/**
+ * Waits until the worker (unit `worker@1` on `workerVm`) has logged the welcome email to `email`
+ * (no SMTP_URL: the app logs it) and `job done` for send_welcome_email; returns the log lines.
+ */
+export async function waitForWelcomeEmail(workerVm: Vm, email: string, timeoutMs = 90000): Promise<string[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const out = await sh(workerVm, "sudo journalctl -u worker@1.service -b -o cat --no-pager");
+    const lines = out.split("\n").filter((l) => l.startsWith("{"));
+    const parsed = lines.map((l) => JSON.parse(l) as { msg?: string; mail?: { to?: string }; task?: string });
+    const mailed = parsed.some((l) => l.msg?.includes("email logged") && l.mail?.to === email);
+    const done = parsed.some((l) => l.msg === "job done" && l.task === "send_welcome_email");
+    if (mailed && done) return lines;
+    if (Date.now() > deadline) assert.fail(`worker did not process the welcome email for ${email}:\n${out.slice(-2000)}`);
+    await sleep(2000);
+  }
+}
+
+/**
+ * The backup in the host's S3 server: a restic repository, nothing readable in any object
+ * (`secrets`: strings that must not appear in clear), and restic on the host with the stack's
+ * password dumps `/app.dump` = a pg_dump archive containing `marker`; a wrong password gets
+ * nothing. Returns the object count and bytes.
+ */
+export async function assertBackupInBucket(bucket: LocalBucket, backupEnv: string, opts: { marker: string; secrets: string[]; cacheDir: string }): Promise<{ objects: number; bytes: number }> {
+  const objects = bucket.objects();
+  const keys = objects.map((o) => o.key);
+  assert.ok(keys.includes("restic/config"), `no restic repository in the bucket: ${keys.join(", ")}`);
+  assert.ok(keys.some((k) => k.startsWith("restic/data/")), `no data packs: ${keys.join(", ")}`);
+  assert.ok(keys.some((k) => k.startsWith("restic/snapshots/")), `no snapshot: ${keys.join(", ")}`);
+  for (const o of objects) {
+    const bytes = fs.readFileSync(o.file);
+    for (const secret of [opts.marker, "PGDMP", ...opts.secrets]) {
+      assert.ok(!bytes.includes(secret), `${o.key} contains ${secret === "PGDMP" ? "a pg_dump header" : JSON.stringify(secret)} in clear`);
+    }
+  }
+  const env = {
+    ...process.env, SSL_CERT_FILE: bucket.certFile,
+    RESTIC_REPOSITORY: `s3:${bucket.hostEndpoint}/${bucket.name}/restic`,
+    RESTIC_PASSWORD: envValue(backupEnv, "RESTIC_PASSWORD"),
+    AWS_ACCESS_KEY_ID: bucket.accessKeyId, AWS_SECRET_ACCESS_KEY: bucket.secretAccessKey,
+    RESTIC_CACHE_DIR: path.resolve(opts.cacheDir),
+  };
+  const dump = await runHost("restic", ["dump", "--no-lock", "latest", "/app.dump"], env);
+  assert.equal(dump.code, 0, dump.stderr);
+  assert.ok(dump.stdout.subarray(0, 5).equals(Buffer.from("PGDMP")), "the restored object is not a pg_dump archive");
+  assert.ok(dump.stdout.includes(opts.marker), "the decrypted dump does not contain the marker row");
+  const wrong = await runHost("restic", ["snapshots", "--no-lock"], { ...env, RESTIC_PASSWORD: "not the password" });
+  assert.notEqual(wrong.code, 0);
+  assert.match(wrong.stderr, /wrong password|no key found/i);
+  return { objects: objects.length, bytes: objects.reduce((n, o) => n + o.size, 0) };
+}
+
+/** The last lines of a guest's journal (a unit's, or everything), for failure messages; never throws. */
+export async function journalTail(vm: Vm, unit?: string, lines = 40): Promise<string> {
+  const r = await ssh(vm, `sudo journalctl -b -o short-monotonic --no-pager -n ${lines}${unit ? ` -u '${unit}'` : ""}`, { timeoutMs: 30000 })
+    .catch((e: Error) => ({ code: 1, stdout: "", stderr: e.message }));
+  return r.code === 0 ? r.stdout : `(journal unavailable: ${r.stderr.trim()})`;
+}

@@ -1,0 +1,325 @@
+/**
+ * @vm end to end of stage `separated`: the example stack (Pulumi.separated.yaml) with every
+ * server — db, app, worker — in its own Debian 13 VM, each booted at once from its exact
+ * rendered user-data (machine kind qemu, the stack dir's SSH key added, backups pointed at an
+ * s3rver on the host, the domain left out so nginx serves plain HTTP on the forwarded port), all
+ * three on one private network (cli/vm/network.ts), then each given its day-2 pushes. Then, from
+ * the host:
+ *   1 every server: cloud-init done with no errors, every push ran, the exact user-data and files
+ *   2 the private network: each VM has its planned address on the NIC matched by MAC, the
+ *     user-mode NIC kept DHCP, the VMs reach each other; the host has no address or route there
+ *   3 PostgreSQL on db: listens on loopback and its private address only; answers app and worker
+ *     over the private network; neither the host nor a port forwarded from the host reaches it
+ *   4 the release on app and worker; /health through nginx on app
+ *   5 a signup on app is stored in PostgreSQL on db and processed by the worker on its own VM
+ *   6 an upload lands in the host's S3 server, on no VM's disk
+ *   7 the db server's backup reaches the host's S3 server; its restore drill passes
+ * Timings (start → each server's cloud-init done → healthy) are printed and written to
+ * .vm/e2e-separated/figures.json.
+ *
+ * Budget: 15 minutes on 2 shared cores (asserted). The whole CI must stay under 60 minutes and
+ * the rest of it takes about 16.
+ *
+ * Skips (loudly) only when qemu-system-x86_64 cannot run at all; with CI=true that is a failure.
+ * Test-only setup, not product behaviour: the guests trust the local bucket's self-signed
+ * certificate (a cloud bucket has a public one) — see cli/vm/s3.ts.
+ */
+import { strict as assert } from "node:assert";
+import * as crypto from "node:crypto";
+import * as fs from "node:fs";
+import * as net from "node:net";
+import * as os from "node:os";
+import * as path from "node:path";
+import { spawnSync } from "node:child_process";
+import { freePorts } from "../../cli/lib/ports";
+import { PROJECT_DIR } from "../../cli/lib/stacks";
+import { httpRequest, isHealthy } from "../../cli/vm/http";
+import { lockRunDir } from "../../cli/vm/lock";
+import { addHostForward } from "../../cli/vm/qmp";
+import { type LocalBucket, startS3Bucket } from "../../cli/vm/s3";
+import { ssh } from "../../cli/vm/ssh";
+import { type ServerVm, type StackVms, bootStackVms, releaseStackVms, sinceStart, stopStackVms, trustBucketInStackVms } from "../../cli/vm/stackVms";
+import { type Vm, consoleTail, qemuAvailable } from "../../cli/vm/vm";
+import { POSTGRES_PORT } from "../../plan/plan";
+import { assertBackupInBucket, isLoopback, journalTail, parseSs, psql, sh, unitProps, waitForWelcomeEmail } from "./guest";
+
+const STACK = "separated";
+const STACK_DIR = path.join(PROJECT_DIR, ".vm", "e2e-separated");
+const BUCKET_NAME = "vm-e2e-separated-backups";
+const BUDGET_MS = 15 * 60 * 1000;
+/** Plain HTTP on the forwarded port, as a stack without a domain serves it (no ACME here). */
+const SETTINGS = { domain: null, acmeEmail: null };
+const log = (m: string) => console.log(`      ${m}`);
+
+/**
+ * PostgreSQL's answer to an SSLRequest from inside a guest: "S" (TLS offered), "N", or "" when
+ * nothing answers. A TCP connect alone would not tell PostgreSQL from anything else listening.
+ */
+async function pgSslAnswerFrom(vm: Vm, host: string): Promise<string> {
+  const r = await ssh(vm, `timeout 5 bash -c 'exec 3<>/dev/tcp/${host}/${POSTGRES_PORT} && printf "\\0\\0\\0\\x08\\x04\\xd2\\x16\\x2f" >&3 && head -c1 <&3' 2>/dev/null`, { timeoutMs: 30000 });
+  return r.stdout;
+}
+
+/** The same SSLRequest from the host to 127.0.0.1:port: the answer byte, or "" when none comes. */
+function pgSslAnswerFromHost(port: number, host = "127.0.0.1", timeoutMs = 4000): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host, port });
+    const done = (answer: string) => { socket.destroy(); resolve(answer); };
+    const timer = setTimeout(() => done(""), timeoutMs);
+    socket.on("connect", () => socket.write(Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])));
+    socket.on("data", (d) => { clearTimeout(timer); done(d.subarray(0, 1).toString("latin1")); });
+    socket.on("error", () => { clearTimeout(timer); done(""); });
+    socket.on("close", () => { clearTimeout(timer); done(""); });
+  });
+}
+
+describe("@vm separated: db, app and worker each in a VM from its exact user-data, on one private network", function () {
+  this.timeout(BUDGET_MS);
+
+  let t0 = 0;
+  let unlock: (() => void) | undefined;
+  let bucket: LocalBucket | undefined;
+  let vms: StackVms;
+  const figures: Record<string, unknown> = {};
+  const marker = `vm-sep-marker-${crypto.randomBytes(12).toString("hex")}`;
+  const email = `sep-${crypto.randomBytes(4).toString("hex")}@example.com`;
+  const password = "a long separated e2e password 123";
+  let userId = "";
+
+  const server = (name: string): ServerVm => {
+    const s = vms.servers.find((x) => x.render.server === name);
+    assert.ok(s, `the stack has no server ${name}`);
+    assert.ok(!s.error, `server ${name} did not come up: ${s.error?.message}`);
+    return s;
+  };
+  const vmOf = (name: string): Vm => server(name).boot!.vm;
+  const serversWith = (role: "web" | "worker" | "db") => vms.servers.filter((s) => s.render.roles.includes(role));
+
+  before(async function () {
+    t0 = Date.now();
+    const q = qemuAvailable();
+    if (!q.ok) {
+      if (process.env.CI === "true") throw new Error(`CI=true and QEMU cannot run: ${q.reason}`);
+      const bar = "!".repeat(78);
+      console.warn(`\n${bar}\n!! SKIPPING the @vm separated test: QEMU cannot run on this machine.\n!! ${q.reason}\n` +
+        `!! Install qemu-system-x86 (npm run setup) to run it. In CI (CI=true) this is a failure.\n${bar}\n`);
+      this.skip();
+    }
+    unlock = await lockRunDir(STACK_DIR, log);
+    await stopStackVms(STACK_DIR, { log: () => {} }); // left over from an interrupted run of ours
+    const bucketDir = path.join(STACK_DIR, "bucket");
+    fs.rmSync(path.join(bucketDir, "data"), { recursive: true, force: true });
+    const [port] = await freePorts(1);
+    bucket = await startS3Bucket({ dir: bucketDir, name: BUCKET_NAME, port });
+    figures.hostLoadAtStart = os.loadavg()[0].toFixed(2);
+    vms = await bootStackVms({
+      stack: STACK, stackDir: STACK_DIR, settings: SETTINGS, log,
+      bucket: { endpoint: bucket.guestEndpoint, name: bucket.name, accessKeyId: bucket.accessKeyId, secretAccessKey: bucket.secretAccessKey, certFile: bucket.certFile },
+      onRender: (r) => log(`rendered ${r.servers.map((s) => `${s.server} (${s.roles.join("+")}, ${s.privateAddress}, ${Buffer.byteLength(s.userData)} bytes, ${s.pushes.length} pushes)`).join("; ")}`),
+    });
+    figures.boot = Object.fromEntries(vms.servers.map((s) => [s.render.server, { ...s.at, memoryMiB: s.vm?.qemuArgs[s.vm.qemuArgs.indexOf("-m") + 1], error: s.error?.message.split("\n")[0] }]));
+    log(`boot, seconds since the first QEMU start: ${JSON.stringify(figures.boot)}`);
+    const up = vms.servers.filter((s) => !s.error);
+    // TEST-ONLY SETUP: trust the local bucket's self-signed certificate (cli/vm/s3.ts).
+    if (up.length === vms.servers.length) await trustBucketInStackVms(vms, bucket.certFile);
+  });
+
+  afterEach(async function () {
+    if (this.currentTest?.state !== "failed" || !vms) return;
+    // What a failure needs to be understood: each VM's console and journal tail.
+    for (const s of vms.servers.filter((x) => x.vm)) {
+      log(`--- ${s.render.server}: console tail ---\n${consoleTail(s.vm!, 15)}`);
+      log(`--- ${s.render.server}: journal tail ---\n${await journalTail(s.vm!, undefined, 25)}`);
+    }
+  });
+
+  after(async function () {
+    figures.totalSeconds = Math.round((Date.now() - t0) / 1000);
+    figures.hostLoadAtEnd = os.loadavg()[0].toFixed(2);
+    if (!unlock) return;
+    if (vms) {
+      log("timings, seconds since the first QEMU start:");
+      for (const s of vms.servers) {
+        log(`  ${s.render.server.padEnd(7)} QEMU ${s.at.qemuStarted ?? "-"}  SSH ${s.at.ssh ?? "-"}  cloud-init done ${s.at.cloudInitDone ?? "-"}  ` +
+          `pushes done ${s.at.pushed ?? "-"}  released ${s.at.released ?? "-"}  healthy ${s.at.healthy ?? "-"}`);
+      }
+      figures.timings = Object.fromEntries(vms.servers.map((s) => [s.render.server, s.at]));
+    }
+    log(`figures: ${JSON.stringify(figures)}`);
+    fs.writeFileSync(path.join(STACK_DIR, "figures.json"), JSON.stringify(figures, null, 2) + "\n");
+    if (process.env.SAAS_VPS_VM_KEEP === "1") log(`SAAS_VPS_VM_KEEP=1: leaving the VMs running (npm run vm -- stop --name e2e-separated)`);
+    else await stopStackVms(STACK_DIR, { log });
+    if (bucket) await bucket.close();
+    unlock();
+  });
+
+  it("1. every server (db, app, worker) booted from its exact user-data: cloud-init done without errors, every day-2 push ran, every file as rendered", async function () {
+    assert.deepEqual(vms.servers.map((s) => s.render.server).sort(), ["app", "db", "worker"]);
+    const failed = vms.servers.filter((s) => s.error).map((s) => s.error!.message);
+    assert.deepEqual(failed, [], failed.join("\n\n"));
+    for (const s of vms.servers) {
+      const vm = vmOf(s.render.server);
+      const ci = s.boot!.cloudInit;
+      assert.equal(ci.status, "done");
+      assert.deepEqual(ci.errors, [], `${s.render.server}: ${JSON.stringify(ci.errors)}`);
+      assert.deepEqual(ci.recoverableErrors, {}, `${s.render.server}: ${JSON.stringify(ci.recoverableErrors)}`);
+      assert.equal(s.pushes?.count, s.render.pushes.length);
+      const sha = crypto.createHash("sha256").update(s.render.userData).digest("hex");
+      assert.equal((await sh(vm, "sudo sha256sum /var/lib/cloud/instance/user-data.txt")).split(" ")[0], sha, `${s.render.server}: user-data`);
+      const paths = [...s.render.files.keys()];
+      const sums = await sh(vm, `sudo sha256sum ${paths.join(" ")}`);
+      const onDisk = new Map(sums.trim().split("\n").map((l) => { const [h, p] = l.split(/\s+/); return [p, h]; }));
+      for (const [p, content] of s.render.files) {
+        assert.equal(onDisk.get(p), crypto.createHash("sha256").update(content).digest("hex"), `${s.render.server}: ${p} differs from the render`);
+      }
+      assert.equal((await sh(vm, "hostname")).trim(), s.render.server);
+      // The interfaces are the provider's business: nothing the server is given names one.
+      for (const [p, content] of s.render.files) {
+        assert.doesNotMatch(content, /\b(eth\d|ens\d+|enp\d+s\d+)\b/, `${s.render.server}: ${p} names a network interface`);
+      }
+    }
+    // Memory: PostgreSQL's server gets its type's (the render tunes PostgreSQL for it), the others the lean size.
+    const db = server("db");
+    assert.equal(db.vm!.qemuArgs[db.vm!.qemuArgs.indexOf("-m") + 1], String(db.render.serverMemoryMiB));
+  });
+
+  it("2. each VM has its planned private address on the NIC with its MAC, DHCP on the user-mode NIC; the VMs reach each other, the host reaches none of them there", async function () {
+    for (const s of vms.servers) {
+      const vm = vmOf(s.render.server);
+      const nic = vm.privateNic!;
+      assert.ok(nic, `${s.render.server} has no private NIC`);
+      assert.equal(nic.address, s.render.privateAddress);
+      const links = JSON.parse(await sh(vm, "ip -j address show")) as { ifname: string; address: string; addr_info: { family: string; local: string; prefixlen: number; dynamic?: boolean }[] }[];
+      const priv = links.find((l) => l.address === nic.mac);
+      assert.ok(priv, `${s.render.server}: no interface with MAC ${nic.mac}: ${links.map((l) => `${l.ifname} ${l.address}`).join(", ")}`);
+      assert.deepEqual(priv.addr_info.filter((a) => a.family === "inet").map((a) => `${a.local}/${a.prefixlen}`), [nic.address]);
+      const pub = links.find((l) => l.addr_info.some((a) => a.family === "inet" && a.local.startsWith("10.0.2.")));
+      assert.ok(pub && pub !== priv, `${s.render.server}: the user-mode NIC has no address`);
+      assert.ok(pub.addr_info.find((a) => a.local.startsWith("10.0.2."))!.dynamic, `${s.render.server}: the user-mode address is not from DHCP`);
+      assert.match(await sh(vm, "ip -4 route show default"), /^default via 10\.0\.2\.2 /m);
+      assert.doesNotMatch(await sh(vm, "ip -4 route show default"), new RegExp(`dev ${priv.ifname}\\b`), "a default route over the private network");
+      for (const other of vms.servers.filter((o) => o !== s)) {
+        const ip = other.render.privateAddress!.split("/")[0];
+        assert.match(await sh(vm, `ping -c1 -W3 ${ip}`), / 0% packet loss/, `${s.render.server} -> ${other.render.server} (${ip})`);
+      }
+    }
+    // The host: no address and no route inside the private network (its packets there take the
+    // default route, to a network that is not this one), and nothing answers from it.
+    const cidr = vms.render.networkCidr!;
+    const hostAddrs = spawnSync("ip", ["-4", "-o", "address", "show", "to", cidr], { encoding: "utf8" });
+    assert.equal(hostAddrs.status, 0, hostAddrs.stderr);
+    assert.equal(hostAddrs.stdout.trim(), "", `the host has an address in ${cidr}`);
+    const dbIp = server("db").render.privateAddress!.split("/")[0];
+    const route = spawnSync("ip", ["-4", "route", "get", dbIp], { encoding: "utf8" }).stdout;
+    assert.doesNotMatch(route, /\bdev lo\b|local /, route);
+    assert.equal(await pgSslAnswerFromHost(POSTGRES_PORT, dbIp, 3000), "", `the host reached ${dbIp}:${POSTGRES_PORT}`);
+    const ping = spawnSync("ping", ["-c1", "-W2", dbIp], { encoding: "utf8" });
+    assert.notEqual(ping.status, 0, `the host pinged ${dbIp}: ${ping.stdout}`);
+  });
+
+  it("3. PostgreSQL on db listens on loopback and its private address only; app and worker reach it, the host and a forwarded port do not", async function () {
+    const db = vmOf("db");
+    const dbIp = server("db").render.privateAddress!.split("/")[0];
+    const pg = parseSs(await sh(db, "sudo ss -Hltnp"), "tcp").filter((l) => l.process === "postgres");
+    figures.postgresListeners = pg.map((l) => l.local);
+    assert.ok(pg.some((l) => l.host === dbIp), `PostgreSQL does not listen on ${dbIp}: ${pg.map((l) => l.local).join(", ")}`);
+    for (const l of pg) assert.ok(isLoopback(l.host) || l.host === dbIp, `PostgreSQL listens on ${l.local}`);
+    // Over the private network, from the servers that run the app: PostgreSQL answers (and offers TLS).
+    for (const s of [...serversWith("web"), ...serversWith("worker")]) {
+      assert.equal(await pgSslAnswerFrom(vmOf(s.render.server), dbIp), "S", `${s.render.server} -> ${dbIp}:${POSTGRES_PORT}`);
+    }
+    // From db's own user-mode address (what a public interface would be): nothing.
+    const pubIp = (await sh(db, "ip -4 -o addr show to 10.0.2.0/24 | awk '{print $4}' | cut -d/ -f1")).trim();
+    assert.equal(await pgSslAnswerFrom(db, pubIp), "", `PostgreSQL answers on db's public address ${pubIp}`);
+    // The VMs' public forwards: SSH/HTTP/HTTPS on the host's loopback only, never PostgreSQL...
+    for (const s of vms.servers) {
+      const netdev = s.vm!.qemuArgs[s.vm!.qemuArgs.indexOf("-netdev") + 1];
+      const forwards = [...netdev.matchAll(/hostfwd=tcp:([\d.]+):\d+-:(\d+)/g)].map((m) => `${m[1]}->${m[2]}`);
+      assert.deepEqual(forwards.sort(), ["127.0.0.1->22", "127.0.0.1->443", "127.0.0.1->80"], s.render.server);
+    }
+    // ...and one added by hand to db's 5432 (arriving from 10.0.2.2 like the runner's SSH) gets no answer.
+    const [hostPort] = await freePorts(1);
+    await addHostForward(db.qmpSocket, hostPort, POSTGRES_PORT);
+    const answer = await pgSslAnswerFromHost(hostPort);
+    figures.postgresThroughForward = answer || "no answer";
+    assert.equal(answer, "", "PostgreSQL answered through a port forwarded from the host");
+  });
+
+  it("4. the release ships to app and worker; /health through nginx on app is 200", async function () {
+    const app = vmOf("app");
+    const before = await httpRequest(app.ports.http, { path: "/health", agent: false }).catch((e) => ({ status: 0, body: String(e), headers: {} }));
+    assert.ok(!isHealthy(before), "healthy before any release was shipped?");
+    await releaseStackVms(vms, { stack: STACK, log });
+    figures.release = Object.fromEntries(vms.servers.filter((s) => s.release).map((s) => [s.render.server, { id: s.release!.id, seconds: Math.round(s.release!.releaseSeconds) }]));
+    assert.deepEqual(vms.servers.filter((s) => s.release).map((s) => s.render.server).sort(), ["app", "worker"]);
+    const r = await httpRequest(app.ports.http, { path: "/health" });
+    assert.equal(r.status, 200, r.body);
+    assert.deepEqual(JSON.parse(r.body), { status: "ok" });
+    assert.equal(r.headers["x-app-release"], server("app").release!.id);
+    assert.equal(r.headers["x-frame-options"], "DENY", "not answered through the rendered nginx site");
+    // Each server runs its own part only.
+    const active = async (vm: Vm, pattern: string) =>
+      (await sh(vm, `systemctl list-units --plain --no-legend --state=active '${pattern}' | awk '{print $1}'`)).trim().split("\n").filter(Boolean);
+    assert.deepEqual(await active(app, "worker@*"), []);
+    assert.ok((await active(app, "web@*")).length > 0, "no web instance on app");
+    assert.deepEqual(await active(vmOf("worker"), "web@*"), []);
+    assert.ok((await active(vmOf("worker"), "worker@*")).includes("worker@1.service"), "no worker@1 on worker");
+    assert.deepEqual(await active(vmOf("db"), "web@*"), []);
+    assert.deepEqual(await active(vmOf("db"), "worker@*"), []);
+    figures.healthySeconds = sinceStart(vms);
+  });
+
+  it("5. a signup on app is stored in PostgreSQL on db and processed by the worker on its own VM", async function () {
+    const app = vmOf("app");
+    const r = await httpRequest(app.ports.http, {
+      method: "POST", path: "/auth/register", body: { email, password, name: marker, organizationName: "Separated Org" }, timeoutMs: 60000,
+    });
+    assert.equal(r.status, 201, r.body);
+    userId = JSON.parse(r.body).user.id;
+    assert.equal(await psql(vmOf("db"), `select count(*) from users where email = '${email}' and name = '${marker}'`), "1");
+    await waitForWelcomeEmail(vmOf("worker"), email);
+    assert.equal(await psql(vmOf("db"), `select count(*) from graphile_worker.jobs where key = 'welcome:${userId}'`), "0");
+    // No PostgreSQL anywhere but on db.
+    for (const name of ["app", "worker"]) {
+      assert.equal((await ssh(vmOf(name), "command -v psql || ls /usr/lib/postgresql")).code === 0, false, `${name} has PostgreSQL installed`);
+    }
+  });
+
+  it("6. an upload lands in the host's S3 server, on no VM's disk", async function () {
+    const bar = "!".repeat(78);
+    console.warn(`\n${bar}\n!! SKIPPED: the uploads bucket is not part of the stack yet; this check is enabled with it.\n${bar}\n`);
+    this.skip();
+  });
+
+  it("7. the db server's backup reaches the host's S3 server, encrypted, and its restore drill passes", async function () {
+    const db = vmOf("db");
+    for (const timer of ["backup.timer", "restore-drill.timer"]) {
+      const t = await unitProps(db, timer, ["ActiveState", "UnitFileState"]);
+      assert.deepEqual([t.ActiveState, t.UnitFileState], ["active", "enabled"], timer);
+    }
+    for (const name of ["app", "worker"]) {
+      assert.equal((await unitProps(vmOf(name), "backup.timer", ["LoadState"])).LoadState, "not-found", `${name} has a backup timer`);
+    }
+    const tb = Date.now();
+    const start = await ssh(db, "sudo systemctl start backup.service", { timeoutMs: 10 * 60000 });
+    assert.equal(start.code, 0, `backup.service failed:\n${start.stderr}\n${await journalTail(db, "backup.service", 40)}`);
+    figures.backupSeconds = Math.round((Date.now() - tb) / 100) / 10;
+    const backupEnv = server("db").render.files.get("/etc/saas-vps/backup.env")!;
+    const stored = await assertBackupInBucket(bucket!, backupEnv, { marker, secrets: [email], cacheDir: path.join(STACK_DIR, "restic-cache") });
+    figures.backupObjects = stored.objects;
+    const td = Date.now();
+    const drill = await ssh(db, "sudo systemctl start restore-drill.service", { timeoutMs: 10 * 60000 });
+    const drillLog = await sh(db, "sudo journalctl -u restore-drill.service -b -o cat --no-pager");
+    assert.equal(drill.code, 0, `restore-drill.service failed:\n${drill.stderr}\n${drillLog}`);
+    figures.drillSeconds = Math.round((Date.now() - td) / 100) / 10;
+    assert.match(drillLog, /restore drill OK/);
+    figures.drill = drillLog.split("\n").find((l) => l.includes("restore drill OK"));
+  });
+
+  it("finished inside the 15-minute budget", function () {
+    const s = (Date.now() - t0) / 1000;
+    figures.secondsBeforeStop = Math.round(s);
+    log(`separated e2e so far: ${s.toFixed(0)} s`);
+    assert.ok(s * 1000 < BUDGET_MS, `took ${s.toFixed(0)} s`);
+  });
+});
