@@ -203,6 +203,20 @@ describe("@real release script on a worker-only and a web-only server (stand-in 
       assert.doesNotMatch(webEnv, /owner-secret/, "the web instance never sees the owner's credential");
     });
 
+    it("refuses an owner's env file every user can read, before anything switches", async () => {
+      const server = newServer({ webPorts: await freePorts(1), workerUnits: [] });
+      const ownerEnv = path.join(server.root, "etc/migrate.env");
+      fs.writeFileSync(ownerEnv, "DATABASE_URL=postgres://app:owner-secret@127.0.0.1/app\n", { mode: 0o644 });
+      fs.chmodSync(ownerEnv, 0o644);
+      fs.appendFileSync(server.confFile, `MIGRATE_ENV_FILE=${ownerEnv}\n`);
+      const r = await server.run([artifact(fakeId("a"))]);
+      assert.equal(r.code, 1, r.stdout + r.stderr);
+      assert.match(r.stderr, /MIGRATE_ENV_FILE .*migrate\.env is readable or writable by every user; .*chmod 0600/);
+      assert.doesNotMatch(r.stdout + r.stderr, /owner-secret/, "the credential is never printed");
+      assert.equal(server.currentId(), undefined);
+      assert.deepEqual(actions(server), [], "no instance started");
+    });
+
     it("a release on a server whose release.conf has no MIGRATE is refused before anything changes", async () => {
       const server = newServer({ webPorts: [], workerUnits: ["worker@1.service"] });
       fs.writeFileSync(server.confFile, fs.readFileSync(server.confFile, "utf8").replace(/^MIGRATE=.*\n/m, ""));
