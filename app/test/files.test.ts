@@ -155,5 +155,38 @@ describe("files", () => {
         await t.close();
       }
     });
+
+    it("deletes the object from the bucket when its file, or its project, is deleted", async () => {
+      const t = await startTestApp(s3Env());
+      try {
+        const u = await register(t.app, "s3deleter");
+        const direct = new S3Storage({ endpoint: s3Endpoint, bucket: "media", region: "us-east-1", accessKeyId: "S3RVER", secretAccessKey: "S3RVER" });
+        const project = await t.app.inject({ method: "POST", url: `/orgs/${u.orgId}/projects`, headers: u.auth, payload: { name: "with files" } });
+        assert.equal(project.statusCode, 201, project.body);
+        const projectId = project.json().project.id;
+        const uploadTo = async (query: string) => {
+          const m = multipart("a.txt", "text/plain", Buffer.from("to be deleted"));
+          const res = await t.app.inject({ method: "POST", url: `/orgs/${u.orgId}/files${query}`, headers: { ...u.auth, ...m.headers }, payload: m.payload });
+          assert.equal(res.statusCode, 201, res.body);
+          return `${u.orgId}/${res.json().file.id}`;
+        };
+        const stored = async (key: string) => direct.get(key).then(() => true, (err: Error) => (/HTTP 404/.test(err.message) ? false : Promise.reject(err)));
+
+        const loose = await uploadTo("");
+        const inProject = [await uploadTo(`?projectId=${projectId}`), await uploadTo(`?projectId=${projectId}`)];
+        for (const key of [loose, ...inProject]) assert.equal(await stored(key), true, key);
+
+        const del = await t.app.inject({ method: "DELETE", url: `/orgs/${u.orgId}/files/${loose.split("/")[1]}`, headers: u.auth });
+        assert.equal(del.statusCode, 204, del.body);
+        assert.equal(await stored(loose), false, "the file's object is still in the bucket");
+        for (const key of inProject) assert.equal(await stored(key), true, "another file's object went too");
+
+        const delProject = await t.app.inject({ method: "DELETE", url: `/orgs/${u.orgId}/projects/${projectId}`, headers: u.auth });
+        assert.equal(delProject.statusCode, 204, delProject.body);
+        for (const key of inProject) assert.equal(await stored(key), false, `${key} is still in the bucket`);
+      } finally {
+        await t.close();
+      }
+    });
   });
 });
