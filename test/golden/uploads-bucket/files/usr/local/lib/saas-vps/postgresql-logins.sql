@@ -7,8 +7,9 @@ SET log_statement = 'none';
 SELECT format('CREATE ROLE %I LOGIN', r) FROM unnest(ARRAY[:'owner', :'web', :'worker']) AS r
   WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) \gexec
 ALTER ROLE :"owner" WITH LOGIN PASSWORD :'owner_password';
-ALTER ROLE :"web" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD :'web_password';
-ALTER ROLE :"worker" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD :'worker_password';
+-- BYPASSRLS: graphile-worker's tables have row-level security on and no policy (only their owner sees rows).
+ALTER ROLE :"web" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE BYPASSRLS PASSWORD :'web_password';
+ALTER ROLE :"worker" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE BYPASSRLS PASSWORD :'worker_password';
 SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'owner')
   WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = :'db') \gexec
 REVOKE ALL ON DATABASE :"db" FROM PUBLIC;
