@@ -34,20 +34,9 @@ function renderPlanned(config: StackConfig, machine: MachineKind) {
   return renderServer(buildServerInput(config, server, { machine, ...PLACEHOLDER_CONTEXT }));
 }
 
-/**
- * Servers of a stack file the program cannot render yet, and why. Such a stack's other servers are
- * rendered directly from its plan (placeholder secrets instead of the mocks' FAKE values), so
- * goldens and real-tool checks still cover them; each skipped server is named when the cases load.
- */
-const NOT_RENDERABLE_YET: Record<string, { servers: string[]; why: string }> = {
-  separated: { servers: ["worker"], why: "a worker-only server has no web port, which the release command still requires" },
-};
-
 /** Every server of a stack file, as the real program has it: the user-data's files, then the pushes'. */
 async function stackCases(stack: string): Promise<RenderCase[]> {
   const file = readStackFile(join(ROOT, `Pulumi.${stack}.yaml`));
-  const skip = NOT_RENDERABLE_YET[stack];
-  if (skip) return plannedStackCases(stack, parseStackConfig(projectConfigOf(file.config)), skip);
   return (await renderStack(stack, file)).servers.map((server) => {
     const installed = readUserDataBundle(server.userData);
     return {
@@ -58,14 +47,6 @@ async function stackCases(stack: string): Promise<RenderCase[]> {
       pushOnly: new Set(server.pushOnly),
     };
   });
-}
-
-function plannedStackCases(stack: string, config: StackConfig, skip: { servers: string[]; why: string }): RenderCase[] {
-  const plan = planStack(config);
-  console.log(`      NOTE: stack ${stack}: server(s) ${skip.servers.join(", ")} not rendered (${skip.why}); the others rendered from the plan directly`);
-  return plan.servers
-    .filter((server) => !skip.servers.includes(server.name))
-    .map((server) => caseOf(`stack-${stack}-${server.name}`, renderServer(buildServerInput(config, server, { machine: config.provider, ...PLACEHOLDER_CONTEXT }, plan))));
 }
 
 function caseOf(name: string, { userData, files }: { userData: string; files: RenderedFile[] }): RenderCase {
