@@ -30,9 +30,11 @@
  * which side goes first so a drift in the machine's load falls on both alike. Prints per
  * condition, pass and side: req/s, p50/p99, non-2xx and socket errors, CPU time per request of
  * nginx, the app and PostgreSQL, the app's statements per request (pg_stat_statements: each one a
- * network round trip), then the ratio network/local of loaded req/s (goal >= 0.8) and the p50/p99
- * the network adds, and the round trip of a TCP handshake to the network side's PostgreSQL (the
- * link's own, measured per condition).
+ * network round trip), then the ratio network/local of loaded req/s (goal >= 0.8), the ratio of
+ * server CPU time per request local/network (what the throughput ratio tends to when the server
+ * side is CPU-bound, and far steadier on a shared machine), the p50/p99 the network adds, and
+ * the round trip of a TCP handshake to the network side's PostgreSQL (the link's own, measured
+ * per condition).
  *
  * Set up on both cores; measured with both clusters, nginx and the instances on CPU 0 and wrk on
  * CPU 1 (--no-pin: all share both), so the figures isolate the transport, not the CPU a real db
@@ -239,6 +241,10 @@ async function connectRttMs(address: string, port: number, samples = 20): Promis
   return best;
 }
 
+const t0 = Date.now();
+/** Progress on stderr (the figures go to stdout). */
+const progress = (m: string) => process.stderr.write(`[+${((Date.now() - t0) / 1000).toFixed(0)}s] ${m}\n`);
+
 async function main() {
   const dir = tempDir("db-network-bench");
   const parts: Record<SideName, Partial<Side>> = { local: {}, network: {} };
@@ -259,9 +265,11 @@ async function main() {
   try {
     const netemMissing = RTT_US > 0 ? netemProblem() : undefined;
     const artifact = packArtifact(buildRealApp(path.join(dir, "app")), fakeId("a"), dir);
+    progress("app built and packed");
     const network = DEFAULTS.privateNetworkCidr;
     link = createPrivateLink(hostAddress(network, PRIVATE_HOSTS.app), hostAddress(network, PRIVATE_HOSTS.db), Number(network.split("/")[1]));
     const started = await Promise.all(SIDES.map((name) => startSide(name, path.join(dir, name), artifact, link!, parts[name])));
+    progress("both sides released");
     const ready = Object.fromEntries(SIDES.map((name, i) => [name, started[i]])) as Record<SideName, Side>;
     // Set up on both cores; measured with the server side on one and wrk on the other.
     if (PIN) for (const name of SIDES) pinSide(ready[name], SERVER_CPU);
@@ -295,6 +303,7 @@ async function main() {
       for (const side of SIDES) await wrk(side, PASSES[1], WARMUP_SECONDS);
       const pairs: Pair[] = [];
       for (const pass of PASSES) {
+        progress(`${condition.title}: ${pass.name}`);
         const runs: Record<SideName, Run[]> = { local: [], network: [] };
         for (let round = 0; round < ROUNDS; round++) {
           for (const side of round % 2 === 0 ? SIDES : [...SIDES].reverse()) runs[side].push(await measure(side, pass));
@@ -335,7 +344,9 @@ async function main() {
       r.pairs.forEach((pair, i) => {
         const ratio = pair.network.rps / pair.local.rps;
         const throughput = PASSES[i].pauseMs ? "" : `req/s network/local ${ratio.toFixed(3)} (goal >= 0.8: ${goal(ratio >= 0.8)}), `;
-        console.log(`${PASSES[i].name.padEnd(7)} ${throughput}p99 local ${pair.local.p99.toFixed(2)} ms, network ${pair.network.p99.toFixed(2)} ms; ` +
+        const cpu = (f: Figures) => f.cpuUs.reduce((n, x) => n + x, 0);
+        const cpuRatio = `server CPU/request local/network ${(cpu(pair.local) / cpu(pair.network)).toFixed(3)}, `;
+        console.log(`${PASSES[i].name.padEnd(7)} ${throughput}${cpuRatio}p99 local ${pair.local.p99.toFixed(2)} ms, network ${pair.network.p99.toFixed(2)} ms; ` +
           `network adds p50 ${ms(pair.network.p50 - pair.local.p50)}, p99 ${ms(pair.network.p99 - pair.local.p99)}`);
       });
     }
