@@ -43,6 +43,7 @@
  */
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
+import { createRequire } from "node:module";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -50,7 +51,7 @@ import { DEFAULTS } from "../config/keys";
 import { hostAddress } from "../config/validators";
 import { POSTGRES_PORT, PRIVATE_HOSTS } from "../plan/plan";
 import { DATABASE_NAME, DATABASE_USER } from "../provisioning/layout";
-import { FakeServer, buildRealApp, fakeId, freePort, freePorts, packArtifact, sleep, tempDir } from "../test/release/harness";
+import { FakeServer, REPO, buildRealApp, fakeId, freePort, freePorts, packArtifact, sleep, tempDir } from "../test/release/harness";
 import { startServerNginx, type BenchNginx } from "./lib/nginx";
 import { createPrivateLink, netemProblem, type PrivateLink } from "./lib/privateLink";
 import { startCluster, type PostgresCluster } from "./lib/postgresCluster";
@@ -173,6 +174,39 @@ function tlsOfAppConnections(cluster: PostgresCluster): string {
   return `${rows.length} connections, all TLS (${kinds.join(", ")})`;
 }
 
+/** The smallest part of node-postgres this file uses; it is the app's dependency (app/node_modules), not the project's. */
+interface PgClient {
+  connect(): Promise<void>;
+  query(sql: string): Promise<{ rows: Record<string, unknown>[] }>;
+  end(): Promise<void>;
+}
+const pgClient = createRequire(path.join(REPO, "app", "package.json"))("pg").Client as new (o: object) => PgClient;
+
+/**
+ * What the app's driver (node-postgres, the app's version) does with each sslmode against the
+ * network side's self-signed certificate: the reason the bench's URL carries uselibpqcompat=true,
+ * checked on every run rather than assumed. verify-full with the certificate as sslrootcert is
+ * the verifying alternative (the certificate names the db's address).
+ */
+async function sslModeOutcomes(cluster: PostgresCluster, link: PrivateLink): Promise<string[]> {
+  const base = `postgres://${DATABASE_USER}:${cluster.password}@${link.peerAddress}:${cluster.port}/${DATABASE_NAME}`;
+  const modes = ["sslmode=require", "sslmode=require&uselibpqcompat=true", `sslmode=verify-full&sslrootcert=${encodeURIComponent(cluster.certificate ?? "")}`];
+  const out: string[] = [];
+  for (const mode of modes) {
+    const client = new pgClient({ connectionString: `${base}?${mode}`, connectionTimeoutMillis: 5000 });
+    try {
+      await client.connect();
+      const { rows } = await client.query("SELECT version AS v FROM pg_stat_ssl WHERE pid = pg_backend_pid()");
+      out.push(`${mode.replace(/sslrootcert=[^&]*/, "sslrootcert=<its certificate>")}: connected, ${String(rows[0]?.v)}`);
+    } catch (e) {
+      out.push(`${mode}: refused: ${(e as Error).message}`);
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------- measuring
 
 interface Run extends WrkResult {
@@ -274,6 +308,7 @@ async function main() {
     // Set up on both cores; measured with the server side on one and wrk on the other.
     if (PIN) for (const name of SIDES) pinSide(ready[name], SERVER_CPU);
     await sleep(2500); // nginx's fail_timeout from the ports being down before the release started
+    const sslModes = await sslModeOutcomes(ready.network.cluster, link);
     const tenants = {} as Record<SideName, BenchTenant>;
     for (const name of SIDES) tenants[name] = await seedTenant(`http://127.0.0.1:${ready[name].nginx.port}`);
 
@@ -321,6 +356,7 @@ async function main() {
     console.log(`  local    ${LOCAL === "socket" ? "Unix socket" : "127.0.0.1"} on this host, scram-sha-256, no TLS`);
     console.log(`  network  ${link.peerAddress}:${POSTGRES_PORT} in namespace ${link.namespace} (veth, MTU 1450) from ${link.hostAddress}, ` +
       "hostssl scram-sha-256, self-signed certificate, sslmode=require&uselibpqcompat=true");
+    console.log(`node-postgres against the self-signed certificate:\n${sslModes.map((l) => `  ${l}`).join("\n")}`);
     console.log(`per pass ${ROUNDS} rounds per side, alternating which side goes first; light: ${PASSES[0].connections} connections, ` +
       `${PASSES[0].pauseMs} ms pause after each answer, ${PASSES[0].seconds} s rounds; loaded: ${CONNECTIONS} connections, no pause, ${SECONDS} s rounds`);
     console.log(PIN ? `pinned: server side (both clusters, nginx, instances) on CPU ${SERVER_CPU}, wrk on CPU ${LOAD_CPU}` : "not pinned: everything shares every core");
