@@ -387,8 +387,11 @@ async function main() {
       });
     }
     if (RTT_US > 0 && netemMissing) {
+      const statements = results[0].pairs[0].network.statementsPerRequest;
       console.log(`\nSKIPPED: the condition with ${RTT_US} µs of round trip: this kernel has no netem qdisc (CONFIG_NET_SCH_NETEM), ` +
         `so no delay can be added to the link. ${netemMissing}`);
+      console.log(`Not measured, an estimate: each of the ${statements.toFixed(2)} statements per request waits one round trip, so ` +
+        `${RTT_US} µs would add about ${((statements * RTT_US) / 1000).toFixed(2)} ms to every request's latency.`);
     }
   } finally {
     cleanup();
