@@ -3,7 +3,7 @@
  * host, reached over the private network with TLS, against PostgreSQL on the same host as the app
  * (stage mvp), both measured in ONE run with the same load.
  *
- *   npx tsx bench/dbNetwork.ts [--seconds 4] [--rounds 2] [--connections 16] [--rtt-us 300] [--local tcp|socket] [--no-pin]
+ *   npx tsx bench/dbNetwork.ts [--seconds 4] [--rounds 2] [--connections 16] [--rtt-us 300] [--local tcp|socket] [--no-tls] [--no-pin]
  *   npm run -s bench:db-network -- ...
  *
  * What it measures: the authenticated list route, GET /orgs/:orgId/projects (a bearer token, 20
@@ -20,6 +20,7 @@
  * node-postgres 8 (pg-connection-string 2.x) a bare `sslmode=require` means verify-full and
  * refuses a self-signed certificate; `uselibpqcompat=true` gives libpq's meaning (encrypt, do not
  * verify). The run checks in pg_stat_ssl that every app connection to the network side is TLS.
+ * --no-tls: the network side in plain TCP (pg_hba `host`), to tell the hop's cost from TLS's.
  *
  * Two conditions, each with both sides: the veth pair as it is (a few µs of round trip: the cost
  * of TCP+TLS and of leaving the loopback), and with --rtt-us of netem delay added (half on each
@@ -79,6 +80,8 @@ const RTT_US = intArg("rtt-us", 300, 0);
 const LOCAL = argValue("local") ?? "tcp";
 if (LOCAL !== "tcp" && LOCAL !== "socket") throw new Error(`--local must be tcp (127.0.0.1, as the mvp server) or socket; got ${JSON.stringify(LOCAL)}`);
 const PIN = !process.argv.includes("--no-pin");
+/** The network side without TLS: what the hop alone costs, to tell it from what TLS costs. */
+const NETWORK_TLS = !process.argv.includes("--no-tls");
 
 const WEB_INSTANCES = 2;
 const WARMUP_SECONDS = 2;
@@ -113,7 +116,10 @@ interface Side {
 /** The app's DATABASE_URL for a cluster: how each side reaches PostgreSQL is all that differs. */
 function databaseUrl(side: SideName, cluster: PostgresCluster, link: PrivateLink): string {
   const login = `${DATABASE_USER}:${cluster.password}`;
-  if (side === "network") return `postgres://${login}@${link.peerAddress}:${cluster.port}/${DATABASE_NAME}?sslmode=require&uselibpqcompat=true`;
+  if (side === "network") {
+    const tls = NETWORK_TLS ? "?sslmode=require&uselibpqcompat=true" : "";
+    return `postgres://${login}@${link.peerAddress}:${cluster.port}/${DATABASE_NAME}${tls}`;
+  }
   if (LOCAL === "socket") return `postgres://${login}@/${DATABASE_NAME}?host=${encodeURIComponent(cluster.socketDir)}&port=${cluster.port}`;
   return `postgres://${login}@127.0.0.1:${cluster.port}/${DATABASE_NAME}`;
 }
@@ -123,7 +129,7 @@ async function startSide(name: SideName, dir: string, artifact: string, link: Pr
   const cluster = parts.cluster = name === "network"
     ? startCluster(path.join(dir, "pg"), {
       memoryMiB: DB_MEMORY_MIB, listenAddress: link.peerAddress, port: POSTGRES_PORT,
-      access: { kind: "tcp", from: link.hostAddress, tls: true }, inNamespace: link.inNamespace,
+      access: { kind: "tcp", from: link.hostAddress, tls: NETWORK_TLS }, inNamespace: link.inNamespace,
     })
     : startCluster(path.join(dir, "pg"), {
       memoryMiB: DB_MEMORY_MIB, listenAddress: "127.0.0.1", port: await freePort(),
@@ -161,7 +167,7 @@ function appStatements(cluster: PostgresCluster): number {
   return Number(cluster.admin(`SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE userid = '${DATABASE_USER}'::regrole`, DATABASE_NAME));
 }
 
-/** The network side's app connections, which must all be TLS: "N connections, TLSv1.3 <cipher>". */
+/** The network side's app connections, which must all be TLS (none with --no-tls): "N connections, TLSv1.3 <cipher>". */
 function tlsOfAppConnections(cluster: PostgresCluster): string {
   const rows = cluster.admin(
     `SELECT s.ssl, coalesce(s.version, '-'), coalesce(s.cipher, '-') FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
@@ -169,6 +175,10 @@ function tlsOfAppConnections(cluster: PostgresCluster): string {
   ).split("\n").filter((l) => l);
   if (!rows.length) throw new Error("network side: no app connection over TCP found in pg_stat_activity");
   const plain = rows.filter((r) => !r.startsWith("t|"));
+  if (!NETWORK_TLS) {
+    if (plain.length !== rows.length) throw new Error(`network side (--no-tls): ${rows.length - plain.length} of ${rows.length} app connections are TLS`);
+    return `${rows.length} connections, none TLS (--no-tls)`;
+  }
   if (plain.length) throw new Error(`network side: ${plain.length} of ${rows.length} app connections are not TLS`);
   const kinds = [...new Set(rows.map((r) => r.split("|").slice(1).join(" ")))];
   return `${rows.length} connections, all TLS (${kinds.join(", ")})`;
@@ -308,7 +318,7 @@ async function main() {
     // Set up on both cores; measured with the server side on one and wrk on the other.
     if (PIN) for (const name of SIDES) pinSide(ready[name], SERVER_CPU);
     await sleep(2500); // nginx's fail_timeout from the ports being down before the release started
-    const sslModes = await sslModeOutcomes(ready.network.cluster, link);
+    const sslModes = NETWORK_TLS ? await sslModeOutcomes(ready.network.cluster, link) : [];
     const tenants = {} as Record<SideName, BenchTenant>;
     for (const name of SIDES) tenants[name] = await seedTenant(`http://127.0.0.1:${ready[name].nginx.port}`);
 
@@ -355,8 +365,8 @@ async function main() {
       `GET /orgs/:orgId/projects (auth, 20 rows) through the rendered nginx site; PostgreSQL ${pgVersion}, rendered postgresql.conf for ${DB_MEMORY_MIB} MiB`);
     console.log(`  local    ${LOCAL === "socket" ? "Unix socket" : "127.0.0.1"} on this host, scram-sha-256, no TLS`);
     console.log(`  network  ${link.peerAddress}:${POSTGRES_PORT} in namespace ${link.namespace} (veth, MTU 1450) from ${link.hostAddress}, ` +
-      "hostssl scram-sha-256, self-signed certificate, sslmode=require&uselibpqcompat=true");
-    console.log(`node-postgres against the self-signed certificate:\n${sslModes.map((l) => `  ${l}`).join("\n")}`);
+      (NETWORK_TLS ? "hostssl scram-sha-256, self-signed certificate, sslmode=require&uselibpqcompat=true" : "host scram-sha-256, NO TLS (--no-tls)"));
+    if (NETWORK_TLS) console.log(`node-postgres against the self-signed certificate:\n${sslModes.map((l) => `  ${l}`).join("\n")}`);
     console.log(`per pass ${ROUNDS} rounds per side, alternating which side goes first; light: ${PASSES[0].connections} connections, ` +
       `${PASSES[0].pauseMs} ms pause after each answer, ${PASSES[0].seconds} s rounds; loaded: ${CONNECTIONS} connections, no pause, ${SECONDS} s rounds`);
     console.log(PIN ? `pinned: server side (both clusters, nginx, instances) on CPU ${SERVER_CPU}, wrk on CPU ${LOAD_CPU}` : "not pinned: everything shares every core");
