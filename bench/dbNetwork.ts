@@ -120,7 +120,8 @@ function databaseUrl(side: SideName, cluster: PostgresCluster, link: PrivateLink
     const tls = NETWORK_TLS ? "?sslmode=require&uselibpqcompat=true" : "";
     return `postgres://${login}@${link.peerAddress}:${cluster.port}/${DATABASE_NAME}${tls}`;
   }
-  if (LOCAL === "socket") return `postgres://${login}@/${DATABASE_NAME}?host=${encodeURIComponent(cluster.socketDir)}&port=${cluster.port}`;
+  // The app checks DATABASE_URL as a WHATWG URL, which wants a host: "localhost" there, the socket's directory in ?host=.
+  if (LOCAL === "socket") return `postgres://${login}@localhost/${DATABASE_NAME}?host=${encodeURIComponent(cluster.socketDir)}&port=${cluster.port}`;
   return `postgres://${login}@127.0.0.1:${cluster.port}/${DATABASE_NAME}`;
 }
 
