@@ -26,14 +26,17 @@
  * wrk rather than autocannon: it is C and costs a fraction of the CPU per request.
  * Instances run through the test service shim (no systemd as PID 1 here; see test/release/harness.ts).
  */
-import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { renderNginxSite } from "../provisioning/nginx";
 import {
   FakeServer, buildRealApp, fakeId, freePort, freePorts, packArtifact, sleep, startPostgres, stopPostgres, tempDir,
 } from "../test/release/harness";
+import { startServerNginx, type BenchNginx } from "./lib/nginx";
+import { childPids, cpuUsed, postgresPids, sampleCpu, type CpuGroup } from "./lib/procCpu";
+import { seedTenant } from "./lib/tenant";
+import { mergeHistograms, percentileMs, runWrk, writeWrkScript, type WrkResult, type WrkTarget } from "./lib/wrk";
 
 const arg = (name: string, dflt: number): number => {
   const i = process.argv.indexOf(`--${name}`);
@@ -77,84 +80,6 @@ type SideName = (typeof SIDES)[number];
 const SERVER_CPU = "0";
 const LOAD_CPU = "1";
 
-// ---------------------------------------------------------------- nginx as on the server
-
-interface Nginx {
-  port: number;
-  masterPid: number;
-  stop(): void;
-}
-
-/**
- * Debian's own /etc/nginx/nginx.conf (worker_processes auto, sendfile, gzip, ...) with the rendered
- * site where conf.d/*.conf is included, and its pid, logs and temp paths in `dir`. The test
- * harness's nginx runs 1 worker in a minimal main config; this measures what the server runs.
- */
-function startNginx(dir: string, webPorts: number[], port: number): Nginx {
-  fs.mkdirSync(dir, { recursive: true });
-  const site = renderNginxSite({ webPorts, httpPort: port, listenAddress: "127.0.0.1", accessLog: path.join(dir, "access.log") });
-  fs.writeFileSync(path.join(dir, "site.conf"), site);
-  const temp = ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"].map((n) => `${n}_temp_path ${path.join(dir, `${n}_temp`)};`);
-  const debian = fs.readFileSync("/etc/nginx/nginx.conf", "utf8");
-  const workers = WORKER_PROCESSES ? debian.replace(/^worker_processes .*;$/m, `worker_processes ${WORKER_PROCESSES};`) : debian;
-  const main = workers
-    .replace(/^pid .*;$/m, `pid ${path.join(dir, "nginx.pid")};`)
-    .replace(/^error_log .*;$/m, `error_log ${path.join(dir, "error.log")};`)
-    .replace(/access_log \/var\/log\/nginx\/access\.log;/, `access_log ${path.join(dir, "default-access.log")};`)
-    .replace("include /etc/nginx/conf.d/*.conf;", `${temp.join(" ")}\n\tinclude ${path.join(dir, "site.conf")};`)
-    .replace("include /etc/nginx/sites-enabled/*;", "");
-  if (!main.includes(path.join(dir, "site.conf"))) throw new Error("/etc/nginx/nginx.conf has no `include /etc/nginx/conf.d/*.conf;` to put the site in");
-  fs.writeFileSync(path.join(dir, "nginx.conf"), main);
-  const args = ["-p", dir, "-c", path.join(dir, "nginx.conf")];
-  execFileSync("nginx", [...args, "-t", "-q"], { stdio: "pipe" });
-  execFileSync("nginx", args, { stdio: "pipe" });
-  const masterPid = Number(fs.readFileSync(path.join(dir, "nginx.pid"), "utf8").trim());
-  return {
-    port,
-    masterPid,
-    stop() {
-      try {
-        execFileSync("nginx", [...args, "-s", "stop"], { stdio: "ignore" });
-      } catch {
-        /* already gone */
-      }
-    },
-  };
-}
-
-function childPids(pid: number): number[] {
-  const out = execFileSync("ps", ["-o", "pid=", "--ppid", String(pid)], { encoding: "utf8" });
-  return out.split("\n").map((l) => Number(l.trim())).filter((n) => n > 0);
-}
-
-/** utime + stime of each process that still exists, in seconds (clock ticks of 1/100 s on Linux). */
-function cpuByPid(pids: number[]): Map<number, number> {
-  const out = new Map<number, number>();
-  for (const pid of pids) {
-    let stat: string;
-    try {
-      stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-    } catch {
-      continue; // exited (a PostgreSQL backend whose connection closed)
-    }
-    // Fields after the command name (which may hold spaces) start at field 3; utime/stime are 14/15.
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    out.set(pid, (Number(fields[11]) + Number(fields[12])) / 100);
-  }
-  return out;
-}
-
-/** A group of server processes whose CPU time is sampled around each run. */
-interface CpuGroup {
-  name: string;
-  pids(): number[];
-}
-
-/** CPU seconds each group used between two samples; a process born in between counts from 0. */
-function cpuUsed(before: Map<number, number>[], after: Map<number, number>[]): number[] {
-  return after.map((end, i) => [...end].reduce((n, [pid, t]) => n + t - (before[i].get(pid) ?? 0), 0));
-}
-
 /**
  * Sockets in TIME-WAIT toward the instances' ports (local and peer address of each): the side that
  * closes a TCP connection keeps it 60 s, so those new after a run are the connections closed in it
@@ -167,89 +92,17 @@ function timeWaitTo(ports: number[]): Set<string> {
   return new Set(out.split("\n").map((l) => l.trim().split(/\s+/).slice(-2).join(" ")).filter((l) => l));
 }
 
-// ---------------------------------------------------------------- load: wrk
+// ---------------------------------------------------------------- load
 
-/**
- * wrk script: thread i sends to target i mod n (so the direct side spreads the same threads and
- * connections over the instances), pauses WRK_PAUSE_MS after each answer if set, counts non-2xx
- * answers, and prints the totals and the raw
- * latency histogram (µs value, count) so rounds can be merged exactly.
- */
-const WRK_SCRIPT = `
-local targets = {}
-for t in string.gmatch(os.getenv("WRK_TARGETS"), "%S+") do table.insert(targets, t) end
-local threads = {}
-function setup(thread)
-  local host, port = string.match(targets[#threads % #targets + 1], "^(.*):(%d+)$")
-  thread.addr = wrk.lookup(host, port)[1]
-  table.insert(threads, thread)
-end
-local pause = tonumber(os.getenv("WRK_PAUSE_MS") or "0")
-if pause > 0 then
-  function delay() return pause end
-end
-non2xx = 0
-function response(status, headers, body)
-  if status < 200 or status > 299 then non2xx = non2xx + 1 end
-end
-function done(summary, latency, requests)
-  local n = 0
-  for _, t in ipairs(threads) do n = n + t:get("non2xx") end
-  local e = summary.errors
-  io.write(string.format("RESULT %d %d %d %d\\n", summary.requests, summary.duration, n, e.connect + e.read + e.write + e.timeout))
-  for i = 1, #latency do
-    local v, c = latency(i)
-    io.write(string.format("LAT %d %d\\n", v, c))
-  end
-end
-`;
-
-interface Run {
-  requests: number;
-  seconds: number;
-  non2xx: number;
-  errors: number;
-  /** latency µs -> count */
-  histogram: Map<number, number>;
+interface Run extends WrkResult {
   /** CPU seconds per CpuGroup (in the order given) during the run. */
   cpu: number[];
   /** TCP connections to the instances' ports that entered TIME-WAIT during the run. */
   closed: number;
 }
 
-interface Target {
-  /** host:port each wrk thread is sent to, round-robin. */
-  addrs: string[];
-  path: string;
-  headers: Record<string, string>;
-  connections: number;
-  pauseMs: number;
-}
-
-function runWrk(scriptFile: string, target: Target, seconds: number): Promise<Omit<Run, "cpu" | "closed">> {
-  const [first] = target.addrs;
-  const threads = WEB_INSTANCES;
-  const wrkArgs = [
-    `-t${threads}`, `-c${target.connections}`, `-d${seconds}s`, "--timeout", "5s", "-s", scriptFile,
-    ...Object.entries(target.headers).flatMap(([k, v]) => ["-H", `${k}: ${v}`]),
-    `http://${first}${target.path}`,
-  ];
-  const [cmd, args] = PIN ? ["taskset", ["-c", LOAD_CPU, "wrk", ...wrkArgs]] : ["wrk", wrkArgs];
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env: { ...process.env, WRK_TARGETS: target.addrs.join(" "), WRK_PAUSE_MS: String(target.pauseMs) }, stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (d) => (out += d));
-    child.stderr.on("data", (d) => (err += d));
-    child.on("error", reject);
-    child.on("close", (code) => {
-      const m = /^RESULT (\d+) (\d+) (\d+) (\d+)$/m.exec(out);
-      if (code !== 0 || !m) return reject(new Error(`wrk ${args.join(" ")} exited ${code}:\n${out}${err}`));
-      const histogram = new Map<number, number>();
-      for (const [, v, c] of out.matchAll(/^LAT (\d+) (\d+)$/gm)) histogram.set(Number(v), (histogram.get(Number(v)) ?? 0) + Number(c));
-      resolve({ requests: Number(m[1]), seconds: Number(m[2]) / 1e6, non2xx: Number(m[3]), errors: Number(m[4]), histogram });
-    });
-  });
+function wrk(scriptFile: string, target: WrkTarget, seconds: number): Promise<WrkResult> {
+  return runWrk(scriptFile, target, { threads: WEB_INSTANCES, seconds, cpu: PIN ? LOAD_CPU : undefined });
 }
 
 // ---------------------------------------------------------------- figures
@@ -268,22 +121,8 @@ interface Side {
   closedPer1000: number;
 }
 
-/** Latency at percentile p (0-100) of a µs histogram, in ms. */
-function percentileMs(histogram: Map<number, number>, p: number): number {
-  const values = [...histogram.keys()].sort((a, b) => a - b);
-  const total = values.reduce((n, v) => n + histogram.get(v)!, 0);
-  const rank = Math.ceil((p / 100) * total);
-  let seen = 0;
-  for (const v of values) {
-    seen += histogram.get(v)!;
-    if (seen >= rank) return v / 1000;
-  }
-  return NaN;
-}
-
 function summarize(runs: Run[]): Side {
-  const histogram = new Map<number, number>();
-  for (const r of runs) for (const [v, c] of r.histogram) histogram.set(v, (histogram.get(v) ?? 0) + c);
+  const histogram = mergeHistograms(runs.map((r) => r.histogram));
   const sum = (f: (r: Run) => number) => runs.reduce((n, r) => n + f(r), 0);
   const requests = sum((r) => r.requests);
   return {
@@ -310,7 +149,7 @@ async function main() {
   const dir = tempDir("proxy-bench");
   const pgDir = path.join(dir, "pg");
   let pgStarted = false;
-  let nginx: Nginx | undefined;
+  let nginx: BenchNginx | undefined;
   let server: FakeServer | undefined;
   try {
     const src = buildRealApp(path.join(dir, "app"));
@@ -321,7 +160,7 @@ async function main() {
     const databaseUrl = startPostgres(pgDir);
     pgStarted = true;
     const webPorts = await freePorts(WEB_INSTANCES);
-    nginx = startNginx(path.join(dir, "nginx"), webPorts, await freePort());
+    nginx = startServerNginx(path.join(dir, "nginx"), webPorts, await freePort(), WORKER_PROCESSES || undefined);
     const nginxUrl = `http://127.0.0.1:${nginx.port}`;
     server = new FakeServer(path.join(dir, "server"), {
       webPorts,
@@ -334,51 +173,33 @@ async function main() {
     const webPids = webPorts.map((p) => Number(fs.readFileSync(path.join(server!.shimState, `web@${p}.pid`), "utf8").trim()));
 
     // One tenant with 20 projects; its owner's token reads them (as app/bench/bench.ts).
-    const reg = await fetch(`${nginxUrl}/auth/register`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ email: "bench@example.test", password: "long enough pw", name: "bench" }),
-    });
-    if (reg.status !== 201 && reg.status !== 200) throw new Error(`register: ${reg.status} ${await reg.text()}`);
-    const { token, organization } = (await reg.json()) as { token: string; organization: { id: string } };
-    const auth = { Authorization: `Bearer ${token}` };
-    for (let i = 0; i < 20; i++) {
-      const r = await fetch(`${nginxUrl}/orgs/${organization.id}/projects`, {
-        method: "POST",
-        headers: { ...auth, "content-type": "application/json" },
-        body: JSON.stringify({ name: `project ${i}`, description: "x".repeat(200) }),
-      });
-      if (r.status !== 201 && r.status !== 200) throw new Error(`create project: ${r.status} ${await r.text()}`);
-    }
+    const tenant = await seedTenant(nginxUrl);
 
-    const scriptFile = path.join(dir, "wrk.lua");
-    fs.writeFileSync(scriptFile, WRK_SCRIPT);
+    const scriptFile = writeWrkScript(dir);
     const endpoints = [
       { title: "GET /health", path: "/health", headers: {} },
-      { title: "GET /orgs/:orgId/projects (auth, 20 rows)", path: `/orgs/${organization.id}/projects`, headers: auth },
+      { title: "GET /orgs/:orgId/projects (auth, 20 rows)", path: tenant.listPath, headers: tenant.auth },
     ];
     const sides: Record<SideName, string[]> = {
       nginx: [`127.0.0.1:${nginx.port}`],
       direct: webPorts.map((p) => `127.0.0.1:${p}`),
     };
-    const postmaster = Number(fs.readFileSync(path.join(pgDir, "data/postmaster.pid"), "utf8").split("\n")[0]);
     const groups: CpuGroup[] = [
       { name: "nginx", pids: () => childPids(nginx!.masterPid) },
       { name: "app", pids: () => webPids },
-      { name: "pg", pids: () => [postmaster, ...childPids(postmaster)] },
+      { name: "pg", pids: () => postgresPids(path.join(pgDir, "data")) },
     ];
-    const sample = () => groups.map((g) => cpuByPid(g.pids()));
-    const measure = async (target: Target, seconds: number): Promise<Run> => {
-      const before = sample();
+    const measure = async (target: WrkTarget, seconds: number): Promise<Run> => {
+      const before = sampleCpu(groups);
       const tw = timeWaitTo(webPorts);
-      const r = await runWrk(scriptFile, target, seconds);
+      const r = await wrk(scriptFile, target, seconds);
       const closed = [...timeWaitTo(webPorts)].filter((c) => !tw.has(c)).length;
-      return { ...r, cpu: cpuUsed(before, sample()), closed };
+      return { ...r, cpu: cpuUsed(before, sampleCpu(groups)), closed };
     };
 
     /** Both sides under one pass's load, rounds alternating which side goes first. */
     const compare = async (ep: (typeof endpoints)[number], pass: Pass): Promise<Pair> => {
-      const target = (side: SideName): Target => ({ addrs: sides[side], path: ep.path, headers: ep.headers, connections: pass.connections, pauseMs: pass.pauseMs });
+      const target = (side: SideName): WrkTarget => ({ addrs: sides[side], path: ep.path, headers: ep.headers, connections: pass.connections, pauseMs: pass.pauseMs });
       const runs: Record<SideName, Run[]> = { nginx: [], direct: [] };
       for (let round = 0; round < ROUNDS; round++) {
         for (const side of round % 2 === 0 ? SIDES : [...SIDES].reverse()) runs[side].push(await measure(target(side), pass.seconds));
@@ -390,7 +211,7 @@ async function main() {
     const results: { title: string; pairs: Pair[] }[] = [];
     for (const ep of endpoints) {
       // Warm-up (JIT, connection pools, nginx's upstream connections), not counted.
-      for (const side of SIDES) await runWrk(scriptFile, { addrs: sides[side], path: ep.path, headers: ep.headers, connections: CONNECTIONS, pauseMs: 0 }, WARMUP_SECONDS);
+      for (const side of SIDES) await wrk(scriptFile, { addrs: sides[side], path: ep.path, headers: ep.headers, connections: CONNECTIONS, pauseMs: 0 }, WARMUP_SECONDS);
       const pairs: Pair[] = [];
       for (const pass of PASSES) pairs.push(await compare(ep, pass));
       results.push({ title: ep.title, pairs });
