@@ -86,7 +86,7 @@ export function startCluster(dir: string, opts: ClusterOptions): PostgresCluster
 
   const tls = opts.access.kind === "tcp" && opts.access.tls ? selfSignedCertificate(dir, opts.listenAddress) : undefined;
   const conf = [
-    renderPostgresConf(opts.memoryMiB),
+    renderPostgresConf({ memoryMiB: opts.memoryMiB, dedicated: false }),
     "# The benchmark's own: where this cluster listens, TLS, and the statement counter.",
     `listen_addresses = '${opts.listenAddress}'`,
     `port = ${opts.port}`,
