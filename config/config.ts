@@ -144,6 +144,9 @@ export function parseStackConfig(raw: Record<string, string>, options: ParseOpti
   if (v.domain && !raw.acmeEmail) {
     problems.add("acmeEmail", `is required when saas-vps:domain is set (Let's Encrypt needs a contact); domain is ${quote(v.domain)}`);
   }
+  if (v.stage && SPLIT_STAGES.includes(v.stage) && v.workerInstances === 0) {
+    problems.add("workerInstances", `must be 1-16 at stage ${v.stage}: the worker has a server of its own there, which would run nothing; got 0`);
+  }
   const backupBucket = v.provider ? parseBucket("backup", raw, v, v.provider, problems) : undefined;
   const uploads = v.provider && v.stage ? parseUploads(raw, v, v.provider, v.stage, problems) : undefined;
 

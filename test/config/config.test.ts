@@ -42,6 +42,7 @@ describe("stack config: parseStackConfig", () => {
     ["region of the other provider", { region: "nyc3" }, ['saas-vps:region: "nyc3" is not a Hetzner location; use one of fsn1, nbg1, hel1, ash, hil, sin']],
     ["unknown server type", { serverType: "cx21" }, ['saas-vps:serverType: "cx21" is not a Hetzner server type (did you mean cx22?); use one of cx22, cx32, cx42, cx52, cx23, cx33, cx43, cx53, cpx11, cpx21, cpx31, cpx41, cpx51, cax11, cax21, cax31, cax41, ccx13, ccx23, ccx33, ccx43, ccx53, ccx63']],
     ["stage not built yet", { stage: "scaled" }, ['saas-vps:stage: "scaled" is planned but not built yet; use mvp, separated for now']],
+    ["no workers where the worker has its own server", { stage: "separated", workerInstances: "0", uploadsAccessKeyId: "K", uploadsSecretAccessKey: "S" }, ["saas-vps:workerInstances: must be 1-16 at stage separated: the worker has a server of its own there, which would run nothing; got 0"]],
     ["unknown stage", { stage: "big" }, ['saas-vps:stage: "big" is not allowed; use one of mvp, separated, scaled']],
     ["domain with scheme", { domain: "https://app.example.com", acmeEmail: "ops@example.com" }, ['saas-vps:domain: must be a bare hostname such as app.example.com (no scheme, path, port or spaces); got "https://app.example.com"']],
     ["domain with a space", { domain: "app example.com", acmeEmail: "ops@example.com" }, ['saas-vps:domain: must be a bare hostname such as app.example.com (no scheme, path, port or spaces); got "app example.com"']],
