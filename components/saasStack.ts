@@ -6,7 +6,8 @@ import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import { renderServer, type MachineKind } from "../provisioning/server";
 import type { StackConfig } from "../config/config";
-import { planStack, type StackPlan } from "../plan/plan";
+import { planStack, type ServerPlan, type StackPlan } from "../plan/plan";
+import { plannedAddresses, type PrivateAddresses } from "../plan/peers";
 import { buildServerInput, PLACEHOLDER_CONTEXT } from "../plan/serverInput";
 import { runsApp } from "../provisioning/roles/index";
 import { existsSync, statSync } from "node:fs";
@@ -15,7 +16,8 @@ import { ConfigError } from "../config/config";
 import { AppRelease } from "./appRelease";
 import { hashSourceTree } from "../plan/appSource";
 import { BackupBucket } from "./backupBucket";
-import { VpsServer } from "./vpsServer";
+import type { ServerIds, StackNetwork } from "./machine";
+import { MACHINE_PROVIDERS, type RenderAddresses, VpsServer } from "./vpsServer";
 
 export interface SaasStackArgs {
   /** The parsed, validated stack config. */
@@ -31,6 +33,8 @@ export interface SaasStackArgs {
 
 export class SaasStack extends pulumi.ComponentResource {
   readonly plan: StackPlan;
+  /** The stack's private network (Hetzner Network, DigitalOcean VPC); a managed database joins it too. */
+  readonly network?: StackNetwork;
   readonly servers: Record<string, VpsServer> = {};
   readonly releases: Record<string, AppRelease> = {};
   readonly backupBucket: BackupBucket;
@@ -55,7 +59,23 @@ export class SaasStack extends pulumi.ComponentResource {
       { parent: this },
     );
 
-    for (const server of this.plan.servers) {
+    const provider = MACHINE_PROVIDERS[config.provider];
+    this.network = provider.createNetwork(name, this.plan, this);
+    const network = this.plan.network;
+    // The real range: a DigitalOcean VPC made at stage mvp keeps the range DigitalOcean chose.
+    const networkRange = this.network?.cidr ?? pulumi.output(undefined);
+    // Known once every server exists: firewalls naming servers, and (DigitalOcean) the day-2 renders.
+    const [serverIds, resolveServerIds] = pulumi.deferredOutput<ServerIds>();
+    const [assignedAddresses, resolveAssignedAddresses] = pulumi.deferredOutput<PrivateAddresses>();
+    const createdAddresses: Record<string, pulumi.Output<string>> = {};
+    const renderAddresses = (): RenderAddresses =>
+      provider.plansPrivateAddresses || !network
+        ? { firstBoot: plannedAddresses(this.plan) }
+        : { firstBoot: pulumi.all({ ...createdAddresses }), day2: assignedAddresses };
+    // A managed database (plan.database.kind "managed") is declared here, in this.network, before
+    // the servers whose files name it.
+
+    for (const server of creationOrder(this.plan.servers)) {
       const machine: MachineKind = args.machineKind ?? config.provider;
       const files = renderServer(buildServerInput(config, server, { machine, ...PLACEHOLDER_CONTEXT }, this.plan)).files;
       this.servers[server.name] = new VpsServer(
@@ -64,24 +84,30 @@ export class SaasStack extends pulumi.ComponentResource {
           plan: server,
           provider: config.provider,
           sshPublicKeys: config.sshPublicKeys,
+          network: this.network,
+          serverIds,
           files: files.map((f) => ({ path: f.path, secret: f.secret === true })),
           privateKey: config.sshPrivateKey ? pulumi.secret(config.sshPrivateKey) : undefined,
-          render: (ipv4) =>
+          privateAddresses: renderAddresses(),
+          render: (ipv4, privateAddresses) =>
             pulumi
-              .all([ipv4, databasePassword, appSecretKey, backupPassword, this.backupBucket.resolved])
-              .apply(([ip, db, key, backup, bucket]) =>
+              .all([ipv4, privateAddresses, networkRange, databasePassword, appSecretKey, backupPassword, this.backupBucket.resolved])
+              .apply(([ip, addresses, range, db, key, backup, bucket]) =>
                 renderServer(
                   buildServerInput(config, server, {
                     machine,
                     ipv4: ip,
                     secrets: { databasePassword: db, appSecretKey: key, backupPassword: backup },
                     backupBucket: bucket,
-                  }, this.plan),
+                    privateAddresses: addresses,
+                  }, { servers: this.plan.servers, network: network && range ? { ...network, cidr: range } : network }),
                 ),
               ),
         },
         { parent: this },
       );
+      const created = this.servers[server.name].privateIpv4;
+      if (created) createdAddresses[server.name] = created;
       if (runsApp(server.roles)) {
         const vps = this.servers[server.name];
         this.releases[server.name] = new AppRelease(
@@ -98,8 +124,20 @@ export class SaasStack extends pulumi.ComponentResource {
         );
       }
     }
+    resolveServerIds(pulumi.all(Object.fromEntries(Object.entries(this.servers).map(([n, vps]) => [n, vps.serverId]))));
+    resolveAssignedAddresses(pulumi.all(createdAddresses));
     this.registerOutputs({});
   }
+}
+
+/**
+ * The order servers are declared in: those others reach over the private network (their rules
+ * name peers) first. Where the provider assigns private addresses, a client's first boot then
+ * already knows the address of the server it connects to (the db before app and worker).
+ */
+export function creationOrder(servers: ServerPlan[]): ServerPlan[] {
+  const serves = (server: ServerPlan) => server.firewall.some((rule) => (rule.peers ?? []).length > 0);
+  return [...servers.filter(serves), ...servers.filter((server) => !serves(server))];
 }
 
 /** The project root (where Pulumi.yaml is): relative appDir values are taken from there. */

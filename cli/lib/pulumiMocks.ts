@@ -6,6 +6,7 @@
  */
 import { createHash } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
+import { hostAddress } from "../../config/validators";
 
 export interface RecordedResource {
   type: string;
@@ -46,8 +47,13 @@ function fakeIpv4(name: string): string {
   return `192.0.2.${(n % 200) + 10}`; // TEST-NET-1: never a real host
 }
 
+/** The range DigitalOcean picks for a VPC created without one (a /20 of 10.0.0.0/8). */
+export const MOCK_DEFAULT_VPC_RANGE = "10.110.16.0/20";
+
 export class RecordingMocks implements pulumi.runtime.Mocks {
   readonly resources: RecordedResource[] = [];
+  /** VPC ranges by VPC id: a droplet's private address is assigned inside its VPC's range. */
+  private readonly vpcRanges = new Map<string, string>();
 
   newResource(args: pulumi.runtime.MockResourceArgs): { id: string; state: Record<string, any> } {
     this.resources.push({ type: args.type, name: args.name, inputs: args.inputs });
@@ -60,8 +66,16 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
       case "hcloud:index/server:Server":
         state.ipv6Address = "2001:db8::1";
         break;
-      case "digitalocean:index/droplet:Droplet":
+      case "digitalocean:index/droplet:Droplet": {
         state.ipv6Address = "2001:db8::2";
+        // DigitalOcean assigns the VPC address itself: a host of the droplet's VPC, never a planned one.
+        const range = this.vpcRanges.get(args.inputs.vpcUuid);
+        if (range) state.ipv4AddressPrivate = hostAddress(range, 100 + (createHash("sha256").update(args.name).digest()[0] % 100));
+        break;
+      }
+      case "digitalocean:index/vpc:Vpc":
+        state.ipRange = args.inputs.ipRange ?? MOCK_DEFAULT_VPC_RANGE;
+        this.vpcRanges.set(`${args.name}-id`, state.ipRange);
         break;
       case "digitalocean:index/sshKey:SshKey":
         state.fingerprint = fake(args.name, 47);
