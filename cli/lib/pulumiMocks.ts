@@ -13,6 +13,10 @@ export interface RecordedResource {
   name: string;
   /** Inputs as they reached the provider; secret values arrive wrapped (see unwrapSecrets). */
   inputs: Record<string, any>;
+  /** The provider id the mock gave it. */
+  id: string;
+  /** What the mock answered: the inputs plus the computed outputs (assigned addresses). */
+  state: Record<string, any>;
   /** Whether the resource was registered with `protect: true` (the mock API does not expose it: see note). */
 }
 
@@ -56,8 +60,10 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
   private readonly vpcRanges = new Map<string, string>();
 
   newResource(args: pulumi.runtime.MockResourceArgs): { id: string; state: Record<string, any> } {
-    this.resources.push({ type: args.type, name: args.name, inputs: args.inputs });
+    const numericId = ["hcloud:", "digitalocean:index/droplet"].some((p) => args.type.startsWith(p));
+    const id = numericId ? fakeNumericId(args.name) : `${args.name}-id`;
     const state: Record<string, any> = { ...args.inputs };
+    this.resources.push({ type: args.type, name: args.name, inputs: args.inputs, id, state });
     switch (args.type) {
       case "hcloud:index/primaryIp:PrimaryIp":
       case "digitalocean:index/reservedIp:ReservedIp":
@@ -93,8 +99,7 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
         state.secretKey = fake(`${args.name}-secret`, 43);
         break;
     }
-    const numericId = ["hcloud:", "digitalocean:index/droplet"].some((p) => args.type.startsWith(p));
-    return { id: numericId ? fakeNumericId(args.name) : `${args.name}-id`, state };
+    return { id, state };
   }
 
   call(args: pulumi.runtime.MockCallArgs): Record<string, any> {
