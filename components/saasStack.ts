@@ -100,7 +100,7 @@ export class SaasStack extends pulumi.ComponentResource {
                     secrets: { databasePassword: db, appSecretKey: key, backupPassword: backup },
                     backupBucket: bucket,
                     privateAddresses: addresses,
-                  }, { servers: this.plan.servers, network: network && range ? { ...network, cidr: range } : network }),
+                  }, { ...this.plan, network: network && range ? { ...network, cidr: range } : network }),
                 ),
               ),
         },
