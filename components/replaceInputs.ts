@@ -7,7 +7,7 @@
  * @pulumi/digitalocean): attributes marked `ForceNew: true` (SDKv2) or with a `RequiresReplace`
  * plan modifier (plugin framework), in
  *   terraform-provider-hcloud        internal/{server,network,primaryip,volume,sshkey}/resource*.go
- *   terraform-provider-digitalocean  digitalocean/{droplet,vpc,reservedip,volume,sshkey}/resource_*.go
+ *   terraform-provider-digitalocean  digitalocean/{droplet,vpc,reservedip,volume,sshkey,spaces}/resource_*.go
  * at their newest commits of August 2026 (hcloud f81c9af, v1.68.0; digitalocean 401992a). Input
  * names are Pulumi's (camelCase of the Terraform attribute). Besides these, Pulumi itself
  * replaces a resource whose URN changes (its name, type or parent) unless an alias names the
@@ -20,6 +20,8 @@ export interface ReplaceRule {
   /** What else a reader should know about the resource's updates. */
   note?: string;
 }
+
+const RANDOM_ARGS = ["length", "special", "upper", "lower", "numeric", "minLower", "minUpper", "minNumeric", "minSpecial", "overrideSpecial", "keepers"];
 
 export const REPLACE_INPUTS: Readonly<Record<string, ReplaceRule>> = {
   "hcloud:index/server:Server": {
@@ -44,6 +46,14 @@ export const REPLACE_INPUTS: Readonly<Record<string, ReplaceRule>> = {
   "digitalocean:index/volumeAttachment:VolumeAttachment": { inputs: ["dropletId", "volumeId"] },
   "digitalocean:index/sshKey:SshKey": { inputs: ["publicKey"] },
   "digitalocean:index/firewall:Firewall": { inputs: [] },
+  "digitalocean:index/spacesBucket:SpacesBucket": {
+    inputs: ["region", "name"],
+    note: "the schema marks only region; a bucket cannot be renamed, so a changed name means another bucket",
+  },
+  "digitalocean:index/spacesKey:SpacesKey": { inputs: [], note: "name and grants update in place" },
+  // The random provider replaces on any argument change: that is how a new value is drawn.
+  "random:index/randomPassword:RandomPassword": { inputs: RANDOM_ARGS },
+  "random:index/randomString:RandomString": { inputs: RANDOM_ARGS },
 };
 
 /** The replace-forcing inputs of a resource type; an unknown type is a programming error. */
