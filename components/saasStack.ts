@@ -13,7 +13,8 @@ import { runsApp } from "../provisioning/roles/index";
 import { existsSync, statSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
 import { ConfigError } from "../config/config";
-import { AppRelease } from "./appRelease";
+import { AppRelease, type AppBuild, type AppReleaseArgs } from "./appRelease";
+import { runsMigrations } from "../provisioning/release";
 import { hashSourceTree } from "../plan/appSource";
 import { BackupBucket } from "./backupBucket";
 import type { ServerIds, StackNetwork } from "./machine";
@@ -108,25 +109,45 @@ export class SaasStack extends pulumi.ComponentResource {
       );
       const created = this.servers[server.name].privateIpv4;
       if (created) createdAddresses[server.name] = created;
-      if (runsApp(server.roles)) {
-        const vps = this.servers[server.name];
-        this.releases[server.name] = new AppRelease(
-          `${name}-${server.name}-app`,
-          {
-            appDir,
-            buildCommand: config.appBuildCommand,
-            sourceHash,
-            host: vps.ipv4,
-            privateKey: config.sshPrivateKey ? pulumi.secret(config.sshPrivateKey) : undefined,
-            dependsOn: vps.pushes,
-          },
-          { parent: this },
-        );
-      }
     }
     resolveServerIds(pulumi.all(Object.fromEntries(Object.entries(this.servers).map(([n, vps]) => [n, vps.serverId]))));
     resolveAssignedAddresses(pulumi.all(createdAddresses));
+    this.declareReleases(name, { appDir, command: config.appBuildCommand }, sourceHash, config.sshPrivateKey);
     this.registerOutputs({});
+  }
+
+  /**
+   * One release per server that runs the app. The server that runs the migrations (the one with
+   * web instances) releases first and builds the artifact; every other server uploads that
+   * artifact and runs its release only once the first has finished healthy, so its workers never
+   * run new code on a schema not yet migrated. The first never waits for the others.
+   */
+  private declareReleases(name: string, build: AppBuild, sourceHash: string, sshPrivateKey: string | undefined): void {
+    const appServers = this.plan.servers.filter((server) => runsApp(server.roles));
+    if (appServers.length === 0) return;
+    const migrating = appServers.filter((server) => runsMigrations(server.webInstances));
+    if (migrating.length !== 1) {
+      throw new Error(`the plan must have exactly one app server that runs migrations; it has ${migrating.map((s) => s.name).join(", ") || "none"}`);
+    }
+    const release = (server: ServerPlan, artifact: AppReleaseArgs["artifact"], after: AppRelease[]) => {
+      const vps = this.servers[server.name];
+      this.releases[server.name] = new AppRelease(
+        `${name}-${server.name}-app`,
+        {
+          artifact,
+          sourceHash,
+          after,
+          host: vps.ipv4,
+          privateKey: sshPrivateKey ? pulumi.secret(sshPrivateKey) : undefined,
+          dependsOn: vps.pushes,
+        },
+        { parent: this },
+      );
+      return this.releases[server.name];
+    };
+    const [owner] = migrating;
+    const first = release(owner, { build }, []);
+    for (const server of appServers.filter((s) => s !== owner)) release(server, { builtBy: first }, [first]);
   }
 }
 
