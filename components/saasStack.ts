@@ -60,6 +60,8 @@ export class SaasStack extends pulumi.ComponentResource {
       { parent: this },
     );
 
+    // One object, so a new secret is one more key (pulumi.all's typed tuples stop at eight).
+    const secrets = pulumi.output({ databasePassword, appSecretKey, backupPassword });
     const provider = MACHINE_PROVIDERS[config.provider];
     this.network = provider.createNetwork(name, this.plan, this);
     const network = this.plan.network;
@@ -92,13 +94,13 @@ export class SaasStack extends pulumi.ComponentResource {
           privateAddresses: renderAddresses(),
           render: (ipv4, privateAddresses) =>
             pulumi
-              .all([ipv4, privateAddresses, networkRange, databasePassword, appSecretKey, backupPassword, this.backupBucket.resolved])
-              .apply(([ip, addresses, range, db, key, backup, bucket]) =>
+              .output({ ip: ipv4, addresses: privateAddresses, range: networkRange, secrets, bucket: this.backupBucket.resolved })
+              .apply(({ ip, addresses, range, secrets, bucket }) =>
                 renderServer(
                   buildServerInput(config, server, {
                     machine,
                     ipv4: ip,
-                    secrets: { databasePassword: db, appSecretKey: key, backupPassword: backup },
+                    secrets,
                     backupBucket: bucket,
                     privateAddresses: addresses,
                   }, { ...this.plan, network: network && range ? { ...network, cidr: range } : network }),
