@@ -415,3 +415,24 @@ for (const provider of ["hetzner", "digitalocean"] as const) {
     });
   });
 }
+
+describe("components under Pulumi mocks: digitalocean, stage separated with a managed database", function () {
+  let run: MockRun;
+  before(async () => {
+    run = await runProgram({ ...minimalRaw("digitalocean"), stage: "separated", databaseMode: "managed" });
+  });
+
+  it("declares no db server and no data volume; app and worker join the stack's VPC", () => {
+    const droplets = run.mocks.ofType(TOKENS.digitalocean.server);
+    assert.deepEqual(droplets.map((d) => d.name).sort(), ["saas-test-app-server", "saas-test-worker-server"]);
+    assert.equal(run.mocks.ofType(TOKENS.digitalocean.volume).length, 0);
+    const vpc = one(run, NETWORK_TOKENS.digitalocean.network);
+    for (const droplet of droplets) assert.equal(droplet.inputs.vpcUuid, vpc.id);
+  });
+
+  it("opens nothing for PostgreSQL on any droplet", () => {
+    for (const fw of run.mocks.ofType(TOKENS.digitalocean.firewall)) {
+      assert.ok(!inboundRules(run, "digitalocean", fw.name).some((r) => r.startsWith("5432 ")), `${fw.name} opens 5432`);
+    }
+  });
+});
