@@ -6,7 +6,10 @@
  */
 import assert from "node:assert/strict";
 import * as pulumi from "@pulumi/pulumi";
-import { unwrapSecrets, valueOf, type RecordedResource } from "../../cli/lib/pulumiMocks";
+import { MOCK_DEFAULT_VPC_RANGE, RecordingMocks, unwrapSecrets, valueOf, type RecordedResource } from "../../cli/lib/pulumiMocks";
+import { decodeWriteFiles } from "../../cli/lib/renderStack";
+import { cidrContains } from "../../config/validators";
+import { HOST_FIREWALL_PATH } from "../../provisioning/hostFirewall";
 import { replaceInputsOf } from "../../components/replaceInputs";
 import { minimalRaw } from "../support/fixtures";
 import { runProgram, type MockRun } from "../support/mockProgram";
@@ -99,3 +102,41 @@ for (const provider of ["hetzner", "digitalocean"] as const) {
     }
   });
 }
+
+describe("stage change on DigitalOcean: a VPC whose range DigitalOcean chose at mvp", function () {
+  /** Answers like the provider refreshing a VPC made at mvp: its range is the one DigitalOcean picked, whatever the program asks. */
+  class MvpVpcMocks extends RecordingMocks {
+    override newResource(args: pulumi.runtime.MockResourceArgs) {
+      const vpc = args.type === "digitalocean:index/vpc:Vpc";
+      return super.newResource(vpc ? { ...args, inputs: { ...args.inputs, ipRange: undefined } } : args);
+    }
+  }
+  let run: MockRun;
+  const warnings: string[] = [];
+  const warn = pulumi.log.warn;
+
+  before(async () => {
+    pulumi.log.warn = async (message: string) => void warnings.push(message);
+    try {
+      run = await runProgram({ ...minimalRaw("digitalocean"), stage: "separated" }, [], "test", new MvpVpcMocks());
+    } finally {
+      pulumi.log.warn = warn;
+    }
+  });
+
+  it("renders every server for the VPC's real range, not the configured one", () => {
+    const db = run.mocks.resources.find((r) => r.name === "saas-test-db-server")!;
+    const nft = decodeWriteFiles(unwrapSecrets(db.inputs.userData)).get(HOST_FIREWALL_PATH)!;
+    const rule = nft.split("\n").find((line) => /tcp dport 5432\b/.test(line));
+    assert.match(rule ?? "", new RegExp(`ip saddr \\{ ${MOCK_DEFAULT_VPC_RANGE.replace(/\./g, "\\.")} \\}`));
+    for (const name of ["app", "worker", "db"]) {
+      const droplet = run.mocks.resources.find((r) => r.name === `saas-test-${name}-server`)!;
+      assert.ok(cidrContains(MOCK_DEFAULT_VPC_RANGE, droplet.state.ipv4AddressPrivate), `${name} is outside the VPC's range`);
+    }
+  });
+
+  it("warns once, naming the key and both ranges", () => {
+    assert.equal(warnings.length, 1, `warnings: ${JSON.stringify(warnings)}`);
+    assert.match(warnings[0], /^saas-vps:privateNetworkCidr: .*10\.110\.16\.0\/20.*10\.20\.0\.0\/16/);
+  });
+});
