@@ -7,6 +7,7 @@ import * as random from "@pulumi/random";
 import { renderServer, type MachineKind } from "../provisioning/server";
 import type { StackConfig } from "../config/config";
 import { planStack, type ServerPlan, type StackPlan } from "../plan/plan";
+import { plannedAddresses, type PrivateAddresses } from "../plan/peers";
 import { buildServerInput, PLACEHOLDER_CONTEXT } from "../plan/serverInput";
 import { runsApp } from "../provisioning/roles/index";
 import { existsSync, statSync } from "node:fs";
@@ -17,7 +18,8 @@ import { runsMigrations } from "../provisioning/release";
 import { hashSourceTree } from "../plan/appSource";
 import { backupRepositoryUrl } from "../provisioning/backup";
 import { backupSpacesSettings, ObjectBucket, UPLOADS_SPACES_SETTINGS } from "./objectBucket";
-import { VpsServer } from "./vpsServer";
+import type { ServerIds, StackNetwork } from "./machine";
+import { MACHINE_PROVIDERS, type RenderAddresses, VpsServer } from "./vpsServer";
 
 export interface SaasStackArgs {
   /** The parsed, validated stack config. */
@@ -33,6 +35,8 @@ export interface SaasStackArgs {
 
 export class SaasStack extends pulumi.ComponentResource {
   readonly plan: StackPlan;
+  /** The stack's private network (Hetzner Network, DigitalOcean VPC); a managed database joins it too. */
+  readonly network?: StackNetwork;
   readonly servers: Record<string, VpsServer> = {};
   readonly releases: Record<string, AppRelease> = {};
   readonly backupBucket: ObjectBucket<{ repository: pulumi.Output<string> }>;
@@ -77,8 +81,28 @@ export class SaasStack extends pulumi.ComponentResource {
     }
     const uploadsBucket = this.uploadsBucket?.resolved ?? pulumi.output(undefined);
 
-    for (const server of this.plan.servers) {
-      const machine: MachineKind = args.machineKind ?? config.provider;
+    // One object, so a new secret is one more key (pulumi.all's typed tuples stop at eight).
+    const secrets = pulumi.output({ databasePassword, databaseWebPassword, databaseWorkerPassword, appSecretKey, backupPassword });
+    const provider = MACHINE_PROVIDERS[config.provider];
+    this.network = provider.createNetwork(name, this.plan, this);
+    const network = this.plan.network;
+    // The real range: a DigitalOcean VPC made at stage mvp keeps the range DigitalOcean chose.
+    const networkRange = this.network?.cidr ?? pulumi.output(undefined);
+    // Known once every server exists: firewalls naming servers, and (DigitalOcean) the day-2 renders.
+    const [serverIds, resolveServerIds] = pulumi.deferredOutput<ServerIds>();
+    const [assignedAddresses, resolveAssignedAddresses] = pulumi.deferredOutput<PrivateAddresses>();
+    const createdAddresses: Record<string, pulumi.Output<string>> = {};
+    const machine: MachineKind = args.machineKind ?? config.provider;
+    // The local VM, like Hetzner, attaches the planned addresses (its network-config names them).
+    const addressesPlanned = provider.plansPrivateAddresses || machine === "qemu";
+    const renderAddresses = (): RenderAddresses =>
+      addressesPlanned || !network
+        ? { firstBoot: plannedAddresses(this.plan) }
+        : { firstBoot: pulumi.all({ ...createdAddresses }), day2: assignedAddresses };
+    // A managed database (plan.database.kind "managed") is declared here, in this.network, before
+    // the servers whose files name it.
+
+    for (const server of creationOrder(this.plan.servers)) {
       const files = renderServer(buildServerInput(config, server, { machine, ...PLACEHOLDER_CONTEXT }, this.plan)).files;
       this.servers[server.name] = new VpsServer(
         `${name}-${server.name}`,
@@ -86,26 +110,34 @@ export class SaasStack extends pulumi.ComponentResource {
           plan: server,
           provider: config.provider,
           sshPublicKeys: config.sshPublicKeys,
+          network: this.network,
+          serverIds,
           files: files.map((f) => ({ path: f.path, secret: f.secret === true })),
           privateKey: config.sshPrivateKey ? pulumi.secret(config.sshPrivateKey) : undefined,
-          render: (ipv4) =>
+          privateAddresses: renderAddresses(),
+          render: (ipv4, privateAddresses) =>
             pulumi
-              .all([ipv4, databasePassword, databaseWebPassword, databaseWorkerPassword, appSecretKey, backupPassword, this.backupBucket.resolved, uploadsBucket])
-              .apply(([ip, db, dbWeb, dbWorker, key, backup, bucket, uploads]) =>
+              .output({ ip: ipv4, addresses: privateAddresses, range: networkRange, secrets, bucket: this.backupBucket.resolved, uploads: uploadsBucket })
+              .apply(({ ip, addresses, range, secrets, bucket, uploads }) =>
                 renderServer(
                   buildServerInput(config, server, {
                     machine,
                     ipv4: ip,
-                    secrets: { databasePassword: db, databaseWebPassword: dbWeb, databaseWorkerPassword: dbWorker, appSecretKey: key, backupPassword: backup },
+                    secrets,
                     backupBucket: bucket,
                     uploadsBucket: uploads,
-                  }, this.plan),
+                    privateAddresses: addresses,
+                  }, { ...this.plan, network: network && range ? { ...network, cidr: range } : network }),
                 ),
               ),
         },
         { parent: this },
       );
+      const created = this.servers[server.name].privateIpv4;
+      if (created) createdAddresses[server.name] = created;
     }
+    resolveServerIds(pulumi.all(Object.fromEntries(Object.entries(this.servers).map(([n, vps]) => [n, vps.serverId]))));
+    resolveAssignedAddresses(pulumi.all(createdAddresses));
     this.declareReleases(name, { appDir, command: config.appBuildCommand }, sourceHash, config.sshPrivateKey);
     this.registerOutputs({});
   }
@@ -143,6 +175,16 @@ export class SaasStack extends pulumi.ComponentResource {
     const first = release(owner, { build }, []);
     for (const server of appServers.filter((s) => s !== owner)) release(server, { builtBy: first }, [first]);
   }
+}
+
+/**
+ * The order servers are declared in: those others reach over the private network (their rules
+ * name peers) first. Where the provider assigns private addresses, a client's first boot then
+ * already knows the address of the server it connects to (the db before app and worker).
+ */
+export function creationOrder(servers: ServerPlan[]): ServerPlan[] {
+  const serves = (server: ServerPlan) => server.firewall.some((rule) => (rule.peers ?? []).length > 0);
+  return [...servers.filter(serves), ...servers.filter((server) => !serves(server))];
 }
 
 /** The project root (where Pulumi.yaml is): relative appDir values are taken from there. */
