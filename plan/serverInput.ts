@@ -40,9 +40,15 @@ export function appUrlFor(config: Pick<StackConfig, "domain">, ipv4: string): st
   return config.domain ? `https://${config.domain}` : `http://${ipv4}`;
 }
 
-export function buildServerInput(config: StackConfig, server: ServerPlan, context: ServerInputContext, plan: Pick<StackPlan, "servers" | "network"> = { servers: [server] }): ServerRenderInput {
+export function buildServerInput(
+  config: StackConfig,
+  server: ServerPlan,
+  context: ServerInputContext,
+  plan: Pick<StackPlan, "servers" | "network"> & Partial<Pick<StackPlan, "database">> = { servers: [server] },
+): ServerRenderInput {
   const roles: Partial<RoleInputs> = {};
   for (const role of server.roles) setRoleInput(roles, role, config, server, context);
+  if (roles.db && isStandbyDatabase(server, plan)) roles.db = { ...roles.db, backup: { ...roles.db.backup, standby: true } };
   const addresses = context.privateAddresses ?? plannedAddresses(plan);
   return {
     hostname: server.name,
@@ -57,7 +63,16 @@ export function buildServerInput(config: StackConfig, server: ServerPlan, contex
           secretKey: context.secrets.appSecretKey,
         }
       : undefined,
+    ...(server.mvpDatabase ? { mvpDatabase: server.mvpDatabase } : {}),
   };
+}
+
+/**
+ * A server with PostgreSQL that is not where the plan puts the app's database: the db server of a
+ * stack moving from mvp, before the switch (plan/move.ts). Its backups must wait.
+ */
+function isStandbyDatabase(server: ServerPlan, plan: Partial<Pick<StackPlan, "database">>): boolean {
+  return plan.database?.kind === "server" && plan.database.server !== server.name;
 }
 
 /** One role's input; a switch over every role, so a new role fails to compile until it is mapped here. */

@@ -14,6 +14,8 @@ import { renderBase, renderFirstBootFiles } from "./roles/base";
 import type { HostFirewallRule } from "./hostFirewall";
 import { sumContributions, type RoleContribution } from "./roles/contribution";
 import { ROLE_MODULES, type RoleInputs, type RoleModule } from "./roles/index";
+import { renderMvpDatabase } from "./mvpDatabase";
+import type { MvpDatabaseState } from "../config/stages";
 
 export type { MachineKind } from "./roles/db";
 
@@ -26,6 +28,8 @@ export interface ServerRenderInput {
   roles: Partial<RoleInputs>;
   /** What the app needs wherever it runs; required when a role runs the app. */
   app?: AppInput;
+  /** The app server of a stack moving from mvp: the state of its own, old PostgreSQL (plan/move.ts). */
+  mvpDatabase?: MvpDatabaseState;
 }
 
 export interface RenderedServer {
@@ -38,7 +42,12 @@ export interface RenderedServer {
 
 export function renderServer(input: ServerRenderInput): RenderedServer {
   validateServerInput(input);
-  const sum = sumContributions([renderBase({ sshPublicKeys: input.sshPublicKeys, firewall: input.firewall }), ...renderAppPart(input), ...renderRoles(input)]);
+  const sum = sumContributions([
+    renderBase({ sshPublicKeys: input.sshPublicKeys, firewall: input.firewall }),
+    ...renderAppPart(input),
+    ...renderRoles(input),
+    ...(input.mvpDatabase ? [renderMvpDatabase(input.mvpDatabase)] : []),
+  ]);
   const files = [...sum.files, ...renderFirstBootFiles(sum)];
   validateFiles(files);
 
