@@ -11,6 +11,7 @@ import { BACKUP_TIMERS } from "./backup";
 import type { RenderedFile } from "./files";
 import { CONFIG_DIR, LIB_DIR } from "./layout";
 import { loadScript } from "./scripts";
+import { APP_TARGET } from "./systemd";
 import type { RoleContribution } from "./roles/contribution";
 
 export const MVP_DATABASE_PATHS = {
@@ -29,6 +30,7 @@ export function renderMvpDatabase(state: MvpDatabaseState): RoleContribution {
     `DB_ROLES="${Object.values(DATABASE_ROLE_NAMES).join(" ")}"`,
     `BACKUP_TIMERS="${BACKUP_TIMERS.join(" ")}"`,
     `WORKER_UNITS="${OLD_WORKER_UNITS}"`,
+    `APP_TARGET="${APP_TARGET}"`,
     "",
   ].join("\n");
   const files: RenderedFile[] = [

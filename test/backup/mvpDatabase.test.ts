@@ -42,7 +42,7 @@ describe("@real mvp-database: the old server's PostgreSQL, backup timers and wor
   });
 
   /** Installs both files as the server gets them and runs the command as the push does. */
-  async function apply(state: MvpDatabaseState | "no env file", units = "backup.timer restore-drill.timer", pgEnv = pg.env) {
+  async function apply(state: MvpDatabaseState | "no env file", units = "backup.timer restore-drill.timer", pgEnv = pg.env, args: string[] = []) {
     const root = join(dir, `root-${Math.random().toString(36).slice(2)}`);
     const files = renderMvpDatabase(state === "no env file" ? "live" : state).files;
     for (const f of files) {
@@ -54,7 +54,7 @@ describe("@real mvp-database: the old server's PostgreSQL, backup timers and wor
     }
     chmodSync(root, 0o755);
     writeFileSync(systemctlLog, "");
-    const r = await run(join(root, MVP_DATABASE_PATHS.command), [], {
+    const r = await run(join(root, MVP_DATABASE_PATHS.command), args, {
       env: { ...process.env, ...pgEnv, PGUSER: "", PATH: `${join(dir, "bin")}:${process.env.PATH}`, FAKE_UNITS: units, MVP_DATABASE_ENV_FILE: join(root, MVP_DATABASE_PATHS.envFile) },
     });
     return { ...r, systemctl: readFileSync(systemctlLog, "utf8").trim().split("\n").filter(Boolean) };
@@ -87,11 +87,33 @@ describe("@real mvp-database: the old server's PostgreSQL, backup timers and wor
     assert.deepEqual(await canLogin(), ["app=false", "app_web=false", "app_worker=false"]);
   });
 
-  it("live (going back): every login may log in again; the backup timers are enabled and started", async () => {
+  it("live (going back): every login may log in again; the backup timers are enabled and started, and the app's processes", async () => {
     const r = await apply("live");
     assert.equal(r.code, 0, r.stdout + r.stderr);
-    assert.deepEqual(r.systemctl, ["enable --now backup.timer restore-drill.timer"]);
+    assert.deepEqual(r.systemctl, ["enable --now backup.timer restore-drill.timer", "start saas-app.target"]);
     assert.deepEqual(await canLogin(), ["app=true", "app_web=true", "app_worker=true"]);
+  });
+
+  it("freeze (the start of the move's window): the app's processes stop and its logins are locked out; the timers are left for the switch", async () => {
+    const r = await apply("live", undefined, undefined, ["freeze"]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.deepEqual(r.systemctl, ["stop saas-app.target worker@*.service"]);
+    assert.deepEqual(await canLogin(), ["app=false", "app_web=false", "app_worker=false"]);
+    assert.match(r.stdout, /writes have stopped: now run "sudo backup now" here/);
+    // Called off before the switch: the state file's own state undoes it.
+    const undo = await apply("live");
+    assert.equal(undo.code, 0, undo.stderr);
+    assert.deepEqual(await canLogin(), ["app=true", "app_web=true", "app_worker=true"]);
+  });
+
+  it("freeze after the switch, or an unknown argument: refused", async () => {
+    const late = await apply("kept", undefined, undefined, ["freeze"]);
+    assert.equal(late.code, 1);
+    assert.match(late.stderr, /freeze is for the start of the move \(state live\); the state is kept/);
+    assert.deepEqual(late.systemctl, []);
+    const bad = await apply("live", undefined, undefined, ["thaw"]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /usage: mvp-database \[freeze\]/);
   });
 
   it("timers that never arrived are left alone; a stopped cluster is reported, not an error", async () => {
