@@ -113,7 +113,15 @@ describe("@real mvp-database: the old server's PostgreSQL, backup timers and wor
     assert.deepEqual(late.systemctl, []);
     const bad = await apply("live", undefined, undefined, ["thaw"]);
     assert.equal(bad.code, 2);
-    assert.match(bad.stderr, /usage: mvp-database \[freeze\]/);
+    assert.match(bad.stderr, /usage: mvp-database \[freeze\|live\|kept\]/);
+  });
+
+  it("going back after the switch: 'live' applies now, whatever the file still says (kept)", async () => {
+    await apply("kept");
+    const r = await apply("kept", undefined, undefined, ["live"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.systemctl, ["enable --now backup.timer restore-drill.timer", "start saas-app.target"]);
+    assert.deepEqual(await canLogin(), ["app=true", "app_web=true", "app_worker=true"]);
   });
 
   it("timers that never arrived are left alone; a stopped cluster is reported, not an error", async () => {
