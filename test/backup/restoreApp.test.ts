@@ -7,11 +7,12 @@
  * default privileges, as they would for tables the owner's migrations create.
  */
 import assert from "node:assert/strict";
-import { rmSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
+import { join } from "node:path";
 import type { BackupRenderOptions } from "../../provisioning/backup";
 import { BACKUP_PATHS } from "../../provisioning/backup";
 import { DATABASE_ROLE_NAMES } from "../../plan/database";
-import { fingerprint, install, run, runInstalled, runUnit, startPg, startS3, type Installed, type S3Server, type ScratchPg } from "./helpers";
+import { fingerprint, install, REPO_ROOT, run, runInstalled, runOk, runUnit, startPg, startS3, type Installed, type S3Server, type ScratchPg } from "./helpers";
 
 const PASSWORD = "test-encryption-password-move-1";
 const { owner: OWNER, web: WEB, worker: WORKER } = DATABASE_ROLE_NAMES;
@@ -35,12 +36,14 @@ insert into queue.jobs (task, payload) select 'send_welcome_email', json_build_o
 create function queue.add_job(t text, p json) returns bigint language sql as $$ insert into queue.jobs (task, payload) values (t, p) returning id $$;
 `;
 
+/** The first-boot PostgreSQL step's logins and grants, where the tree has them as a file of their own. */
+const LOGINS_SQL = join(REPO_ROOT, "provisioning", "assets", "server", "postgresql-logins.sql");
+
 /**
  * What the db server's first boot gives a fresh stack-separated database before any migration:
  * three logins, the database owned by the owner, the data logins allowed to use the schema, and
  * the owner's default privileges that give them data rights (no DDL) on what the owner creates.
- * It stands for the first-boot PostgreSQL step's layout; the assertions below are about what
- * `backup restore-app` leaves, whatever made the layout.
+ * A stand-in used only while the step's own SQL (LOGINS_SQL) is not in the tree.
  */
 const SEPARATED_LAYOUT = `
 create role ${OWNER} login;
@@ -90,7 +93,7 @@ describe("@real moving from mvp: backup on the old server, backup restore-app on
   before(async () => {
     [mvpPg, dbPg, s3] = await Promise.all([startPg(), startPg(), startS3(["move-bk", "move-empty"])]);
     await mvpPg.psql("postgres", MVP_DATABASE);
-    await dbPg.psql("postgres", SEPARATED_LAYOUT);
+    await makeSeparatedLayout(dbPg);
     mvp = installOn(mvpPg, options("move-bk"));
     db = installOn(dbPg, options("move-bk"));
   });
@@ -221,3 +224,15 @@ describe("@real moving from mvp: backup on the old server, backup restore-app on
     assert.equal(await snapshotCount(db), before + 1);
   });
 });
+
+/** The db server's first-boot layout: the step's own SQL when present, else the stand-in (said loudly). */
+async function makeSeparatedLayout(pg: ScratchPg): Promise<void> {
+  if (!existsSync(LOGINS_SQL)) {
+    console.warn(`NOTE: ${LOGINS_SQL} is not in this tree: the db server's layout is this test's stand-in (SEPARATED_LAYOUT)`);
+    await pg.psql("postgres", SEPARATED_LAYOUT);
+    return;
+  }
+  await runOk("psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", "postgres", "-f", LOGINS_SQL, "-v", "db=app", "-v", `owner=${OWNER}`, "-v", `web=${WEB}`, "-v", `worker=${WORKER}`], {
+    env: { ...process.env, ...pg.env, DB_PASSWORD: "owner-password-0123456789", DB_WEB_PASSWORD: "web-password-0123456789", DB_WORKER_PASSWORD: "worker-password-0123456789" },
+  });
+}
