@@ -3,13 +3,14 @@
  * separated"): the same stack evaluated at stage mvp, then at separated with mvpDatabase live,
  * kept, and finally without the key (retired). A resource keeps its identity (URN) when it keeps
  * its type and name under the same parents, so the app server's resources must come back with
- * the same type and name in every step, with the same inputs (the server's user-data and SSH keys
- * excepted: the program ignores changes to both), and the same protection.
+ * the same type and name in every step, the same replace-forcing inputs (those the program tells
+ * Pulumi to ignore excepted, such as the server's user-data and SSH keys), and the same protection.
  */
 import assert from "node:assert/strict";
 import * as pulumi from "@pulumi/pulumi";
 import { unwrapSecrets } from "../../cli/lib/pulumiMocks";
-import { SERVER_IGNORES } from "../../components/machine";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { minimalRaw } from "../support/fixtures";
 import { runProgram, type MockRun } from "../support/mockProgram";
 
@@ -24,30 +25,46 @@ const PROTECTED_KINDS: Record<ProviderName, string[]> = {
   digitalocean: ["digitalocean:index/droplet:Droplet", "digitalocean:index/reservedIp:ReservedIp", "digitalocean:index/volume:Volume"],
 };
 const SERVER_TYPE: Record<ProviderName, string> = { hetzner: "hcloud:index/server:Server", digitalocean: "digitalocean:index/droplet:Droplet" };
-/** Pushes and releases are replaced whenever what they carry changes: that is their job, and they delete nothing. */
-const TRANSIENT = ["command:remote:Command", "command:local:Command"];
+/** Pushes, uploads and releases (@pulumi/command) are replaced whenever what they carry changes: that is their job, and they delete nothing. */
+const isTransient = (type: string) => type.startsWith("command:");
+/** The program's own components group resources; only their provider resources can be replaced. */
+const isComponent = (type: string) => type.startsWith("saas-vps:");
 
 interface Found {
   type: string;
   name: string;
   inputs: Record<string, unknown>;
   protect: boolean;
+  /** The resource's ignoreChanges: Pulumi never diffs these. */
+  ignored: string[];
 }
 
 /** The app server's own resources (not its pushes), by type and name. */
 function appResources(run: MockRun): Map<string, Found> {
   const found = new Map<string, Found>();
   for (const r of run.mocks.resources) {
-    if (!r.name.startsWith(APP) || TRANSIENT.includes(r.type)) continue;
-    found.set(`${r.type} ${r.name}`, { type: r.type, name: r.name, inputs: unwrapSecrets(r.inputs), protect: run.options.get(r.name)?.protect === true });
+    if (!r.name.startsWith(APP) || isTransient(r.type) || isComponent(r.type)) continue;
+    const options = run.options.get(r.name) as pulumi.CustomResourceOptions | undefined;
+    found.set(`${r.type} ${r.name}`, { type: r.type, name: r.name, inputs: unwrapSecrets(r.inputs), protect: options?.protect === true, ignored: options?.ignoreChanges ?? [] });
   }
   return found;
 }
 
-/** Inputs that decide what the resource is; the server's ignored ones left out. */
-function comparable(r: Found, provider: ProviderName): Record<string, unknown> {
-  if (r.type !== SERVER_TYPE[provider]) return r.inputs;
-  return Object.fromEntries(Object.entries(r.inputs).filter(([k]) => !SERVER_IGNORES.includes(k)));
+/**
+ * The provider's replace-forcing inputs per resource type, from components/replaceInputs.ts once
+ * the tree has it; until then every input is compared (stricter: an in-place change fails too).
+ */
+const REPLACE_MODULE = join(__dirname, "..", "..", "components", "replaceInputs.ts");
+function replaceInputs(type: string): readonly string[] | undefined {
+  if (!existsSync(REPLACE_MODULE)) return undefined;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (require(REPLACE_MODULE) as { replaceInputsOf(type: string): readonly string[] }).replaceInputsOf(type);
+}
+
+/** Inputs that decide whether the resource stays: not those Pulumi is told to ignore; only replace-forcing ones when known. */
+function comparable(r: Found): Record<string, unknown> {
+  const forcing = replaceInputs(r.type);
+  return Object.fromEntries(Object.entries(r.inputs).filter(([k]) => !r.ignored.includes(k) && (forcing === undefined || forcing.includes(k))));
 }
 
 function serverNames(run: MockRun, provider: ProviderName): string[] {
@@ -84,7 +101,7 @@ for (const provider of ["hetzner", "digitalocean"] as const) {
       for (const [key, r] of before) {
         const now = after.get(key);
         assert.ok(now, `${key} would be deleted`);
-        assert.deepEqual(comparable(now, provider), comparable(r, provider), `${key} changes its inputs`);
+        assert.deepEqual(comparable(now), comparable(r), `${key} changes its inputs`);
         assert.equal(now.protect, r.protect, `${key} changes its protection`);
       }
     });
@@ -137,7 +154,7 @@ for (const provider of ["hetzner", "digitalocean"] as const) {
       for (const [key, r] of before) {
         const now = after.get(key);
         assert.ok(now, `${key} would be deleted`);
-        assert.deepEqual(comparable(now, provider), comparable(r, provider), `${key} changes its inputs`);
+        assert.deepEqual(comparable(now), comparable(r), `${key} changes its inputs`);
         assert.equal(now.protect, r.protect, `${key} changes its protection`);
       }
     });
@@ -150,7 +167,7 @@ for (const provider of ["hetzner", "digitalocean"] as const) {
         `${PROTECTED_KINDS[provider][2]} ${PREFIX}-app-app-data`,
         `${provider === "hetzner" ? "hcloud:index/volumeAttachment:VolumeAttachment" : "digitalocean:index/volumeAttachment:VolumeAttachment"} ${PREFIX}-app-app-data-attach`,
       ].sort());
-      for (const [key, r] of after) assert.deepEqual(comparable(r, provider), comparable(before.get(key)!, provider), `${key} changes its inputs`);
+      for (const [key, r] of after) assert.deepEqual(comparable(r), comparable(before.get(key)!), `${key} changes its inputs`);
     });
   });
 }
