@@ -141,6 +141,7 @@ export function parseStackConfig(raw: Record<string, string>, options: ParseOpti
   const servers = v.provider && serverType ? parseServerChoices(v, v.provider, serverType, problems) : undefined;
   const privateNetwork = v.provider && v.stage && SPLIT_STAGES.includes(v.stage) && region ? parsePrivateNetwork(v, v.provider, region, problems) : undefined;
   const database = v.provider ? parseDatabase(v, v.provider, problems) : undefined;
+  reportMoveConflicts(v, problems);
   if (v.domain && !raw.acmeEmail) {
     problems.add("acmeEmail", `is required when saas-vps:domain is set (Let's Encrypt needs a contact); domain is ${quote(v.domain)}`);
   }
@@ -160,6 +161,7 @@ export function parseStackConfig(raw: Record<string, string>, options: ParseOpti
     servers: servers!,
     ...(privateNetwork ? { privateNetwork } : {}),
     database: database!,
+    mvpDatabase: v.mvpDatabase,
     domain: v.domain,
     acmeEmail: v.acmeEmail,
     sshPublicKeys: v.sshPublicKeys!,
@@ -281,6 +283,24 @@ function parseDatabase(v: Partial<KeyValues>, provider: Provider, problems: Prob
     return undefined;
   }
   return { mode, size: v.managedDatabaseSize ?? DEFAULT_MANAGED_DATABASE_SIZE };
+}
+
+/**
+ * While a stack moves from mvp (mvpDatabase set), the app server is the old mvp server with its
+ * PostgreSQL: it keeps its type (resizing it would stop it in the middle of the move), and the
+ * data moves onto a db server of this stack (restore-app), not a managed cluster.
+ */
+function reportMoveConflicts(v: Partial<KeyValues>, problems: Problems): void {
+  if (v.mvpDatabase === undefined) return;
+  if (v.databaseMode === "managed") {
+    problems.add("mvpDatabase", `moving an mvp stack is built for saas-vps:databaseMode server (the backup is restored onto the db server); databaseMode is managed`);
+  }
+  if (v.webServerType !== undefined && v.webServerType !== v.serverType) {
+    problems.add(
+      "webServerType",
+      `must stay unset (or equal serverType) while saas-vps:mvpDatabase is set: the app server is the old mvp server, which keeps serverType and its PostgreSQL until the move is retired; got ${quote(v.webServerType)}`,
+    );
+  }
 }
 
 /**

@@ -11,7 +11,7 @@
 import { BUCKET_PURPOSES, bucketKeyNames, defaultBucketName, UPLOADS_STORAGES, type BucketField, type BucketKeyNames, type BucketPrefix, type UploadsStorage } from "./buckets";
 import { checkOnCalendar } from "./onCalendar";
 import { BUCKET_PROVIDERS, CATALOGS, DATABASE_MODES, PROVIDERS, type BucketProvider, type DatabaseMode, type Provider } from "./providers";
-import { BUILT_STAGES, SPLIT_STAGES, STAGES, type Stage } from "./stages";
+import { BUILT_STAGES, MVP_DATABASE_STATES, SPLIT_STAGES, STAGES, type MvpDatabaseState, type Stage } from "./stages";
 import {
   BUCKET_NAME_RULE,
   cidrNetwork,
@@ -334,6 +334,14 @@ export const KEYS = {
     defaultText: "`db-s-1vcpu-2gb`",
     description: "DigitalOcean Managed PostgreSQL node size (databaseMode managed only). Default: db-s-1vcpu-2gb.",
     rule: "only with `databaseMode: managed`",
+  },
+  mvpDatabase: {
+    ...oneOfOr<MvpDatabaseState>(MVP_DATABASE_STATES),
+    stages: ["separated"] as const,
+    defaultText: "none",
+    description:
+      "Only while moving a running mvp stack to separated: live = the app still uses the app server's own PostgreSQL (the db server is built and waits), kept = the app uses the db server and the old cluster is kept, unused, until you remove this key.",
+    rule: "`live` or `kept`, only while moving from mvp (README: Moving from mvp to separated)",
   },
   domain: {
     ...optional(checkDomain),

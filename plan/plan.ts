@@ -4,9 +4,11 @@
  * `separated` or `scaled` is a change here, not a rewrite of the components.
  */
 import type { BucketConfig, DatabaseConfig, PrivateNetworkConfig, Stage, StackConfig } from "../config/config";
+import type { MvpDatabaseState } from "../config/stages";
 import { hostAddress } from "../config/validators";
 import type { Provider } from "../config/providers";
 import { DATA_LABEL, DATA_MOUNT } from "../provisioning/layout";
+import { planMoveFromMvp } from "./move";
 
 /**
  * What a server does. Declared only here; provisioning/roles/index.ts maps each role to the
@@ -57,6 +59,11 @@ export interface ServerPlan {
   volume?: VolumePlan;
   webInstances: number;
   workerInstances: number;
+  /**
+   * The app server of a stack moving from mvp (config mvpDatabase): the state of its own
+   * PostgreSQL, which the server applies (its backup timers, workers and logins; plan/move.ts).
+   */
+  mvpDatabase?: MvpDatabaseState;
 }
 
 export interface StackPlan {
@@ -113,19 +120,7 @@ export function planStack(config: StackConfig): StackPlan {
       return {
         provider: config.provider,
         stage: config.stage,
-        servers: [
-          {
-            name: "app",
-            roles: ["web", "worker", "db"],
-            serverType: config.serverType,
-            memoryMiB: config.serverMemoryMiB,
-            region: config.region,
-            firewall: planPublicFirewall(config.sshAllowedCidrs),
-            volume: dataVolume(),
-            webInstances: config.webInstances,
-            workerInstances: config.workerInstances,
-          },
-        ],
+        servers: [mvpServer(config)],
         database: { kind: "server", server: "app" },
         backupBucket: config.backupBucket,
         ...uploadsBucketOf(config),
@@ -140,6 +135,21 @@ export function planStack(config: StackConfig): StackPlan {
       throw new Error(`unhandled stage ${unreachable}`);
     }
   }
+}
+
+/** Stage mvp's one server: web, worker and PostgreSQL on its data volume. */
+export function mvpServer(config: StackConfig): ServerPlan {
+  return {
+    name: "app",
+    roles: ["web", "worker", "db"],
+    serverType: config.serverType,
+    memoryMiB: config.serverMemoryMiB,
+    region: config.region,
+    firewall: planPublicFirewall(config.sshAllowedCidrs),
+    volume: dataVolume(),
+    webInstances: config.webInstances,
+    workerInstances: config.workerInstances,
+  };
 }
 
 /** The one data volume a stack's PostgreSQL lives on; the same resource name in every stage. */
@@ -197,7 +207,8 @@ function planSeparated(config: StackConfig): StackPlan {
     });
     database = { kind: "server", server: "db" };
   }
-  return { provider: config.provider, stage: config.stage, servers, network, database, backupBucket: config.backupBucket, ...uploadsBucketOf(config) };
+  const plan: StackPlan = { provider: config.provider, stage: config.stage, servers, network, database, backupBucket: config.backupBucket, ...uploadsBucketOf(config) };
+  return config.mvpDatabase ? planMoveFromMvp(plan, config, config.mvpDatabase) : plan;
 }
 
 function uploadsBucketOf(config: StackConfig): Pick<StackPlan, "uploadsBucket"> {

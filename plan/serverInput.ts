@@ -65,6 +65,7 @@ export function buildServerInput(config: StackConfig, server: ServerPlan, contex
   const addresses = context.privateAddresses ?? plannedAddresses(plan);
   const roles: Partial<RoleInputs> = {};
   for (const role of server.roles) setRoleInput(roles, role, config, server, context, { plan, addresses });
+  if (roles.db && isStandbyDatabase(server, plan)) roles.db = { ...roles.db, backup: { ...roles.db.backup, standby: true } };
   return {
     hostname: server.name,
     sshPublicKeys: config.sshPublicKeys,
@@ -83,6 +84,7 @@ export function buildServerInput(config: StackConfig, server: ServerPlan, contex
           uploads: uploadsFor(config, context),
         }
       : undefined,
+    ...(server.mvpDatabase ? { mvpDatabase: server.mvpDatabase } : {}),
   };
 }
 
@@ -129,6 +131,14 @@ export function postgresClientsFor(server: ServerPlan, plan: StackContext, addre
       users: loginsFor(peerServer.roles).map((login) => DATABASE_ROLE_NAMES[login]),
     };
   });
+}
+
+/**
+ * A server with PostgreSQL that is not where the plan puts the app's database: the db server of a
+ * stack moving from mvp, before the switch (plan/move.ts). Its backups must wait.
+ */
+function isStandbyDatabase(server: ServerPlan, plan: Partial<Pick<StackPlan, "database">>): boolean {
+  return plan.database?.kind === "server" && plan.database.server !== server.name;
 }
 
 /** One role's input; a switch over every role, so a new role fails to compile until it is mapped here. */

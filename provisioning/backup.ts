@@ -41,6 +41,12 @@ export interface BackupRenderOptions {
   heartbeatUrl?: string;
   /** Table the drill requires in a restore (node-pg-migrate's); default `pgmigrations`. */
   migrationsTable?: string;
+  /**
+   * The server's database is not the app's yet (a db server built while a stack moving from mvp
+   * still runs on its old server): the timers' backup and drill do nothing, so no snapshot of it
+   * lands in the repository the live server backs up to. `backup restore-app` still works.
+   */
+  standby?: boolean;
 }
 
 export const DEFAULT_MIGRATIONS_TABLE = "pgmigrations";
@@ -190,6 +196,7 @@ function renderBackupEnv(opts: BackupRenderOptions): string {
     ["BACKUP_MIGRATIONS_TABLE", opts.migrationsTable ?? DEFAULT_MIGRATIONS_TABLE],
     ["BACKUP_ALERT_WEBHOOK_URL", opts.alertWebhookUrl ?? ""],
     ["BACKUP_HEARTBEAT_URL", opts.heartbeatUrl ?? ""],
+    ...(opts.standby ? [["BACKUP_STANDBY", "yes"] as [string, string]] : []),
   ];
   return [
     "# saas-vps backups: rendered by provisioning/backup.ts. Secrets: root-only, 0600.",

@@ -15,6 +15,8 @@ import type { HostFirewallRule } from "./hostFirewall";
 import { sumContributions, type RoleContribution } from "./roles/contribution";
 import { renderPrivateNetwork, type PrivateNetworkInput } from "./roles/privateNetwork";
 import { ROLE_MODULES, type RoleInputs, type RoleModule } from "./roles/index";
+import { renderMvpDatabase } from "./mvpDatabase";
+import type { MvpDatabaseState } from "../config/stages";
 
 export type { MachineKind } from "./roles/db";
 
@@ -29,6 +31,8 @@ export interface ServerRenderInput {
   roles: Partial<RoleInputs>;
   /** What the app needs wherever it runs; required when a role runs the app. */
   app?: AppInput;
+  /** The app server of a stack moving from mvp: the state of its own, old PostgreSQL (plan/move.ts). */
+  mvpDatabase?: MvpDatabaseState;
 }
 
 export interface RenderedServer {
@@ -46,6 +50,7 @@ export function renderServer(input: ServerRenderInput): RenderedServer {
     ...(input.privateNetwork ? [renderPrivateNetwork(input.privateNetwork)] : []),
     ...renderAppPart(input),
     ...renderRoles(input),
+    ...(input.mvpDatabase ? [renderMvpDatabase(input.mvpDatabase)] : []),
   ]);
   const files = [...sum.files, ...renderFirstBootFiles(sum)];
   validateFiles(files);

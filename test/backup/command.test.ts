@@ -11,7 +11,7 @@ import { tempDir } from "../support/tools";
 import { VALID } from "./fixtures";
 import { install, runInstalled, startWebhook, type Installed, type Webhook } from "./helpers";
 
-const COMMANDS = ["now", "list", "restore", "drill", "alert", "help"];
+const COMMANDS = ["now", "list", "restore", "restore-app", "tables", "drill", "alert", "help"];
 
 describe("backup command: help and alert", function () {
   this.timeout(30_000);

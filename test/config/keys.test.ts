@@ -49,9 +49,12 @@ describe("config key table", () => {
     }
   });
 
-  it("every key applies to every stage but the split stages' own (servers per role, network, database)", () => {
+  it("every key applies to every stage but the split stages' own (servers per role, network, database) and the move from mvp's", () => {
     const splitOnly = ["webServerType", "workerServerType", "dbServerType", "privateNetworkCidr", "privateNetworkZone", "databaseMode", "managedDatabaseSize"];
-    for (const key of KNOWN_KEYS) assert.deepEqual((KEYS[key] as KeySpec<unknown>).stages, splitOnly.includes(key) ? ["separated", "scaled"] : STAGES, key);
+    const only: Record<string, readonly string[]> = { mvpDatabase: ["separated"] };
+    for (const key of KNOWN_KEYS) {
+      assert.deepEqual((KEYS[key] as KeySpec<unknown>).stages, only[key] ?? (splitOnly.includes(key) ? ["separated", "scaled"] : STAGES), key);
+    }
   });
 
   it("refuses a key set in a stage it does not apply to, naming the stages that take it", () => {

@@ -53,6 +53,10 @@ usage: backup now                       back up the database now (dump, encrypt,
        backup list                      list the backups in the bucket
        backup restore <id> [--into DB]  restore backup <id> or "latest" into a NEW database
                                         (never overwrites one)
+       backup restore-app [<id>]        restore backup <id> (default: the latest) into the app
+                                        database of a fresh db server, as its owner; refuses a
+                                        database that has tables (moving from mvp: README)
+       backup tables                    every table of the app database with its exact row count
        backup drill                     test-restore the latest backup into a scratch database,
                                         check it, time it, drop it
        backup alert <unit>              report that <unit> failed: an error line in the journal
@@ -185,6 +189,7 @@ ping_heartbeat() {
 cmd_now() {
   [ $# -eq 0 ] || usage
   load_config
+  skip_if_standby
   mkdir -p "$STATE_DIR" "$CACHE_DIR"
   ensure_repository
   local tag t0 summary status
@@ -293,6 +298,94 @@ cmd_restore() {
   log "to switch the app to it: stop the app, rename the databases (ALTER DATABASE ... RENAME TO ...), start the app"
 }
 
+# ---- Moving from mvp (README "Moving from mvp to separated"): filling a fresh db server's app
+# database from the latest backup, the row counts both sides compare, and the standby switch.
+
+# A db server whose database is not the app's yet (BACKUP_STANDBY=yes, rendered while the stack's
+# old mvp server still holds the data) must not back up: its snapshot of an empty or half-filled
+# database would become the repository's "latest" and be what retention keeps and restores find.
+# Timers keep firing, so this is a quiet success, not an alert.
+skip_if_standby() {
+  [ "${BACKUP_STANDBY:-no}" = yes ] || return 0
+  log "skipped: this server's database is not the app's database yet (the stack is moving from mvp, saas-vps:mvpDatabase is live); the app server backs the app up"
+  exit 0
+}
+
+# Tables, views and sequences of non-system schemas in database $1, one "schema.name (kind)" a line.
+user_relations() {
+  psql_ -d "$1" <<'SQL'
+select format('%I.%I (%s)', n.nspname, c.relname,
+       case c.relkind when 'r' then 'table' when 'p' then 'table' when 'v' then 'view'
+                      when 'm' then 'materialized view' when 'S' then 'sequence' else 'relation' end)
+from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+where c.relkind in ('r', 'p', 'v', 'm', 'S')
+  and n.nspname not in ('pg_catalog', 'information_schema') and n.nspname not like 'pg\_%'
+order by 1;
+SQL
+}
+
+# "<id><TAB><time><TAB><host>" of backup $1 ("latest" or an id) of the app database; empty if
+# there is none. A repository that cannot be read is an error, never "no backup".
+find_snapshot() {
+  local snaps errors
+  errors=$(mktemp)
+  if ! snaps=$(restic_ snapshots --json --path "$DUMP_PATH" "$1" 2>"$errors"); then
+    err "cannot list the backups in $(repo_display): $(grep -m 1 . "$errors")"
+    rm -f "$errors"
+    return 1
+  fi
+  rm -f "$errors"
+  jq -r 'last // empty | [.id, .time, .hostname] | @tsv' <<<"$snaps"
+}
+
+# Restores into the app database that the db server's first boot made (owner, logins, grants and
+# default privileges in place, no tables), as that owner: pg_restore runs SET ROLE <owner>, so every
+# object is the owner's, exactly as if the owner's migrations had made it. No ownership and no
+# grants are taken from the dump (an mvp dump has one owner and none of these logins' rights):
+# the owner's default privileges, set by the first-boot PostgreSQL step, give the web and worker
+# logins their rights on each table and sequence as it is created. One transaction: a restore
+# that fails leaves the database as empty as it was, ready for another try.
+cmd_restore_app() {
+  [ $# -le 1 ] || usage
+  local id=${1:-latest}
+  [[ $id =~ ^(latest|[0-9a-f]{8,64})$ ]] || die "backup id must be \"latest\" or a hex id from \"backup list\"; got \"$id\""
+  load_config
+  mkdir -p "$CACHE_DIR"
+  local db=$BACKUP_DB_NAME
+  db_exists "$db" || die "database $db does not exist here: restore-app fills the app database a db server's first boot makes; run it on the db server"
+  local owner found
+  owner=$(psql_ -d postgres -v db="$db" <<<"select pg_get_userbyid(datdba) from pg_database where datname = :'db'")
+  found=$(user_relations "$db") || die "cannot list the tables of database $db"
+  if [ -n "$found" ]; then
+    local count shown
+    count=$(wc -l <<<"$found")
+    shown=$(head -n 5 <<<"$found" | paste -sd';' - | sed 's/;/, /g')
+    [ "$count" -le 5 ] || shown+=", ..."
+    die "database $db is not empty: it has $count tables, views or sequences ($shown); restore-app never writes over data. To restore next to it: backup restore $id --into <new name>"
+  fi
+  local snapshot snap="" snap_time="" snap_host=""
+  snapshot=$(find_snapshot "$id") || exit 1
+  IFS=$'\t' read -r snap snap_time snap_host <<<"$snapshot" || true
+  [ -n "$snap" ] || die "no backup $([ "$id" = latest ] || printf '%s ' "$id")of database $db in $(repo_display): nothing restored"
+  log "restoring backup ${snap:0:8} (made $snap_time on $snap_host) into database $db as its owner $owner"
+  local t0 secs
+  t0=${EPOCHREALTIME/./}
+  restore_into "$snap" "$db" --role="$owner" --no-owner --no-acl --single-transaction ||
+    die "restore FAILED; database $db is left empty (the restore ran in one transaction)"
+  # pg_restore leaves the planner without statistics: the app's first queries would be planned blind.
+  psql_ -d "$db" -c analyze || err "warning: analyze of $db failed; autovacuum will catch up"
+  secs=$(elapsed "$t0")
+  log "restored backup ${snap:0:8} into database $db in ${secs}s; its tables and row counts:"
+  table_counts "$db" | sed -e 's/^/  /' -e 's/\t/: /'
+  log "compare with \"backup tables\" on the server the backup came from ($snap_host) before switching the app over"
+}
+
+cmd_tables() {
+  [ $# -eq 0 ] || usage
+  load_config
+  table_counts "$BACKUP_DB_NAME" | sed 's/\t/: /'
+}
+
 DRILL_DB=
 DRILL_REPORTED=
 drill_cleanup() {
@@ -339,6 +432,7 @@ SQL
 cmd_drill() {
   [ $# -eq 0 ] || usage
   load_config
+  skip_if_standby
   mkdir -p "$STATE_DIR" "$CACHE_DIR"
   trap drill_cleanup EXIT
   local snaps snap="" snap_time="" latest
@@ -435,6 +529,8 @@ main() {
     now) cmd_now "$@" ;;
     list) cmd_list "$@" ;;
     restore) cmd_restore "$@" ;;
+    restore-app) cmd_restore_app "$@" ;;
+    tables) cmd_tables "$@" ;;
     drill) cmd_drill "$@" ;;
     alert) cmd_alert "$@" ;;
     -h | --help | help) help_text ;;
