@@ -12,6 +12,8 @@ import {
   type Machine,
   type MachineArgs,
   type MachineProvider,
+  FORMER_OWNER,
+  formerlyOwnedBy,
   peerIds,
   portText,
   PROTECTED,
@@ -25,7 +27,7 @@ import {
  * stack moved from mvp keeps its VPC, and with it its droplet (a droplet's vpcUuid cannot change
  * in place). docs/ARCHITECTURE.md, "One VPC per stack on DigitalOcean".
  */
-export const VPC_OWNER = "app";
+export const VPC_OWNER = FORMER_OWNER;
 const VPC_DESCRIPTION = "saas-vps private network";
 
 /**
@@ -47,6 +49,10 @@ export function digitaloceanInboundRules(rules: FirewallRule[], serverIds: Serve
 
 export const digitaloceanProvider: MachineProvider = {
   plansPrivateAddresses: false,
+
+  createSshKeys(name: string, sshPublicKeys: string[], parent: pulumi.Resource): pulumi.Output<string>[] {
+    return sshPublicKeys.map((publicKey, i) => new digitalocean.SshKey(`${name}-${FORMER_OWNER}-key-${i}`, { publicKey }, formerlyOwnedBy(name, parent)).fingerprint);
+  },
 
   createNetwork(name: string, plan: StackPlan, parent: pulumi.Resource): StackNetwork {
     const ownerName = `${name}-${VPC_OWNER}`;
@@ -86,7 +92,6 @@ export const digitaloceanProvider: MachineProvider = {
     if (!network) throw new Error(`droplet ${plan.name} without the stack's VPC`);
     const opts = { parent };
     const tags = ["saas-vps", `saas-vps-${plan.name}`];
-    const keys = args.sshPublicKeys.map((publicKey, i) => new digitalocean.SshKey(`${name}-key-${i}`, { publicKey }, opts));
     const volume = plan.volume
       ? new digitalocean.Volume(
           `${name}-${plan.volume.name}`,
@@ -107,7 +112,7 @@ export const digitaloceanProvider: MachineProvider = {
         image: args.image,
         region: plan.region,
         size: plan.serverType,
-        sshKeys: keys.map((k) => k.fingerprint),
+        sshKeys: args.sshKeys,
         vpcUuid: network.id,
         ipv6: true,
         monitoring: true,

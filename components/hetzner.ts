@@ -7,7 +7,7 @@
 import * as hcloud from "@pulumi/hcloud";
 import * as pulumi from "@pulumi/pulumi";
 import type { FirewallRule, ServerPlan, StackPlan } from "../plan/plan";
-import { type FixedIp, type Machine, type MachineArgs, type MachineProvider, portText, PROTECTED, SERVER_IGNORES, type StackNetwork } from "./machine";
+import { FORMER_OWNER, formerlyOwnedBy, type FixedIp, type Machine, type MachineArgs, type MachineProvider, portText, PROTECTED, SERVER_IGNORES, type StackNetwork } from "./machine";
 
 const MANAGED_BY = { "managed-by": "saas-vps" };
 const labelsFor = (plan: ServerPlan) => ({ ...MANAGED_BY, server: plan.name });
@@ -25,6 +25,12 @@ export function hetznerFirewallRules(rules: FirewallRule[]) {
 
 export const hetzner: MachineProvider = {
   plansPrivateAddresses: true,
+
+  createSshKeys(name: string, sshPublicKeys: string[], parent: pulumi.Resource): pulumi.Output<string>[] {
+    // The labels the mvp server's keys always had: an unchanged key shows no diff.
+    const labels = { ...MANAGED_BY, server: FORMER_OWNER };
+    return sshPublicKeys.map((publicKey, i) => new hcloud.SshKey(`${name}-${FORMER_OWNER}-key-${i}`, { publicKey, labels }, formerlyOwnedBy(name, parent)).id);
+  },
 
   createNetwork(name: string, plan: StackPlan, parent: pulumi.Resource): StackNetwork | undefined {
     if (!plan.network) return undefined;
@@ -54,7 +60,6 @@ export const hetzner: MachineProvider = {
     const { plan } = args;
     const opts = { parent };
     const labels = labelsFor(plan);
-    const keys = args.sshPublicKeys.map((publicKey, i) => new hcloud.SshKey(`${name}-key-${i}`, { publicKey, labels }, opts));
     const firewall = new hcloud.Firewall(
       `${name}-fw`,
       { labels, rules: hetznerFirewallRules(plan.firewall) },
@@ -76,7 +81,7 @@ export const hetzner: MachineProvider = {
         serverType: plan.serverType,
         image: args.image,
         location: plan.region,
-        sshKeys: keys.map((k) => k.id),
+        sshKeys: args.sshKeys,
         firewallIds: [firewall.id.apply(Number)],
         publicNets: [{ ipv4Enabled: true, ipv4: args.fixedIp.id.apply(Number), ipv6Enabled: true }],
         // Attached at creation, so first boot already has its private interface. aliasIps empty

@@ -37,7 +37,8 @@ export interface MachineArgs {
   serverIds: pulumi.Input<ServerIds>;
   /** Provider image name for Debian 13. */
   image: string;
-  sshPublicKeys: string[];
+  /** The stack's registered SSH keys as the provider's server input takes them (createSshKeys). */
+  sshKeys: pulumi.Output<string>[];
   fixedIp: FixedIp;
   /** First-boot user-data; later changes are ignored (day-2 pushes carry them). */
   userData: pulumi.Output<string>;
@@ -60,6 +61,11 @@ export interface MachineProvider {
    * provider assigns when it creates them (DigitalOcean).
    */
   readonly plansPrivateAddresses: boolean;
+  /**
+   * The stack's SSH keys, registered once for every server: both providers refuse a public key
+   * that is already registered, so a second server registering it again would fail to create.
+   */
+  createSshKeys(name: string, sshPublicKeys: string[], parent: pulumi.Resource): pulumi.Output<string>[];
   /** The stack's private network, created once before any server; undefined when the stack has none. */
   createNetwork(name: string, plan: StackPlan, parent: pulumi.Resource): StackNetwork | undefined;
   createFixedIp(name: string, plan: ServerPlan, parent: pulumi.Resource): FixedIp;
@@ -86,4 +92,16 @@ export function peerIds(rule: FirewallRule, serverIds: ServerIds): string[] {
     if (id === undefined) throw new Error(`firewall rule "${rule.description}" names ${peer}, which is no server of this stack`);
     return id;
   });
+}
+
+/**
+ * The stack-wide resources the mvp server used to own (its SSH keys; on DigitalOcean its VPC) keep
+ * that server's resource names, moved under the stack with an alias to their old parent: a stack
+ * moved from mvp keeps them, and with them its server.
+ */
+export const FORMER_OWNER = "app";
+
+/** Options that move a resource once created under the mvp server's component to the stack. */
+export function formerlyOwnedBy(stackName: string, parent: pulumi.Resource): Pick<pulumi.CustomResourceOptions, "parent" | "aliases"> {
+  return { parent, aliases: [{ parent: pulumi.createUrn(`${stackName}-${FORMER_OWNER}`, "saas-vps:server:VpsServer", parent) }] };
 }

@@ -84,6 +84,7 @@ export class SaasStack extends pulumi.ComponentResource {
     // One object, so a new secret is one more key (pulumi.all's typed tuples stop at eight).
     const secrets = pulumi.output({ databasePassword, databaseWebPassword, databaseWorkerPassword, appSecretKey, backupPassword });
     const provider = MACHINE_PROVIDERS[config.provider];
+    const sshKeys = provider.createSshKeys(name, config.sshPublicKeys, this);
     this.network = provider.createNetwork(name, this.plan, this);
     const network = this.plan.network;
     // The real range: a DigitalOcean VPC made at stage mvp keeps the range DigitalOcean chose.
@@ -109,7 +110,7 @@ export class SaasStack extends pulumi.ComponentResource {
         {
           plan: server,
           provider: config.provider,
-          sshPublicKeys: config.sshPublicKeys,
+          sshKeys,
           network: this.network,
           serverIds,
           files: files.map((f) => ({ path: f.path, secret: f.secret === true })),

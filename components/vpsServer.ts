@@ -32,8 +32,8 @@ export interface VpsServerArgs {
   plan: ServerPlan;
   /** Hosting provider (stack config `provider`). */
   provider: Provider;
-  /** OpenSSH public keys for the admin user and the provider's key list. */
-  sshPublicKeys: string[];
+  /** The stack's SSH keys as registered at the provider (MachineProvider.createSshKeys). */
+  sshKeys: pulumi.Output<string>[];
   /** The stack's private network, when it has one. */
   network?: StackNetwork;
   /** Provider ids of every server of the stack by plan name (firewall rules name peers by server). */
@@ -71,7 +71,7 @@ export class VpsServer extends pulumi.ComponentResource {
         network: args.network,
         serverIds: args.serverIds,
         image: CATALOGS[args.provider].debianImage,
-        sshPublicKeys: args.sshPublicKeys,
+        sshKeys: args.sshKeys,
         fixedIp,
         // user-data carries the generated secrets: it stays a Pulumi secret in state.
         userData: pulumi.secret(firstBoot.apply((r) => r.userData)),

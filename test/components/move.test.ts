@@ -11,7 +11,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { unwrapSecrets } from "../../cli/lib/pulumiMocks";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { minimalRaw } from "../support/fixtures";
+import { minimalRaw, separatedRaw, uploadsBucketKeys } from "../support/fixtures";
 import { runProgram, type MockRun } from "../support/mockProgram";
 
 type ProviderName = "hetzner" | "digitalocean";
@@ -74,9 +74,9 @@ function serverNames(run: MockRun, provider: ProviderName): string[] {
 for (const provider of ["hetzner", "digitalocean"] as const) {
   describe(`moving from mvp under Pulumi mocks: ${provider}`, function () {
     this.timeout(60_000);
-    const secretKeys = provider === "hetzner" ? ["backupSecretAccessKey"] : [];
-    const mvpRaw = { ...minimalRaw(provider), webInstances: "2", workerInstances: "1" };
-    const at = (extra: Record<string, string>) => runProgram({ ...mvpRaw, stage: "separated", ...extra }, secretKeys, STACK);
+    const secretKeys = undefined;
+    const mvpRaw = { ...minimalRaw(provider), webInstances: "2", workerInstances: "1", uploadsStorage: "bucket", ...uploadsBucketKeys(provider) };
+    const at = (extra: Record<string, string>) => runProgram({ ...mvpRaw, ...separatedRaw(provider), ...extra }, secretKeys, STACK);
     let mvp: MockRun;
     let live: MockRun;
 
@@ -106,10 +106,8 @@ for (const provider of ["hetzner", "digitalocean"] as const) {
       }
     });
 
-    // Pending, loudly: each server registers the stack's public keys again (`<server>-key-<i>`), and
-    // both providers refuse a public key already registered (README, known limit), so the db
-    // server's creation would fail at the provider. The keys must be the stack's, registered once.
-    it.skip("(pending: SSH keys registered per server today) first up (live): each public key is registered once, by the app server's resources", () => {
+    // Both providers refuse a public key already registered: the keys are the stack's, registered once.
+    it("first up (live): each public key is registered once, under the name the app server's key always had", () => {
       const keys = live.mocks.ofType(provider === "hetzner" ? "hcloud:index/sshKey:SshKey" : "digitalocean:index/sshKey:SshKey");
       assert.deepEqual(keys.map((k) => k.name).sort(), [`${PREFIX}-app-key-0`]);
     });
@@ -125,9 +123,9 @@ for (const provider of ["hetzner", "digitalocean"] as const) {
 for (const provider of ["hetzner", "digitalocean"] as const) {
   describe(`moving from mvp under Pulumi mocks: ${provider}, the switch and the retirement`, function () {
     this.timeout(60_000);
-    const secretKeys = provider === "hetzner" ? ["backupSecretAccessKey"] : [];
-    const mvpRaw = { ...minimalRaw(provider), webInstances: "2", workerInstances: "1" };
-    const at = (extra: Record<string, string>) => runProgram({ ...mvpRaw, stage: "separated", ...extra }, secretKeys, STACK);
+    const secretKeys = undefined;
+    const mvpRaw = { ...minimalRaw(provider), webInstances: "2", workerInstances: "1", uploadsStorage: "bucket", ...uploadsBucketKeys(provider) };
+    const at = (extra: Record<string, string>) => runProgram({ ...mvpRaw, ...separatedRaw(provider), ...extra }, secretKeys, STACK);
     let live: MockRun;
     let kept: MockRun;
     let retired: MockRun;

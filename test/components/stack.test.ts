@@ -10,7 +10,7 @@ import { BACKUP_PATHS } from "../../provisioning/backup";
 import { HOST_FIREWALL_PATH } from "../../provisioning/hostFirewall";
 import { cidrContains } from "../../config/validators";
 import { RELEASE_PATHS } from "../../provisioning/release";
-import { minimalRaw } from "../support/fixtures";
+import { minimalRaw, separatedRaw } from "../support/fixtures";
 import { runProgram, type MockRun } from "../support/mockProgram";
 import { tempDir } from "../support/tools";
 
@@ -76,7 +76,7 @@ for (const provider of ["hetzner", "digitalocean"] as const) {
     const raw: Record<string, string> = { ...minimalRaw(provider), sshAllowedCidrs: JSON.stringify(["203.0.113.7/32", "2001:db8::/48"]) };
 
     before(async () => {
-      run = await runProgram(raw, provider === "hetzner" ? ["backupSecretAccessKey"] : []);
+      run = await runProgram(raw, undefined);
     });
 
     it("creates one Debian 13 server in the configured region and size", () => {
@@ -311,7 +311,7 @@ function pushedContent(run: MockRun, server: string, path: string): string {
 for (const provider of ["hetzner", "digitalocean"] as const) {
   describe(`components under Pulumi mocks: ${provider}, stage separated (parity contract)`, function () {
     let run: MockRun;
-    const raw: Record<string, string> = { ...minimalRaw(provider), stage: "separated" };
+    const raw: Record<string, string> = { ...minimalRaw(provider), ...separatedRaw(provider) };
     const serverType = TOKENS[provider].server;
     const server = (name: string) => {
       const found = run.mocks.ofType(serverType).find((s) => s.name === `saas-test-${name}-server`);
@@ -322,7 +322,7 @@ for (const provider of ["hetzner", "digitalocean"] as const) {
     const serverId = (name: string): number => Number(server(name).id);
 
     before(async () => {
-      run = await runProgram(raw, provider === "hetzner" ? ["backupSecretAccessKey"] : []);
+      run = await runProgram(raw, undefined);
     });
 
     it("creates three Debian 13 servers: app, worker, db", () => {

@@ -12,7 +12,7 @@ import { cidrContains } from "../../config/validators";
 import { HOST_FIREWALL_PATH } from "../../provisioning/hostFirewall";
 import { replaceInputsOf } from "../../components/replaceInputs";
 import { KEYS } from "../../config/keys";
-import { minimalRaw } from "../support/fixtures";
+import { minimalRaw, separatedRaw } from "../support/fixtures";
 import { runProgram, type MockRun } from "../support/mockProgram";
 
 /** A child's URN from its parent's: the parent's type chain, then the child's type and name. */
@@ -57,12 +57,12 @@ for (const provider of ["hetzner", "digitalocean"] as const) {
     let separated: MockRun;
     let mvpUrns: Awaited<ReturnType<typeof byUrn>>;
     let separatedUrns: Awaited<ReturnType<typeof byUrn>>;
-    const secrets = provider === "hetzner" ? ["backupSecretAccessKey"] : [];
+    const secrets = undefined;
 
     before(async () => {
       mvp = await runProgram(minimalRaw(provider), secrets);
       mvpUrns = await byUrn(mvp);
-      separated = await runProgram({ ...minimalRaw(provider), stage: "separated", ...MOVING }, secrets);
+      separated = await runProgram({ ...minimalRaw(provider), ...separatedRaw(provider), ...MOVING }, secrets);
       separatedUrns = await byUrn(separated);
     });
 

@@ -45,7 +45,7 @@ async function runServer(addresses: RenderAddresses) {
   const vps = new VpsServer("unit-db", {
     plan: dbPlan,
     provider: "digitalocean",
-    sshPublicKeys: [ED25519_KEY],
+    sshKeys: MACHINE_PROVIDERS.digitalocean.createSshKeys("unit", [ED25519_KEY], undefined as unknown as pulumi.Resource),
     network,
     serverIds: { db: "1", app: "2" },
     render: recordingRender(calls),

@@ -4,6 +4,7 @@
  * gets, and that the first `pulumi up` of the move leaves everything the running server already
  * has as it is.
  */
+import { BOOTSTRAP_ENV_FILE, BOOTSTRAP_STEP_DIR } from "../../provisioning/layout";
 import assert from "node:assert/strict";
 import { ConfigError, parseStackConfig, type StackConfig } from "../../config/config";
 import { planStack, type StackPlan } from "../../plan/plan";
@@ -12,10 +13,11 @@ import { BACKUP_PATHS } from "../../provisioning/backup";
 import { MVP_DATABASE_PATHS } from "../../provisioning/mvpDatabase";
 import { renderServer } from "../../provisioning/server";
 import { APP_ENV_FILE } from "../../provisioning/layout";
-import { minimalRaw } from "../support/fixtures";
+import { minimalRaw, separatedRaw, uploadsBucketKeys } from "../support/fixtures";
 
-const MVP = { ...minimalRaw("hetzner"), webInstances: "3", workerInstances: "2" };
-const separated = (extra: Record<string, string> = {}) => ({ ...MVP, stage: "separated", ...extra });
+// The move is of the database: uploads are in the bucket already (README: moving uploads comes first).
+const MVP = { ...minimalRaw("hetzner"), webInstances: "3", workerInstances: "2", uploadsStorage: "bucket", ...uploadsBucketKeys("hetzner") };
+const separated = (extra: Record<string, string> = {}) => ({ ...MVP, ...separatedRaw("hetzner"), ...extra });
 
 function configOf(raw: Record<string, string>): StackConfig {
   return parseStackConfig(raw);
@@ -103,12 +105,15 @@ describe("moving from mvp: what each server gets", () => {
   const keptConfig = configOf(separated({ mvpDatabase: "kept" }));
   const keptPlan = planStack(keptConfig);
 
-  it("live: the running server keeps every file it has byte for byte; it only gains the switch (state live)", () => {
+  it("live: the running server keeps every file it has byte for byte; it only gains the switch and the wait for its private address (state live)", () => {
     const live = filesOf(liveConfig, livePlan, "app");
     const changed = [...mvpFiles].filter(([path, content]) => live.get(path) !== content).map(([path]) => path);
-    assert.deepEqual(changed, []);
+    assert.deepEqual(changed, [BOOTSTRAP_ENV_FILE]);
+    // Joining the private network is the one first-boot change: its step, and its settings in bootstrap.env.
+    const withoutNetwork = (text: string) => text.split("\n").filter((line) => !/^PRIVATE_/.test(line)).join("\n").replace(" 15-private-network", "");
+    assert.equal(withoutNetwork(live.get(BOOTSTRAP_ENV_FILE)!), mvpFiles.get(BOOTSTRAP_ENV_FILE));
     const added = [...live.keys()].filter((path) => !mvpFiles.has(path));
-    assert.deepEqual(added.sort(), [MVP_DATABASE_PATHS.envFile, MVP_DATABASE_PATHS.command].sort());
+    assert.deepEqual(added.sort(), [MVP_DATABASE_PATHS.envFile, MVP_DATABASE_PATHS.command, `${BOOTSTRAP_STEP_DIR}/15-private-network`].sort());
     assert.match(live.get(MVP_DATABASE_PATHS.envFile)!, /^MVP_DATABASE="live"$/m);
     assert.match(live.get(MVP_DATABASE_PATHS.envFile)!, /^DB_ROLES="app app_web app_worker"$/m);
   });
@@ -127,10 +132,8 @@ describe("moving from mvp: what each server gets", () => {
     assert.doesNotMatch(kept.get("/etc/systemd/system/saas-app.target")!, /worker@/);
   });
 
-  // Pending, loudly: today every stage renders DATABASE_URL for 127.0.0.1. Once the app's endpoint
-  // follows plan.database (the db server's private address when the database is not on this
-  // server), this is the switch itself: live keeps the on-box database, kept points at the db server.
-  it.skip("(pending until app.env follows plan.database) the switch is app.env: 127.0.0.1 while live, the db server's private address once kept", () => {
+  // The switch itself: live keeps the on-box database, kept points at the db server.
+  it("the switch is app.env: 127.0.0.1 while live, the db server's private address once kept", () => {
     const urlOf = (files: Map<string, string>) => /^DATABASE_URL=postgres:\/\/[^@]+@([^:/]+)/m.exec(files.get(APP_ENV_FILE)!)?.[1];
     assert.equal(urlOf(filesOf(liveConfig, livePlan, "app")), "127.0.0.1");
     assert.equal(urlOf(filesOf(keptConfig, keptPlan, "app")), "10.20.0.30");

@@ -10,9 +10,9 @@ import { planStack, type StackPlan } from "../../plan/plan";
 import { buildServerInput, databaseEndpointFor, PLACEHOLDER_CONTEXT, postgresClientsFor } from "../../plan/serverInput";
 import { planPostgresTuning, renderPgHba } from "../../provisioning/postgres";
 import { renderServer } from "../../provisioning/server";
-import { minimalRaw } from "../support/fixtures";
+import { minimalRaw, separatedRaw } from "../support/fixtures";
 
-const separated = parseStackConfig({ ...minimalRaw("hetzner"), stage: "separated", dbServerType: "cx33" });
+const separated = parseStackConfig({ ...minimalRaw("hetzner"), ...separatedRaw("hetzner"), dbServerType: "cx33" });
 const mvp = parseStackConfig(minimalRaw("hetzner"));
 const server = (plan: StackPlan, name: string) => plan.servers.find((s) => s.name === name)!;
 const input = (config: typeof mvp, name: string, privateAddresses?: Record<string, string | undefined>) => {

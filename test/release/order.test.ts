@@ -9,7 +9,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type * as pulumi from "@pulumi/pulumi";
 import { unwrapSecrets } from "../../cli/lib/pulumiMocks";
-import { minimalRaw } from "../support/fixtures";
+import { minimalRaw, separatedRaw } from "../support/fixtures";
 import { runProgram, type MockRun } from "../support/mockProgram";
 import { tempDir } from "../support/tools";
 
@@ -37,10 +37,10 @@ const urnName = (urn: string) => urn.split("::").pop()!;
 describe("components under Pulumi mocks: releases across the servers of stage separated", function () {
   this.timeout(60_000);
   let run: MockRun;
-  const raw = (appDir: string) => ({ ...minimalRaw("hetzner"), stage: "separated", workerInstances: "2", appDir, appBuildCommand: "./build.sh" });
+  const raw = (appDir: string) => ({ ...minimalRaw("hetzner"), ...separatedRaw("hetzner"), workerInstances: "2", appDir, appBuildCommand: "./build.sh" });
 
   before(async () => {
-    run = await runProgram(raw(appFixture()), ["backupSecretAccessKey"]);
+    run = await runProgram(raw(appFixture()));
   });
 
   it("builds once, and both app servers upload and release what that build made", () => {

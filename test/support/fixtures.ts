@@ -16,3 +16,16 @@ export function minimalRaw(provider: "hetzner" | "digitalocean" = "hetzner"): Re
 export function qualified(raw: Record<string, string>): Record<string, string> {
   return Object.fromEntries(Object.entries(raw).map(([k, v]) => [qualifyKey(k), v]));
 }
+
+/**
+ * What a stack adds at stage separated: uploads go to a bucket there, and on Hetzner its keys
+ * are given (Hetzner's API cannot mint them), as for the backup bucket.
+ */
+export function separatedRaw(provider: "hetzner" | "digitalocean" = "hetzner"): Record<string, string> {
+  return { stage: "separated", ...uploadsBucketKeys(provider) };
+}
+
+/** Uploads in a bucket (the default from separated on; a choice in mvp), with Hetzner's given keys. */
+export function uploadsBucketKeys(provider: "hetzner" | "digitalocean" = "hetzner"): Record<string, string> {
+  return provider === "hetzner" ? { uploadsAccessKeyId: "HETZNERUPLOADSKEY", uploadsSecretAccessKey: "hetzner-uploads-secret" } : {};
+}

@@ -3,6 +3,7 @@
  * its inputs and its resource options (protect, ignoreChanges). The mock API does not pass
  * options, so a transformation on the root component records them as resources are built.
  */
+import { SECRET_KEYS } from "../../config/config";
 import * as pulumi from "@pulumi/pulumi";
 import { createProgram } from "../../program/program";
 import { RecordingMocks, valueOf } from "../../cli/lib/pulumiMocks";
@@ -18,7 +19,8 @@ export interface MockRun {
   urns: Map<string, string>;
 }
 
-export async function runProgram(raw: Record<string, string>, secretKeys: string[] = [], stack = "test", mocks = new RecordingMocks()): Promise<MockRun> {
+/** `secretKeys`: the keys set as Pulumi secrets; default: every credential key the config sets (as `pulumi config set --secret` would). */
+export async function runProgram(raw: Record<string, string>, secretKeys: string[] = credentialKeysIn(raw), stack = "test", mocks = new RecordingMocks()): Promise<MockRun> {
   await pulumi.runtime.setMocks(mocks, "saas-vps", stack, false);
   pulumi.runtime.setAllConfig(qualified(raw), secretKeys.map(qualifyKey));
   const options = new Map<string, pulumi.ResourceOptions>();
@@ -34,4 +36,8 @@ export async function runProgram(raw: Record<string, string>, secretKeys: string
   const urns = new Map((await Promise.all(resources.map((r) => valueOf(r.urn)))).map((urn) => [urn.slice(urn.lastIndexOf("::") + 2), urn]));
   await pulumi.runtime.disconnect();
   return { mocks, outputs, options, urns };
+}
+
+function credentialKeysIn(raw: Record<string, string>): string[] {
+  return Object.keys(raw).filter((key) => SECRET_KEYS.has(key));
 }
