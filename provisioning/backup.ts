@@ -40,8 +40,13 @@ export interface BackupRenderOptions {
   retentionDays: number;
   /** OnCalendar for `restore-drill.timer`; default the config's restoreDrillSchedule default. */
   drillSchedule?: string;
-  /** The PostgreSQL database to back up (dumped as the `postgres` OS user, peer auth). */
+  /** The PostgreSQL database to back up (on this server: dumped as the `postgres` OS user, peer auth). */
   databaseName: string;
+  /**
+   * The database lives elsewhere (a managed cluster): the pg tools connect over TCP with TLS
+   * as this login instead. Absent: the cluster on this server.
+   */
+  remote?: RemoteDatabase;
   bucket: BackupBucket;
   /** restic repository password: encrypts every backup; generated secret, >= 16 characters. */
   encryptionPassword: string;
@@ -51,6 +56,22 @@ export interface BackupRenderOptions {
   heartbeatUrl?: string;
   /** Table the drill requires in a restore (node-pg-migrate's); default `pgmigrations`. */
   migrationsTable?: string;
+}
+
+/**
+ * A database on another host, reached over TLS. The login must read everything (the drill also
+ * creates and drops its scratch database): the database's owner.
+ */
+export interface RemoteDatabase {
+  host: string;
+  port: number;
+  user: string;
+  /** Secret: lands only in the root-only backup.env. */
+  password: string;
+  /** libpq sslmode: verify-ca or verify-full (TLS is never optional off the server). */
+  sslMode: "verify-ca" | "verify-full";
+  /** The CA certificate file the server's certificate must chain to. */
+  sslRootCert: string;
 }
 
 export const DEFAULT_MIGRATIONS_TABLE = "pgmigrations";
@@ -154,6 +175,7 @@ export function validateBackupOptions(opts: BackupRenderOptions): string[] {
         `at most 63); got ${JSON.stringify(opts.databaseName)}`,
     );
   }
+  if (opts.remote !== undefined) problems.push(...remoteDatabaseProblems(opts.remote, text));
   const bucket: Partial<BackupBucket> = opts.bucket ?? {};
   if (opts.bucket === undefined) add(`bucket is required`);
   else {
@@ -182,6 +204,18 @@ export function validateBackupOptions(opts: BackupRenderOptions): string[] {
   return problems;
 }
 
+function remoteDatabaseProblems(remote: RemoteDatabase, text: (field: string, value: unknown, secret?: boolean) => boolean): string[] {
+  const problems: string[] = [];
+  const add = (line: string) => void problems.push(`backup: ${line}`);
+  if (text("remote.host", remote.host) && !/^[A-Za-z0-9.-]+$/.test(remote.host)) add(`remote.host must be a host name or IPv4 address; got ${JSON.stringify(remote.host)}`);
+  if (!Number.isInteger(remote.port) || remote.port < 1 || remote.port > 65535) add(`remote.port must be a port number from 1 to 65535; got ${JSON.stringify(remote.port)}`);
+  if (text("remote.user", remote.user) && !/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(remote.user)) add(`remote.user must be a plain PostgreSQL role name; got ${JSON.stringify(remote.user)}`);
+  text("remote.password", remote.password, true);
+  if (!["verify-ca", "verify-full"].includes(remote.sslMode)) add(`remote.sslMode must be verify-ca or verify-full (a remote database is never reached without a verified TLS connection); got ${JSON.stringify(remote.sslMode)}`);
+  if (text("remote.sslRootCert", remote.sslRootCert) && !remote.sslRootCert.startsWith("/")) add(`remote.sslRootCert must be an absolute path; got ${JSON.stringify(remote.sslRootCert)}`);
+  return problems;
+}
+
 /** The restic repository URL: `s3:<endpoint>/<bucket>/<prefix>`. */
 export function backupRepositoryUrl(bucket: Pick<BackupBucket, "endpoint" | "name">): string {
   return `s3:${bucket.endpoint.replace(/\/+$/, "")}/${bucket.name}/${REPOSITORY_PREFIX}`;
@@ -200,6 +234,7 @@ function renderBackupEnv(opts: BackupRenderOptions): string {
     ["BACKUP_MIGRATIONS_TABLE", opts.migrationsTable ?? DEFAULT_MIGRATIONS_TABLE],
     ["BACKUP_ALERT_WEBHOOK_URL", opts.alertWebhookUrl ?? ""],
     ["BACKUP_HEARTBEAT_URL", opts.heartbeatUrl ?? ""],
+    ...remoteDatabaseEnv(opts.remote),
   ];
   return [
     "# saas-vps backups: rendered by provisioning/backup.ts. Secrets: root-only, 0600.",
@@ -208,6 +243,19 @@ function renderBackupEnv(opts: BackupRenderOptions): string {
     ...vars.map(([k, v]) => `${k}=${shellQuote(v)}`),
     "",
   ].join("\n");
+}
+
+/** backup.env lines of a remote database; none for the cluster on this server. */
+function remoteDatabaseEnv(remote: RemoteDatabase | undefined): [string, string][] {
+  if (!remote) return [];
+  return [
+    ["BACKUP_DB_HOST", remote.host],
+    ["BACKUP_DB_PORT", String(remote.port)],
+    ["BACKUP_DB_USER", remote.user],
+    ["BACKUP_DB_PASSWORD", remote.password],
+    ["BACKUP_DB_SSLMODE", remote.sslMode],
+    ["BACKUP_DB_SSLROOTCERT", remote.sslRootCert],
+  ];
 }
 
 /**
