@@ -9,7 +9,7 @@
  * keys) live in config.ts.
  */
 import { checkOnCalendar } from "./onCalendar";
-import { BUCKET_PROVIDERS, CATALOGS, DATABASE_MODES, PROVIDERS, type BucketProvider, type DatabaseMode, type Provider } from "./providers";
+import { BUCKET_PROVIDERS, CATALOGS, DATABASE_MODES, MANAGED_DATABASE_SIZES, PROVIDERS, type BucketProvider, type DatabaseMode, type Provider } from "./providers";
 import { BUILT_STAGES, SPLIT_STAGES, STAGES, type Stage } from "./stages";
 import {
   BUCKET_NAME_RULE,
@@ -262,7 +262,7 @@ export const KEYS = {
     rule: "`server` or `managed` (DigitalOcean only)",
   },
   managedDatabaseSize: {
-    ...optional((v) => (/^db-[a-z0-9-]+$/.test(v) ? undefined : `must be a DigitalOcean database size slug such as db-s-1vcpu-2gb; got ${quote(v)}`)),
+    ...optional((v) => ((MANAGED_DATABASE_SIZES as readonly string[]).includes(v) ? undefined : `${quote(v)} is not a DigitalOcean Managed PostgreSQL size; use one of ${MANAGED_DATABASE_SIZES.join(", ")}`)),
     ...SPLIT,
     defaultText: "`db-s-1vcpu-2gb`",
     description: "DigitalOcean Managed PostgreSQL node size (databaseMode managed only). Default: db-s-1vcpu-2gb.",

@@ -5,12 +5,14 @@
  * the component calls it inside its single Output boundary, the render command and tests call it
  * directly.
  */
-import type { BackupBucket, BackupRenderOptions } from "../provisioning/backup";
+import type { BackupBucket, BackupRenderOptions, RemoteDatabase } from "../provisioning/backup";
 import { DATABASE_NAME, surgePortFor, webPorts, workerUnits } from "../provisioning/layout";
 import type { RoleInputs } from "../provisioning/roles/index";
 import { runsApp } from "../provisioning/roles/index";
 import type { MachineKind, ServerRenderInput } from "../provisioning/server";
 import type { StackConfig } from "../config/config";
+import { MANAGED_SSLMODE, DATABASE_CA_FILE } from "../provisioning/managedDatabase";
+import type { DatabaseCredentials, DatabaseEndpoint } from "./database";
 import type { Role, ServerPlan, StackPlan } from "./plan";
 import { plannedAddresses, resolveFirewall, type PrivateAddresses } from "./peers";
 
@@ -34,6 +36,16 @@ export interface ServerInputContext {
    * naming that server fall back to the whole private network (plan/peers.ts).
    */
   privateAddresses?: PrivateAddresses;
+  /** The managed cluster, when the plan's database is managed (its outputs, resolved). */
+  managedDatabase?: ManagedDatabaseContext;
+}
+
+/** A managed cluster as the servers reach it: over the private network, TLS verified with its CA. */
+export interface ManagedDatabaseContext {
+  endpoint: DatabaseEndpoint;
+  credentials: DatabaseCredentials;
+  /** The cluster's CA certificate (PEM). */
+  caCertificate: string;
 }
 
 export function appUrlFor(config: Pick<StackConfig, "domain">, ipv4: string): string {
@@ -49,6 +61,7 @@ export function buildServerInput(config: StackConfig, server: ServerPlan, contex
     sshPublicKeys: config.sshPublicKeys,
     firewall: resolveFirewall(server, addresses, plan.network?.cidr),
     roles,
+    databaseCaCertificate: context.managedDatabase && connectsToManagedDatabase(server.roles) ? context.managedDatabase.caCertificate : undefined,
     app: runsApp(server.roles)
       ? {
           url: appUrlFor(config, context.ipv4),
@@ -79,11 +92,27 @@ function setRoleInput(roles: Partial<RoleInputs>, role: Role, config: StackConfi
         backup: backupOptions(config, context),
       };
       return;
+    case "backup":
+      roles.backup = { backup: { ...backupOptions(config, context), remote: managedBackupLogin(server, context) } };
+      return;
     default: {
       const unmapped: never = role;
       throw new Error(`role ${unmapped} has no input mapping`);
     }
   }
+}
+
+/** Servers whose processes connect to the managed cluster: the app's and the one that backs it up. */
+function connectsToManagedDatabase(roles: readonly Role[]): boolean {
+  return runsApp(roles) || roles.includes("backup");
+}
+
+/** The backup of a managed cluster dumps as the owner login: it owns, so it reads, everything. */
+function managedBackupLogin(server: ServerPlan, context: ServerInputContext): RemoteDatabase {
+  const managed = context.managedDatabase;
+  if (!managed) throw new Error(`server ${server.name} backs up a managed database, but no managed database was given`);
+  const { endpoint, credentials } = managed;
+  return { host: endpoint.host, port: endpoint.port, user: credentials.owner.user, password: credentials.owner.password, sslMode: MANAGED_SSLMODE, sslRootCert: DATABASE_CA_FILE };
 }
 
 function backupOptions(config: StackConfig, context: ServerInputContext): BackupRenderOptions {

@@ -11,6 +11,7 @@ import { isWorldReadable } from "./files";
 import type { Role } from "../plan/plan";
 import { renderApp, type AppInput, type AppProcesses } from "./roles/app";
 import { renderBase, renderFirstBootFiles } from "./roles/base";
+import { renderDatabaseCaFile } from "./managedDatabase";
 import type { HostFirewallRule } from "./hostFirewall";
 import { sumContributions, type RoleContribution } from "./roles/contribution";
 import { ROLE_MODULES, type RoleInputs, type RoleModule } from "./roles/index";
@@ -26,6 +27,8 @@ export interface ServerRenderInput {
   roles: Partial<RoleInputs>;
   /** What the app needs wherever it runs; required when a role runs the app. */
   app?: AppInput;
+  /** A managed database's CA certificate (PEM), for a server whose processes connect to it. */
+  databaseCaCertificate?: string;
 }
 
 export interface RenderedServer {
@@ -38,7 +41,7 @@ export interface RenderedServer {
 
 export function renderServer(input: ServerRenderInput): RenderedServer {
   validateServerInput(input);
-  const sum = sumContributions([renderBase({ sshPublicKeys: input.sshPublicKeys, firewall: input.firewall }), ...renderAppPart(input), ...renderRoles(input)]);
+  const sum = sumContributions([renderBase({ sshPublicKeys: input.sshPublicKeys, firewall: input.firewall }), ...renderDatabaseClient(input), ...renderAppPart(input), ...renderRoles(input)]);
   const files = [...sum.files, ...renderFirstBootFiles(sum)];
   validateFiles(files);
 
@@ -52,6 +55,12 @@ export function renderServer(input: ServerRenderInput): RenderedServer {
     ]);
   }
   return { userData, userDataBytes, files, packages };
+}
+
+/** The managed database's CA, once per server, whichever of its roles connect. */
+function renderDatabaseClient(input: ServerRenderInput): RoleContribution[] {
+  if (input.databaseCaCertificate === undefined) return [];
+  return [{ files: [renderDatabaseCaFile(input.databaseCaCertificate)], packages: [], steps: [], units: [], settings: {} }];
 }
 
 /** The server's roles in registry order, each with its input. */

@@ -2,7 +2,8 @@
  * The db role: PostgreSQL on the protected data volume, tuned to the server's memory, the app's
  * role and database, and the encrypted off-server backups with their weekly restore drill.
  */
-import { BACKUP_PACKAGES, BACKUP_PATHS, BACKUP_TIMERS, renderBackupFiles, type BackupRenderOptions } from "../backup";
+import { BACKUP_PACKAGES, BACKUP_TIMERS, type BackupRenderOptions } from "../backup";
+import { backupFiles } from "./backup";
 import { BOOTSTRAP_PATH } from "../cloudInit";
 import type { RenderedFile } from "../files";
 import { DATA_LABEL, DATA_MOUNT, DATABASE_NAME, DATABASE_USER, DB_ENV_FILE } from "../layout";
@@ -49,21 +50,6 @@ export function renderDb(input: DbInput): RoleContribution[] {
       },
     },
   ];
-}
-
-/**
- * The backup command is the largest file after the release command and runs only from the
- * timers, so it travels in the day-2 push. Its timers are enabled on first boot but started by
- * that push (onChange), never before the command exists: a timer started on first boot could
- * fire (03:00 plus its random delay) in the minutes between bootstrap and the push. The alert
- * script stays in the user-data (it is small): should a reboot start the timers before the push
- * ever came, a failing job still alerts.
- */
-function backupFiles(options: BackupRenderOptions): RenderedFile[] {
-  const startTimers = `systemctl start ${BACKUP_TIMERS.join(" ")}`;
-  return renderBackupFiles(options).map((f) =>
-    f.path === BACKUP_PATHS.command ? { ...f, pushOnly: true, onChange: f.onChange ? `${f.onChange} && ${startTimers}` : startTimers } : f,
-  );
 }
 
 function dbEnvFile(databasePassword: string): RenderedFile {
