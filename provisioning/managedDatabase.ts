@@ -40,10 +40,11 @@ export function libpqParams(endpoint: DatabaseEndpoint, user: string, caFile = D
   };
 }
 
-/** A libpq conninfo string ("key='value' ..."), quoted as libpq reads it. */
+/** A libpq conninfo string ("key=value ..."); a value with anything but plain characters is quoted as libpq reads it. */
 export function conninfo(params: Record<string, string>): string {
+  const quoted = (value: string) => (/^[A-Za-z0-9._\/-]+$/.test(value) ? value : `'${value.replace(/\\/g, "\\\\").replace(/'/g, "\\'")}'`);
   return Object.entries(params)
-    .map(([key, value]) => `${key}='${value.replace(/\\/g, "\\\\").replace(/'/g, "\\'")}'`)
+    .map(([key, value]) => `${key}=${quoted(value)}`)
     .join(" ");
 }
 
