@@ -175,7 +175,7 @@ export function validateBackupOptions(opts: BackupRenderOptions): string[] {
         `at most 63); got ${JSON.stringify(opts.databaseName)}`,
     );
   }
-  if (opts.remote !== undefined) problems.push(...remoteDatabaseProblems(opts.remote, text));
+  if (opts.remote !== undefined) checkRemoteDatabase(opts.remote, text, add);
   const bucket: Partial<BackupBucket> = opts.bucket ?? {};
   if (opts.bucket === undefined) add(`bucket is required`);
   else {
@@ -204,16 +204,14 @@ export function validateBackupOptions(opts: BackupRenderOptions): string[] {
   return problems;
 }
 
-function remoteDatabaseProblems(remote: RemoteDatabase, text: (field: string, value: unknown, secret?: boolean) => boolean): string[] {
-  const problems: string[] = [];
-  const add = (line: string) => void problems.push(`backup: ${line}`);
+/** The remote database's fields, each problem added in the form validateBackupOptions uses. */
+function checkRemoteDatabase(remote: RemoteDatabase, text: (field: string, value: unknown, secret?: boolean) => boolean, add: (line: string) => void): void {
   if (text("remote.host", remote.host) && !/^[A-Za-z0-9.-]+$/.test(remote.host)) add(`remote.host must be a host name or IPv4 address; got ${JSON.stringify(remote.host)}`);
   if (!Number.isInteger(remote.port) || remote.port < 1 || remote.port > 65535) add(`remote.port must be a port number from 1 to 65535; got ${JSON.stringify(remote.port)}`);
   if (text("remote.user", remote.user) && !/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(remote.user)) add(`remote.user must be a plain PostgreSQL role name; got ${JSON.stringify(remote.user)}`);
   text("remote.password", remote.password, true);
   if (!["verify-ca", "verify-full"].includes(remote.sslMode)) add(`remote.sslMode must be verify-ca or verify-full (a remote database is never reached without a verified TLS connection); got ${JSON.stringify(remote.sslMode)}`);
   if (text("remote.sslRootCert", remote.sslRootCert) && !remote.sslRootCert.startsWith("/")) add(`remote.sslRootCert must be an absolute path; got ${JSON.stringify(remote.sslRootCert)}`);
-  return problems;
 }
 
 /** The restic repository URL: `s3:<endpoint>/<bucket>/<prefix>`. */
