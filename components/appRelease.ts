@@ -4,8 +4,12 @@
  * time behind their health checks and rolls back by itself on failure — so a failed release
  * fails `pulumi up` while the site keeps serving the previous version.
  *
- * All three resources are keyed by the source hash: an unchanged app means no diff in
- * `pulumi preview`, a changed one means exactly this component's resources are replaced.
+ * A stack with several app servers builds once: the first server's release (the one that runs
+ * the migrations) builds, the others upload the artifact it built and run their `release` only
+ * after its release has finished (`after`), so no server runs new code on an old schema.
+ *
+ * All resources are keyed by the source hash: an unchanged app means no diff in
+ * `pulumi preview`, a changed one means exactly these components' resources are replaced.
  * @pulumi/command replaces (create-before-delete) on a trigger change; none of them has a
  * delete step, so replacing never undoes a release.
  */
@@ -14,13 +18,24 @@ import * as pulumi from "@pulumi/pulumi";
 import { ADMIN_USER } from "../provisioning/layout";
 import { shellQuote, WAIT_FOR_FIRST_BOOT } from "../provisioning/push";
 
-export interface AppReleaseArgs {
+/** How the app is built: once per `pulumi up`, by the release that builds. */
+export interface AppBuild {
   /** Absolute path of the app's source folder (stack config `appDir`, default app/). */
   appDir: string;
   /** Command run in appDir that builds the artifact and prints its path as the last stdout line. */
-  buildCommand: string;
+  command: string;
+}
+
+export interface AppReleaseArgs {
+  /** Build the artifact here, or take the one another release of this `pulumi up` built. */
+  artifact: { build: AppBuild } | { builtBy: AppRelease };
   /** Hash of the app's sources: the release key. */
   sourceHash: string;
+  /**
+   * Releases on other servers that must have finished (healthy) before this server's `release`
+   * runs: the release of the server that runs the migrations. Its upload does not wait.
+   */
+  after?: AppRelease[];
   /** The server's fixed IPv4. */
   host: pulumi.Input<string>;
   /** SSH private key (secret); default: the SSH agent. */
@@ -52,16 +67,15 @@ export function artifactPathFrom(stdout: string, appDir: string): string {
 export class AppRelease extends pulumi.ComponentResource {
   /** The release key (source hash) this server was last released with. */
   readonly releaseId: pulumi.Output<string>;
+  /** Local path of the artifact (it carries the build as a dependency). */
+  readonly artifact: pulumi.Output<string>;
+  /** The server-side `release` run: done once it has finished healthy. */
+  readonly released: command.remote.Command;
 
   constructor(name: string, args: AppReleaseArgs, opts?: pulumi.ComponentResourceOptions) {
     super("saas-vps:app:AppRelease", name, {}, opts);
     const triggers = [args.sourceHash];
-    const build = new command.local.Command(
-      `${name}-build`,
-      { create: args.buildCommand, dir: args.appDir, triggers, logging: "stderr" },
-      { parent: this },
-    );
-    const artifact = build.stdout.apply((out) => artifactPathFrom(out, args.appDir));
+    const artifact = "build" in args.artifact ? buildArtifact(name, args.artifact.build, triggers, this) : args.artifact.builtBy.artifact;
     const connection = {
       host: args.host,
       user: ADMIN_USER,
@@ -73,12 +87,19 @@ export class AppRelease extends pulumi.ComponentResource {
       { connection, source: artifact.apply((path) => new pulumi.asset.FileAsset(path)), remotePath: uploadPath, triggers },
       { parent: this, dependsOn: args.dependsOn },
     );
-    new command.remote.Command(
+    this.released = new command.remote.Command(
       `${name}-release`,
       { connection, create: renderReleaseCommand(uploadPath, `saas-app-${args.sourceHash}.tar.gz`), triggers, logging: "stdoutAndStderr" },
-      { parent: this, dependsOn: [upload, ...args.dependsOn] },
+      { parent: this, dependsOn: [upload, ...args.dependsOn, ...(args.after ?? []).map((r) => r.released)] },
     );
+    this.artifact = artifact;
     this.releaseId = pulumi.output(args.sourceHash);
     this.registerOutputs({ releaseId: this.releaseId });
   }
+}
+
+/** The one build of a `pulumi up`: a local command in appDir; the artifact path it printed. */
+function buildArtifact(name: string, build: AppBuild, triggers: string[], parent: pulumi.Resource): pulumi.Output<string> {
+  const built = new command.local.Command(`${name}-build`, { create: build.command, dir: build.appDir, triggers, logging: "stderr" }, { parent });
+  return built.stdout.apply((out) => artifactPathFrom(out, build.appDir));
 }

@@ -1,26 +1,92 @@
 /**
- * DigitalOcean implementation of the machine interface: SSH keys, a VPC, a droplet with the
- * monitoring agent, a reserved IPv4 kept apart from the droplet, a data volume, and a cloud
- * firewall. DigitalOcean has no server delete protection: Pulumi's `protect` stands in.
- * Provider docs: https://www.pulumi.com/registry/packages/digitalocean/
+ * DigitalOcean implementation of the machine interface: one VPC for the stack, SSH keys, a
+ * droplet in that VPC with the monitoring agent, a reserved IPv4 kept apart from the droplet, a
+ * data volume, and a cloud firewall. DigitalOcean has no server delete protection: Pulumi's
+ * `protect` stands in. Provider docs: https://www.pulumi.com/registry/packages/digitalocean/
  */
 import * as digitalocean from "@pulumi/digitalocean";
 import * as pulumi from "@pulumi/pulumi";
-import { ANYWHERE, type ServerPlan } from "../plan/plan";
-import { type FixedIp, type Machine, type MachineArgs, type MachineProvider, portText, PROTECTED, SERVER_IGNORES } from "./machine";
+import { ANYWHERE, type FirewallRule, type ServerPlan, type StackPlan } from "../plan/plan";
+import {
+  type FixedIp,
+  type Machine,
+  type MachineArgs,
+  type MachineProvider,
+  peerIds,
+  portText,
+  PROTECTED,
+  SERVER_IGNORES,
+  type ServerIds,
+  type StackNetwork,
+} from "./machine";
+
+/**
+ * The stack's VPC keeps the resource name and parent the mvp server's own VPC always had, so a
+ * stack moved from mvp keeps its VPC, and with it its droplet (a droplet's vpcUuid cannot change
+ * in place). docs/ARCHITECTURE.md, "One VPC per stack on DigitalOcean".
+ */
+export const VPC_OWNER = "app";
+const VPC_DESCRIPTION = "saas-vps private network";
+
+/**
+ * The cloud firewall's inbound rules, from the plan's rules: public sources by address, peers by
+ * droplet id. DigitalOcean's firewall also filters traffic inside the VPC (provider facts), so a
+ * private rule must name its peers here too.
+ */
+export function digitaloceanInboundRules(rules: FirewallRule[], serverIds: ServerIds) {
+  return rules.map((rule) => {
+    const droplets = peerIds(rule, serverIds).map(Number);
+    return {
+      protocol: rule.protocol,
+      portRange: portText(rule),
+      ...(rule.sources.length > 0 ? { sourceAddresses: rule.sources } : {}),
+      ...(droplets.length > 0 ? { sourceDropletIds: droplets } : {}),
+    };
+  });
+}
 
 export const digitaloceanProvider: MachineProvider = {
+  plansPrivateAddresses: false,
+
+  createNetwork(name: string, plan: StackPlan, parent: pulumi.Resource): StackNetwork {
+    const ownerName = `${name}-${VPC_OWNER}`;
+    const vpc = new digitalocean.Vpc(
+      `${ownerName}-vpc`,
+      // At mvp no range is set and DigitalOcean picks one; a VPC's range cannot change in place,
+      // so the range set at creation stays (a changed privateNetworkCidr is reported, below).
+      { region: plan.servers[0].region, description: VPC_DESCRIPTION, ...(plan.network ? { ipRange: plan.network.cidr } : {}) },
+      {
+        parent,
+        ...PROTECTED,
+        ignoreChanges: ["ipRange"],
+        aliases: [{ parent: pulumi.createUrn(ownerName, "saas-vps:server:VpsServer", parent) }],
+      },
+    );
+    const declared = plan.network?.cidr;
+    const cidr = vpc.ipRange.apply((actual) => {
+      if (declared && actual && actual !== declared) {
+        pulumi.log.warn(
+          `saas-vps:privateNetworkCidr: the stack's VPC has the range ${actual}, fixed when it was created; ${declared} is not applied ` +
+            `(DigitalOcean replaces a VPC whose range changes, and every droplet in it). Servers use ${actual}; set saas-vps:privateNetworkCidr to it.`,
+          vpc,
+        );
+      }
+      return actual;
+    });
+    return { id: vpc.id, cidr, ready: [vpc] };
+  },
+
   createFixedIp(name: string, plan: ServerPlan, parent: pulumi.Resource): FixedIp {
     const ip = new digitalocean.ReservedIp(`${name}-ipv4`, { region: plan.region }, { parent, ...PROTECTED });
     return { address: ip.ipAddress, id: ip.id };
   },
 
   createMachine(name: string, args: MachineArgs, parent: pulumi.Resource): Machine {
-    const { plan } = args;
+    const { plan, network } = args;
+    if (!network) throw new Error(`droplet ${plan.name} without the stack's VPC`);
     const opts = { parent };
     const tags = ["saas-vps", `saas-vps-${plan.name}`];
     const keys = args.sshPublicKeys.map((publicKey, i) => new digitalocean.SshKey(`${name}-key-${i}`, { publicKey }, opts));
-    const vpc = new digitalocean.Vpc(`${name}-vpc`, { region: plan.region, description: "saas-vps private network" }, opts);
     const volume = plan.volume
       ? new digitalocean.Volume(
           `${name}-${plan.volume.name}`,
@@ -42,7 +108,7 @@ export const digitaloceanProvider: MachineProvider = {
         region: plan.region,
         size: plan.serverType,
         sshKeys: keys.map((k) => k.fingerprint),
-        vpcUuid: vpc.id,
+        vpcUuid: network.id,
         ipv6: true,
         monitoring: true,
         userData: args.userData,
@@ -62,7 +128,7 @@ export const digitaloceanProvider: MachineProvider = {
       `${name}-fw`,
       {
         dropletIds: [dropletId],
-        inboundRules: plan.firewall.map((rule) => ({ protocol: rule.protocol, portRange: portText(rule), sourceAddresses: rule.sources })),
+        inboundRules: pulumi.output(args.serverIds).apply((ids) => digitaloceanInboundRules(plan.firewall, ids)),
         // A DigitalOcean firewall drops outbound traffic it does not list: apt, ACME, S3 and SMTP need it open.
         outboundRules: [
           { protocol: "tcp", portRange: "1-65535", destinationAddresses: ANYWHERE },
@@ -72,6 +138,6 @@ export const digitaloceanProvider: MachineProvider = {
       },
       opts,
     );
-    return { ipv4: args.fixedIp.address, ipv6: droplet.ipv6Address, serverId: droplet.id, ready };
+    return { ipv4: args.fixedIp.address, ipv6: droplet.ipv6Address, serverId: droplet.id, privateIpv4: droplet.ipv4AddressPrivate, ready };
   },
 };

@@ -1,16 +1,46 @@
 /**
- * Hetzner Cloud implementation of the machine interface: SSH keys, firewall (attached at
- * creation), a primary IPv4 kept apart from the server, a data volume, and a server with
- * delete and rebuild protection. Provider docs: https://www.pulumi.com/registry/packages/hcloud/
+ * Hetzner Cloud implementation of the machine interface: the stack's Network with one cloud
+ * subnet, SSH keys, firewall (attached at creation), a primary IPv4 kept apart from the server, a
+ * data volume, and a server with delete and rebuild protection, joined to the network at its
+ * planned address when it is created. Provider docs: https://www.pulumi.com/registry/packages/hcloud/
  */
 import * as hcloud from "@pulumi/hcloud";
 import * as pulumi from "@pulumi/pulumi";
-import type { ServerPlan } from "../plan/plan";
-import { type FixedIp, type Machine, type MachineArgs, type MachineProvider, portText, PROTECTED, SERVER_IGNORES } from "./machine";
+import type { FirewallRule, ServerPlan, StackPlan } from "../plan/plan";
+import { type FixedIp, type Machine, type MachineArgs, type MachineProvider, portText, PROTECTED, SERVER_IGNORES, type StackNetwork } from "./machine";
 
-const labelsFor = (plan: ServerPlan) => ({ "managed-by": "saas-vps", server: plan.name });
+const MANAGED_BY = { "managed-by": "saas-vps" };
+const labelsFor = (plan: ServerPlan) => ({ ...MANAGED_BY, server: plan.name });
+
+/**
+ * The cloud firewall's inbound rules: the plan's rules with public sources, those sources only.
+ * Hetzner's firewall filters public interfaces only (docs/ARCHITECTURE.md, provider facts), so a
+ * rule's peers, reached over the private network, are left to the host firewall.
+ */
+export function hetznerFirewallRules(rules: FirewallRule[]) {
+  return rules
+    .filter((rule) => rule.sources.length > 0)
+    .map((rule) => ({ direction: "in", protocol: rule.protocol, port: portText(rule), sourceIps: rule.sources, description: rule.description }));
+}
 
 export const hetzner: MachineProvider = {
+  plansPrivateAddresses: true,
+
+  createNetwork(name: string, plan: StackPlan, parent: pulumi.Resource): StackNetwork | undefined {
+    if (!plan.network) return undefined;
+    const { cidr, zone } = plan.network;
+    if (!zone) throw new Error("a Hetzner network without a network zone (the config parser sets one)");
+    // Its range cannot change in place: protected, so a changed privateNetworkCidr is refused, not rebuilt.
+    const network = new hcloud.Network(`${name}-network`, { ipRange: cidr, deleteProtection: true, labels: MANAGED_BY }, { parent, ...PROTECTED });
+    // One subnet over the whole range: every planned address lies in it (plan/plan.ts PRIVATE_HOSTS).
+    const subnet = new hcloud.NetworkSubnet(
+      `${name}-subnet`,
+      { networkId: network.id.apply(Number), type: "cloud", networkZone: zone, ipRange: cidr },
+      { parent, ...PROTECTED },
+    );
+    return { id: network.id, cidr: network.ipRange, ready: [subnet] };
+  },
+
   createFixedIp(name: string, plan: ServerPlan, parent: pulumi.Resource): FixedIp {
     const ip = new hcloud.PrimaryIp(
       `${name}-ipv4`,
@@ -27,18 +57,11 @@ export const hetzner: MachineProvider = {
     const keys = args.sshPublicKeys.map((publicKey, i) => new hcloud.SshKey(`${name}-key-${i}`, { publicKey, labels }, opts));
     const firewall = new hcloud.Firewall(
       `${name}-fw`,
-      {
-        labels,
-        rules: plan.firewall.map((rule) => ({
-          direction: "in",
-          protocol: rule.protocol,
-          port: portText(rule),
-          sourceIps: rule.sources,
-          description: rule.description,
-        })),
-      },
+      { labels, rules: hetznerFirewallRules(plan.firewall) },
       opts,
     );
+    const network = args.network;
+    if (network && !plan.privateIp) throw new Error(`server ${plan.name} joins the private network without a planned address`);
     const volume = plan.volume
       ? new hcloud.Volume(
           `${name}-${plan.volume.name}`,
@@ -56,12 +79,17 @@ export const hetzner: MachineProvider = {
         sshKeys: keys.map((k) => k.id),
         firewallIds: [firewall.id.apply(Number)],
         publicNets: [{ ipv4Enabled: true, ipv4: args.fixedIp.id.apply(Number), ipv6Enabled: true }],
+        // Attached at creation, so first boot already has its private interface. aliasIps empty
+        // on purpose: the SDK documents that, left unset, the network is detached and
+        // re-attached on every update.
+        ...(network ? { networks: [{ networkId: network.id.apply(Number), ip: plan.privateIp, aliasIps: [] }] } : {}),
         userData: args.userData,
         deleteProtection: true,
         rebuildProtection: true,
         labels,
       },
-      { ...opts, ...PROTECTED, ignoreChanges: SERVER_IGNORES },
+      // The network id alone does not make the server wait for the subnet it needs.
+      { ...opts, ...PROTECTED, ignoreChanges: SERVER_IGNORES, dependsOn: network?.ready },
     );
     const ready: pulumi.Resource[] = [server];
     if (volume) {
@@ -73,6 +101,12 @@ export const hetzner: MachineProvider = {
         ),
       );
     }
-    return { ipv4: args.fixedIp.address, ipv6: server.ipv6Address, serverId: server.id, ready };
+    return {
+      ipv4: args.fixedIp.address,
+      ipv6: server.ipv6Address,
+      serverId: server.id,
+      privateIpv4: network ? pulumi.output(plan.privateIp!) : undefined,
+      ready,
+    };
   },
 };

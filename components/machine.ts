@@ -4,7 +4,7 @@
  * is provider-neutral, and the parity test runs the same contract on both.
  */
 import * as pulumi from "@pulumi/pulumi";
-import type { FirewallRule, ServerPlan } from "../plan/plan";
+import type { FirewallRule, ServerPlan, StackPlan } from "../plan/plan";
 
 /** The fixed public IPv4, created before the server so user-data can name it and it outlives a replacement. */
 export interface FixedIp {
@@ -13,8 +13,28 @@ export interface FixedIp {
   id: pulumi.Output<string>;
 }
 
+/** The stack's private network (Hetzner Network + subnet, DigitalOcean VPC), as servers join it. */
+export interface StackNetwork {
+  /** Provider id of the network (Hetzner Network, DigitalOcean VPC). */
+  id: pulumi.Output<string>;
+  /**
+   * Its real address range. On DigitalOcean a VPC created before the stack declared a range (stage
+   * mvp) keeps the range DigitalOcean chose; renders use this, never the config's.
+   */
+  cidr: pulumi.Output<string>;
+  /** What a server must wait for before it can join (Hetzner's subnet). */
+  ready: pulumi.Resource[];
+}
+
+/** Provider ids of the stack's servers by plan name, once they all exist (firewall sources by server). */
+export type ServerIds = Readonly<Record<string, string>>;
+
 export interface MachineArgs {
   plan: ServerPlan;
+  /** The stack's private network, when the stage has one (on DigitalOcean: always, the VPC). */
+  network?: StackNetwork;
+  /** Every server of the stack by plan name; a firewall rule's peers resolve to these. */
+  serverIds: pulumi.Input<ServerIds>;
   /** Provider image name for Debian 13. */
   image: string;
   sshPublicKeys: string[];
@@ -28,11 +48,20 @@ export interface Machine {
   ipv4: pulumi.Output<string>;
   ipv6: pulumi.Output<string>;
   serverId: pulumi.Output<string>;
+  /** Address on the stack's private network (planned on Hetzner, assigned on DigitalOcean); none without one. */
+  privateIpv4?: pulumi.Output<string>;
   /** Resources that must exist before SSH to the fixed IP reaches this server. */
   ready: pulumi.Resource[];
 }
 
 export interface MachineProvider {
+  /**
+   * Whether servers get the private address the plan gives them (Hetzner, the local VM) or one the
+   * provider assigns when it creates them (DigitalOcean).
+   */
+  readonly plansPrivateAddresses: boolean;
+  /** The stack's private network, created once before any server; undefined when the stack has none. */
+  createNetwork(name: string, plan: StackPlan, parent: pulumi.Resource): StackNetwork | undefined;
   createFixedIp(name: string, plan: ServerPlan, parent: pulumi.Resource): FixedIp;
   createMachine(name: string, args: MachineArgs, parent: pulumi.Resource): Machine;
 }
@@ -48,4 +77,13 @@ export const SERVER_IGNORES = ["userData", "sshKeys"];
 
 export function portText(rule: FirewallRule): string {
   return String(rule.port);
+}
+
+/** Provider ids of a rule's peers; a peer that is no server of the stack is a planning error. */
+export function peerIds(rule: FirewallRule, serverIds: ServerIds): string[] {
+  return (rule.peers ?? []).map((peer) => {
+    const id = serverIds[peer];
+    if (id === undefined) throw new Error(`firewall rule "${rule.description}" names ${peer}, which is no server of this stack`);
+    return id;
+  });
 }

@@ -6,16 +6,19 @@ import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import { renderServer, type MachineKind } from "../provisioning/server";
 import type { StackConfig } from "../config/config";
-import { planStack, type StackPlan } from "../plan/plan";
+import { planStack, type ServerPlan, type StackPlan } from "../plan/plan";
+import { plannedAddresses, type PrivateAddresses } from "../plan/peers";
 import { buildServerInput, PLACEHOLDER_CONTEXT } from "../plan/serverInput";
 import { runsApp } from "../provisioning/roles/index";
 import { existsSync, statSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
 import { ConfigError } from "../config/config";
-import { AppRelease } from "./appRelease";
+import { AppRelease, type AppBuild, type AppReleaseArgs } from "./appRelease";
+import { runsMigrations } from "../provisioning/release";
 import { hashSourceTree } from "../plan/appSource";
 import { BackupBucket } from "./backupBucket";
-import { VpsServer } from "./vpsServer";
+import type { ServerIds, StackNetwork } from "./machine";
+import { MACHINE_PROVIDERS, type RenderAddresses, VpsServer } from "./vpsServer";
 
 export interface SaasStackArgs {
   /** The parsed, validated stack config. */
@@ -31,6 +34,8 @@ export interface SaasStackArgs {
 
 export class SaasStack extends pulumi.ComponentResource {
   readonly plan: StackPlan;
+  /** The stack's private network (Hetzner Network, DigitalOcean VPC); a managed database joins it too. */
+  readonly network?: StackNetwork;
   readonly servers: Record<string, VpsServer> = {};
   readonly releases: Record<string, AppRelease> = {};
   readonly backupBucket: BackupBucket;
@@ -55,7 +60,25 @@ export class SaasStack extends pulumi.ComponentResource {
       { parent: this },
     );
 
-    for (const server of this.plan.servers) {
+    // One object, so a new secret is one more key (pulumi.all's typed tuples stop at eight).
+    const secrets = pulumi.output({ databasePassword, appSecretKey, backupPassword });
+    const provider = MACHINE_PROVIDERS[config.provider];
+    this.network = provider.createNetwork(name, this.plan, this);
+    const network = this.plan.network;
+    // The real range: a DigitalOcean VPC made at stage mvp keeps the range DigitalOcean chose.
+    const networkRange = this.network?.cidr ?? pulumi.output(undefined);
+    // Known once every server exists: firewalls naming servers, and (DigitalOcean) the day-2 renders.
+    const [serverIds, resolveServerIds] = pulumi.deferredOutput<ServerIds>();
+    const [assignedAddresses, resolveAssignedAddresses] = pulumi.deferredOutput<PrivateAddresses>();
+    const createdAddresses: Record<string, pulumi.Output<string>> = {};
+    const renderAddresses = (): RenderAddresses =>
+      provider.plansPrivateAddresses || !network
+        ? { firstBoot: plannedAddresses(this.plan) }
+        : { firstBoot: pulumi.all({ ...createdAddresses }), day2: assignedAddresses };
+    // A managed database (plan.database.kind "managed") is declared here, in this.network, before
+    // the servers whose files name it.
+
+    for (const server of creationOrder(this.plan.servers)) {
       const machine: MachineKind = args.machineKind ?? config.provider;
       const files = renderServer(buildServerInput(config, server, { machine, ...PLACEHOLDER_CONTEXT }, this.plan)).files;
       this.servers[server.name] = new VpsServer(
@@ -64,42 +87,80 @@ export class SaasStack extends pulumi.ComponentResource {
           plan: server,
           provider: config.provider,
           sshPublicKeys: config.sshPublicKeys,
+          network: this.network,
+          serverIds,
           files: files.map((f) => ({ path: f.path, secret: f.secret === true })),
           privateKey: config.sshPrivateKey ? pulumi.secret(config.sshPrivateKey) : undefined,
-          render: (ipv4) =>
+          privateAddresses: renderAddresses(),
+          render: (ipv4, privateAddresses) =>
             pulumi
-              .all([ipv4, databasePassword, appSecretKey, backupPassword, this.backupBucket.resolved])
-              .apply(([ip, db, key, backup, bucket]) =>
+              .output({ ip: ipv4, addresses: privateAddresses, range: networkRange, secrets, bucket: this.backupBucket.resolved })
+              .apply(({ ip, addresses, range, secrets, bucket }) =>
                 renderServer(
                   buildServerInput(config, server, {
                     machine,
                     ipv4: ip,
-                    secrets: { databasePassword: db, appSecretKey: key, backupPassword: backup },
+                    secrets,
                     backupBucket: bucket,
-                  }, this.plan),
+                    privateAddresses: addresses,
+                  }, { ...this.plan, network: network && range ? { ...network, cidr: range } : network }),
                 ),
               ),
         },
         { parent: this },
       );
-      if (runsApp(server.roles)) {
-        const vps = this.servers[server.name];
-        this.releases[server.name] = new AppRelease(
-          `${name}-${server.name}-app`,
-          {
-            appDir,
-            buildCommand: config.appBuildCommand,
-            sourceHash,
-            host: vps.ipv4,
-            privateKey: config.sshPrivateKey ? pulumi.secret(config.sshPrivateKey) : undefined,
-            dependsOn: vps.pushes,
-          },
-          { parent: this },
-        );
-      }
+      const created = this.servers[server.name].privateIpv4;
+      if (created) createdAddresses[server.name] = created;
     }
+    resolveServerIds(pulumi.all(Object.fromEntries(Object.entries(this.servers).map(([n, vps]) => [n, vps.serverId]))));
+    resolveAssignedAddresses(pulumi.all(createdAddresses));
+    this.declareReleases(name, { appDir, command: config.appBuildCommand }, sourceHash, config.sshPrivateKey);
     this.registerOutputs({});
   }
+
+  /**
+   * One release per server that runs the app. The server that runs the migrations (the one with
+   * web instances) releases first and builds the artifact; every other server uploads that
+   * artifact and runs its release only once the first has finished healthy, so its workers never
+   * run new code on a schema not yet migrated. The first never waits for the others.
+   */
+  private declareReleases(name: string, build: AppBuild, sourceHash: string, sshPrivateKey: string | undefined): void {
+    const appServers = this.plan.servers.filter((server) => runsApp(server.roles));
+    if (appServers.length === 0) return;
+    const migrating = appServers.filter((server) => runsMigrations(server.webInstances));
+    if (migrating.length !== 1) {
+      throw new Error(`the plan must have exactly one app server that runs migrations; it has ${migrating.map((s) => s.name).join(", ") || "none"}`);
+    }
+    const release = (server: ServerPlan, artifact: AppReleaseArgs["artifact"], after: AppRelease[]) => {
+      const vps = this.servers[server.name];
+      this.releases[server.name] = new AppRelease(
+        `${name}-${server.name}-app`,
+        {
+          artifact,
+          sourceHash,
+          after,
+          host: vps.ipv4,
+          privateKey: sshPrivateKey ? pulumi.secret(sshPrivateKey) : undefined,
+          dependsOn: vps.pushes,
+        },
+        { parent: this },
+      );
+      return this.releases[server.name];
+    };
+    const [owner] = migrating;
+    const first = release(owner, { build }, []);
+    for (const server of appServers.filter((s) => s !== owner)) release(server, { builtBy: first }, [first]);
+  }
+}
+
+/**
+ * The order servers are declared in: those others reach over the private network (their rules
+ * name peers) first. Where the provider assigns private addresses, a client's first boot then
+ * already knows the address of the server it connects to (the db before app and worker).
+ */
+export function creationOrder(servers: ServerPlan[]): ServerPlan[] {
+  const serves = (server: ServerPlan) => server.firewall.some((rule) => (rule.peers ?? []).length > 0);
+  return [...servers.filter(serves), ...servers.filter((server) => !serves(server))];
 }
 
 /** The project root (where Pulumi.yaml is): relative appDir values are taken from there. */

@@ -1,17 +1,31 @@
 /**
  * One server of the plan, on whichever provider the stack names: fixed IP, machine (with
- * firewall, keys, protected data volume), first-boot user-data, and one day-2 push per file.
+ * firewall, keys, protected data volume, its place on the stack's private network), first-boot
+ * user-data, and one day-2 push per file.
  */
 import * as pulumi from "@pulumi/pulumi";
 import type { RenderedServer } from "../provisioning/server";
 import type { ServerPlan } from "../plan/plan";
+import type { PrivateAddresses } from "../plan/peers";
 import { CATALOGS, type Provider } from "../config/providers";
 import { digitaloceanProvider } from "./digitalocean";
 import { createFilePush } from "./filePush";
 import { hetzner } from "./hetzner";
-import type { MachineProvider } from "./machine";
+import type { MachineProvider, ServerIds, StackNetwork } from "./machine";
 
 export const MACHINE_PROVIDERS: Record<Provider, MachineProvider> = { hetzner, digitalocean: digitaloceanProvider };
+
+/**
+ * The private addresses a server's files are rendered with. Where the provider assigns addresses
+ * (DigitalOcean) first boot knows only the servers created before this one, and a rule naming a
+ * server not known yet allows the whole network; the day-2 pushes, rendered once every server
+ * exists, narrow it to exact addresses. Where addresses are planned, both are the same.
+ */
+export interface RenderAddresses {
+  firstBoot: pulumi.Input<PrivateAddresses>;
+  /** Default: the first boot's. */
+  day2?: pulumi.Input<PrivateAddresses>;
+}
 
 export interface VpsServerArgs {
   /** The planned server: roles, type, region, firewall rules, data volume. */
@@ -20,8 +34,13 @@ export interface VpsServerArgs {
   provider: Provider;
   /** OpenSSH public keys for the admin user and the provider's key list. */
   sshPublicKeys: string[];
-  /** Renders the server's files for its fixed IPv4; called once, inside the Output boundary. */
-  render: (ipv4: pulumi.Output<string>) => pulumi.Output<RenderedServer>;
+  /** The stack's private network, when it has one. */
+  network?: StackNetwork;
+  /** Provider ids of every server of the stack by plan name (firewall rules name peers by server). */
+  serverIds: pulumi.Input<ServerIds>;
+  /** The server's files for its fixed IPv4 and the private addresses known; called once per address set. */
+  render: (ipv4: pulumi.Output<string>, privateAddresses: pulumi.Output<PrivateAddresses>) => pulumi.Output<RenderedServer>;
+  privateAddresses: RenderAddresses;
   /** The files this server gets (path and whether it is secret), known before any value resolves. */
   files: Array<{ path: string; secret: boolean }>;
   /** SSH private key for day-2 pushes (secret); default: the SSH agent. */
@@ -32,6 +51,8 @@ export class VpsServer extends pulumi.ComponentResource {
   readonly ipv4: pulumi.Output<string>;
   readonly ipv6: pulumi.Output<string>;
   readonly serverId: pulumi.Output<string>;
+  /** Address on the stack's private network (undefined without one). */
+  readonly privateIpv4?: pulumi.Output<string>;
   /** The day-2 pushes: a release waits for them (release tool, units, env in place). */
   readonly pushes: pulumi.Resource[] = [];
   /** Size of the first-boot user-data in bytes (Hetzner's cap is 32 KiB). */
@@ -41,21 +62,24 @@ export class VpsServer extends pulumi.ComponentResource {
     super("saas-vps:server:VpsServer", name, {}, opts);
     const provider = MACHINE_PROVIDERS[args.provider];
     const fixedIp = provider.createFixedIp(name, args.plan, this);
-    const rendered = args.render(fixedIp.address);
+    const firstBoot = args.render(fixedIp.address, pulumi.output(args.privateAddresses.firstBoot));
+    const day2 = args.privateAddresses.day2 === undefined ? firstBoot : args.render(fixedIp.address, pulumi.output(args.privateAddresses.day2));
     const machine = provider.createMachine(
       name,
       {
         plan: args.plan,
+        network: args.network,
+        serverIds: args.serverIds,
         image: CATALOGS[args.provider].debianImage,
         sshPublicKeys: args.sshPublicKeys,
         fixedIp,
         // user-data carries the generated secrets: it stays a Pulumi secret in state.
-        userData: pulumi.secret(rendered.apply((r) => r.userData)),
+        userData: pulumi.secret(firstBoot.apply((r) => r.userData)),
       },
       this,
     );
     for (const { path, secret } of args.files) {
-      const found = rendered.apply((r) => {
+      const found = day2.apply((r) => {
         const match = r.files.find((f) => f.path === path);
         if (!match) throw new Error(`rendered files of ${name} lost ${path}`);
         return match;
@@ -70,7 +94,8 @@ export class VpsServer extends pulumi.ComponentResource {
     this.ipv4 = machine.ipv4;
     this.ipv6 = machine.ipv6;
     this.serverId = machine.serverId;
-    this.userDataBytes = rendered.apply((r) => r.userDataBytes);
+    this.privateIpv4 = machine.privateIpv4;
+    this.userDataBytes = firstBoot.apply((r) => r.userDataBytes);
     this.registerOutputs({ ipv4: this.ipv4, ipv6: this.ipv6, serverId: this.serverId });
   }
 }

@@ -7,9 +7,19 @@
  * everything that varies per stack goes into `/etc/saas-vps/release.conf`, so the script the
  * tests run is byte for byte the one the server gets.
  *
+ * A server lists web instances, workers or both (never neither); what a release does there follows
+ * from that: web instances roll one at a time behind /health, workers restart after them, and only
+ * the server with web instances migrates (runsMigrations). A worker-only server has no web step and
+ * no health gate.
+ *
  * release.conf is KEY="value" lines, read by the script without evaluating them. Keys:
- *   WEB_PORTS            web instance ports, rolled in this order (web@<port>.service)
- *   WORKER_UNITS         worker units restarted after web (worker@<n>.service)
+ *   WEB_PORTS            web instance ports, rolled in this order (web@<port>.service); may be empty
+ *                        on a server with workers
+ *   WORKER_UNITS         worker units restarted after web (worker@<n>.service); may be empty on a
+ *                        server with web instances
+ *   MIGRATE              yes: this server runs bin/migrate before it switches; no: it never does
+ *   MIGRATE_ENV_FILE     optional env file bin/migrate reads after the app's env file (its variables
+ *                        win): the schema owner's credential, root-only; only with MIGRATE=yes
  *   KEEP_RELEASES        releases kept on disk, the current one included (>= 2)
  *   HEALTH_TIMEOUT       seconds a new instance has at least to answer /health 200 as the new
  *                        release; the script raises the deadline to 3x the slowest start measured
@@ -30,10 +40,14 @@ import type { RenderedFile } from "./files";
 import { APP_USER, CONFIG_DIR, RESERVED_PORTS } from "./layout";
 
 export interface ReleaseOptions {
-  /** Web instance ports on 127.0.0.1, rolled one at a time in this order; 1–16 of them. */
+  /** Web instance ports on 127.0.0.1, rolled one at a time in this order; 0–16 of them. */
   webPorts: number[];
-  /** Worker units (`worker@1.service` or `worker@1`), restarted after web; may be empty. */
+  /** Worker units (`worker@1.service` or `worker@1`), restarted after web; 0–16 of them, and at least one process in all. */
   workerUnits: string[];
+  /** Whether this server runs a release's migrations: runsMigrations(webPorts.length). */
+  migrate: boolean;
+  /** Absolute path of an env file bin/migrate reads after the app's (only with migrate). Default none. */
+  migrateEnvFile?: string;
   /** Releases kept on the server, the current one included. Default 5; 2–100. */
   keepReleases?: number;
   /**
@@ -67,6 +81,16 @@ export const RELEASE_DEFAULTS = {
 } as const;
 
 
+/**
+ * Whether a server runs a release's migrations: the schema owner's server, which is the one with web
+ * instances (mvp's single server, separated's app server; docs/ARCHITECTURE.md, decision 7). A stack
+ * has exactly one; every other server's release waits for its release (components/saasStack.ts), so
+ * no process runs new code on a schema that has not been migrated.
+ */
+export function runsMigrations(webInstances: number): boolean {
+  return webInstances > 0;
+}
+
 /** Debian packages the script needs besides coreutils/util-linux (flock, setpriv): curl for /health, jq for manifest.json. */
 export const RELEASE_PACKAGES = ["curl", "jq"] as const;
 
@@ -85,6 +109,8 @@ export function renderReleaseConf(opts: ReleaseOptions): string {
   const lines: Array<[string, string | number]> = [
     ["WEB_PORTS", opts.webPorts.join(" ")],
     ["WORKER_UNITS", opts.workerUnits.join(" ")],
+    ["MIGRATE", opts.migrate ? "yes" : "no"],
+    ["MIGRATE_ENV_FILE", opts.migrateEnvFile ?? ""],
     ["KEEP_RELEASES", keep],
     ["HEALTH_TIMEOUT", opts.healthTimeoutSeconds ?? RELEASE_DEFAULTS.healthTimeoutSeconds],
     ["SETTLE_SECONDS", opts.settleSeconds ?? RELEASE_DEFAULTS.settleSeconds],
@@ -114,8 +140,8 @@ export function validateReleaseOptions(opts: ReleaseOptions): string[] {
     }
   };
 
-  if (!Array.isArray(opts.webPorts) || opts.webPorts.length === 0) {
-    add("webPorts must list at least one port (1–16); got none");
+  if (!Array.isArray(opts.webPorts)) {
+    add("webPorts must be a list of ports (may be empty on a server with workers)");
   } else {
     if (opts.webPorts.length > 16) add(`webPorts may list at most 16 ports; got ${opts.webPorts.length}`);
     const seen = new Set<number>();
@@ -127,8 +153,9 @@ export function validateReleaseOptions(opts: ReleaseOptions): string[] {
     }
   }
   if (!Array.isArray(opts.workerUnits)) {
-    add("workerUnits must be a list of unit names (may be empty)");
+    add("workerUnits must be a list of unit names (may be empty on a server with web instances)");
   } else {
+    if (opts.workerUnits.length > 16) add(`workerUnits may list at most 16 units; got ${opts.workerUnits.length}`);
     const seen = new Set<string>();
     for (const u of opts.workerUnits) {
       if (typeof u !== "string" || !/^[A-Za-z0-9_.:-]+@[A-Za-z0-9_.:-]+$/.test(u)) {
@@ -136,6 +163,17 @@ export function validateReleaseOptions(opts: ReleaseOptions): string[] {
       }
       if (seen.has(u)) add(`workerUnits: ${JSON.stringify(u)} is listed twice`);
       seen.add(u);
+    }
+  }
+  if (Array.isArray(opts.webPorts) && Array.isArray(opts.workerUnits) && opts.webPorts.length + opts.workerUnits.length === 0) {
+    add("webPorts and workerUnits are both empty; a server that runs the app needs a web instance or a worker");
+  }
+  if (typeof opts.migrate !== "boolean") add(`migrate must be true or false; got ${JSON.stringify(opts.migrate)}`);
+  if (opts.migrateEnvFile !== undefined) {
+    if (typeof opts.migrateEnvFile !== "string" || !/^\/[A-Za-z0-9_./-]+$/.test(opts.migrateEnvFile) || opts.migrateEnvFile.split("/").includes("..")) {
+      add(`migrateEnvFile must be an absolute path (letters, digits, "_", ".", "-", "/"); got ${JSON.stringify(opts.migrateEnvFile)}`);
+    } else if (opts.migrate !== true) {
+      add(`migrateEnvFile is set (${opts.migrateEnvFile}) on a server that does not migrate; only the server that runs migrations reads it`);
     }
   }
   intIn("keepReleases", opts.keepReleases, 2, 100);
@@ -155,7 +193,8 @@ export function validateReleaseOptions(opts: ReleaseOptions): string[] {
     }
   }
   if (opts.surgePort !== undefined) {
-    if (!isPort(opts.surgePort)) add(`surgePort must be an integer port from 1024 to 65535; got ${JSON.stringify(opts.surgePort)}`);
+    if (Array.isArray(opts.webPorts) && opts.webPorts.length === 0) add(`surgePort ${JSON.stringify(opts.surgePort)} is set on a server without web instances; it stands in for a web instance`);
+    else if (!isPort(opts.surgePort)) add(`surgePort must be an integer port from 1024 to 65535; got ${JSON.stringify(opts.surgePort)}`);
     else if (opts.webPorts?.includes(opts.surgePort)) add(`surgePort ${opts.surgePort} is also one of webPorts; pick a port no instance uses`);
   }
   return problems;

@@ -6,12 +6,17 @@
  */
 import { createHash } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
+import { hostAddress } from "../../config/validators";
 
 export interface RecordedResource {
   type: string;
   name: string;
   /** Inputs as they reached the provider; secret values arrive wrapped (see unwrapSecrets). */
   inputs: Record<string, any>;
+  /** The provider id the mock gave it. */
+  id: string;
+  /** What the mock answered: the inputs plus the computed outputs (assigned addresses). */
+  state: Record<string, any>;
   /** Whether the resource was registered with `protect: true` (the mock API does not expose it: see note). */
 }
 
@@ -49,12 +54,19 @@ function fakeIpv4(name: string): string {
 /** A managed database's CA as getDatabaseCa answers it (PEM-shaped; never a real certificate). */
 export const MOCK_DATABASE_CA = "-----BEGIN CERTIFICATE-----\nRkFLRS1DQS1GT1ItVEVTVFM=\n-----END CERTIFICATE-----\n";
 
+/** The range DigitalOcean picks for a VPC created without one (a /20 of 10.0.0.0/8). */
+export const MOCK_DEFAULT_VPC_RANGE = "10.110.16.0/20";
+
 export class RecordingMocks implements pulumi.runtime.Mocks {
   readonly resources: RecordedResource[] = [];
+  /** VPC ranges by VPC id: a droplet's private address is assigned inside its VPC's range. */
+  private readonly vpcRanges = new Map<string, string>();
 
   newResource(args: pulumi.runtime.MockResourceArgs): { id: string; state: Record<string, any> } {
-    this.resources.push({ type: args.type, name: args.name, inputs: args.inputs });
+    const numericId = ["hcloud:", "digitalocean:index/droplet"].some((p) => args.type.startsWith(p));
+    const id = numericId ? fakeNumericId(args.name) : `${args.name}-id`;
     const state: Record<string, any> = { ...args.inputs };
+    this.resources.push({ type: args.type, name: args.name, inputs: args.inputs, id, state });
     switch (args.type) {
       case "hcloud:index/primaryIp:PrimaryIp":
       case "digitalocean:index/reservedIp:ReservedIp":
@@ -63,8 +75,16 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
       case "hcloud:index/server:Server":
         state.ipv6Address = "2001:db8::1";
         break;
-      case "digitalocean:index/droplet:Droplet":
+      case "digitalocean:index/droplet:Droplet": {
         state.ipv6Address = "2001:db8::2";
+        // DigitalOcean assigns the VPC address itself: a host of the droplet's VPC, never a planned one.
+        const range = this.vpcRanges.get(args.inputs.vpcUuid);
+        if (range) state.ipv4AddressPrivate = hostAddress(range, 100 + (createHash("sha256").update(args.name).digest()[0] % 100));
+        break;
+      }
+      case "digitalocean:index/vpc:Vpc":
+        state.ipRange = args.inputs.ipRange ?? MOCK_DEFAULT_VPC_RANGE;
+        this.vpcRanges.set(`${args.name}-id`, state.ipRange);
         break;
       case "digitalocean:index/sshKey:SshKey":
         state.fingerprint = fake(args.name, 47);
@@ -93,8 +113,7 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
         state.secretKey = fake(`${args.name}-secret`, 43);
         break;
     }
-    const numericId = ["hcloud:", "digitalocean:index/droplet"].some((p) => args.type.startsWith(p));
-    return { id: numericId ? fakeNumericId(args.name) : `${args.name}-id`, state };
+    return { id, state };
   }
 
   call(args: pulumi.runtime.MockCallArgs): Record<string, any> {

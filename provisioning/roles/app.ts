@@ -5,7 +5,7 @@
  */
 import type { RenderedFile } from "../files";
 import { APP_ENV_FILE, APP_ROOT, APP_USER, DATABASE_NAME, DATABASE_USER, UPLOAD_DIR } from "../layout";
-import { RELEASE_PACKAGES, RELEASE_PATHS, renderReleaseFiles } from "../release";
+import { RELEASE_PACKAGES, RELEASE_PATHS, renderReleaseFiles, runsMigrations } from "../release";
 import { APP_TARGET, renderAppUnitFiles, ROLLING_RESTART } from "../systemd";
 import type { RoleContribution } from "./contribution";
 
@@ -33,7 +33,9 @@ export function renderApp(app: AppInput, processes: AppProcesses): RoleContribut
       ...renderAppUnitFiles(processes.webPorts, processes.workerUnits),
       appEnvFile(app),
       // The release command runs only once the first `pulumi up` ships a release, after the pushes.
-      ...renderReleaseFiles(processes).map((f) => (f.path === RELEASE_PATHS.command ? { ...f, pushOnly: true } : f)),
+      ...renderReleaseFiles({ ...processes, migrate: runsMigrations(processes.webPorts.length) }).map((f) =>
+        f.path === RELEASE_PATHS.command ? { ...f, pushOnly: true } : f,
+      ),
     ],
     packages: ["nodejs", ...RELEASE_PACKAGES],
     steps: ["30-app-dirs"],

@@ -28,7 +28,7 @@ export const RELEASE_SCRIPT = writeShippedScript();
 
 function writeShippedScript(): string {
   const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "release-script-")), "release");
-  fs.writeFileSync(file, renderReleaseFiles({ webPorts: [3001], workerUnits: [] })[0].content, { mode: 0o755 });
+  fs.writeFileSync(file, renderReleaseFiles({ webPorts: [3001], workerUnits: [], migrate: true })[0].content, { mode: 0o755 });
   return file;
 }
 export const SERVICE_SHIM = path.join(__dirname, "fixtures/service-shim.sh");
@@ -122,6 +122,8 @@ export interface RunResult {
 export interface ServerOptions {
   webPorts: number[];
   workerUnits?: string[];
+  /** release.conf MIGRATE: whether this server runs migrations. Default true. */
+  migrate?: boolean;
   env: Record<string, string>;
   /** Extra release.conf lines, e.g. "HEALTH_TIMEOUT=5". */
   conf?: string[];
@@ -147,6 +149,7 @@ export class FakeServer {
       [
         `WEB_PORTS="${opts.webPorts.join(" ")}"`,
         `WORKER_UNITS="${(opts.workerUnits ?? []).join(" ")}"`,
+        `MIGRATE="${opts.migrate === false ? "no" : "yes"}"`,
         "APP_USER=root",
         ...(opts.conf ?? []),
         "",

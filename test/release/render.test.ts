@@ -4,9 +4,9 @@
  */
 import assert from "node:assert/strict";
 import { RenderError } from "../../provisioning/errors";
-import { type ReleaseOptions, RELEASE_PATHS, renderReleaseFiles } from "../../provisioning/release";
+import { type ReleaseOptions, RELEASE_PATHS, renderReleaseFiles, runsMigrations } from "../../provisioning/release";
 
-const VALID: ReleaseOptions = { webPorts: [3001, 3002], workerUnits: ["worker@1.service"] };
+const VALID: ReleaseOptions = { webPorts: [3001, 3002], workerUnits: ["worker@1.service"], migrate: true };
 
 function problemsOf(opts: ReleaseOptions): string[] {
   try {
@@ -40,6 +40,8 @@ describe("release files (provisioning/release.ts)", function () {
         '# KEY="value" lines; the keys are documented at the top of provisioning/release.ts.',
         'WEB_PORTS="3001 3002"',
         'WORKER_UNITS="worker@1.service"',
+        'MIGRATE="yes"',
+        'MIGRATE_ENV_FILE=""',
         'KEEP_RELEASES="5"',
         'HEALTH_TIMEOUT="60"',
         'SETTLE_SECONDS="3"',
@@ -57,13 +59,15 @@ describe("release files (provisioning/release.ts)", function () {
     const conf = renderReleaseFiles({
       webPorts: [3001],
       workerUnits: [],
+      migrate: true,
+      migrateEnvFile: "/etc/saas-vps/migrate.env",
       keepReleases: 3,
       healthTimeoutSeconds: 20,
       settleSeconds: 4,
       surgePort: 3099,
       sharedDirs: ["uploads", "exports"],
     })[1].content;
-    for (const line of ['WEB_PORTS="3001"', 'WORKER_UNITS=""', 'KEEP_RELEASES="3"', 'HEALTH_TIMEOUT="20"', 'SETTLE_SECONDS="4"', 'SURGE_PORT="3099"', 'SHARED_DIRS="uploads exports"']) {
+    for (const line of ['WEB_PORTS="3001"', 'WORKER_UNITS=""', 'MIGRATE="yes"', 'MIGRATE_ENV_FILE="/etc/saas-vps/migrate.env"', 'KEEP_RELEASES="3"', 'HEALTH_TIMEOUT="20"', 'SETTLE_SECONDS="4"', 'SURGE_PORT="3099"', 'SHARED_DIRS="uploads exports"']) {
       assert.ok(conf.includes(`\n${line}\n`), `missing ${line} in:\n${conf}`);
     }
   });
@@ -78,6 +82,7 @@ describe("release files (provisioning/release.ts)", function () {
         settleSeconds: 2,
         surgePort: 3001,
         sharedDirs: ["../etc"],
+        migrate: true,
       }),
       [
         "release: webPorts: 3001 is listed twice; each instance needs its own port",
@@ -91,7 +96,34 @@ describe("release files (provisioning/release.ts)", function () {
         "release: surgePort 3001 is also one of webPorts; pick a port no instance uses",
       ],
     );
-    assert.deepEqual(problemsOf({ webPorts: [], workerUnits: [] }), ["release: webPorts must list at least one port (1–16); got none"]);
+    assert.deepEqual(problemsOf({ webPorts: [], workerUnits: [], migrate: false }), [
+      "release: webPorts and workerUnits are both empty; a server that runs the app needs a web instance or a worker",
+    ]);
     assert.deepEqual(problemsOf(VALID), []);
+  });
+
+  it("a worker-only server: no web ports, never migrates; a surge port or a migration credential there is an error", () => {
+    const workerOnly: ReleaseOptions = { webPorts: [], workerUnits: ["worker@1.service", "worker@2.service"], migrate: false };
+    assert.deepEqual(problemsOf(workerOnly), []);
+    const conf = renderReleaseFiles(workerOnly)[1].content;
+    for (const line of ['WEB_PORTS=""', 'WORKER_UNITS="worker@1.service worker@2.service"', 'MIGRATE="no"', 'MIGRATE_ENV_FILE=""', 'SURGE_PORT=""']) {
+      assert.ok(conf.includes(`\n${line}\n`), `missing ${line} in:\n${conf}`);
+    }
+    assert.deepEqual(problemsOf({ ...workerOnly, surgePort: 3100, migrateEnvFile: "/etc/saas-vps/migrate.env" }), [
+      "release: migrateEnvFile is set (/etc/saas-vps/migrate.env) on a server that does not migrate; only the server that runs migrations reads it",
+      "release: surgePort 3100 is set on a server without web instances; it stands in for a web instance",
+    ]);
+    assert.deepEqual(problemsOf({ ...VALID, migrateEnvFile: "etc/migrate.env" }), [
+      'release: migrateEnvFile must be an absolute path (letters, digits, "_", ".", "-", "/"); got "etc/migrate.env"',
+    ]);
+    assert.deepEqual(problemsOf({ ...VALID, workerUnits: Array.from({ length: 17 }, (_, i) => `worker@${i + 1}.service`) }), [
+      "release: workerUnits may list at most 16 units; got 17",
+    ]);
+  });
+
+  it("migrations run on the server with web instances and on no other", () => {
+    assert.equal(runsMigrations(1), true);
+    assert.equal(runsMigrations(16), true);
+    assert.equal(runsMigrations(0), false);
   });
 });

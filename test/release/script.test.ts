@@ -316,7 +316,11 @@ describe("@real release script: layout, failures, rollback, pruning, lock (stand
 
   it("rejects bad configuration with exit 2, naming the file and key, before touching anything", async () => {
     const cases: Array<[string, RegExp]> = [
-      ['WEB_PORTS=""', /WEB_PORTS is empty/],
+      ['WEB_PORTS=""\nWORKER_UNITS=""', /WEB_PORTS and WORKER_UNITS are both empty/],
+      ["MIGRATE=maybe", /MIGRATE: "maybe" must be yes \(this server runs migrations\) or no/],
+      ["MIGRATE_ENV_FILE=etc/migrate.env", /MIGRATE_ENV_FILE: "etc\/migrate\.env" must be an absolute path/],
+      ['MIGRATE=no\nMIGRATE_ENV_FILE=/etc/migrate.env', /MIGRATE_ENV_FILE is set but MIGRATE is not yes/],
+      ['WEB_PORTS=""\nSURGE_PORT=3100', /SURGE_PORT is set but WEB_PORTS is empty/],
       ['WEB_PORTS="3001 http"', /WEB_PORTS: "http" is not a TCP port/],
       ["KEEP_RELEASES=1", /KEEP_RELEASES must be at least 2/],
       ["HEALTH_TIMOUT=5", /unknown key HEALTH_TIMOUT/],
@@ -335,7 +339,7 @@ describe("@real release script: layout, failures, rollback, pruning, lock (stand
 
   it("accepts the release.conf provisioning/release.ts renders", async () => {
     const ports = await freePorts(2);
-    fs.writeFileSync(server.confFile, renderReleaseConf({ webPorts: ports, workerUnits: ["worker@1.service"], keepReleases: 3 }).replace('APP_USER="app"', 'APP_USER="root"'));
+    fs.writeFileSync(server.confFile, renderReleaseConf({ webPorts: ports, workerUnits: ["worker@1.service"], migrate: true, keepReleases: 3 }).replace('APP_USER="app"', 'APP_USER="root"'));
     const r = await server.run(["status"]);
     // Nothing runs yet: status says so with exit 1, not a configuration error (2).
     assert.equal(r.code, 1, r.stdout + r.stderr);

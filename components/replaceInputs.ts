@@ -1,0 +1,64 @@
+/**
+ * The inputs whose change makes the provider replace a resource (delete and create again), per
+ * resource type this program declares. A protected resource must never see one of them change:
+ * Pulumi would refuse the update, and an unprotected one would be rebuilt empty.
+ *
+ * Read from the providers' schemas (Terraform providers bridged by @pulumi/hcloud and
+ * @pulumi/digitalocean): attributes marked `ForceNew: true` (SDKv2) or with a `RequiresReplace`
+ * plan modifier (plugin framework), in
+ *   terraform-provider-hcloud        internal/{server,network,primaryip,volume,sshkey}/resource*.go
+ *   terraform-provider-digitalocean  digitalocean/{droplet,vpc,reservedip,volume,sshkey,spaces}/resource_*.go
+ * at their newest commits of August 2026 (hcloud f81c9af, v1.68.0; digitalocean 401992a). Input
+ * names are Pulumi's (camelCase of the Terraform attribute). Besides these, Pulumi itself
+ * replaces a resource whose URN changes (its name, type or parent) unless an alias names the
+ * old URN.
+ */
+
+export interface ReplaceRule {
+  /** Pulumi inputs whose change replaces the resource. */
+  inputs: readonly string[];
+  /** What else a reader should know about the resource's updates. */
+  note?: string;
+}
+
+const RANDOM_ARGS = ["length", "special", "upper", "lower", "numeric", "minLower", "minUpper", "minNumeric", "minSpecial", "overrideSpecial", "keepers"];
+
+export const REPLACE_INPUTS: Readonly<Record<string, ReplaceRule>> = {
+  "hcloud:index/server:Server": {
+    inputs: ["image", "location", "userData", "sshKeys"],
+    note: "networks, firewallIds, publicNets, serverType and labels update in place (a network is attached or detached live; a changed private ip detaches and re-attaches)",
+  },
+  "hcloud:index/primaryIp:PrimaryIp": { inputs: ["type", "location"] },
+  "hcloud:index/volume:Volume": { inputs: ["location"], note: "size only grows in place" },
+  "hcloud:index/volumeAttachment:VolumeAttachment": { inputs: ["volumeId", "serverId"] },
+  "hcloud:index/network:Network": { inputs: ["ipRange"] },
+  "hcloud:index/networkSubnet:NetworkSubnet": { inputs: ["networkId", "type", "networkZone", "ipRange", "vswitchId"] },
+  "hcloud:index/sshKey:SshKey": { inputs: ["publicKey"] },
+  "hcloud:index/firewall:Firewall": { inputs: [] },
+  "digitalocean:index/droplet:Droplet": {
+    inputs: ["image", "region", "publicNetworking", "sshKeys", "userData", "monitoring", "dropletAgent", "vpcUuid", "gpuPartitionMode"],
+    note: "size and ipv6 (enabling it) update in place",
+  },
+  "digitalocean:index/vpc:Vpc": { inputs: ["region", "ipRange"], note: "ipRange is optional and computed: left out, DigitalOcean picks a /20" },
+  "digitalocean:index/reservedIp:ReservedIp": { inputs: ["region"] },
+  "digitalocean:index/reservedIpAssignment:ReservedIpAssignment": { inputs: ["ipAddress", "dropletId"] },
+  "digitalocean:index/volume:Volume": { inputs: ["region", "name", "description", "snapshotId", "initialFilesystemType", "initialFilesystemLabel"] },
+  "digitalocean:index/volumeAttachment:VolumeAttachment": { inputs: ["dropletId", "volumeId"] },
+  "digitalocean:index/sshKey:SshKey": { inputs: ["publicKey"] },
+  "digitalocean:index/firewall:Firewall": { inputs: [] },
+  "digitalocean:index/spacesBucket:SpacesBucket": {
+    inputs: ["region", "name"],
+    note: "the schema marks only region; a bucket cannot be renamed, so a changed name means another bucket",
+  },
+  "digitalocean:index/spacesKey:SpacesKey": { inputs: [], note: "name and grants update in place" },
+  // The random provider replaces on any argument change: that is how a new value is drawn.
+  "random:index/randomPassword:RandomPassword": { inputs: RANDOM_ARGS },
+  "random:index/randomString:RandomString": { inputs: RANDOM_ARGS },
+};
+
+/** The replace-forcing inputs of a resource type; an unknown type is a programming error. */
+export function replaceInputsOf(type: string): readonly string[] {
+  const rule = REPLACE_INPUTS[type];
+  if (!rule) throw new Error(`no replace-forcing inputs recorded for ${type}: read its provider schema and add them to components/replaceInputs.ts`);
+  return rule.inputs;
+}
