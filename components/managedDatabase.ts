@@ -16,7 +16,7 @@ import * as digitalocean from "@pulumi/digitalocean";
 import * as pulumi from "@pulumi/pulumi";
 import { DATABASE_LOGINS, DATABASE_ROLE_NAMES, type DatabaseCredentials, type DatabaseEndpoint } from "../plan/database";
 import { DATABASE_NAME, ADMIN_USER } from "../provisioning/layout";
-import { renderOwnerHandoverCommand, renderOwnerHandoverSql } from "../provisioning/managedDatabase";
+import { DATABASE_CA_FILE, renderOwnerHandoverCommand, renderOwnerHandoverSql } from "../provisioning/managedDatabase";
 import { PROTECTED } from "./machine";
 
 /** The PostgreSQL major of the cluster: Debian 13's client tools are 17, and pg_dump refuses a newer server. */
@@ -79,7 +79,7 @@ export class ManagedDatabase extends pulumi.ComponentResource {
     this.clusterId = clusterId;
     this.endpoint = pulumi
       .all([this.cluster.privateHost, this.cluster.port])
-      .apply(([host, port]): DatabaseEndpoint => ({ host, port, database: DATABASE_NAME, tls: true }));
+      .apply(([host, port]): DatabaseEndpoint => ({ host, port, database: DATABASE_NAME, tls: true, caFile: DATABASE_CA_FILE }));
     // The provider marks the passwords secret; explicit, so nothing downstream can unwrap them by accident.
     this.credentials = pulumi.secret(
       pulumi.all(users.map((u) => pulumi.all([u.name, u.password]))).apply(

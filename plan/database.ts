@@ -4,6 +4,7 @@
  * uses: the schema's owner runs migrations only; the web processes and the worker each have a
  * login of their own with the data rights they need and no right to change the schema.
  */
+import type { Role } from "./plan";
 
 /** Where PostgreSQL answers the app. */
 export interface DatabaseEndpoint {
@@ -14,6 +15,11 @@ export interface DatabaseEndpoint {
   database: string;
   /** TLS required (sslmode=require): on for every connection that leaves the server. */
   tls: boolean;
+  /**
+   * The CA the server's certificate must chain to (a managed cluster's): with it, TLS is verified
+   * (verify-ca) rather than only required.
+   */
+  caFile?: string;
 }
 
 /** The app's logins, by what uses them. */
@@ -29,3 +35,36 @@ export interface DatabaseCredential {
 }
 
 export type DatabaseCredentials = Readonly<Record<DatabaseLogin, DatabaseCredential>>;
+
+/**
+ * The logins a server's processes use, from its roles: the web processes and the worker each
+ * their own, and the schema's owner only where the release runs migrations (runsMigrations).
+ */
+export function loginsFor(roles: readonly Role[]): DatabaseLogin[] {
+  const uses: Record<DatabaseLogin, boolean> = { owner: runsMigrations(roles), web: roles.includes("web"), worker: roles.includes("worker") };
+  return DATABASE_LOGINS.filter((login) => uses[login]);
+}
+
+/**
+ * The one server that runs a release's migrations: the one with the web role (the app server
+ * in split stages, the only server in mvp). The worker server never holds the owner's login.
+ */
+export function runsMigrations(roles: readonly Role[]): boolean {
+  return roles.includes("web");
+}
+
+/**
+ * The app's DATABASE_URL for one login. Over a network the URL asks for TLS without verifying
+ * the server (libpq's sslmode=require): node-postgres reads a bare sslmode=require as
+ * verify-full since pg-connection-string 2.7, which a server's self-signed certificate fails;
+ * uselibpqcompat=true gives it libpq's meaning (docs/ARCHITECTURE.md, decision 11, says why
+ * encryption without verification is what the private network gets). With the server's CA (a
+ * managed cluster's), the URL verifies it instead: verify-ca, for the reason
+ * provisioning/managedDatabase.ts gives.
+ */
+export function databaseUrl(endpoint: DatabaseEndpoint, credential: DatabaseCredential): string {
+  const base = `postgres://${encodeURIComponent(credential.user)}:${encodeURIComponent(credential.password)}@${endpoint.host}:${endpoint.port}/${encodeURIComponent(endpoint.database)}`;
+  if (!endpoint.tls) return base;
+  if (endpoint.caFile) return `${base}?sslmode=verify-ca&sslrootcert=${encodeURIComponent(endpoint.caFile)}&uselibpqcompat=true`;
+  return `${base}?sslmode=require&uselibpqcompat=true`;
+}

@@ -11,13 +11,19 @@ import type { RoleInputs } from "../provisioning/roles/index";
 import { runsApp } from "../provisioning/roles/index";
 import type { MachineKind, ServerRenderInput } from "../provisioning/server";
 import type { StackConfig } from "../config/config";
+import type { PostgresClient } from "../provisioning/postgres";
 import { MANAGED_SSLMODE, DATABASE_CA_FILE } from "../provisioning/managedDatabase";
-import type { DatabaseCredentials, DatabaseEndpoint } from "./database";
-import type { Role, ServerPlan, StackPlan } from "./plan";
-import { plannedAddresses, resolveFirewall, type PrivateAddresses } from "./peers";
+import { POSTGRES_PORT, type Role, type ServerPlan, type StackPlan } from "./plan";
+import { plannedAddresses, resolveFirewall, resolveSources, type PrivateAddresses } from "./peers";
+import { DATABASE_LOGINS, DATABASE_ROLE_NAMES, loginsFor, type DatabaseCredentials, type DatabaseEndpoint, type DatabaseLogin } from "./database";
 
 export interface ServerSecrets {
+  /** The schema owner's password (the stack's first database password; migrations only). */
   databasePassword: string;
+  /** The web processes' login. */
+  databaseWebPassword: string;
+  /** The worker's login. */
+  databaseWorkerPassword: string;
   appSecretKey: string;
   /** restic repository password: backups are encrypted on the server with it. */
   backupPassword: string;
@@ -36,45 +42,104 @@ export interface ServerInputContext {
    * naming that server fall back to the whole private network (plan/peers.ts).
    */
   privateAddresses?: PrivateAddresses;
-  /** The managed cluster, when the plan's database is managed (its outputs, resolved). */
+  /** The managed cluster, required when the plan's database is managed (its outputs, resolved). */
   managedDatabase?: ManagedDatabaseContext;
 }
 
 /** A managed cluster as the servers reach it: over the private network, TLS verified with its CA. */
 export interface ManagedDatabaseContext {
   endpoint: DatabaseEndpoint;
+  /** The logins as DigitalOcean made them (it generates their passwords). */
   credentials: DatabaseCredentials;
   /** The cluster's CA certificate (PEM). */
   caCertificate: string;
 }
 
+/** The parts of the plan a server's input depends on besides the server itself. */
+export type StackContext = Pick<StackPlan, "servers" | "network" | "database">;
+
 export function appUrlFor(config: Pick<StackConfig, "domain">, ipv4: string): string {
   return config.domain ? `https://${config.domain}` : `http://${ipv4}`;
 }
 
-export function buildServerInput(config: StackConfig, server: ServerPlan, context: ServerInputContext, plan: Pick<StackPlan, "servers" | "network"> = { servers: [server] }): ServerRenderInput {
-  const roles: Partial<RoleInputs> = {};
-  for (const role of server.roles) setRoleInput(roles, role, config, server, context);
+/** Default stack context: the server alone, PostgreSQL on it (what the all-in-one stage is). */
+function aloneContext(server: ServerPlan): StackContext {
+  return { servers: [server], database: { kind: "server", server: server.name } };
+}
+
+export function buildServerInput(config: StackConfig, server: ServerPlan, context: ServerInputContext, plan: StackContext = aloneContext(server)): ServerRenderInput {
   const addresses = context.privateAddresses ?? plannedAddresses(plan);
+  const managed = plan.database.kind === "managed" ? managedDatabaseOf(server, context) : undefined;
+  const roles: Partial<RoleInputs> = {};
+  for (const role of server.roles) setRoleInput(roles, role, config, server, context, { plan, addresses });
   return {
     hostname: server.name,
     sshPublicKeys: config.sshPublicKeys,
     firewall: resolveFirewall(server, addresses, plan.network?.cidr),
+    privateNetwork: plan.network ? { cidr: plan.network.cidr } : undefined,
     roles,
-    databaseCaCertificate: context.managedDatabase && connectsToManagedDatabase(server.roles) ? context.managedDatabase.caCertificate : undefined,
+    databaseCaCertificate: managed && connectsToManagedDatabase(server.roles) ? managed.caCertificate : undefined,
     app: runsApp(server.roles)
       ? {
           url: appUrlFor(config, context.ipv4),
           environment: appEnvironmentFor(config),
-          databasePassword: context.secrets.databasePassword,
           secretKey: context.secrets.appSecretKey,
+          database: {
+            endpoint: databaseEndpointFor(server, plan, addresses, managed?.endpoint),
+            // A managed cluster's logins are DigitalOcean's (it generates their passwords).
+            credentials: credentialsOf(loginsFor(server.roles), managed?.credentials ?? databaseCredentials(context.secrets)),
+          },
         }
       : undefined,
   };
 }
 
+/** Every login with its role name and generated password. */
+export function databaseCredentials(secrets: ServerSecrets): DatabaseCredentials {
+  const passwords: Record<DatabaseLogin, string> = { owner: secrets.databasePassword, web: secrets.databaseWebPassword, worker: secrets.databaseWorkerPassword };
+  return Object.fromEntries(DATABASE_LOGINS.map((login) => [login, { user: DATABASE_ROLE_NAMES[login], password: passwords[login] }])) as unknown as DatabaseCredentials;
+}
+
+function credentialsOf(logins: DatabaseLogin[], all: DatabaseCredentials): Partial<DatabaseCredentials> {
+  return Object.fromEntries(logins.map((login) => [login, all[login]]));
+}
+
+/**
+ * Where the app on this server reaches PostgreSQL: on the same server over loopback (no TLS), the
+ * db server at its private address with TLS, or the managed cluster's endpoint.
+ */
+export function databaseEndpointFor(server: ServerPlan, plan: StackContext, addresses: PrivateAddresses, managed: DatabaseEndpoint | undefined): DatabaseEndpoint {
+  const database = plan.database;
+  if (database.kind === "managed") {
+    if (!managed) throw new Error(`server ${server.name}: the plan's database is managed, but no managed cluster endpoint was given`);
+    return managed;
+  }
+  if (database.server === server.name) return { host: "127.0.0.1", port: POSTGRES_PORT, database: DATABASE_NAME, tls: false };
+  const host = addresses[database.server];
+  if (!host) throw new Error(`server ${server.name}: the private address of db server ${database.server} is not known yet; the app's servers are rendered once it is`);
+  return { host, port: POSTGRES_PORT, database: DATABASE_NAME, tls: true };
+}
+
+/**
+ * The db server's network clients, from its PostgreSQL firewall rule (one source: the rule's
+ * peers, resolved as the host firewall resolves them) with the logins each peer's roles use.
+ */
+export function postgresClientsFor(server: ServerPlan, plan: StackContext, addresses: PrivateAddresses): PostgresClient[] | undefined {
+  const rule = server.firewall.find((r) => r.port === POSTGRES_PORT && r.peers?.length);
+  if (!rule || !plan.network) return undefined;
+  return (rule.peers ?? []).map((peer) => {
+    const peerServer = plan.servers.find((s) => s.name === peer);
+    if (!peerServer) throw new Error(`server ${server.name}: its PostgreSQL rule names ${peer}, which the plan does not have`);
+    return {
+      name: peer,
+      sources: resolveSources({ ...rule, sources: [], peers: [peer] }, addresses, plan.network?.cidr),
+      users: loginsFor(peerServer.roles).map((login) => DATABASE_ROLE_NAMES[login]),
+    };
+  });
+}
+
 /** One role's input; a switch over every role, so a new role fails to compile until it is mapped here. */
-function setRoleInput(roles: Partial<RoleInputs>, role: Role, config: StackConfig, server: ServerPlan, context: ServerInputContext): void {
+function setRoleInput(roles: Partial<RoleInputs>, role: Role, config: StackConfig, server: ServerPlan, context: ServerInputContext, stack: { plan: StackContext; addresses: PrivateAddresses }): void {
   switch (role) {
     case "web": {
       const ports = webPorts(server.webInstances);
@@ -88,7 +153,9 @@ function setRoleInput(roles: Partial<RoleInputs>, role: Role, config: StackConfi
       roles.db = {
         machine: context.machine,
         memoryMiB: server.memoryMiB,
-        databasePassword: context.secrets.databasePassword,
+        dedicated: server.roles.every((r) => r === "db"),
+        credentials: databaseCredentials(context.secrets),
+        networkClients: postgresClientsFor(server, stack.plan, stack.addresses),
         backup: backupOptions(config, context),
       };
       return;
@@ -107,11 +174,14 @@ function connectsToManagedDatabase(roles: readonly Role[]): boolean {
   return runsApp(roles) || roles.includes("backup");
 }
 
+function managedDatabaseOf(server: ServerPlan, context: ServerInputContext): ManagedDatabaseContext {
+  if (!context.managedDatabase) throw new Error(`server ${server.name}: the plan's database is managed, but no managed cluster was given`);
+  return context.managedDatabase;
+}
+
 /** The backup of a managed cluster dumps as the owner login: it owns, so it reads, everything. */
 function managedBackupLogin(server: ServerPlan, context: ServerInputContext): RemoteDatabase {
-  const managed = context.managedDatabase;
-  if (!managed) throw new Error(`server ${server.name} backs up a managed database, but no managed database was given`);
-  const { endpoint, credentials } = managed;
+  const { endpoint, credentials } = managedDatabaseOf(server, context);
   return { host: endpoint.host, port: endpoint.port, user: credentials.owner.user, password: credentials.owner.password, sslMode: MANAGED_SSLMODE, sslRootCert: DATABASE_CA_FILE };
 }
 
@@ -142,6 +212,8 @@ export const PLACEHOLDER_CONTEXT: Omit<ServerInputContext, "machine"> = {
   ipv4: "192.0.2.10",
   secrets: {
     databasePassword: "placeholder-database-password",
+    databaseWebPassword: "placeholder-database-web-password",
+    databaseWorkerPassword: "placeholder-database-worker-password",
     appSecretKey: "placeholder-app-secret-key-0000000000000000",
     backupPassword: "placeholder-backup-password-000000000000000",
   },
@@ -151,5 +223,14 @@ export const PLACEHOLDER_CONTEXT: Omit<ServerInputContext, "machine"> = {
     region: "fsn1",
     accessKeyId: "PLACEHOLDERKEYID",
     secretAccessKey: "placeholder-secret-access-key",
+  },
+  managedDatabase: {
+    endpoint: { host: "private-db.placeholder.invalid", port: 25060, database: DATABASE_NAME, tls: true, caFile: DATABASE_CA_FILE },
+    credentials: {
+      owner: { user: DATABASE_ROLE_NAMES.owner, password: "placeholder-managed-owner-password" },
+      web: { user: DATABASE_ROLE_NAMES.web, password: "placeholder-managed-web-password" },
+      worker: { user: DATABASE_ROLE_NAMES.worker, password: "placeholder-managed-worker-password" },
+    },
+    caCertificate: "-----BEGIN CERTIFICATE-----\nUExBQ0VIT0xERVI=\n-----END CERTIFICATE-----\n",
   },
 };

@@ -13,10 +13,21 @@ export const DATA_MOUNT = "/srv/data";
 export const DATA_LABEL = "saas-data";
 export const UPLOAD_DIR = `${DATA_MOUNT}/uploads`;
 export const CONFIG_DIR = "/etc/saas-vps";
+/**
+ * The app's settings, root-only: systemd reads it for every app unit, the release for its
+ * migrate step; on the server that runs migrations it holds the schema owner's DATABASE_URL,
+ * which each unit's own file below replaces (systemd: a later EnvironmentFile= wins).
+ */
 export const APP_ENV_FILE = `${CONFIG_DIR}/app.env`;
+/** DATABASE_URL of the web processes' login (web@.service), root-only. */
+export const WEB_ENV_FILE = `${CONFIG_DIR}/web.env`;
+/** DATABASE_URL of the worker's login (worker@.service), root-only. */
+export const WORKER_ENV_FILE = `${CONFIG_DIR}/worker.env`;
 export const DB_ENV_FILE = `${CONFIG_DIR}/db.env`;
 export const LIB_DIR = "/usr/local/lib/saas-vps";
 export const STATE_DIR = "/var/lib/saas-vps";
+/** The server's address on the stack's private network, as 15-private-network found it (split stages). */
+export const PRIVATE_IPV4_FILE = "/run/saas-vps/private-ipv4";
 export const ACME_WEBROOT = "/var/www/letsencrypt";
 export const TLS_DIR = `${CONFIG_DIR}/tls`;
 /** Settings of bootstrap, its steps and tls-issue (no secrets). */

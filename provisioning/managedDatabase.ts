@@ -30,7 +30,7 @@ export function renderDatabaseCaFile(certificate: string): RenderedFile {
 }
 
 /** libpq's connection parameters for an endpoint (no password: that travels apart). */
-export function libpqParams(endpoint: DatabaseEndpoint, user: string, caFile = DATABASE_CA_FILE): Record<string, string> {
+export function libpqParams(endpoint: DatabaseEndpoint, user: string, caFile = endpoint.caFile ?? DATABASE_CA_FILE): Record<string, string> {
   return {
     host: endpoint.host,
     port: String(endpoint.port),

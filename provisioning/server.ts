@@ -14,6 +14,7 @@ import { renderBase, renderFirstBootFiles } from "./roles/base";
 import { renderDatabaseCaFile } from "./managedDatabase";
 import type { HostFirewallRule } from "./hostFirewall";
 import { sumContributions, type RoleContribution } from "./roles/contribution";
+import { renderPrivateNetwork, type PrivateNetworkInput } from "./roles/privateNetwork";
 import { ROLE_MODULES, type RoleInputs, type RoleModule } from "./roles/index";
 
 export type { MachineKind } from "./roles/db";
@@ -23,6 +24,8 @@ export interface ServerRenderInput {
   sshPublicKeys: string[];
   /** The server's planned inbound rules: the host firewall (nftables) enforces them. */
   firewall: HostFirewallRule[];
+  /** The stack's private network, in split stages: the server waits for its address on first boot. */
+  privateNetwork?: PrivateNetworkInput;
   /** The server's roles, each with its input: the server is exactly these roles. */
   roles: Partial<RoleInputs>;
   /** What the app needs wherever it runs; required when a role runs the app. */
@@ -41,7 +44,13 @@ export interface RenderedServer {
 
 export function renderServer(input: ServerRenderInput): RenderedServer {
   validateServerInput(input);
-  const sum = sumContributions([renderBase({ sshPublicKeys: input.sshPublicKeys, firewall: input.firewall }), ...renderDatabaseClient(input), ...renderAppPart(input), ...renderRoles(input)]);
+  const sum = sumContributions([
+    renderBase({ sshPublicKeys: input.sshPublicKeys, firewall: input.firewall }),
+    ...(input.privateNetwork ? [renderPrivateNetwork(input.privateNetwork)] : []),
+    ...renderDatabaseClient(input),
+    ...renderAppPart(input),
+    ...renderRoles(input),
+  ]);
   const files = [...sum.files, ...renderFirstBootFiles(sum)];
   validateFiles(files);
 
@@ -97,9 +106,10 @@ function validateServerInput(input: ServerRenderInput): void {
   if (input.sshPublicKeys.length === 0) problems.push("server: sshPublicKeys must list at least one key; got none");
   if (input.sshPublicKeys.some((k) => /[\r\n]/.test(k))) problems.push("server: an SSH public key contains a line break");
   if (input.app) problems.push(...appProblems(input.app));
-  const secrets = {
-    ...(input.roles.db ? { databasePassword: input.roles.db.databasePassword } : {}),
-    ...(input.app ? { databasePassword: input.app.databasePassword, appSecretKey: input.app.secretKey } : {}),
+  const logins = { ...input.roles.db?.credentials, ...input.app?.database.credentials };
+  const secrets: Record<string, string> = {
+    ...Object.fromEntries(Object.entries(logins).map(([login, credential]) => [`database password (${login})`, credential.password])),
+    ...(input.app ? { appSecretKey: input.app.secretKey } : {}),
   };
   for (const [name, value] of Object.entries(secrets)) {
     // Values land in systemd EnvironmentFile lines: no quoting games, so no spaces or quotes.

@@ -5,7 +5,7 @@
  * Hardening: https://www.freedesktop.org/software/systemd/man/latest/systemd.exec.html —
  * measured with `systemd-analyze security --offline=true` in the tests (goal ≤ 3.0).
  */
-import { APP_CURRENT, APP_ENV_FILE, APP_SHARED, APP_USER, UPLOAD_DIR } from "./layout";
+import { APP_CURRENT, APP_ENV_FILE, APP_SHARED, APP_USER, UPLOAD_DIR, WEB_ENV_FILE, WORKER_ENV_FILE } from "./layout";
 import type { RenderedFile } from "./files";
 import { RELEASE_PATHS } from "./release";
 
@@ -73,6 +73,8 @@ interface ProcessUnit {
   command: string;
   identifier: string;
   environment: string[];
+  /** The process kind's own env file (its database login); read after app.env, so its DATABASE_URL wins. */
+  loginEnvFile: string;
   stopTimeoutSec: number;
 }
 
@@ -94,8 +96,10 @@ function renderAppProcessUnit(unit: ProcessUnit): string {
         ["User", APP_USER],
         ["Group", APP_USER],
         ["WorkingDirectory", APP_CURRENT],
-        // EnvironmentFile is read by systemd as root, then the process runs as the app user.
+        // EnvironmentFile is read by systemd as root, then the process runs as the app user; a
+        // variable set in both files takes the later file's value.
         ["EnvironmentFile", APP_ENV_FILE],
+        ["EnvironmentFile", unit.loginEnvFile],
         ["Environment", unit.environment.join(" ")],
         ["ExecStart", unit.command],
         ["Restart", "always"],
@@ -123,6 +127,7 @@ export function renderWebUnit(): string {
     command: `${APP_CURRENT}/bin/web`,
     identifier: "web-%i",
     environment: ["NODE_ENV=production", "HOST=127.0.0.1", "PORT=%i"],
+    loginEnvFile: WEB_ENV_FILE,
     stopTimeoutSec: 20,
   });
 }
@@ -133,6 +138,7 @@ export function renderWorkerUnit(): string {
     command: `${APP_CURRENT}/bin/worker`,
     identifier: "worker-%i",
     environment: ["NODE_ENV=production", "WORKER_ID=%i"],
+    loginEnvFile: WORKER_ENV_FILE,
     stopTimeoutSec: 60,
   });
 }

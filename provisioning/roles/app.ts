@@ -2,9 +2,16 @@
  * What every server that runs the app gets, once however many of its roles run it (web,
  * worker): the process units and their target, the app's environment, the release command
  * and its config, Node, and the directories releases go to.
+ *
+ * Database credentials, one file per login, each root-only (systemd reads EnvironmentFile= as
+ * root before it drops to the app user; the release reads app.env as root before it runs
+ * migrations as the app user): app.env holds the app's settings and, on the server that runs
+ * migrations, the schema owner's DATABASE_URL for the release's migrate step; web.env and
+ * worker.env hold the web and worker logins' DATABASE_URL, which replace it in their units.
  */
 import type { RenderedFile } from "../files";
-import { APP_ENV_FILE, APP_ROOT, APP_USER, DATABASE_NAME, DATABASE_USER, UPLOAD_DIR } from "../layout";
+import { databaseUrl, type DatabaseCredentials, type DatabaseEndpoint } from "../../plan/database";
+import { APP_ENV_FILE, APP_ROOT, APP_USER, UPLOAD_DIR, WEB_ENV_FILE, WORKER_ENV_FILE } from "../layout";
 import { RELEASE_PACKAGES, RELEASE_PATHS, renderReleaseFiles, runsMigrations } from "../release";
 import { APP_TARGET, renderAppUnitFiles, ROLLING_RESTART } from "../systemd";
 import type { RoleContribution } from "./contribution";
@@ -14,9 +21,16 @@ export interface AppInput {
   url: string;
   /** Extra app environment (SMTP_URL, MAIL_FROM, SENTRY_DSN, ...); may hold secrets: app.env is 0600. */
   environment: Record<string, string>;
-  /** Generated secrets; they only ever land in the 0600 app.env. */
-  databasePassword: string;
+  /** Generated secret; it only ever lands in the root-only app.env. */
   secretKey: string;
+  database: AppDatabaseInput;
+}
+
+/** Where PostgreSQL answers the app, and the logins of this server (plan/database.ts). */
+export interface AppDatabaseInput {
+  endpoint: DatabaseEndpoint;
+  /** owner only where the release runs migrations; web and worker for the processes this server runs. */
+  credentials: Partial<DatabaseCredentials>;
 }
 
 /** The app's processes on this server, from its roles: web instance ports and worker units. */
@@ -32,6 +46,7 @@ export function renderApp(app: AppInput, processes: AppProcesses): RoleContribut
     files: [
       ...renderAppUnitFiles(processes.webPorts, processes.workerUnits),
       appEnvFile(app),
+      ...processEnvFiles(app.database, processes),
       // The release command runs only once the first `pulumi up` ships a release, after the pushes.
       ...renderReleaseFiles({ ...processes, migrate: runsMigrations(processes.webPorts.length) }).map((f) =>
         f.path === RELEASE_PATHS.command ? { ...f, pushOnly: true } : f,
@@ -45,9 +60,10 @@ export function renderApp(app: AppInput, processes: AppProcesses): RoleContribut
 }
 
 function appEnvFile(app: AppInput): RenderedFile {
+  const owner = app.database.credentials.owner;
   const content = [
-    "# Rendered by saas-vps: the app's environment (secrets). Read by systemd for web@ and worker@.",
-    `DATABASE_URL=postgres://${DATABASE_USER}:${app.databasePassword}@127.0.0.1:5432/${DATABASE_NAME}`,
+    "# Rendered by saas-vps: the app's environment (secrets). Read by systemd for web@ and worker@, by release for migrations.",
+    ...(owner ? [`# The schema owner's login, for migrations only: web.env and worker.env replace it in the units.`, `DATABASE_URL=${databaseUrl(app.database.endpoint, owner)}`] : []),
     `SECRET_KEY=${app.secretKey}`,
     `APP_URL=${app.url}`,
     `UPLOAD_DIR=${UPLOAD_DIR}`,
@@ -55,5 +71,20 @@ function appEnvFile(app: AppInput): RenderedFile {
     ...Object.entries(app.environment).map(([key, value]) => `${key}=${value}`),
     "",
   ].join("\n");
-  return { path: APP_ENV_FILE, content, mode: "0600", owner: `${APP_USER}:${APP_USER}`, secret: true, onChange: ROLLING_RESTART };
+  return { path: APP_ENV_FILE, content, mode: "0600", owner: "root:root", secret: true, onChange: ROLLING_RESTART };
+}
+
+/** web.env and worker.env: each process kind's own login, for the processes this server runs. */
+function processEnvFiles(database: AppDatabaseInput, processes: AppProcesses): RenderedFile[] {
+  const kinds = [
+    { login: "web", path: WEB_ENV_FILE, runs: processes.webPorts.length > 0 },
+    { login: "worker", path: WORKER_ENV_FILE, runs: processes.workerUnits.length > 0 },
+  ] as const;
+  return kinds.flatMap(({ login, path, runs }) => {
+    const credential = database.credentials[login];
+    if (runs && !credential) throw new Error(`app: this server runs ${login} processes but has no ${login} database login`);
+    if (!credential) return [];
+    const content = `# Rendered by saas-vps: the ${login} processes' database login. Read by systemd for ${login}@.\nDATABASE_URL=${databaseUrl(database.endpoint, credential)}\n`;
+    return [{ path, content, mode: "0600", owner: "root:root", secret: true, onChange: ROLLING_RESTART }];
+  });
 }

@@ -7,22 +7,14 @@ import * as pulumi from "@pulumi/pulumi";
 import { isWrappedSecret, MOCK_DATABASE_CA, RecordingMocks, unwrapSecrets, valueOf } from "../../cli/lib/pulumiMocks";
 import { ManagedDatabase } from "../../components/managedDatabase";
 import type { DatabaseCredentials, DatabaseEndpoint } from "../../plan/database";
+import { minimalRaw } from "../support/fixtures";
+import { runProgram, type MockRun } from "../support/mockProgram";
 
 const CLUSTER = "digitalocean:index/databaseCluster:DatabaseCluster";
 const COMMAND = "command:remote:Command";
 
-/** The recording mocks, keeping what each resource was answered (the cluster's admin password). */
-class AnsweringMocks extends RecordingMocks {
-  readonly answered = new Map<string, Record<string, any>>();
-  newResource(args: pulumi.runtime.MockResourceArgs) {
-    const result = super.newResource(args);
-    this.answered.set(args.name, result.state);
-    return result;
-  }
-}
-
 interface Run {
-  mocks: AnsweringMocks;
+  mocks: RecordingMocks;
   options: Map<string, pulumi.ResourceOptions>;
   endpoint: DatabaseEndpoint;
   credentials: DatabaseCredentials;
@@ -31,7 +23,7 @@ interface Run {
 }
 
 async function declare(): Promise<Run> {
-  const mocks = new AnsweringMocks();
+  const mocks = new RecordingMocks();
   await pulumi.runtime.setMocks(mocks, "saas-vps", "test", false);
   const options = new Map<string, pulumi.ResourceOptions>();
   const record: pulumi.ResourceTransformation = (args) => {
@@ -53,8 +45,8 @@ async function declare(): Promise<Run> {
   return { mocks, options, endpoint, credentials, credentialsSecret, ca };
 }
 
-function one(run: Run, type: string) {
-  const found = run.mocks.ofType(type);
+function one(run: { mocks: RecordingMocks }, type: string, name?: string) {
+  const found = run.mocks.ofType(type).filter((r) => name === undefined || r.name === name);
   assert.equal(found.length, 1, `expected one ${type}, got ${found.length}`);
   return found[0];
 }
@@ -96,7 +88,7 @@ describe("components under Pulumi mocks: managed database (DigitalOcean)", funct
   });
 
   it("the endpoint is the cluster's private host and port, the app's database, TLS required; the CA comes from the provider", () => {
-    assert.deepEqual(run.endpoint, { host: "private-saas-test-db-pg-do-user-0.db.ondigitalocean.com", port: 25060, database: "app", tls: true });
+    assert.deepEqual(run.endpoint, { host: "private-saas-test-db-pg-do-user-0.db.ondigitalocean.com", port: 25060, database: "app", tls: true, caFile: "/etc/saas-vps/db-ca.crt" });
     assert.equal(run.ca, MOCK_DATABASE_CA);
   });
 
@@ -107,7 +99,7 @@ describe("components under Pulumi mocks: managed database (DigitalOcean)", funct
 
   it("the handover runs over SSH as the admin user; the admin's password is only in its secret stdin, never in the command or its trigger", () => {
     const handover = one(run, COMMAND);
-    const adminPassword = run.mocks.answered.get(one(run, CLUSTER).name)!.password as string;
+    const adminPassword = one(run, CLUSTER).state.password as string;
     assert.match(adminPassword, /^FAKE/);
     assert.ok(isWrappedSecret(handover.inputs.stdin), "stdin reached the provider in clear");
     assert.ok(unwrapSecrets(handover.inputs.stdin).startsWith(`${adminPassword}\n`));
@@ -120,5 +112,95 @@ describe("components under Pulumi mocks: managed database (DigitalOcean)", funct
     );
     assert.equal(unwrapSecrets(handover.inputs.connection).user, "admin");
     assert.notEqual(handover.inputs.logging, "stdoutAndStderr");
+  });
+});
+
+describe("components under Pulumi mocks: the program at stage separated with databaseMode managed", function () {
+  let run: MockRun;
+  before(async () => {
+    run = await runProgram({ ...minimalRaw("digitalocean"), stage: "separated", databaseMode: "managed", managedDatabaseSize: "db-s-2vcpu-4gb" });
+  });
+  const droplet = (name: string) => {
+    const found = run.mocks.ofType("digitalocean:index/droplet:Droplet").find((d) => d.name === `saas-test-${name}-server`);
+    assert.ok(found, `no ${name} droplet`);
+    return found!;
+  };
+  /** What a push writes, by server and path (the push's stdin). */
+  const pushed = (server: string, path: string) => {
+    const push = run.mocks.ofType(COMMAND).find((c) => c.name === `saas-test-${server}-push${path.replace(/[^A-Za-z0-9]+/g, "-")}`);
+    assert.ok(push, `${server} has no push of ${path}`);
+    return push!;
+  };
+  const users = (): Record<string, string> => Object.fromEntries(run.mocks.ofType("digitalocean:index/databaseUser:DatabaseUser").map((u) => [u.inputs.name, u.state.password as string]));
+
+  it("declares the cluster in the stack's VPC, protected, and no db server or data volume", () => {
+    const cluster = one(run, CLUSTER);
+    const vpc = run.mocks.ofType("digitalocean:index/vpc:Vpc");
+    assert.equal(vpc.length, 1);
+    assert.equal(cluster.inputs.privateNetworkUuid, vpc[0].id);
+    assert.equal(cluster.inputs.size, "db-s-2vcpu-4gb");
+    assert.equal(run.options.get(cluster.name)?.protect, true);
+    assert.deepEqual(run.mocks.ofType("digitalocean:index/droplet:Droplet").map((d) => d.name).sort(), ["saas-test-app-server", "saas-test-worker-server"]);
+    assert.equal(run.mocks.ofType("digitalocean:index/volume:Volume").length, 0);
+  });
+
+  it("the database firewall lists exactly the stack's droplets, by id", () => {
+    const [fw] = run.mocks.ofType("digitalocean:index/databaseFirewall:DatabaseFirewall");
+    assert.deepEqual(
+      [...fw.inputs.rules].sort((a: any, b: any) => a.value.localeCompare(b.value)),
+      [droplet("app").id, droplet("worker").id].sort().map((value) => ({ type: "droplet", value })),
+    );
+  });
+
+  it("the app's processes reach the private host with TLS verified against the cluster's CA, each with its DigitalOcean login", () => {
+    const passwords = users();
+    const web = unwrapSecrets(pushed("app", "/etc/saas-vps/web.env").inputs.stdin) as string;
+    const worker = unwrapSecrets(pushed("worker", "/etc/saas-vps/worker.env").inputs.stdin) as string;
+    const host = "private-saas-test-db-pg-do-user-0.db.ondigitalocean.com:25060/app";
+    const tls = "sslmode=verify-ca&sslrootcert=%2Fetc%2Fsaas-vps%2Fdb-ca.crt&uselibpqcompat=true";
+    assert.ok(web.includes(`DATABASE_URL=postgres://app_web:${passwords.app_web}@${host}?${tls}`), web);
+    assert.ok(worker.includes(`DATABASE_URL=postgres://app_worker:${passwords.app_worker}@${host}?${tls}`), worker);
+    for (const server of ["app", "worker"]) assert.equal(unwrapSecrets(pushed(server, "/etc/saas-vps/db-ca.crt").inputs.stdin), MOCK_DATABASE_CA);
+  });
+
+  it("the app server backs the cluster up as the owner; the worker server holds neither the owner's password nor a backup", () => {
+    const passwords = users();
+    const backupEnv = unwrapSecrets(pushed("app", "/etc/saas-vps/backup.env").inputs.stdin) as string;
+    assert.match(backupEnv, /^BACKUP_DB_HOST='private-saas-test-db-pg-do-user-0\.db\.ondigitalocean\.com'$/m);
+    assert.ok(backupEnv.includes(`BACKUP_DB_PASSWORD='${passwords.app}'`));
+    const workerPushes = run.mocks.ofType(COMMAND).filter((c) => c.name.startsWith("saas-test-worker-push-"));
+    assert.ok(workerPushes.length > 0);
+    for (const push of workerPushes) {
+      assert.ok(!JSON.stringify(unwrapSecrets(push.inputs)).includes(passwords.app), `${push.name} carries the owner's password`);
+      assert.ok(!push.name.endsWith("-etc-saas-vps-backup-env"));
+    }
+  });
+
+  it("the handover runs on the app server; every release waits for it", () => {
+    const handover = one(run, COMMAND, "saas-test-db-handover");
+    const appIp: string = one(run, "digitalocean:index/reservedIp:ReservedIp", "saas-test-app-ipv4").state.ipAddress;
+    assert.equal(unwrapSecrets(handover.inputs.connection).host, appIp);
+    const releases = run.mocks.ofType(COMMAND).filter((c) => /-app-release$/.test(c.name));
+    assert.deepEqual(releases.map((r) => r.name).sort(), ["saas-test-app-app-release", "saas-test-worker-app-release"]);
+    for (const release of releases) {
+      const dependsOn = (run.options.get(release.name)?.dependsOn ?? []) as pulumi.Resource[];
+      assert.ok([dependsOn].flat().some((r) => (r as any).__name === "saas-test-db-handover"), `${release.name} does not wait for the handover`);
+    }
+  });
+
+  it("no password of the cluster is in a clear output or in a push that is not secret", async () => {
+    const passwords: string[] = Object.values(users());
+    for (const [key, value_] of Object.entries(run.outputs)) {
+      if (!pulumi.Output.isInstance(value_)) continue;
+      const output = value_ as pulumi.Output<unknown>;
+      if (await (pulumi.isSecret(output) as unknown as Promise<boolean>)) continue;
+      const value = JSON.stringify(await valueOf(output));
+      for (const p of passwords) assert.ok(!value.includes(p), `output ${key} shows a database password`);
+    }
+    for (const push of run.mocks.ofType(COMMAND)) {
+      if (isWrappedSecret(push.inputs.stdin)) continue;
+      const clear = JSON.stringify(push.inputs);
+      for (const p of passwords) assert.ok(!clear.includes(p), `${push.name} carries a database password in clear`);
+    }
   });
 });

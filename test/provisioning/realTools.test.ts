@@ -57,9 +57,11 @@ describe("rendered provisioning files pass the real tools", function () {
       console.log(`      NOTE: host nginx ${hostVersion} predates \`http2 on;\` (1.25.1): checking the sites with \`listen ... ssl http2\` instead; ` +
         "Debian 13's nginx checks the exact file in the VM e2e test (point 1b)");
     }
-    for (const c of cases) {
+    const withSite = cases.filter((c) => c.files.get("/etc/saas-vps/bootstrap.env")!.includes("50-nginx"));
+    assert.ok(withSite.length >= 4, `only ${withSite.length} cases run nginx`);
+    for (const c of withSite) {
       const site = c.files.get("/etc/nginx/conf.d/saas-vps.conf");
-      assert.ok(site, `${c.name}: no nginx site`);
+      assert.ok(site, `${c.name}: runs the nginx step but has no nginx site`);
       const dir = tempDir("nginx");
       // The server's TLS links are made by bootstrap; here they point at a throwaway pair.
       run("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test", "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem")]);
@@ -141,21 +143,42 @@ describe("rendered provisioning files pass the real tools", function () {
     }
   });
 
-  it("secret files are 0600 and secrets appear in no other file", () => {
+  it("secret files are 0600 and secrets appear in no other file (a login's password only in db.env and its own URL)", () => {
+    // Each secret, by the files allowed to hold it; a case has the files of its roles.
+    const secretsOf: Record<string, Array<[RegExp, string[]]>> = {
+      "/etc/saas-vps/db.env": [
+        [/^DB_PASSWORD=(.+)$/m, ["/etc/saas-vps/db.env", "/etc/saas-vps/app.env"]],
+        [/^DB_WEB_PASSWORD=(.+)$/m, ["/etc/saas-vps/db.env", "/etc/saas-vps/web.env"]],
+        [/^DB_WORKER_PASSWORD=(.+)$/m, ["/etc/saas-vps/db.env", "/etc/saas-vps/worker.env"]],
+      ],
+      "/etc/saas-vps/app.env": [
+        [/^SECRET_KEY=(.+)$/m, ["/etc/saas-vps/app.env"]],
+        [/^DATABASE_URL=postgres:\/\/app:([^@]+)@/m, ["/etc/saas-vps/db.env", "/etc/saas-vps/app.env"]],
+      ],
+      "/etc/saas-vps/web.env": [[/^DATABASE_URL=postgres:\/\/app_web:([^@]+)@/m, ["/etc/saas-vps/db.env", "/etc/saas-vps/web.env"]]],
+      "/etc/saas-vps/worker.env": [[/^DATABASE_URL=postgres:\/\/app_worker:([^@]+)@/m, ["/etc/saas-vps/db.env", "/etc/saas-vps/worker.env"]]],
+      "/etc/saas-vps/backup.env": [
+        [/^RESTIC_PASSWORD='(.+)'$/m, ["/etc/saas-vps/backup.env"]],
+        [/^AWS_SECRET_ACCESS_KEY='(.+)'$/m, ["/etc/saas-vps/backup.env"]],
+      ],
+    };
+    let checked = 0;
     for (const c of cases) {
-      const secretFiles = ["/etc/saas-vps/app.env", "/etc/saas-vps/db.env", "/etc/saas-vps/backup.env"];
-      for (const path of secretFiles) assert.equal(c.modes.get(path), "0600", `${c.name}: ${path}`);
-      const secrets = [
-        /^DB_PASSWORD=(.+)$/m.exec(c.files.get("/etc/saas-vps/db.env")!)![1],
-        /^SECRET_KEY=(.+)$/m.exec(c.files.get("/etc/saas-vps/app.env")!)![1],
-        /^RESTIC_PASSWORD='(.+)'$/m.exec(c.files.get("/etc/saas-vps/backup.env")!)![1],
-        /^AWS_SECRET_ACCESS_KEY='(.+)'$/m.exec(c.files.get("/etc/saas-vps/backup.env")!)![1],
-      ];
-      for (const [path, content] of c.files) {
-        if (secretFiles.includes(path)) continue;
-        for (const secret of secrets) assert.ok(!content.includes(secret), `${c.name}: ${path} contains a secret`);
+      for (const [secretFile, secrets] of Object.entries(secretsOf)) {
+        const content = c.files.get(secretFile);
+        if (content === undefined) continue;
+        assert.equal(c.modes.get(secretFile), "0600", `${c.name}: ${secretFile}`);
+        for (const [pattern, allowed] of secrets) {
+          const secret = pattern.exec(content)?.[1];
+          if (secret === undefined) continue; // app.env holds the owner's URL only where migrations run
+          checked++;
+          for (const [path, other] of c.files) {
+            if (!allowed.includes(path)) assert.ok(!other.includes(secret), `${c.name}: ${path} contains a secret of ${secretFile}`);
+          }
+        }
       }
     }
+    assert.ok(checked >= 30, `only ${checked} secrets checked`);
   });
 
   it("the bundle unpacks with GNU tar to the same files, modes and owners", () => {
@@ -165,7 +188,8 @@ describe("rendered provisioning files pass the real tools", function () {
       const entry = writeFiles.find((f) => f.path === "/var/lib/saas-vps/first-boot-files.tar.gz")!;
       // Only the file that must exist before the package step is a write_files entry of its own.
       const plain = writeFiles.filter((f) => f !== entry).map((f) => f.path);
-      assert.deepEqual(plain, ["/etc/postgresql-common/createcluster.d/50-saas-vps.conf"], c.name);
+      const hasDb = c.files.has("/etc/saas-vps/db.env");
+      assert.deepEqual(plain, hasDb ? ["/etc/postgresql-common/createcluster.d/50-saas-vps.conf"] : [], c.name);
       writeFileSync(join(dir, "bundle.tar.gz"), Buffer.from(entry.content, "base64"));
       const listing = run("tar", ["-tzvf", join(dir, "bundle.tar.gz")]);
       assert.equal(listing.status, 0, listing.stderr);
@@ -174,8 +198,11 @@ describe("rendered provisioning files pass the real tools", function () {
       assert.ok(c.pushOnly.size > 0, `${c.name}: no push-only file`);
       assert.equal(lines.length, c.files.size - plain.length - c.pushOnly.size);
       for (const path of c.pushOnly) assert.ok(!lines.some((l) => l.endsWith(` ${path.slice(1)}`)), `${c.name}: push-only ${path} is in the bundle`);
-      const env = lines.find((l) => l.endsWith(" etc/saas-vps/app.env"));
-      assert.match(env ?? "", /^-rw------- app\/app /, "app.env must unpack as 0600 app:app");
+      // Root-only: systemd and the release read them as root; the app user must not (app.env may hold the owner's login).
+      for (const name of ["app.env", "web.env", "worker.env", "db.env"]) {
+        const entry = lines.find((l) => l.endsWith(` etc/saas-vps/${name}`));
+        if (c.files.has(`/etc/saas-vps/${name}`)) assert.match(entry ?? "", /^-rw------- root\/root /, `${c.name}: ${name} must unpack as 0600 root:root`);
+      }
       const unpacked = join(dir, "root");
       mkdirSync(unpacked);
       assert.equal(run("tar", ["-xzpf", join(dir, "bundle.tar.gz"), "-C", unpacked, "--no-same-owner"]).status, 0);
@@ -188,9 +215,11 @@ describe("rendered provisioning files pass the real tools", function () {
   it("bootstrap is present and the data volume is mounted by label, never by device name", () => {
     for (const c of cases) {
       const env = c.files.get("/etc/saas-vps/bootstrap.env")!;
-      assert.match(env, /^DATA_LABEL="saas-data"$/m);
       assert.deepEqual(parse(c.userData).runcmd, [["sh", "-c", "tar -xzpf /var/lib/saas-vps/first-boot-files.tar.gz -C / && exec /usr/local/lib/saas-vps/bootstrap"]]);
       assert.ok(c.files.has("/usr/local/lib/saas-vps/bootstrap"), `${c.name}: no bootstrap`);
+      // Only servers with the database mount the volume (a web server of a split stage has none).
+      if (!/^STEPS=".*\b10-data-volume\b/m.test(env)) continue;
+      assert.match(env, /^DATA_LABEL="saas-data"$/m);
       assert.match(c.files.get("/usr/local/lib/saas-vps/bootstrap.d/10-data-volume")!, /LABEL=\$DATA_LABEL \$DATA_MOUNT ext4/);
     }
   });

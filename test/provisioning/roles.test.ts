@@ -114,11 +114,12 @@ describe("roles: a server is the sum of its roles", () => {
   });
 
   // A worker-only server cannot be rendered yet: the release command needs at least one web port.
-  it("the all-in-one server brings nothing a web-only or db-only server does not", () => {
+  // What it would bring besides the app part is the worker's login (worker.env).
+  it("the all-in-one server brings nothing a web-only or db-only server does not, but the worker's login", () => {
     const all = render(config);
     const single = (["web", "db"] as const).map((r) => render(config, [r]));
     const fromRoles = new Set(single.flatMap((s) => s.files.map((f) => f.path)));
-    assert.deepEqual(all.files.map((f) => f.path).filter((p) => !fromRoles.has(p)), []);
+    assert.deepEqual(all.files.map((f) => f.path).filter((p) => !fromRoles.has(p)), ["/etc/saas-vps/worker.env"]);
   });
 
   for (const [name, make] of [

@@ -140,10 +140,15 @@ describe("shellcheck: every script in the repository, shipped and rendered, and 
     const rendered = renderedScripts(cases).map((s) => s.origin);
     assert.ok(cases.length >= 4, `only ${cases.length} render cases`);
     for (const c of cases) {
-      for (const path of ["/usr/local/lib/saas-vps/bootstrap", "/usr/local/lib/saas-vps/bootstrap.d/10-data-volume", "/usr/local/sbin/backup", "/usr/local/sbin/release"]) {
-        assert.ok(rendered.includes(`${c.name} ${path}`), `${c.name}: ${path} is not a rendered script`);
-      }
+      // Every server has bootstrap; the database's scripts come with db.env, the release with app.env.
+      const expected = [
+        "/usr/local/lib/saas-vps/bootstrap",
+        ...(c.files.has("/etc/saas-vps/db.env") ? ["/usr/local/lib/saas-vps/bootstrap.d/10-data-volume", "/usr/local/sbin/backup"] : []),
+        ...(c.files.has("/etc/saas-vps/app.env") ? ["/usr/local/sbin/release"] : []),
+      ];
+      for (const path of expected) assert.ok(rendered.includes(`${c.name} ${path}`), `${c.name}: ${path} is not a rendered script`);
     }
+    assert.ok(rendered.some((r) => r.endsWith(" /usr/local/lib/saas-vps/bootstrap.d/15-private-network")), "no case of a split stage renders 15-private-network");
     assert.ok(rendered.some((r) => r.endsWith(" /usr/local/lib/saas-vps/tls-issue")), "no case with a domain renders tls-issue");
   });
 

@@ -1,16 +1,18 @@
 /**
- * The rendered cases every real-tool check and golden runs on: both example stacks through
- * the real program (as `npm run render` does), plus edge cases rendered directly. Each case
- * holds every file the server gets: the user-data's and the push-only ones the day-2 push
- * brings right after first boot (provisioning/files.ts).
+ * The rendered cases every real-tool check and golden runs on: every server of every stack file
+ * (Pulumi.<stack>.yaml) through the real program (as `npm run render` does), plus edge cases
+ * rendered directly. Each case holds every file the server gets: the user-data's and the
+ * push-only ones the day-2 push brings right after first boot (provisioning/files.ts).
  */
 import { join } from "node:path";
 import { renderServer, type MachineKind } from "../../provisioning/server";
 import type { RenderedFile } from "../../provisioning/files";
 import { parseStackConfig, type StackConfig } from "../../config/config";
+import { projectConfigOf } from "../../config/keysFromPulumi";
 import { planStack } from "../../plan/plan";
 import { buildServerInput, PLACEHOLDER_CONTEXT } from "../../plan/serverInput";
 import { readStackFile, readUserDataBundle, renderStack } from "../../cli/lib/renderStack";
+import { listStacks } from "../../cli/lib/stacks";
 import { minimalRaw } from "./fixtures";
 
 export interface RenderCase {
@@ -32,21 +34,41 @@ function renderPlanned(config: StackConfig, machine: MachineKind) {
   return renderServer(buildServerInput(config, server, { machine, ...PLACEHOLDER_CONTEXT }));
 }
 
-/** Every file as the real program has it: the user-data's, then the pushes' (as `npm run render` writes them). */
-async function stackCase(stack: string): Promise<RenderCase> {
-  const [server] = (await renderStack(stack, readStackFile(join(ROOT, `Pulumi.${stack}.yaml`)))).servers;
-  const installed = readUserDataBundle(server.userData);
-  return {
-    name: `stack-${stack}`,
-    userData: server.userData,
-    files: server.files,
-    modes: new Map([...[...installed].map(([path, f]) => [path, f.mode] as const), ...server.pushes.map((p) => [p.path, p.mode] as const)]),
-    pushOnly: new Set(server.pushOnly),
-  };
+/**
+ * Servers of a stack file the program cannot render yet, and why. Such a stack's other servers are
+ * rendered directly from its plan (placeholder secrets instead of the mocks' FAKE values), so
+ * goldens and real-tool checks still cover them; each skipped server is named when the cases load.
+ */
+const NOT_RENDERABLE_YET: Record<string, { servers: string[]; why: string }> = {
+  separated: { servers: ["worker"], why: "a worker-only server has no web port, which the release command still requires" },
+};
+
+/** Every server of a stack file, as the real program has it: the user-data's files, then the pushes'. */
+async function stackCases(stack: string): Promise<RenderCase[]> {
+  const file = readStackFile(join(ROOT, `Pulumi.${stack}.yaml`));
+  const skip = NOT_RENDERABLE_YET[stack];
+  if (skip) return plannedStackCases(stack, parseStackConfig(projectConfigOf(file.config)), skip);
+  return (await renderStack(stack, file)).servers.map((server) => {
+    const installed = readUserDataBundle(server.userData);
+    return {
+      name: `stack-${stack}-${server.name}`,
+      userData: server.userData,
+      files: server.files,
+      modes: new Map([...[...installed].map(([path, f]) => [path, f.mode] as const), ...server.pushes.map((p) => [p.path, p.mode] as const)]),
+      pushOnly: new Set(server.pushOnly),
+    };
+  });
 }
 
-function directCase(name: string, raw: Record<string, string>, machine: MachineKind): RenderCase {
-  const { userData, files } = renderPlanned(parseStackConfig(raw), machine);
+function plannedStackCases(stack: string, config: StackConfig, skip: { servers: string[]; why: string }): RenderCase[] {
+  const plan = planStack(config);
+  console.log(`      NOTE: stack ${stack}: server(s) ${skip.servers.join(", ")} not rendered (${skip.why}); the others rendered from the plan directly`);
+  return plan.servers
+    .filter((server) => !skip.servers.includes(server.name))
+    .map((server) => caseOf(`stack-${stack}-${server.name}`, renderServer(buildServerInput(config, server, { machine: config.provider, ...PLACEHOLDER_CONTEXT }, plan))));
+}
+
+function caseOf(name: string, { userData, files }: { userData: string; files: RenderedFile[] }): RenderCase {
   return {
     name,
     userData,
@@ -56,10 +78,15 @@ function directCase(name: string, raw: Record<string, string>, machine: MachineK
   };
 }
 
+function directCase(name: string, raw: Record<string, string>, machine: MachineKind): RenderCase {
+  return caseOf(name, renderPlanned(parseStackConfig(raw), machine));
+}
+
 export async function renderAllCases(): Promise<RenderCase[]> {
+  const stacks: RenderCase[] = [];
+  for (const stack of listStacks(ROOT)) stacks.push(...(await stackCases(stack)));
   return [
-    await stackCase("staging"),
-    await stackCase("prod"),
+    ...stacks,
     directCase("one-web-no-workers-qemu", { ...minimalRaw("hetzner"), webInstances: "1", workerInstances: "0" }, "qemu"),
     directCase("sixteen-web-domain", { ...minimalRaw("digitalocean"), webInstances: "16", workerInstances: "16", domain: "shop.example.org", acmeEmail: "ops@example.org" }, "digitalocean"),
   ];
