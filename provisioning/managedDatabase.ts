@@ -56,6 +56,9 @@ export function conninfo(params: Record<string, string>): string {
  *    before 16, membership), only when it does not already have it, and gives it back at the end;
  *  - makes the owner login own the database and its public schema, and lets it create databases
  *    (the restore drill and `backup restore` restore into a new one);
+ *  - gives the web and worker logins BYPASSRLS: graphile-worker's tables have row-level security
+ *    on and no policy, so only their owner would see rows (PostgreSQL 16+ lets an admin with
+ *    BYPASSRLS and the ADMIN option give it; before 16 only a superuser can, and it says so);
  *  - as the owner, grants the web and worker logins their data rights, on what exists and,
  *    through default privileges, on all the owner creates later (migrations run as the owner,
  *    so it owns every table). Neither may change the schema.
@@ -74,6 +77,12 @@ GRANT :"owner" TO CURRENT_USER;
 \\endif
 ALTER DATABASE :"db" OWNER TO :"owner";
 ALTER ROLE :"owner" CREATEDB;
+\\if :set_privilege
+ALTER ROLE :"web" BYPASSRLS;
+ALTER ROLE :"worker" BYPASSRLS;
+\\else
+\\warn 'PostgreSQL before 16: only a superuser can give the web and worker logins BYPASSRLS, which the tables of the job queue need'
+\\endif
 SET ROLE :"owner";
 ALTER SCHEMA public OWNER TO :"owner";
 GRANT CONNECT, TEMPORARY ON DATABASE :"db" TO :"web", :"worker";

@@ -167,7 +167,7 @@ for (const provider of ["hetzner", "digitalocean"] as const) {
           const { mode, owner } = firstBoot.get(path)!;
           assert.ok(create.includes(`want='\\''${mode} ${owner}'\\''`), `push ${push.name} does not install ${path} as ${mode} ${owner}`);
         }
-        const secretFile = ["/etc/saas-vps/app.env", "/etc/saas-vps/db.env", "/etc/saas-vps/backup.env"].includes(path);
+        const secretFile = ["/etc/saas-vps/app.env", "/etc/saas-vps/web.env", "/etc/saas-vps/worker.env", "/etc/saas-vps/db.env", "/etc/saas-vps/backup.env"].includes(path);
         assert.equal(isWrappedSecret(push.inputs.stdin), secretFile, `${path}: secret=${secretFile} expected for its content`);
         assert.equal(push.inputs.connection.user ?? unwrapSecrets(push.inputs.connection).user, "admin");
       }
