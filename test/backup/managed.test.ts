@@ -10,7 +10,7 @@ import { chmodSync, existsSync, readFileSync, rmSync, statSync, writeFileSync } 
 import { join } from "node:path";
 import type { BackupRenderOptions } from "../../provisioning/backup";
 import { renderOwnerHandoverCommand, renderOwnerHandoverSql } from "../../provisioning/managedDatabase";
-import { DATABASE_ROLE_NAMES } from "../../plan/database";
+import { DATABASE_ROLE_NAMES, databaseUrl } from "../../plan/database";
 import { install, run, runInstalled, runUnit, startS3, startWebhook, tempDir, type Installed, type S3Server, type Webhook } from "./helpers";
 import { makeCa, startTlsPg, type TlsPg } from "./tlsPg";
 
@@ -115,6 +115,34 @@ describe("@real managed PostgreSQL: owner handover, logins, and backups of a rem
     it("the admin's password travels on stdin only: the command text does not hold it", () => {
       assert.ok(!renderOwnerHandoverCommand(endpoint(), "doadmin").includes(PASSWORDS.doadmin));
       assert.ok(!renderOwnerHandoverSql().includes(PASSWORDS.doadmin));
+    });
+  });
+
+  describe("the app's DATABASE_URL (node-postgres, as the app runs it)", () => {
+    // The app's own driver, from its dependencies.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const pgDriver = require(join(__dirname, "..", "..", "app", "node_modules", "pg"));
+    const query = async (url: string) => {
+      const client = new pgDriver.Client({ connectionString: url });
+      try {
+        await client.connect();
+        return (await client.query("SELECT current_user AS u, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")).rows[0];
+      } finally {
+        await client.end().catch(() => undefined);
+      }
+    };
+
+    it("connects over verified TLS with the cluster's CA, as its own login", async () => {
+      const url = databaseUrl({ ...endpoint(), caFile: pg.ca.certFile }, { user: web, password: PASSWORDS.app_web });
+      assert.deepEqual(await query(url), { u: web, ssl: true });
+    });
+
+    it("refuses a server whose certificate is of another CA", async () => {
+      const dir = tempDir("managed-otherca-");
+      cleanup.push(dir);
+      const other = await makeCa(dir, "other-ca");
+      const url = databaseUrl({ ...endpoint(), caFile: other.certFile }, { user: web, password: PASSWORDS.app_web });
+      await assert.rejects(query(url), /self[- ]signed|unable to verify|certificate/i);
     });
   });
 
