@@ -124,11 +124,15 @@ export const digitaloceanProvider: MachineProvider = {
     if (volume) {
       ready.push(new digitalocean.VolumeAttachment(`${name}-${plan.volume!.name}-attach`, { dropletId, volumeId: volume.id }, opts));
     }
+    // Rules naming servers wait for every droplet to exist; the public ones must not wait with
+    // them, so they are two firewalls (DigitalOcean allows what any firewall of a droplet allows).
+    const publicRules = plan.firewall.filter((rule) => !rule.peers?.length);
+    const privateRules = plan.firewall.filter((rule) => rule.peers?.length);
     new digitalocean.Firewall(
       `${name}-fw`,
       {
         dropletIds: [dropletId],
-        inboundRules: pulumi.output(args.serverIds).apply((ids) => digitaloceanInboundRules(plan.firewall, ids)),
+        inboundRules: digitaloceanInboundRules(publicRules, {}),
         // A DigitalOcean firewall drops outbound traffic it does not list: apt, ACME, S3 and SMTP need it open.
         outboundRules: [
           { protocol: "tcp", portRange: "1-65535", destinationAddresses: ANYWHERE },
@@ -138,6 +142,13 @@ export const digitaloceanProvider: MachineProvider = {
       },
       opts,
     );
+    if (privateRules.length > 0) {
+      new digitalocean.Firewall(
+        `${name}-fw-private`,
+        { dropletIds: [dropletId], inboundRules: pulumi.output(args.serverIds).apply((ids) => digitaloceanInboundRules(privateRules, ids)) },
+        opts,
+      );
+    }
     return { ipv4: args.fixedIp.address, ipv6: droplet.ipv6Address, serverId: droplet.id, privateIpv4: droplet.ipv4AddressPrivate, ready };
   },
 };

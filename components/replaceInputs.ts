@@ -14,6 +14,10 @@
  * old URN.
  */
 
+import type * as digitalocean from "@pulumi/digitalocean";
+import type * as hcloud from "@pulumi/hcloud";
+import type * as random from "@pulumi/random";
+
 export interface ReplaceRule {
   /** Pulumi inputs whose change replaces the resource. */
   inputs: readonly string[];
@@ -21,39 +25,47 @@ export interface ReplaceRule {
   note?: string;
 }
 
-const RANDOM_ARGS = ["length", "special", "upper", "lower", "numeric", "minLower", "minUpper", "minNumeric", "minSpecial", "overrideSpecial", "keepers"];
+/** Input names checked against the SDK's argument type: a misspelt name does not compile. */
+const inputsOf =
+  <Args>() =>
+  <K extends keyof Args & string>(...names: K[]): readonly string[] =>
+    names;
+
+const RANDOM_ARGS = ["length", "special", "upper", "lower", "numeric", "minLower", "minUpper", "minNumeric", "minSpecial", "overrideSpecial", "keepers"] as const;
 
 export const REPLACE_INPUTS: Readonly<Record<string, ReplaceRule>> = {
   "hcloud:index/server:Server": {
-    inputs: ["image", "location", "userData", "sshKeys"],
+    inputs: inputsOf<hcloud.ServerArgs>()("image", "location", "userData", "sshKeys"),
     note: "networks, firewallIds, publicNets, serverType and labels update in place (a network is attached or detached live; a changed private ip detaches and re-attaches)",
   },
-  "hcloud:index/primaryIp:PrimaryIp": { inputs: ["type", "location"] },
-  "hcloud:index/volume:Volume": { inputs: ["location"], note: "size only grows in place" },
-  "hcloud:index/volumeAttachment:VolumeAttachment": { inputs: ["volumeId", "serverId"] },
-  "hcloud:index/network:Network": { inputs: ["ipRange"] },
-  "hcloud:index/networkSubnet:NetworkSubnet": { inputs: ["networkId", "type", "networkZone", "ipRange", "vswitchId"] },
-  "hcloud:index/sshKey:SshKey": { inputs: ["publicKey"] },
+  "hcloud:index/primaryIp:PrimaryIp": { inputs: inputsOf<hcloud.PrimaryIpArgs>()("type", "location") },
+  "hcloud:index/volume:Volume": { inputs: inputsOf<hcloud.VolumeArgs>()("location"), note: "size only grows in place" },
+  "hcloud:index/volumeAttachment:VolumeAttachment": { inputs: inputsOf<hcloud.VolumeAttachmentArgs>()("volumeId", "serverId") },
+  "hcloud:index/network:Network": { inputs: inputsOf<hcloud.NetworkArgs>()("ipRange") },
+  "hcloud:index/networkSubnet:NetworkSubnet": { inputs: inputsOf<hcloud.NetworkSubnetArgs>()("networkId", "type", "networkZone", "ipRange", "vswitchId") },
+  "hcloud:index/sshKey:SshKey": { inputs: inputsOf<hcloud.SshKeyArgs>()("publicKey") },
   "hcloud:index/firewall:Firewall": { inputs: [] },
   "digitalocean:index/droplet:Droplet": {
-    inputs: ["image", "region", "publicNetworking", "sshKeys", "userData", "monitoring", "dropletAgent", "vpcUuid", "gpuPartitionMode"],
+    inputs: inputsOf<digitalocean.DropletArgs>()("image", "region", "publicNetworking", "sshKeys", "userData", "monitoring", "dropletAgent", "vpcUuid", "gpuPartitionMode"),
     note: "size and ipv6 (enabling it) update in place",
   },
-  "digitalocean:index/vpc:Vpc": { inputs: ["region", "ipRange"], note: "ipRange is optional and computed: left out, DigitalOcean picks a /20" },
-  "digitalocean:index/reservedIp:ReservedIp": { inputs: ["region"] },
-  "digitalocean:index/reservedIpAssignment:ReservedIpAssignment": { inputs: ["ipAddress", "dropletId"] },
-  "digitalocean:index/volume:Volume": { inputs: ["region", "name", "description", "snapshotId", "initialFilesystemType", "initialFilesystemLabel"] },
-  "digitalocean:index/volumeAttachment:VolumeAttachment": { inputs: ["dropletId", "volumeId"] },
-  "digitalocean:index/sshKey:SshKey": { inputs: ["publicKey"] },
+  "digitalocean:index/vpc:Vpc": { inputs: inputsOf<digitalocean.VpcArgs>()("region", "ipRange"), note: "ipRange is optional and computed: left out, DigitalOcean picks a /20" },
+  "digitalocean:index/reservedIp:ReservedIp": { inputs: inputsOf<digitalocean.ReservedIpArgs>()("region") },
+  "digitalocean:index/reservedIpAssignment:ReservedIpAssignment": { inputs: inputsOf<digitalocean.ReservedIpAssignmentArgs>()("ipAddress", "dropletId") },
+  "digitalocean:index/volume:Volume": {
+    inputs: inputsOf<digitalocean.VolumeArgs>()("region", "name", "description", "snapshotId", "initialFilesystemType", "initialFilesystemLabel"),
+  },
+  "digitalocean:index/volumeAttachment:VolumeAttachment": { inputs: inputsOf<digitalocean.VolumeAttachmentArgs>()("dropletId", "volumeId") },
+  "digitalocean:index/sshKey:SshKey": { inputs: inputsOf<digitalocean.SshKeyArgs>()("publicKey") },
   "digitalocean:index/firewall:Firewall": { inputs: [] },
   "digitalocean:index/spacesBucket:SpacesBucket": {
-    inputs: ["region", "name"],
+    inputs: inputsOf<digitalocean.SpacesBucketArgs>()("region", "name"),
     note: "the schema marks only region; a bucket cannot be renamed, so a changed name means another bucket",
   },
   "digitalocean:index/spacesKey:SpacesKey": { inputs: [], note: "name and grants update in place" },
   // The random provider replaces on any argument change: that is how a new value is drawn.
-  "random:index/randomPassword:RandomPassword": { inputs: RANDOM_ARGS },
-  "random:index/randomString:RandomString": { inputs: RANDOM_ARGS },
+  "random:index/randomPassword:RandomPassword": { inputs: inputsOf<random.RandomPasswordArgs>()(...RANDOM_ARGS) },
+  "random:index/randomString:RandomString": { inputs: inputsOf<random.RandomStringArgs>()(...RANDOM_ARGS) },
 };
 
 /** The replace-forcing inputs of a resource type; an unknown type is a programming error. */

@@ -79,8 +79,11 @@ export class SaasStack extends pulumi.ComponentResource {
     const [serverIds, resolveServerIds] = pulumi.deferredOutput<ServerIds>();
     const [assignedAddresses, resolveAssignedAddresses] = pulumi.deferredOutput<PrivateAddresses>();
     const createdAddresses: Record<string, pulumi.Output<string>> = {};
+    const machine: MachineKind = args.machineKind ?? config.provider;
+    // The local VM, like Hetzner, attaches the planned addresses (its network-config names them).
+    const addressesPlanned = provider.plansPrivateAddresses || machine === "qemu";
     const renderAddresses = (): RenderAddresses =>
-      provider.plansPrivateAddresses || !network
+      addressesPlanned || !network
         ? { firstBoot: plannedAddresses(this.plan) }
         : { firstBoot: pulumi.all({ ...createdAddresses }), day2: assignedAddresses };
     // A managed cluster is declared before the servers whose files name it, in the stack's VPC.
@@ -90,7 +93,6 @@ export class SaasStack extends pulumi.ComponentResource {
       : pulumi.output(undefined);
 
     for (const server of creationOrder(this.plan.servers)) {
-      const machine: MachineKind = args.machineKind ?? config.provider;
       const files = renderServer(buildServerInput(config, server, { machine, ...PLACEHOLDER_CONTEXT }, this.plan)).files;
       this.servers[server.name] = new VpsServer(
         `${name}-${server.name}`,

@@ -366,7 +366,9 @@ for (const provider of ["hetzner", "digitalocean"] as const) {
     }
 
     it("gives each server its own cloud firewall: only app has 80/443; PostgreSQL only from app and worker over the private network", () => {
-      const rules = (name: string) => inboundRules(run, provider, `saas-test-${name}-fw`);
+      // DigitalOcean: the public rules' firewall and, where rules name servers, a private one.
+      const rules = (name: string) =>
+        run.mocks.ofType(TOKENS[provider].firewall).filter((fw) => fw.name.startsWith(`saas-test-${name}-fw`)).flatMap((fw) => inboundRules(run, provider, fw.name));
       const ssh = "22 from 203.0.113.7/32";
       assert.deepEqual(rules("app"), [ssh, "80 from 0.0.0.0/0,::/0", "443 from 0.0.0.0/0,::/0"]);
       assert.deepEqual(rules("worker"), [ssh]);
@@ -375,6 +377,9 @@ for (const provider of ["hetzner", "digitalocean"] as const) {
         assert.deepEqual(rules("db"), [ssh]);
       } else {
         assert.deepEqual(rules("db"), [ssh, `5432 from droplets ${[serverId("app"), serverId("worker")].sort().join(",")}`]);
+        // The public rules do not wait for the other droplets: the private one is a firewall of its own.
+        assert.deepEqual(inboundRules(run, provider, "saas-test-db-fw"), [ssh]);
+        assert.equal(run.mocks.ofType(TOKENS[provider].firewall).filter((fw) => fw.name.endsWith("-fw-private")).length, 1);
       }
     });
 

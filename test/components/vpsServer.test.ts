@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
 import * as pulumi from "@pulumi/pulumi";
+import { join } from "node:path";
 import { RecordingMocks, unwrapSecrets, valueOf } from "../../cli/lib/pulumiMocks";
+import { decodeWriteFiles, readStackFile, renderStack, withOverrides } from "../../cli/lib/renderStack";
+import { HOST_FIREWALL_PATH } from "../../provisioning/hostFirewall";
 import type { PrivateAddresses } from "../../plan/peers";
 import type { ServerPlan } from "../../plan/plan";
 import type { RenderedServer } from "../../provisioning/server";
@@ -91,5 +94,21 @@ describe("SaasStack: creation order", function () {
 
   it("keeps the plan's order when no server is reached over the private network (mvp)", () => {
     assert.deepEqual(creationOrder([named("app"), named("worker")]).map((s) => s.name), ["app", "worker"]);
+  });
+});
+
+describe("SaasStack: the local VM's render of a DigitalOcean stack", function () {
+  it("uses the planned private addresses, which the VM's network-config attaches, not the ones DigitalOcean would assign", async () => {
+    const file = withOverrides(readStackFile(join(__dirname, "..", "..", "Pulumi.separated.yaml")), {
+      provider: "digitalocean",
+      region: "fra1",
+      serverType: "s-2vcpu-4gb",
+      dbServerType: "s-2vcpu-4gb",
+    });
+    const render = await renderStack("separated", file, "qemu");
+    const db = render.servers.find((s) => s.name === "db")!;
+    const nft = decodeWriteFiles(db.userData).get(HOST_FIREWALL_PATH)!;
+    const rule = nft.split("\n").find((line) => /tcp dport 5432\b/.test(line)) ?? "";
+    assert.match(rule, /ip saddr \{ 10\.20\.0\.10\/32, 10\.20\.0\.20\/32 \}/);
   });
 });

@@ -16,8 +16,7 @@ export interface MockRun {
   options: Map<string, pulumi.ResourceOptions>;
 }
 
-export async function runProgram(raw: Record<string, string>, secretKeys: string[] = [], stack = "test"): Promise<MockRun> {
-  const mocks = new RecordingMocks();
+export async function runProgram(raw: Record<string, string>, secretKeys: string[] = [], stack = "test", mocks = new RecordingMocks()): Promise<MockRun> {
   await pulumi.runtime.setMocks(mocks, "saas-vps", stack, false);
   pulumi.runtime.setAllConfig(qualified(raw), secretKeys.map(qualifyKey));
   const options = new Map<string, pulumi.ResourceOptions>();
