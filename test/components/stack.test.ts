@@ -163,7 +163,7 @@ for (const provider of ["hetzner", "digitalocean"] as const) {
         if (!installed) {
           pushedOnly.push(path);
         } else {
-          // Day 2 must leave the mode and owner first boot gave the file (app.env stays 0600 app:app).
+          // Day 2 must leave the mode and owner first boot gave the file (app.env stays 0600 root:root).
           const { mode, owner } = firstBoot.get(path)!;
           assert.ok(create.includes(`want='\\''${mode} ${owner}'\\''`), `push ${push.name} does not install ${path} as ${mode} ${owner}`);
         }
@@ -172,6 +172,11 @@ for (const provider of ["hetzner", "digitalocean"] as const) {
         assert.equal(push.inputs.connection.user ?? unwrapSecrets(push.inputs.connection).user, "admin");
       }
       assert.deepEqual(pushedOnly.sort(), [...pushOnly].sort());
+    });
+
+    it("generates one password per database login; the owner's keeps the resource name existing stacks have (no rotation)", () => {
+      const names = run.mocks.ofType("random:index/randomPassword:RandomPassword").map((r) => r.name.replace(/^.*?-(db-[a-z-]+|app-[a-z-]+|backup-[a-z-]+)$/, "$1"));
+      for (const name of ["db-password", "db-web-password", "db-worker-password"]) assert.ok(names.includes(name), `no ${name} in ${names.join(", ")}`);
     });
 
     it("keeps secrets secret: env files, their hashes, generated passwords and bucket keys", async () => {

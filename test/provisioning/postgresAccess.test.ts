@@ -5,7 +5,8 @@
  * (app 10.20.0.10, worker 10.20.0.20, and a stranger inside the same network). The app's own
  * driver (node-postgres from app/node_modules) connects with the exact DATABASE_URLs the servers
  * get, TLS against the server's self-signed certificate; the app's real migrations and
- * graphile-worker run with the logins the release and the worker use.
+ * graphile-worker run with the logins the release and the worker use. PostgreSQL starts while the
+ * private address is missing, as after a reboot, under the rendered sysctl.
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -18,7 +19,6 @@ import { readStackFile } from "../../cli/lib/renderStack";
 import { databaseUrl } from "../../plan/database";
 import { planStack } from "../../plan/plan";
 import { buildServerInput, PLACEHOLDER_CONTEXT } from "../../plan/serverInput";
-import { loadScript } from "../../provisioning/scripts";
 import { renderServer, type RenderedServer } from "../../provisioning/server";
 import { tempDir } from "../support/tools";
 
@@ -174,9 +174,20 @@ describe("@real PostgreSQL on the db server: TLS, pg_hba and least-privilege log
         // The test box is no 8 GiB server: only the memory settings are scaled down.
         `unix_socket_directories = '${sock}'\nshared_buffers = 64MB\neffective_cache_size = 256MB\nfsync = off\n`,
     );
+    // As after a reboot: PostgreSQL starts before the private interface has its address again.
+    // With the rendered sysctl it binds the address anyway and serves it once it is up.
+    ip("-n", ns.db, "addr", "del", `${addr.db}/16`, "dev", "br0");
+    const sysctlFile = join(dir, "60-saas-vps-postgresql.conf");
+    writeFileSync(sysctlFile, file(db, "/etc/sysctl.d/60-saas-vps-postgresql.conf"));
+    const sysctl = inNs(ns.db, ["sysctl", "-q", "-p", sysctlFile]);
+    assert.equal(sysctl.status, 0, sysctl.stderr);
     const start = asPostgres([join(bindir, "pg_ctl"), "-D", data, "-l", join(sock, "server.log"), "-w", "-t", "60", "start"]);
     started = start.status === 0;
-    assert.ok(started, `${start.stderr}\n${spawnSync("cat", [join(sock, "server.log")], { encoding: "utf8" }).stdout}`);
+    const log = () => readFileSync(join(sock, "server.log"), "utf8");
+    assert.ok(started, `${start.stderr}\n${log()}`);
+    assert.match(log(), /listening on IPv4 address "10\.20\.0\.30", port 5432/);
+    assert.match(log(), /listening on IPv4 address "127\.0\.0\.1", port 5432/);
+    ip("-n", ns.db, "addr", "add", `${addr.db}/16`, "dev", "br0");
 
     // The logins SQL as 20-postgresql runs it: as postgres over the socket, passwords from db.env.
     const passwords = Object.fromEntries(file(db, "/etc/saas-vps/db.env").split("\n").filter((l) => l.startsWith("DB_")).map((l) => l.split("=") as [string, string]));
