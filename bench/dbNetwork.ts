@@ -51,7 +51,11 @@ import path from "node:path";
 import { DEFAULTS } from "../config/keys";
 import { hostAddress } from "../config/validators";
 import { POSTGRES_PORT, PRIVATE_HOSTS } from "../plan/plan";
-import { DATABASE_NAME, DATABASE_USER } from "../provisioning/layout";
+import { DATABASE_NAME } from "../provisioning/layout";
+import { DATABASE_ROLE_NAMES } from "../plan/database";
+
+/** The bench connects as the schema owner, as the all-in-one app did before it had a login per process. */
+const DATABASE_USER = DATABASE_ROLE_NAMES.owner;
 import { FakeServer, REPO, buildRealApp, fakeId, freePort, freePorts, packArtifact, sleep, tempDir } from "../test/release/harness";
 import { startServerNginx, type BenchNginx } from "./lib/nginx";
 import { createPrivateLink, netemProblem, type PrivateLink } from "./lib/privateLink";

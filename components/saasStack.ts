@@ -18,6 +18,7 @@ import { runsMigrations } from "../provisioning/release";
 import { hashSourceTree } from "../plan/appSource";
 import { backupRepositoryUrl } from "../provisioning/backup";
 import { backupSpacesSettings, ObjectBucket, UPLOADS_SPACES_SETTINGS } from "./objectBucket";
+import { ManagedDatabase } from "./managedDatabase";
 import type { ServerIds, StackNetwork } from "./machine";
 import { MACHINE_PROVIDERS, type RenderAddresses, VpsServer } from "./vpsServer";
 
@@ -42,11 +43,15 @@ export class SaasStack extends pulumi.ComponentResource {
   readonly backupBucket: ObjectBucket<{ repository: pulumi.Output<string> }>;
   /** Where the app keeps uploaded files, when not on the data volume. */
   readonly uploadsBucket?: ObjectBucket;
+  /** DigitalOcean Managed PostgreSQL, when the plan's database is managed. */
+  readonly managedDatabase?: ManagedDatabase;
+  private readonly baseName: string;
   /** Secret: restic repository password; with the bucket keys it restores backups anywhere. */
   readonly backupEncryptionPassword: pulumi.Output<string>;
 
   constructor(name: string, args: SaasStackArgs, opts?: pulumi.ComponentResourceOptions) {
     super("saas-vps:stack:SaasStack", name, {}, opts);
+    this.baseName = name;
     const { config } = args;
     this.plan = planStack(config);
     const appDir = resolveAppDir(config.appDir);
@@ -100,8 +105,11 @@ export class SaasStack extends pulumi.ComponentResource {
       addressesPlanned || !network
         ? { firstBoot: plannedAddresses(this.plan) }
         : { firstBoot: pulumi.all({ ...createdAddresses }), day2: assignedAddresses };
-    // A managed database (plan.database.kind "managed") is declared here, in this.network, before
-    // the servers whose files name it.
+    // A managed cluster is declared before the servers whose files name it, in the stack's VPC.
+    this.managedDatabase = this.declareManagedDatabase(name);
+    const managedDatabase = this.managedDatabase
+      ? pulumi.output({ endpoint: this.managedDatabase.endpoint, credentials: this.managedDatabase.credentials, caCertificate: this.managedDatabase.caCertificate })
+      : pulumi.output(undefined);
 
     for (const server of creationOrder(this.plan.servers)) {
       const files = renderServer(buildServerInput(config, server, { machine, ...PLACEHOLDER_CONTEXT }, this.plan)).files;
@@ -118,8 +126,8 @@ export class SaasStack extends pulumi.ComponentResource {
           privateAddresses: renderAddresses(),
           render: (ipv4, privateAddresses) =>
             pulumi
-              .output({ ip: ipv4, addresses: privateAddresses, range: networkRange, secrets, bucket: this.backupBucket.resolved, uploads: uploadsBucket })
-              .apply(({ ip, addresses, range, secrets, bucket, uploads }) =>
+              .output({ ip: ipv4, addresses: privateAddresses, range: networkRange, secrets, bucket: this.backupBucket.resolved, uploads: uploadsBucket, managed: managedDatabase })
+              .apply(({ ip, addresses, range, secrets, bucket, uploads, managed }) =>
                 renderServer(
                   buildServerInput(config, server, {
                     machine,
@@ -128,6 +136,7 @@ export class SaasStack extends pulumi.ComponentResource {
                     backupBucket: bucket,
                     uploadsBucket: uploads,
                     privateAddresses: addresses,
+                    managedDatabase: managed,
                   }, { ...this.plan, network: network && range ? { ...network, cidr: range } : network }),
                 ),
               ),
@@ -139,8 +148,32 @@ export class SaasStack extends pulumi.ComponentResource {
     }
     resolveServerIds(pulumi.all(Object.fromEntries(Object.entries(this.servers).map(([n, vps]) => [n, vps.serverId]))));
     resolveAssignedAddresses(pulumi.all(createdAddresses));
-    this.declareReleases(name, { appDir, command: config.appBuildCommand }, sourceHash, config.sshPrivateKey);
+    const handover = this.admitToManagedDatabase(config.sshPrivateKey);
+    this.declareReleases(name, { appDir, command: config.appBuildCommand }, sourceHash, config.sshPrivateKey, handover ? [handover] : []);
     this.registerOutputs({});
+  }
+
+  /** The managed cluster when the plan's database is managed, in the stack's VPC. */
+  private declareManagedDatabase(name: string): ManagedDatabase | undefined {
+    const database = this.plan.database;
+    if (database.kind !== "managed") return undefined;
+    if (!this.network) throw new Error("a managed database needs the stack's private network (the config parser allows it only in split stages)");
+    const region = this.plan.servers[0].region;
+    return new ManagedDatabase(`${this.baseName}-db`, { size: database.size, region, vpcId: this.network.id, tags: ["saas-vps"] }, { parent: this });
+  }
+
+  /**
+   * Once every server exists: the database firewall admits exactly the stack's droplets, and the
+   * server with the backup role (in the VPC, admitted) runs the owner handover. Releases wait for
+   * it: their migrations run as the owner it makes.
+   */
+  private admitToManagedDatabase(sshPrivateKey: string | undefined): pulumi.Resource | undefined {
+    if (!this.managedDatabase) return undefined;
+    const firewall = this.managedDatabase.admit(Object.values(this.servers).map((vps) => vps.serverId));
+    const runner = this.plan.servers.find((server) => server.roles.includes("backup"));
+    if (!runner) throw new Error("a managed database needs a server with the backup role (plan/plan.ts gives it to the app server)");
+    const vps = this.servers[runner.name];
+    return this.managedDatabase.handOver({ host: vps.ipv4, privateKey: sshPrivateKey ? pulumi.secret(sshPrivateKey) : undefined, dependsOn: [firewall, ...vps.pushes] });
   }
 
   /**
@@ -149,7 +182,7 @@ export class SaasStack extends pulumi.ComponentResource {
    * artifact and runs its release only once the first has finished healthy, so its workers never
    * run new code on a schema not yet migrated. The first never waits for the others.
    */
-  private declareReleases(name: string, build: AppBuild, sourceHash: string, sshPrivateKey: string | undefined): void {
+  private declareReleases(name: string, build: AppBuild, sourceHash: string, sshPrivateKey: string | undefined, database: pulumi.Resource[]): void {
     const appServers = this.plan.servers.filter((server) => runsApp(server.roles));
     if (appServers.length === 0) return;
     const migrating = appServers.filter((server) => runsMigrations(server.webInstances));
@@ -166,7 +199,7 @@ export class SaasStack extends pulumi.ComponentResource {
           after,
           host: vps.ipv4,
           privateKey: sshPrivateKey ? pulumi.secret(sshPrivateKey) : undefined,
-          dependsOn: vps.pushes,
+          dependsOn: [...vps.pushes, ...database],
         },
         { parent: this },
       );

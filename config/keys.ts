@@ -10,7 +10,7 @@
  */
 import { BUCKET_PURPOSES, bucketKeyNames, defaultBucketName, UPLOADS_STORAGES, type BucketField, type BucketKeyNames, type BucketPrefix, type UploadsStorage } from "./buckets";
 import { checkOnCalendar } from "./onCalendar";
-import { BUCKET_PROVIDERS, CATALOGS, DATABASE_MODES, PROVIDERS, type BucketProvider, type DatabaseMode, type Provider } from "./providers";
+import { BUCKET_PROVIDERS, CATALOGS, DATABASE_MODES, MANAGED_DATABASE_SIZES, PROVIDERS, type BucketProvider, type DatabaseMode, type Provider } from "./providers";
 import { BUILT_STAGES, MVP_DATABASE_STATES, SPLIT_STAGES, STAGES, type MvpDatabaseState, type Stage } from "./stages";
 import {
   BUCKET_NAME_RULE,
@@ -329,7 +329,7 @@ export const KEYS = {
     rule: "`server` or `managed` (DigitalOcean only)",
   },
   managedDatabaseSize: {
-    ...optional((v) => (/^db-[a-z0-9-]+$/.test(v) ? undefined : `must be a DigitalOcean database size slug such as db-s-1vcpu-2gb; got ${quote(v)}`)),
+    ...optional((v) => ((MANAGED_DATABASE_SIZES as readonly string[]).includes(v) ? undefined : `${quote(v)} is not a DigitalOcean Managed PostgreSQL size; use one of ${MANAGED_DATABASE_SIZES.join(", ")}`)),
     ...SPLIT,
     defaultText: "`db-s-1vcpu-2gb`",
     description: "DigitalOcean Managed PostgreSQL node size (databaseMode managed only). Default: db-s-1vcpu-2gb.",

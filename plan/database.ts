@@ -15,6 +15,11 @@ export interface DatabaseEndpoint {
   database: string;
   /** TLS required (sslmode=require): on for every connection that leaves the server. */
   tls: boolean;
+  /**
+   * The CA the server's certificate must chain to (a managed cluster's): with it, TLS is verified
+   * (verify-ca) rather than only required.
+   */
+  caFile?: string;
 }
 
 /** The app's logins, by what uses them. */
@@ -53,9 +58,13 @@ export function runsMigrations(roles: readonly Role[]): boolean {
  * the server (libpq's sslmode=require): node-postgres reads a bare sslmode=require as
  * verify-full since pg-connection-string 2.7, which a server's self-signed certificate fails;
  * uselibpqcompat=true gives it libpq's meaning (docs/ARCHITECTURE.md, decision 11, says why
- * encryption without verification is what the private network gets).
+ * encryption without verification is what the private network gets). With the server's CA (a
+ * managed cluster's), the URL verifies it instead: verify-ca, for the reason
+ * provisioning/managedDatabase.ts gives.
  */
 export function databaseUrl(endpoint: DatabaseEndpoint, credential: DatabaseCredential): string {
   const base = `postgres://${encodeURIComponent(credential.user)}:${encodeURIComponent(credential.password)}@${endpoint.host}:${endpoint.port}/${encodeURIComponent(endpoint.database)}`;
-  return endpoint.tls ? `${base}?sslmode=require&uselibpqcompat=true` : base;
+  if (!endpoint.tls) return base;
+  if (endpoint.caFile) return `${base}?sslmode=verify-ca&sslrootcert=${encodeURIComponent(endpoint.caFile)}&uselibpqcompat=true`;
+  return `${base}?sslmode=require&uselibpqcompat=true`;
 }

@@ -14,7 +14,11 @@ import { planMoveFromMvp } from "./move";
  * What a server does. Declared only here; provisioning/roles/index.ts maps each role to the
  * module that renders it, and plan/serverInput.ts maps config to each role's input.
  */
-export type Role = "web" | "worker" | "db";
+/**
+ * `backup` backs up a database no server of the stack hosts (a managed cluster); the db role
+ * brings its own backups.
+ */
+export type Role = "web" | "worker" | "db" | "backup";
 
 export interface FirewallRule {
   port: number;
@@ -191,6 +195,10 @@ function planSeparated(config: StackConfig): StackPlan {
   const servers = [app, worker];
   let database: DatabasePlan;
   if (config.database.mode === "managed") {
+    // The app server backs the cluster up: it is in the VPC, the database firewall lets it in,
+    // and it already holds the owner login (migrations run there), which the dump needs; the
+    // worker server never gets a login that can change the schema.
+    app.roles.push("backup");
     database = { kind: "managed", size: config.database.size };
   } else {
     servers.push({

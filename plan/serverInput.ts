@@ -5,7 +5,7 @@
  * the component calls it inside its single Output boundary, the render command and tests call it
  * directly.
  */
-import type { BackupBucket, BackupRenderOptions } from "../provisioning/backup";
+import type { BackupBucket, BackupRenderOptions, RemoteDatabase } from "../provisioning/backup";
 import type { S3Bucket } from "../provisioning/bucket";
 import type { UploadsInput } from "../provisioning/uploads";
 import { DATABASE_NAME, surgePortFor, webPorts, workerUnits } from "../provisioning/layout";
@@ -14,6 +14,7 @@ import { runsApp } from "../provisioning/roles/index";
 import type { MachineKind, ServerRenderInput } from "../provisioning/server";
 import type { StackConfig } from "../config/config";
 import type { PostgresClient } from "../provisioning/postgres";
+import { MANAGED_SSLMODE, DATABASE_CA_FILE } from "../provisioning/managedDatabase";
 import { POSTGRES_PORT, type Role, type ServerPlan, type StackPlan } from "./plan";
 import { plannedAddresses, resolveFirewall, resolveSources, type PrivateAddresses } from "./peers";
 import { DATABASE_LOGINS, DATABASE_ROLE_NAMES, loginsFor, type DatabaseCredentials, type DatabaseEndpoint, type DatabaseLogin } from "./database";
@@ -45,8 +46,17 @@ export interface ServerInputContext {
    * naming that server fall back to the whole private network (plan/peers.ts).
    */
   privateAddresses?: PrivateAddresses;
-  /** Where a managed cluster answers (its private host); required when the plan's database is managed. */
-  managedDatabase?: DatabaseEndpoint;
+  /** The managed cluster, required when the plan's database is managed (its outputs, resolved). */
+  managedDatabase?: ManagedDatabaseContext;
+}
+
+/** A managed cluster as the servers reach it: over the private network, TLS verified with its CA. */
+export interface ManagedDatabaseContext {
+  endpoint: DatabaseEndpoint;
+  /** The logins as DigitalOcean made them (it generates their passwords). */
+  credentials: DatabaseCredentials;
+  /** The cluster's CA certificate (PEM). */
+  caCertificate: string;
 }
 
 /** The parts of the plan a server's input depends on besides the server itself. */
@@ -63,6 +73,7 @@ function aloneContext(server: ServerPlan): StackContext {
 
 export function buildServerInput(config: StackConfig, server: ServerPlan, context: ServerInputContext, plan: StackContext = aloneContext(server)): ServerRenderInput {
   const addresses = context.privateAddresses ?? plannedAddresses(plan);
+  const managed = plan.database.kind === "managed" ? managedDatabaseOf(server, context) : undefined;
   const roles: Partial<RoleInputs> = {};
   for (const role of server.roles) setRoleInput(roles, role, config, server, context, { plan, addresses });
   if (roles.db && isStandbyDatabase(server, plan)) roles.db = { ...roles.db, backup: { ...roles.db.backup, standby: true } };
@@ -72,14 +83,16 @@ export function buildServerInput(config: StackConfig, server: ServerPlan, contex
     firewall: resolveFirewall(server, addresses, plan.network?.cidr),
     privateNetwork: plan.network ? { cidr: plan.network.cidr } : undefined,
     roles,
+    databaseCaCertificate: managed && connectsToManagedDatabase(server.roles) ? managed.caCertificate : undefined,
     app: runsApp(server.roles)
       ? {
           url: appUrlFor(config, context.ipv4),
           environment: appEnvironmentFor(config),
           secretKey: context.secrets.appSecretKey,
           database: {
-            endpoint: databaseEndpointFor(server, plan, addresses, context.managedDatabase),
-            credentials: credentialsOf(loginsFor(server.roles), context.secrets),
+            endpoint: databaseEndpointFor(server, plan, addresses, managed?.endpoint),
+            // A managed cluster's logins are DigitalOcean's (it generates their passwords).
+            credentials: credentialsOf(loginsFor(server.roles), managed?.credentials ?? databaseCredentials(context.secrets)),
           },
           uploads: uploadsFor(config, context),
         }
@@ -94,8 +107,7 @@ export function databaseCredentials(secrets: ServerSecrets): DatabaseCredentials
   return Object.fromEntries(DATABASE_LOGINS.map((login) => [login, { user: DATABASE_ROLE_NAMES[login], password: passwords[login] }])) as unknown as DatabaseCredentials;
 }
 
-function credentialsOf(logins: DatabaseLogin[], secrets: ServerSecrets): Partial<DatabaseCredentials> {
-  const all = databaseCredentials(secrets);
+function credentialsOf(logins: DatabaseLogin[], all: DatabaseCredentials): Partial<DatabaseCredentials> {
   return Object.fromEntries(logins.map((login) => [login, all[login]]));
 }
 
@@ -162,11 +174,30 @@ function setRoleInput(roles: Partial<RoleInputs>, role: Role, config: StackConfi
         backup: backupOptions(config, context),
       };
       return;
+    case "backup":
+      roles.backup = { backup: { ...backupOptions(config, context), remote: managedBackupLogin(server, context) } };
+      return;
     default: {
       const unmapped: never = role;
       throw new Error(`role ${unmapped} has no input mapping`);
     }
   }
+}
+
+/** Servers whose processes connect to the managed cluster: the app's and the one that backs it up. */
+function connectsToManagedDatabase(roles: readonly Role[]): boolean {
+  return runsApp(roles) || roles.includes("backup");
+}
+
+function managedDatabaseOf(server: ServerPlan, context: ServerInputContext): ManagedDatabaseContext {
+  if (!context.managedDatabase) throw new Error(`server ${server.name}: the plan's database is managed, but no managed cluster was given`);
+  return context.managedDatabase;
+}
+
+/** The backup of a managed cluster dumps as the owner login: it owns, so it reads, everything. */
+function managedBackupLogin(server: ServerPlan, context: ServerInputContext): RemoteDatabase {
+  const { endpoint, credentials } = managedDatabaseOf(server, context);
+  return { host: endpoint.host, port: endpoint.port, user: credentials.owner.user, password: credentials.owner.password, sslMode: MANAGED_SSLMODE, sslRootCert: DATABASE_CA_FILE };
 }
 
 function backupOptions(config: StackConfig, context: ServerInputContext): BackupRenderOptions {
@@ -215,7 +246,15 @@ export const PLACEHOLDER_CONTEXT: Omit<ServerInputContext, "machine"> = {
     accessKeyId: "PLACEHOLDERKEYID",
     secretAccessKey: "placeholder-secret-access-key",
   },
-  managedDatabase: { host: "private-db.placeholder.invalid", port: 25060, database: DATABASE_NAME, tls: true },
+  managedDatabase: {
+    endpoint: { host: "private-db.placeholder.invalid", port: 25060, database: DATABASE_NAME, tls: true, caFile: DATABASE_CA_FILE },
+    credentials: {
+      owner: { user: DATABASE_ROLE_NAMES.owner, password: "placeholder-managed-owner-password" },
+      web: { user: DATABASE_ROLE_NAMES.web, password: "placeholder-managed-web-password" },
+      worker: { user: DATABASE_ROLE_NAMES.worker, password: "placeholder-managed-worker-password" },
+    },
+    caCertificate: "-----BEGIN CERTIFICATE-----\nUExBQ0VIT0xERVI=\n-----END CERTIFICATE-----\n",
+  },
   uploadsBucket: {
     endpoint: "https://fsn1.your-objectstorage.com",
     name: "placeholder-uploads",

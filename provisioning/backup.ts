@@ -30,8 +30,13 @@ export interface BackupRenderOptions {
   retentionDays: number;
   /** OnCalendar for `restore-drill.timer`; default the config's restoreDrillSchedule default. */
   drillSchedule?: string;
-  /** The PostgreSQL database to back up (dumped as the `postgres` OS user, peer auth). */
+  /** The PostgreSQL database to back up (on this server: dumped as the `postgres` OS user, peer auth). */
   databaseName: string;
+  /**
+   * The database lives elsewhere (a managed cluster): the pg tools connect over TCP with TLS
+   * as this login instead. Absent: the cluster on this server.
+   */
+  remote?: RemoteDatabase;
   bucket: BackupBucket;
   /** restic repository password: encrypts every backup; generated secret, >= 16 characters. */
   encryptionPassword: string;
@@ -47,6 +52,22 @@ export interface BackupRenderOptions {
    * lands in the repository the live server backs up to. `backup restore-app` still works.
    */
   standby?: boolean;
+}
+
+/**
+ * A database on another host, reached over TLS. The login must read everything (the drill also
+ * creates and drops its scratch database): the database's owner.
+ */
+export interface RemoteDatabase {
+  host: string;
+  port: number;
+  user: string;
+  /** Secret: lands only in the root-only backup.env. */
+  password: string;
+  /** libpq sslmode: verify-ca or verify-full (TLS is never optional off the server). */
+  sslMode: "verify-ca" | "verify-full";
+  /** The CA certificate file the server's certificate must chain to. */
+  sslRootCert: string;
 }
 
 export const DEFAULT_MIGRATIONS_TABLE = "pgmigrations";
@@ -150,6 +171,7 @@ export function validateBackupOptions(opts: BackupRenderOptions): string[] {
         `at most 63); got ${JSON.stringify(opts.databaseName)}`,
     );
   }
+  if (opts.remote !== undefined) checkRemoteDatabase(opts.remote, text, add);
   const bucket: Partial<BackupBucket> = opts.bucket ?? {};
   if (opts.bucket === undefined) add(`bucket is required`);
   else {
@@ -178,6 +200,16 @@ export function validateBackupOptions(opts: BackupRenderOptions): string[] {
   return problems;
 }
 
+/** The remote database's fields, each problem added in the form validateBackupOptions uses. */
+function checkRemoteDatabase(remote: RemoteDatabase, text: (field: string, value: unknown, secret?: boolean) => boolean, add: (line: string) => void): void {
+  if (text("remote.host", remote.host) && !/^[A-Za-z0-9.-]+$/.test(remote.host)) add(`remote.host must be a host name or IPv4 address; got ${JSON.stringify(remote.host)}`);
+  if (!Number.isInteger(remote.port) || remote.port < 1 || remote.port > 65535) add(`remote.port must be a port number from 1 to 65535; got ${JSON.stringify(remote.port)}`);
+  if (text("remote.user", remote.user) && !/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(remote.user)) add(`remote.user must be a plain PostgreSQL role name; got ${JSON.stringify(remote.user)}`);
+  text("remote.password", remote.password, true);
+  if (!["verify-ca", "verify-full"].includes(remote.sslMode)) add(`remote.sslMode must be verify-ca or verify-full (a remote database is never reached without a verified TLS connection); got ${JSON.stringify(remote.sslMode)}`);
+  if (text("remote.sslRootCert", remote.sslRootCert) && !remote.sslRootCert.startsWith("/")) add(`remote.sslRootCert must be an absolute path; got ${JSON.stringify(remote.sslRootCert)}`);
+}
+
 /** The restic repository URL: `s3:<endpoint>/<bucket>/<prefix>`. */
 export function backupRepositoryUrl(bucket: Pick<BackupBucket, "endpoint" | "name">): string {
   return `s3:${bucket.endpoint.replace(/\/+$/, "")}/${bucket.name}/${REPOSITORY_PREFIX}`;
@@ -197,6 +229,7 @@ function renderBackupEnv(opts: BackupRenderOptions): string {
     ["BACKUP_ALERT_WEBHOOK_URL", opts.alertWebhookUrl ?? ""],
     ["BACKUP_HEARTBEAT_URL", opts.heartbeatUrl ?? ""],
     ...(opts.standby ? [["BACKUP_STANDBY", "yes"] as [string, string]] : []),
+    ...remoteDatabaseEnv(opts.remote),
   ];
   return [
     "# saas-vps backups: rendered by provisioning/backup.ts. Secrets: root-only, 0600.",
@@ -205,6 +238,19 @@ function renderBackupEnv(opts: BackupRenderOptions): string {
     ...vars.map(([k, v]) => `${k}=${shellQuote(v)}`),
     "",
   ].join("\n");
+}
+
+/** backup.env lines of a remote database; none for the cluster on this server. */
+function remoteDatabaseEnv(remote: RemoteDatabase | undefined): [string, string][] {
+  if (!remote) return [];
+  return [
+    ["BACKUP_DB_HOST", remote.host],
+    ["BACKUP_DB_PORT", String(remote.port)],
+    ["BACKUP_DB_USER", remote.user],
+    ["BACKUP_DB_PASSWORD", remote.password],
+    ["BACKUP_DB_SSLMODE", remote.sslMode],
+    ["BACKUP_DB_SSLROOTCERT", remote.sslRootCert],
+  ];
 }
 
 /**

@@ -35,7 +35,6 @@ export const BOOTSTRAP_ENV_FILE = `${CONFIG_DIR}/bootstrap.env`;
 /** First-boot step scripts; bootstrap runs the ones bootstrap.env lists, in that order. */
 export const BOOTSTRAP_STEP_DIR = `${LIB_DIR}/bootstrap.d`;
 export const DATABASE_NAME = "app";
-export const DATABASE_USER = "app";
 /** First web instance port; instance i listens on FIRST_WEB_PORT + i. */
 export const FIRST_WEB_PORT = 3001;
 /**

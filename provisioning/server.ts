@@ -11,6 +11,7 @@ import { isWorldReadable } from "./files";
 import type { Role } from "../plan/plan";
 import { renderApp, type AppInput, type AppProcesses } from "./roles/app";
 import { renderBase, renderFirstBootFiles } from "./roles/base";
+import { renderDatabaseCaFile } from "./managedDatabase";
 import type { HostFirewallRule } from "./hostFirewall";
 import { sumContributions, type RoleContribution } from "./roles/contribution";
 import { renderPrivateNetwork, type PrivateNetworkInput } from "./roles/privateNetwork";
@@ -33,6 +34,8 @@ export interface ServerRenderInput {
   app?: AppInput;
   /** The app server of a stack moving from mvp: the state of its own, old PostgreSQL (plan/move.ts). */
   mvpDatabase?: MvpDatabaseState;
+  /** A managed database's CA certificate (PEM), for a server whose processes connect to it. */
+  databaseCaCertificate?: string;
 }
 
 export interface RenderedServer {
@@ -48,6 +51,7 @@ export function renderServer(input: ServerRenderInput): RenderedServer {
   const sum = sumContributions([
     renderBase({ sshPublicKeys: input.sshPublicKeys, firewall: input.firewall }),
     ...(input.privateNetwork ? [renderPrivateNetwork(input.privateNetwork)] : []),
+    ...renderDatabaseClient(input),
     ...renderAppPart(input),
     ...renderRoles(input),
     ...(input.mvpDatabase ? [renderMvpDatabase(input.mvpDatabase)] : []),
@@ -65,6 +69,12 @@ export function renderServer(input: ServerRenderInput): RenderedServer {
     ]);
   }
   return { userData, userDataBytes, files, packages };
+}
+
+/** The managed database's CA, once per server, whichever of its roles connect. */
+function renderDatabaseClient(input: ServerRenderInput): RoleContribution[] {
+  if (input.databaseCaCertificate === undefined) return [];
+  return [{ files: [renderDatabaseCaFile(input.databaseCaCertificate)], packages: [], steps: [], units: [], settings: {} }];
 }
 
 /** The server's roles in registry order, each with its input. */

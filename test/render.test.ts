@@ -74,6 +74,6 @@ describe("npm run render", function () {
   it("says which stacks exist when the stack file is missing", () => {
     const result = render("--stack", "nope", "--out", tempDir("render-missing"));
     assert.equal(result.status, 1);
-    assert.match(result.stderr, /no stack file Pulumi\.nope\.yaml; stacks here: prod, separated, staging/);
+    assert.match(result.stderr, /no stack file Pulumi\.nope\.yaml; stacks here: managed, prod, separated, staging/);
   });
 });

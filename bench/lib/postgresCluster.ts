@@ -14,7 +14,11 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { renderPostgresConf } from "../../provisioning/postgres";
-import { DATABASE_NAME, DATABASE_USER } from "../../provisioning/layout";
+import { DATABASE_NAME } from "../../provisioning/layout";
+import { DATABASE_ROLE_NAMES } from "../../plan/database";
+
+/** The bench connects as the schema owner, as the all-in-one app did before it had a login per process. */
+const DATABASE_USER = DATABASE_ROLE_NAMES.owner;
 
 export type AppAccess =
   | { kind: "tcp"; from: string; tls: boolean }

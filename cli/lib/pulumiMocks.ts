@@ -51,6 +51,9 @@ function fakeIpv4(name: string): string {
   return `192.0.2.${(n % 200) + 10}`; // TEST-NET-1: never a real host
 }
 
+/** A managed database's CA as getDatabaseCa answers it (PEM-shaped; never a real certificate). */
+export const MOCK_DATABASE_CA = "-----BEGIN CERTIFICATE-----\nRkFLRS1DQS1GT1ItVEVTVFM=\n-----END CERTIFICATE-----\n";
+
 /** The range DigitalOcean picks for a VPC created without one (a /20 of 10.0.0.0/8). */
 export const MOCK_DEFAULT_VPC_RANGE = "10.110.16.0/20";
 
@@ -94,6 +97,17 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
         // The app build's output, as its build script prints it (the build itself is not run under mocks).
         state.stdout = `dist/release/saas-app-${fake(args.name, 16).toLowerCase()}.tar.gz`;
         break;
+      case "digitalocean:index/databaseCluster:DatabaseCluster":
+        // The shape of DigitalOcean's answer: a private host in the VPC, port 25060, the admin login.
+        state.host = `${args.name}-do-user-0.db.ondigitalocean.com`;
+        state.privateHost = `private-${args.name}-do-user-0.db.ondigitalocean.com`;
+        state.port = 25060;
+        state.user = "doadmin";
+        state.password = fake(`${args.name}-admin`, 24);
+        break;
+      case "digitalocean:index/databaseUser:DatabaseUser":
+        state.password = fake(`${args.name}-password`, 24);
+        break;
       case "digitalocean:index/spacesKey:SpacesKey":
         state.accessKey = fake(`${args.name}-access`, 20).toUpperCase();
         state.secretKey = fake(`${args.name}-secret`, 43);
@@ -103,6 +117,9 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
   }
 
   call(args: pulumi.runtime.MockCallArgs): Record<string, any> {
+    if (args.token === "digitalocean:index/getDatabaseCa:getDatabaseCa") {
+      return { ...args.inputs, certificate: MOCK_DATABASE_CA };
+    }
     return args.inputs;
   }
 

@@ -4,7 +4,8 @@
  * drill. On a db server of its own it also listens on the private network, with TLS, for
  * exactly the app's servers (pg_hba from the plan's firewall rule).
  */
-import { BACKUP_PACKAGES, BACKUP_PATHS, BACKUP_TIMERS, renderBackupFiles, type BackupRenderOptions } from "../backup";
+import { BACKUP_PACKAGES, BACKUP_TIMERS, type BackupRenderOptions } from "../backup";
+import { backupFiles } from "./backup";
 import { BOOTSTRAP_PATH } from "../cloudInit";
 import type { RenderedFile } from "../files";
 import { DATA_LABEL, DATA_MOUNT, DATABASE_NAME, DB_ENV_FILE, LIB_DIR } from "../layout";
@@ -73,21 +74,6 @@ export function renderDb(input: DbInput): RoleContribution[] {
       },
     },
   ];
-}
-
-/**
- * The backup command is the largest file after the release command and runs only from the
- * timers, so it travels in the day-2 push. Its timers are enabled on first boot but started by
- * that push (onChange), never before the command exists: a timer started on first boot could
- * fire (03:00 plus its random delay) in the minutes between bootstrap and the push. The alert
- * script stays in the user-data (it is small): should a reboot start the timers before the push
- * ever came, a failing job still alerts.
- */
-function backupFiles(options: BackupRenderOptions): RenderedFile[] {
-  const startTimers = `systemctl start ${BACKUP_TIMERS.join(" ")}`;
-  return renderBackupFiles(options).map((f) =>
-    f.path === BACKUP_PATHS.command ? { ...f, pushOnly: true, onChange: f.onChange ? `${f.onChange} && ${startTimers}` : startTimers } : f,
-  );
 }
 
 /** The logins' passwords for 20-postgresql (root-only; the owner's keeps the name it always had). */

@@ -5,6 +5,7 @@
  */
 import type { Role } from "../../plan/plan";
 import type { AppProcesses } from "./app";
+import { renderBackup, type BackupInput } from "./backup";
 import type { RoleContribution } from "./contribution";
 import { renderDb, type DbInput } from "./db";
 import { renderWeb, type WebInput } from "./web";
@@ -24,12 +25,14 @@ export interface RoleInputs {
   web: WebInput;
   worker: WorkerInput;
   db: DbInput;
+  backup: BackupInput;
 }
 
 export const ROLE_MODULES: { [R in Role]: RoleModule<RoleInputs[R]> } = {
   web: { appProcesses: (input) => ({ webPorts: input.ports, surgePort: input.surgePort }), render: renderWeb },
   worker: { appProcesses: (input) => ({ workerUnits: input.units }), render: renderWorker },
   db: { render: renderDb },
+  backup: { render: renderBackup },
 };
 
 /** Whether a server with these roles runs the app (and so gets releases). */

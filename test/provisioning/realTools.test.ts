@@ -153,13 +153,15 @@ describe("rendered provisioning files pass the real tools", function () {
       ],
       "/etc/saas-vps/app.env": [
         [/^SECRET_KEY=(.+)$/m, ["/etc/saas-vps/app.env"]],
-        [/^DATABASE_URL=postgres:\/\/app:([^@]+)@/m, ["/etc/saas-vps/db.env", "/etc/saas-vps/app.env"]],
+        // A server that backs up a managed database dumps as the owner: backup.env has its login too.
+        [/^DATABASE_URL=postgres:\/\/app:([^@]+)@/m, ["/etc/saas-vps/db.env", "/etc/saas-vps/app.env", "/etc/saas-vps/backup.env"]],
       ],
       "/etc/saas-vps/web.env": [[/^DATABASE_URL=postgres:\/\/app_web:([^@]+)@/m, ["/etc/saas-vps/db.env", "/etc/saas-vps/web.env"]]],
       "/etc/saas-vps/worker.env": [[/^DATABASE_URL=postgres:\/\/app_worker:([^@]+)@/m, ["/etc/saas-vps/db.env", "/etc/saas-vps/worker.env"]]],
       "/etc/saas-vps/backup.env": [
         [/^RESTIC_PASSWORD='(.+)'$/m, ["/etc/saas-vps/backup.env"]],
         [/^AWS_SECRET_ACCESS_KEY='(.+)'$/m, ["/etc/saas-vps/backup.env"]],
+        [/^BACKUP_DB_PASSWORD='(.+)'$/m, ["/etc/saas-vps/backup.env", "/etc/saas-vps/app.env"]],
       ],
     };
     let checked = 0;

@@ -19,13 +19,9 @@ const MIGRATE_ONCE = '#!/bin/sh\nmkdir "$MIGRATION_MARKER" || { echo "migrate: a
 
 /** release.conf as provisioning renders it for a server with these processes, runnable here (APP_USER root). */
 function renderedConf(processes: { webPorts: number[]; workerUnits: string[] }): string {
-  const app = renderApp({
-    url: "http://192.0.2.10", environment: {}, secretKey: "k".repeat(40), uploads: { storage: "volume" },
-    database: {
-      endpoint: { host: "127.0.0.1", port: 5432, database: "app", tls: false },
-      credentials: { owner: { user: "app", password: "p" }, web: { user: "app_web", password: "p" }, worker: { user: "app_worker", password: "p" } },
-    },
-  }, processes);
+  const login = (user: string) => ({ user, password: "p".repeat(20) });
+  const database = { endpoint: { host: "127.0.0.1", port: 5432, database: "app", tls: false }, credentials: { owner: login("app"), web: login("app_web"), worker: login("app_worker") } };
+  const app = renderApp({ url: "http://192.0.2.10", environment: {}, secretKey: "k".repeat(40), uploads: { storage: "volume" }, database }, processes);
   const conf = app.files.find((f) => f.path === RELEASE_PATHS.config);
   assert.ok(conf, "the app part renders release.conf");
   return conf.content.replace('APP_USER="app"', 'APP_USER="root"');

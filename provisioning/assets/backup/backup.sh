@@ -24,6 +24,9 @@
 #   BACKUP_PG_OS_USER  OS user that runs pg_dump/pg_restore/psql when run as root
 #                      (default postgres: local socket, peer auth; empty: current user)
 #   PGHOST, PGPORT, PGUSER and the rest of libpq's variables
+# A database on another host (a managed cluster) is named in the env file instead
+# (BACKUP_DB_HOST and the rest, see load_remote_database): the tools then run as the current
+# user, over TCP with a verified TLS connection, as that login.
 set -euo pipefail
 umask 077
 cd /
@@ -33,6 +36,8 @@ ENV_FILE=${BACKUP_ENV_FILE:-/etc/saas-vps/backup.env}
 STATE_DIR=${BACKUP_STATE_DIR:-/var/lib/saas-vps/backup}
 CACHE_DIR=${BACKUP_CACHE_DIR:-/var/cache/saas-vps/restic}
 PG_OS_USER=${BACKUP_PG_OS_USER-postgres}
+# Where createdb/dropdb and catalog queries connect; a remote login may reach only its database.
+MAINT_DB=postgres
 DRILL_MIN_ROWS=${BACKUP_DRILL_MIN_ROWS:-1000}
 
 # When stderr is the journal (systemd sets JOURNAL_STREAM to its device:inode), a "<3>"
@@ -88,7 +93,32 @@ load_config() {
   export -n BACKUP_ALERT_WEBHOOK_URL BACKUP_HEARTBEAT_URL
   DUMP_NAME="$BACKUP_DB_NAME.dump"
   DUMP_PATH="/$DUMP_NAME" # restic stores stdin as /<stdin-filename>
+  load_remote_database
 }
+
+# A database on another host: libpq's settings exported (none is secret), the password kept to
+# this shell and handed to each pg tool alone (as_remote_login).
+load_remote_database() {
+  BACKUP_DB_HOST=${BACKUP_DB_HOST:-}
+  [ -n "$BACKUP_DB_HOST" ] || return 0
+  local v
+  for v in BACKUP_DB_PORT BACKUP_DB_USER BACKUP_DB_PASSWORD BACKUP_DB_SSLMODE BACKUP_DB_SSLROOTCERT; do
+    [ -n "${!v:-}" ] || die "$ENV_FILE: $v is not set (BACKUP_DB_HOST names a remote database)"
+    export -n "${v?}"
+  done
+  case "$BACKUP_DB_SSLMODE" in
+    verify-ca | verify-full) ;;
+    *) die "$ENV_FILE: BACKUP_DB_SSLMODE must be verify-ca or verify-full; got \"$BACKUP_DB_SSLMODE\"" ;;
+  esac
+  BACKUP_DB_PORT=${BACKUP_DB_PORT:?}
+  [ -r "$BACKUP_DB_SSLROOTCERT" ] || die "cannot read $BACKUP_DB_SSLROOTCERT, the CA certificate of the database server"
+  export PGHOST=$BACKUP_DB_HOST PGPORT=$BACKUP_DB_PORT PGUSER=$BACKUP_DB_USER
+  export PGSSLMODE=$BACKUP_DB_SSLMODE PGSSLROOTCERT=$BACKUP_DB_SSLROOTCERT
+  PG_OS_USER=
+  MAINT_DB=$BACKUP_DB_NAME
+}
+
+as_remote_login() { PGPASSWORD=$BACKUP_DB_PASSWORD "$@"; }
 
 # restic with the repository credentials in its environment only (not in argv, not exported).
 restic_() {
@@ -101,7 +131,9 @@ restic_() {
 
 # PostgreSQL client tools as the database OS user (peer auth over the local socket).
 as_pg() {
-  if [ "$(id -u)" -eq 0 ] && [ -n "$PG_OS_USER" ]; then
+  if [ -n "${BACKUP_DB_HOST:-}" ]; then
+    as_remote_login "$@"
+  elif [ "$(id -u)" -eq 0 ] && [ -n "$PG_OS_USER" ]; then
     runuser -u "$PG_OS_USER" -- "$@"
   else
     "$@"
@@ -110,7 +142,7 @@ as_pg() {
 psql_() { as_pg psql -X -q -At -v ON_ERROR_STOP=1 --no-password "$@"; }
 
 db_exists() {
-  [ "$(psql_ -d postgres -v db="$1" <<<"select count(*) from pg_database where datname = :'db'")" = 1 ]
+  [ "$(psql_ -d "$MAINT_DB" -v db="$1" <<<"select count(*) from pg_database where datname = :'db'")" = 1 ]
 }
 
 # curl with the URL in a config read from a pipe: webhook and heartbeat URLs carry tokens.
@@ -262,7 +294,7 @@ RESTORE_DB=
 drop_restore_db() {
   local rc=$?
   if [ -n "$RESTORE_DB" ]; then
-    as_pg dropdb --if-exists --force "$RESTORE_DB" || err "could not drop database $RESTORE_DB"
+    as_pg dropdb --maintenance-db="$MAINT_DB" --if-exists --force "$RESTORE_DB" || err "could not drop database $RESTORE_DB"
   fi
   exit "$rc"
 }
@@ -285,9 +317,9 @@ cmd_restore() {
   db_exists "$into" && die "database $into already exists; restore never overwrites a database: choose another --into or drop it first"
   local owner=""
   if db_exists "$BACKUP_DB_NAME"; then
-    owner=$(psql_ -d postgres -v db="$BACKUP_DB_NAME" <<<"select pg_get_userbyid(datdba) from pg_database where datname = :'db'")
+    owner=$(psql_ -d "$MAINT_DB" -v db="$BACKUP_DB_NAME" <<<"select pg_get_userbyid(datdba) from pg_database where datname = :'db'")
   fi
-  as_pg createdb ${owner:+"--owner=$owner"} "$into"
+  as_pg createdb --maintenance-db="$MAINT_DB" ${owner:+"--owner=$owner"} "$into"
   RESTORE_DB=$into
   trap drop_restore_db EXIT
   local started=$SECONDS
@@ -391,7 +423,7 @@ DRILL_REPORTED=
 drill_cleanup() {
   local rc=$?
   if [ -n "$DRILL_DB" ]; then
-    if as_pg dropdb --if-exists --force "$DRILL_DB"; then
+    if as_pg dropdb --maintenance-db="$MAINT_DB" --if-exists --force "$DRILL_DB"; then
       log "dropped scratch database $DRILL_DB"
     else
       err "could not drop scratch database $DRILL_DB: drop it by hand"
@@ -444,7 +476,7 @@ cmd_drill() {
   [ -n "$snap" ] || drill_fail "no backup of $BACKUP_DB_NAME in $(repo_display)"
 
   DRILL_DB="backup_drill_$(date -u +%Y%m%d%H%M%S)_$$"
-  as_pg createdb "$DRILL_DB" || drill_fail "cannot create scratch database $DRILL_DB"
+  as_pg createdb --maintenance-db="$MAINT_DB" "$DRILL_DB" || drill_fail "cannot create scratch database $DRILL_DB"
   log "restore drill: restoring backup ${snap:0:8} ($snap_time) into scratch database $DRILL_DB"
   local t0 secs
   t0=${EPOCHREALTIME/./}

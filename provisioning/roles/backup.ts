@@ -1,0 +1,44 @@
+/**
+ * The backup role: the nightly encrypted backup and the weekly restore drill of a database this
+ * server does not host (a managed cluster), run from a server of the stack that the database's
+ * firewall lets in. The pg tools connect over verified TLS as the owner login (it owns, and so
+ * can read, everything, and it may create the drill's scratch database). A server that hosts
+ * the database gets the same jobs with its db role (roles/db.ts), reaching it locally.
+ */
+import { BACKUP_PACKAGES, BACKUP_PATHS, BACKUP_TIMERS, renderBackupFiles, type BackupRenderOptions, type RemoteDatabase } from "../backup";
+import type { RenderedFile } from "../files";
+import type { RoleContribution } from "./contribution";
+
+export interface BackupInput {
+  /** The jobs' options; `remote` names the database and the login. */
+  backup: BackupRenderOptions & { remote: RemoteDatabase };
+}
+
+export function renderBackup(input: BackupInput): RoleContribution[] {
+  return [
+    {
+      files: backupFiles(input.backup),
+      // The client tools only (pg_dump, pg_restore, psql, createdb, dropdb): the database is elsewhere.
+      packages: ["postgresql-client", ...BACKUP_PACKAGES],
+      steps: [],
+      units: [],
+      unitsStartedByPush: [...BACKUP_TIMERS],
+      settings: {},
+    },
+  ];
+}
+
+/**
+ * The backup command is the largest file after the release command and runs only from the
+ * timers, so it travels in the day-2 push. Its timers are enabled on first boot but started by
+ * that push (onChange), never before the command exists: a timer started on first boot could
+ * fire (03:00 plus its random delay) in the minutes between bootstrap and the push. The alert
+ * script stays in the user-data (it is small): should a reboot start the timers before the push
+ * ever came, a failing job still alerts.
+ */
+export function backupFiles(options: BackupRenderOptions): RenderedFile[] {
+  const startTimers = `systemctl start ${BACKUP_TIMERS.join(" ")}`;
+  return renderBackupFiles(options).map((f) =>
+    f.path === BACKUP_PATHS.command ? { ...f, pushOnly: true, onChange: f.onChange ? `${f.onChange} && ${startTimers}` : startTimers } : f,
+  );
+}

@@ -1,0 +1,26 @@
+import assert from "node:assert/strict";
+import { parseStackConfig } from "../../config/config";
+import { planStack } from "../../plan/plan";
+import { minimalRaw } from "../support/fixtures";
+
+describe("stage planner: separated with a managed database", () => {
+  const plan = planStack(parseStackConfig({ ...minimalRaw("digitalocean"), stage: "separated", databaseMode: "managed", managedDatabaseSize: "db-s-2vcpu-4gb" }));
+
+  it("plans the cluster instead of a db server: no db server, no data volume, nothing opens PostgreSQL's port", () => {
+    assert.deepEqual(plan.database, { kind: "managed", size: "db-s-2vcpu-4gb" });
+    assert.deepEqual(plan.servers.map((s) => s.name), ["app", "worker"]);
+    assert.ok(plan.servers.every((s) => s.volume === undefined && !s.roles.includes("db")));
+    assert.ok(plan.servers.every((s) => s.firewall.every((rule) => rule.port !== 5432)));
+  });
+
+  it("backs the cluster up from the app server, which holds the owner login already; the worker server gets no backup", () => {
+    assert.deepEqual(plan.servers.find((s) => s.name === "app")!.roles, ["web", "backup"]);
+    assert.deepEqual(plan.servers.find((s) => s.name === "worker")!.roles, ["worker"]);
+  });
+
+  it("plans a db server with its own backups when the database mode is server", () => {
+    const own = planStack(parseStackConfig({ ...minimalRaw("digitalocean"), stage: "separated" }));
+    assert.deepEqual(own.database, { kind: "server", server: "db" });
+    assert.ok(own.servers.every((s) => !s.roles.includes("backup")));
+  });
+});
