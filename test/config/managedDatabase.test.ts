@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import * as digitalocean from "@pulumi/digitalocean";
 import { ConfigError, parseStackConfig } from "../../config/config";
 import { MANAGED_DATABASE_SIZES } from "../../config/providers";
-import { minimalRaw } from "../support/fixtures";
+import { minimalRaw, separatedRaw } from "../support/fixtures";
 
 function problemsOf(raw: Record<string, string>): string[] {
   try {
@@ -14,7 +14,7 @@ function problemsOf(raw: Record<string, string>): string[] {
   assert.fail("expected the config to be rejected");
 }
 
-const separated = (provider: "hetzner" | "digitalocean", extra: Record<string, string>) => ({ ...minimalRaw(provider), stage: "separated", ...extra });
+const separated = (provider: "hetzner" | "digitalocean", extra: Record<string, string>) => ({ ...minimalRaw(provider), ...separatedRaw(provider), ...extra });
 
 describe("stack config: databaseMode managed", () => {
   it("is DigitalOcean's: on Hetzner it is refused, naming the key and what to use instead", () => {
