@@ -191,7 +191,8 @@ export async function trustBucketCaInGuest(vm: Vm, certFile: string): Promise<vo
   const r = await ssh(vm,
     "sudo install -D -m 0644 /dev/stdin /usr/local/share/ca-certificates/saas-vps-local-vm-bucket.crt" +
     " && sudo update-ca-certificates >/dev/null 2>&1 && echo trusted",
-    { input: fs.readFileSync(certFile, "utf8"), timeoutMs: 120000 });
+    // update-ca-certificates took over 120 s on a 1 GiB VM while two more booted beside it.
+    { input: fs.readFileSync(certFile, "utf8"), timeoutMs: 10 * 60000 });
   if (r.code !== 0 || !r.stdout.includes("trusted")) {
     throw new Error(`could not install the local bucket's CA in the guest (exit ${r.code}): ${r.stderr.trim()}`);
   }
