@@ -19,7 +19,11 @@ export interface BootResult {
  * throw when cloud-init ends in error: check `cloudInit.status`. On any other failure the VM
  * is left running for inspection (stopVm(runDir) ends it).
  */
-export async function bootVm(opts: Omit<StartVmOptions, "image"> & { rebuildImage?: boolean }): Promise<BootResult> {
+export async function bootVm(opts: Omit<StartVmOptions, "image"> & {
+  rebuildImage?: boolean;
+  /** How long to wait for SSH after QEMU starts (default: waitForSsh's 10 min). */
+  sshTimeoutMs?: number;
+}): Promise<BootResult> {
   const log = opts.log ?? stderrLog;
   const userData = fs.readFileSync(opts.userDataFile, "utf8");
   const packages = packagesFromUserData(userData) ?? DEFAULT_PACKAGES;
@@ -27,7 +31,7 @@ export async function bootVm(opts: Omit<StartVmOptions, "image"> & { rebuildImag
   const image = await ensureImage({ packages, rebuild: opts.rebuildImage, log });
   log(`[vm] image ${image.key} ${image.built ? `built in ${((Date.now() - t0) / 1000).toFixed(0)} s` : "from cache"}`);
   const vm = await startVm({ ...opts, image });
-  const sshSeconds = await waitForSsh(vm, { log });
+  const sshSeconds = await waitForSsh(vm, { log, timeoutMs: opts.sshTimeoutMs });
   const cloudInit = await waitForCloudInit(vm, { log });
   log(`[vm ${cloudInit.seconds.toFixed(1).padStart(6)} s] cloud-init finished: ${cloudInit.extendedStatus}` +
       (cloudInit.errors.length ? ` (${cloudInit.errors.length} errors)` : ""));

@@ -22,8 +22,8 @@ const USAGE = `usage:
       app release to the servers that run the app, wait for /health through nginx; print URLs
       and SSH.
       --with-bucket: run an S3 server (s3rver, TLS) on the host and point the stack's backups
-      at it, so \`sudo backup now\` works in the VM (otherwise backups go to the stack's cloud
-      bucket, which the VMs have no keys for).
+      (and uploads, when the stack keeps them in a bucket) at it, so \`sudo backup now\` works
+      in the VM (otherwise they go to the stack's cloud buckets, which the VMs have no keys for).
       --no-release: stop after the day-2 pushes.
   npm run vm -- stop    [--stack NAME] [--server S]   power the VMs (or server S's) off, and the local bucket
   npm run vm -- status  [--stack NAME] [--server S]
@@ -77,6 +77,7 @@ function positiveInt(values: Record<string, unknown>, key: string): number | und
 }
 
 const BUCKET_NAME = "saas-vps-vm-backups";
+const UPLOADS_BUCKET_NAME = "saas-vps-vm-uploads";
 
 async function main(argv: string[]): Promise<number> {
   const { command, values: opts, rest } = parseVmArgs(argv);
@@ -223,9 +224,13 @@ async function startStack(stack: string, stackDir: string, opts: ReturnType<type
   let bucketLine = "";
   if (opts["with-bucket"]) {
     const [port] = await freePorts(1);
-    const b = await spawnS3Bucket({ dir: bucketDir, name: BUCKET_NAME, port });
-    bucket = { endpoint: b.guestEndpoint, name: b.name, accessKeyId: b.accessKeyId, secretAccessKey: b.secretAccessKey, certFile: b.certFile };
-    bucketLine = `  bucket:  ${b.hostEndpoint}/${b.name} (s3rver, TLS; guest: ${b.guestEndpoint}; data in ${path.join(bucketDir, "data")})`;
+    const b = await spawnS3Bucket({ dir: bucketDir, name: BUCKET_NAME, port, uploads: UPLOADS_BUCKET_NAME });
+    bucket = {
+      endpoint: b.guestEndpoint, name: b.name, accessKeyId: b.accessKeyId, secretAccessKey: b.secretAccessKey, certFile: b.certFile,
+      uploads: { name: b.uploads!.name, accessKeyId: b.uploads!.accessKeyId, secretAccessKey: b.uploads!.secretAccessKey },
+    };
+    bucketLine = `  bucket:  ${b.hostEndpoint}/${b.name} (s3rver, TLS; guest: ${b.guestEndpoint}; data in ${path.join(bucketDir, "data")}); ` +
+      `uploads, if the stack keeps them in a bucket: ${b.uploads!.name}`;
     o.step(`local S3 bucket ${b.name} on ${b.hostEndpoint} (guest sees ${b.guestEndpoint})`);
   }
   let started: StackVms;

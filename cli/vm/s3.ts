@@ -28,6 +28,20 @@ import { GUEST_HOST_ADDRESS } from "./stack";
 /** s3rver accepts any key pair; these are what the stack is rendered with. */
 export const LOCAL_S3_ACCESS_KEY_ID = "S3RVER";
 export const LOCAL_S3_SECRET_ACCESS_KEY = "S3RVER";
+/**
+ * A second key pair, for the uploads bucket: the stack refuses the backup bucket's key there (the
+ * app holds it). s3rver knows one account; the pair is added to it (see startS3Bucket).
+ */
+export const LOCAL_S3_UPLOADS_ACCESS_KEY_ID = "S3RVERUPLOADS";
+export const LOCAL_S3_UPLOADS_SECRET_ACCESS_KEY = "S3RVERUPLOADSSECRET";
+
+/** The uploads bucket beside the backup one, on the same server. */
+export interface LocalUploadsBucket {
+  name: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  objects(prefix?: string): { key: string; file: string; size: number }[];
+}
 
 export interface LocalBucket {
   name: string;
@@ -44,6 +58,8 @@ export interface LocalBucket {
   certFile: string;
   /** Every stored object of the bucket: key, file on disk, size. */
   objects(prefix?: string): { key: string; file: string; size: number }[];
+  /** The uploads bucket, when one was asked for. */
+  uploads?: LocalUploadsBucket;
   close(): Promise<void>;
 }
 
@@ -63,9 +79,15 @@ export function ensureCertificate(dir: string): { certFile: string; keyFile: str
   return { certFile, keyFile };
 }
 
-function bucketInfo(dir: string, name: string, port: number): Omit<LocalBucket, "close"> {
+function bucketInfo(dir: string, name: string, port: number, uploads?: string): Omit<LocalBucket, "close"> {
   const dataDir = path.join(dir, "data");
   return {
+    ...(uploads ? {
+      uploads: {
+        name: uploads, accessKeyId: LOCAL_S3_UPLOADS_ACCESS_KEY_ID, secretAccessKey: LOCAL_S3_UPLOADS_SECRET_ACCESS_KEY,
+        objects: (prefix = "") => listObjects(path.join(dataDir, uploads), prefix),
+      },
+    } : {}),
     name,
     port,
     guestEndpoint: `https://${GUEST_HOST_ADDRESS}:${port}`,
@@ -79,10 +101,14 @@ function bucketInfo(dir: string, name: string, port: number): Omit<LocalBucket, 
 }
 
 /** s3rver in this process, on 127.0.0.1:<port> (0: any free port). */
-export async function startS3Bucket(opts: { dir: string; name: string; port?: number }): Promise<LocalBucket> {
+export async function startS3Bucket(opts: { dir: string; name: string; port?: number; uploads?: string }): Promise<LocalBucket> {
   const { certFile, keyFile } = ensureCertificate(opts.dir);
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const S3rver = require("s3rver");
+  if (opts.uploads) {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    require("s3rver/lib/models/account").DUMMY_ACCOUNT.createKeyPair(LOCAL_S3_UPLOADS_ACCESS_KEY_ID, LOCAL_S3_UPLOADS_SECRET_ACCESS_KEY);
+  }
   const server = new S3rver({
     address: "127.0.0.1",
     port: opts.port ?? 0,
@@ -90,10 +116,10 @@ export async function startS3Bucket(opts: { dir: string; name: string; port?: nu
     directory: path.join(opts.dir, "data"),
     key: fs.readFileSync(keyFile),
     cert: fs.readFileSync(certFile),
-    configureBuckets: [{ name: opts.name }],
+    configureBuckets: [{ name: opts.name }, ...(opts.uploads ? [{ name: opts.uploads }] : [])],
   });
   const addr: AddressInfo = await server.run();
-  return { ...bucketInfo(opts.dir, opts.name, addr.port), close: () => server.close() };
+  return { ...bucketInfo(opts.dir, opts.name, addr.port, opts.uploads), close: () => server.close() };
 }
 
 const PID_FILE = "s3rver.pid";
@@ -102,12 +128,13 @@ const PID_FILE = "s3rver.pid";
  * s3rver as a detached background process (survives the caller), pid in <dir>/s3rver.pid,
  * log in <dir>/s3rver.log. Resolves once it accepts connections.
  */
-export async function spawnS3Bucket(opts: { dir: string; name: string; port: number }): Promise<Omit<LocalBucket, "close">> {
+export async function spawnS3Bucket(opts: { dir: string; name: string; port: number; uploads?: string }): Promise<Omit<LocalBucket, "close">> {
   await stopS3Bucket(opts.dir);
   ensureCertificate(opts.dir);
   const logFd = fs.openSync(path.join(opts.dir, "s3rver.log"), "w");
   const tsx = path.join(PROJECT_DIR, "node_modules", ".bin", "tsx");
-  const child = spawn(tsx, [__filename, "serve", "--dir", opts.dir, "--port", String(opts.port), "--bucket", opts.name],
+  const child = spawn(tsx, [__filename, "serve", "--dir", opts.dir, "--port", String(opts.port), "--bucket", opts.name,
+    ...(opts.uploads ? ["--uploads", opts.uploads] : [])],
     { detached: true, stdio: ["ignore", logFd, logFd], cwd: PROJECT_DIR });
   fs.closeSync(logFd);
   let exited: number | null | undefined;
@@ -116,7 +143,7 @@ export async function spawnS3Bucket(opts: { dir: string; name: string; port: num
   fs.writeFileSync(path.join(opts.dir, PID_FILE), `${child.pid}\n`);
   for (const deadline = Date.now() + 30000; Date.now() < deadline;) {
     if (exited !== undefined) break;
-    if (await canConnect(opts.port)) return bucketInfo(opts.dir, opts.name, opts.port);
+    if (await canConnect(opts.port)) return bucketInfo(opts.dir, opts.name, opts.port, opts.uploads);
     await sleep(200);
   }
   const log = fs.readFileSync(path.join(opts.dir, "s3rver.log"), "utf8");
@@ -164,7 +191,8 @@ export async function trustBucketCaInGuest(vm: Vm, certFile: string): Promise<vo
   const r = await ssh(vm,
     "sudo install -D -m 0644 /dev/stdin /usr/local/share/ca-certificates/saas-vps-local-vm-bucket.crt" +
     " && sudo update-ca-certificates >/dev/null 2>&1 && echo trusted",
-    { input: fs.readFileSync(certFile, "utf8"), timeoutMs: 120000 });
+    // update-ca-certificates took over 120 s on a 1 GiB VM while two more booted beside it.
+    { input: fs.readFileSync(certFile, "utf8"), timeoutMs: 10 * 60000 });
   if (r.code !== 0 || !r.stdout.includes("trusted")) {
     throw new Error(`could not install the local bucket's CA in the guest (exit ${r.code}): ${r.stderr.trim()}`);
   }
@@ -190,15 +218,15 @@ function listObjects(bucketDir: string, prefix: string): { key: string; file: st
   return found;
 }
 
-// `tsx cli/vm/s3.ts serve --dir DIR --port N --bucket NAME`: the detached server.
+// `tsx cli/vm/s3.ts serve --dir DIR --port N --bucket NAME [--uploads NAME]`: the detached server.
 if (require.main === module) {
   const args = process.argv.slice(2);
   const get = (k: string) => { const i = args.indexOf(`--${k}`); return i >= 0 ? args[i + 1] : undefined; };
   if (args[0] !== "serve" || !get("dir") || !get("port") || !get("bucket")) {
-    process.stderr.write("usage: tsx cli/vm/s3.ts serve --dir DIR --port N --bucket NAME\n");
+    process.stderr.write("usage: tsx cli/vm/s3.ts serve --dir DIR --port N --bucket NAME [--uploads NAME]\n");
     process.exit(2);
   }
-  startS3Bucket({ dir: get("dir")!, name: get("bucket")!, port: Number(get("port")) }).then((b) => {
+  startS3Bucket({ dir: get("dir")!, name: get("bucket")!, port: Number(get("port")), uploads: get("uploads") }).then((b) => {
     process.stdout.write(`local bucket ${b.name} on ${b.hostEndpoint} (guest: ${b.guestEndpoint})\n`);
     const stop = () => { b.close().finally(() => process.exit(0)); };
     process.on("SIGTERM", stop);

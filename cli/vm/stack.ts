@@ -33,6 +33,8 @@ export interface VmBucketOverride {
   name: string;
   accessKeyId: string;
   secretAccessKey: string;
+  /** The uploads bucket on the same server (its own key), for a stack whose uploads go to a bucket. */
+  uploads?: { name: string; accessKeyId: string; secretAccessKey: string };
 }
 
 export interface VmRender {
@@ -74,7 +76,7 @@ export function vmMemoryFor(render: Pick<VmRender, "roles" | "serverMemoryMiB">)
 export const LEAN_VM_MEMORY_MIB = 1024;
 
 /** The overrides a stack needs on the local VM (see the module comment). */
-export function vmOverrides(stackConfig: Record<string, string>, publicKey: string, bucket?: VmBucketOverride): Record<string, string> {
+export function vmOverrides(stackConfig: Record<string, string>, publicKey: string, bucket?: VmBucketOverride, uploadsInBucket = false): Record<string, string> {
   const withAdded = (key: string, value: string) => {
     const list = jsonList(stackConfig[qualifyKey(key)]);
     return JSON.stringify(list.includes(value) ? list : [...list, value]);
@@ -91,6 +93,15 @@ export function vmOverrides(stackConfig: Record<string, string>, publicKey: stri
       [qualifyKey("backupAccessKeyId")]: bucket.accessKeyId,
       [qualifyKey("backupSecretAccessKey")]: bucket.secretAccessKey,
     });
+    if (uploadsInBucket && bucket.uploads) {
+      Object.assign(overrides, {
+        [qualifyKey("uploadsBucketProvider")]: "s3",
+        [qualifyKey("uploadsBucketEndpoint")]: bucket.endpoint,
+        [qualifyKey("uploadsBucketName")]: bucket.uploads.name,
+        [qualifyKey("uploadsAccessKeyId")]: bucket.uploads.accessKeyId,
+        [qualifyKey("uploadsSecretAccessKey")]: bucket.uploads.secretAccessKey,
+      });
+    }
   }
   return overrides;
 }
@@ -132,8 +143,9 @@ export async function renderStackServersForVm(opts: {
   for (const [key] of settings.filter(([, v]) => v === null)) delete stackFile.config[qualifyKey(key)];
   const overrides = {
     ...Object.fromEntries(settings.filter(([, v]) => v !== null).map(([k, v]) => [qualifyKey(k), v as string])),
-    ...vmOverrides(stackFile.config, opts.publicKey, opts.bucket),
   };
+  const uploadsInBucket = parseStackConfig(projectConfigOf(withOverrides(stackFile, overrides).config)).uploads.storage === "bucket";
+  Object.assign(overrides, vmOverrides(stackFile.config, opts.publicKey, opts.bucket, uploadsInBucket));
   const withVm = withOverrides(stackFile, overrides);
   // Overridden credentials are secrets, as `pulumi config set --secret` would make them.
   const secretOverrides = Object.keys(overrides).filter((k) => SECRET_KEYS.has(projectKeyOf(k) ?? ""));

@@ -71,6 +71,11 @@ export interface StartStackOptions {
   memoryMiB?: number;
   accel?: "tcg" | "kvm";
   rebuildImage?: boolean;
+  /**
+   * How long each VM may take to answer SSH (default 15 min: three emulated VMs booting at once
+   * on two shared cores have taken more than waitForSsh's default 10).
+   */
+  sshTimeoutMs?: number;
   log?: VmLogger;
   /** Called with the render before any VM starts (e.g. to print it). */
   onRender?: (render: VmStackRender) => void;
@@ -127,7 +132,7 @@ export async function bootStackVms(opts: StartStackOptions): Promise<StackVms> {
     try {
       s.boot = await bootVm({
         runDir: s.runDir, userDataFile: s.render.userDataFile, hostname: name, sshKeyDir: stackDir,
-        memoryMiB: opts.memoryMiB ?? vmMemoryFor(s.render), cpus: opts.cpus, accel: opts.accel,
+        memoryMiB: opts.memoryMiB ?? vmMemoryFor(s.render), cpus: opts.cpus, accel: opts.accel, sshTimeoutMs: opts.sshTimeoutMs ?? 15 * 60000,
         log: slog, onStart: (vm) => { s.vm = vm; s.at.qemuStarted = sinceStart(vms); },
         ...(s.render.privateAddress && segment
           ? { privateNic: { segment, mac: macFor(stackDir, name, "private"), address: s.render.privateAddress } }

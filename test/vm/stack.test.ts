@@ -12,7 +12,7 @@ import * as path from "node:path";
 import { parse } from "yaml";
 import { readStackFile, renderStack, withOverrides } from "../../cli/lib/renderStack";
 import { PROJECT_DIR, stackFilePath } from "../../cli/lib/stacks";
-import { renderStackForVm } from "../../cli/vm/stack";
+import { LEAN_VM_MEMORY_MIB, renderStackForVm, renderStackServersForVm, vmMemoryFor } from "../../cli/vm/stack";
 
 const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK9mPyC0sQ0ZzLbJ3w1d8u9hZk0xF2JmQkq6Zb3aXy9T saas-vps-vm";
 const BUCKET = { endpoint: "https://10.0.2.2:45678", name: "vm-backups", accessKeyId: "S3RVER", secretAccessKey: "S3RVER" };
@@ -89,5 +89,43 @@ describe("local VM: the stack's exact render (cli/vm/stack.ts)", function () {
     // Same as `pulumi config set --secret`: the parser accepts it only because it is a secret.
     const file = withOverrides(readStackFile(stackFilePath("staging")), vm.overrides);
     await assert.rejects(renderStack("staging", file, "qemu"), /backupSecretAccessKey: is a credential and is stored in plain text/);
+  });
+
+  it("a split stack: every server rendered, its planned private address, the db's memory, uploads and backups at the local S3 server with their own keys", async function () {
+    const uploads = { name: "vm-uploads", accessKeyId: "S3RVERUPLOADS", secretAccessKey: "S3RVERUPLOADSSECRET" };
+    const r = await renderStackServersForVm({
+      stack: "separated", publicKey: KEY, bucket: { ...BUCKET, uploads }, outDir: path.join(tmp, "separated"),
+      settings: { domain: null, acmeEmail: null, privateNetworkCidr: "10.231.0.0/16" },
+    });
+    assert.equal(r.networkCidr, "10.231.0.0/16");
+    assert.deepEqual(r.servers.map((s) => [s.server, s.roles.join("+"), s.privateAddress, s.runsApp]), [
+      ["app", "web", "10.231.0.10/16", true], ["worker", "worker", "10.231.0.20/16", true], ["db", "db", "10.231.0.30/16", false],
+    ]);
+    const stack = readStackFile(stackFilePath("separated")).config;
+    assert.ok(stack["saas-vps:domain"], "the example stack has a domain (the VM test removes it)");
+    for (const s of r.servers) {
+      assert.ok(fs.readFileSync(s.userDataFile, "utf8") === s.userData, `${s.server}: user-data file`);
+      assert.match(s.userData, /^#cloud-config/);
+    }
+    // Memory: PostgreSQL's server gets its type's (the render tunes PostgreSQL for it), the others the lean size.
+    const db = r.servers.find((s) => s.server === "db")!;
+    assert.equal(vmMemoryFor(db), db.serverMemoryMiB);
+    assert.ok(db.serverMemoryMiB > LEAN_VM_MEMORY_MIB, String(db.serverMemoryMiB));
+    for (const s of r.servers.filter((x) => x.server !== "db")) assert.equal(vmMemoryFor(s), Math.min(s.serverMemoryMiB, LEAN_VM_MEMORY_MIB));
+    // Both buckets at the local server, each with its key; both secret keys held as secrets.
+    const overrides = r.servers[0].overrides;
+    assert.equal(overrides["saas-vps:uploadsBucketEndpoint"], BUCKET.endpoint);
+    assert.equal(overrides["saas-vps:uploadsBucketName"], uploads.name);
+    assert.equal(overrides["saas-vps:uploadsAccessKeyId"], uploads.accessKeyId);
+    assert.deepEqual([...r.servers[0].secretOverrides].sort(), ["saas-vps:backupSecretAccessKey", "saas-vps:uploadsSecretAccessKey"]);
+    const appEnv = r.servers[0].files.get("/etc/saas-vps/app.env")!;
+    assert.match(appEnv, /^S3_ENDPOINT=https:\/\/10\.0\.2\.2:45678$/m);
+    assert.match(appEnv, /^S3_ACCESS_KEY_ID=S3RVERUPLOADS$/m);
+    assert.match(db.files.get("/etc/saas-vps/backup.env")!, /^RESTIC_REPOSITORY='s3:https:\/\/10\.0\.2\.2:45678\/vm-backups\/restic'$/m);
+  });
+
+  it("a one-server stack keeps the one-server call; a split stack is refused by it, naming its servers", async function () {
+    await assert.rejects(renderStackForVm({ stack: "separated", publicKey: KEY, outDir: path.join(tmp, "separated-one") }),
+      /stack separated renders 3 servers \(app, worker, db\); use renderStackServersForVm/);
   });
 });
