@@ -113,13 +113,11 @@ describe("roles: a server is the sum of its roles", () => {
     assert.deepEqual(new Map(b.files.map((f) => [f.path, f])), new Map(a.files.map((f) => [f.path, f])));
   });
 
-  // A worker-only server cannot be rendered yet: the release command needs at least one web port.
-  // What it would bring besides the app part is the worker's login (worker.env).
-  it("the all-in-one server brings nothing a web-only or db-only server does not, but the worker's login", () => {
+  it("the all-in-one server brings nothing that a web-only, worker-only or db-only server does not", () => {
     const all = render(config);
-    const single = (["web", "db"] as const).map((r) => render(config, [r]));
+    const single = (["web", "worker", "db"] as const).map((r) => render(config, [r]));
     const fromRoles = new Set(single.flatMap((s) => s.files.map((f) => f.path)));
-    assert.deepEqual(all.files.map((f) => f.path).filter((p) => !fromRoles.has(p)), ["/etc/saas-vps/worker.env"]);
+    assert.deepEqual(all.files.map((f) => f.path).filter((p) => !fromRoles.has(p)), []);
   });
 
   for (const [name, make] of [
