@@ -49,7 +49,11 @@ const BUCKET_NAME = "vm-e2e-separated-backups";
 const UPLOADS_BUCKET_NAME = "vm-e2e-separated-uploads";
 const BUDGET_MS = 15 * 60 * 1000;
 /** Plain HTTP on the forwarded port, as a stack without a domain serves it (no ACME here). */
-const SETTINGS = { domain: null, acmeEmail: null };
+/**
+ * Plain HTTP (no domain), and no SMTP server: the example's smtpUrl is a placeholder secret here,
+ * and without SMTP_URL the app logs each mail instead of sending it, which is what point 5 reads.
+ */
+const SETTINGS = { domain: null, acmeEmail: null, smtpUrl: null };
 
 /**
  * A private network CIDR the host has no address or route in right now: other tests on a shared
