@@ -14,7 +14,7 @@ import { existsSync, statSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
 import { ConfigError } from "../config/config";
 import { AppRelease, type AppBuild, type AppReleaseArgs } from "./appRelease";
-import { runsMigrations } from "../provisioning/release";
+import { runsMigrations } from "../plan/database";
 import { hashSourceTree } from "../plan/appSource";
 import { backupRepositoryUrl } from "../provisioning/backup";
 import { backupSpacesSettings, ObjectBucket, UPLOADS_SPACES_SETTINGS } from "./objectBucket";
@@ -185,7 +185,7 @@ export class SaasStack extends pulumi.ComponentResource {
   private declareReleases(name: string, build: AppBuild, sourceHash: string, sshPrivateKey: string | undefined, database: pulumi.Resource[]): void {
     const appServers = this.plan.servers.filter((server) => runsApp(server.roles));
     if (appServers.length === 0) return;
-    const migrating = appServers.filter((server) => runsMigrations(server.webInstances));
+    const migrating = appServers.filter((server) => runsMigrations(server.roles));
     if (migrating.length !== 1) {
       throw new Error(`the plan must have exactly one app server that runs migrations; it has ${migrating.map((s) => s.name).join(", ") || "none"}`);
     }

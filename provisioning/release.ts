@@ -9,7 +9,7 @@
  *
  * A server lists web instances, workers or both (never neither); what a release does there follows
  * from that: web instances roll one at a time behind /health, workers restart after them, and only
- * the server with web instances migrates (runsMigrations). A worker-only server has no web step and
+ * the server with web instances migrates (plan/database.ts runsMigrations). A worker-only server has no web step and
  * no health gate.
  *
  * release.conf is KEY="value" lines, read by the script without evaluating them. Keys:
@@ -44,7 +44,7 @@ export interface ReleaseOptions {
   webPorts: number[];
   /** Worker units (`worker@1.service` or `worker@1`), restarted after web; 0–16 of them, and at least one process in all. */
   workerUnits: string[];
-  /** Whether this server runs a release's migrations: runsMigrations(webPorts.length). */
+  /** Whether this server runs a release's migrations: plan/database.ts runsMigrations. */
   migrate: boolean;
   /** Absolute path of an env file bin/migrate reads after the app's (only with migrate). Default none. */
   migrateEnvFile?: string;
@@ -80,16 +80,6 @@ export const RELEASE_DEFAULTS = {
   sharedDirs: ["uploads"],
 } as const;
 
-
-/**
- * Whether a server runs a release's migrations: the schema owner's server, which is the one with web
- * instances (mvp's single server, separated's app server; docs/ARCHITECTURE.md, decision 7). A stack
- * has exactly one; every other server's release waits for its release (components/saasStack.ts), so
- * no process runs new code on a schema that has not been migrated.
- */
-export function runsMigrations(webInstances: number): boolean {
-  return webInstances > 0;
-}
 
 /** Debian packages the script needs besides coreutils/util-linux (flock, setpriv): curl for /health, jq for manifest.json. */
 export const RELEASE_PACKAGES = ["curl", "jq"] as const;

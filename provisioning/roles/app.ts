@@ -12,7 +12,7 @@
 import type { RenderedFile } from "../files";
 import { databaseUrl, type DatabaseCredentials, type DatabaseEndpoint } from "../../plan/database";
 import { APP_ENV_FILE, APP_ROOT, APP_USER, WEB_ENV_FILE, WORKER_ENV_FILE } from "../layout";
-import { RELEASE_PACKAGES, RELEASE_PATHS, renderReleaseFiles, runsMigrations } from "../release";
+import { RELEASE_PACKAGES, RELEASE_PATHS, renderReleaseFiles } from "../release";
 import { APP_TARGET, renderAppUnitFiles, ROLLING_RESTART } from "../systemd";
 import { uploadDirOf, uploadsEnvironment, type UploadsInput } from "../uploads";
 import type { RoleContribution } from "./contribution";
@@ -52,7 +52,8 @@ export function renderApp(app: AppInput, processes: AppProcesses): RoleContribut
       appEnvFile(app),
       ...processEnvFiles(app.database, processes),
       // The release command runs only once the first `pulumi up` ships a release, after the pushes.
-      ...renderReleaseFiles({ ...processes, migrate: runsMigrations(processes.webPorts.length) }).map((f) =>
+      // The server that holds the schema owner's login is the one that migrates (plan/database.ts, runsMigrations).
+      ...renderReleaseFiles({ ...processes, migrate: app.database.credentials.owner !== undefined }).map((f) =>
         f.path === RELEASE_PATHS.command ? { ...f, pushOnly: true } : f,
       ),
     ],

@@ -4,7 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { RenderError } from "../../provisioning/errors";
-import { type ReleaseOptions, RELEASE_PATHS, renderReleaseFiles, runsMigrations } from "../../provisioning/release";
+import { type ReleaseOptions, RELEASE_PATHS, renderReleaseFiles } from "../../provisioning/release";
+import { runsMigrations } from "../../plan/database";
 
 const VALID: ReleaseOptions = { webPorts: [3001, 3002], workerUnits: ["worker@1.service"], migrate: true };
 
@@ -122,8 +123,8 @@ describe("release files (provisioning/release.ts)", function () {
   });
 
   it("migrations run on the server with web instances and on no other", () => {
-    assert.equal(runsMigrations(1), true);
-    assert.equal(runsMigrations(16), true);
-    assert.equal(runsMigrations(0), false);
+    assert.equal(runsMigrations(["web"]), true);
+    assert.equal(runsMigrations(["web", "worker", "db"]), true);
+    assert.equal(runsMigrations(["worker"]), false);
   });
 });

@@ -20,7 +20,9 @@ const MIGRATE_ONCE = '#!/bin/sh\nmkdir "$MIGRATION_MARKER" || { echo "migrate: a
 /** release.conf as provisioning renders it for a server with these processes, runnable here (APP_USER root). */
 function renderedConf(processes: { webPorts: number[]; workerUnits: string[] }): string {
   const login = (user: string) => ({ user, password: "p".repeat(20) });
-  const database = { endpoint: { host: "127.0.0.1", port: 5432, database: "app", tls: false }, credentials: { owner: login("app"), web: login("app_web"), worker: login("app_worker") } };
+  // The owner's login only where migrations run (the server with web instances), as plan/database.ts gives it.
+  const owner = processes.webPorts.length > 0 ? { owner: login("app") } : {};
+  const database = { endpoint: { host: "127.0.0.1", port: 5432, database: "app", tls: false }, credentials: { ...owner, web: login("app_web"), worker: login("app_worker") } };
   const app = renderApp({ url: "http://192.0.2.10", environment: {}, secretKey: "k".repeat(40), uploads: { storage: "volume" }, database }, processes);
   const conf = app.files.find((f) => f.path === RELEASE_PATHS.config);
   assert.ok(conf, "the app part renders release.conf");
