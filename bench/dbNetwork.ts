@@ -62,7 +62,7 @@ import { createPrivateLink, netemProblem, type PrivateLink } from "./lib/private
 import { startCluster, type PostgresCluster } from "./lib/postgresCluster";
 import { childPids, cpuUsed, postgresPids, sampleCpu, type CpuGroup } from "./lib/procCpu";
 import { seedTenant, type BenchTenant } from "./lib/tenant";
-import { mergeHistograms, percentileMs, runWrk, writeWrkScript, type WrkResult, type WrkTarget } from "./lib/wrk";
+import { runWrk, summarizeRuns, writeWrkScript, type MeasuredRun, type RunSummary, type WrkTarget } from "./lib/wrk";
 
 // ---------------------------------------------------------------- options
 
@@ -224,37 +224,17 @@ async function sslModeOutcomes(cluster: PostgresCluster, link: PrivateLink): Pro
 
 // ---------------------------------------------------------------- measuring
 
-interface Run extends WrkResult {
-  cpu: number[];
+interface Run extends MeasuredRun {
   statements: number;
 }
 
-interface Figures {
-  rps: number;
-  rpsPerRound: number[];
-  p50: number;
-  p99: number;
-  non2xx: number;
-  errors: number;
-  /** CPU µs per request: nginx, app, pg. */
-  cpuUs: number[];
+interface Figures extends RunSummary {
   statementsPerRequest: number;
 }
 
 function summarize(runs: Run[]): Figures {
-  const histogram = mergeHistograms(runs.map((r) => r.histogram));
-  const sum = (f: (r: Run) => number) => runs.reduce((n, r) => n + f(r), 0);
-  const requests = sum((r) => r.requests);
-  return {
-    rps: requests / sum((r) => r.seconds),
-    rpsPerRound: runs.map((r) => r.requests / r.seconds),
-    p50: percentileMs(histogram, 50),
-    p99: percentileMs(histogram, 99),
-    non2xx: sum((r) => r.non2xx),
-    errors: sum((r) => r.errors),
-    cpuUs: runs[0].cpu.map((_, i) => (sum((r) => r.cpu[i]) / requests) * 1e6),
-    statementsPerRequest: sum((r) => r.statements) / requests,
-  };
+  const summary = summarizeRuns(runs);
+  return { ...summary, statementsPerRequest: runs.reduce((n, r) => n + r.statements, 0) / summary.requests };
 }
 
 type Pair = Record<SideName, Figures>;

@@ -36,7 +36,7 @@ import {
 import { startServerNginx, type BenchNginx } from "./lib/nginx";
 import { childPids, cpuUsed, postgresPids, sampleCpu, type CpuGroup } from "./lib/procCpu";
 import { seedTenant } from "./lib/tenant";
-import { mergeHistograms, percentileMs, runWrk, writeWrkScript, type WrkResult, type WrkTarget } from "./lib/wrk";
+import { runWrk, summarizeRuns, writeWrkScript, type MeasuredRun, type RunSummary, type WrkResult, type WrkTarget } from "./lib/wrk";
 
 const arg = (name: string, dflt: number): number => {
   const i = process.argv.indexOf(`--${name}`);
@@ -94,9 +94,8 @@ function timeWaitTo(ports: number[]): Set<string> {
 
 // ---------------------------------------------------------------- load
 
-interface Run extends WrkResult {
-  /** CPU seconds per CpuGroup (in the order given) during the run. */
-  cpu: number[];
+/** A run with the CPU seconds per CpuGroup (in the order given). */
+interface Run extends MeasuredRun {
   /** TCP connections to the instances' ports that entered TIME-WAIT during the run. */
   closed: number;
 }
@@ -107,35 +106,14 @@ function wrk(scriptFile: string, target: WrkTarget, seconds: number): Promise<Wr
 
 // ---------------------------------------------------------------- figures
 
-interface Side {
-  rps: number;
-  rpsPerRound: number[];
-  p50: number;
-  p99: number;
-  non2xx: number;
-  errors: number;
-  requests: number;
-  /** CPU µs per request of each group. */
-  cpuUs: number[];
+interface Side extends RunSummary {
   /** Connections to the instances closed per 1000 requests. */
   closedPer1000: number;
 }
 
 function summarize(runs: Run[]): Side {
-  const histogram = mergeHistograms(runs.map((r) => r.histogram));
-  const sum = (f: (r: Run) => number) => runs.reduce((n, r) => n + f(r), 0);
-  const requests = sum((r) => r.requests);
-  return {
-    rps: requests / sum((r) => r.seconds),
-    rpsPerRound: runs.map((r) => r.requests / r.seconds),
-    p50: percentileMs(histogram, 50),
-    p99: percentileMs(histogram, 99),
-    non2xx: sum((r) => r.non2xx),
-    errors: sum((r) => r.errors),
-    requests,
-    cpuUs: runs[0].cpu.map((_, i) => (sum((r) => r.cpu[i]) / requests) * 1e6),
-    closedPer1000: (sum((r) => r.closed) / requests) * 1000,
-  };
+  const summary = summarizeRuns(runs);
+  return { ...summary, closedPer1000: (runs.reduce((n, r) => n + r.closed, 0) / summary.requests) * 1000 };
 }
 
 interface Pair {

@@ -120,3 +120,37 @@ export function percentileMs(histogram: Map<number, number>, p: number): number 
   }
   return NaN;
 }
+
+/** One wrk run with the CPU seconds each measured group spent during it (in a fixed order). */
+export interface MeasuredRun extends WrkResult {
+  cpu: number[];
+}
+
+/** What several runs of one side add up to: throughput, latency percentiles, failures, CPU µs per request. */
+export interface RunSummary {
+  rps: number;
+  rpsPerRound: number[];
+  p50: number;
+  p99: number;
+  non2xx: number;
+  errors: number;
+  requests: number;
+  /** CPU µs per request of each group. */
+  cpuUs: number[];
+}
+
+export function summarizeRuns(runs: MeasuredRun[]): RunSummary {
+  const histogram = mergeHistograms(runs.map((r) => r.histogram));
+  const sum = (f: (r: MeasuredRun) => number) => runs.reduce((n, r) => n + f(r), 0);
+  const requests = sum((r) => r.requests);
+  return {
+    rps: requests / sum((r) => r.seconds),
+    rpsPerRound: runs.map((r) => r.requests / r.seconds),
+    p50: percentileMs(histogram, 50),
+    p99: percentileMs(histogram, 99),
+    non2xx: sum((r) => r.non2xx),
+    errors: sum((r) => r.errors),
+    requests,
+    cpuUs: runs[0].cpu.map((_, i) => (sum((r) => r.cpu[i]) / requests) * 1e6),
+  };
+}
