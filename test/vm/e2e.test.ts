@@ -40,20 +40,16 @@ import { ensureSshKey, scpToVm, ssh } from "../../cli/vm/ssh";
 import { type VmRender, renderStackForVm } from "../../cli/vm/stack";
 import { type Vm, consoleTail, elapsed, qemuAvailable, stopVm } from "../../cli/vm/vm";
 import { addHostForward } from "../../cli/vm/qmp";
-import { qualifyKey } from "../../config/keysFromPulumi";
 import { calendarCorpus, compareWithSystemd } from "../support/calendarCorpus";
 import { waitForSsh } from "../../cli/vm/wait";
-import { assertBackupInBucket, envValue, isLoopback, parseSs, psql, sh, unitProps, waitForWelcomeEmail } from "./guest";
+import { MVP_E2E_STACK, mvpE2eSettings } from "./settings";
+import { assertBackupInBucket, envValue, isLoopback, parseSs, psql, sh, unitProps, vmBudgetMs, waitForWelcomeEmail } from "./guest";
 
-const STACK = "staging";
+const STACK = MVP_E2E_STACK;
 /** The prod example's process counts (its file is the one source), run on staging's 2 GiB plan. */
-function prodCounts(): Record<string, string> {
-  const prod = readStackFile(path.join(PROJECT_DIR, "Pulumi.prod.yaml")).config;
-  return { webInstances: prod[qualifyKey("webInstances")], workerInstances: prod[qualifyKey("workerInstances")] };
-}
 const RUN_DIR = path.join(PROJECT_DIR, ".vm", "e2e");
 const BUCKET_NAME = "vm-e2e-backups";
-const BUDGET_MS = 20 * 60 * 1000;
+const BUDGET_MS = vmBudgetMs(20);
 const log = (m: string) => console.log(`      ${m}`);
 
 describe("@vm e2e: the staging stack's exact user-data and day-2 pushes on a Debian 13 VM", function () {
@@ -95,7 +91,7 @@ describe("@vm e2e: the staging stack's exact user-data and day-2 pushes on a Deb
     const [port] = await freePorts(1);
     bucket = await startS3Bucket({ dir: bucketDir, name: BUCKET_NAME, port });
     render = await renderStackForVm({
-      stack: STACK, publicKey: key.publicKey, outDir: path.join(RUN_DIR, "render"), settings: prodCounts(),
+      stack: STACK, publicKey: key.publicKey, outDir: path.join(RUN_DIR, "render"), settings: mvpE2eSettings(),
       bucket: { endpoint: bucket.guestEndpoint, name: bucket.name, accessKeyId: bucket.accessKeyId, secretAccessKey: bucket.secretAccessKey },
     });
     log(`rendered stack ${STACK} for qemu: ${render.userDataFile} (${Buffer.byteLength(render.userData)} bytes); ` +
@@ -435,8 +431,8 @@ describe("@vm e2e: the staging stack's exact user-data and day-2 pushes on a Deb
     const releaseConf = render.files.get("/etc/saas-vps/release.conf")!.replace(/"/g, "'");
     const ports = envValue(releaseConf, "WEB_PORTS").split(" ");
     const workers = envValue(releaseConf, "WORKER_UNITS").split(" ");
-    assert.deepEqual(ports.length, Number(prodCounts().webInstances));
-    assert.deepEqual(workers.length, Number(prodCounts().workerInstances));
+    assert.deepEqual(ports.length, Number(mvpE2eSettings().webInstances));
+    assert.deepEqual(workers.length, Number(mvpE2eSettings().workerInstances));
     assert.deepEqual(wants, [...ports.map((p) => `web@${p}.service`), ...workers].sort());
     const score = async (unit: string) => {
       const out = await sh(vm, `systemd-analyze security --no-pager ${unit} | tail -1`);
@@ -521,7 +517,7 @@ describe("@vm e2e: the staging stack's exact user-data and day-2 pushes on a Deb
     assert.ok((counts["both accept"] ?? 0) > 300, JSON.stringify(counts));
   });
 
-  it("finished inside the 20-minute budget", function () {
+  it(`finished inside the ${BUDGET_MS / 60000}-minute budget`, function () {
     const s = (Date.now() - t0) / 1000;
     figures.secondsBeforeStop = Math.round(s);
     log(`e2e so far: ${s.toFixed(0)} s (elapsed since QEMU start: ${elapsed(vm).toFixed(0)} s)`);

@@ -4,7 +4,7 @@
  * welcome email, a backup's proof in the host's S3 server.
  */
 import { strict as assert } from "node:assert";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { sleep } from "../../cli/vm/process";
@@ -128,4 +128,32 @@ export async function journalTail(vm: Vm, unit?: string, lines = 40): Promise<st
   const r = await ssh(vm, `sudo journalctl -b -o short-monotonic --no-pager -n ${lines}${unit ? ` -u '${unit}'` : ""}`, { timeoutMs: 30000 })
     .catch((e: Error) => ({ code: 1, stdout: "", stderr: e.message }));
   return r.code === 0 ? r.stdout : `(journal unavailable: ${r.stderr.trim()})`;
+}
+
+/**
+ * A private network CIDR the host has no address or route in right now: other tests on a shared
+ * machine make network namespaces with veth pairs in 10.20/16 (the example's range), and the
+ * check that the host cannot reach the VMs' private addresses must not meet one of those.
+ */
+export function privateCidrUnusedByHost(): string {
+  for (let second = 200; second < 250; second++) {
+    const cidr = `10.${second}.0.0/16`;
+    const addrs = spawnSync("ip", ["-4", "-o", "address", "show", "to", cidr], { encoding: "utf8" }).stdout.trim();
+    const routes = spawnSync("ip", ["-4", "route", "show", "match", `10.${second}.0.1`], { encoding: "utf8" }).stdout.trim();
+    if (addrs === "" && routes.split("\n").every((r) => r.startsWith("default "))) return cidr;
+  }
+  throw new Error("no 10.200-249.0.0/16 network is free of host addresses and routes");
+}
+
+/**
+ * A VM test's time budget: `minutes` (what CI on an otherwise idle 2-core machine must meet), or
+ * SAAS_VPS_VM_BUDGET_MINUTES when set, for a machine busy with other work, where emulated boots
+ * take several times longer.
+ */
+export function vmBudgetMs(minutes: number): number {
+  const override = process.env.SAAS_VPS_VM_BUDGET_MINUTES;
+  if (override === undefined || override === "") return minutes * 60000;
+  const n = Number(override);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`SAAS_VPS_VM_BUDGET_MINUTES must be a positive number of minutes; got ${JSON.stringify(override)}`);
+  return n * 60000;
 }

@@ -41,34 +41,15 @@ import { ssh } from "../../cli/vm/ssh";
 import { type ServerVm, type StackVms, bootStackVms, releaseStackVms, sinceStart, stopStackVms, trustBucketInStackVms } from "../../cli/vm/stackVms";
 import { type Vm, consoleTail, qemuAvailable } from "../../cli/vm/vm";
 import { POSTGRES_PORT } from "../../plan/plan";
-import { assertBackupInBucket, isLoopback, journalTail, parseSs, psql, sh, unitProps, waitForWelcomeEmail } from "./guest";
+import { assertBackupInBucket, isLoopback, journalTail, parseSs, privateCidrUnusedByHost, psql, sh, unitProps, vmBudgetMs, waitForWelcomeEmail } from "./guest";
+import { SPLIT_SETTINGS, SPLIT_STACK } from "./settings";
 
-const STACK = "separated";
+const STACK = SPLIT_STACK;
 const STACK_DIR = path.join(PROJECT_DIR, ".vm", "e2e-separated");
 const BUCKET_NAME = "vm-e2e-separated-backups";
 const UPLOADS_BUCKET_NAME = "vm-e2e-separated-uploads";
-const BUDGET_MS = 15 * 60 * 1000;
-/** Plain HTTP on the forwarded port, as a stack without a domain serves it (no ACME here). */
-/**
- * Plain HTTP (no domain), and no SMTP server: the example's smtpUrl is a placeholder secret here,
- * and without SMTP_URL the app logs each mail instead of sending it, which is what point 5 reads.
- */
-const SETTINGS = { domain: null, acmeEmail: null, smtpUrl: null };
+const BUDGET_MS = vmBudgetMs(15);
 
-/**
- * A private network CIDR the host has no address or route in right now: other tests on a shared
- * machine make network namespaces with veth pairs in 10.20/16 (the example's range), and the
- * check that the host cannot reach the VMs' private addresses must not meet one of those.
- */
-function privateCidrUnusedByHost(): string {
-  for (let second = 200; second < 250; second++) {
-    const cidr = `10.${second}.0.0/16`;
-    const addrs = spawnSync("ip", ["-4", "-o", "address", "show", "to", cidr], { encoding: "utf8" }).stdout.trim();
-    const routes = spawnSync("ip", ["-4", "route", "show", "match", `10.${second}.0.1`], { encoding: "utf8" }).stdout.trim();
-    if (addrs === "" && routes.split("\n").every((r) => r.startsWith("default "))) return cidr;
-  }
-  throw new Error("no 10.200-249.0.0/16 network is free of host addresses and routes");
-}
 const log = (m: string) => console.log(`      ${m}`);
 
 /**
@@ -154,7 +135,7 @@ describe("@vm separated: db, app and worker each in a VM from its exact user-dat
     const privateNetworkCidr = privateCidrUnusedByHost();
     figures.privateNetworkCidr = privateNetworkCidr;
     vms = await bootStackVms({
-      stack: STACK, stackDir: STACK_DIR, settings: { ...SETTINGS, privateNetworkCidr }, log,
+      stack: STACK, stackDir: STACK_DIR, settings: { ...SPLIT_SETTINGS, privateNetworkCidr }, log,
       bucket: {
         endpoint: bucket.guestEndpoint, name: bucket.name, accessKeyId: bucket.accessKeyId, secretAccessKey: bucket.secretAccessKey, certFile: bucket.certFile,
         uploads: { name: bucket.uploads!.name, accessKeyId: bucket.uploads!.accessKeyId, secretAccessKey: bucket.uploads!.secretAccessKey },

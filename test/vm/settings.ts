@@ -1,0 +1,32 @@
+/**
+ * The stacks and settings the @vm tests boot, in one place: the tests use them, and CI builds
+ * their VM images ahead of time from the same list (test/vm/prebuildImages.ts).
+ */
+import * as path from "node:path";
+import { qualifyKey } from "../../config/keysFromPulumi";
+import { readStackFile } from "../../cli/lib/renderStack";
+import { PROJECT_DIR } from "../../cli/lib/stacks";
+
+/** The one-server e2e: the staging stack (DigitalOcean) with prod's process counts. */
+export const MVP_E2E_STACK = "staging";
+export function mvpE2eSettings(): Record<string, string> {
+  const prod = readStackFile(path.join(PROJECT_DIR, "Pulumi.prod.yaml")).config;
+  return { webInstances: prod[qualifyKey("webInstances")], workerInstances: prod[qualifyKey("workerInstances")] };
+}
+
+/** The split-stack e2e and the move: the example stack at stage separated. */
+export const SPLIT_STACK = "separated";
+/**
+ * Plain HTTP (no domain: no ACME here), and no SMTP server: the example's smtpUrl is a placeholder
+ * secret, and without SMTP_URL the app logs each mail instead of sending it, which the checks read.
+ */
+export const SPLIT_SETTINGS = { domain: null, acmeEmail: null, smtpUrl: null } as const;
+
+/** Every render a @vm test boots servers from (stack + settings; the private CIDR changes no package). */
+export function vmTestRenders(): { stack: string; settings: Record<string, string | null> }[] {
+  return [
+    { stack: MVP_E2E_STACK, settings: mvpE2eSettings() },
+    { stack: SPLIT_STACK, settings: { ...SPLIT_SETTINGS } },
+    { stack: SPLIT_STACK, settings: { ...SPLIT_SETTINGS, mvpDatabase: "live" } },
+  ];
+}
