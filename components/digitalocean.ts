@@ -16,7 +16,6 @@ import {
   formerlyOwnedBy,
   peerIds,
   portText,
-  PROTECTED,
   SERVER_IGNORES,
   type ServerIds,
   type StackNetwork,
@@ -63,7 +62,6 @@ export const digitaloceanProvider: MachineProvider = {
       { region: plan.servers[0].region, description: VPC_DESCRIPTION, ...(plan.network ? { ipRange: plan.network.cidr } : {}) },
       {
         parent,
-        ...PROTECTED,
         ignoreChanges: ["ipRange"],
         aliases: [{ parent: pulumi.createUrn(ownerName, "saas-vps:server:VpsServer", parent) }],
       },
@@ -83,7 +81,7 @@ export const digitaloceanProvider: MachineProvider = {
   },
 
   createFixedIp(name: string, plan: ServerPlan, parent: pulumi.Resource): FixedIp {
-    const ip = new digitalocean.ReservedIp(`${name}-ipv4`, { region: plan.region }, { parent, ...PROTECTED });
+    const ip = new digitalocean.ReservedIp(`${name}-ipv4`, { region: plan.region }, { parent });
     return { address: ip.ipAddress, id: ip.id };
   },
 
@@ -103,7 +101,7 @@ export const digitaloceanProvider: MachineProvider = {
             description: "saas-vps data (PostgreSQL, uploads)",
             tags,
           },
-          { ...opts, ...PROTECTED },
+          opts,
         )
       : undefined;
     const droplet = new digitalocean.Droplet(
@@ -119,7 +117,7 @@ export const digitaloceanProvider: MachineProvider = {
         userData: args.userData,
         tags,
       },
-      { ...opts, ...PROTECTED, ignoreChanges: SERVER_IGNORES },
+      { ...opts, ignoreChanges: SERVER_IGNORES },
     );
     const dropletId = droplet.id.apply(Number);
     const ready: pulumi.Resource[] = [

@@ -72,8 +72,6 @@ export interface MachineProvider {
   createMachine(name: string, args: MachineArgs, parent: pulumi.Resource): Machine;
 }
 
-/** Servers, volumes and fixed IPs are protected: deleting one must be a deliberate act. */
-export const PROTECTED: Pick<pulumi.CustomResourceOptions, "protect"> = { protect: true };
 /**
  * Both providers replace a server when its user-data or its SSH keys change (they read both only
  * at creation), which would destroy it and its database: ignore both. Day-2 changes to what they
