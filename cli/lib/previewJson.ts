@@ -147,7 +147,7 @@ export function readPreview(text: string): PreviewDocument {
   }
   if (!isObject(value)) fail("the document", "a JSON object (Pulumi's preview digest)", value);
   if (value.steps === undefined && value.changeSummary === undefined) {
-    fail("the document", "a preview digest with steps or changeSummary", `an object with keys ${Object.keys(value).join(", ") || "(none)"}`);
+    throw new PreviewFormatError(`the document: expected a preview digest with steps or changeSummary; found an object with keys ${Object.keys(value).join(", ") || "(none)"}`);
   }
   if (value.steps !== undefined && !Array.isArray(value.steps)) fail("steps", "a list of steps", value.steps);
   const steps = ((value.steps ?? []) as unknown[]).map((step, i) => readStep(step, `steps[${i}]`));
