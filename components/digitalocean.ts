@@ -17,6 +17,7 @@ import {
   peerIds,
   portText,
   SERVER_IGNORES,
+  sshKeyName,
   type ServerIds,
   type StackNetwork,
 } from "./machine";
@@ -50,7 +51,7 @@ export const digitaloceanProvider: MachineProvider = {
   plansPrivateAddresses: false,
 
   createSshKeys(name: string, sshPublicKeys: string[], parent: pulumi.Resource): pulumi.Output<string>[] {
-    return sshPublicKeys.map((publicKey, i) => new digitalocean.SshKey(`${name}-${FORMER_OWNER}-key-${i}`, { publicKey }, formerlyOwnedBy(name, parent)).fingerprint);
+    return sshPublicKeys.map((publicKey, i) => new digitalocean.SshKey(sshKeyName(name, i), { name: sshKeyName(name, i), publicKey }, formerlyOwnedBy(name, parent)).fingerprint);
   },
 
   createNetwork(name: string, plan: StackPlan, parent: pulumi.Resource): StackNetwork {

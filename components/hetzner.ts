@@ -7,7 +7,7 @@
 import * as hcloud from "@pulumi/hcloud";
 import * as pulumi from "@pulumi/pulumi";
 import type { FirewallRule, ServerPlan, StackPlan } from "../plan/plan";
-import { FORMER_OWNER, formerlyOwnedBy, type FixedIp, type Machine, type MachineArgs, type MachineProvider, portText, SERVER_IGNORES, type StackNetwork } from "./machine";
+import { FORMER_OWNER, formerlyOwnedBy, type FixedIp, type Machine, type MachineArgs, type MachineProvider, portText, SERVER_IGNORES, sshKeyName, type StackNetwork } from "./machine";
 
 const MANAGED_BY = { "managed-by": "saas-vps" };
 const labelsFor = (plan: ServerPlan) => ({ ...MANAGED_BY, server: plan.name });
@@ -29,7 +29,7 @@ export const hetzner: MachineProvider = {
   createSshKeys(name: string, sshPublicKeys: string[], parent: pulumi.Resource): pulumi.Output<string>[] {
     // The labels the mvp server's keys always had: an unchanged key shows no diff.
     const labels = { ...MANAGED_BY, server: FORMER_OWNER };
-    return sshPublicKeys.map((publicKey, i) => new hcloud.SshKey(`${name}-${FORMER_OWNER}-key-${i}`, { publicKey, labels }, formerlyOwnedBy(name, parent)).id);
+    return sshPublicKeys.map((publicKey, i) => new hcloud.SshKey(sshKeyName(name, i), { name: sshKeyName(name, i), publicKey, labels }, formerlyOwnedBy(name, parent)).id);
   },
 
   createNetwork(name: string, plan: StackPlan, parent: pulumi.Resource): StackNetwork | undefined {

@@ -99,6 +99,16 @@ export function peerIds(rule: FirewallRule, serverIds: ServerIds): string[] {
  */
 export const FORMER_OWNER = "app";
 
+/**
+ * The name of the stack's i-th SSH key, as a Pulumi resource and at the provider: it holds the stack's
+ * name (the stack component's name does), so stacks sharing a Hetzner project or a DigitalOcean
+ * account never clash on a key name (Hetzner refuses a name twice in a project). The policy pack
+ * checks it (policy/policies.ts).
+ */
+export function sshKeyName(stackComponentName: string, index: number): string {
+  return `${stackComponentName}-${FORMER_OWNER}-key-${index}`;
+}
+
 /** Options that move a resource once created under the mvp server's component to the stack. */
 export function formerlyOwnedBy(stackName: string, parent: pulumi.Resource): Pick<pulumi.CustomResourceOptions, "parent" | "aliases"> {
   return { parent, aliases: [{ parent: pulumi.createUrn(`${stackName}-${FORMER_OWNER}`, "saas-vps:server:VpsServer", parent) }] };
