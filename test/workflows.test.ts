@@ -10,15 +10,15 @@ const validator = join(__dirname, "..", "node_modules", ".bin", "action-validato
 describe("GitHub Actions workflows for users", () => {
   const files = readdirSync(WORKFLOWS).filter((f) => f.endsWith(".yml"));
 
-  it("ships a pull-request preview and a scheduled drift check", () => {
-    assert.deepEqual(files.sort(), ["drift.yml", "preview.yml"]);
+  it("ships a pull-request preview, a scheduled drift check, a deploy and a rollback", () => {
+    assert.deepEqual(files.sort(), ["deploy.yml", "drift.yml", "preview.yml", "rollback.yml"]);
     const drift = readFileSync(join(WORKFLOWS, "drift.yml"), "utf8");
     assert.match(drift, /pulumi preview --stack "\$STACK" --refresh --expect-no-changes/);
     assert.match(drift, /"\$code" -eq 7/);
     assert.match(readFileSync(join(WORKFLOWS, "preview.yml"), "utf8"), /command: preview/);
   });
 
-  for (const file of ["drift.yml", "preview.yml"]) {
+  for (const file of files) {
     it(`${file} passes action-validator`, () => {
       const result = run(validator, [join(WORKFLOWS, file)]);
       assert.equal(result.status, 0, result.stdout + result.stderr);
