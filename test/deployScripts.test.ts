@@ -151,7 +151,7 @@ describe("deploy:check-secrets (what a stack's deploy or rollback needs)", funct
     assert.deepEqual(missingSecrets(file, "deploy", {}).map((m) => m.secret), ["PULUMI_ACCESS_TOKEN", "SPACES_SECRET_ACCESS_KEY"]);
     assert.deepEqual(missingSecrets(file, "deploy", { SPACES_SECRET_ACCESS_KEY: "set" }).map((m) => m.secret), ["PULUMI_ACCESS_TOKEN"]);
     assert.deepEqual(missingSecrets(file, "deploy", { PULUMI_ACCESS_TOKEN: "set", SPACES_SECRET_ACCESS_KEY: "set" }), []);
-    assert.deepEqual(missingSecrets(file, "deploy", { PULUMI_ACCESS_TOKEN: "  " }).map((m) => m.secret), ["PULUMI_ACCESS_TOKEN"]);
+    assert.deepEqual(missingSecrets(file, "deploy", { PULUMI_ACCESS_TOKEN: "  ", SPACES_SECRET_ACCESS_KEY: "set" }).map((m) => m.secret), ["PULUMI_ACCESS_TOKEN"]);
   });
 
   it("a passphrase stack needs PULUMI_CONFIG_PASSPHRASE; a rollback needs the SSH key even when the stack holds one", () => {
