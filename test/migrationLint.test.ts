@@ -123,6 +123,15 @@ describe("lint:migrations (squawk, .squawk.toml, lint:allow exemptions)", functi
     assert.deepEqual(lintMigration("down_first.sql", sql).map((f) => `${f.line} ${f.rule}`), ["4 ban-drop-column"]);
   });
 
+  it("README's expand/contract example passes, each step as the migration it shows", () => {
+    const readme = readFileSync(join(ROOT, "README.md"), "utf8");
+    const section = readme.slice(readme.indexOf("**Example: replacing"), readme.indexOf("Fixtures of each unsafe kind"));
+    const steps = [...section.matchAll(/```sql\n([\s\S]*?)```/g)].map((m) => m[1].replace(/^ {3}/gm, ""));
+    assert.equal(steps.length, 3);
+    steps.forEach((sql, i) => assert.deepEqual(lintMigration(`step ${i + 1}`, sql), [], sql));
+    assert.match(steps[2], /-- lint:allow ban-drop-column because /);
+  });
+
   it("every rule with advice is a rule squawk knows (squawk refuses unknown names in its config)", () => {
     const dir = tempDir("squawk-rules");
     const empty = join(dir, "empty.sql");
