@@ -25,15 +25,19 @@ function workflowText(file: string): string {
   return readFileSync(join(WORKFLOWS, file), "utf8");
 }
 
-/** The steps of a workflow's one job. */
-function stepsOf(file: string): Step[] {
-  const jobs = Object.values(parse(workflowText(file)).jobs) as Array<{ steps: Step[] }>;
-  assert.equal(jobs.length, 1, `${file}: one job`);
-  return jobs[0].steps;
+/** The steps of a workflow's job (its only one, or the one named). */
+function stepsOf(file: string, job?: string): Step[] {
+  const jobs = parse(workflowText(file)).jobs as Record<string, { steps: Step[] }>;
+  if (job) {
+    assert.ok(jobs[job], `${file}: no job ${job}`);
+    return jobs[job].steps;
+  }
+  assert.equal(Object.keys(jobs).length, 1, `${file}: one job`);
+  return Object.values(jobs)[0].steps;
 }
 
-function step(file: string, name: string): Step {
-  const found = stepsOf(file).find((s) => s.name === name);
+function step(file: string, name: string, job?: string): Step {
+  const found = stepsOf(file, job).find((s) => s.name === name);
   assert.ok(found?.run, `${file} has no step "${name}" with a script`);
   return found!;
 }
@@ -48,8 +52,8 @@ describe("GitHub Actions workflows for users", function () {
   this.timeout(300_000);
   const files = readdirSync(WORKFLOWS).filter((f) => f.endsWith(".yml"));
 
-  it("ships a pull-request preview with the guard rails and a scheduled drift check", () => {
-    assert.deepEqual(files.sort(), ["drift.yml", "preview.yml"]);
+  it("ships a pull-request preview with the guard rails and the migration review, a scheduled drift check, a deploy and a rollback", () => {
+    assert.deepEqual(files.sort(), ["deploy.yml", "drift.yml", "preview.yml", "rollback.yml"]);
     const preview = workflowText("preview.yml");
     assert.match(preview, /command: preview/);
     assert.match(preview, /pulumi preview --stack "\$STACK" --policy-pack policy/);
@@ -57,6 +61,7 @@ describe("GitHub Actions workflows for users", function () {
     assert.match(preview, /npm run -s guard -- "\$RUNNER_TEMP\/preview.json"/);
     assert.match(preview, /gh pr comment/);
     assert.match(preview, /types: \[opened, synchronize, reopened, labeled, unlabeled\]/);
+    assert.match(preview, /bash cli\/ci\/migration-review\.sh "\$BASE_SHA"/);
     const drift = workflowText("drift.yml");
     assert.match(drift, /pulumi refresh --stack "\$STACK" --preview-only --expect-no-changes --json/);
     assert.match(drift, /"\$code" -eq 7/);
@@ -64,7 +69,7 @@ describe("GitHub Actions workflows for users", function () {
     assert.doesNotMatch(drift, /pulumi preview/);
   });
 
-  for (const file of ["drift.yml", "preview.yml"]) {
+  for (const file of files) {
     it(`${file} passes action-validator`, () => {
       const result = run(validator, [join(WORKFLOWS, file)]);
       assert.equal(result.status, 0, result.stdout + result.stderr);
@@ -88,7 +93,7 @@ describe("GitHub Actions workflows for users", function () {
   });
 
   describe("the replace guard step, run with pull-request labels", () => {
-    const guardStep = () => step("preview.yml", "Replace guard");
+    const guardStep = () => step("preview.yml", "Replace guard", "preview");
     const runGuard = (labels: string[]) => {
       const temp = tempDir("guard-step");
       copyFileSync(join(FIXTURES, "replace-server.json"), join(temp, "preview.json"));
