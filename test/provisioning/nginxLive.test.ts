@@ -203,7 +203,7 @@ describe("rendered nginx site under real nginx", function () {
     assert.equal(refused.headers.get("content-type"), "application/json");
     assert.equal(refused.headers.get("retry-after"), String(AUTH_RETRY_AFTER_SECONDS));
     assert.equal(refused.headers.get("x-content-type-options"), "nosniff", "the 429 carries the security headers too");
-    assert.deepEqual(Object.keys(await refused.json()), ["error", "message"]);
+    assert.deepEqual(Object.keys((await refused.json()) as object), ["error", "message"]);
     // The budget is shared: the other auth routes are refused too, the rest of the site is not.
     assert.equal((await fetch(`http://127.0.0.1:${port}${AUTH_ROUTES[1]}`, { method: "POST", body: "{}" })).status, 429);
     for (let i = 0; i < 20; i++) assert.equal((await fetch(`http://127.0.0.1:${port}/x`)).status, 200);
