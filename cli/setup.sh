@@ -17,6 +17,8 @@ packages=(
   jq
   # the host firewall: nft checks and loads the rendered rules in test network namespaces
   nftables iproute2 python3
+  # fail2ban -t and fail2ban-regex check the rendered jails and the filter against nginx's log
+  fail2ban python3-systemd
   # load generator for the zero-downtime release test
   wrk curl
   # the Debian 13 VM (ladder step 5)
