@@ -5,7 +5,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { bucketNameProblems } from "../plan/bucketName";
-import { ConfigError, parseStackConfig } from "../config/config";
+import { ConfigError, configWarnings, parseStackConfig } from "../config/config";
 import { projectKeyOf } from "../config/keysFromPulumi";
 import { ADMIN_USER } from "../provisioning/layout";
 import { appUrlFor } from "../plan/serverInput";
@@ -35,6 +35,7 @@ export function createProgram(stackName: string = pulumi.getStack(), opts?: pulu
   // The stack name is not config, so the parser cannot see what it makes of the bucket's name.
   const bucketProblems = bucketNameProblems(stackName, config);
   if (bucketProblems.length) throw new ConfigError(bucketProblems);
+  for (const warning of configWarnings(config)) void pulumi.log.warn(warning);
   const stack = new SaasStack(`saas-${stackName}`, { config, stackName, machineKind }, opts);
   const webServer = stack.plan.servers.find((s) => s.roles.includes("web"))!.name;
   const app = stack.servers[webServer];

@@ -53,7 +53,7 @@ const BUDGET_MS = 15 * 60 * 1000;
  * Plain HTTP (no domain), and no SMTP server: the example's smtpUrl is a placeholder secret here,
  * and without SMTP_URL the app logs each mail instead of sending it, which is what point 5 reads.
  */
-const SETTINGS = { domain: null, acmeEmail: null, smtpUrl: null };
+const SETTINGS = { domain: null, acmeEmail: null, plainHttp: "true", smtpUrl: null };
 
 /**
  * A private network CIDR the host has no address or route in right now: other tests on a shared
