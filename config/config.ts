@@ -119,7 +119,15 @@ export interface ParseOptions {
    * text is an error, so credentials never sit readable in a stack file or in state.
    */
   secretKeys?: ReadonlySet<string>;
+  /** Provider credentials (PROVIDER_TOKEN_KEYS, full keys) the stack sets in plain text: each is an error too. */
+  plaintextProviderTokens?: readonly string[];
 }
+
+/**
+ * The cloud providers' API tokens, which live in the providers' own config namespaces: with
+ * either, anyone who reads the stack file controls the account.
+ */
+export const PROVIDER_TOKEN_KEYS = ["hcloud:token", "digitalocean:token"] as const;
 
 /** Collects problems; each is prefixed with the full key as the user types it. */
 class Problems {
@@ -127,12 +135,19 @@ class Problems {
   add(key: string, message: string): void {
     this.lines.push(`${PROJECT}:${key}: ${message}`);
   }
+  /** A key of another namespace (`hcloud:token`), named as it is. */
+  addForeign(fullKey: string, message: string): void {
+    this.lines.push(`${fullKey}: ${message}`);
+  }
 }
 
 export function parseStackConfig(raw: Record<string, string>, options: ParseOptions = {}): StackConfig {
   const problems = new Problems();
   reportUnknownKeys(raw, problems);
   if (options.secretKeys) reportPlaintextSecrets(raw, options.secretKeys, problems);
+  for (const key of options.plaintextProviderTokens ?? []) {
+    problems.addForeign(key, `is the provider's API token and is stored in plain text; set it with: pulumi config set --secret ${key} <token>`);
+  }
   const v = parseEachKey(raw, problems);
   if (v.stage) for (const [key, line] of keysOutsideStage(raw, v.stage)) problems.add(key, line);
 
