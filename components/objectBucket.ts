@@ -56,7 +56,8 @@ export class ObjectBucket<Extra extends Record<string, pulumi.Output<string>> = 
     this.region = pulumi.output(bucket.region);
     const derivedName = defaultBucketName(args.stackName, args.purpose);
     if (isCreatedBucket(bucket)) {
-      const suffix = new random.RandomString(`${name}-suffix`, { length: CREATED_BUCKET_SUFFIX_LENGTH, special: false, upper: false }, { parent: this });
+      // Protected like the bucket it names: a new suffix would mean a new, empty bucket.
+      const suffix = new random.RandomString(`${name}-suffix`, { length: CREATED_BUCKET_SUFFIX_LENGTH, special: false, upper: false }, { parent: this, ...PROTECTED });
       const bucketName = bucket.name ? pulumi.output(bucket.name) : pulumi.interpolate`${derivedName}-${suffix.result}`;
       const spaces = new digitalocean.SpacesBucket(
         `${name}-bucket`,

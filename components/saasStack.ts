@@ -19,7 +19,7 @@ import { hashSourceTree } from "../plan/appSource";
 import { backupRepositoryUrl } from "../provisioning/backup";
 import { backupSpacesSettings, ObjectBucket, UPLOADS_SPACES_SETTINGS } from "./objectBucket";
 import { ManagedDatabase } from "./managedDatabase";
-import type { ServerIds, StackNetwork } from "./machine";
+import { PROTECTED, type ServerIds, type StackNetwork } from "./machine";
 import { MACHINE_PROVIDERS, type RenderAddresses, VpsServer } from "./vpsServer";
 
 export interface SaasStackArgs {
@@ -56,8 +56,10 @@ export class SaasStack extends pulumi.ComponentResource {
     this.plan = planStack(config);
     const appDir = resolveAppDir(config.appDir);
     const sourceHash = hashSourceTree(appDir);
+    // Protected: a replaced password would lock the servers out of what it guards (the backup
+    // repository's key above all: every existing backup would become unreadable).
     const secret = (id: string, length: number) =>
-      new random.RandomPassword(`${name}-${id}`, { length, special: false }, { parent: this }).result;
+      new random.RandomPassword(`${name}-${id}`, { length, special: false }, { parent: this, ...PROTECTED }).result;
     // The schema owner's keeps the resource name it always had: an existing stack keeps its password.
     const databasePassword = secret("db-password", 32);
     const databaseWebPassword = secret("db-web-password", 32);
