@@ -9,7 +9,8 @@ import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { USER_DATA_LIMIT_BYTES } from "../provisioning/cloudInit";
 import { RenderError } from "../provisioning/errors";
-import { ConfigError } from "../config/config";
+import { ConfigError, configWarnings, parseStackConfig } from "../config/config";
+import { projectConfigOf } from "../config/keysFromPulumi";
 import type { MachineKind } from "../provisioning/server";
 import { parseCommandLine, USAGE_EXIT } from "./lib/args";
 import { readStackFile, renderStack, withOverrides } from "./lib/renderStack";
@@ -50,7 +51,8 @@ async function main(): Promise<number> {
   const secretOverrides = pairs(values["set-secret"], "--set-secret");
   const started = process.hrtime.bigint();
   const machine = values.machine as MachineKind | undefined;
-  const result = await renderStack(values.stack, withOverrides(readStackFile(stackFilePath(values.stack)), overrides, secretOverrides), machine);
+  const file = withOverrides(readStackFile(stackFilePath(values.stack)), overrides, secretOverrides);
+  const result = await renderStack(values.stack, file, machine);
   const out = resolve(values.out);
   for (const server of result.servers) {
     const dir = writeServerRender(out, server);
@@ -62,6 +64,8 @@ async function main(): Promise<number> {
   }
   const ms = Number(process.hrtime.bigint() - started) / 1e6;
   console.log(`rendered stack ${values.stack} in ${ms.toFixed(0)} ms`);
+  // Last, so it is what stays on screen.
+  for (const warning of configWarnings(parseStackConfig(projectConfigOf(file.config)))) console.error(`WARNING: ${warning}`);
   return 0;
 }
 

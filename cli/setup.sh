@@ -17,6 +17,10 @@ packages=(
   jq
   # the host firewall: nft checks and loads the rendered rules in test network namespaces
   nftables iproute2 python3
+  # fail2ban -t and fail2ban-regex check the rendered jails and the filter against nginx's log
+  fail2ban python3-systemd
+  # needrestart: its Debian configuration loads the rendered drop-in in a test
+  needrestart
   # load generator for the zero-downtime release test
   wrk curl
   # the Debian 13 VM (ladder step 5)

@@ -119,7 +119,15 @@ export interface ParseOptions {
    * text is an error, so credentials never sit readable in a stack file or in state.
    */
   secretKeys?: ReadonlySet<string>;
+  /** Provider credentials (PROVIDER_TOKEN_KEYS, full keys) the stack sets in plain text: each is an error too. */
+  plaintextProviderTokens?: readonly string[];
 }
+
+/**
+ * The cloud providers' API tokens, which live in the providers' own config namespaces: with
+ * either, anyone who reads the stack file controls the account.
+ */
+export const PROVIDER_TOKEN_KEYS = ["hcloud:token", "digitalocean:token"] as const;
 
 /** Collects problems; each is prefixed with the full key as the user types it. */
 class Problems {
@@ -127,12 +135,19 @@ class Problems {
   add(key: string, message: string): void {
     this.lines.push(`${PROJECT}:${key}: ${message}`);
   }
+  /** A key of another namespace (`hcloud:token`), named as it is. */
+  addForeign(fullKey: string, message: string): void {
+    this.lines.push(`${fullKey}: ${message}`);
+  }
 }
 
 export function parseStackConfig(raw: Record<string, string>, options: ParseOptions = {}): StackConfig {
   const problems = new Problems();
   reportUnknownKeys(raw, problems);
   if (options.secretKeys) reportPlaintextSecrets(raw, options.secretKeys, problems);
+  for (const key of options.plaintextProviderTokens ?? []) {
+    problems.addForeign(key, `is the provider's API token and is stored in plain text; set it with: pulumi config set --secret ${key} <token>`);
+  }
   const v = parseEachKey(raw, problems);
   if (v.stage) for (const [key, line] of keysOutsideStage(raw, v.stage)) problems.add(key, line);
 
@@ -142,6 +157,7 @@ export function parseStackConfig(raw: Record<string, string>, options: ParseOpti
   const privateNetwork = v.provider && v.stage && SPLIT_STAGES.includes(v.stage) && region ? parsePrivateNetwork(v, v.provider, region, problems) : undefined;
   const database = v.provider ? parseDatabase(v, v.provider, problems) : undefined;
   reportMoveConflicts(v, problems);
+  reportPlainHttp(raw, v, problems);
   if (v.domain && !raw.acmeEmail) {
     problems.add("acmeEmail", `is required when saas-vps:domain is set (Let's Encrypt needs a contact); domain is ${quote(v.domain)}`);
   }
@@ -163,6 +179,7 @@ export function parseStackConfig(raw: Record<string, string>, options: ParseOpti
     database: database!,
     mvpDatabase: v.mvpDatabase,
     domain: v.domain,
+    plainHttp: v.plainHttp!,
     acmeEmail: v.acmeEmail,
     sshPublicKeys: v.sshPublicKeys!,
     sshAllowedCidrs: v.sshAllowedCidrs!,
@@ -201,6 +218,31 @@ function reportUnknownKeys(raw: Record<string, string>, problems: Problems): voi
     const suggestion = closest(key, KNOWN_KEYS);
     problems.add(key, `unknown key${suggestion ? `; did you mean saas-vps:${suggestion}?` : `; known keys: ${KNOWN_KEYS.join(", ")}`}`);
   }
+}
+
+/**
+ * Without a domain there is no certificate, and the site is plain HTTP: logins send passwords and
+ * every request a session token in clear. That is allowed only when the stack says so.
+ */
+function reportPlainHttp(raw: Record<string, string>, v: Partial<KeyValues>, problems: Problems): void {
+  if (v.plainHttp === undefined) return; // refused by its own parser
+  // A domain set but refused has its own line already.
+  if (!raw.domain && !v.plainHttp) {
+    problems.add(
+      "domain",
+      "is unset, so the site would be plain HTTP on the server's IP and send passwords and session tokens unencrypted; set domain (and acmeEmail) for HTTPS, or accept an unencrypted site with saas-vps:plainHttp: true",
+    );
+  }
+  if (v.domain !== undefined && v.plainHttp) {
+    problems.add("plainHttp", `is only for a stack without saas-vps:domain; with domain ${quote(v.domain)} the site is HTTPS (plain HTTP only redirects): remove the key`);
+  }
+}
+
+/** What `pulumi preview` and `npm run render` print about a valid config that is nonetheless unsafe. */
+export function configWarnings(config: Pick<StackConfig, "plainHttp">): string[] {
+  return config.plainHttp
+    ? [`${PROJECT}:plainHttp is true: the site is UNENCRYPTED HTTP on the server's IP; passwords and session tokens cross the network in clear. Set ${PROJECT}:domain and ${PROJECT}:acmeEmail for HTTPS.`]
+    : [];
 }
 
 function reportPlaintextSecrets(raw: Record<string, string>, secretKeys: ReadonlySet<string>, problems: Problems): void {

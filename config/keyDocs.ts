@@ -35,7 +35,7 @@ export function renderReadmeTable(): string {
   const rows = KNOWN_KEYS.map((key) => {
     const s = spec(key);
     const name = `\`${key}\`${s.secret ? " (secret)" : ""}`;
-    const fallback = s.default === undefined ? s.defaultText ?? "none" : typeof s.default === "number" ? String(s.default) : `\`${s.default}\``;
+    const fallback = s.default === undefined ? s.defaultText ?? "none" : typeof s.default === "number" ? String(s.default) : `\`${String(s.default)}\``;
     const stages = s.stages.length === STAGES.length ? "" : ` (stage ${s.stages.join(", ")} only)`;
     return `| ${name} | ${fallback} | ${s.rule}${stages} |`;
   });

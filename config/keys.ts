@@ -34,7 +34,7 @@ export type Parsed<T> = { ok: true; value: T } | { ok: false; problems: string[]
 
 export interface KeySpec<T> {
   /** The type Pulumi.yaml declares. */
-  type: "string" | "integer" | "array";
+  type: "string" | "integer" | "boolean" | "array";
   /** The value when the key is unset; stated in Pulumi.yaml and the README. */
   default?: T;
   /** The README's default column when there is no single default value. */
@@ -85,6 +85,18 @@ function integer(min: number, max: number, fallback: number) {
       if (text === undefined) return ok(fallback);
       const value = parseIntegerText(text);
       return value !== undefined && value >= min && value <= max ? ok(value) : fail(`must be a whole number from ${min} to ${max}; got ${quote(text)}`);
+    },
+  };
+}
+
+/** `true` or `false` (Pulumi stores a YAML boolean as that text); unset is false. */
+function flag() {
+  return {
+    type: "boolean" as const,
+    default: false,
+    parse: (text: string | undefined): Parsed<boolean> => {
+      if (text === undefined || text === "false") return ok(false);
+      return text === "true" ? ok(true) : fail(`must be true or false; got ${quote(text)}`);
     },
   };
 }
@@ -348,7 +360,14 @@ export const KEYS = {
     ...ALL,
     defaultText: "none",
     description: "Public hostname (no scheme or path). Without it the site is served over HTTP on the fixed IP.",
-    rule: "bare hostname, not an IP address; without it the site is plain HTTP on the fixed IP",
+    rule: "bare hostname, not an IP address; without it `plainHttp: true` is required",
+  },
+  plainHttp: {
+    ...flag(),
+    ...ALL,
+    description:
+      "true serves the site over plain HTTP on the fixed IP, without a domain: passwords and session tokens cross the network unencrypted (a test stack only). Required when domain is unset; refused with a domain.",
+    rule: "`true` only without `domain`: the site is unencrypted HTTP on the fixed IP (testing only)",
   },
   acmeEmail: {
     ...optional((v) => (isEmail(v) ? undefined : `must be an email address for Let's Encrypt notices; got ${quote(v)}`)),

@@ -5,15 +5,18 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { bucketNameProblems } from "../plan/bucketName";
-import { ConfigError, parseStackConfig } from "../config/config";
+import { ConfigError, configWarnings, parseStackConfig, PROVIDER_TOKEN_KEYS } from "../config/config";
 import { projectKeyOf } from "../config/keysFromPulumi";
 import { ADMIN_USER } from "../provisioning/layout";
 import { appUrlFor } from "../plan/serverInput";
 import type { MachineKind } from "../provisioning/server";
 import { SaasStack } from "../components/saasStack";
 
-/** All of this project's config, short keys, plus which of them Pulumi holds as secrets. */
-export function readRawConfig(): { raw: Record<string, string>; secretKeys: Set<string> } {
+/**
+ * All of this project's config, short keys, plus which of them Pulumi holds as secrets, and the
+ * providers' tokens (their own namespaces) that the stack sets in plain text.
+ */
+export function readRawConfig(): { raw: Record<string, string>; secretKeys: Set<string>; plaintextProviderTokens: string[] } {
   const all = pulumi.runtime.allConfig();
   // isConfigSecret is exported by the runtime but missing from its typings.
   const isSecret = (pulumi.runtime as unknown as { isConfigSecret?: (k: string) => boolean }).isConfigSecret ?? (() => false);
@@ -25,16 +28,18 @@ export function readRawConfig(): { raw: Record<string, string>; secretKeys: Set<
     raw[key] = value;
     if (isSecret(fullKey)) secretKeys.add(key);
   }
-  return { raw, secretKeys };
+  const plaintextProviderTokens = PROVIDER_TOKEN_KEYS.filter((key) => all[key] !== undefined && !isSecret(key));
+  return { raw, secretKeys, plaintextProviderTokens };
 }
 
 /** `opts` go to the root component (tests hook transformations there to see resource options). */
 export function createProgram(stackName: string = pulumi.getStack(), opts?: pulumi.ComponentResourceOptions, machineKind?: MachineKind) {
-  const { raw, secretKeys } = readRawConfig();
-  const config = parseStackConfig(raw, { secretKeys });
+  const { raw, secretKeys, plaintextProviderTokens } = readRawConfig();
+  const config = parseStackConfig(raw, { secretKeys, plaintextProviderTokens });
   // The stack name is not config, so the parser cannot see what it makes of the bucket's name.
   const bucketProblems = bucketNameProblems(stackName, config);
   if (bucketProblems.length) throw new ConfigError(bucketProblems);
+  for (const warning of configWarnings(config)) void pulumi.log.warn(warning);
   const stack = new SaasStack(`saas-${stackName}`, { config, stackName, machineKind }, opts);
   const webServer = stack.plan.servers.find((s) => s.roles.includes("web"))!.name;
   const app = stack.servers[webServer];

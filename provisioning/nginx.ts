@@ -48,6 +48,55 @@ export const NGINX_UPSTREAM_KEEPALIVE_TIMEOUT_SECONDS = 3;
 export const NGINX_UPSTREAM_KEEPALIVE_CONNECTIONS = 128;
 
 /**
+ * The app's routes that run scrypt (about 0.2 s of CPU each: app/src/auth/password.ts) or check a
+ * secret token: each is a guess an attacker can repeat. One shared budget per client address, so
+ * spreading guesses over the routes buys nothing.
+ */
+export const AUTH_ROUTES = ["/auth/login", "/auth/register", "/me/password", "/invitations/accept"] as const;
+/**
+ * Sustained auth requests per minute per address: one every 6 s is 0.2 s of scrypt per 6 s, about
+ * 3 % of one core, so it takes some 30 addresses at full rate to fill one of a 2-vCPU server's
+ * cores; a person signing in needs one request.
+ */
+export const AUTH_RATE_PER_MINUTE = 10;
+/** Auth requests one address may send at once beyond the rate: a person retrying a mistyped password 5 times is not refused. */
+export const AUTH_BURST = 5;
+/** Seconds a refused client should wait: the time the rate takes to allow the next request. */
+export const AUTH_RETRY_AFTER_SECONDS = 60 / AUTH_RATE_PER_MINUTE;
+/**
+ * Requests in progress at once per client address (limit_conn). A browser keeps at most 6
+ * connections per host over HTTP/1.1 and multiplexes one over HTTP/2, so 128 leaves room for an
+ * office behind one NAT address, while one address cannot hold more than a small share of
+ * Debian's 768 connections per nginx worker (each proxied request takes two).
+ */
+export const REQUESTS_IN_PROGRESS_PER_ADDRESS = 128;
+/**
+ * Slow clients (slowloris): the seconds nginx waits for a request's header, between two reads of
+ * its body, and between two writes of the answer, before it closes the connection (nginx's
+ * default is 60 s each); and how long an idle keep-alive connection stays open (Debian's 65 s).
+ * Each is a pause, not a total: a large upload over a slow line still completes.
+ */
+export const CLIENT_TIMEOUT_SECONDS = 10;
+export const CLIENT_KEEPALIVE_TIMEOUT_SECONDS = 20;
+/** The shared-memory zones (nginx's names) the rate and in-progress limits count in; fail2ban's filter names the first. */
+export const AUTH_LIMIT_ZONE = "saas_auth";
+export const ADDRESS_CONN_ZONE = "saas_addr";
+/** A caller's X-Request-Id is kept only when it looks like an id: up to 64 of these characters (no quotes, spaces or control bytes). */
+export const CLIENT_REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
+/**
+ * TLS as Mozilla's "intermediate" profile (guideline 5.7, ssl-config.mozilla.org): TLS 1.2 and 1.3,
+ * forward-secret AEAD ciphers only, the client's choice among them. The DHE ones need ssl_dhparam,
+ * which is not set, so nginx offers the ECDHE ones (and certbot's default ECDSA key uses only those).
+ */
+export const TLS_CIPHERS = [
+  "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
+  "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305", "DHE-RSA-AES128-GCM-SHA256", "DHE-RSA-AES256-GCM-SHA384",
+  "DHE-RSA-CHACHA20-POLY1305",
+];
+/** Two years, as Mozilla's profile says; a browser that saw it refuses plain HTTP to the domain that long. */
+export const HSTS_MAX_AGE_SECONDS = 63072000;
+
+/**
  * Preconditions of the site, asserted (a plain Error: a programming error if reached). The user's
  * values are validated with their key names in the config layer (webInstances 1-16 gives ports
  * 3001-3016, domain a bare hostname); what reaches here came through it or from a test.
@@ -90,6 +139,7 @@ export function renderNginxSite(opts: NginxSiteOptions): string {
         `server_name ${opts.domain};`,
         `access_log ${accessLog} saas_json;`,
         "server_tokens off;",
+        ...clientLimits(),
         "# Let's Encrypt HTTP-01 challenges (certbot --webroot) must stay on plain HTTP.",
         ...block("location /.well-known/acme-challenge/", [`root ${ACME_WEBROOT};`]),
         ...block("location /", ["return 301 https://$host$request_uri;"]),
@@ -99,10 +149,12 @@ export function renderNginxSite(opts: NginxSiteOptions): string {
         "server_name _;",
         `access_log ${accessLog} saas_json;`,
         ...serverSettings(opts),
+        ...clientLimits(),
         ...SECURITY_HEADERS,
-        ...appLocations(),
+        ...appLocations(SECURITY_HEADERS),
       ]);
 
+  const tlsHeaders = [`add_header Strict-Transport-Security "max-age=${HSTS_MAX_AGE_SECONDS}" always;`, ...SECURITY_HEADERS];
   const httpsServer = opts.domain
     ? block("server", [
         // Debian 13's nginx (1.26) warns that `listen ... http2` is deprecated; `http2 on;` is
@@ -112,14 +164,18 @@ export function renderNginxSite(opts: NginxSiteOptions): string {
         `server_name ${opts.domain};`,
         `access_log ${accessLog} saas_json;`,
         ...serverSettings(opts),
+        ...clientLimits(),
         `ssl_certificate ${opts.tlsCertificate ?? `${TLS_DIR}/fullchain.pem`};`,
         `ssl_certificate_key ${opts.tlsCertificateKey ?? `${TLS_DIR}/privkey.pem`};`,
         "ssl_protocols TLSv1.2 TLSv1.3;",
+        `ssl_ciphers ${TLS_CIPHERS.join(":")};`,
+        "ssl_prefer_server_ciphers off;",
         "ssl_session_cache shared:saas_tls:10m;",
         "ssl_session_timeout 1d;",
-        'add_header Strict-Transport-Security "max-age=31536000" always;',
-        ...SECURITY_HEADERS,
-        ...appLocations(),
+        "# Ticket keys live in memory until nginx restarts: without rotation they would undo forward secrecy.",
+        "ssl_session_tickets off;",
+        ...tlsHeaders,
+        ...appLocations(tlsHeaders),
       ])
     : [];
 
@@ -135,8 +191,12 @@ export function renderNginxSite(opts: NginxSiteOptions): string {
     "  '\"upstream\":\"$upstream_addr\",\"upstream_status\":\"$upstream_status\",'",
     "  '\"upstream_duration\":\"$upstream_response_time\",\"user_agent\":\"$http_user_agent\"}';",
     "",
-    "# Keep a caller's X-Request-Id (tracing across services); otherwise use nginx's own.",
-    ...block("map $http_x_request_id $saas_request_id", ['default $http_x_request_id;', '"" $request_id;']),
+    "# Keep a caller's X-Request-Id (tracing across services) when it looks like an id; otherwise nginx's own.",
+    ...block("map $http_x_request_id $saas_request_id", [`default $request_id;`, `"~${CLIENT_REQUEST_ID.source}" $http_x_request_id;`]),
+    "",
+    ...clientAddressNote(),
+    `limit_req_zone $binary_remote_addr zone=${AUTH_LIMIT_ZONE}:10m rate=${AUTH_RATE_PER_MINUTE}r/m;`,
+    `limit_conn_zone $binary_remote_addr zone=${ADDRESS_CONN_ZONE}:10m;`,
     "",
     "# An instance that failed 3 times is skipped for 2 s; a rolling release stops one instance at a time.",
     ...block(`upstream ${UPSTREAM}`, [
@@ -162,6 +222,17 @@ export function renderNginxSite(opts: NginxSiteOptions): string {
   ].join("\n");
 }
 
+/**
+ * Where a load balancer's address goes once there is one: the limits count per $binary_remote_addr,
+ * which is the balancer's address until nginx is told to take the client's from its header.
+ */
+function clientAddressNote(): string[] {
+  return [
+    "# Limits per client address ($binary_remote_addr). Behind a load balancer, name it here so that",
+    "# $remote_addr is the client's again: set_real_ip_from <balancer>; real_ip_header X-Forwarded-For;",
+  ];
+}
+
 /** Per-server settings: compression, body limit, no version in headers or error pages. */
 function serverSettings(opts: NginxSiteOptions): string[] {
   return [
@@ -174,19 +245,46 @@ function serverSettings(opts: NginxSiteOptions): string[] {
   ];
 }
 
+/** Slow clients are cut off, one address holds a bounded share of the connections; refusals are 429. */
+function clientLimits(): string[] {
+  return [
+    `client_header_timeout ${CLIENT_TIMEOUT_SECONDS}s;`,
+    `client_body_timeout ${CLIENT_TIMEOUT_SECONDS}s;`,
+    `send_timeout ${CLIENT_TIMEOUT_SECONDS}s;`,
+    `keepalive_timeout ${CLIENT_KEEPALIVE_TIMEOUT_SECONDS}s;`,
+    `limit_conn ${ADDRESS_CONN_ZONE} ${REQUESTS_IN_PROGRESS_PER_ADDRESS};`,
+    "limit_conn_status 429;",
+    "limit_req_status 429;",
+  ];
+}
+
+/**
+ * Answers for a JSON API: no content of any kind may load or frame it, and no browser feature is
+ * granted to it. X-Request-Id lets a user quote the id that ties the log lines together.
+ */
 const SECURITY_HEADERS = [
   'add_header X-Content-Type-Options "nosniff" always;',
   'add_header X-Frame-Options "DENY" always;',
   'add_header Referrer-Policy "strict-origin-when-cross-origin" always;',
+  `add_header Content-Security-Policy "default-src 'none'; frame-ancestors 'none'" always;`,
+  'add_header Permissions-Policy "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), microphone=(), payment=(), usb=()" always;',
   "add_header X-Request-Id $saas_request_id always;",
 ];
 
-function appLocations(): string[] {
+/** The JSON body of nginx's own 429, in the app's error shape ({error, message}). */
+export const RATE_LIMITED_BODY = JSON.stringify({
+  error: "rate_limited",
+  message: `too many requests from your address; retry in ${AUTH_RETRY_AFTER_SECONDS} seconds`,
+});
+
+function appLocations(headers: string[]): string[] {
   const proxy = [
     `proxy_pass http://${UPSTREAM};`,
     "proxy_http_version 1.1;",
     'proxy_set_header Connection "";',
     "proxy_set_header Host $host;",
+    "# Set here, never passed on from the client: the app trusts these from nginx alone.",
+    "proxy_set_header X-Forwarded-Host $host;",
     "proxy_set_header X-Real-IP $remote_addr;",
     "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
     "proxy_set_header X-Forwarded-Proto $scheme;",
@@ -200,7 +298,17 @@ function appLocations(): string[] {
     "proxy_read_timeout 60s;",
   ];
   return [
+    // nginx's 429 (rate or in-progress limit) as JSON with Retry-After; a location with add_header
+    // inherits none from the server, so the security headers are repeated here.
+    "error_page 429 = @saas_rate_limited;",
+    ...block("location @saas_rate_limited", [
+      "default_type application/json;",
+      ...headers,
+      `add_header Retry-After ${AUTH_RETRY_AFTER_SECONDS} always;`,
+      `return 429 '${RATE_LIMITED_BODY}';`,
+    ]),
     ...block("location = /health", ["access_log off;", ...proxy]),
+    ...AUTH_ROUTES.flatMap((route) => block(`location = ${route}`, [`limit_req zone=${AUTH_LIMIT_ZONE} burst=${AUTH_BURST} nodelay;`, ...proxy])),
     ...block("location /", proxy),
   ];
 }

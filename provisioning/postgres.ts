@@ -108,6 +108,9 @@ export function renderPostgresConf(options: PostgresOptions): string {
     "random_page_cost = 1.1",
     "log_min_duration_statement = 1000",
     "log_line_prefix = '%m [%p] %q%u@%d '",
+    "# A logged statement (slow, or failed) shows none of its bind parameters: they can be passwords or tokens.",
+    "log_parameter_max_length = 0",
+    "log_parameter_max_length_on_error = 0",
     ...tls,
     "",
   ].join("\n");

@@ -1,5 +1,6 @@
 /**
- * Base system files: SSH lockdown, journald caps, unattended security upgrades, fail2ban.
+ * Base system files: SSH lockdown, journald caps, unattended security upgrades (and restarts of
+ * what uses a patched library), fail2ban.
  * Each is a drop-in (*.d/) so Debian's own files stay untouched and upgrades never prompt.
  */
 import type { RenderedFile } from "./files";
@@ -27,6 +28,18 @@ export function renderAutoUpgrades(): string {
   ].join("\n");
 }
 
+export const NEEDRESTART_CONF_PATH = "/etc/needrestart/conf.d/50-saas-vps.conf";
+
+/**
+ * needrestart (Perl, read by needrestart after Debian's needrestart.conf): after any apt run,
+ * unattended-upgrades' included, restart every service still running a replaced library. Its
+ * default asks, and unattended it falls back to listing only, so a patched OpenSSL would stay
+ * unused by nginx, PostgreSQL and the app until the next reboot.
+ */
+export function renderNeedrestartConfig(): string {
+  return [HEADER, "$nrconf{restart} = 'a';", ""].join("\n");
+}
+
 /** fail2ban jail for sshd, reading the journal (Debian 13 has no auth.log by default). */
 export function renderFail2banJail(): string {
   return [HEADER, "[sshd]", "enabled = true", "backend = systemd", "maxretry = 5", "findtime = 10m", "bantime = 1h", ""].join("\n");
@@ -48,6 +61,7 @@ export function renderSystemFiles(): RenderedFile[] {
     { path: "/etc/ssh/sshd_config.d/50-saas-vps.conf", content: renderSshdConfig(), mode: "0644", onChange: "sshd -t && systemctl reload ssh" },
     { path: "/etc/systemd/journald.conf.d/50-saas-vps.conf", content: renderJournaldConfig(), mode: "0644", onChange: "systemctl restart systemd-journald" },
     { path: "/etc/apt/apt.conf.d/20auto-upgrades", content: renderAutoUpgrades(), mode: "0644" },
+    { path: NEEDRESTART_CONF_PATH, content: renderNeedrestartConfig(), mode: "0644" },
     { path: "/etc/fail2ban/jail.d/50-saas-vps.conf", content: renderFail2banJail(), mode: "0644", onChange: "systemctl reload fail2ban" },
   ];
 }

@@ -21,8 +21,9 @@ export interface BaseInput {
 export function renderBase(input: BaseInput): RoleContribution {
   return {
     files: [...renderSystemFiles(), ...renderHostFirewallFiles(input.firewall), adminKeysFile(input.sshPublicKeys)],
-    // curl for the operator (and every health check); python3-systemd for fail2ban's journal backend.
-    packages: ["ca-certificates", "curl", "fail2ban", "nftables", "python3-systemd", "unattended-upgrades"],
+    // curl for the operator (and every health check); python3-systemd for fail2ban's journal backend;
+    // needrestart restarts what a security upgrade patched (provisioning/system.ts).
+    packages: ["ca-certificates", "curl", "fail2ban", "needrestart", "nftables", "python3-systemd", "unattended-upgrades"],
     steps: ["80-system-settings", "90-enable-units"],
     units: ["fail2ban", HOST_FIREWALL_UNIT, "unattended-upgrades"],
     settings: { STATE_DIR, STEP_DIR: BOOTSTRAP_STEP_DIR },

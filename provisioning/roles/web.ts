@@ -2,6 +2,7 @@
  * The web role: nginx in front of the app's web instances (the app itself is the shared app
  * part), and with a domain, HTTPS with a Let's Encrypt certificate (tls.ts).
  */
+import { renderNginxJailFile } from "../fail2ban";
 import { renderNginxFiles } from "../nginx";
 import type { RoleContribution } from "./contribution";
 import { renderTls } from "./tls";
@@ -19,7 +20,7 @@ export interface WebInput {
 
 export function renderWeb(input: WebInput): RoleContribution[] {
   const web: RoleContribution = {
-    files: renderNginxFiles({ webPorts: input.ports, domain: input.domain, surgePort: input.surgePort }),
+    files: [...renderNginxFiles({ webPorts: input.ports, domain: input.domain, surgePort: input.surgePort }), renderNginxJailFile()],
     packages: ["nginx"],
     steps: ["50-nginx"],
     units: ["nginx"],

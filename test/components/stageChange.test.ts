@@ -102,6 +102,15 @@ for (const provider of ["hetzner", "digitalocean"] as const) {
       assert.deepEqual(gone, []);
     });
 
+    it("keeps every protected resource protected, the generated secrets included", () => {
+      const guarded = mvp.mocks.resources.filter((r) => mvp.options.get(r.name)?.protect === true);
+      assert.ok(guarded.some((r) => r.type.startsWith("random:")), "no generated secret is protected at mvp");
+      const lost = guarded
+        .filter((r) => separated.options.get(separatedUrns.resolve.get(mvpUrns.urns.get(r)!)?.name ?? "")?.protect !== true)
+        .map((r) => r.name);
+      assert.deepEqual(lost, []);
+    });
+
     if (provider === "digitalocean") {
       it("keeps the VPC the mvp server's own component made before the stack had one VPC (an alias names its old URN)", () => {
         const vpc = separated.mocks.ofType("digitalocean:index/vpc:Vpc");
@@ -147,7 +156,9 @@ describe("stage change on DigitalOcean: a VPC whose range DigitalOcean chose at 
   });
 
   it("warns once, naming the key and both ranges", () => {
-    assert.equal(warnings.length, 1, `warnings: ${JSON.stringify(warnings)}`);
-    assert.match(warnings[0], /^saas-vps:privateNetworkCidr: .*10\.110\.16\.0\/20.*10\.20\.0\.0\/16/);
+    // The fixture serves plain HTTP, which is warned about too; the VPC's range is warned about once.
+    const vpcWarnings = warnings.filter((w) => !w.startsWith("saas-vps:plainHttp"));
+    assert.equal(vpcWarnings.length, 1, `warnings: ${JSON.stringify(warnings)}`);
+    assert.match(vpcWarnings[0], /^saas-vps:privateNetworkCidr: .*10\.110\.16\.0\/20.*10\.20\.0\.0\/16/);
   });
 });

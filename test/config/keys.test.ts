@@ -30,6 +30,7 @@ describe("config key table", () => {
     assert.deepEqual([...SECRET_KEYS].sort(), ["alertWebhookUrl", "backupHeartbeatUrl", "backupSecretAccessKey", "sentryDsn", "smtpUrl", "sshPrivateKey", "uploadsSecretAccessKey"]);
     assert.deepEqual(DEFAULTS, {
       stage: "mvp",
+      plainHttp: false,
       webInstances: 2,
       workerInstances: 1,
       backupSchedule: "*-*-* 03:00:00 UTC",

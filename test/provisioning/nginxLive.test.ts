@@ -8,7 +8,10 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { NGINX_UPSTREAM_KEEPALIVE_TIMEOUT_SECONDS, renderNginxSite } from "../../provisioning/nginx";
+import { connect } from "node:net";
+import {
+  AUTH_BURST, AUTH_RETRY_AFTER_SECONDS, AUTH_ROUTES, CLIENT_TIMEOUT_SECONDS, NGINX_UPSTREAM_KEEPALIVE_TIMEOUT_SECONDS, renderNginxSite,
+} from "../../provisioning/nginx";
 import { RenderError } from "../../provisioning/errors";
 import { freePort, tempDir } from "../support/tools";
 
@@ -27,6 +30,7 @@ async function upstream(name: string, port: number): Promise<Server> {
     res.setHeader("content-type", "application/json");
     res.setHeader("x-upstream", name);
     res.setHeader("x-seen-request-id", String(req.headers["x-request-id"] ?? ""));
+    res.setHeader("x-seen-forwarded-host", String(req.headers["x-forwarded-host"] ?? ""));
     // As the app does: answer with the id it got. The client must still see the header once.
     res.setHeader("x-request-id", String(req.headers["x-request-id"] ?? ""));
     res.end(JSON.stringify({ name, padding: "x".repeat(4096) }));
@@ -158,6 +162,68 @@ describe("rendered nginx site under real nginx", function () {
     }
     assert.deepEqual([...new Set(statuses)], [200]);
     assert.deepEqual([...names], ["b"]);
+  });
+
+  it("replaces a caller's X-Request-Id that does not look like an id (too long, or characters outside [A-Za-z0-9._-])", async () => {
+    for (const bad of ["x".repeat(65), "id with spaces", "id\"quote", "a:b"]) {
+      const res = await fetch(`http://127.0.0.1:${port}/x`, { headers: { "x-request-id": bad } });
+      assert.match(res.headers.get("x-seen-request-id")!, /^[0-9a-f]{32}$/, `the app was handed ${JSON.stringify(bad)}`);
+      assert.equal(res.headers.get("x-request-id"), res.headers.get("x-seen-request-id"));
+    }
+    const longest = "a".repeat(64);
+    assert.equal((await fetch(`http://127.0.0.1:${port}/x`, { headers: { "x-request-id": longest } })).headers.get("x-seen-request-id"), longest);
+  });
+
+  it("hands the app its own X-Forwarded-Host (the Host it serves), never the caller's", async () => {
+    // fetch sends Host itself (127.0.0.1:<port>); $host is its name without the port.
+    const res = await fetch(`http://127.0.0.1:${port}/x`, { headers: { "x-forwarded-host": "evil.example" } });
+    assert.equal(res.headers.get("x-seen-forwarded-host"), "127.0.0.1");
+  });
+
+  it("sends a CSP and a Permissions-Policy for a JSON API", async () => {
+    const res = await fetch(`http://127.0.0.1:${port}/x`);
+    assert.equal(res.headers.get("content-security-policy"), "default-src 'none'; frame-ancestors 'none'");
+    assert.match(res.headers.get("permissions-policy")!, /^(?:[a-z-]+=\(\), )*[a-z-]+=\(\)$/);
+    assert.match(res.headers.get("permissions-policy")!, /camera=\(\)/);
+  });
+
+  // The flood through the real app is test/release/rateLimit.test.ts; here, what nginx answers.
+  it("refuses auth requests beyond the burst with a JSON 429 and Retry-After; other routes are not limited", async () => {
+    const route = AUTH_ROUTES[0];
+    const statuses: number[] = [];
+    let refused: Response | undefined;
+    for (let i = 0; i < AUTH_BURST + 5; i++) {
+      const res = await fetch(`http://127.0.0.1:${port}${route}`, { method: "POST", body: "{}" });
+      statuses.push(res.status);
+      if (res.status === 429) refused = res;
+      else await res.arrayBuffer();
+    }
+    assert.ok(refused, `no 429 in ${AUTH_BURST + 5} requests at once: ${statuses.join(" ")}`);
+    assert.ok(statuses.filter((s) => s === 429).length >= 4, `statuses: ${statuses.join(" ")}`);
+    assert.equal(refused.headers.get("content-type"), "application/json");
+    assert.equal(refused.headers.get("retry-after"), String(AUTH_RETRY_AFTER_SECONDS));
+    assert.equal(refused.headers.get("x-content-type-options"), "nosniff", "the 429 carries the security headers too");
+    assert.deepEqual(Object.keys((await refused.json()) as object), ["error", "message"]);
+    // The budget is shared: the other auth routes are refused too, the rest of the site is not.
+    assert.equal((await fetch(`http://127.0.0.1:${port}${AUTH_ROUTES[1]}`, { method: "POST", body: "{}" })).status, 429);
+    for (let i = 0; i < 20; i++) assert.equal((await fetch(`http://127.0.0.1:${port}/x`)).status, 200);
+  });
+
+  it(`closes a connection whose request header does not arrive within ${CLIENT_TIMEOUT_SECONDS} s (slowloris)`, async function () {
+    this.timeout((CLIENT_TIMEOUT_SECONDS + 20) * 1000);
+    const closed = await new Promise<{ ms: number; got: string }>((resolve) => {
+      const socket = connect(port, "127.0.0.1");
+      let got = "";
+      const t0 = Date.now();
+      socket.on("connect", () => socket.write("GET /x HTTP/1.1\r\nHost: x\r\n"));
+      socket.on("data", (d) => (got += d));
+      socket.on("close", () => resolve({ ms: Date.now() - t0, got }));
+      socket.on("error", () => undefined);
+      setTimeout(() => socket.destroy(), (CLIENT_TIMEOUT_SECONDS + 15) * 1000);
+    });
+    // nginx's default would keep it 60 s; the test's own limit closes it at CLIENT_TIMEOUT_SECONDS + 15.
+    assert.ok(closed.ms < (CLIENT_TIMEOUT_SECONDS + 15) * 1000 - 500, `the half-sent request was still open after ${closed.ms} ms`);
+    assert.doesNotMatch(closed.got, /HTTP\/1\.1 200/);
   });
 
   it("writes one JSON object per request to the access log, with the request id", () => {

@@ -51,6 +51,19 @@ const failed = (e) => "ERROR " + (e.code || "-") + " " + e.message.replace(/\\n/
 })();
 `;
 
+/** Runs [sql, values] pairs with bind parameters (the extended protocol, as the app's queries); errors are expected. */
+const PARAMETER_SESSION = `
+const pg = require(process.argv[1]);
+(async () => {
+  const client = new pg.Client({ connectionString: process.argv[2], connectionTimeoutMillis: 5000 });
+  await client.connect();
+  for (const [text, values] of JSON.parse(process.argv[3])) {
+    try { await client.query({ text, values }); console.log("ok"); } catch (e) { console.log("ERROR " + e.code); }
+  }
+  await client.end();
+})();
+`;
+
 function file(server: RenderedServer, path: string): string {
   const found = server.files.find((f) => f.path === path);
   assert.ok(found, `no ${path}`);
@@ -68,6 +81,7 @@ describe("@real PostgreSQL on the db server: TLS, pg_hba and least-privilege log
   let bindir: string;
   let urls: { owner: string; web: string; worker: string };
   let started = false;
+  let serverLog: () => string;
 
   const session = (from: keyof typeof ns, url: string, statements: string[]): string[] => {
     const r = inNs(ns[from], ["node", "-e", SESSION, join(APP_DIR, "node_modules", "pg"), url, JSON.stringify(statements)]);
@@ -184,6 +198,7 @@ describe("@real PostgreSQL on the db server: TLS, pg_hba and least-privilege log
     const start = asPostgres([join(bindir, "pg_ctl"), "-D", data, "-l", join(sock, "server.log"), "-w", "-t", "60", "start"]);
     started = start.status === 0;
     const log = () => readFileSync(join(sock, "server.log"), "utf8");
+    serverLog = log;
     assert.ok(started, `${start.stderr}\n${log()}`);
     assert.match(log(), /listening on IPv4 address "10\.20\.0\.30", port 5432/);
     assert.match(log(), /listening on IPv4 address "127\.0\.0\.1", port 5432/);
@@ -209,6 +224,18 @@ describe("@real PostgreSQL on the db server: TLS, pg_hba and least-privilege log
       const [row] = rows(from, url, "SELECT current_user AS user, ssl, host(inet_client_addr()) AS client FROM pg_stat_ssl WHERE pid = pg_backend_pid()");
       assert.deepEqual(row, { user, ssl: true, client: addr[from] });
     }
+  });
+
+  // PostgreSQL logs a slow statement's parameters in full by default (log_parameter_max_length -1).
+  it("logs a slow or failing statement without its bind parameters (they can be passwords)", () => {
+    const secret = `pw-${randomBytes(6).toString("hex")}`;
+    const r = inNs(ns.app, ["node", "-e", PARAMETER_SESSION, join(APP_DIR, "node_modules", "pg"), urls.web,
+      JSON.stringify([["SELECT $1::text AS v, pg_sleep(1.2)", [secret]], ["SELECT $1::text AS v, 1/0", [secret]]])]);
+    assert.deepEqual(r.stdout.trim().split("\n"), ["ok", "ERROR 22012"], r.stdout + r.stderr);
+    const log = serverLog();
+    assert.match(log, /duration: \d+\.\d+ ms\s+execute [^:]*: SELECT \$1::text AS v, pg_sleep\(1\.2\)/, "the slow statement is logged");
+    assert.match(log, /ERROR:  division by zero/);
+    assert.ok(!log.includes(secret), `the server log shows the parameter:\n${log.split("\n").filter((l) => l.includes(secret)).join("\n")}`);
   });
 
   it("node-postgres without uselibpqcompat verifies the certificate and fails: the flag is what makes sslmode=require work", () => {

@@ -14,7 +14,7 @@ import { USER_DATA_BUDGET_BYTES } from "../../provisioning/cloudInit";
 import { RenderError } from "../../provisioning/errors";
 import { renderServer, type RenderedServer } from "../../provisioning/server";
 import { readStackFile, readUserDataBundle } from "../../cli/lib/renderStack";
-import { minimalRaw } from "../support/fixtures";
+import { minimalRaw, withDomain } from "../support/fixtures";
 
 const ROOT = join(__dirname, "..", "..");
 
@@ -67,7 +67,7 @@ function startedOnFirstBoot(server: RenderedServer): Map<string, string[]> {
 }
 
 describe("roles: a server is the sum of its roles", () => {
-  const config = parseStackConfig({ ...minimalRaw("hetzner"), webInstances: "2", workerInstances: "1", domain: "shop.example.org", acmeEmail: "ops@example.org" });
+  const config = parseStackConfig(withDomain({ ...minimalRaw("hetzner"), webInstances: "2", workerInstances: "1" }));
 
   it("a db-only server sets up the volume and PostgreSQL, makes no app directories and starts no app or nginx", () => {
     const db = render(config, ["db"]);
@@ -124,7 +124,7 @@ describe("roles: a server is the sum of its roles", () => {
     ["stack staging", () => stackConfig("staging")],
     ["stack prod", () => stackConfig("prod")],
     ["one web, no workers", () => parseStackConfig({ ...minimalRaw("hetzner"), webInstances: "1", workerInstances: "0" })],
-    ["16 web, 16 workers, domain", () => parseStackConfig({ ...minimalRaw("digitalocean"), webInstances: "16", workerInstances: "16", domain: "shop.example.org", acmeEmail: "ops@example.org" })],
+    ["16 web, 16 workers, domain", () => parseStackConfig(withDomain({ ...minimalRaw("digitalocean"), webInstances: "16", workerInstances: "16" }))],
   ] as const) {
     it(`${name}: nothing first boot runs needs a push-only file, and the push starts what waits for one`, () => {
       const server = render(make());

@@ -2,10 +2,14 @@ import { qualifyKey } from "../../config/keysFromPulumi";
 /** Minimal valid raw configs (short keys, Pulumi's string values) that tests merge bad fragments into. */
 export const ED25519_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBVXFYK2vjsGfH6+8RIcqpGq71+8HcRDZONLfjwL/4GU you@laptop";
 
-/** Hetzner cannot mint S3 keys, so a Hetzner stack (backups on Hetzner by default) carries them. */
+/**
+ * Hetzner cannot mint S3 keys, so a Hetzner stack (backups on Hetzner by default) carries them.
+ * No domain, so the stack says it accepts plain HTTP (withDomain gives the HTTPS variant).
+ */
 export function minimalRaw(provider: "hetzner" | "digitalocean" = "hetzner"): Record<string, string> {
   return {
     provider,
+    plainHttp: "true",
     sshPublicKeys: JSON.stringify([ED25519_KEY]),
     sshAllowedCidrs: JSON.stringify(["203.0.113.7/32"]),
     ...(provider === "hetzner" ? { backupAccessKeyId: "HETZNERKEYID", backupSecretAccessKey: "hetzner-secret-key" } : {}),
@@ -28,4 +32,10 @@ export function separatedRaw(provider: "hetzner" | "digitalocean" = "hetzner"): 
 /** Uploads in a bucket (the default from separated on; a choice in mvp), with Hetzner's given keys. */
 export function uploadsBucketKeys(provider: "hetzner" | "digitalocean" = "hetzner"): Record<string, string> {
   return provider === "hetzner" ? { uploadsAccessKeyId: "HETZNERUPLOADSKEY", uploadsSecretAccessKey: "hetzner-uploads-secret" } : {};
+}
+
+/** A raw config with a domain (HTTPS): plainHttp is refused there, so it is dropped. */
+export function withDomain(raw: Record<string, string>, domain = "shop.example.org", acmeEmail = "ops@example.org"): Record<string, string> {
+  const { plainHttp: _plainHttp, ...rest } = raw;
+  return { ...rest, domain, acmeEmail };
 }

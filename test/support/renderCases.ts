@@ -13,7 +13,7 @@ import { planStack } from "../../plan/plan";
 import { buildServerInput, PLACEHOLDER_CONTEXT } from "../../plan/serverInput";
 import { readStackFile, readUserDataBundle, renderStack } from "../../cli/lib/renderStack";
 import { listStacks } from "../../cli/lib/stacks";
-import { minimalRaw } from "./fixtures";
+import { minimalRaw, withDomain } from "./fixtures";
 import { planPushes, renderPushCommand } from "../../provisioning/push";
 
 export interface RenderCase {
@@ -74,7 +74,7 @@ export async function renderAllCases(): Promise<RenderCase[]> {
   return [
     ...stacks,
     directCase("one-web-no-workers-qemu", { ...minimalRaw("hetzner"), webInstances: "1", workerInstances: "0" }, "qemu"),
-    directCase("sixteen-web-domain", { ...minimalRaw("digitalocean"), webInstances: "16", workerInstances: "16", domain: "shop.example.org", acmeEmail: "ops@example.org" }, "digitalocean"),
+    directCase("sixteen-web-domain", withDomain({ ...minimalRaw("digitalocean"), webInstances: "16", workerInstances: "16" }), "digitalocean"),
     // Uploads in a bucket: S3_* in app.env, no upload directory for bootstrap or the units.
     directCase("uploads-bucket", { ...minimalRaw("digitalocean"), uploadsStorage: "bucket" }, "digitalocean"),
   ];

@@ -17,10 +17,10 @@ export function mvpE2eSettings(): Record<string, string> {
 /** The split-stack e2e and the move: the example stack at stage separated. */
 export const SPLIT_STACK = "separated";
 /**
- * Plain HTTP (no domain: no ACME here), and no SMTP server: the example's smtpUrl is a placeholder
+ * Plain HTTP (no domain: no ACME here; plainHttp is the opt-in that takes), and no SMTP server: the example's smtpUrl is a placeholder
  * secret, and without SMTP_URL the app logs each mail instead of sending it, which the checks read.
  */
-export const SPLIT_SETTINGS = { domain: null, acmeEmail: null, smtpUrl: null } as const;
+export const SPLIT_SETTINGS = { domain: null, acmeEmail: null, plainHttp: "true", smtpUrl: null } as const;
 
 /** Every render a @vm test boots servers from (stack + settings; the private CIDR changes no package). */
 export function vmTestRenders(): { stack: string; settings: Record<string, string | null> }[] {

@@ -95,7 +95,7 @@ describe("local VM: the stack's exact render (cli/vm/stack.ts)", function () {
     const uploads = { name: "vm-uploads", accessKeyId: "S3RVERUPLOADS", secretAccessKey: "S3RVERUPLOADSSECRET" };
     const r = await renderStackServersForVm({
       stack: "separated", publicKey: KEY, bucket: { ...BUCKET, uploads }, outDir: path.join(tmp, "separated"),
-      settings: { domain: null, acmeEmail: null, privateNetworkCidr: "10.231.0.0/16" },
+      settings: { domain: null, acmeEmail: null, plainHttp: "true", privateNetworkCidr: "10.231.0.0/16" },
     });
     assert.equal(r.networkCidr, "10.231.0.0/16");
     assert.deepEqual(r.servers.map((s) => [s.server, s.roles.join("+"), s.privateAddress, s.runsApp]), [

@@ -26,6 +26,11 @@ export interface Config {
   sentryDsn: string | undefined;
   /** Absolute path. */
   uploadDir: string;
+  /**
+   * Free bytes an upload must leave on UPLOAD_DIR's filesystem (UPLOAD_MIN_FREE_MIB): on the
+   * one-server stage the uploads share the data volume with PostgreSQL, which must never find it full.
+   */
+  uploadMinFreeBytes: number;
   s3: S3Config | undefined;
   logLevel: LogLevel;
   shutdownTimeoutMs: number;
@@ -125,6 +130,7 @@ export function parseConfig(env: Record<string, string | undefined>, cwd = proce
 
   const shutdownTimeoutMs = int("SHUTDOWN_TIMEOUT_MS", 10000, 0, 600000);
   const workerConcurrency = int("WORKER_CONCURRENCY", 2, 1, 64);
+  const uploadMinFreeBytes = int("UPLOAD_MIN_FREE_MIB", 2048, 0, 1024 * 1024) * 1024 * 1024;
 
   if (problems.length > 0) throw new ConfigError(problems);
   return {
@@ -137,6 +143,7 @@ export function parseConfig(env: Record<string, string | undefined>, cwd = proce
     mailFrom: mailFrom!,
     sentryDsn,
     uploadDir,
+    uploadMinFreeBytes,
     s3,
     logLevel: logLevel!,
     shutdownTimeoutMs,

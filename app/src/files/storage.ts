@@ -14,6 +14,6 @@ export interface FileStorage {
   delete(key: string): Promise<void>;
 }
 
-export function createStorage(config: Pick<Config, "s3" | "uploadDir">): FileStorage {
-  return config.s3 ? new S3Storage(config.s3) : new LocalDiskStorage(config.uploadDir);
+export function createStorage(config: Pick<Config, "s3" | "uploadDir"> & Partial<Pick<Config, "uploadMinFreeBytes">>): FileStorage {
+  return config.s3 ? new S3Storage(config.s3) : new LocalDiskStorage(config.uploadDir, config.uploadMinFreeBytes);
 }
