@@ -67,7 +67,9 @@ export function renderCloudConfig(input: CloudConfigInput): string {
       { path: BUNDLE_PATH, encoding: "b64", permissions: "0600", owner: "root:root", content: renderBundle(firstBoot.filter((f) => !f.beforePackages)).toString("base64") },
     ],
     // runcmd runs after packages and users exist: owners resolve by name, package files get replaced.
-    runcmd: [["sh", "-c", `tar -xzpf ${BUNDLE_PATH} -C / && exec ${BOOTSTRAP_PATH}`]],
+    // The bundle holds every first-boot secret: once unpacked, bootstrap (and any re-run of it)
+    // needs only the files, so it goes before bootstrap starts.
+    runcmd: [["sh", "-c", `tar -xzpf ${BUNDLE_PATH} -C / && rm -f ${BUNDLE_PATH} && exec ${BOOTSTRAP_PATH}`]],
   };
   return "#cloud-config\n" + stringify(config, { lineWidth: 0 });
 }

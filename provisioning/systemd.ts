@@ -5,7 +5,7 @@
  * Hardening: https://www.freedesktop.org/software/systemd/man/latest/systemd.exec.html —
  * measured with `systemd-analyze security --offline=true` in the tests (goal ≤ 3.0).
  */
-import { APP_CURRENT, APP_ENV_FILE, APP_SHARED, APP_USER, WEB_ENV_FILE, WORKER_ENV_FILE } from "./layout";
+import { APP_CURRENT, APP_ENV_FILE, APP_SHARED, APP_USER, METADATA_ADDRESS, WEB_ENV_FILE, WORKER_ENV_FILE } from "./layout";
 import type { RenderedFile } from "./files";
 import { RELEASE_PATHS } from "./release";
 
@@ -24,7 +24,9 @@ export function renderUnit(sections: Record<string, Array<[string, string]>>, co
 /**
  * The part of the sandbox every service we render gets (app processes, backup jobs, tls-issue):
  * no new privileges, private /tmp and devices, no home directories, no kernel, clock, hostname
- * or namespace changes, the syscalls of an ordinary system service. Each unit adds what it can
+ * or namespace changes, the syscalls of an ordinary system service, and no way to the provider's
+ * metadata service (it hands out the user-data: the host firewall stops every user but root,
+ * and this stops a service's processes even when they run as root). Each unit adds what it can
  * close on top (file system view, capabilities, address families, ...).
  */
 export const BASE_SANDBOX: Array<[string, string]> = [
@@ -47,6 +49,7 @@ export const BASE_SANDBOX: Array<[string, string]> = [
   ["SystemCallArchitectures", "native"],
   // An allow list first; units may narrow it with later "~..." lines.
   ["SystemCallFilter", "@system-service"],
+  ["IPAddressDeny", METADATA_ADDRESS],
 ];
 
 /**
