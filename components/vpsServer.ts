@@ -4,6 +4,8 @@
  * user-data, and one day-2 push per file.
  */
 import * as pulumi from "@pulumi/pulumi";
+import * as tls from "@pulumi/tls";
+import type { HostKeyPair } from "../provisioning/cloudInit";
 import type { RenderedServer } from "../provisioning/server";
 import type { ServerPlan } from "../plan/plan";
 import type { PrivateAddresses } from "../plan/peers";
@@ -11,7 +13,8 @@ import { CATALOGS, type Provider } from "../config/providers";
 import { digitaloceanProvider } from "./digitalocean";
 import { createFilePush } from "./filePush";
 import { hetzner } from "./hetzner";
-import type { MachineProvider, ServerIds, StackNetwork } from "./machine";
+import { PROTECTED, type MachineProvider, type ServerIds, type StackNetwork } from "./machine";
+import type { SshTarget } from "./sshConnection";
 
 export const MACHINE_PROVIDERS: Record<Provider, MachineProvider> = { hetzner, digitalocean: digitaloceanProvider };
 
@@ -38,8 +41,8 @@ export interface VpsServerArgs {
   network?: StackNetwork;
   /** Provider ids of every server of the stack by plan name (firewall rules name peers by server). */
   serverIds: pulumi.Input<ServerIds>;
-  /** The server's files for its fixed IPv4 and the private addresses known; called once per address set. */
-  render: (ipv4: pulumi.Output<string>, privateAddresses: pulumi.Output<PrivateAddresses>) => pulumi.Output<RenderedServer>;
+  /** The server's files for its fixed IPv4, the private addresses known and its host key; called once per address set. */
+  render: (ipv4: pulumi.Output<string>, privateAddresses: pulumi.Output<PrivateAddresses>, hostKey: pulumi.Output<HostKeyPair>) => pulumi.Output<RenderedServer>;
   privateAddresses: RenderAddresses;
   /** The files this server gets (path and whether it is secret), known before any value resolves. */
   files: Array<{ path: string; secret: boolean }>;
@@ -57,13 +60,22 @@ export class VpsServer extends pulumi.ComponentResource {
   readonly pushes: pulumi.Resource[] = [];
   /** Size of the first-boot user-data in bytes (Hetzner's cap is 32 KiB). */
   readonly userDataBytes: pulumi.Output<number>;
+  /** The server's SSH host public key ("ssh-ed25519 <base64>"), installed on first boot and pinned by every connection. */
+  readonly hostPublicKey: pulumi.Output<string>;
+  /** How day-2 commands reach the server: fixed IPv4, pinned host key, the stack's SSH key. */
+  readonly ssh: SshTarget;
 
   constructor(name: string, args: VpsServerArgs, opts?: pulumi.ComponentResourceOptions) {
     super("saas-vps:server:VpsServer", name, {}, opts);
     const provider = MACHINE_PROVIDERS[args.provider];
     const fixedIp = provider.createFixedIp(name, args.plan, this);
-    const firstBoot = args.render(fixedIp.address, pulumi.output(args.privateAddresses.firstBoot));
-    const day2 = args.privateAddresses.day2 === undefined ? firstBoot : args.render(fixedIp.address, pulumi.output(args.privateAddresses.day2));
+    // Protected: the server keeps the key its first boot installed, and a new one would fail every
+    // pinned connection until it is on the server (README: "Rotating a server's host key").
+    const hostKey = new tls.PrivateKey(`${name}-host-key`, { algorithm: "ED25519" }, { parent: this, ...PROTECTED, additionalSecretOutputs: ["privateKeyOpenssh", "privateKeyPem", "privateKeyPemPkcs8"] });
+    this.hostPublicKey = hostKey.publicKeyOpenssh.apply((k) => k.trim());
+    const hostKeyPair = pulumi.secret(pulumi.all([hostKey.privateKeyOpenssh, this.hostPublicKey]).apply(([privateKey, publicKey]): HostKeyPair => ({ privateKey, publicKey })));
+    const firstBoot = args.render(fixedIp.address, pulumi.output(args.privateAddresses.firstBoot), hostKeyPair);
+    const day2 = args.privateAddresses.day2 === undefined ? firstBoot : args.render(fixedIp.address, pulumi.output(args.privateAddresses.day2), hostKeyPair);
     const machine = provider.createMachine(
       name,
       {
@@ -78,6 +90,7 @@ export class VpsServer extends pulumi.ComponentResource {
       },
       this,
     );
+    this.ssh = { host: machine.ipv4, hostKey: this.hostPublicKey, privateKey: args.privateKey };
     for (const { path, secret } of args.files) {
       const found = day2.apply((r) => {
         const match = r.files.find((f) => f.path === path);
@@ -88,7 +101,7 @@ export class VpsServer extends pulumi.ComponentResource {
       // (a test checks), so their diffs stay readable in `pulumi preview`.
       const file = secret ? pulumi.secret(found) : pulumi.unsecret(found);
       this.pushes.push(
-        createFilePush(`${name}-push${path.replace(/[^A-Za-z0-9]+/g, "-")}`, { host: machine.ipv4, privateKey: args.privateKey, file, secret, dependsOn: machine.ready }, this),
+        createFilePush(`${name}-push${path.replace(/[^A-Za-z0-9]+/g, "-")}`, { server: this.ssh, file, secret, dependsOn: machine.ready }, this),
       );
     }
     this.ipv4 = machine.ipv4;

@@ -30,9 +30,17 @@ export const USER_DATA_BUDGET_BYTES = USER_DATA_LIMIT_BYTES / 2;
 export const BUNDLE_PATH = "/var/lib/saas-vps/first-boot-files.tar.gz";
 export const BOOTSTRAP_PATH = `${LIB_DIR}/bootstrap`;
 
+/** The server's SSH host key (ED25519, OpenSSH formats), made and pinned by the Pulumi program. */
+export interface HostKeyPair {
+  privateKey: string;
+  publicKey: string;
+}
+
 export interface CloudConfigInput {
   hostname: string;
   sshPublicKeys: string[];
+  /** Installed as sshd's ED25519 host key before sshd first starts; day-2 SSH pins its public half. */
+  hostKey?: HostKeyPair;
   packages: string[];
   /** Every file of the server; the pushOnly ones are left out of the user-data. */
   files: RenderedFile[];
@@ -48,6 +56,8 @@ export function renderCloudConfig(input: CloudConfigInput): string {
     timezone: "UTC",
     disable_root: true,
     ssh_pwauth: false,
+    // A host key the program knows, so every day-2 connection can verify the server.
+    ...(input.hostKey ? { ssh_keys: { ed25519_private: input.hostKey.privateKey, ed25519_public: input.hostKey.publicKey.trim() } } : {}),
     users: [
       {
         name: ADMIN_USER,

@@ -111,6 +111,19 @@ for (const provider of ["hetzner", "digitalocean"] as const) {
       }
     });
 
+    it("makes the server an ED25519 host key (protected), installs it on first boot and pins it on every SSH connection", () => {
+      const key = one(run, "tls:index/privateKey:PrivateKey");
+      assert.equal(key.inputs.algorithm, "ED25519");
+      assert.equal(run.options.get(key.name)?.protect, true, "a replaced host key would fail every pinned connection");
+      const publicKey: string = key.state.publicKeyOpenssh.trim();
+      const server = one(run, TOKENS[provider].server);
+      const sshKeys = parse(unwrapSecrets(server.inputs.userData)).ssh_keys;
+      assert.deepEqual(sshKeys, { ed25519_private: key.state.privateKeyOpenssh, ed25519_public: publicKey });
+      const connections = [...run.mocks.ofType(COMMAND), ...run.mocks.ofType("command:remote:CopyToRemote")];
+      assert.ok(connections.length > 10, `only ${connections.length} SSH commands`);
+      for (const c of connections) assert.equal(unwrapSecrets(c.inputs.connection).hostKey, publicKey, `${c.name} does not pin the server's host key`);
+    });
+
     it("attaches a data volume and a fixed IPv4 to the server", () => {
       const attach = one(run, TOKENS[provider].attach);
       const volume = one(run, TOKENS[provider].volume);

@@ -15,7 +15,7 @@ import { renderAllCases, type RenderCase } from "../support/renderCases";
 /** cloud-init modules' top-level keys we use; the schema tool accepts misspelled top-level keys, so we check them ourselves. */
 const KNOWN_TOP_LEVEL_KEYS = new Set([
   "hostname", "manage_etc_hosts", "locale", "timezone", "disable_root", "ssh_pwauth", "users",
-  "package_update", "package_upgrade", "packages", "write_files", "runcmd", "bootcmd",
+  "package_update", "package_upgrade", "packages", "write_files", "runcmd", "bootcmd", "ssh_keys",
 ]);
 /** Keep this much room under Hetzner's 32 KiB so a growing renderer fails here, not at `pulumi up`. */
 const USER_DATA_MARGIN_BYTES = 2048;
