@@ -15,8 +15,8 @@
  */
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
-import { ADMIN_USER } from "../provisioning/layout";
 import { shellQuote, WAIT_FOR_FIRST_BOOT } from "../provisioning/push";
+import { sshConnection, type SshTarget } from "./sshConnection";
 
 /** How the app is built: once per `pulumi up`, by the release that builds. */
 export interface AppBuild {
@@ -36,10 +36,8 @@ export interface AppReleaseArgs {
    * runs: the release of the server that runs the migrations. Its upload does not wait.
    */
   after?: AppRelease[];
-  /** The server's fixed IPv4. */
-  host: pulumi.Input<string>;
-  /** SSH private key (secret); default: the SSH agent. */
-  privateKey?: pulumi.Input<string>;
+  /** The server: its fixed IPv4, pinned host key and the SSH key (secret; default: the SSH agent). */
+  server: SshTarget;
   /** Provisioning that must be in place first (release tool, units, env file). */
   dependsOn: pulumi.Resource[];
 }
@@ -76,11 +74,7 @@ export class AppRelease extends pulumi.ComponentResource {
     super("saas-vps:app:AppRelease", name, {}, opts);
     const triggers = [args.sourceHash];
     const artifact = "build" in args.artifact ? buildArtifact(name, args.artifact.build, triggers, this) : args.artifact.builtBy.artifact;
-    const connection = {
-      host: args.host,
-      user: ADMIN_USER,
-      ...(args.privateKey ? { privateKey: args.privateKey } : { agentSocketPath: process.env.SSH_AUTH_SOCK }),
-    };
+    const connection = sshConnection(args.server);
     const uploadPath = `/tmp/saas-app-${args.sourceHash}.tar.gz`;
     const upload = new command.remote.CopyToRemote(
       `${name}-upload`,

@@ -8,13 +8,11 @@
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import type { RenderedFile } from "../provisioning/files";
-import { ADMIN_USER } from "../provisioning/layout";
 import { hashPush, type PushAction, renderPushCommand } from "../provisioning/push";
+import { sshConnection, type SshTarget } from "./sshConnection";
 
 export interface FilePushArgs {
-  host: pulumi.Input<string>;
-  /** SSH private key of a key in sshPublicKeys; without it the SSH agent (SSH_AUTH_SOCK) is used. */
-  privateKey?: pulumi.Input<string>;
+  server: SshTarget;
   /** The file as rendered now (an Output: its content may hold secrets). */
   file: pulumi.Output<RenderedFile>;
   /** Whether the file holds secrets: its content and hash are then kept secret. */
@@ -31,11 +29,7 @@ export function createFilePush(name: string, args: FilePushArgs, parent: pulumi.
   return new command.remote.Command(
     name,
     {
-      connection: {
-        host: args.host,
-        user: ADMIN_USER,
-        ...(args.privateKey ? { privateKey: args.privateKey } : { agentSocketPath: process.env.SSH_AUTH_SOCK }),
-      },
+      connection: sshConnection(args.server),
       create: args.file.apply((f) => renderPushCommand(f, args.action)),
       stdin: keep(args.file.apply((f) => f.content)),
       triggers: [args.keyedBy.secret ? pulumi.secret(args.keyedBy.files.apply(hashPush)) : args.keyedBy.files.apply(hashPush)],

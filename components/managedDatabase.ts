@@ -15,8 +15,9 @@ import * as command from "@pulumi/command";
 import * as digitalocean from "@pulumi/digitalocean";
 import * as pulumi from "@pulumi/pulumi";
 import { DATABASE_LOGINS, DATABASE_ROLE_NAMES, type DatabaseCredentials, type DatabaseEndpoint } from "../plan/database";
-import { DATABASE_NAME, ADMIN_USER } from "../provisioning/layout";
+import { DATABASE_NAME } from "../provisioning/layout";
 import { DATABASE_CA_FILE, renderOwnerHandoverCommand, renderOwnerHandoverSql } from "../provisioning/managedDatabase";
+import { sshConnection, type SshTarget } from "./sshConnection";
 
 /** The PostgreSQL major of the cluster: Debian 13's client tools are 17, and pg_dump refuses a newer server. */
 export const MANAGED_POSTGRES_VERSION = "17";
@@ -33,9 +34,8 @@ export interface ManagedDatabaseArgs {
 
 /** Where the handover runs: a server of the stack in the VPC that the database firewall admits. */
 export interface HandoverArgs {
-  /** The server's public address (SSH). */
-  host: pulumi.Input<string>;
-  privateKey?: pulumi.Input<string>;
+  /** The server: its public address, pinned host key and the SSH key. */
+  server: SshTarget;
   /** The server's pushes (the CA file and the PostgreSQL client are in place after them) and the firewall. */
   dependsOn: pulumi.Resource[];
 }
@@ -111,7 +111,7 @@ export class ManagedDatabase extends pulumi.ComponentResource {
     return new command.remote.Command(
       `${this.baseName}-handover`,
       {
-        connection: { host: args.host, user: ADMIN_USER, ...(args.privateKey ? { privateKey: args.privateKey } : { agentSocketPath: process.env.SSH_AUTH_SOCK }) },
+        connection: sshConnection(args.server),
         create,
         stdin: pulumi.secret(pulumi.interpolate`${this.cluster.password}\n${sql}`),
         triggers: [create.apply((text) => createHash("sha256").update(`${text}\0${sql}`).digest("hex"))],

@@ -2,7 +2,8 @@
  * The kinds of resources that hold what a stack cannot get back by running `pulumi up` again:
  * data (servers, volumes, buckets, database clusters), addresses users and DNS point at (fixed
  * IPs, load balancers), the private network every server sits in, and generated secrets (a new
- * restic password cannot open the old backups; a new bucket suffix is another bucket).
+ * restic password cannot open the old backups; a new bucket suffix is another bucket; a new SSH
+ * host key fails every pinned connection to the server that keeps the old one).
  *
  * One table, two readers: the stack protects every resource of these types (`protectKinds`, a
  * transformation on the root component, so no resource can be declared without it), and the
@@ -37,6 +38,8 @@ export const PROTECTED_KINDS: Readonly<Record<string, string>> = {
   "random:index/randomString:RandomString": "generated secret",
   "random:index/randomBytes:RandomBytes": "generated secret",
   "random:index/randomId:RandomId": "generated secret",
+  // A server keeps the host key its first boot installed; a new one fails every pinned connection.
+  "tls:index/privateKey:PrivateKey": "SSH host key",
 };
 
 /** What a resource type is when it is protected; undefined for every other type. */

@@ -126,12 +126,12 @@ export class SaasStack extends pulumi.ComponentResource {
           files: files.map((f) => ({ path: f.path, secret: f.secret === true, onChange: f.onChange })),
           privateKey: config.sshPrivateKey ? pulumi.secret(config.sshPrivateKey) : undefined,
           privateAddresses: renderAddresses(),
-          render: (ipv4, privateAddresses) =>
+          render: (ipv4, privateAddresses, hostKey) =>
             pulumi
-              .output({ ip: ipv4, addresses: privateAddresses, range: networkRange, secrets, bucket: this.backupBucket.resolved, uploads: uploadsBucket, managed: managedDatabase })
-              .apply(({ ip, addresses, range, secrets, bucket, uploads, managed }) =>
-                renderServer(
-                  buildServerInput(config, server, {
+              .output({ ip: ipv4, addresses: privateAddresses, range: networkRange, secrets, bucket: this.backupBucket.resolved, uploads: uploadsBucket, managed: managedDatabase, hostKey })
+              .apply(({ ip, addresses, range, secrets, bucket, uploads, managed, hostKey }) =>
+                renderServer({
+                  ...buildServerInput(config, server, {
                     machine,
                     ipv4: ip,
                     secrets,
@@ -140,7 +140,8 @@ export class SaasStack extends pulumi.ComponentResource {
                     privateAddresses: addresses,
                     managedDatabase: managed,
                   }, { ...this.plan, network: network && range ? { ...network, cidr: range } : network }),
-                ),
+                  hostKey,
+                }),
               ),
         },
         { parent: this },
@@ -175,7 +176,7 @@ export class SaasStack extends pulumi.ComponentResource {
     const runner = this.plan.servers.find((server) => server.roles.includes("backup"));
     if (!runner) throw new Error("a managed database needs a server with the backup role (plan/plan.ts gives it to the app server)");
     const vps = this.servers[runner.name];
-    return this.managedDatabase.handOver({ host: vps.ipv4, privateKey: sshPrivateKey ? pulumi.secret(sshPrivateKey) : undefined, dependsOn: [firewall, ...vps.pushes] });
+    return this.managedDatabase.handOver({ server: vps.ssh, dependsOn: [firewall, ...vps.pushes] });
   }
 
   /**
@@ -199,8 +200,7 @@ export class SaasStack extends pulumi.ComponentResource {
           artifact,
           sourceHash,
           after,
-          host: vps.ipv4,
-          privateKey: sshPrivateKey ? pulumi.secret(sshPrivateKey) : undefined,
+          server: vps.ssh,
           dependsOn: [...vps.pushes, ...database],
         },
         { parent: this },

@@ -4,6 +4,8 @@
  * user-data, and one day-2 push per file.
  */
 import * as pulumi from "@pulumi/pulumi";
+import * as tls from "@pulumi/tls";
+import type { HostKeyPair } from "../provisioning/cloudInit";
 import type { RenderedServer } from "../provisioning/server";
 import type { ServerPlan } from "../plan/plan";
 import type { PrivateAddresses } from "../plan/peers";
@@ -14,6 +16,7 @@ import type { RenderedFile } from "../provisioning/files";
 import { planPushes } from "../provisioning/push";
 import { hetzner } from "./hetzner";
 import type { MachineProvider, ServerIds, StackNetwork } from "./machine";
+import type { SshTarget } from "./sshConnection";
 
 export const MACHINE_PROVIDERS: Record<Provider, MachineProvider> = { hetzner, digitalocean: digitaloceanProvider };
 
@@ -40,8 +43,8 @@ export interface VpsServerArgs {
   network?: StackNetwork;
   /** Provider ids of every server of the stack by plan name (firewall rules name peers by server). */
   serverIds: pulumi.Input<ServerIds>;
-  /** The server's files for its fixed IPv4 and the private addresses known; called once per address set. */
-  render: (ipv4: pulumi.Output<string>, privateAddresses: pulumi.Output<PrivateAddresses>) => pulumi.Output<RenderedServer>;
+  /** The server's files for its fixed IPv4, the private addresses known and its host key; called once per address set. */
+  render: (ipv4: pulumi.Output<string>, privateAddresses: pulumi.Output<PrivateAddresses>, hostKey: pulumi.Output<HostKeyPair>) => pulumi.Output<RenderedServer>;
   privateAddresses: RenderAddresses;
   /** The files this server gets (path, whether it is secret, its onChange action), known before any value resolves. */
   files: Array<{ path: string; secret: boolean; onChange?: string }>;
@@ -59,13 +62,23 @@ export class VpsServer extends pulumi.ComponentResource {
   readonly pushes: pulumi.Resource[] = [];
   /** Size of the first-boot user-data in bytes (Hetzner's cap is 32 KiB). */
   readonly userDataBytes: pulumi.Output<number>;
+  /** The server's SSH host public key ("ssh-ed25519 <base64>"), installed on first boot and pinned by every connection. */
+  readonly hostPublicKey: pulumi.Output<string>;
+  /** How day-2 commands reach the server: fixed IPv4, pinned host key, the stack's SSH key. */
+  readonly ssh: SshTarget;
 
   constructor(name: string, args: VpsServerArgs, opts?: pulumi.ComponentResourceOptions) {
     super("saas-vps:server:VpsServer", name, {}, opts);
     const provider = MACHINE_PROVIDERS[args.provider];
     const fixedIp = provider.createFixedIp(name, args.plan, this);
-    const firstBoot = args.render(fixedIp.address, pulumi.output(args.privateAddresses.firstBoot));
-    const day2 = args.privateAddresses.day2 === undefined ? firstBoot : args.render(fixedIp.address, pulumi.output(args.privateAddresses.day2));
+    // Protected by kind (components/protection.ts): the server keeps the key its first boot installed,
+    // and a new one would fail every pinned connection until it is on the server (README: "Rotating a
+    // server's host key").
+    const hostKey = new tls.PrivateKey(`${name}-host-key`, { algorithm: "ED25519" }, { parent: this, additionalSecretOutputs: ["privateKeyOpenssh", "privateKeyPem", "privateKeyPemPkcs8"] });
+    this.hostPublicKey = hostKey.publicKeyOpenssh.apply((k) => k.trim());
+    const hostKeyPair = pulumi.secret(pulumi.all([hostKey.privateKeyOpenssh, this.hostPublicKey]).apply(([privateKey, publicKey]): HostKeyPair => ({ privateKey, publicKey })));
+    const firstBoot = args.render(fixedIp.address, pulumi.output(args.privateAddresses.firstBoot), hostKeyPair);
+    const day2 = args.privateAddresses.day2 === undefined ? firstBoot : args.render(fixedIp.address, pulumi.output(args.privateAddresses.day2), hostKeyPair);
     const machine = provider.createMachine(
       name,
       {
@@ -80,6 +93,7 @@ export class VpsServer extends pulumi.ComponentResource {
       },
       this,
     );
+    this.ssh = { host: machine.ipv4, hostKey: this.hostPublicKey, privateKey: args.privateKey };
     const fileOf = (path: string): pulumi.Output<RenderedFile> =>
       day2.apply((r) => {
         const match = r.files.find((f) => f.path === path);
@@ -99,7 +113,7 @@ export class VpsServer extends pulumi.ComponentResource {
       const keyedBy = { files: pulumi.unsecret(pulumi.all(planned.keyedBy.map(fileOf))), secret: planned.keyedBy.some((p) => secretPaths.has(p)) };
       const push = createFilePush(
         `${name}-push${planned.path.replace(/[^A-Za-z0-9]+/g, "-")}`,
-        { host: machine.ipv4, privateKey: args.privateKey, file, secret, action: planned.action, keyedBy, dependsOn: [...machine.ready, ...planned.after.map((p) => pushOf.get(p)!)] },
+        { server: this.ssh, file, secret, action: planned.action, keyedBy, dependsOn: [...machine.ready, ...planned.after.map((p) => pushOf.get(p)!)] },
         this,
       );
       pushOf.set(planned.path, push);

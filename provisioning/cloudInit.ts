@@ -32,9 +32,17 @@ export const USER_DATA_BUDGET_BYTES = USER_DATA_LIMIT_BYTES / 2;
 export const BUNDLE_PATH = "/var/lib/saas-vps/first-boot-files.tar.gz";
 export const BOOTSTRAP_PATH = `${LIB_DIR}/bootstrap`;
 
+/** The server's SSH host key (ED25519, OpenSSH formats), made and pinned by the Pulumi program. */
+export interface HostKeyPair {
+  privateKey: string;
+  publicKey: string;
+}
+
 export interface CloudConfigInput {
   hostname: string;
   sshPublicKeys: string[];
+  /** Installed as sshd's ED25519 host key before sshd first starts; day-2 SSH pins its public half. */
+  hostKey?: HostKeyPair;
   packages: string[];
   /** Every file of the server; the pushOnly ones are left out of the user-data. */
   files: RenderedFile[];
@@ -50,6 +58,8 @@ export function renderCloudConfig(input: CloudConfigInput): string {
     timezone: "UTC",
     disable_root: true,
     ssh_pwauth: false,
+    // A host key the program knows, so every day-2 connection can verify the server.
+    ...(input.hostKey ? { ssh_keys: { ed25519_private: input.hostKey.privateKey, ed25519_public: input.hostKey.publicKey.trim() } } : {}),
     users: [
       {
         name: ADMIN_USER,
@@ -69,7 +79,9 @@ export function renderCloudConfig(input: CloudConfigInput): string {
       { path: BUNDLE_PATH, encoding: "b64", permissions: "0600", owner: "root:root", content: renderBundle(firstBoot.filter((f) => !f.beforePackages)).toString("base64") },
     ],
     // runcmd runs after packages and users exist: owners resolve by name, package files get replaced.
-    runcmd: [["sh", "-c", `tar -xzpf ${BUNDLE_PATH} -C / && exec ${BOOTSTRAP_PATH}`]],
+    // The bundle holds every first-boot secret: once unpacked, bootstrap (and any re-run of it)
+    // needs only the files, so it goes before bootstrap starts.
+    runcmd: [["sh", "-c", `tar -xzpf ${BUNDLE_PATH} -C / && rm -f ${BUNDLE_PATH} && exec ${BOOTSTRAP_PATH}`]],
   };
   return "#cloud-config\n" + stringify(config, { lineWidth: 0 });
 }

@@ -13,7 +13,7 @@
  */
 import { isIPv4 } from "node:net";
 import type { RenderedFile } from "./files";
-import { CONFIG_DIR } from "./layout";
+import { CONFIG_DIR, METADATA_ADDRESS } from "./layout";
 import { BASE_SANDBOX, renderUnit, UNIT_DIR } from "./systemd";
 
 export const HOST_FIREWALL_TABLE = "saas_vps";
@@ -75,6 +75,12 @@ export function renderHostFirewall(rules: HostFirewallRule[]): string {
     '    udp sport 67 udp dport 68 accept comment "DHCPv4 replies"',
     '    ip6 saddr fe80::/10 udp sport 547 udp dport 546 accept comment "DHCPv6 replies"',
     ...rules.flatMap(renderRuleLines).map((l) => `    ${l}`),
+    "  }",
+    // Outbound stays open but for the metadata service, which hands the user-data (first-boot
+    // secrets) to anyone who asks: only root's sockets (cloud-init, the provider's agents) reach it.
+    "  chain output {",
+    "    type filter hook output priority filter; policy accept;",
+    `    ip daddr ${METADATA_ADDRESS} meta skuid != 0 reject comment "metadata service: root only"`,
     "  }",
     "}",
     "",

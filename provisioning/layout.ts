@@ -14,6 +14,13 @@ export const DATA_LABEL = "saas-data";
 export const UPLOAD_DIR = `${DATA_MOUNT}/uploads`;
 export const CONFIG_DIR = "/etc/saas-vps";
 /**
+ * The providers' metadata service (Hetzner and DigitalOcean alike): it answers anyone on the
+ * server, without authentication, with the server's user-data and so its first-boot secrets.
+ * Only root may reach it (the host firewall's output chain), and no service we render
+ * (IPAddressDeny=) (docs/ARCHITECTURE.md, decision 15).
+ */
+export const METADATA_ADDRESS = "169.254.169.254";
+/**
  * The app's settings, root-only: systemd reads it for every app unit, the release for its
  * migrate step; on the server that runs migrations it holds the schema owner's DATABASE_URL,
  * which each unit's own file below replaces (systemd: a later EnvironmentFile= wins).

@@ -37,7 +37,8 @@ import { throwIfProblems } from "./errors";
 import { NGINX_FAIL_TIMEOUT_SECONDS } from "./nginx";
 import { loadScript } from "./scripts";
 import type { RenderedFile } from "./files";
-import { APP_USER, CONFIG_DIR, RESERVED_PORTS } from "./layout";
+import { APP_ENV_FILE, APP_ROOT, APP_USER, CONFIG_DIR, RESERVED_PORTS } from "./layout";
+import { APP_SANDBOX, renderUnit, UNIT_DIR } from "./unit";
 
 export interface ReleaseOptions {
   /** Web instance ports on 127.0.0.1, rolled one at a time in this order; 0–16 of them. */
@@ -69,6 +70,8 @@ export interface ReleaseOptions {
 export const RELEASE_PATHS = {
   command: "/usr/local/sbin/release",
   config: `${CONFIG_DIR}/release.conf`,
+  /** A release's migrations: `migrate@<release id>.service`, started by the release and waited for. */
+  migrateUnit: `${UNIT_DIR}/migrate@.service`,
 } as const;
 
 export const RELEASE_DEFAULTS = {
@@ -91,7 +94,46 @@ export function renderReleaseFiles(opts: ReleaseOptions): RenderedFile[] {
     { path: RELEASE_PATHS.command, content: loadScript("release/release"), mode: "0755", owner: "root:root" },
     // Read on every run: no onChange needed.
     { path: RELEASE_PATHS.config, content: renderReleaseConf(opts), mode: "0644", owner: "root:root" },
+    ...(opts.migrate ? [{ path: RELEASE_PATHS.migrateUnit, content: renderMigrateUnit(opts), mode: "0644", onChange: "systemctl daemon-reload" }] : []),
   ];
+}
+
+/**
+ * bin/migrate of release %i, as the app user in the app processes' sandbox (APP_SANDBOX), with
+ * the app's env file (and MIGRATE_ENV_FILE after it: its variables win) read by systemd. The
+ * release (root) never exports those variables itself: a PATH or LD_PRELOAD line there would
+ * otherwise steer the programs it runs as root. A oneshot: `systemctl start` returns when
+ * migrations have finished, and fails when they fail or take longer than MIGRATE_TIMEOUT.
+ * No Condition: a release without bin/migrate must fail here, not skip its migrations.
+ */
+export function renderMigrateUnit(opts: ReleaseOptions): string {
+  const release = `${APP_ROOT}/releases/%i`;
+  return renderUnit(
+    {
+      Unit: [
+        ["Description", "saas-vps migrations of release %i"],
+        ["After", "network-online.target postgresql.service"],
+        ["Wants", "network-online.target"],
+      ],
+      Service: [
+        ["Type", "oneshot"],
+        ["User", APP_USER],
+        ["Group", APP_USER],
+        ["WorkingDirectory", release],
+        ["EnvironmentFile", APP_ENV_FILE],
+        ...(opts.migrateEnvFile ? ([["EnvironmentFile", opts.migrateEnvFile]] as Array<[string, string]>) : []),
+        ["Environment", "NODE_ENV=production"],
+        ["ExecStart", `${release}/bin/migrate`],
+        ["TimeoutStartSec", String(opts.migrateTimeoutSeconds ?? RELEASE_DEFAULTS.migrateTimeoutSeconds)],
+        ["SyslogIdentifier", "migrate"],
+        ["StandardOutput", "journal"],
+        ["StandardError", "journal"],
+        ["MemoryMax", "768M"],
+        ...APP_SANDBOX,
+      ],
+    },
+    "saas-vps migrations of one release (started by release, never enabled)",
+  );
 }
 
 export function renderReleaseConf(opts: ReleaseOptions): string {

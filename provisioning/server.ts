@@ -4,7 +4,7 @@
  * the files (shared by first-boot user-data and the day-2 push), the Debian packages, the
  * first-boot steps and units, and the user-data that carries them.
  */
-import { renderCloudConfig, USER_DATA_BUDGET_BYTES, USER_DATA_LIMIT_BYTES, userDataSize } from "./cloudInit";
+import { renderCloudConfig, type HostKeyPair, USER_DATA_BUDGET_BYTES, USER_DATA_LIMIT_BYTES, userDataSize } from "./cloudInit";
 import { RenderError, throwIfProblems } from "./errors";
 import type { RenderedFile } from "./files";
 import { isWorldReadable } from "./files";
@@ -36,6 +36,8 @@ export interface ServerRenderInput {
   mvpDatabase?: MvpDatabaseState;
   /** A managed database's CA certificate (PEM), for a server whose processes connect to it. */
   databaseCaCertificate?: string;
+  /** The server's SSH host key (first boot only: it is in the user-data, never a pushed file). */
+  hostKey?: HostKeyPair;
 }
 
 export interface RenderedServer {
@@ -60,7 +62,7 @@ export function renderServer(input: ServerRenderInput): RenderedServer {
   validateFiles(files);
 
   const packages = [...sum.packages];
-  const userData = renderCloudConfig({ hostname: input.hostname, sshPublicKeys: input.sshPublicKeys, packages, files });
+  const userData = renderCloudConfig({ hostname: input.hostname, sshPublicKeys: input.sshPublicKeys, hostKey: input.hostKey, packages, files });
   const userDataBytes = userDataSize(userData);
   if (userDataBytes > USER_DATA_BUDGET_BYTES) {
     throw new RenderError([
@@ -111,6 +113,12 @@ function validateServerInput(input: ServerRenderInput): void {
   if (input.sshPublicKeys.length === 0) problems.push("server: sshPublicKeys must list at least one key; got none");
   if (input.sshPublicKeys.some((k) => /[\r\n]/.test(k))) problems.push("server: an SSH public key contains a line break");
   if (input.app) problems.push(...appProblems(input.app));
+  if (input.hostKey && !/^-----BEGIN OPENSSH PRIVATE KEY-----\n[A-Za-z0-9+/=\n]+-----END OPENSSH PRIVATE KEY-----\n?$/.test(input.hostKey.privateKey)) {
+    problems.push("server: hostKey.privateKey must be an unencrypted OpenSSH private key (tls.PrivateKey privateKeyOpenssh)");
+  }
+  if (input.hostKey && !/^ssh-ed25519 [A-Za-z0-9+/=]+\s*$/.test(input.hostKey.publicKey)) {
+    problems.push(`server: hostKey.publicKey must be one "ssh-ed25519 <base64>" key; got ${JSON.stringify(input.hostKey.publicKey.slice(0, 40))}`);
+  }
   const logins = { ...input.roles.db?.credentials, ...input.app?.database.credentials };
   const secrets: Record<string, string> = {
     ...Object.fromEntries(Object.entries(logins).map(([login, credential]) => [`database password (${login})`, credential.password])),

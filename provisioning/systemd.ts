@@ -8,65 +8,11 @@
 import { APP_CURRENT, APP_ENV_FILE, APP_SHARED, APP_USER, WEB_ENV_FILE, WORKER_ENV_FILE } from "./layout";
 import type { RenderedFile } from "./files";
 import { RELEASE_PATHS } from "./release";
+import { APP_SANDBOX, renderUnit, UNIT_DIR } from "./unit";
 
-export const UNIT_DIR = "/etc/systemd/system";
+export { APP_SANDBOX, BASE_SANDBOX, renderUnit, UNIT_DIR } from "./unit";
+
 export const APP_TARGET = "saas-app.target";
-
-/** Unit file text from sections of [key, value] pairs; repeated keys are allowed (systemd accumulates them). */
-export function renderUnit(sections: Record<string, Array<[string, string]>>, comment: string): string {
-  const out = [`# ${comment}`, "# Rendered by saas-vps (provisioning/); pushed again on change. Do not edit on the server."];
-  for (const [section, entries] of Object.entries(sections)) {
-    out.push("", `[${section}]`, ...entries.map(([k, v]) => `${k}=${v}`));
-  }
-  return out.join("\n") + "\n";
-}
-
-/**
- * The part of the sandbox every service we render gets (app processes, backup jobs, tls-issue):
- * no new privileges, private /tmp and devices, no home directories, no kernel, clock, hostname
- * or namespace changes, the syscalls of an ordinary system service. Each unit adds what it can
- * close on top (file system view, capabilities, address families, ...).
- */
-export const BASE_SANDBOX: Array<[string, string]> = [
-  ["NoNewPrivileges", "yes"],
-  ["PrivateTmp", "yes"],
-  ["PrivateDevices", "yes"],
-  ["ProtectHome", "yes"],
-  ["ProtectHostname", "yes"],
-  ["ProtectClock", "yes"],
-  ["ProtectKernelTunables", "yes"],
-  ["ProtectKernelModules", "yes"],
-  ["ProtectKernelLogs", "yes"],
-  ["ProtectControlGroups", "yes"],
-  ["ProtectProc", "invisible"],
-  ["RestrictNamespaces", "yes"],
-  ["RestrictRealtime", "yes"],
-  ["RestrictSUIDSGID", "yes"],
-  ["LockPersonality", "yes"],
-  ["KeyringMode", "private"],
-  ["SystemCallArchitectures", "native"],
-  // An allow list first; units may narrow it with later "~..." lines.
-  ["SystemCallFilter", "@system-service"],
-];
-
-/**
- * Sandboxing shared by every app process. Node needs W+X pages (V8 JIT), so
- * MemoryDenyWriteExecute stays off; everything else is as tight as a network service allows.
- */
-export const APP_SANDBOX: Array<[string, string]> = [
-  ...BASE_SANDBOX,
-  ["ProtectSystem", "strict"],
-  ["PrivateUsers", "yes"],
-  ["ProcSubset", "pid"],
-  ["RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6"],
-  ["RemoveIPC", "yes"],
-  ["CapabilityBoundingSet", ""],
-  ["AmbientCapabilities", ""],
-  ["SystemCallFilter", "~@privileged @resources"],
-  ["SystemCallErrorNumber", "EPERM"],
-  ["DevicePolicy", "closed"],
-  ["UMask", "0077"],
-];
 
 interface ProcessUnit {
   description: string;

@@ -4,7 +4,7 @@
  * returns), so we return the inputs plus the computed
  * outputs the program reads (IPs, ids, fingerprints, generated passwords, keys).
  */
-import { createHash } from "node:crypto";
+import { createHash, createPrivateKey, createPublicKey } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
 import { hostAddress } from "../../config/validators";
 
@@ -49,6 +49,42 @@ function fakeNumericId(name: string): string {
 function fakeIpv4(name: string): string {
   const n = createHash("sha256").update(name).digest()[0];
   return `192.0.2.${(n % 200) + 10}`; // TEST-NET-1: never a real host
+}
+
+/**
+ * A real ED25519 key pair derived from a name (so renders compare equal between runs), in the
+ * OpenSSH formats tls.PrivateKey answers with: `privateKeyOpenssh` (openssh-key-v1, unencrypted)
+ * and `publicKeyOpenssh` ("ssh-ed25519 <base64>\n"). Real, so that sshd in the local VM loads it
+ * and a client can pin it; derived from a public name, so never a secret.
+ * Format: https://github.com/openssh/openssh-portable/blob/master/PROTOCOL.key
+ */
+export function fakeEd25519Key(name: string): { privateKeyOpenssh: string; publicKeyOpenssh: string } {
+  const seed = createHash("sha256").update(`host key ${name}`).digest();
+  // PKCS#8 wrapping of a raw ED25519 seed (RFC 8410): node derives the public half.
+  const key = createPrivateKey({ key: Buffer.concat([Buffer.from("302e020100300506032b657004220420", "hex"), seed]), format: "der", type: "pkcs8" });
+  const pub = createPublicKey(key).export({ format: "der", type: "spki" }).subarray(-32);
+  const str = (b: Buffer | string) => {
+    const data = Buffer.from(b);
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    return Buffer.concat([len, data]);
+  };
+  const u32 = (n: number) => {
+    const b = Buffer.alloc(4);
+    b.writeUInt32BE(n);
+    return b;
+  };
+  const publicBlob = Buffer.concat([str("ssh-ed25519"), str(pub)]);
+  const check = seed.readUInt32BE(0);
+  let secret = Buffer.concat([u32(check), u32(check), publicBlob, str(Buffer.concat([seed, pub])), str("")]);
+  const padding = Buffer.from(Array.from({ length: (8 - (secret.length % 8)) % 8 }, (_, i) => i + 1));
+  secret = Buffer.concat([secret, padding]);
+  const body = Buffer.concat([Buffer.from("openssh-key-v1\0"), str("none"), str("none"), str(""), u32(1), str(publicBlob), str(secret)]);
+  const lines = body.toString("base64").match(/.{1,70}/g)!;
+  return {
+    privateKeyOpenssh: ["-----BEGIN OPENSSH PRIVATE KEY-----", ...lines, "-----END OPENSSH PRIVATE KEY-----", ""].join("\n"),
+    publicKeyOpenssh: `ssh-ed25519 ${publicBlob.toString("base64")}\n`,
+  };
 }
 
 /** A managed database's CA as getDatabaseCa answers it (PEM-shaped; never a real certificate). */
@@ -107,6 +143,9 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
         break;
       case "digitalocean:index/databaseUser:DatabaseUser":
         state.password = fake(`${args.name}-password`, 24);
+        break;
+      case "tls:index/privateKey:PrivateKey":
+        Object.assign(state, fakeEd25519Key(args.name));
         break;
       case "digitalocean:index/spacesKey:SpacesKey":
         state.accessKey = fake(`${args.name}-access`, 20).toUpperCase();

@@ -53,7 +53,7 @@ export function ensurePrivateSegment(stackDir: string): PrivateSegment {
  * A stable MAC for one NIC of one VM: 52:54:00 then 3 bytes of sha256(stack dir, server, nic).
  * The network-config matches NICs by it, so it must be known before QEMU starts.
  */
-export function macFor(stackDir: string, server: string, nic: "public" | "private"): string {
+export function macFor(stackDir: string, server: string, nic: "public" | "private" | "metadata"): string {
   const h = crypto.createHash("sha256").update(`${path.resolve(stackDir)}\0${server}\0${nic}`).digest();
   return [MAC_PREFIX, ...[...h.subarray(0, 3)].map((x) => x.toString(16).padStart(2, "0"))].join(":");
 }

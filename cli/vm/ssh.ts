@@ -30,7 +30,19 @@ export function ensureSshKey(runDir: string): SshKeyPair {
 
 export interface SshResult { code: number; stdout: string; stderr: string }
 
-/** ssh's arguments up to the command: options (the run dir's key, no host-key prompts), then admin@VM; `extra` options go before the target. */
+/** The name the VM's pinned host key is filed under in its known_hosts (its SSH port changes per boot). */
+export const HOST_KEY_ALIAS = "saas-vps-vm";
+
+/**
+ * Host-key options: the key the user-data installed and nothing else when the VM knows it
+ * (vm.knownHostsPath); otherwise (user-data without a host key) no check.
+ */
+function hostKeyOptions(vm: Vm): string[] {
+  if (!vm.knownHostsPath) return ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"];
+  return ["-o", "StrictHostKeyChecking=yes", "-o", `UserKnownHostsFile=${vm.knownHostsPath}`, "-o", `HostKeyAlias=${HOST_KEY_ALIAS}`, "-o", "HostKeyAlgorithms=ssh-ed25519"];
+}
+
+/** ssh's arguments up to the command: options (the run dir's key, the pinned host key), then admin@VM; `extra` options go before the target. */
 export function sshArgs(vm: Vm, extra: string[] = []): string[] {
   return [
     "-F", "/dev/null",
@@ -38,8 +50,7 @@ export function sshArgs(vm: Vm, extra: string[] = []): string[] {
     "-p", String(vm.ports.ssh),
     "-o", "IdentitiesOnly=yes",
     "-o", "BatchMode=yes",
-    "-o", "StrictHostKeyChecking=no",
-    "-o", "UserKnownHostsFile=/dev/null",
+    ...hostKeyOptions(vm),
     "-o", "LogLevel=ERROR",
     "-o", "ConnectTimeout=10",
     "-o", "ServerAliveInterval=5",
@@ -51,8 +62,7 @@ export function sshArgs(vm: Vm, extra: string[] = []): string[] {
 
 /** The ssh command a person would type to reach the VM. */
 export function sshCommandLine(vm: Vm): string {
-  return `ssh -i ${vm.sshKeyPath} -p ${vm.ports.ssh} -o StrictHostKeyChecking=no ` +
-    `-o UserKnownHostsFile=/dev/null ${vm.sshUser}@127.0.0.1`;
+  return `ssh -i ${vm.sshKeyPath} -p ${vm.ports.ssh} ${hostKeyOptions(vm).join(" ")} ${vm.sshUser}@127.0.0.1`;
 }
 
 export interface SshOptions {

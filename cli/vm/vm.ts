@@ -18,7 +18,8 @@ import { stderrLog, type VmLogger } from "./log";
 import { runTool, sleep } from "./process";
 import { qmp } from "./qmp";
 import { type PrivateNic, macFor, privateNicArgs, renderNetworkConfig } from "./network";
-import { ensureSshKey } from "./ssh";
+import { ensureSshKey, HOST_KEY_ALIAS } from "./ssh";
+import { parse as parseYaml } from "yaml";
 
 export interface StartVmOptions {
   /** State directory, e.g. `.vm/<stack>`; created if missing. */
@@ -49,7 +50,20 @@ export interface StartVmOptions {
   sshKeyDir?: string;
   /** Called as soon as QEMU runs (ports known), before any waiting: e.g. to start probes. */
   onStart?: (vm: Vm) => void;
+  /**
+   * A stand-in for the provider's metadata service: a program run for each TCP connection the
+   * guest makes to METADATA_STAND_IN_ADDRESS:80 (its stdin and stdout are the connection). It
+   * sits on a NIC of its own, whose user-mode network is the metadata address's /24 (QEMU
+   * forwards a guest address only inside its network); the guest gives that NIC an address
+   * itself (cloud-init's fallback configures only the first NIC).
+   */
+  metadataStandIn?: string;
 }
+
+/** Where providers answer metadata requests; the stand-in NIC's network is its /24. */
+export const METADATA_STAND_IN_ADDRESS = "169.254.169.254";
+/** The guest's address on the stand-in NIC (a host of that /24, outside QEMU's DHCP range). */
+export const METADATA_STAND_IN_GUEST_ADDRESS = "169.254.169.10";
 
 export interface VmPorts { ssh: number; http: number; https: number }
 
@@ -69,6 +83,13 @@ export interface Vm {
   qemuArgs: string[];
   /** The VM's NIC on the stack's private network, if it has one. */
   privateNic?: PrivateNic;
+  /**
+   * known_hosts with the host key the user-data installs (under HOST_KEY_ALIAS), when it names
+   * one: ssh then accepts that key only.
+   */
+  knownHostsPath?: string;
+  /** MAC of the metadata stand-in NIC, when the VM has one. */
+  metadataMac?: string;
 }
 
 const STATE_FILE = "vm.json";
@@ -145,6 +166,12 @@ export async function startVm(opts: StartVmOptions): Promise<Vm> {
   }
   const p = (f: string) => path.join(runDir, f);
   fs.writeFileSync(p("user-data"), userData);
+  // Pin the host key the user-data installs, as `pulumi up` does.
+  const hostPublicKey: unknown = parseYaml(userData.toString("utf8"))?.ssh_keys?.ed25519_public;
+  const knownHostsPath = typeof hostPublicKey === "string" ? p("known_hosts") : undefined;
+  if (knownHostsPath) fs.writeFileSync(knownHostsPath, `${HOST_KEY_ALIAS} ${String(hostPublicKey).trim()}\n`);
+  else fs.rmSync(p("known_hosts"), { force: true });
+  const metadataMac = opts.metadataStandIn ? macFor(runDir, "vm", "metadata") : undefined;
   const instanceId = `saas-vps-${hostname}-${crypto.randomBytes(4).toString("hex")}`;
   fs.writeFileSync(p("meta-data"), `instance-id: ${instanceId}\nlocal-hostname: ${hostname}\n`);
   // Without a private NIC, no network-config: cloud-init's fallback (DHCP on the first NIC) is
@@ -189,6 +216,11 @@ export async function startVm(opts: StartVmOptions): Promise<Vm> {
         `hostfwd=tcp:127.0.0.1:${vmPorts.https}-:443`,
       "-device", `virtio-net-pci,netdev=net0${publicMac ? `,mac=${publicMac}` : ""}`,
       ...(opts.privateNic ? privateNicArgs(opts.privateNic) : []),
+      // restrict=on: the stand-in NIC reaches nothing but the forwarded metadata address.
+      ...(opts.metadataStandIn
+        ? ["-netdev", `user,id=meta0,restrict=on,net=${METADATA_STAND_IN_ADDRESS.replace(/\d+$/, "0")}/24,guestfwd=tcp:${METADATA_STAND_IN_ADDRESS}:80-cmd:${opts.metadataStandIn}`,
+           "-device", `virtio-net-pci,netdev=meta0,mac=${metadataMac}`]
+        : []),
       "-object", "rng-random,id=rng0,filename=/dev/urandom",
       "-device", "virtio-rng-pci,rng=rng0",
       "-display", "none",
@@ -226,6 +258,8 @@ export async function startVm(opts: StartVmOptions): Promise<Vm> {
       runDir, pid, ports: vmPorts, sshUser: opts.sshUser ?? "admin", sshKeyPath: key.privateKeyPath,
       consoleLog: p("console.log"), qmpSocket, startedAtMs, imageDir: opts.image.dir, accel, qemuArgs: args,
       ...(opts.privateNic ? { privateNic: opts.privateNic } : {}),
+      ...(knownHostsPath ? { knownHostsPath } : {}),
+      ...(metadataMac ? { metadataMac } : {}),
     };
     fs.writeFileSync(p(STATE_FILE), JSON.stringify(vm, null, 2) + "\n");
     opts.onStart?.(vm);

@@ -4,8 +4,8 @@
  * and its config, Node, and the directories releases go to.
  *
  * Database credentials, one file per login, each root-only (systemd reads EnvironmentFile= as
- * root before it drops to the app user; the release reads app.env as root before it runs
- * migrations as the app user): app.env holds the app's settings and, on the server that runs
+ * root before it drops to the app user, for the app's processes and for the release's
+ * migrate@ unit alike): app.env holds the app's settings and, on the server that runs
  * migrations, the schema owner's DATABASE_URL for the release's migrate step; web.env and
  * worker.env hold the web and worker logins' DATABASE_URL, which replace it in their units.
  */
@@ -54,7 +54,7 @@ export function renderApp(app: AppInput, processes: AppProcesses): RoleContribut
       // The release command runs only once the first `pulumi up` ships a release, after the pushes.
       // The server that holds the schema owner's login is the one that migrates (plan/database.ts, runsMigrations).
       ...renderReleaseFiles({ ...processes, migrate: app.database.credentials.owner !== undefined }).map((f) =>
-        f.path === RELEASE_PATHS.command ? { ...f, pushOnly: true } : f,
+        f.path === RELEASE_PATHS.command || f.path === RELEASE_PATHS.migrateUnit ? { ...f, pushOnly: true } : f,
       ),
     ],
     packages: ["nodejs", ...RELEASE_PACKAGES],

@@ -34,7 +34,7 @@ async function declare(): Promise<Run> {
   // Protection comes from the resource types, set by the stack's transformation (components/protection.ts): given here as the stack gives it.
   const db = new ManagedDatabase("saas-test-db", { size: "db-s-2vcpu-4gb", region: "fra1", vpcId: "vpc-of-the-stack", tags: ["saas-vps"] }, { transformations: [protectKinds, record] });
   db.admit([pulumi.output("101"), pulumi.output("202")]);
-  db.handOver({ host: "192.0.2.10", dependsOn: [] });
+  db.handOver({ server: { host: "192.0.2.10", hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHgQhqhz7570cVflJzFU7G+rWj7+er6oB85ewHM+R5QD" }, dependsOn: [] });
   const [endpoint, credentials, ca, credentialsSecret] = await Promise.all([
     valueOf(db.endpoint),
     valueOf(db.credentials),

@@ -117,6 +117,19 @@ for (const provider of ["hetzner", "digitalocean"] as const) {
       }
     });
 
+    it("makes the server an ED25519 host key (protected), installs it on first boot and pins it on every SSH connection", () => {
+      const key = one(run, "tls:index/privateKey:PrivateKey");
+      assert.equal(key.inputs.algorithm, "ED25519");
+      assert.equal(run.options.get(key.name)?.protect, true, "a replaced host key would fail every pinned connection");
+      const publicKey: string = key.state.publicKeyOpenssh.trim();
+      const server = one(run, TOKENS[provider].server);
+      const sshKeys = parse(unwrapSecrets(server.inputs.userData)).ssh_keys;
+      assert.deepEqual(sshKeys, { ed25519_private: key.state.privateKeyOpenssh, ed25519_public: publicKey });
+      const connections = [...run.mocks.ofType(COMMAND), ...run.mocks.ofType("command:remote:CopyToRemote")];
+      assert.ok(connections.length > 10, `only ${connections.length} SSH commands`);
+      for (const c of connections) assert.equal(unwrapSecrets(c.inputs.connection).hostKey, publicKey, `${c.name} does not pin the server's host key`);
+    });
+
     it("attaches a data volume and a fixed IPv4 to the server", () => {
       const attach = one(run, TOKENS[provider].attach);
       const volume = one(run, TOKENS[provider].volume);
@@ -208,6 +221,28 @@ for (const provider of ["hetzner", "digitalocean"] as const) {
     });
   });
 }
+
+describe("components under Pulumi mocks: backups a compromised server cannot make unrecoverable", function () {
+  for (const provider of ["hetzner", "digitalocean"] as const) {
+    it(`${provider} servers, Spaces backup bucket: versioned, and old versions expire only after the retention (plus a week)`, async () => {
+      const { backupAccessKeyId, backupSecretAccessKey, ...raw } = minimalRaw(provider);
+      void backupAccessKeyId, void backupSecretAccessKey;
+      const run = await runProgram({ ...raw, backupBucketProvider: "digitalocean", backupRetentionDays: "30" }, undefined);
+      const bucket = one(run, "digitalocean:index/spacesBucket:SpacesBucket");
+      assert.deepEqual(bucket.inputs.versioning, { enabled: true });
+      const expiring = bucket.inputs.lifecycleRules.filter((r: any) => r.enabled && r.noncurrentVersionExpiration);
+      assert.equal(expiring.length, 1, JSON.stringify(bucket.inputs.lifecycleRules));
+      assert.equal(expiring[0].noncurrentVersionExpiration.days, 37, "a deleted or overwritten backup stays recoverable for the retention and a week");
+      assert.ok(!bucket.inputs.lifecycleRules.some((r: any) => r.expiration), "no rule expires current versions");
+      assert.equal(run.options.get(bucket.name)?.protect, true);
+    });
+  }
+
+  it("a Hetzner Object Storage bucket is given, not created: the program declares no bucket resource it could version", async () => {
+    const run = await runProgram(minimalRaw("hetzner"), undefined);
+    assert.equal(run.mocks.ofType("digitalocean:index/spacesBucket:SpacesBucket").length, 0);
+  });
+});
 
 describe("components under Pulumi mocks: behaviour across configs", function () {
   it("a config change that touches one file changes only that file's push hash", async () => {

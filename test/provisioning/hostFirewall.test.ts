@@ -11,6 +11,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { renderHostFirewall, renderRuleLines } from "../../provisioning/hostFirewall";
 import { planPublicFirewall } from "../../plan/plan";
+import { METADATA_ADDRESS } from "../../provisioning/layout";
 import { tempDir } from "../support/tools";
 
 describe("host firewall (nftables) rendering", () => {
@@ -36,6 +37,14 @@ describe("host firewall (nftables) rendering", () => {
     assert.match(text, /ct state established,related accept/);
     assert.doesNotMatch(text, /flush ruleset/);
     assert.match(text, /^table inet saas_vps\ndelete table inet saas_vps\ntable inet saas_vps \{$/m);
+  });
+
+  it("lets only root reach the metadata service (it hands out the user-data); every other way out stays open", () => {
+    const text = renderHostFirewall(planPublicFirewall(["203.0.113.0/24"]));
+    const output = text.slice(text.indexOf("chain output {"));
+    assert.match(output, /type filter hook output priority filter; policy accept;/);
+    assert.match(output, /\n {4}ip daddr 169\.254\.169\.254 meta skuid != 0 reject comment "metadata service: root only"\n/);
+    assert.equal(output.match(/^ {4}(?!type)\S.*$/gm)?.length, 1, "the output chain has one rule");
   });
 
   it("refuses a plan without an SSH rule (a push of it would lock the admin out)", () => {
@@ -75,6 +84,7 @@ describe("@real host firewall loaded by nft into a test host", function () {
   const [server, allowed, other] = ["s", "a", "b"].map((n) => `fw${n}-${id}`);
   const addr = { serverA: "10.231.1.1", allowed: "10.231.1.2", serverB: "10.231.2.1", other: "10.231.2.2", serverA6: "fd31:1::1", allowed6: "fd31:1::2", serverB6: "fd31:2::1", other6: "fd31:2::2" };
   let listener: ChildProcess | undefined;
+  let metadata: ChildProcess | undefined;
   let dir: string;
 
   const probe = (from: string, host: string, port: number) => inNs(from, ["python3", "-c", PROBE, host, String(port), "1"]).stdout.trim();
@@ -110,20 +120,42 @@ describe("@real host firewall loaded by nft into a test host", function () {
     link(allowed, "a", addr.serverA, addr.allowed, addr.serverA6, addr.allowed6);
     link(other, "b", addr.serverB, addr.other, addr.serverB6, addr.other6);
     listener = spawn("ip", ["netns", "exec", server, "python3", "-c", LISTENER, "22", "80", "443", "5432"], { stdio: ["ignore", "pipe", "inherit"] });
-    await new Promise<void>((resolve, reject) => {
-      listener!.stdout!.once("data", () => resolve());
-      listener!.once("exit", (code) => reject(new Error(`listener exited ${code}`)));
-    });
+    // A stand-in metadata service: the allowed neighbour also answers at the metadata address,
+    // routed from the server as a provider's on-link route does.
+    ip("-n", allowed, "addr", "add", `${METADATA_ADDRESS}/32`, "dev", `va${id}`);
+    ip("-n", server, "route", "add", `${METADATA_ADDRESS}/32`, "via", addr.allowed);
+    metadata = spawn("ip", ["netns", "exec", allowed, "python3", "-c", LISTENER, "80"], { stdio: ["ignore", "pipe", "inherit"] });
+    for (const child of [listener, metadata]) {
+      await new Promise<void>((resolve, reject) => {
+        child.stdout!.once("data", () => resolve());
+        child.once("exit", (code) => reject(new Error(`listener exited ${code}`)));
+      });
+    }
   });
 
   after(() => {
     listener?.kill();
+    metadata?.kill();
     for (const ns of [server, allowed, other]) spawnSync("ip", ["netns", "del", ns]);
   });
+
+  const AS_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"];
+  /** A connection from the server to the metadata service, as root or as another user (nobody). */
+  const probeMetadata = (asRoot: boolean) =>
+    inNs(server, [...(asRoot ? [] : AS_NOBODY), "/usr/bin/python3", "-c", PROBE, METADATA_ADDRESS, "80", "1"]).stdout.trim();
 
   it("without rules every port answers from both neighbours (the probes can see a difference)", () => {
     assert.equal(probe(other, addr.serverB, 22), "open");
     assert.equal(probe(other, addr.serverB, 5432), "open");
+    assert.equal(probeMetadata(false), "open");
+  });
+
+  it("with the rendered rules the metadata service answers root and refuses every other user", () => {
+    const loaded = load(write("metadata.nft", renderHostFirewall(planPublicFirewall(["10.231.1.0/24"]))));
+    assert.equal(loaded.status, 0, loaded.stderr);
+    assert.equal(probeMetadata(true), "open");
+    assert.equal(probeMetadata(false), "refused");
+    assert.equal(inNs(server, [...AS_NOBODY, "/usr/bin/python3", "-c", PROBE, addr.allowed, "80", "1"]).stdout.trim(), "open", "other outbound connections of other users stay open");
   });
 
   it("with the rendered rules: SSH only from sshAllowedCidrs (IPv4 and IPv6), HTTP(S) from anyone, nothing else", () => {

@@ -15,7 +15,7 @@ import { renderAllCases, type RenderCase } from "../support/renderCases";
 /** cloud-init modules' top-level keys we use; the schema tool accepts misspelled top-level keys, so we check them ourselves. */
 const KNOWN_TOP_LEVEL_KEYS = new Set([
   "hostname", "manage_etc_hosts", "locale", "timezone", "disable_root", "ssh_pwauth", "users",
-  "package_update", "package_upgrade", "packages", "write_files", "runcmd", "bootcmd",
+  "package_update", "package_upgrade", "packages", "write_files", "runcmd", "bootcmd", "ssh_keys",
 ]);
 /** Keep this much room under Hetzner's 32 KiB so a growing renderer fails here, not at `pulumi up`. */
 const USER_DATA_MARGIN_BYTES = 2048;
@@ -143,6 +143,15 @@ describe("rendered provisioning files pass the real tools", function () {
     }
   });
 
+  it("on every server only root reaches the metadata service: the firewall's output rule, and IPAddressDeny in every service unit", () => {
+    for (const c of cases) {
+      assert.match(c.files.get(HOST_FIREWALL_PATH)!, /chain output \{\n.*\n {4}ip daddr 169\.254\.169\.254 meta skuid != 0 reject /, `${c.name}: no metadata rule`);
+      const services = [...c.files].filter(([path]) => path.startsWith("/etc/systemd/system/") && path.endsWith(".service"));
+      assert.ok(services.length >= 3, `${c.name}: only ${services.length} services`);
+      for (const [path, unit] of services) assert.match(unit, /^IPAddressDeny=169\.254\.169\.254$/m, `${c.name}: ${path}`);
+    }
+  });
+
   it("secret files are 0600 and secrets appear in no other file (a login's password only in db.env and its own URL)", () => {
     // Each secret, by the files allowed to hold it; a case has the files of its roles.
     const secretsOf: Record<string, Array<[RegExp, string[]]>> = {
@@ -217,7 +226,7 @@ describe("rendered provisioning files pass the real tools", function () {
   it("bootstrap is present and the data volume is mounted by label, never by device name", () => {
     for (const c of cases) {
       const env = c.files.get("/etc/saas-vps/bootstrap.env")!;
-      assert.deepEqual(parse(c.userData).runcmd, [["sh", "-c", "tar -xzpf /var/lib/saas-vps/first-boot-files.tar.gz -C / && exec /usr/local/lib/saas-vps/bootstrap"]]);
+      assert.deepEqual(parse(c.userData).runcmd, [["sh", "-c", "tar -xzpf /var/lib/saas-vps/first-boot-files.tar.gz -C / && rm -f /var/lib/saas-vps/first-boot-files.tar.gz && exec /usr/local/lib/saas-vps/bootstrap"]]);
       assert.ok(c.files.has("/usr/local/lib/saas-vps/bootstrap"), `${c.name}: no bootstrap`);
       // Only servers with the database mount the volume (a web server of a split stage has none).
       if (!/^STEPS=".*\b10-data-volume\b/m.test(env)) continue;

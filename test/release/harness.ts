@@ -174,8 +174,8 @@ export class FakeServer {
           RELEASE_CONF: this.confFile,
           APP_ROOT: this.appRoot,
           ENV_FILE: this.envFile,
-          RELEASE_SERVICE_CTL: SERVICE_SHIM,
-          SHIM_STATE: this.shimState,
+          // The script keeps only its own variables: the shim's state directory travels on its command line.
+          RELEASE_SERVICE_CTL: `/usr/bin/env SHIM_STATE=${this.shimState} ${SERVICE_SHIM}`,
           ...extraEnv,
         },
         stdio: ["ignore", "pipe", "pipe"],

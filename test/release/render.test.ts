@@ -4,7 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { RenderError } from "../../provisioning/errors";
-import { type ReleaseOptions, RELEASE_PATHS, renderReleaseFiles } from "../../provisioning/release";
+import { type ReleaseOptions, RELEASE_PATHS, renderMigrateUnit, renderReleaseFiles } from "../../provisioning/release";
+import { APP_SANDBOX } from "../../provisioning/unit";
 import { runsMigrations } from "../../plan/database";
 
 const VALID: ReleaseOptions = { webPorts: [3001, 3002], workerUnits: ["worker@1.service"], migrate: true };
@@ -21,6 +22,17 @@ function problemsOf(opts: ReleaseOptions): string[] {
 
 describe("release files (provisioning/release.ts)", function () {
   this.timeout(20_000);
+  it("migrations run in migrate@<id>.service: as the app user, in the app processes' sandbox, with the env files systemd reads", () => {
+    const unit = renderMigrateUnit({ ...VALID, migrateEnvFile: "/etc/saas-vps/migrate.env", migrateTimeoutSeconds: 900 });
+    for (const line of [
+      "Type=oneshot", "User=app", "Group=app", "WorkingDirectory=/srv/app/releases/%i", "ExecStart=/srv/app/releases/%i/bin/migrate",
+      "EnvironmentFile=/etc/saas-vps/app.env\nEnvironmentFile=/etc/saas-vps/migrate.env", "TimeoutStartSec=900",
+    ]) assert.ok(unit.includes(`\n${line}\n`), `missing ${line}`);
+    for (const [key, value] of APP_SANDBOX) assert.ok(unit.includes(`\n${key}=${value}\n`), `missing ${key}=${value} of the app sandbox`);
+    assert.doesNotMatch(unit, /^Condition/m, "a release without bin/migrate must fail, not skip its migrations");
+    assert.equal(renderReleaseFiles({ ...VALID, migrate: false }).some((f) => f.path === RELEASE_PATHS.migrateUnit), false, "a server that never migrates gets no migrate unit");
+  });
+
   // The script's bytes are in the goldens (test/golden/*/files/usr/local/sbin/release); here, what
   // makes it the shipped form, and release.conf's defaults.
   it("renders the script in its shipped form and release.conf with the defaults", () => {
@@ -28,9 +40,11 @@ describe("release files (provisioning/release.ts)", function () {
     assert.deepEqual(files.map((f) => [f.path, f.mode, f.owner]), [
       [RELEASE_PATHS.command, "0755", "root:root"],
       [RELEASE_PATHS.config, "0644", "root:root"],
+      [RELEASE_PATHS.migrateUnit, "0644", undefined],
     ]);
     const lines = files[0].content.split("\n");
-    assert.equal(lines[0], "#!/usr/bin/env bash");
+    // Not through env: the script runs as root and takes nothing from PATH, not even its shell.
+    assert.equal(lines[0], "#!/bin/bash");
     assert.match(lines[1], /^# Shipped without comments .*provisioning\/assets\/release\/release/);
     const comments = lines.slice(2).filter((l) => /^\s*#/.test(l) && !/^\s*# shellcheck /.test(l));
     assert.deepEqual(comments, [], "only the provenance header and shellcheck directives stay");

@@ -6,7 +6,7 @@
  * proof with real nginx, PostgreSQL and the real app is rolling.test.ts.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { renderReleaseConf } from "../../provisioning/release";
@@ -107,7 +107,42 @@ describe("@real release script: layout, failures, rollback, pruning, lock (stand
     assert.equal(r.code, 1, r.stdout + r.stderr);
     assert.match(r.stderr, new RegExp(`FAILED: migrations of release ${d} failed`));
     assert.equal(server.currentId(), a);
-    assert.deepEqual(calls(server).slice(before).filter((c) => !c.startsWith("is-active")), []);
+    assert.deepEqual(calls(server).slice(before).filter((c) => !c.startsWith("is-active")), [`start migrate@${d}`]);
+  });
+
+  // Every program the release runs as root, under names a PATH line could shadow.
+  const ROOT_TOOLS = [
+    "awk", "basename", "cat", "chmod", "chown", "cp", "curl", "date", "dirname", "find", "flock", "gzip", "head", "id", "jq",
+    "journalctl", "kill", "ln", "mkdir", "mktemp", "mv", "nproc", "readlink", "rm", "sed", "setpriv", "sleep", "sort", "stat",
+    "systemctl", "tac", "tail", "tar", "timeout", "touch", "tr", "wc",
+  ];
+
+  it("variables of the env file steer nothing the release runs as root (PATH, LD_PRELOAD): only the app's processes get them", async function () {
+    const evil = path.join(dir, "evil");
+    const marker = path.join(evil, "ran.txt");
+    fs.mkdirSync(evil, { recursive: true });
+    for (const tool of ROOT_TOOLS) fs.writeFileSync(path.join(evil, tool), `#!/bin/sh\necho "${tool} uid=$(/usr/bin/id -u)" >>${marker}\nexit 1\n`, { mode: 0o755 });
+    const env: Record<string, string> = { PATH: `${evil}:/usr/local/bin:/usr/bin:/bin` };
+    // A preloaded library that records which program loaded it (a C compiler is needed to build it).
+    if (spawnSync("cc", ["--version"]).status === 0) {
+      fs.writeFileSync(path.join(evil, "evil.c"), `#include <stdio.h>\n#include <unistd.h>\n__attribute__((constructor)) static void evil(void) { char exe[256] = {0}; if (readlink("/proc/self/exe", exe, sizeof exe - 1) < 0) return; FILE *f = fopen("${marker}", "a"); if (f) { fprintf(f, "preload %s uid=%d\\n", exe, (int)getuid()); fclose(f); } }\n`);
+      execFileSync("cc", ["-shared", "-fPIC", "-o", path.join(evil, "evil.so"), path.join(evil, "evil.c")]);
+      env.LD_PRELOAD = path.join(evil, "evil.so");
+    } else {
+      console.log("      SKIPPED LOUDLY (LD_PRELOAD half only): no C compiler to build the preloaded library");
+    }
+    const s = await newServer([], 1, env);
+    const a = fakeId("a");
+    const r = await s.run([artifact(a)]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.deepEqual(migrations(), [a]);
+    assert.equal((await s.run(["restart"])).code, 0);
+    // The stand-in service manager hands the env file to the app's processes (as systemd does to
+    // the units): their interpreter (/usr/bin/env, node) loads the library; nothing else may.
+    const ran = fs.existsSync(marker) ? fs.readFileSync(marker, "utf8").trim().split("\n") : [];
+    const appOwn = /^preload \/usr\/bin\/(env|node(js)?) /;
+    assert.deepEqual(ran.filter((l) => !appOwn.test(l)), [], "programs run with the env file's PATH or LD_PRELOAD");
+    if (env.LD_PRELOAD) assert.ok(ran.some((l) => appOwn.test(l)), "the app's processes got the env file's LD_PRELOAD (the probe can see it)");
   });
 
   it("fails fast when a new instance exits, rolls it back, and the old release serves on every port", async () => {

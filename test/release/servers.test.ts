@@ -159,7 +159,7 @@ describe("@real release script on a worker-only and a web-only server (stand-in 
       assert.equal(second.code, 0, second.stdout + second.stderr);
       assert.ok(fs.existsSync(marker), "the web server ran B's migration");
       const [p1, p2] = webPorts;
-      assert.deepEqual(actions(server, before), [`stop web@${p1}`, `start web@${p1}`, `stop web@${p2}`, `start web@${p2}`]);
+      assert.deepEqual(actions(server, before), [`start migrate@${b}`, `stop web@${p1}`, `start web@${p1}`, `stop web@${p2}`, `start web@${p2}`]);
       for (const p of webPorts) assert.equal(runningRelease(server, `web@${p}`), b);
 
       const restart = await server.run(["restart"]);

@@ -38,7 +38,9 @@ import { type ShippedRelease, shipRelease } from "../../cli/vm/release";
 import { type LocalBucket, startS3Bucket, trustBucketCaInGuest } from "../../cli/vm/s3";
 import { ensureSshKey, scpToVm, ssh } from "../../cli/vm/ssh";
 import { type VmRender, renderStackForVm } from "../../cli/vm/stack";
-import { type Vm, consoleTail, elapsed, stopVm } from "../../cli/vm/vm";
+import { type Vm, consoleTail, elapsed, METADATA_STAND_IN_ADDRESS, METADATA_STAND_IN_GUEST_ADDRESS, stopVm } from "../../cli/vm/vm";
+import { spawnSync } from "node:child_process";
+import { parse as parseYaml } from "yaml";
 import { addHostForward } from "../../cli/vm/qmp";
 import { calendarCorpus, compareWithSystemd } from "../support/calendarCorpus";
 import { waitForSsh } from "../../cli/vm/wait";
@@ -51,6 +53,7 @@ const RUN_DIR = path.join(PROJECT_DIR, ".vm", "e2e");
 const BUCKET_NAME = "vm-e2e-backups";
 const BUDGET_MS = vmBudgetMs(20);
 const log = (m: string) => console.log(`      ${m}`);
+const METADATA_BODY = "metadata-stand-in";
 
 describe("@vm e2e: the staging stack's exact user-data and day-2 pushes on a Debian 13 VM", function () {
   this.timeout(BUDGET_MS);
@@ -90,7 +93,11 @@ describe("@vm e2e: the staging stack's exact user-data and day-2 pushes on a Deb
     log(`rendered stack ${STACK} for qemu: ${render.userDataFile} (${Buffer.byteLength(render.userData)} bytes); ` +
       `overrides: ${Object.keys(render.overrides).join(", ")}`);
     figures.hostLoadAtStart = os.loadavg()[0].toFixed(2);
-    boot = await bootVm({ runDir: RUN_DIR, userDataFile: render.userDataFile, hostname: "saas-e2e", log });
+    // The provider's metadata service, stood in for by a program QEMU runs per connection: it
+    // answers every request with METADATA_BODY (point 1c).
+    const standIn = path.join(RUN_DIR, "metadata-stand-in.sh");
+    fs.writeFileSync(standIn, `#!/bin/sh\nIFS= read -r request || true\nprintf 'HTTP/1.0 200 OK\\r\\nContent-Type: text/plain\\r\\nContent-Length: ${METADATA_BODY.length}\\r\\nConnection: close\\r\\n\\r\\n${METADATA_BODY}'\n`, { mode: 0o755 });
+    boot = await bootVm({ runDir: RUN_DIR, userDataFile: render.userDataFile, hostname: "saas-e2e", log, metadataStandIn: standIn });
     vm = boot.vm;
     figures.imageKey = boot.image.key;
     figures.imageBuilt = boot.image.built;
@@ -161,6 +168,15 @@ describe("@vm e2e: the staging stack's exact user-data and day-2 pushes on a Deb
     assert.deepEqual(stale, [], `units systemd has not reloaded since their files changed: ${stale.join("; ")}`);
   });
 
+  it("1c. SSH pins the host key the program made: the server presents exactly the user-data's ED25519 key", async function () {
+    const pinned: string = parseYaml(render.userData).ssh_keys.ed25519_public;
+    assert.match(pinned, /^ssh-ed25519 [A-Za-z0-9+/=]+$/);
+    const scan = spawnSync("ssh-keyscan", ["-T", "20", "-t", "ed25519", "-p", String(vm.ports.ssh), "127.0.0.1"], { encoding: "utf8" });
+    const presented = scan.stdout.trim().split("\n").find((l) => !l.startsWith("#"))?.split(" ").slice(1).join(" ");
+    assert.equal(presented, pinned, `ssh-keyscan: ${scan.stdout}${scan.stderr}`);
+    assert.ok(vm.knownHostsPath && fs.readFileSync(vm.knownHostsPath, "utf8").includes(pinned), "the runner does not pin it");
+  });
+
   it("1b. Debian 13's nginx accepts the prod stack's TLS site (domain, HTTP/2) inside its own nginx.conf, with no warning", async function () {
     // The host's nginx (Debian 12, 1.22) is older than the target's; this is the target's verdict
     // on the site a stack with a domain gets (the staging VM itself has none).
@@ -216,6 +232,43 @@ describe("@vm e2e: the staging stack's exact user-data and day-2 pushes on a Deb
     await waitForWelcomeEmail(vm, email);
     // ...and the queue no longer holds it (graphile-worker deletes completed jobs).
     assert.equal(await psql(vm, `select count(*) from graphile_worker.jobs where key = 'welcome:${userId}'`), "0");
+  });
+
+  it("2c. the metadata service answers root only: not the app user, not a process in a web unit (even as root); no copy of the user-data is left for them; migrations ran in their sandboxed unit", async function () {
+    // The stand-in NIC has no address yet (cloud-init's fallback configures the first NIC only);
+    // on a provider the metadata address is on-link the same way.
+    const links = await sh(vm, "ip -o link show");
+    const nic = links.split("\n").find((l) => l.toLowerCase().includes(vm.metadataMac!.toLowerCase()))?.split(":")[1]?.trim();
+    assert.ok(nic, `no NIC with MAC ${vm.metadataMac}:\n${links}`);
+    await sh(vm, `sudo ip link set dev ${nic} up && sudo ip addr replace ${METADATA_STAND_IN_GUEST_ADDRESS}/24 dev ${nic}`);
+    const get = `curl -s -m 10 http://${METADATA_STAND_IN_ADDRESS}/`;
+    // Root (as cloud-init and the providers' agents run) gets the answer: the probe can see a difference.
+    assert.equal((await sh(vm, `sudo ${get}`)).trim(), METADATA_BODY);
+    // The app user: the host firewall's output rule (owner of the socket is not root).
+    const asApp = await ssh(vm, `sudo runuser -u app -- ${get}`);
+    assert.notEqual(asApp.code, 0, `the app user reached the metadata service: ${asApp.stdout}`);
+    assert.doesNotMatch(asApp.stdout, new RegExp(METADATA_BODY));
+    // A process in web@3001's own cgroup, as root: IPAddressDeny= is a BPF filter systemd attaches
+    // to the unit's cgroup, and it applies to every process in it; root passes the firewall, so
+    // only the unit's own filter can stop this request.
+    const cgroup = (await sh(vm, "systemctl show -p ControlGroup --value web@3001.service")).trim();
+    assert.match(cgroup, /web@3001\.service$/);
+    const inUnit = await ssh(vm, `sudo sh -c 'echo $$ > /sys/fs/cgroup${cgroup}/cgroup.procs && exec ${get}'`);
+    assert.notEqual(inUnit.code, 0, `a process in web@3001's cgroup reached the metadata service: ${inUnit.stdout}`);
+    assert.doesNotMatch(inUnit.stdout, new RegExp(METADATA_BODY));
+    figures.metadata = { root: "answered", appUser: `curl exit ${asApp.code}`, inWebUnit: `curl exit ${inUnit.code}` };
+    // The first-boot bundle is gone once unpacked; cloud-init's own copies are root-only.
+    assert.equal((await ssh(vm, "sudo test -e /var/lib/saas-vps/first-boot-files.tar.gz")).code, 1, "the first-boot bundle is still there");
+    const modes = await sh(vm, "sudo stat -L -c '%a %U:%G %n' /var/lib/cloud/instance/user-data.txt /var/lib/cloud/instance/user-data.txt.i /var/lib/cloud/instance/cloud-config.txt");
+    log(`cloud-init's copies of the user-data:\n${modes.trim().split("\n").map((l) => `        ${l}`).join("\n")}`);
+    for (const line of modes.trim().split("\n")) assert.match(line, /^600 root:root /, line);
+    // Nothing the app user can read holds a first-boot secret (the host key, the app's SECRET_KEY).
+    const secretKey = envValue(render.files.get("/etc/saas-vps/app.env")!, "SECRET_KEY");
+    // The release's migrations ran in migrate@<id>.service (as the app user, in the web units' sandbox).
+    const migrate = await unitProps(vm, `migrate@${release!.id}.service`, ["Result", "User", "IPAddressDeny"]);
+    assert.deepEqual([migrate.Result, migrate.User], ["success", "app"], JSON.stringify(migrate));
+    const readable = await ssh(vm, `sudo runuser -u app -- grep -rlsF -e 'OPENSSH PRIVATE KEY' -e '${secretKey}' /var/lib/cloud /var/log /run/cloud-init /var/lib/saas-vps /etc/saas-vps /srv/app /tmp`);
+    assert.equal(readable.stdout.trim(), "", `the app user can read first-boot secrets in: ${readable.stdout}`);
   });
 
   it("3. the backup timer is active; backup.service ships an encrypted dump to the host's S3; the restore drill passes", async function () {
