@@ -140,7 +140,7 @@ export function renderNginxSite(opts: NginxSiteOptions): string {
         `access_log ${accessLog} saas_json;`,
         "server_tokens off;",
         ...clientLimits(),
-        "# Let's Encrypt HTTP-01 challenges (certbot --webroot) must stay on plain HTTP.",
+        // Let's Encrypt HTTP-01 challenges (certbot --webroot) must stay on plain HTTP.
         ...block("location /.well-known/acme-challenge/", [`root ${ACME_WEBROOT};`]),
         ...block("location /", ["return 301 https://$host$request_uri;"]),
       ])
@@ -172,33 +172,37 @@ export function renderNginxSite(opts: NginxSiteOptions): string {
         "ssl_prefer_server_ciphers off;",
         "ssl_session_cache shared:saas_tls:10m;",
         "ssl_session_timeout 1d;",
-        "# Ticket keys live in memory until nginx restarts: without rotation they would undo forward secrecy.",
+        // Ticket keys live in memory until nginx restarts: without rotation they would undo forward secrecy.
         "ssl_session_tickets off;",
         ...tlsHeaders,
         ...appLocations(tlsHeaders),
       ])
     : [];
 
+  // Only new names at http level (Debian's nginx.conf already sets gzip, server_tokens ... there
+  // and nginx rejects a duplicate); everything else is set per server block, where it overrides.
+  // The file ships without comments (user-data size): the reasons are the comments here.
   return [
     "# Rendered by saas-vps (provisioning/nginx.ts); pushed again on change. Do not edit on the server.",
-    "# Only new names at http level (Debian's nginx.conf already sets gzip, server_tokens ... there and",
-    "# nginx rejects a duplicate); everything else is set per server block, where it overrides.",
+    "# Shipped without comments (user-data size); commented source: provisioning/nginx.ts in the saas-vps repository.",
     "",
-    "# One JSON object per request; request_id ties nginx lines to the app's log lines.",
+    // One JSON object per request; request_id ties nginx lines to the app's log lines.
     "log_format saas_json escape=json '{\"time\":\"$time_iso8601\",\"request_id\":\"$saas_request_id\",'",
     "  '\"remote_addr\":\"$remote_addr\",\"method\":\"$request_method\",\"uri\":\"$request_uri\",'",
     "  '\"status\":$status,\"bytes\":$body_bytes_sent,\"duration\":$request_time,'",
     "  '\"upstream\":\"$upstream_addr\",\"upstream_status\":\"$upstream_status\",'",
     "  '\"upstream_duration\":\"$upstream_response_time\",\"user_agent\":\"$http_user_agent\"}';",
     "",
-    "# Keep a caller's X-Request-Id (tracing across services) when it looks like an id; otherwise nginx's own.",
+    // Keep a caller's X-Request-Id (tracing across services) when it looks like an id; otherwise nginx's own.
     ...block("map $http_x_request_id $saas_request_id", [`default $request_id;`, `"~${CLIENT_REQUEST_ID.source}" $http_x_request_id;`]),
     "",
-    ...clientAddressNote(),
+    // Limits per client address ($binary_remote_addr), which is a load balancer's address once there
+    // is one: then `set_real_ip_from <balancer>; real_ip_header X-Forwarded-For;` go here, so that
+    // $remote_addr is the client's again.
     `limit_req_zone $binary_remote_addr zone=${AUTH_LIMIT_ZONE}:10m rate=${AUTH_RATE_PER_MINUTE}r/m;`,
     `limit_conn_zone $binary_remote_addr zone=${ADDRESS_CONN_ZONE}:10m;`,
     "",
-    "# An instance that failed 3 times is skipped for 2 s; a rolling release stops one instance at a time.",
+    // An instance that failed 3 times is skipped for 2 s; a rolling release stops one instance at a time.
     ...block(`upstream ${UPSTREAM}`, [
       // max_fails=3: one slow or 503 answer (a box under load) must not take an instance out, or
       // nginx can see every instance down at once ("no live upstreams"); a stopped instance still
@@ -211,8 +215,8 @@ export function renderNginxSite(opts: NginxSiteOptions): string {
       // request in the instances and a longer tail. Idle ones still close after keepalive_timeout,
       // so a larger cache only lasts as long as the burst does.
       `keepalive ${NGINX_UPSTREAM_KEEPALIVE_CONNECTIONS};`,
-      "# Idle connections are closed by nginx before the app would (the app must keep them longer),",
-      "# so nginx never sends a request onto one the app is closing: a POST there is lost as a 502.",
+      // Idle connections are closed by nginx before the app would (the app must keep them longer),
+      // so nginx never sends a request onto one the app is closing: a POST there is lost as a 502.
       `keepalive_timeout ${NGINX_UPSTREAM_KEEPALIVE_TIMEOUT_SECONDS}s;`,
     ]),
     "",
@@ -220,17 +224,6 @@ export function renderNginxSite(opts: NginxSiteOptions): string {
     ...(httpsServer.length ? ["", ...httpsServer] : []),
     "",
   ].join("\n");
-}
-
-/**
- * Where a load balancer's address goes once there is one: the limits count per $binary_remote_addr,
- * which is the balancer's address until nginx is told to take the client's from its header.
- */
-function clientAddressNote(): string[] {
-  return [
-    "# Limits per client address ($binary_remote_addr). Behind a load balancer, name it here so that",
-    "# $remote_addr is the client's again: set_real_ip_from <balancer>; real_ip_header X-Forwarded-For;",
-  ];
 }
 
 /** Per-server settings: compression, body limit, no version in headers or error pages. */
@@ -278,26 +271,27 @@ export const RATE_LIMITED_BODY = JSON.stringify({
 });
 
 function appLocations(headers: string[]): string[] {
-  const proxy = [
-    `proxy_pass http://${UPSTREAM};`,
+  const proxyPass = `proxy_pass http://${UPSTREAM};`;
+  return [
+    // Proxy settings at server level: every location below inherits them (a location that sets
+    // none of its own proxy_set_header inherits all of them), so each location says only where
+    // it differs.
     "proxy_http_version 1.1;",
     'proxy_set_header Connection "";',
     "proxy_set_header Host $host;",
-    "# Set here, never passed on from the client: the app trusts these from nginx alone.",
+    // Set here, never passed on from the client: the app trusts these from nginx alone.
     "proxy_set_header X-Forwarded-Host $host;",
     "proxy_set_header X-Real-IP $remote_addr;",
     "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
     "proxy_set_header X-Forwarded-Proto $scheme;",
     "proxy_set_header X-Request-Id $saas_request_id;",
-    "# The app echoes the id too; nginx's add_header (also on its own error pages) is the one answer.",
+    // The app echoes the id too; nginx's add_header (also on its own error pages) is the one answer.
     "proxy_hide_header X-Request-Id;",
-    "# Retry another instance when one is down or restarting (safe: only before a response starts).",
+    // Retry another instance when one is down or restarting (safe: only before a response starts).
     "proxy_next_upstream error timeout http_502 http_503;",
     "proxy_next_upstream_tries 3;",
     "proxy_connect_timeout 2s;",
     "proxy_read_timeout 60s;",
-  ];
-  return [
     // nginx's 429 (rate or in-progress limit) as JSON with Retry-After; a location with add_header
     // inherits none from the server, so the security headers are repeated here.
     "error_page 429 = @saas_rate_limited;",
@@ -307,9 +301,9 @@ function appLocations(headers: string[]): string[] {
       `add_header Retry-After ${AUTH_RETRY_AFTER_SECONDS} always;`,
       `return 429 '${RATE_LIMITED_BODY}';`,
     ]),
-    ...block("location = /health", ["access_log off;", ...proxy]),
-    ...AUTH_ROUTES.flatMap((route) => block(`location = ${route}`, [`limit_req zone=${AUTH_LIMIT_ZONE} burst=${AUTH_BURST} nodelay;`, ...proxy])),
-    ...block("location /", proxy),
+    ...block("location = /health", ["access_log off;", proxyPass]),
+    ...AUTH_ROUTES.flatMap((route) => block(`location = ${route}`, [`limit_req zone=${AUTH_LIMIT_ZONE} burst=${AUTH_BURST} nodelay;`, proxyPass])),
+    ...block("location /", [proxyPass]),
   ];
 }
 
