@@ -148,7 +148,7 @@ describe("replace guard: judgement", () => {
   });
 
   it("a resource of another type that its state marks protected is guarded too", () => {
-    const result = guardPreview(doc([{ op: "delete", urn: urn("tls:index/privateKey:PrivateKey", "host-key"), oldState: { type: "tls:index/privateKey:PrivateKey", protect: true } }]), []);
+    const result = guardPreview(doc([{ op: "delete", urn: urn("hcloud:index/sshKey:SshKey", "admin-key"), oldState: { type: "hcloud:index/sshKey:SshKey", protect: true } }]), []);
     assert.equal(result.blocked[0]?.kind, "protected resource");
   });
 

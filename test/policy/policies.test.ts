@@ -40,25 +40,25 @@ interface Variant {
 }
 
 const VARIANTS: Variant[] = [
-  { label: "hetzner, mvp", provider: "hetzner", raw: minimalRaw("hetzner"), kinds: ["server", "data volume", "fixed IP", "generated secret"] },
-  { label: "digitalocean, mvp", provider: "digitalocean", raw: minimalRaw("digitalocean"), kinds: ["server", "data volume", "fixed IP", "bucket", "private network", "generated secret"] },
+  { label: "hetzner, mvp", provider: "hetzner", raw: minimalRaw("hetzner"), kinds: ["server", "data volume", "fixed IP", "generated secret", "SSH host key"] },
+  { label: "digitalocean, mvp", provider: "digitalocean", raw: minimalRaw("digitalocean"), kinds: ["server", "data volume", "fixed IP", "bucket", "private network", "generated secret", "SSH host key"] },
   {
     label: "hetzner, separated",
     provider: "hetzner",
     raw: { ...minimalRaw("hetzner"), ...separatedRaw("hetzner") },
-    kinds: ["server", "data volume", "fixed IP", "private network", "generated secret"],
+    kinds: ["server", "data volume", "fixed IP", "private network", "generated secret", "SSH host key"],
   },
   {
     label: "digitalocean, separated",
     provider: "digitalocean",
     raw: { ...minimalRaw("digitalocean"), ...separatedRaw("digitalocean") },
-    kinds: ["server", "data volume", "fixed IP", "bucket", "private network", "generated secret"],
+    kinds: ["server", "data volume", "fixed IP", "bucket", "private network", "generated secret", "SSH host key"],
   },
   {
     label: "digitalocean, separated, managed database",
     provider: "digitalocean",
     raw: { ...minimalRaw("digitalocean"), ...separatedRaw("digitalocean"), databaseMode: "managed" },
-    kinds: ["server", "fixed IP", "bucket", "private network", "database cluster", "database", "generated secret"],
+    kinds: ["server", "fixed IP", "bucket", "private network", "database cluster", "database", "generated secret", "SSH host key"],
   },
 ];
 
