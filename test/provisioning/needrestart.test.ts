@@ -4,7 +4,7 @@
  * and the setting that results is automatic restarts.
  */
 import assert from "node:assert/strict";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { NEEDRESTART_CONF_PATH, renderNeedrestartConfig } from "../../provisioning/system";
 import { renderAllCases } from "../support/renderCases";
@@ -23,11 +23,15 @@ describe("needrestart drop-in (Debian's needrestart.conf, real Perl)", function 
     }
     for (const c of await renderAllCases()) assert.equal(c.files.get(NEEDRESTART_CONF_PATH), renderNeedrestartConfig(), c.name);
     const dir = tempDir("needrestart");
-    writeFileSync(join(dir, "50-saas-vps.conf"), renderNeedrestartConfig());
+    // The drop-ins in a directory of their own: Debian's file evaluates every *.conf there, and
+    // would evaluate itself (without end) if it sat among them.
+    const confD = join(dir, "conf.d");
+    mkdirSync(confD);
+    writeFileSync(join(confD, "50-saas-vps.conf"), renderNeedrestartConfig());
     const main = join(dir, "needrestart.conf");
     const debian = readFileSync(DEBIAN_CONF, "utf8");
     assert.ok(debian.includes("/etc/needrestart/conf.d"), `${DEBIAN_CONF} no longer reads conf.d`);
-    writeFileSync(main, debian.replaceAll("/etc/needrestart/conf.d", dir));
+    writeFileSync(main, debian.replaceAll("/etc/needrestart/conf.d", confD));
     const script = `our %nrconf; our $LOGPREF = ""; do $ARGV[0]; die $@ if $@; print "$nrconf{restart}\\n";`;
     const result = run("perl", ["-e", script, main]);
     assert.equal(result.status, 0, result.stderr);

@@ -20,6 +20,14 @@ const KNOWN_TOP_LEVEL_KEYS = new Set([
 /** Keep this much room under Hetzner's 32 KiB so a growing renderer fails here, not at `pulumi up`. */
 const USER_DATA_MARGIN_BYTES = 2048;
 const MAX_EXPOSURE = 3.0;
+/** A release id for migrate@<id>.service (the release tool names the unit after the release). */
+const RELEASE_ID = "aaaa0000aaaa0000";
+/** The instance a template unit is verified as: web@ a port, migrate@ a release id, the others a number. */
+function instanceOf(template: string): string {
+  if (template.startsWith("web@")) return "3001";
+  if (template.startsWith("migrate@")) return RELEASE_ID;
+  return "1";
+}
 
 describe("rendered provisioning files pass the real tools", function () {
   this.timeout(180_000);
@@ -92,13 +100,13 @@ describe("rendered provisioning files pass the real tools", function () {
       mkdirSync(join(root, "usr/lib/systemd"), { recursive: true });
       cpSync("/usr/lib/systemd/system", join(root, "usr/lib/systemd/system"), { recursive: true });
       writeTree(root, c.files, c.modes);
-      for (const bin of ["/srv/app/current/bin/web", "/srv/app/current/bin/worker", "/usr/sbin/nft"]) {
+      for (const bin of ["/srv/app/current/bin/web", "/srv/app/current/bin/worker", `/srv/app/releases/${RELEASE_ID}/bin/migrate`, "/usr/sbin/nft"]) {
         writeTree(root, new Map([[bin, "#!/bin/sh\n"]]), new Map([[bin, "0755"]]));
       }
       const units = [...c.files.keys()]
         .filter((p) => p.startsWith("/etc/systemd/system/") && /\.(service|timer|target)$/.test(p))
         .map((p) => p.split("/").pop()!)
-        .map((u) => u.replace(/@\.service$/, u.startsWith("web@") ? "@3001.service" : "@1.service"));
+        .map((u) => u.replace(/@\.service$/, `@${instanceOf(u)}.service`));
       assert.ok(units.length >= 3, `${c.name}: only ${units.length} units`);
       const result = run("systemd-analyze", ["verify", `--root=${root}`, ...units]);
       assert.equal(result.status, 0, `${c.name}: ${result.stderr}`);
@@ -112,7 +120,7 @@ describe("rendered provisioning files pass the real tools", function () {
       ["web@.service", "web@3001.service"], ["worker@.service", "worker@1.service"],
       ["backup.service", "backup.service"], ["restore-drill.service", "restore-drill.service"],
       ["backup-alert@.service", "backup-alert@backup.service.service"], ["tls-issue.service", "tls-issue.service"],
-      ["saas-firewall.service", "saas-firewall.service"],
+      ["saas-firewall.service", "saas-firewall.service"], ["migrate@.service", `migrate@${RELEASE_ID}.service`],
     ];
     const rendered = new Set(cases.flatMap((c) => [...c.files.keys()].filter((p) => p.endsWith(".service")).map((p) => p.split("/").pop()!)));
     assert.deepEqual([...rendered].sort(), units.map(([unit]) => unit).sort(), "a rendered service is missing from this check");

@@ -129,7 +129,8 @@ describe("roles: a server is the sum of its roles", () => {
     it(`${name}: nothing first boot runs needs a push-only file, and the push starts what waits for one`, () => {
       const server = render(make());
       const pushOnly = server.files.filter((f) => f.pushOnly);
-      assert.deepEqual(pushOnly.map((f) => f.path).sort(), ["/usr/local/sbin/backup", "/usr/local/sbin/release"]);
+      // The release command and the migrations unit it starts arrive with the push; nothing runs them before a release.
+      assert.deepEqual(pushOnly.map((f) => f.path).sort(), ["/etc/systemd/system/migrate@.service", "/usr/local/sbin/backup", "/usr/local/sbin/release"]);
       // Not in the user-data, but in the files the pushes carry.
       const installed = readUserDataBundle(server.userData);
       for (const f of pushOnly) assert.ok(!installed.has(f.path), `${f.path} is in the user-data`);
