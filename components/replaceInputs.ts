@@ -17,6 +17,7 @@
 import type * as digitalocean from "@pulumi/digitalocean";
 import type * as hcloud from "@pulumi/hcloud";
 import type * as random from "@pulumi/random";
+import type * as tls from "@pulumi/tls";
 
 export interface ReplaceRule {
   /** Pulumi inputs whose change replaces the resource. */
@@ -66,6 +67,8 @@ export const REPLACE_INPUTS: Readonly<Record<string, ReplaceRule>> = {
   // The random provider replaces on any argument change: that is how a new value is drawn.
   "random:index/randomPassword:RandomPassword": { inputs: inputsOf<random.RandomPasswordArgs>()(...RANDOM_ARGS) },
   "random:index/randomString:RandomString": { inputs: inputsOf<random.RandomStringArgs>()(...RANDOM_ARGS) },
+  // terraform-provider-tls internal/provider/resource_private_key.go: every argument has RequiresReplace (a new key is drawn).
+  "tls:index/privateKey:PrivateKey": { inputs: inputsOf<tls.PrivateKeyArgs>()("algorithm", "rsaBits", "ecdsaCurve") },
 };
 
 /** The replace-forcing inputs of a resource type; an unknown type is a programming error. */

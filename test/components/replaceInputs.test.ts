@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import * as digitalocean from "@pulumi/digitalocean";
 import * as hcloud from "@pulumi/hcloud";
 import * as random from "@pulumi/random";
+import * as tls from "@pulumi/tls";
 import { REPLACE_INPUTS, replaceInputsOf } from "../../components/replaceInputs";
 
 /** Every resource class the components declare, by the type token its SDK registers it under. */
@@ -9,7 +10,7 @@ const DECLARED = [
   hcloud.Server, hcloud.PrimaryIp, hcloud.Volume, hcloud.VolumeAttachment, hcloud.Network, hcloud.NetworkSubnet, hcloud.SshKey, hcloud.Firewall,
   digitalocean.Droplet, digitalocean.Vpc, digitalocean.ReservedIp, digitalocean.ReservedIpAssignment, digitalocean.Volume,
   digitalocean.VolumeAttachment, digitalocean.SshKey, digitalocean.Firewall, digitalocean.SpacesBucket, digitalocean.SpacesKey,
-  random.RandomPassword, random.RandomString,
+  random.RandomPassword, random.RandomString, tls.PrivateKey,
 ];
 const tokenOf = (cls: unknown): string => (cls as { __pulumiType: string }).__pulumiType;
 

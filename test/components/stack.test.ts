@@ -158,8 +158,8 @@ for (const provider of ["hetzner", "digitalocean"] as const) {
       const userData: string = unwrapSecrets(one(run, TOKENS[provider].server).inputs.userData);
       const files = decodeWriteFiles(userData);
       const firstBoot = readUserDataBundle(userData);
-      // The large commands nothing runs on first boot travel only in the push (provisioning/files.ts).
-      const pushOnly = [RELEASE_PATHS.command, BACKUP_PATHS.command];
+      // The large commands and the migrations unit: nothing runs them on first boot, they travel only in the push (provisioning/files.ts).
+      const pushOnly = [RELEASE_PATHS.command, RELEASE_PATHS.migrateUnit, BACKUP_PATHS.command];
       for (const path of pushOnly) assert.ok(!files.has(path), `${path} is in the user-data`);
       const pushes = run.mocks.ofType(COMMAND).filter((c) => c.name.includes("-push-"));
       assert.equal(pushes.length, files.size + pushOnly.length);

@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import * as digitalocean from "@pulumi/digitalocean";
 import * as hcloud from "@pulumi/hcloud";
 import * as random from "@pulumi/random";
+import * as tls from "@pulumi/tls";
 import type { ResourceValidationArgs, ResourceValidation } from "@pulumi/policy";
 import { unwrapSecrets } from "../../cli/lib/pulumiMocks";
 import { PROTECTED_KINDS } from "../../components/protection";
@@ -198,7 +199,7 @@ describe("policy pack: each rule against hand-made resources", () => {
 
 describe("protected kinds (components/protection.ts)", () => {
   it("name real resource types of the provider SDKs", () => {
-    const sdks: Record<string, Record<string, unknown>> = { hcloud, digitalocean, random };
+    const sdks: Record<string, Record<string, unknown>> = { hcloud, digitalocean, random, tls };
     for (const type of Object.keys(PROTECTED_KINDS)) {
       const [pkg, , className] = type.split(":");
       const cls = sdks[pkg]?.[className] as { __pulumiType?: string } | undefined;
