@@ -16,8 +16,8 @@ import {
   formerlyOwnedBy,
   peerIds,
   portText,
-  PROTECTED,
   SERVER_IGNORES,
+  sshKeyName,
   type ServerIds,
   type StackNetwork,
 } from "./machine";
@@ -51,7 +51,7 @@ export const digitaloceanProvider: MachineProvider = {
   plansPrivateAddresses: false,
 
   createSshKeys(name: string, sshPublicKeys: string[], parent: pulumi.Resource): pulumi.Output<string>[] {
-    return sshPublicKeys.map((publicKey, i) => new digitalocean.SshKey(`${name}-${FORMER_OWNER}-key-${i}`, { publicKey }, formerlyOwnedBy(name, parent)).fingerprint);
+    return sshPublicKeys.map((publicKey, i) => new digitalocean.SshKey(sshKeyName(name, i), { name: sshKeyName(name, i), publicKey }, formerlyOwnedBy(name, parent)).fingerprint);
   },
 
   createNetwork(name: string, plan: StackPlan, parent: pulumi.Resource): StackNetwork {
@@ -63,7 +63,6 @@ export const digitaloceanProvider: MachineProvider = {
       { region: plan.servers[0].region, description: VPC_DESCRIPTION, ...(plan.network ? { ipRange: plan.network.cidr } : {}) },
       {
         parent,
-        ...PROTECTED,
         ignoreChanges: ["ipRange"],
         aliases: [{ parent: pulumi.createUrn(ownerName, "saas-vps:server:VpsServer", parent) }],
       },
@@ -83,7 +82,7 @@ export const digitaloceanProvider: MachineProvider = {
   },
 
   createFixedIp(name: string, plan: ServerPlan, parent: pulumi.Resource): FixedIp {
-    const ip = new digitalocean.ReservedIp(`${name}-ipv4`, { region: plan.region }, { parent, ...PROTECTED });
+    const ip = new digitalocean.ReservedIp(`${name}-ipv4`, { region: plan.region }, { parent });
     return { address: ip.ipAddress, id: ip.id };
   },
 
@@ -103,7 +102,7 @@ export const digitaloceanProvider: MachineProvider = {
             description: "saas-vps data (PostgreSQL, uploads)",
             tags,
           },
-          { ...opts, ...PROTECTED },
+          opts,
         )
       : undefined;
     const droplet = new digitalocean.Droplet(
@@ -119,7 +118,7 @@ export const digitaloceanProvider: MachineProvider = {
         userData: args.userData,
         tags,
       },
-      { ...opts, ...PROTECTED, ignoreChanges: SERVER_IGNORES },
+      { ...opts, ignoreChanges: SERVER_IGNORES },
     );
     const dropletId = droplet.id.apply(Number);
     const ready: pulumi.Resource[] = [

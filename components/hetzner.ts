@@ -7,7 +7,7 @@
 import * as hcloud from "@pulumi/hcloud";
 import * as pulumi from "@pulumi/pulumi";
 import type { FirewallRule, ServerPlan, StackPlan } from "../plan/plan";
-import { FORMER_OWNER, formerlyOwnedBy, type FixedIp, type Machine, type MachineArgs, type MachineProvider, portText, PROTECTED, SERVER_IGNORES, type StackNetwork } from "./machine";
+import { FORMER_OWNER, formerlyOwnedBy, type FixedIp, type Machine, type MachineArgs, type MachineProvider, portText, SERVER_IGNORES, sshKeyName, type StackNetwork } from "./machine";
 
 const MANAGED_BY = { "managed-by": "saas-vps" };
 const labelsFor = (plan: ServerPlan) => ({ ...MANAGED_BY, server: plan.name });
@@ -29,7 +29,7 @@ export const hetzner: MachineProvider = {
   createSshKeys(name: string, sshPublicKeys: string[], parent: pulumi.Resource): pulumi.Output<string>[] {
     // The labels the mvp server's keys always had: an unchanged key shows no diff.
     const labels = { ...MANAGED_BY, server: FORMER_OWNER };
-    return sshPublicKeys.map((publicKey, i) => new hcloud.SshKey(`${name}-${FORMER_OWNER}-key-${i}`, { publicKey, labels }, formerlyOwnedBy(name, parent)).id);
+    return sshPublicKeys.map((publicKey, i) => new hcloud.SshKey(sshKeyName(name, i), { name: sshKeyName(name, i), publicKey, labels }, formerlyOwnedBy(name, parent)).id);
   },
 
   createNetwork(name: string, plan: StackPlan, parent: pulumi.Resource): StackNetwork | undefined {
@@ -37,12 +37,12 @@ export const hetzner: MachineProvider = {
     const { cidr, zone } = plan.network;
     if (!zone) throw new Error("a Hetzner network without a network zone (the config parser sets one)");
     // Its range cannot change in place: protected, so a changed privateNetworkCidr is refused, not rebuilt.
-    const network = new hcloud.Network(`${name}-network`, { ipRange: cidr, deleteProtection: true, labels: MANAGED_BY }, { parent, ...PROTECTED });
+    const network = new hcloud.Network(`${name}-network`, { ipRange: cidr, deleteProtection: true, labels: MANAGED_BY }, { parent });
     // One subnet over the whole range: every planned address lies in it (plan/plan.ts PRIVATE_HOSTS).
     const subnet = new hcloud.NetworkSubnet(
       `${name}-subnet`,
       { networkId: network.id.apply(Number), type: "cloud", networkZone: zone, ipRange: cidr },
-      { parent, ...PROTECTED },
+      { parent },
     );
     return { id: network.id, cidr: network.ipRange, ready: [subnet] };
   },
@@ -51,7 +51,7 @@ export const hetzner: MachineProvider = {
     const ip = new hcloud.PrimaryIp(
       `${name}-ipv4`,
       { type: "ipv4", assigneeType: "server", location: plan.region, autoDelete: false, deleteProtection: true, labels: labelsFor(plan) },
-      { parent, ...PROTECTED },
+      { parent },
     );
     return { address: ip.ipAddress, id: ip.id };
   },
@@ -72,7 +72,7 @@ export const hetzner: MachineProvider = {
           `${name}-${plan.volume.name}`,
           // No provider formatting: bootstrap formats an empty volume itself, with the label it mounts by.
           { size: plan.volume.sizeGb, location: plan.region, automount: false, deleteProtection: true, labels },
-          { ...opts, ...PROTECTED },
+          opts,
         )
       : undefined;
     const server = new hcloud.Server(
@@ -94,7 +94,7 @@ export const hetzner: MachineProvider = {
         labels,
       },
       // The network id alone does not make the server wait for the subnet it needs.
-      { ...opts, ...PROTECTED, ignoreChanges: SERVER_IGNORES, dependsOn: network?.ready },
+      { ...opts, ignoreChanges: SERVER_IGNORES, dependsOn: network?.ready },
     );
     const ready: pulumi.Resource[] = [server];
     if (volume) {

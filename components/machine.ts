@@ -72,8 +72,6 @@ export interface MachineProvider {
   createMachine(name: string, args: MachineArgs, parent: pulumi.Resource): Machine;
 }
 
-/** Servers, volumes and fixed IPs are protected: deleting one must be a deliberate act. */
-export const PROTECTED: Pick<pulumi.CustomResourceOptions, "protect"> = { protect: true };
 /**
  * Both providers replace a server when its user-data or its SSH keys change (they read both only
  * at creation), which would destroy it and its database: ignore both. Day-2 changes to what they
@@ -100,6 +98,16 @@ export function peerIds(rule: FirewallRule, serverIds: ServerIds): string[] {
  * moved from mvp keeps them, and with them its server.
  */
 export const FORMER_OWNER = "app";
+
+/**
+ * The name of the stack's i-th SSH key, as a Pulumi resource and at the provider: it holds the stack's
+ * name (the stack component's name does), so stacks sharing a Hetzner project or a DigitalOcean
+ * account never clash on a key name (Hetzner refuses a name twice in a project). The policy pack
+ * checks it (policy/policies.ts).
+ */
+export function sshKeyName(stackComponentName: string, index: number): string {
+  return `${stackComponentName}-${FORMER_OWNER}-key-${index}`;
+}
 
 /** Options that move a resource once created under the mvp server's component to the stack. */
 export function formerlyOwnedBy(stackName: string, parent: pulumi.Resource): Pick<pulumi.CustomResourceOptions, "parent" | "aliases"> {

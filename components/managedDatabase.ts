@@ -17,7 +17,6 @@ import * as pulumi from "@pulumi/pulumi";
 import { DATABASE_LOGINS, DATABASE_ROLE_NAMES, type DatabaseCredentials, type DatabaseEndpoint } from "../plan/database";
 import { DATABASE_NAME, ADMIN_USER } from "../provisioning/layout";
 import { DATABASE_CA_FILE, renderOwnerHandoverCommand, renderOwnerHandoverSql } from "../provisioning/managedDatabase";
-import { PROTECTED } from "./machine";
 
 /** The PostgreSQL major of the cluster: Debian 13's client tools are 17, and pg_dump refuses a newer server. */
 export const MANAGED_POSTGRES_VERSION = "17";
@@ -68,12 +67,12 @@ export class ManagedDatabase extends pulumi.ComponentResource {
         privateNetworkUuid: args.vpcId,
         tags: args.tags,
       },
-      // The cluster holds the data: deleting it must be a deliberate act, as for the data volume.
-      { ...parent, ...PROTECTED },
+      // Protected (components/protection.ts): the cluster holds the data, as the data volume does.
+      parent,
     );
     const clusterId = this.cluster.id;
-    // Deleting this resource would drop the app's database with it.
-    const database = new digitalocean.DatabaseDb(`${name}-db`, { clusterId, name: DATABASE_NAME }, { ...parent, ...PROTECTED });
+    // Protected too: deleting this resource would drop the app's database with it.
+    const database = new digitalocean.DatabaseDb(`${name}-db`, { clusterId, name: DATABASE_NAME }, parent);
     const users = DATABASE_LOGINS.map((login) => new digitalocean.DatabaseUser(`${name}-${login}`, { clusterId, name: DATABASE_ROLE_NAMES[login] }, parent));
     this.ready = [database, ...users];
     this.clusterId = clusterId;

@@ -12,7 +12,6 @@ import { defaultBucketName, type BucketPrefix } from "../config/buckets";
 import type { BucketConfig } from "../config/config";
 import { CREATED_BUCKET_SUFFIX_LENGTH, isCreatedBucket } from "../plan/bucketName";
 import type { S3Bucket } from "../provisioning/bucket";
-import { PROTECTED } from "./machine";
 
 /** Per purpose: the component's type token and the last part of its Spaces key's name. */
 const PURPOSES: Readonly<Record<BucketPrefix, { type: string; keyNameSuffix: string }>> = {
@@ -62,7 +61,7 @@ export class ObjectBucket<Extra extends Record<string, pulumi.Output<string>> = 
         `${name}-bucket`,
         // Private: no public reads, no public listing; objects reach the world only through the app.
         { name: bucketName, region: bucket.region, acl: "private", ...args.spaces },
-        { parent: this, ...PROTECTED },
+        { parent: this },
       );
       const key = new digitalocean.SpacesKey(
         `${name}-key`,

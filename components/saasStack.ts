@@ -19,6 +19,7 @@ import { hashSourceTree } from "../plan/appSource";
 import { backupRepositoryUrl } from "../provisioning/backup";
 import { backupSpacesSettings, ObjectBucket, UPLOADS_SPACES_SETTINGS } from "./objectBucket";
 import { ManagedDatabase } from "./managedDatabase";
+import { protectKinds } from "./protection";
 import type { ServerIds, StackNetwork } from "./machine";
 import { MACHINE_PROVIDERS, type RenderAddresses, VpsServer } from "./vpsServer";
 
@@ -50,7 +51,8 @@ export class SaasStack extends pulumi.ComponentResource {
   readonly backupEncryptionPassword: pulumi.Output<string>;
 
   constructor(name: string, args: SaasStackArgs, opts?: pulumi.ComponentResourceOptions) {
-    super("saas-vps:stack:SaasStack", name, {}, opts);
+    // Every resource below gets `protect` from its type (components/protection.ts), before any other transformation sees it.
+    super("saas-vps:stack:SaasStack", name, {}, { ...opts, transformations: [protectKinds, ...(opts?.transformations ?? [])] });
     this.baseName = name;
     const { config } = args;
     this.plan = planStack(config);

@@ -95,6 +95,15 @@ export type DatabasePlan = { kind: "server"; server: string } | { kind: "managed
 export const PRIVATE_HOSTS = { app: 10, worker: 20, db: 30 } as const;
 /** PostgreSQL's port; the db server's private firewall rule opens it to the app's servers. */
 export const POSTGRES_PORT = 5432;
+/** Valkey's port (the cache and queue of stage scaled). */
+export const VALKEY_PORT = 6379;
+/** The Prometheus node exporter's port (host metrics). */
+export const NODE_EXPORTER_PORT = 9100;
+/**
+ * Ports no cloud firewall may open to the world (policy/policies.ts): the database, the cache and
+ * the metrics exporters are reached over the private network only. The app has no metrics port.
+ */
+export const NEVER_PUBLIC_PORTS: readonly number[] = [POSTGRES_PORT, VALKEY_PORT, NODE_EXPORTER_PORT];
 
 export const ANYWHERE = ["0.0.0.0/0", "::/0"];
 export const DEFAULT_DATA_VOLUME_GB = 20;

@@ -21,6 +21,8 @@ import type { RenderedFile } from "./files";
 
 /** Hetzner's user-data cap; DigitalOcean allows 64 KiB. We stay under the smaller one everywhere. */
 export const USER_DATA_LIMIT_BYTES = 32 * 1024;
+/** DigitalOcean's user-data cap (the policy pack checks each provider's own). */
+export const DIGITALOCEAN_USER_DATA_LIMIT_BYTES = 64 * 1024;
 /**
  * What a rendered user-data may use: half of Hetzner's cap, so the roles of the next stages
  * (and a server holding several of them) still fit without another round of trimming.

@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import * as pulumi from "@pulumi/pulumi";
 import { isWrappedSecret, MOCK_DATABASE_CA, RecordingMocks, unwrapSecrets, valueOf } from "../../cli/lib/pulumiMocks";
 import { ManagedDatabase } from "../../components/managedDatabase";
+import { protectKinds } from "../../components/protection";
 import type { DatabaseCredentials, DatabaseEndpoint } from "../../plan/database";
 import { minimalRaw } from "../support/fixtures";
 import { runProgram, type MockRun } from "../support/mockProgram";
@@ -30,7 +31,8 @@ async function declare(): Promise<Run> {
     options.set(args.name, args.opts);
     return undefined;
   };
-  const db = new ManagedDatabase("saas-test-db", { size: "db-s-2vcpu-4gb", region: "fra1", vpcId: "vpc-of-the-stack", tags: ["saas-vps"] }, { transformations: [record] });
+  // Protection comes from the resource types, set by the stack's transformation (components/protection.ts): given here as the stack gives it.
+  const db = new ManagedDatabase("saas-test-db", { size: "db-s-2vcpu-4gb", region: "fra1", vpcId: "vpc-of-the-stack", tags: ["saas-vps"] }, { transformations: [protectKinds, record] });
   db.admit([pulumi.output("101"), pulumi.output("202")]);
   db.handOver({ host: "192.0.2.10", dependsOn: [] });
   const [endpoint, credentials, ca, credentialsSecret] = await Promise.all([
