@@ -44,7 +44,8 @@ function runStep(script: string, env: Record<string, string>) {
 }
 
 describe("GitHub Actions workflows for users", function () {
-  this.timeout(120_000);
+  // The steps' scripts start npm and tsx: up to a minute each on a loaded machine.
+  this.timeout(300_000);
   const files = readdirSync(WORKFLOWS).filter((f) => f.endsWith(".yml"));
 
   it("ships a pull-request preview with the guard rails and a scheduled drift check", () => {

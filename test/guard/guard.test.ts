@@ -41,7 +41,8 @@ function documentFile(content: string): string {
 const SERVER_URN = "urn:pulumi:prod::saas-vps::saas-vps:stack:SaasStack$saas-vps:server:VpsServer$hcloud:index/server:Server::saas-prod-app-server";
 
 describe("replace guard: npm run guard on recorded previews", function () {
-  this.timeout(60_000);
+  // Each case starts the command (tsx) once or twice: seconds idle, up to a minute on a loaded machine.
+  this.timeout(240_000);
 
   it("a plain update (a pushed file changes) passes", () => {
     const result = guard([fixture("update-push.json")]);
@@ -178,7 +179,7 @@ describe("replace guard: judgement", () => {
 });
 
 describe("drift: npm run drift on recorded refresh previews", function () {
-  this.timeout(60_000);
+  this.timeout(240_000);
 
   it("lists the resources that changed or disappeared outside Pulumi, and fails", () => {
     const result = drift([fixture("refresh-drift.json")]);
