@@ -72,9 +72,10 @@ export function isLoopback(host: string): boolean {
 
 /**
  * Waits until the worker (unit `worker@1` on `workerVm`) has logged the welcome email to `email`
- * (no SMTP_URL: the app logs it) and `job done` for send_welcome_email; returns the log lines.
+ * (no SMTP_URL: the app logs it) and `job done` for send_welcome_email; returns the log lines. The
+ * default wait is generous: an emulated worker on a busy host takes minutes to (re)start.
  */
-export async function waitForWelcomeEmail(workerVm: Vm, email: string, timeoutMs = 90000): Promise<string[]> {
+export async function waitForWelcomeEmail(workerVm: Vm, email: string, timeoutMs = 240000): Promise<string[]> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const out = await sh(workerVm, "sudo journalctl -u worker@1.service -b -o cat --no-pager");
