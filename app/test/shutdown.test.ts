@@ -1,16 +1,8 @@
 import assert from "node:assert/strict";
 import { Agent, request as httpRequest, type IncomingMessage } from "node:http";
-import { connect, createServer, type AddressInfo, type Socket } from "node:net";
+import { connect, type Socket } from "node:net";
 import { databaseUrl, SECRET, tmpDir, uniqueEmail } from "./helpers/app.js";
-import { startEntrypoint, type Proc } from "./helpers/proc.js";
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const { port } = s.address() as AddressInfo;
-  await new Promise((r) => s.close(r));
-  return port;
-}
+import { freePort, startEntrypoint, type Proc } from "./helpers/proc.js";
 
 /** A new connection's fate: "connected", or the connect error's code (ECONNREFUSED once the server stopped listening). */
 function tryConnect(port: number): Promise<string> {
