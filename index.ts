@@ -12,6 +12,8 @@ export const sshCommand = outputs.sshCommand;
 export const userDataBytes = outputs.userDataBytes;
 /** Source hash of the app release shipped by the last `pulumi up`. */
 export const releaseId = outputs.releaseId;
+/** Server name → `admin@<fixed IPv4>` of every server that runs the app (where `release rollback` runs). */
+export const releaseSshTargets = outputs.releaseSshTargets;
 export const backupBucket = outputs.backupBucket;
 export const backupEndpoint = outputs.backupEndpoint;
 /** restic repository (s3:<endpoint>/<bucket>/restic); see README "Backups and restore". */

@@ -47,6 +47,9 @@ export function createProgram(stackName: string = pulumi.getStack(), opts?: pulu
     sshCommand: pulumi.interpolate`ssh ${ADMIN_USER}@${app.ipv4}`,
     userDataBytes: app.userDataBytes,
     releaseId: stack.releases[webServer].releaseId,
+    // Where `release rollback` runs: every server that runs the app, by server name, as the SSH
+    // destination the rollback workflow logs in to.
+    releaseSshTargets: pulumi.all(Object.fromEntries(Object.keys(stack.releases).map((name) => [name, pulumi.interpolate`${ADMIN_USER}@${stack.servers[name].ipv4}`]))),
     backupBucket: stack.backupBucket.bucketName,
     backupEndpoint: stack.backupBucket.endpoint,
     backupRepository: stack.backupBucket.extra.repository,

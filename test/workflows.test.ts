@@ -48,8 +48,8 @@ describe("GitHub Actions workflows for users", function () {
   this.timeout(300_000);
   const files = readdirSync(WORKFLOWS).filter((f) => f.endsWith(".yml"));
 
-  it("ships a pull-request preview with the guard rails and a scheduled drift check", () => {
-    assert.deepEqual(files.sort(), ["drift.yml", "preview.yml"]);
+  it("ships a pull-request preview with the guard rails and the migration review, a scheduled drift check, a deploy and a rollback", () => {
+    assert.deepEqual(files.sort(), ["deploy.yml", "drift.yml", "preview.yml", "rollback.yml"]);
     const preview = workflowText("preview.yml");
     assert.match(preview, /command: preview/);
     assert.match(preview, /pulumi preview --stack "\$STACK" --policy-pack policy/);
@@ -57,6 +57,7 @@ describe("GitHub Actions workflows for users", function () {
     assert.match(preview, /npm run -s guard -- "\$RUNNER_TEMP\/preview.json"/);
     assert.match(preview, /gh pr comment/);
     assert.match(preview, /types: \[opened, synchronize, reopened, labeled, unlabeled\]/);
+    assert.match(preview, /bash cli/ci/migration-review.sh "\$BASE_SHA"/);
     const drift = workflowText("drift.yml");
     assert.match(drift, /pulumi refresh --stack "\$STACK" --preview-only --expect-no-changes --json/);
     assert.match(drift, /"\$code" -eq 7/);
@@ -64,7 +65,7 @@ describe("GitHub Actions workflows for users", function () {
     assert.doesNotMatch(drift, /pulumi preview/);
   });
 
-  for (const file of ["drift.yml", "preview.yml"]) {
+  for (const file of files) {
     it(`${file} passes action-validator`, () => {
       const result = run(validator, [join(WORKFLOWS, file)]);
       assert.equal(result.status, 0, result.stdout + result.stderr);
