@@ -57,7 +57,7 @@ describe("GitHub Actions workflows for users", function () {
     assert.match(preview, /npm run -s guard -- "\$RUNNER_TEMP\/preview.json"/);
     assert.match(preview, /gh pr comment/);
     assert.match(preview, /types: \[opened, synchronize, reopened, labeled, unlabeled\]/);
-    assert.match(preview, /bash cli/ci/migration-review.sh "\$BASE_SHA"/);
+    assert.match(preview, /bash cli\/ci\/migration-review\.sh "\$BASE_SHA"/);
     const drift = workflowText("drift.yml");
     assert.match(drift, /pulumi refresh --stack "\$STACK" --preview-only --expect-no-changes --json/);
     assert.match(drift, /"\$code" -eq 7/);
