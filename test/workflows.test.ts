@@ -25,15 +25,19 @@ function workflowText(file: string): string {
   return readFileSync(join(WORKFLOWS, file), "utf8");
 }
 
-/** The steps of a workflow's one job. */
-function stepsOf(file: string): Step[] {
-  const jobs = Object.values(parse(workflowText(file)).jobs) as Array<{ steps: Step[] }>;
-  assert.equal(jobs.length, 1, `${file}: one job`);
-  return jobs[0].steps;
+/** The steps of a workflow's job (its only one, or the one named). */
+function stepsOf(file: string, job?: string): Step[] {
+  const jobs = parse(workflowText(file)).jobs as Record<string, { steps: Step[] }>;
+  if (job) {
+    assert.ok(jobs[job], `${file}: no job ${job}`);
+    return jobs[job].steps;
+  }
+  assert.equal(Object.keys(jobs).length, 1, `${file}: one job`);
+  return Object.values(jobs)[0].steps;
 }
 
-function step(file: string, name: string): Step {
-  const found = stepsOf(file).find((s) => s.name === name);
+function step(file: string, name: string, job?: string): Step {
+  const found = stepsOf(file, job).find((s) => s.name === name);
   assert.ok(found?.run, `${file} has no step "${name}" with a script`);
   return found!;
 }
@@ -89,7 +93,7 @@ describe("GitHub Actions workflows for users", function () {
   });
 
   describe("the replace guard step, run with pull-request labels", () => {
-    const guardStep = () => step("preview.yml", "Replace guard");
+    const guardStep = () => step("preview.yml", "Replace guard", "preview");
     const runGuard = (labels: string[]) => {
       const temp = tempDir("guard-step");
       copyFileSync(join(FIXTURES, "replace-server.json"), join(temp, "preview.json"));
