@@ -9,7 +9,7 @@ describe("auth", () => {
   after(async () => t.close());
 
   it("registers a user with an owned organization and a working session", async () => {
-    const u = await register(t.app, "alice");
+    const u = await register(t, "alice");
     const me = await t.app.inject({ method: "GET", url: "/me", headers: u.auth });
     assert.equal(me.statusCode, 200);
     const body = me.json();
@@ -18,7 +18,7 @@ describe("auth", () => {
   });
 
   it("stores a memory-hard hash, never the password, and only an HMAC of the token", async () => {
-    const u = await register(t.app, "hash", "a very secret passphrase");
+    const u = await register(t, "hash", "a very secret passphrase");
     const { rows } = await t.pool.query("SELECT password_hash FROM users WHERE id = $1", [u.userId]);
     assert.match(rows[0].password_hash, /^scrypt\$16384\$8\$5\$/);
     assert.ok(!rows[0].password_hash.includes("a very secret passphrase"));
@@ -27,14 +27,14 @@ describe("auth", () => {
   });
 
   it("refuses a second account for the same email, case-insensitively", async () => {
-    const u = await register(t.app, "dup");
+    const u = await register(t, "dup");
     const res = await t.app.inject({ method: "POST", url: "/auth/register", payload: { email: u.email.toUpperCase(), password: "another password", name: "x" } });
     assert.equal(res.statusCode, 409);
     assert.equal(res.json().error, "conflict");
   });
 
   it("logs in with the right password only, with the same answer for unknown emails", async () => {
-    const u = await register(t.app, "login", "right password!");
+    const u = await register(t, "login", "right password!");
     const wrong = await t.app.inject({ method: "POST", url: "/auth/login", payload: { email: u.email, password: "wrong password!" } });
     const unknown = await t.app.inject({ method: "POST", url: "/auth/login", payload: { email: uniqueEmail("nobody"), password: "right password!" } });
     assert.equal(wrong.statusCode, 401);
@@ -46,7 +46,7 @@ describe("auth", () => {
   });
 
   it("rejects a logged-out (revoked) session and keeps the others", async () => {
-    const u = await register(t.app, "logout", "right password!");
+    const u = await register(t, "logout", "right password!");
     const second = (await t.app.inject({ method: "POST", url: "/auth/login", payload: { email: u.email, password: "right password!" } })).json().token;
     const out = await t.app.inject({ method: "POST", url: "/auth/logout", headers: u.auth });
     assert.equal(out.statusCode, 204);
@@ -58,8 +58,8 @@ describe("auth", () => {
   });
 
   it("revokes another of my sessions by id, but not someone else's", async () => {
-    const u = await register(t.app, "sessions", "right password!");
-    const stranger = await register(t.app, "stranger");
+    const u = await register(t, "sessions", "right password!");
+    const stranger = await register(t, "stranger");
     const second = (await t.app.inject({ method: "POST", url: "/auth/login", payload: { email: u.email, password: "right password!" } })).json().token;
     const list = (await t.app.inject({ method: "GET", url: "/auth/sessions", headers: u.auth })).json().sessions;
     assert.equal(list.length, 2);
@@ -74,7 +74,7 @@ describe("auth", () => {
   });
 
   it("changing the password revokes every session", async () => {
-    const u = await register(t.app, "pw", "old password!!");
+    const u = await register(t, "pw", "old password!!");
     const res = await t.app.inject({ method: "POST", url: "/me/password", headers: u.auth, payload: { currentPassword: "old password!!", newPassword: "new password!!" } });
     assert.equal(res.statusCode, 204);
     assert.equal((await t.app.inject({ method: "GET", url: "/me", headers: u.auth })).statusCode, 401);
@@ -85,7 +85,7 @@ describe("auth", () => {
   it("rejects missing, malformed and expired tokens", async () => {
     assert.equal((await t.app.inject({ method: "GET", url: "/me" })).statusCode, 401);
     assert.equal((await t.app.inject({ method: "GET", url: "/me", headers: { authorization: "Basic abc" } })).statusCode, 401);
-    const u = await register(t.app, "expired");
+    const u = await register(t, "expired");
     await t.pool.query("UPDATE sessions SET expires_at = now() - interval '1 second' WHERE user_id = $1", [u.userId]);
     assert.equal((await t.app.inject({ method: "GET", url: "/me", headers: u.auth })).statusCode, 401);
   });
