@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { register, startTestApp, uniqueEmail, type TestApp } from "./helpers/app.js";
+import { from, register, runMailTask, startTestApp, uniqueAddress, uniqueEmail, type TestApp } from "./helpers/app.js";
+import { REGISTER_ANSWER } from "../src/auth/auth.routes.js";
 
 describe("auth", () => {
   let t: TestApp;
@@ -26,11 +27,16 @@ describe("auth", () => {
     assert.equal(s.rows[0].n, 0);
   });
 
-  it("refuses a second account for the same email, case-insensitively", async () => {
+  it("creates no second account for a taken email (case-insensitively) and tells its owner, not the caller", async () => {
     const u = await register(t, "dup");
-    const res = await t.app.inject({ method: "POST", url: "/auth/register", payload: { email: u.email.toUpperCase(), password: "another password", name: "x" } });
-    assert.equal(res.statusCode, 409);
-    assert.equal(res.json().error, "conflict");
+    const res = await t.app.inject({ method: "POST", url: "/auth/register", headers: from(uniqueAddress()), payload: { email: u.email.toUpperCase(), password: "another password", name: "x" } });
+    assert.equal(res.statusCode, 202);
+    assert.deepEqual(res.json(), REGISTER_ANSWER);
+    const users = await t.pool.query("SELECT count(*)::int AS n FROM users WHERE email = $1", [u.email]);
+    assert.equal(users.rows[0].n, 1);
+    const notice = await runMailTask(t, "send_registration_notice_email", { userId: u.userId });
+    assert.equal(notice?.to, u.email);
+    assert.match(notice!.text, /someone tried to create an account with this email address/);
   });
 
   it("logs in with the right password only, with the same answer for unknown emails", async () => {

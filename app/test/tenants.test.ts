@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { register, startTestApp, type Registered, type TestApp } from "./helpers/app.js";
+import { register, runMailTask, startTestApp, tokenIn, type Registered, type TestApp } from "./helpers/app.js";
 
 // Two tenants: Alice owns org A (with a project and a file), Bob owns org B. Bob must not be
 // able to see or change anything of A's, whichever door he tries.
@@ -119,7 +119,10 @@ describe("memberships, roles and invitations", () => {
   it("invites by email; only the invited address can accept, once", async () => {
     const inv = await t.app.inject({ method: "POST", url: `/orgs/${orgId}/invitations`, headers: owner.auth, payload: { email: carol.email, role: "member" } });
     assert.equal(inv.statusCode, 201);
-    const { token } = inv.json();
+    assert.equal(inv.json().token, undefined, "only the invitee's mailbox gets the token");
+    const mail = await runMailTask(t, "send_invitation_email", { invitationId: inv.json().invitation.id });
+    assert.equal(mail?.to, carol.email);
+    const token = tokenIn(mail);
     const outsider = await register(t, "outsider");
     const wrong = await t.app.inject({ method: "POST", url: "/invitations/accept", headers: outsider.auth, payload: { token } });
     assert.equal(wrong.statusCode, 403);

@@ -1,7 +1,7 @@
 // Table `account_tokens`: single-use, short-lived tokens mailed to an account's own address
 // (verify the address, reset the password). The worker mints one when it sends the mail; the
-// database keeps only its HMAC (auth/tokens.ts). Minting a new one voids the older unused ones of
-// the same purpose, so only the newest mail's link works.
+// database keeps only its HMAC (auth/tokens.ts). Each works once; a password reset voids every
+// other reset token of the account.
 import type { Db } from "../db/pool.js";
 
 export type AccountTokenPurpose = "verify_email" | "reset_password";
@@ -10,7 +10,6 @@ export type AccountTokenPurpose = "verify_email" | "reset_password";
 export const TOKEN_TTL_MINUTES: Record<AccountTokenPurpose, number> = { verify_email: 24 * 60, reset_password: 30 };
 
 export async function insertAccountToken(db: Db, userId: string, purpose: AccountTokenPurpose, tokenHash: Buffer): Promise<void> {
-  await db.query(`DELETE FROM account_tokens WHERE user_id = $1 AND purpose = $2 AND used_at IS NULL`, [userId, purpose]);
   await db.query(
     `INSERT INTO account_tokens (user_id, purpose, token_hash, expires_at)
      VALUES ($1, $2, $3, now() + make_interval(mins => $4))`,

@@ -86,7 +86,7 @@ export async function authRoutes(app: FastifyInstance, ctx: AppContext): Promise
       await limits.consume("verification_resend_account", me.userId);
       await limits.consume("mail_address", emailKey(me.email));
       await enqueueAccountEmail(ctx.pool, TASKS.verificationEmail, { userId: me.userId });
-      return reply.code(202).send({ status: "verification_sent", message: "check your inbox for a new link; older links no longer work" });
+      return reply.code(202).send({ status: "verification_sent", message: "check your inbox for a new link" });
     },
   );
 
