@@ -35,7 +35,7 @@ async function freePort(): Promise<number> {
 }
 
 async function waitHttp(url: string): Promise<void> {
-  for (let i = 0; i < 100; i++) {
+  for (let i = 0; i < 600; i++) { // up to 60 s: a busy machine starts slowly
     try {
       await fetch(url);
       return;
@@ -55,8 +55,10 @@ async function run(title: string, url: string, headers: Record<string, string> =
   // Short warm-up so the JIT and the pool are warm for every contender alike.
   await autocannon({ url, headers, connections: CONNECTIONS, duration: 1 });
   const r = await autocannon({ url, headers, connections: CONNECTIONS, duration: DURATION });
-  if (r.non2xx > 0 || r.errors > 0) throw new Error(`${title}: ${r.non2xx} non-2xx, ${r.errors} errors`);
-  return { title, reqPerSec: Math.round(r.requests.average), p99Ms: r.latency.p99 };
+  if (r.errors > 0) throw new Error(`${title}: ${r.errors} errors`);
+  // Non-2xx answers are counted, not fatal: on a loaded machine /health may answer 503 (its
+  // database round trip is bounded at 2 s), and the figure is still worth seeing beside the count.
+  return { title, reqPerSec: Math.round(r.requests.average), p99Ms: r.latency.p99, non2xx: r.non2xx };
 }
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), "saas-app-bench-"));
@@ -149,8 +151,8 @@ try {
     ...r,
     ratio: `${Math.round((r.reqPerSec / baseline.reqPerSec) * 100)}%`,
   }));
-  console.log(`\n${"endpoint".padEnd(44)}${"req/s".padStart(9)}${"p99 ms".padStart(9)}${"vs baseline".padStart(13)}`);
-  for (const r of rows) console.log(`${r.title.padEnd(44)}${String(r.reqPerSec).padStart(9)}${String(r.p99Ms).padStart(9)}${r.ratio.padStart(13)}`);
+  console.log(`\n${"endpoint".padEnd(44)}${"req/s".padStart(9)}${"p99 ms".padStart(9)}${"vs baseline".padStart(13)}${"non-2xx".padStart(9)}`);
+  for (const r of rows) console.log(`${r.title.padEnd(44)}${String(r.reqPerSec).padStart(9)}${String(r.p99Ms).padStart(9)}${r.ratio.padStart(13)}${String(r.non2xx).padStart(9)}`);
   console.log(`\nlogin flood from one address: ${Math.round(f.requests.average)} req/s answered (${floodStatus}); ` +
     `the other address's read p99 ${floodedRead.p99Ms} ms flooded vs ${projects.p99Ms} ms idle (${(floodedRead.p99Ms / Math.max(projects.p99Ms, 1)).toFixed(1)}x)`);
   const webRss = rssMb(web.pid!);

@@ -175,8 +175,9 @@ export async function register(
  */
 export async function registerOverHttp(base: string, tag: string, password = "long enough pw"): Promise<{ token: string; orgId: string; email: string }> {
   const email = uniqueEmail(tag);
-  const post = (path: string, body: object, headers: Record<string, string> = {}) =>
-    fetch(`${base}${path}`, { method: "POST", headers: { "content-type": "application/json", connection: "close", ...headers }, body: JSON.stringify(body) });
+  const client = from(uniqueAddress());
+  const post = (path: string, body: object) =>
+    fetch(`${base}${path}`, { method: "POST", headers: { "content-type": "application/json", connection: "close", ...client }, body: JSON.stringify(body) });
   const reg = await post("/auth/register", { email, password, name: tag });
   if (reg.status !== 202) throw new Error(`register failed: ${reg.status} ${await reg.text()}`);
   const config = parseConfig(testEnv());
