@@ -15,7 +15,8 @@ import { buildTaskList } from "../src/jobs/tasks.js";
 const PASSWORD = "correct horse battery";
 const TOKEN_SHAPE = /\b(?:vrf|rst|inv)_[A-Za-z0-9_-]{43}\b/;
 
-describe("accounts: verification", () => {
+describe("accounts: verification", function () {
+  this.timeout(120000); // several scrypt hashes per test: slow on a busy 2-core machine
   let t: TestApp;
   before(async () => {
     t = await startTestApp();
@@ -91,7 +92,8 @@ describe("accounts: verification", () => {
   });
 });
 
-describe("accounts: password reset", () => {
+describe("accounts: password reset", function () {
+  this.timeout(120000); // several scrypt hashes per test: slow on a busy 2-core machine
   let t: TestApp;
   before(async () => {
     t = await startTestApp();
@@ -149,7 +151,8 @@ describe("accounts: password reset", () => {
   });
 });
 
-describe("accounts: no raw token in job payloads or logs", () => {
+describe("accounts: no raw token in job payloads or logs", function () {
+  this.timeout(120000); // several scrypt hashes per test: slow on a busy 2-core machine
   let t: TestApp;
   let smtp: TestSmtp;
   let workerPool: pg.Pool;
@@ -234,7 +237,8 @@ describe("accounts: no raw token in job payloads or logs", () => {
   });
 });
 
-describe("abuse limits", () => {
+describe("abuse limits", function () {
+  this.timeout(120000); // several scrypt hashes per test: slow on a busy 2-core machine
   let a: TestApp;
   let b: TestApp;
   before(async () => {
@@ -302,7 +306,8 @@ describe("abuse limits", () => {
   });
 });
 
-describe("password hash cap", () => {
+describe("password hash cap", function () {
+  this.timeout(120000); // several scrypt hashes per test: slow on a busy 2-core machine
   it("runs at most `concurrency` at once, queues a few, refuses the rest with 503 + Retry-After", async () => {
     const gate = new HashGate(2, 3);
     let running = 0;
@@ -353,7 +358,8 @@ describe("password hash cap", () => {
   });
 });
 
-describe("uploads: quota per organization and rate limit", () => {
+describe("uploads: quota per organization and rate limit", function () {
+  this.timeout(120000); // several scrypt hashes per test: slow on a busy 2-core machine
   let t: TestApp;
   before(async () => {
     t = await startTestApp({ UPLOAD_QUOTA_BYTES: "100" });

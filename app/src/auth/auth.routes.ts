@@ -97,7 +97,13 @@ export async function authRoutes(app: FastifyInstance, ctx: AppContext): Promise
     await limits.consume("login_ip", addressKey(request.ip));
     await limits.consume("login_failures_account", account);
     const creds = await findCredentials(ctx.pool, email);
-    const ok = creds ? await verifyPassword(password, creds.passwordHash) : await verifyAgainstDummy(password);
+    let ok: boolean;
+    try {
+      ok = creds ? await verifyPassword(password, creds.passwordHash) : await verifyAgainstDummy(password);
+    } catch (err) {
+      await limits.refund("login_failures_account", account); // not a failed guess (e.g. the hash cap's 503)
+      throw err;
+    }
     if (!creds || !ok) throw new UnauthorizedError("email or password is incorrect");
     await limits.refund("login_failures_account", account);
     const token = newToken("sess");
