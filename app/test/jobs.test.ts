@@ -56,10 +56,11 @@ describe("jobs: welcome email through the worker", () => {
   it("retries with backoff after a temporary failure, and lands permanent failures in the failed list", async function () {
     this.timeout(20000);
     // flaky-*: refused once with 451, then accepted. doomed-*: always refused with 550; 2 attempts.
-    const flaky = await register(t, "flaky");
+    // Both jobs enqueued directly: a full sign-up (verify, log in) can outlast the first retry.
+    const flaky = await insertUser(t.pool, uniqueEmail("flaky"), "flaky", await hashPassword("irrelevant pw"));
     const doomedUser = await insertUser(t.pool, uniqueEmail("doomed"), "doomed", await hashPassword("irrelevant pw"));
     const doomedJob = await enqueueWelcomeEmail(t.pool, { userId: doomedUser.id }, { maxAttempts: 2, jobKey: `test-doomed:${doomedUser.id}` });
-    const flakyJob = (await t.pool.query("SELECT id::text FROM graphile_worker.jobs WHERE key = $1", [`welcome:${flaky.userId}`])).rows[0].id as string;
+    const flakyJob = await enqueueWelcomeEmail(t.pool, { userId: flaky.id });
 
     // First attempt fails and is rescheduled exp(1) ≈ 2.7 s later.
     const failedOnce = await waitFor("flaky job's first failure", async () => {
