@@ -24,7 +24,7 @@ const mailer = createMailer(config.smtpUrl, config.mailFrom, log);
 
 const worker = await startWorker({
   pool,
-  taskList: buildTaskList({ pool, mailer, appUrl: config.appUrl }),
+  taskList: buildTaskList({ pool, mailer, appUrl: config.appUrl, secretKey: config.secretKey }),
   log,
   reporter,
   concurrency: config.workerConcurrency,

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { register, startTestApp, type Registered, type TestApp } from "./helpers/app.js";
+import { register, runMailTask, startTestApp, tokenIn, type Registered, type TestApp } from "./helpers/app.js";
 
 // Two tenants: Alice owns org A (with a project and a file), Bob owns org B. Bob must not be
 // able to see or change anything of A's, whichever door he tries.
@@ -12,7 +12,7 @@ describe("tenant isolation", () => {
 
   before(async () => {
     t = await startTestApp();
-    [alice, bob] = await Promise.all([register(t.app, "alice"), register(t.app, "bob")]);
+    [alice, bob] = await Promise.all([register(t, "alice"), register(t, "bob")]);
     const p = await t.app.inject({ method: "POST", url: `/orgs/${alice.orgId}/projects`, headers: alice.auth, payload: { name: "A secret", description: "alice only" } });
     assert.equal(p.statusCode, 201);
     projectA = p.json().project.id;
@@ -111,7 +111,7 @@ describe("memberships, roles and invitations", () => {
 
   before(async () => {
     t = await startTestApp();
-    [owner, carol] = await Promise.all([register(t.app, "owner"), register(t.app, "carol")]);
+    [owner, carol] = await Promise.all([register(t, "owner"), register(t, "carol")]);
     orgId = owner.orgId;
   });
   after(async () => t.close());
@@ -119,8 +119,11 @@ describe("memberships, roles and invitations", () => {
   it("invites by email; only the invited address can accept, once", async () => {
     const inv = await t.app.inject({ method: "POST", url: `/orgs/${orgId}/invitations`, headers: owner.auth, payload: { email: carol.email, role: "member" } });
     assert.equal(inv.statusCode, 201);
-    const { token } = inv.json();
-    const outsider = await register(t.app, "outsider");
+    assert.equal(inv.json().token, undefined, "only the invitee's mailbox gets the token");
+    const mail = await runMailTask(t, "send_invitation_email", { invitationId: inv.json().invitation.id });
+    assert.equal(mail?.to, carol.email);
+    const token = tokenIn(mail);
+    const outsider = await register(t, "outsider");
     const wrong = await t.app.inject({ method: "POST", url: "/invitations/accept", headers: outsider.auth, payload: { token } });
     assert.equal(wrong.statusCode, 403);
     const ok = await t.app.inject({ method: "POST", url: "/invitations/accept", headers: carol.auth, payload: { token } });

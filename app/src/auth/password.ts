@@ -3,13 +3,18 @@
 // p=5 (16 MiB per hash). They are stored in the hash, so they can be raised later without
 // invalidating existing hashes: https://cheatsheetseries.owasp.org/cheatsheets/Password_Storage_Cheat_Sheet.html
 import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from "node:crypto";
+import { passwordHashGate } from "./hash-gate.js";
 
 const PARAMS = { N: 2 ** 14, r: 8, p: 5 };
 const KEY_LEN = 32;
 
+// Every hash passes the gate (hash-gate.ts): at most a few run at once per process.
 function scryptAsync(password: string, salt: Buffer, keyLen: number, opts: ScryptOptions): Promise<Buffer> {
-  return new Promise((resolve, reject) =>
-    scrypt(password, salt, keyLen, { ...opts, maxmem: 256 * 1024 * 1024 }, (err, key) => (err ? reject(err) : resolve(key))),
+  return passwordHashGate.run(
+    () =>
+      new Promise((resolve, reject) =>
+        scrypt(password, salt, keyLen, { ...opts, maxmem: 256 * 1024 * 1024 }, (err, key) => (err ? reject(err) : resolve(key))),
+      ),
   );
 }
 

@@ -27,6 +27,8 @@ export interface Config {
   /** Absolute path. */
   uploadDir: string;
   s3: S3Config | undefined;
+  /** Bytes of uploaded files one organization may hold in total. */
+  uploadQuotaBytes: number;
   logLevel: LogLevel;
   shutdownTimeoutMs: number;
   workerConcurrency: number;
@@ -38,6 +40,8 @@ export class ConfigError extends Error {
     this.name = "ConfigError";
   }
 }
+
+export const DEFAULT_UPLOAD_QUOTA_BYTES = 1024 ** 3;
 
 const S3_KEYS = ["S3_ENDPOINT", "S3_BUCKET", "S3_REGION", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY"] as const;
 
@@ -119,6 +123,8 @@ export function parseConfig(env: Record<string, string | undefined>, cwd = proce
     }
   }
 
+  const uploadQuotaBytes = int("UPLOAD_QUOTA_BYTES", DEFAULT_UPLOAD_QUOTA_BYTES, 0, Number.MAX_SAFE_INTEGER);
+
   const rawLevel = get("LOG_LEVEL") ?? "info";
   const logLevel = (LOG_LEVELS as readonly string[]).includes(rawLevel) ? (rawLevel as LogLevel) : undefined;
   if (logLevel === undefined) fail("LOG_LEVEL", `be one of ${LOG_LEVELS.join(", ")}`, rawLevel);
@@ -138,6 +144,7 @@ export function parseConfig(env: Record<string, string | undefined>, cwd = proce
     sentryDsn,
     uploadDir,
     s3,
+    uploadQuotaBytes,
     logLevel: logLevel!,
     shutdownTimeoutMs,
     workerConcurrency,

@@ -6,6 +6,8 @@ export class AppError extends Error {
     readonly statusCode: number,
     readonly code: string,
     message: string,
+    /** Sent as Retry-After (seconds) when set: when to come back (429, 503). */
+    readonly retryAfterSeconds?: number,
   ) {
     super(message);
     this.name = new.target.name;
@@ -46,6 +48,34 @@ export class PayloadTooLargeError extends AppError {
 export class UnsupportedMediaTypeError extends AppError {
   constructor(message: string) {
     super(415, "unsupported_media_type", message);
+  }
+}
+
+/** A verified email address is needed for this (see README: what an unverified account may do). */
+export class EmailUnverifiedError extends AppError {
+  constructor() {
+    super(403, "email_unverified", "verify your email address first: follow the link we sent you, or POST /auth/verification/resend for a new one");
+  }
+}
+/** A verification, reset or invitation token that is unknown, expired or already used. */
+export class InvalidTokenError extends AppError {
+  constructor(what: string) {
+    super(400, "invalid_token", `this ${what} link is invalid, has expired or was already used: request a new one`);
+  }
+}
+export class QuotaExceededError extends AppError {
+  constructor(message: string) {
+    super(413, "quota_exceeded", message);
+  }
+}
+export class TooManyRequestsError extends AppError {
+  constructor(message: string, retryAfterSeconds: number) {
+    super(429, "too_many_requests", message, retryAfterSeconds);
+  }
+}
+export class ServiceUnavailableError extends AppError {
+  constructor(message: string, retryAfterSeconds: number) {
+    super(503, "unavailable", message, retryAfterSeconds);
   }
 }
 

@@ -7,6 +7,7 @@ import type { AppContext } from "../api/context.js";
 import { Body, Email, Name, OrgParams, Uuid } from "../api/schemas.js";
 import { currentUser, makeAuthenticate } from "../auth/authenticate.js";
 import { hasRole, type Role } from "../auth/roles.js";
+import { addressKey, emailKey } from "../auth/rate-limits.js";
 import { hashToken, newToken } from "../auth/tokens.js";
 import { BadRequestError, ConflictError, ForbiddenError, NotFoundError } from "../core/errors.js";
 import { withTransaction } from "../db/pool.js";
@@ -110,22 +111,25 @@ export async function tenantsRoutes(app: FastifyInstance, ctx: AppContext): Prom
     },
   );
 
-  // The raw token is returned to the inviter (to share directly) and emailed by the worker.
+  // Only the invitee's mailbox gets the token: the worker mints it when it sends the mail (the
+  // row starts with the hash of a token nobody holds), so no job payload or log ever has it.
   app.post<{ Params: OrgParams; Body: Static<typeof InviteBody> }>(
     "/orgs/:orgId/invitations",
     { schema: { params: OrgParams, body: InviteBody }, preHandler: requireRole("admin") },
     async (request, reply) => {
       const tenant = tenantOf(request);
       const email = normalizeEmail(request.body.email);
-      const token = newToken("inv");
+      await app.rateLimits.consume("invitation_send_account", tenant.userId);
+      await app.rateLimits.consume("mail_address", emailKey(email));
+      const unsentToken = hashToken(ctx.config.secretKey, newToken("inv"));
       const invitation = await withTransaction(ctx.pool, async (tx) => {
         const members = await listMembers(tx, tenant.orgId);
         if (members.some((m) => m.email === email)) throw new ConflictError(`${email} is already a member of this organization`);
-        const inv = await insertInvitation(tx, tenant.orgId, email, request.body.role, hashToken(ctx.config.secretKey, token), tenant.userId);
-        await enqueueInvitationEmail(tx, { invitationId: inv.id, token });
+        const inv = await insertInvitation(tx, tenant.orgId, email, request.body.role, unsentToken, tenant.userId);
+        await enqueueInvitationEmail(tx, { invitationId: inv.id });
         return inv;
       });
-      return reply.code(201).send({ invitation, token });
+      return reply.code(201).send({ invitation });
     },
   );
 
@@ -142,9 +146,12 @@ export async function tenantsRoutes(app: FastifyInstance, ctx: AppContext): Prom
     },
   );
 
-  // Accepting needs a session whose email matches the invitation (the token alone is not enough).
+  // Accepting needs a session whose email matches the invitation (the token alone is not enough),
+  // and that email verified (authenticate's default): else anyone could sign up as the invitee.
   app.post<{ Body: Static<typeof AcceptBody> }>("/invitations/accept", { schema: { body: AcceptBody } }, async (request) => {
     const user = currentUser(request);
+    await app.rateLimits.consume("invitation_accept_account", user.userId);
+    await app.rateLimits.consume("invitation_accept_ip", addressKey(request.ip));
     const organizationId = await withTransaction(ctx.pool, async (tx) => {
       const inv = await lockUsableInvitation(tx, hashToken(ctx.config.secretKey, request.body.token));
       if (!inv) throw new NotFoundError("invitation (it may have expired, been revoked or already been used)");
