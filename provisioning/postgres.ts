@@ -121,7 +121,10 @@ export function renderPostgresConf(options: PostgresOptions): string {
  */
 export function renderPgHba(database: string, clients: PostgresClient[]): string {
   throwIfProblems(pgHbaProblems(database, clients));
-  const row = (...cols: string[]) => cols.map((c, i) => (i < cols.length - 1 ? c.padEnd([8, 12, 16, 18][i] ?? 0) : c)).join("").trimEnd();
+  // Columns aligned for reading, and always at least one space apart: a value as wide as its
+  // column (the three logins of a server that still runs everything, while moving from mvp) would
+  // otherwise run into the next field, and PostgreSQL would refuse the whole file at start.
+  const row = (...cols: string[]) => cols.map((c, i) => (i < cols.length - 1 ? `${c} `.padEnd([8, 12, 16, 18][i] ?? 0) : c)).join("").trimEnd();
   return [
     "# Rendered by saas-vps (provisioning/postgres.ts) from the db server's PostgreSQL firewall rule.",
     "# Local connections as Debian's default; from the network only TLS, only the listed logins.",

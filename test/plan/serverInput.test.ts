@@ -63,6 +63,10 @@ describe("database logins and endpoints per server", () => {
     const text = renderPgHba("app", [{ name: "app", sources: ["10.20.0.10/32"], users: ["app", "app_web"] }]);
     const network = text.split("\n").filter((l) => /^(host|hostssl|hostnossl|hostgssenc)\s/.test(l) && !/\s(127\.0\.0\.1\/32|::1\/128)\s/.test(l));
     assert.deepEqual(network.map((l) => l.split(/\s+/)), [["hostssl", "app", "app,app_web", "10.20.0.10/32", "scram-sha-256"]]);
+    // One client holding all three logins (the app server while moving from mvp): every field stays apart.
+    const all = renderPgHba("app", [{ name: "app", sources: ["10.20.0.10/32"], users: ["app", "app_web", "app_worker"] }]);
+    const fields = all.split("\n").find((l) => l.startsWith("hostssl"))!.split(/\s+/);
+    assert.deepEqual(fields, ["hostssl", "app", "app,app_web,app_worker", "10.20.0.10/32", "scram-sha-256"]);
     assert.throws(() => renderPgHba("app", [{ name: "x", sources: ["0.0.0.0/0"], users: ["app_web"] }]), /source "0\.0\.0\.0\/0" must be an IPv4 network of \/8 to \/32/);
     assert.throws(() => renderPgHba("app", [{ name: "x", sources: ["10.20.0.10/32"], users: ["app web"] }]), /must be role names/);
   });
