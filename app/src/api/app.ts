@@ -9,6 +9,8 @@ import { AppError } from "../core/errors.js";
 import { pingDatabase } from "../db/pool.js";
 import { adminRoutes } from "../admin/admin.routes.js";
 import { authRoutes } from "../auth/auth.routes.js";
+import { billingRoutes } from "../billing/billing.routes.js";
+import { eventsRoutes } from "../events/events.routes.js";
 import { filesRoutes } from "../files/files.routes.js";
 import { MAX_UPLOAD_BYTES } from "../files/upload-guard.js";
 import { projectsRoutes } from "../projects/projects.routes.js";
@@ -99,7 +101,7 @@ export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promis
       return reply.code(400).send({ error: "validation", message: err.message });
     }
     if (err instanceof AppError) {
-      return reply.code(err.statusCode).send({ error: err.code, message: err.message });
+      return reply.code(err.statusCode).send({ error: err.code, message: err.message, ...err.details });
     }
     const status = err.statusCode ?? 500;
     if (status >= 400 && status < 500) {
@@ -129,6 +131,8 @@ export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promis
   await app.register(projectsRoutes, ctx);
   await app.register(filesRoutes, ctx);
   await app.register(adminRoutes, ctx);
+  await app.register(billingRoutes, ctx);
+  await app.register(eventsRoutes, ctx);
   return app;
 }
 

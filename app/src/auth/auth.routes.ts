@@ -5,9 +5,10 @@ import type { AppContext } from "../api/context.js";
 import { Body, Email, Name, Uuid } from "../api/schemas.js";
 import { NotFoundError, UnauthorizedError } from "../core/errors.js";
 import { withTransaction } from "../db/pool.js";
+import { recordEvent } from "../events/events.repository.js";
 import { enqueueWelcomeEmail } from "../jobs/queue.js";
 import { insertOrganization } from "../tenants/organizations.repository.js";
-import { findCredentials, insertUser } from "../users/users.repository.js";
+import { findCredentials, insertUser, normalizeEmail } from "../users/users.repository.js";
 import { currentUser, makeAuthenticate } from "./authenticate.js";
 import { hashPassword, verifyAgainstDummy, verifyPassword } from "./password.js";
 import { createSession, listSessions, revokeAllSessions, revokeSession } from "./sessions.repository.js";
@@ -42,9 +43,15 @@ export async function authRoutes(app: FastifyInstance, ctx: AppContext): Promise
     const { email, password } = request.body;
     const creds = await findCredentials(ctx.pool, email);
     const ok = creds ? await verifyPassword(password, creds.passwordHash) : await verifyAgainstDummy(password);
-    if (!creds || !ok) throw new UnauthorizedError("email or password is incorrect");
+    if (!creds || !ok) {
+      await recordEvent(ctx.pool, { kind: "auth.login_failed", actorId: creds?.id ?? null, data: { email: normalizeEmail(email) } }, request);
+      throw new UnauthorizedError("email or password is incorrect");
+    }
     const token = newToken("sess");
-    await createSession(ctx.pool, creds.id, hashToken(secretKey, token), request.headers["user-agent"]);
+    await withTransaction(ctx.pool, async (tx) => {
+      await createSession(tx, creds.id, hashToken(secretKey, token), request.headers["user-agent"]);
+      await recordEvent(tx, { kind: "auth.login", actorId: creds.id }, request);
+    });
     return { token };
   });
 

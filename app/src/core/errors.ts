@@ -6,6 +6,8 @@ export class AppError extends Error {
     readonly statusCode: number,
     readonly code: string,
     message: string,
+    /** Machine-readable facts added to the body beside error and message. */
+    readonly details?: Record<string, unknown>,
   ) {
     super(message);
     this.name = new.target.name;
@@ -46,6 +48,18 @@ export class PayloadTooLargeError extends AppError {
 export class UnsupportedMediaTypeError extends AppError {
   constructor(message: string) {
     super(415, "unsupported_media_type", message);
+  }
+}
+
+/** A plan limit reached: 402, with the limit, the plan and the numbers in the body. */
+export class PlanLimitError extends AppError {
+  constructor(message: string, details: { limit: string; plan: string; max: number; current: number }) {
+    super(402, "plan_limit", message, details);
+  }
+}
+export class ServiceUnavailableError extends AppError {
+  constructor(message: string) {
+    super(503, "unavailable", message);
   }
 }
 
