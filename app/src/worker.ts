@@ -23,7 +23,7 @@ const worker = await startWorker({
   pool,
   taskList: {
     ...buildTaskList({ pool, mailer, appUrl: config.appUrl }),
-    ...billingTaskList({ pool, plans: config.plans, stripe: config.stripe ? createStripeClient(config.stripe) : undefined, log }),
+    ...billingTaskList({ pool, plans: config.plans, stripe: config.stripe ? await createStripeClient(config.stripe) : undefined, log }),
     ...eventsTaskList({ pool, retentionDays: config.auditRetentionDays }),
   },
   // Daily, at quiet hours (UTC). graphile-worker queues each run once however many workers share

@@ -52,7 +52,7 @@ describe("billing: Stripe webhook", () => {
     workerPool = createPool(databaseUrl(), log, { max: 4 });
     worker = await startWorker({
       pool: workerPool,
-      taskList: billingTaskList({ pool: workerPool, plans: t.config.plans, stripe: createStripeClient(t.config.stripe!), log }),
+      taskList: billingTaskList({ pool: workerPool, plans: t.config.plans, stripe: await createStripeClient(t.config.stripe!), log }),
       log,
       reporter: { capture: () => {}, flush: async () => {} },
       concurrency: 2,

@@ -27,7 +27,7 @@ const WEBHOOK_BODY_LIMIT = 512 * 1024;
 
 export async function billingRoutes(app: FastifyInstance, ctx: AppContext): Promise<void> {
   const { stripe: stripeConfig, plans } = ctx.config;
-  const stripe = stripeConfig ? createStripeClient(stripeConfig) : undefined;
+  const stripe = stripeConfig ? await createStripeClient(stripeConfig) : undefined;
 
   await app.register(webhookRoute, { ctx, stripe });
 

@@ -1,11 +1,14 @@
 // The Stripe client, one per process, from config. STRIPE_API_BASE points it elsewhere (stripe-mock
 // or a test server); otherwise it talks to api.stripe.com with the library's pinned API version.
-import Stripe from "stripe";
+// The library is large (every API resource): it is loaded only when billing is configured, so a
+// process without STRIPE_SECRET_KEY starts as fast as before.
+import type Stripe from "stripe";
 import type { StripeConfig } from "../core/config.js";
 
-export function createStripeClient(config: StripeConfig): Stripe {
+export async function createStripeClient(config: StripeConfig): Promise<Stripe> {
+  const { default: StripeClient } = await import("stripe");
   const base = config.apiBase;
-  return new Stripe(config.secretKey, {
+  return new StripeClient(config.secretKey, {
     maxNetworkRetries: 2,
     timeout: 10000,
     ...(base
