@@ -13,7 +13,7 @@ import { findOrganization } from "../tenants/organizations.repository.js";
 import { findCustomerId, findEntitledSubscription, insertStripeEvent, linkCustomer, listInvoices } from "./billing.repository.js";
 import { currentPlan, usage } from "./limits.js";
 import { LIMITS } from "./plans.js";
-import { createStripeClient, type Stripe } from "./stripe.js";
+import { lazyStripeClient, type Stripe } from "./stripe.js";
 import { enqueueStripeEvent } from "./tasks.js";
 
 const CheckoutBody = Body({ planId: Type.String({ minLength: 1, maxLength: 40 }) });
@@ -27,7 +27,7 @@ const WEBHOOK_BODY_LIMIT = 512 * 1024;
 
 export async function billingRoutes(app: FastifyInstance, ctx: AppContext): Promise<void> {
   const { stripe: stripeConfig, plans } = ctx.config;
-  const stripe = stripeConfig ? await createStripeClient(stripeConfig) : undefined;
+  const stripe = stripeConfig ? lazyStripeClient(stripeConfig) : undefined;
 
   await app.register(webhookRoute, { ctx, stripe });
 
@@ -35,9 +35,9 @@ export async function billingRoutes(app: FastifyInstance, ctx: AppContext): Prom
     scope.addHook("preHandler", makeAuthenticate(ctx));
     const requireRole = makeRequireRole(ctx);
 
-    const needStripe = (): Stripe => {
+    const needStripe = (): Promise<Stripe> => {
       if (!stripe) throw new ServiceUnavailableError("billing is not configured on this server (STRIPE_SECRET_KEY is not set)");
-      return stripe;
+      return stripe();
     };
 
     // Any member may see the plan and usage: it explains a 402.
@@ -71,7 +71,7 @@ export async function billingRoutes(app: FastifyInstance, ctx: AppContext): Prom
           const ids = plans.paid.map((p) => p.id);
           throw new BadRequestError(`body/planId must be one of the paid plans (${ids.length ? ids.join(", ") : "none configured"}); got ${JSON.stringify(request.body.planId)}`);
         }
-        const client = needStripe();
+        const client = await needStripe();
         if (await findEntitledSubscription(ctx.pool, orgId)) throw new ConflictError("this organization already has a subscription: change plan in the billing portal (POST .../billing/portal)");
         const customerId = await customerOf(ctx, client, orgId, currentUser(request).email);
         const session = await client.checkout.sessions.create({
@@ -93,7 +93,7 @@ export async function billingRoutes(app: FastifyInstance, ctx: AppContext): Prom
       { schema: { params: OrgParams }, preHandler: requireRole("owner") },
       async (request) => {
         const { orgId } = tenantOf(request);
-        const client = needStripe();
+        const client = await needStripe();
         const customerId = await findCustomerId(ctx.pool, orgId);
         if (!customerId) throw new ConflictError("this organization has no billing account yet: subscribe first (POST .../billing/checkout)");
         const session = await client.billingPortal.sessions.create({ customer: customerId, return_url: `${ctx.config.appUrl}/billing` });
@@ -123,7 +123,7 @@ async function customerOf(ctx: AppContext, stripe: Stripe, orgId: string, email:
  * is recorded once and handed to the worker; the answer is 200 within one short transaction,
  * well inside Stripe's timeout, and a redelivery is answered 200 without doing anything again.
  */
-async function webhookRoute(app: FastifyInstance, opts: { ctx: AppContext; stripe: Stripe | undefined }): Promise<void> {
+async function webhookRoute(app: FastifyInstance, opts: { ctx: AppContext; stripe: (() => Promise<Stripe>) | undefined }): Promise<void> {
   const { ctx, stripe } = opts;
   const secret = ctx.config.stripe?.webhookSecret;
   app.removeContentTypeParser("application/json");
@@ -136,7 +136,7 @@ async function webhookRoute(app: FastifyInstance, opts: { ctx: AppContext; strip
     if (!Buffer.isBuffer(request.body)) throw new BadRequestError("body must be the JSON event exactly as Stripe sent it (content-type: application/json)");
     let event: Stripe.Event;
     try {
-      event = stripe.webhooks.constructEvent(request.body, signature, secret);
+      event = (await stripe()).webhooks.constructEvent(request.body, signature, secret);
     } catch (err) {
       throw new BadRequestError(`headers/stripe-signature does not verify: ${(err as Error).message}`);
     }

@@ -17,4 +17,14 @@ export async function createStripeClient(config: StripeConfig): Promise<Stripe> 
   });
 }
 
+/**
+ * The client, loaded in the background from now on and awaited where first needed: loading the
+ * library takes seconds on a busy machine, longer than Fastify lets a plugin take to start.
+ */
+export function lazyStripeClient(config: StripeConfig): () => Promise<Stripe> {
+  const client = createStripeClient(config);
+  client.catch(() => {}); // surfaces to the first caller
+  return () => client;
+}
+
 export type { Stripe };
