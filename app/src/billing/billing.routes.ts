@@ -134,9 +134,10 @@ async function webhookRoute(app: FastifyInstance, opts: { ctx: AppContext; strip
     const signature = request.headers["stripe-signature"];
     if (typeof signature !== "string" || signature === "") throw new BadRequestError("headers/stripe-signature is required: Stripe signs every webhook");
     if (!Buffer.isBuffer(request.body)) throw new BadRequestError("body must be the JSON event exactly as Stripe sent it (content-type: application/json)");
+    const client = await stripe();
     let event: Stripe.Event;
     try {
-      event = (await stripe()).webhooks.constructEvent(request.body, signature, secret);
+      event = client.webhooks.constructEvent(request.body, signature, secret);
     } catch (err) {
       throw new BadRequestError(`headers/stripe-signature does not verify: ${(err as Error).message}`);
     }
