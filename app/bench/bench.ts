@@ -1,6 +1,7 @@
-// Benchmark (not a test): requests/s and p99 latency of GET /health and of an authenticated
-// read (GET /orgs/:orgId/projects), next to a plain Fastify hello-world measured in the same
-// run (the ratio is what to compare across machines); then that read again while another client
+// Benchmark (not a test): requests/s and p99 latency of GET /health, of an authenticated read
+// (GET /orgs/:orgId/projects) and of the Stripe webhook (a newly signed event per request:
+// signature check, one insert, one job), next to a plain Fastify hello-world measured in the same
+// run (the ratio is what to compare across machines); then the read again while another client
 // address floods POST /auth/login (the abuse limits' cost to everyone else: its p99 flooded vs
 // idle); then the resident memory of one web and one worker process. Everything on loopback
 // against a scratch PostgreSQL; client addresses are set with X-Forwarded-For, which the app
@@ -12,8 +13,9 @@ import { createServer, type AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import autocannon from "autocannon";
+import autocannon, { type Request as CannonRequest } from "autocannon";
 import pg from "pg";
+import Stripe from "stripe";
 import { pino } from "pino";
 import { migrateUp } from "../src/db/migrate.js";
 
@@ -51,15 +53,30 @@ function rssMb(pid: number): number {
   return Math.round((kb / 1024) * 10) / 10;
 }
 
-async function run(title: string, url: string, headers: Record<string, string> = {}) {
+async function run(title: string, url: string, headers: Record<string, string> = {}, requests?: CannonRequest[]) {
   // Short warm-up so the JIT and the pool are warm for every contender alike.
-  await autocannon({ url, headers, connections: CONNECTIONS, duration: 1 });
-  const r = await autocannon({ url, headers, connections: CONNECTIONS, duration: DURATION });
+  await autocannon({ url, headers, connections: CONNECTIONS, duration: 1, ...(requests ? { requests } : {}) });
+  const r = await autocannon({ url, headers, connections: CONNECTIONS, duration: DURATION, ...(requests ? { requests } : {}) });
   if (r.errors > 0) throw new Error(`${title}: ${r.errors} errors`);
   // Non-2xx answers are counted, not fatal: on a loaded machine /health may answer 503 (its
   // database round trip is bounded at 2 s), and the figure is still worth seeing beside the count.
   return { title, reqPerSec: Math.round(r.requests.average), p99Ms: r.latency.p99, non2xx: r.non2xx };
 }
+
+const WEBHOOK_SECRET = "whsec_bench0123456789abcdef";
+const signer = new Stripe("sk_test_bench0123456789");
+let eventSeq = 0;
+/** Each request a new invoice.paid event, signed now, as Stripe sends them. */
+const webhookRequest: CannonRequest = {
+  method: "POST",
+  setupRequest: (req) => {
+    const id = `evt_bench_${process.pid}_${++eventSeq}`;
+    const created = Math.floor(Date.now() / 1000);
+    const body = JSON.stringify({ id, object: "event", created, type: "invoice.paid", livemode: false, pending_webhooks: 1, data: { object: { id: `in_bench${eventSeq}`, object: "invoice", customer: "cus_bench", status: "paid", currency: "eur", amount_due: 1900, amount_paid: 1900, created } } });
+    const signature = signer.webhooks.generateTestHeaderString({ payload: body, secret: WEBHOOK_SECRET });
+    return { ...req, body, headers: { ...req.headers, "content-type": "application/json; charset=utf-8", "stripe-signature": signature } };
+  },
+};
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), "saas-app-bench-"));
 const pgDir = path.join(tmp, "pg");
@@ -83,6 +100,9 @@ try {
     UPLOAD_DIR: path.join(tmp, "uploads"),
     LOG_LEVEL: "info",
     NODE_PATH: path.join(appRoot, "node_modules"),
+    // Billing on: the webhook verifies signatures; the worker applies the events (to no known org).
+    STRIPE_SECRET_KEY: "sk_test_bench0123456789",
+    STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET,
   };
   // The compiled files import packages by name: link app/node_modules next to them.
   execFileSync("ln", ["-s", path.join(appRoot, "node_modules"), path.join(build, "node_modules")]);
@@ -131,6 +151,9 @@ try {
   const baseline = await run("fastify hello-world (baseline)", `http://127.0.0.1:${helloPort}/`);
   const health = await run("GET /health", `${base}/health`);
   const projects = await run("GET /orgs/:orgId/projects (auth, 20 rows)", `${base}/orgs/${organization.id}/projects`, auth);
+  const webhook = await run("POST /billing/webhook (signed, new event)", `${base}/billing/webhook`, {}, [webhookRequest]);
+  const recorded = execFileSync("psql", ["-X", "-A", "-t", "-c", "SELECT count(*) FROM stripe_events", databaseUrl], { encoding: "utf8" }).trim();
+  say(`webhook: ${recorded} events recorded (one per request answered, warm-up included)`);
 
   // The flood: one address, 4x the connections, a new email each request (so the per-address
   // limit is the one that holds, not the per-account one), during a second run of the read.
@@ -147,7 +170,7 @@ try {
   const f = await flood;
   const floodStatus = Object.entries(f.statusCodeStats ?? {}).map(([code, v]) => `${code}: ${(v as { count: number }).count}`).join(", ");
 
-  const rows = [baseline, health, projects, floodedRead].map((r) => ({
+  const rows = [baseline, health, projects, webhook, floodedRead].map((r) => ({
     ...r,
     ratio: `${Math.round((r.reqPerSec / baseline.reqPerSec) * 100)}%`,
   }));

@@ -47,6 +47,11 @@ describe("tenant isolation", () => {
       asBob("DELETE", `/orgs/${alice.orgId}/files/${fileA}`),
       asBob("POST", `/orgs/${alice.orgId}/invitations`, { email: "bob2@example.test", role: "admin" }),
       asBob("DELETE", `/orgs/${alice.orgId}/members/${alice.userId}`),
+      asBob("GET", `/orgs/${alice.orgId}/billing`),
+      asBob("GET", `/orgs/${alice.orgId}/billing/invoices`),
+      asBob("POST", `/orgs/${alice.orgId}/billing/checkout`, { planId: "pro" }),
+      asBob("POST", `/orgs/${alice.orgId}/billing/portal`),
+      asBob("GET", `/orgs/${alice.orgId}/events`),
     ];
     for (const res of await Promise.all(attempts)) {
       assert.equal(res.statusCode, 404, `${res.statusCode} ${res.body}`);
@@ -93,6 +98,31 @@ describe("tenant isolation", () => {
     assert.deepEqual(orgs.map((o: { id: string }) => o.id), [bob.orgId]);
     const projects = (await asBob("GET", `/orgs/${bob.orgId}/projects`)).json().projects;
     assert.deepEqual(projects.map((p: { name: string }) => p.name), ["B stuff"]);
+  });
+
+  it("keeps billing rows and audit events per organization", async () => {
+    // A's subscription and invoice, and an event in each org.
+    await t.pool.query(
+      `INSERT INTO subscriptions (stripe_subscription_id, org_id, stripe_customer_id, status, price_id, stripe_event_created)
+       VALUES ($1, $2, 'cus_iso_a', 'active', 'price_x', now())`,
+      [`sub_iso_${alice.orgId.slice(0, 8)}`, alice.orgId],
+    );
+    await t.pool.query(
+      `INSERT INTO invoices (stripe_invoice_id, org_id, currency, amount_due, amount_paid, status, created_at, stripe_event_created)
+       VALUES ($1, $2, 'eur', 100, 100, 'paid', now(), now())`,
+      [`in_iso${alice.orgId.slice(0, 8)}`, alice.orgId],
+    );
+    await t.pool.query("INSERT INTO audit_events (org_id, kind, data) VALUES ($1, 'member.role_changed', '{\"secret\": \"alice\"}'), ($2, 'member.role_changed', '{}')", [alice.orgId, bob.orgId]);
+    const billing = (await asBob("GET", `/orgs/${bob.orgId}/billing`)).json();
+    assert.equal(billing.subscription, null);
+    assert.equal(billing.plan.id, "free");
+    assert.deepEqual((await asBob("GET", `/orgs/${bob.orgId}/billing/invoices`)).json().invoices, []);
+    const events = (await asBob("GET", `/orgs/${bob.orgId}/events?limit=100`)).json().events;
+    assert.ok(events.length >= 1);
+    assert.ok(events.every((e: { orgId: string }) => e.orgId === bob.orgId), JSON.stringify(events));
+    // And Alice does see hers.
+    const mine = await t.app.inject({ method: "GET", url: `/orgs/${alice.orgId}/billing/invoices`, headers: alice.auth });
+    assert.equal(mine.json().invoices.length, 1);
   });
 
   it("refuses at the database level a file row that links to another org's project", async () => {

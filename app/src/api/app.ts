@@ -10,6 +10,8 @@ import { pingDatabase } from "../db/pool.js";
 import { adminRoutes } from "../admin/admin.routes.js";
 import { authRoutes } from "../auth/auth.routes.js";
 import { postgresLimiterStore, RateLimits } from "../auth/rate-limits.js";
+import { billingRoutes } from "../billing/billing.routes.js";
+import { eventsRoutes } from "../events/events.routes.js";
 import { filesRoutes } from "../files/files.routes.js";
 import { MAX_UPLOAD_BYTES } from "../files/upload-guard.js";
 import { projectsRoutes } from "../projects/projects.routes.js";
@@ -105,7 +107,7 @@ export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promis
     }
     if (err instanceof AppError) {
       if (err.retryAfterSeconds !== undefined) reply.header("retry-after", String(err.retryAfterSeconds));
-      return reply.code(err.statusCode).send({ error: err.code, message: err.message });
+      return reply.code(err.statusCode).send({ error: err.code, message: err.message, ...err.details });
     }
     const status = err.statusCode ?? 500;
     if (status >= 400 && status < 500) {
@@ -138,6 +140,8 @@ export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promis
   await app.register(projectsRoutes, ctx);
   await app.register(filesRoutes, ctx);
   await app.register(adminRoutes, ctx);
+  await app.register(billingRoutes, ctx);
+  await app.register(eventsRoutes, ctx);
   return app;
 }
 

@@ -5,9 +5,10 @@ import type { AppContext } from "../api/context.js";
 import { Body, Email, Name, Uuid } from "../api/schemas.js";
 import { ConflictError, InvalidTokenError, NotFoundError, UnauthorizedError } from "../core/errors.js";
 import { withTransaction } from "../db/pool.js";
+import { recordEvent } from "../events/events.repository.js";
 import { enqueueAccountEmail, enqueueWelcomeEmail, TASKS } from "../jobs/queue.js";
 import { insertOrganization } from "../tenants/organizations.repository.js";
-import { findCredentials, findUserIdByEmail, insertUserIfNew, markEmailVerified, updatePasswordHash } from "../users/users.repository.js";
+import { findCredentials, findUserIdByEmail, insertUserIfNew, markEmailVerified, normalizeEmail, updatePasswordHash } from "../users/users.repository.js";
 import { findTokenUser, useAccountToken, voidAccountTokens } from "./account-tokens.repository.js";
 import { currentUser, makeAuthenticate } from "./authenticate.js";
 import { hashPassword, verifyAgainstDummy, verifyPassword } from "./password.js";
@@ -104,10 +105,16 @@ export async function authRoutes(app: FastifyInstance, ctx: AppContext): Promise
       await limits.refund("login_failures_account", account); // not a failed guess (e.g. the hash cap's 503)
       throw err;
     }
-    if (!creds || !ok) throw new UnauthorizedError("email or password is incorrect");
+    if (!creds || !ok) {
+      await recordEvent(ctx.pool, { kind: "auth.login_failed", actorId: creds?.id ?? null, data: { email: normalizeEmail(email) } }, request);
+      throw new UnauthorizedError("email or password is incorrect");
+    }
     await limits.refund("login_failures_account", account);
     const token = newToken("sess");
-    await createSession(ctx.pool, creds.id, hashToken(secretKey, token), request.headers["user-agent"]);
+    await withTransaction(ctx.pool, async (tx) => {
+      await createSession(tx, creds.id, hashToken(secretKey, token), request.headers["user-agent"]);
+      await recordEvent(tx, { kind: "auth.login", actorId: creds.id }, request);
+    });
     return { token };
   });
 

@@ -8,6 +8,8 @@ export class AppError extends Error {
     message: string,
     /** Sent as Retry-After (seconds) when set: when to come back (429, 503). */
     readonly retryAfterSeconds?: number,
+    /** Machine-readable facts added to the body beside error and message. */
+    readonly details?: Record<string, unknown>,
   ) {
     super(message);
     this.name = new.target.name;
@@ -73,8 +75,14 @@ export class TooManyRequestsError extends AppError {
     super(429, "too_many_requests", message, retryAfterSeconds);
   }
 }
+/** A plan limit reached: 402, with the limit, the plan and the numbers in the body. */
+export class PlanLimitError extends AppError {
+  constructor(message: string, details: { limit: string; plan: string; max: number; current: number }) {
+    super(402, "plan_limit", message, undefined, details);
+  }
+}
 export class ServiceUnavailableError extends AppError {
-  constructor(message: string, retryAfterSeconds: number) {
+  constructor(message: string, retryAfterSeconds?: number) {
     super(503, "unavailable", message, retryAfterSeconds);
   }
 }

@@ -34,12 +34,16 @@ export interface EnqueueOptions {
   maxAttempts?: number;
   /** Deduplicates: a second job with the same key replaces the pending one. */
   jobKey?: string;
+  /** Jobs of one named queue run one at a time, in order; none = run in parallel. */
+  queueName?: string;
+  /** Lower runs first (default 0). */
+  priority?: number;
 }
 
 export async function enqueue(db: Db, task: string, payload: object, opts: EnqueueOptions = {}): Promise<string> {
   const { rows } = await db.query<{ id: string }>(
-    `SELECT id FROM graphile_worker.add_job($1, $2::json, max_attempts => $3, job_key => $4)`,
-    [task, JSON.stringify(payload), opts.maxAttempts ?? DEFAULT_MAX_ATTEMPTS, opts.jobKey ?? null],
+    `SELECT id FROM graphile_worker.add_job($1, $2::json, max_attempts => $3, job_key => $4, queue_name => $5, priority => $6)`,
+    [task, JSON.stringify(payload), opts.maxAttempts ?? DEFAULT_MAX_ATTEMPTS, opts.jobKey ?? null, opts.queueName ?? null, opts.priority ?? 0],
   );
   return String(rows[0]!.id);
 }

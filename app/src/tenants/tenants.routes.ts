@@ -11,6 +11,8 @@ import { addressKey, emailKey } from "../auth/rate-limits.js";
 import { hashToken, newToken } from "../auth/tokens.js";
 import { BadRequestError, ConflictError, ForbiddenError, NotFoundError } from "../core/errors.js";
 import { withTransaction } from "../db/pool.js";
+import { assertWithinLimit } from "../billing/limits.js";
+import { recordEvent } from "../events/events.repository.js";
 import { enqueueInvitationEmail } from "../jobs/queue.js";
 import { normalizeEmail } from "../users/users.repository.js";
 import { makeRequireRole, tenantOf } from "./guard.js";
@@ -85,6 +87,7 @@ export async function tenantsRoutes(app: FastifyInstance, ctx: AppContext): Prom
         if (!target) throw new NotFoundError("member");
         assertOwnerRemains(members, userId, role);
         await setMemberRole(tx, orgId, userId, role);
+        if (target.role !== role) await recordEvent(tx, { kind: "member.role_changed", orgId, data: { userId, from: target.role, to: role } }, request);
       });
       return { member: { userId, role } };
     },
@@ -106,6 +109,7 @@ export async function tenantsRoutes(app: FastifyInstance, ctx: AppContext): Prom
         if (!self && target.role === "owner" && tenant.role !== "owner") throw new ForbiddenError("only an owner can remove an owner");
         assertOwnerRemains(members, userId, undefined);
         await removeMember(tx, tenant.orgId, userId);
+        await recordEvent(tx, { kind: "member.removed", orgId: tenant.orgId, data: { userId, role: target.role, left: self } }, request);
       });
       return reply.code(204).send();
     },
@@ -125,7 +129,9 @@ export async function tenantsRoutes(app: FastifyInstance, ctx: AppContext): Prom
       const invitation = await withTransaction(ctx.pool, async (tx) => {
         const members = await listMembers(tx, tenant.orgId);
         if (members.some((m) => m.email === email)) throw new ConflictError(`${email} is already a member of this organization`);
+        await assertWithinLimit(tx, ctx.config.plans, tenant.orgId, "members");
         const inv = await insertInvitation(tx, tenant.orgId, email, request.body.role, unsentToken, tenant.userId);
+        await recordEvent(tx, { kind: "invitation.created", orgId: tenant.orgId, data: { invitationId: inv.id, email, role: inv.role } }, request);
         await enqueueInvitationEmail(tx, { invitationId: inv.id });
         return inv;
       });
@@ -141,7 +147,12 @@ export async function tenantsRoutes(app: FastifyInstance, ctx: AppContext): Prom
     "/orgs/:orgId/invitations/:invitationId",
     { schema: { params: InvitationParams }, preHandler: requireRole("admin") },
     async (request, reply) => {
-      if (!(await revokeInvitation(ctx.pool, tenantOf(request).orgId, request.params.invitationId))) throw new NotFoundError("invitation");
+      const { orgId } = tenantOf(request);
+      const { invitationId } = request.params;
+      await withTransaction(ctx.pool, async (tx) => {
+        if (!(await revokeInvitation(tx, orgId, invitationId))) throw new NotFoundError("invitation");
+        await recordEvent(tx, { kind: "invitation.revoked", orgId, data: { invitationId } }, request);
+      });
       return reply.code(204).send();
     },
   );
@@ -156,8 +167,11 @@ export async function tenantsRoutes(app: FastifyInstance, ctx: AppContext): Prom
       const inv = await lockUsableInvitation(tx, hashToken(ctx.config.secretKey, request.body.token));
       if (!inv) throw new NotFoundError("invitation (it may have expired, been revoked or already been used)");
       if (inv.email !== user.email) throw new ForbiddenError("this invitation was sent to a different email address");
+      // The invitation already counted against the members limit; it is about to turn into a member.
+      await assertWithinLimit(tx, ctx.config.plans, inv.orgId, "members", 0);
       if (!(await addMember(tx, inv.orgId, user.userId, inv.role))) throw new ConflictError("you already are a member of this organization");
       await markAccepted(tx, inv.id);
+      await recordEvent(tx, { kind: "member.joined", orgId: inv.orgId, data: { userId: user.userId, role: inv.role, invitationId: inv.id } }, request);
       return inv.orgId;
     });
     return { organizationId };
