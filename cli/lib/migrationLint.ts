@@ -15,16 +15,19 @@ import { EXEMPTABLE_RULES, SAFE_ALTERNATIVE } from "./migrationAdvice";
 import { PROJECT_DIR } from "./stacks";
 
 /**
- * squawk's binary from squawk-cli's platform package; its bin/ wrapper (a Node process that spawns
- * the same binary) costs more than the lint itself, twice per file.
+ * squawk's binary from its platform package (package.json lists linux-x64 as an optional
+ * dependency: the registry our CI installs from carries only that one). Called directly: the
+ * squawk-cli wrapper (a Node process that spawns the same binary) costs more than the lint itself.
  */
 export const SQUAWK = squawkBinary();
 
 function squawkBinary(): string {
+  const pkg = `@squawk-cli/${process.platform}-${process.arch}`;
   try {
-    return require.resolve(`@squawk-cli/${process.platform}-${process.arch}/bin/squawk`, { paths: [PROJECT_DIR] });
+    return require.resolve(`${pkg}/bin/squawk`, { paths: [PROJECT_DIR] });
   } catch {
-    return join(PROJECT_DIR, "node_modules", ".bin", "squawk");
+    // Reported when the linter runs, not when this module loads: other commands share it.
+    return `squawk-not-installed: npm install --save-optional ${pkg} (squawk's binary for this platform)`;
   }
 }
 export const SQUAWK_CONFIG = join(PROJECT_DIR, ".squawk.toml");
