@@ -38,12 +38,12 @@ import { type ShippedRelease, shipRelease } from "../../cli/vm/release";
 import { type LocalBucket, startS3Bucket, trustBucketCaInGuest } from "../../cli/vm/s3";
 import { ensureSshKey, scpToVm, ssh } from "../../cli/vm/ssh";
 import { type VmRender, renderStackForVm } from "../../cli/vm/stack";
-import { type Vm, consoleTail, elapsed, qemuAvailable, stopVm } from "../../cli/vm/vm";
+import { type Vm, consoleTail, elapsed, stopVm } from "../../cli/vm/vm";
 import { addHostForward } from "../../cli/vm/qmp";
 import { calendarCorpus, compareWithSystemd } from "../support/calendarCorpus";
 import { waitForSsh } from "../../cli/vm/wait";
 import { MVP_E2E_STACK, mvpE2eSettings } from "./settings";
-import { assertBackupInBucket, assertNoMailToken, envValue, isLoopback, parseSs, psql, sh, unitProps, verifyAndLogIn, vmBudgetMs, waitForWelcomeEmail } from "./guest";
+import { assertBackupInBucket, assertNoMailToken, envValue, isLoopback, parseSs, psql, sh, skipUnlessQemu, unitProps, verifyAndLogIn, vmBudgetMs, waitForWelcomeEmail } from "./guest";
 
 const STACK = MVP_E2E_STACK;
 /** The prod example's process counts (its file is the one source), run on staging's 2 GiB plan. */
@@ -73,14 +73,7 @@ describe("@vm e2e: the staging stack's exact user-data and day-2 pushes on a Deb
 
   before(async function () {
     t0 = Date.now();
-    const q = qemuAvailable();
-    if (!q.ok) {
-      if (process.env.CI === "true") throw new Error(`CI=true and QEMU cannot run: ${q.reason}`);
-      const bar = "!".repeat(78);
-      console.warn(`\n${bar}\n!! SKIPPING the @vm e2e test: QEMU cannot run on this machine.\n!! ${q.reason}\n` +
-        `!! Install qemu-system-x86 (npm run setup) to run it. In CI (CI=true) this is a failure.\n${bar}\n`);
-      this.skip();
-    }
+    skipUnlessQemu(this, "e2e");
     releaseLock = await lockRunDir(RUN_DIR, log);
     await stopVm(RUN_DIR, { log: () => {} }); // left over from an interrupted run of ours
     const key = ensureSshKey(RUN_DIR);

@@ -9,9 +9,11 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { httpRequest } from "../../cli/vm/http";
 import { sleep } from "../../cli/vm/process";
-import type { LocalBucket } from "../../cli/vm/s3";
+import { freePorts } from "../../cli/lib/ports";
+import { type LocalBucket, startS3Bucket } from "../../cli/vm/s3";
 import { ssh } from "../../cli/vm/ssh";
-import type { Vm } from "../../cli/vm/vm";
+import type { VmBucketOverride } from "../../cli/vm/stack";
+import { type Vm, qemuAvailable } from "../../cli/vm/vm";
 
 /** Run a command in the guest; fail the test with its output unless it exits 0. */
 export async function sh(vm: Vm, command: string, timeoutMs = 120000): Promise<string> {
@@ -183,4 +185,34 @@ export function vmBudgetMs(minutes: number): number {
   const n = Number(override);
   if (!Number.isFinite(n) || n <= 0) throw new Error(`SAAS_VPS_VM_BUDGET_MINUTES must be a positive number of minutes; got ${JSON.stringify(override)}`);
   return n * 60000;
+}
+
+/**
+ * Skips the suite (loudly) when QEMU cannot run on this machine; with CI=true that is a failure.
+ * Call first in the suite's `before`, with its `this`.
+ */
+export function skipUnlessQemu(ctx: Mocha.Context, test: string): void {
+  const q = qemuAvailable();
+  if (q.ok) return;
+  if (process.env.CI === "true") throw new Error(`CI=true and QEMU cannot run: ${q.reason}`);
+  const bar = "!".repeat(78);
+  console.warn(`\n${bar}\n!! SKIPPING the @vm ${test} test: QEMU cannot run on this machine.\n!! ${q.reason}\n` +
+    `!! Install qemu-system-x86 (npm run setup) to run it. In CI (CI=true) this is a failure.\n${bar}\n`);
+  ctx.skip();
+}
+
+/** A fresh local S3 server for a stack's VMs (backups, and uploads in their own bucket): `<stackDir>/bucket`, store emptied. */
+export async function startStackBucket(stackDir: string, names: { backups: string; uploads: string }): Promise<LocalBucket> {
+  const dir = path.join(stackDir, "bucket");
+  fs.rmSync(path.join(dir, "data"), { recursive: true, force: true });
+  const [port] = await freePorts(1);
+  return startS3Bucket({ dir, name: names.backups, port, uploads: names.uploads });
+}
+
+/** What bootStackVms and renderStackServersForVm take to point a stack's buckets at that server. */
+export function stackBucketOverride(bucket: LocalBucket): VmBucketOverride & { certFile: string } {
+  return {
+    endpoint: bucket.guestEndpoint, name: bucket.name, accessKeyId: bucket.accessKeyId, secretAccessKey: bucket.secretAccessKey, certFile: bucket.certFile,
+    uploads: { name: bucket.uploads!.name, accessKeyId: bucket.uploads!.accessKeyId, secretAccessKey: bucket.uploads!.secretAccessKey },
+  };
 }

@@ -25,17 +25,16 @@ import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { freePorts } from "../../cli/lib/ports";
 import { PROJECT_DIR } from "../../cli/lib/stacks";
 import { httpRequest, isHealthy, waitForHealth } from "../../cli/vm/http";
 import { lockRunDir } from "../../cli/vm/lock";
 import { runPushes } from "../../cli/vm/pushes";
-import { type LocalBucket, startS3Bucket } from "../../cli/vm/s3";
+import type { LocalBucket } from "../../cli/vm/s3";
 import { ensureSshKey } from "../../cli/vm/ssh";
 import { type VmRender, renderStackServersForVm } from "../../cli/vm/stack";
 import { type StackVms, bootStackVms, releaseStackVms, sinceStart, stopStackVms, trustBucketInStackVms } from "../../cli/vm/stackVms";
-import { type Vm, consoleTail, qemuAvailable } from "../../cli/vm/vm";
-import { journalTail, privateCidrUnusedByHost, psql, sh, unitProps, verifyAndLogIn, vmBudgetMs, waitForWelcomeEmail } from "./guest";
+import { type Vm, consoleTail } from "../../cli/vm/vm";
+import { journalTail, privateCidrUnusedByHost, psql, sh, skipUnlessQemu, stackBucketOverride, startStackBucket, unitProps, verifyAndLogIn, vmBudgetMs, waitForWelcomeEmail } from "./guest";
 import { SPLIT_SETTINGS, SPLIT_STACK } from "./settings";
 
 const STACK = SPLIT_STACK;
@@ -85,33 +84,19 @@ describe("@vm move from mvp to separated: data written at mvp is on the db serve
     return s.boot!.vm;
   };
   const settings = (state: "live" | "kept") => ({ ...SPLIT_SETTINGS, privateNetworkCidr, mvpDatabase: state });
-  const bucketOverride = () => ({
-    endpoint: bucket!.guestEndpoint, name: bucket!.name, accessKeyId: bucket!.accessKeyId, secretAccessKey: bucket!.secretAccessKey, certFile: bucket!.certFile,
-    uploads: { name: bucket!.uploads!.name, accessKeyId: bucket!.uploads!.accessKeyId, secretAccessKey: bucket!.uploads!.secretAccessKey },
-  });
   const post = (vm: Vm, p: string, body: unknown, token?: string) =>
     httpRequest(vm.ports.http, { method: "POST", path: p, body, timeoutMs: 60000, ...(token ? { headers: { authorization: `Bearer ${token}` } } : {}) });
 
   before(async function () {
     t0 = Date.now();
-    const q = qemuAvailable();
-    if (!q.ok) {
-      if (process.env.CI === "true") throw new Error(`CI=true and QEMU cannot run: ${q.reason}`);
-      const bar = "!".repeat(78);
-      console.warn(`\n${bar}\n!! SKIPPING the @vm move test: QEMU cannot run on this machine.\n!! ${q.reason}\n` +
-        `!! Install qemu-system-x86 (npm run setup) to run it. In CI (CI=true) this is a failure.\n${bar}\n`);
-      this.skip();
-    }
+    skipUnlessQemu(this, "move");
     unlock = await lockRunDir(STACK_DIR, log);
     await stopStackVms(STACK_DIR, { log: () => {} }); // left over from an interrupted run of ours
-    const bucketDir = path.join(STACK_DIR, "bucket");
-    fs.rmSync(path.join(bucketDir, "data"), { recursive: true, force: true });
-    const [port] = await freePorts(1);
-    bucket = await startS3Bucket({ dir: bucketDir, name: BUCKET_NAME, port, uploads: UPLOADS_BUCKET_NAME });
+    bucket = await startStackBucket(STACK_DIR, { backups: BUCKET_NAME, uploads: UPLOADS_BUCKET_NAME });
     figures.hostLoadAtStart = os.loadavg()[0].toFixed(2);
     privateNetworkCidr = privateCidrUnusedByHost();
     vms = await bootStackVms({
-      stack: STACK, stackDir: STACK_DIR, settings: settings("live"), log, bucket: bucketOverride(),
+      stack: STACK, stackDir: STACK_DIR, settings: settings("live"), log, bucket: stackBucketOverride(bucket!),
       onRender: (r) => log(`step 1 rendered ${r.servers.map((s) => `${s.server} (${s.roles.join("+")}, ${s.privateAddress}, ${s.pushes.length} pushes)`).join("; ")}`),
     });
     figures.boot = Object.fromEntries(vms.servers.map((s) => [s.render.server, { ...s.at, error: s.error?.message.split("\n")[0] }]));
@@ -195,7 +180,7 @@ describe("@vm move from mvp to separated: data written at mvp is on the db serve
     const db = vmOf("db");
     const key = ensureSshKey(STACK_DIR);
     const kept = await renderStackServersForVm({
-      stack: STACK, publicKey: key.publicKey, outDir: path.join(STACK_DIR, "render-kept"), settings: settings("kept"), bucket: bucketOverride(),
+      stack: STACK, publicKey: key.publicKey, outDir: path.join(STACK_DIR, "render-kept"), settings: settings("kept"), bucket: stackBucketOverride(bucket!),
     });
     const server = (name: string): VmRender => kept.servers.find((s) => s.server === name)!;
     assert.deepEqual(kept.servers.map((s) => s.server).sort(), ["app", "db", "worker"]);

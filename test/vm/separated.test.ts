@@ -36,12 +36,12 @@ import { PROJECT_DIR } from "../../cli/lib/stacks";
 import { httpRequest, isHealthy } from "../../cli/vm/http";
 import { lockRunDir } from "../../cli/vm/lock";
 import { addHostForward } from "../../cli/vm/qmp";
-import { type LocalBucket, startS3Bucket } from "../../cli/vm/s3";
+import type { LocalBucket } from "../../cli/vm/s3";
 import { ssh } from "../../cli/vm/ssh";
 import { type ServerVm, type StackVms, bootStackVms, releaseStackVms, sinceStart, stopStackVms, trustBucketInStackVms } from "../../cli/vm/stackVms";
-import { type Vm, consoleTail, qemuAvailable } from "../../cli/vm/vm";
+import { type Vm, consoleTail } from "../../cli/vm/vm";
 import { POSTGRES_PORT } from "../../plan/plan";
-import { assertBackupInBucket, assertNoMailToken, isLoopback, journalTail, parseSs, privateCidrUnusedByHost, psql, sh, unitProps, verifyAndLogIn, vmBudgetMs, waitForWelcomeEmail } from "./guest";
+import { assertBackupInBucket, assertNoMailToken, isLoopback, journalTail, parseSs, privateCidrUnusedByHost, psql, sh, skipUnlessQemu, stackBucketOverride, startStackBucket, unitProps, verifyAndLogIn, vmBudgetMs, waitForWelcomeEmail } from "./guest";
 import { SPLIT_SETTINGS, SPLIT_STACK } from "./settings";
 
 const STACK = SPLIT_STACK;
@@ -101,29 +101,16 @@ describe("@vm separated: db, app and worker each in a VM from its exact user-dat
 
   before(async function () {
     t0 = Date.now();
-    const q = qemuAvailable();
-    if (!q.ok) {
-      if (process.env.CI === "true") throw new Error(`CI=true and QEMU cannot run: ${q.reason}`);
-      const bar = "!".repeat(78);
-      console.warn(`\n${bar}\n!! SKIPPING the @vm separated test: QEMU cannot run on this machine.\n!! ${q.reason}\n` +
-        `!! Install qemu-system-x86 (npm run setup) to run it. In CI (CI=true) this is a failure.\n${bar}\n`);
-      this.skip();
-    }
+    skipUnlessQemu(this, "separated");
     unlock = await lockRunDir(STACK_DIR, log);
     await stopStackVms(STACK_DIR, { log: () => {} }); // left over from an interrupted run of ours
-    const bucketDir = path.join(STACK_DIR, "bucket");
-    fs.rmSync(path.join(bucketDir, "data"), { recursive: true, force: true });
-    const [port] = await freePorts(1);
-    bucket = await startS3Bucket({ dir: bucketDir, name: BUCKET_NAME, port, uploads: UPLOADS_BUCKET_NAME });
+    bucket = await startStackBucket(STACK_DIR, { backups: BUCKET_NAME, uploads: UPLOADS_BUCKET_NAME });
     figures.hostLoadAtStart = os.loadavg()[0].toFixed(2);
     const privateNetworkCidr = privateCidrUnusedByHost();
     figures.privateNetworkCidr = privateNetworkCidr;
     vms = await bootStackVms({
       stack: STACK, stackDir: STACK_DIR, settings: { ...SPLIT_SETTINGS, privateNetworkCidr }, log,
-      bucket: {
-        endpoint: bucket.guestEndpoint, name: bucket.name, accessKeyId: bucket.accessKeyId, secretAccessKey: bucket.secretAccessKey, certFile: bucket.certFile,
-        uploads: { name: bucket.uploads!.name, accessKeyId: bucket.uploads!.accessKeyId, secretAccessKey: bucket.uploads!.secretAccessKey },
-      },
+      bucket: stackBucketOverride(bucket),
       onRender: (r) => log(`rendered ${r.servers.map((s) => `${s.server} (${s.roles.join("+")}, ${s.privateAddress}, ${Buffer.byteLength(s.userData)} bytes, ${s.pushes.length} pushes)`).join("; ")}`),
     });
     figures.boot = Object.fromEntries(vms.servers.map((s) => [s.render.server, { ...s.at, memoryMiB: s.vm?.qemuArgs[s.vm.qemuArgs.indexOf("-m") + 1], error: s.error?.message.split("\n")[0] }]));
