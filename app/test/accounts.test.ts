@@ -333,28 +333,38 @@ describe("password hash cap", function () {
     assert.equal(refused[0]!.retryAfterSeconds, 1);
   });
 
-  it("a login while the process's gate is full gets 503 with Retry-After at once", async () => {
+  it("a login while the process's gate is full gets 503 with Retry-After at once; once it has room, the usual 401", async () => {
     const t = await startTestApp();
-    const hold: Array<() => void> = [];
-    const holders = Array.from({ length: passwordHashGate.concurrency + passwordHashGate.maxWaiting }, () =>
-      passwordHashGate.run(() => new Promise<void>((resolve) => hold.push(resolve))),
-    );
     try {
-      await new Promise((r) => setImmediate(r));
-      const res = await t.app.inject({ method: "POST", url: "/auth/login", headers: from(uniqueAddress()), payload: { email: uniqueEmail("busy"), password: PASSWORD } });
-      assert.equal(res.statusCode, 503);
-      assert.equal(res.headers["retry-after"], "1");
-      assert.equal(res.json().error, "unavailable");
-    } finally {
-      while (hold.length || passwordHashGate.peak === 0) {
-        hold.shift()?.();
+      const hold: Array<() => void> = [];
+      const holders = Array.from({ length: passwordHashGate.concurrency + passwordHashGate.maxWaiting }, () =>
+        passwordHashGate.run(() => new Promise<void>((resolve) => hold.push(resolve))),
+      );
+      try {
         await new Promise((r) => setImmediate(r));
-        if (!hold.length) break;
+        const res = await t.app.inject({ method: "POST", url: "/auth/login", headers: from(uniqueAddress()), payload: { email: uniqueEmail("busy"), password: PASSWORD } });
+        assert.equal(res.statusCode, 503);
+        assert.equal(res.headers["retry-after"], "1");
+        assert.equal(res.json().error, "unavailable");
+      } finally {
+        while (hold.length || passwordHashGate.peak === 0) {
+          hold.shift()?.();
+          await new Promise((r) => setImmediate(r));
+          if (!hold.length) break;
+        }
+        await Promise.all(holders);
       }
-      await Promise.all(holders);
+      assert.ok(passwordHashGate.peak <= passwordHashGate.concurrency);
+      // The refusal is not remembered: an unknown address (checked against the dummy hash) gets
+      // the usual answer for the usual one hash.
+      const before = passwordHashGate.started;
+      const later = await t.app.inject({ method: "POST", url: "/auth/login", headers: from(uniqueAddress()), payload: { email: uniqueEmail("later"), password: PASSWORD } });
+      assert.equal(later.statusCode, 401, later.body);
+      assert.equal(later.json().error, "unauthorized");
+      assert.equal(passwordHashGate.started - before, 1, "an unknown address costs one scrypt hash");
+    } finally {
       await t.close();
     }
-    assert.ok(passwordHashGate.peak <= passwordHashGate.concurrency);
   });
 });
 
