@@ -61,12 +61,15 @@ export interface EventFilter {
   before?: string;
 }
 
-/** Newest first. */
+/**
+ * Newest first. The ORDER BY names the table's column: a bare `id` would be the text the SELECT
+ * list casts it to, which puts "9" before "10" (and skips the index on org_id, id).
+ */
 export async function listEvents(db: Db, filter: EventFilter): Promise<AuditEvent[]> {
   const { rows } = await db.query<AuditEvent>(
     `SELECT ${COLUMNS} FROM audit_events
       WHERE ($1::uuid IS NULL OR org_id = $1) AND ($2::bigint IS NULL OR id < $2)
-      ORDER BY id DESC LIMIT $3`,
+      ORDER BY audit_events.id DESC LIMIT $3`,
     [filter.orgId ?? null, filter.before ?? null, filter.limit],
   );
   return rows;
