@@ -68,7 +68,10 @@ export async function startTestApp(
 ): Promise<TestApp> {
   const config = parseConfig(testEnv(envOverrides));
   const { log, logs } = captureLogger();
-  const pool = createPool(config.databaseUrl, log, { max: 5, connectionTimeoutMillis: 1000 });
+  // The wait for a connection is the web process's own (createPool's default), not shorter: on a
+  // 2-core machine busy with VMs, opening a PostgreSQL connection, or waiting for one of the five
+  // while a test sends several requests at once, can take over a second, which then is a 500.
+  const pool = createPool(config.databaseUrl, log, { max: 5 });
   const storage = createStorage(config);
   const reporter = opts.reporter ?? (await createErrorReporter(config.sentryDsn, "test", "web"));
   const ctx: AppContext = { config, pool, log, storage, reporter, releaseId: opts.releaseId ?? "dev" };
