@@ -123,7 +123,7 @@ export class SaasStack extends pulumi.ComponentResource {
           sshKeys,
           network: this.network,
           serverIds,
-          files: files.map((f) => ({ path: f.path, secret: f.secret === true })),
+          files: files.map((f) => ({ path: f.path, secret: f.secret === true, onChange: f.onChange })),
           privateKey: config.sshPrivateKey ? pulumi.secret(config.sshPrivateKey) : undefined,
           privateAddresses: renderAddresses(),
           render: (ipv4, privateAddresses) =>

@@ -10,6 +10,8 @@ import type { PrivateAddresses } from "../plan/peers";
 import { CATALOGS, type Provider } from "../config/providers";
 import { digitaloceanProvider } from "./digitalocean";
 import { createFilePush } from "./filePush";
+import type { RenderedFile } from "../provisioning/files";
+import { planPushes } from "../provisioning/push";
 import { hetzner } from "./hetzner";
 import type { MachineProvider, ServerIds, StackNetwork } from "./machine";
 
@@ -41,8 +43,8 @@ export interface VpsServerArgs {
   /** The server's files for its fixed IPv4 and the private addresses known; called once per address set. */
   render: (ipv4: pulumi.Output<string>, privateAddresses: pulumi.Output<PrivateAddresses>) => pulumi.Output<RenderedServer>;
   privateAddresses: RenderAddresses;
-  /** The files this server gets (path and whether it is secret), known before any value resolves. */
-  files: Array<{ path: string; secret: boolean }>;
+  /** The files this server gets (path, whether it is secret, its onChange action), known before any value resolves. */
+  files: Array<{ path: string; secret: boolean; onChange?: string }>;
   /** SSH private key for day-2 pushes (secret); default: the SSH agent. */
   privateKey?: pulumi.Input<string>;
 }
@@ -78,18 +80,30 @@ export class VpsServer extends pulumi.ComponentResource {
       },
       this,
     );
-    for (const { path, secret } of args.files) {
-      const found = day2.apply((r) => {
+    const fileOf = (path: string): pulumi.Output<RenderedFile> =>
+      day2.apply((r) => {
         const match = r.files.find((f) => f.path === path);
         if (!match) throw new Error(`rendered files of ${name} lost ${path}`);
+        // The push order was planned from the files known up front; the render must agree.
+        const planned = args.files.find((f) => f.path === path)?.onChange;
+        if (match.onChange !== planned) throw new Error(`${name}: ${path}'s action changed between the planned and the rendered files (${planned} / ${match.onChange})`);
         return match;
       });
+    const secretPaths = new Set(args.files.filter((f) => f.secret).map((f) => f.path));
+    const pushOf = new Map<string, pulumi.Resource>();
+    for (const planned of planPushes(args.files)) {
+      const secret = secretPaths.has(planned.path);
       // The render as a whole is secret (secrets go in); files marked non-secret hold none
       // (a test checks), so their diffs stay readable in `pulumi preview`.
-      const file = secret ? pulumi.secret(found) : pulumi.unsecret(found);
-      this.pushes.push(
-        createFilePush(`${name}-push${path.replace(/[^A-Za-z0-9]+/g, "-")}`, { host: machine.ipv4, privateKey: args.privateKey, file, secret, dependsOn: machine.ready }, this),
+      const file = secret ? pulumi.secret(fileOf(planned.path)) : pulumi.unsecret(fileOf(planned.path));
+      const keyedBy = { files: pulumi.unsecret(pulumi.all(planned.keyedBy.map(fileOf))), secret: planned.keyedBy.some((p) => secretPaths.has(p)) };
+      const push = createFilePush(
+        `${name}-push${planned.path.replace(/[^A-Za-z0-9]+/g, "-")}`,
+        { host: machine.ipv4, privateKey: args.privateKey, file, secret, action: planned.action, keyedBy, dependsOn: [...machine.ready, ...planned.after.map((p) => pushOf.get(p)!)] },
+        this,
       );
+      pushOf.set(planned.path, push);
+      this.pushes.push(push);
     }
     this.ipv4 = machine.ipv4;
     this.ipv6 = machine.ipv6;

@@ -60,8 +60,22 @@ describe("test commands (package.json scripts, README)", function () {
     return found.sort();
   }
 
-  it("npm test (what CI runs) type-checks, then runs every mocha suite unfiltered, then the app's suite", () => {
-    assert.equal(scripts.test, "npm run -s typecheck && mocha 'test/**/*.test.ts' && npm test --prefix app");
+  it("npm test (what CI runs) type-checks, runs the suites without VMs three at a time, then the VM suites, then the app's suite; every part runs and a failed one fails the whole", () => {
+    assert.equal(scripts.test, "bash cli/test.sh");
+    // cli/test.sh with npm and npx stood in by a recorder; the part without VMs fails.
+    const bin = tempDir("test-sh-bin");
+    const calls = path.join(bin, "calls");
+    const recorder = `#!/bin/sh\necho "$(basename "$0") $*" >> ${calls}\ncase "$*" in *--invert*) exit 1;; esac\n`;
+    for (const tool of ["npm", "npx"]) fs.writeFileSync(path.join(bin, tool), recorder, { mode: 0o755 });
+    const r = run("bash", [path.join(ROOT, "cli", "test.sh")], { env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
+    assert.equal(r.status, 1, r.stdout + r.stderr);
+    assert.match(r.stderr, /npm test: failed: suites without VMs\n/);
+    assert.deepEqual(fs.readFileSync(calls, "utf8").trim().split("\n"), [
+      "npm run -s typecheck",
+      "npx mocha test/**/*.test.ts --grep @vm --invert --parallel --jobs 3",
+      "npx mocha test/**/*.test.ts --grep @vm",
+      "npm test --prefix app",
+    ]);
   });
 
   // No tag in this title: test:fast would leave this test out too.

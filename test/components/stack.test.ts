@@ -216,6 +216,30 @@ describe("components under Pulumi mocks: behaviour across configs", function () 
     assert.deepEqual(changed, ["saas-test-app-push-etc-systemd-system-backup-timer"]);
   });
 
+  it("a change to one env file runs the rolling restart once: the push of that file and its group's runner, which waits for the group and release.conf", async () => {
+    const program = (raw: Record<string, string>) => runProgram(raw, ["backupSecretAccessKey"]);
+    const hashes = (run: MockRun) => new Map(run.mocks.ofType(COMMAND).map((p) => [p.name, unwrapSecrets(p.inputs.triggers)[0] as string]));
+    const before = await program(minimalRaw("hetzner"));
+    const beforeHashes = hashes(before);
+    const after = hashes(await program({ ...minimalRaw("hetzner"), mailFrom: "shop@example.org" }));
+    const changed = [...beforeHashes.keys()].filter((name) => beforeHashes.get(name) !== after.get(name));
+    // app.env changed; worker@.service is the last file of the restart's group without secrets.
+    const runner = "saas-test-app-push-etc-systemd-system-worker-service";
+    assert.deepEqual(changed.sort(), ["saas-test-app-push-etc-saas-vps-app-env", runner].sort());
+    const push = before.mocks.ofType(COMMAND).find((c) => c.name === runner)!;
+    assert.ok(isWrappedSecret(push.inputs.triggers[0]) || isWrappedSecret(push.inputs.triggers), "the runner's key hashes secret files: it is secret too");
+    assert.equal(isWrappedSecret(push.inputs.stdin), false, "the runner's own file holds no secret, so its output stays readable");
+    const create: string = unwrapSecrets(push.inputs.create);
+    assert.match(create, /running once for \/etc\/systemd\/system\/web@\.service, \/etc\/systemd\/system\/worker@\.service, \/etc\/saas-vps\/app\.env, \/etc\/saas-vps\/web\.env, \/etc\/saas-vps\/worker\.env/);
+    const appEnv: string = unwrapSecrets(before.mocks.ofType(COMMAND).find((c) => c.name === "saas-test-app-push-etc-saas-vps-app-env")!.inputs.create);
+    assert.doesNotMatch(appEnv, /release restart/, "app.env's own push must not restart anything");
+    const dependsOn = (before.options.get(runner)?.dependsOn ?? []) as pulumi.Resource[];
+    const names = (await Promise.all(dependsOn.map((r) => valueOf(r.urn)))).map((u: string) => u.replace(/^.*::/, ""));
+    for (const file of ["etc-saas-vps-app-env", "etc-saas-vps-web-env", "etc-saas-vps-worker-env", "etc-systemd-system-web-service", "etc-saas-vps-release-conf", "usr-local-sbin-release"]) {
+      assert.ok(names.includes(`saas-test-app-push-${file}`), `the runner does not wait for ${file}: ${names.join(", ")}`);
+    }
+  });
+
   it("fails before declaring any resource when the config is bad", async () => {
     await assert.rejects(runProgram({ provider: "hetzner", regoin: "fsn1" }), (err: unknown) => {
       assert.ok(err instanceof ConfigError);

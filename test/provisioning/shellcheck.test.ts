@@ -7,7 +7,6 @@
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
-import { renderPushCommand } from "../../provisioning/push";
 import { loadScript } from "../../provisioning/scripts";
 import { renderAllCases, type RenderCase } from "../support/renderCases";
 import { isScript, run, tempDir } from "../support/tools";
@@ -66,8 +65,7 @@ function renderedScripts(cases: RenderCase[]): Script[] {
  */
 function pushCommands(cases: RenderCase[]): Script[] {
   return cases.flatMap((c) =>
-    [...c.files].flatMap(([path, content]) => {
-      const command = renderPushCommand({ path, content, mode: c.modes.get(path) ?? "0644" });
+    [...c.pushCommands].flatMap(([path, command]) => {
       return [
         { origin: `${c.name} push of ${path}`, content: command },
         { origin: `${c.name} push of ${path} (its sudo sh -c script)`, content: sudoScript(command) },

@@ -14,6 +14,7 @@ import { buildServerInput, PLACEHOLDER_CONTEXT } from "../../plan/serverInput";
 import { readStackFile, readUserDataBundle, renderStack } from "../../cli/lib/renderStack";
 import { listStacks } from "../../cli/lib/stacks";
 import { minimalRaw } from "./fixtures";
+import { planPushes, renderPushCommand } from "../../provisioning/push";
 
 export interface RenderCase {
   name: string;
@@ -24,6 +25,8 @@ export interface RenderCase {
   modes: Map<string, string>;
   /** Paths of the files only the day-2 push carries (not in the user-data). */
   pushOnly: Set<string>;
+  /** Path → the day-2 push command the program runs for it (its action and its group's included). */
+  pushCommands: Map<string, string>;
 }
 
 const ROOT = join(__dirname, "..", "..");
@@ -45,6 +48,7 @@ async function stackCases(stack: string): Promise<RenderCase[]> {
       files: server.files,
       modes: new Map([...[...installed].map(([path, f]) => [path, f.mode] as const), ...server.pushes.map((p) => [p.path, p.mode] as const)]),
       pushOnly: new Set(server.pushOnly),
+      pushCommands: new Map(server.pushes.map((p) => [p.path, p.command])),
     };
   });
 }
@@ -56,6 +60,7 @@ function caseOf(name: string, { userData, files }: { userData: string; files: Re
     files: new Map(files.map((f: RenderedFile) => [f.path, f.content])),
     modes: new Map(files.map((f) => [f.path, f.mode])),
     pushOnly: new Set(files.filter((f) => f.pushOnly).map((f) => f.path)),
+    pushCommands: new Map(planPushes(files).map(({ path, action }) => [path, renderPushCommand(files.find((f) => f.path === path)!, action)])),
   };
 }
 

@@ -41,17 +41,16 @@ const STACK = SPLIT_STACK;
 const STACK_DIR = path.join(PROJECT_DIR, ".vm", "e2e-move");
 const BUCKET_NAME = "vm-e2e-move-backups";
 const UPLOADS_BUCKET_NAME = "vm-e2e-move-uploads";
-const BUDGET_MS = vmBudgetMs(15);
+const BUDGET_MS = vmBudgetMs(30);
 const log = (m: string) => console.log(`      ${m}`);
 
 /**
- * Not part of `npm test` yet: steps 1 and 2 pass in VMs (the rehearsal found and fixed a pg_hba
- * line that kept the db server's PostgreSQL from starting in state live), but step 3 fails. The
- * switch changes app.env and web.env together, and each file's push restarts the web processes
- * when it lands: app.env's push came first, its rolling restart started web on the old web.env,
- * whose login the freeze had locked on the old cluster, /health answered 503, and the release tool
- * stopped the switch. The env files of one switch must land before one restart (one push for the
- * three, or web.env and worker.env ordered before app.env). Until then: SAAS_VPS_E2E_MOVE=1.
+ * Opt-in (SAAS_VPS_E2E_MOVE=1), not part of `npm test`: it takes about 19 minutes on an idle
+ * 2-core machine (two VMs boot, a release, the window, a switch that rolls three web instances),
+ * and CI's hour already holds the one-server and three-server e2e. What it guards in every run
+ * instead: the renders of each step (test/plan/move.test.ts) and the day-2 push order that the
+ * switch depends on (test/provisioning/push.test.ts, a group of files behind one restart). Run it
+ * when the move, the mvp-database command, the push or the backup restore changes.
  */
 const RUN_MOVE_E2E = process.env.SAAS_VPS_E2E_MOVE === "1";
 
@@ -59,8 +58,8 @@ describe("@vm move from mvp to separated: data written at mvp is on the db serve
   this.timeout(BUDGET_MS);
   before(function () {
     if (!RUN_MOVE_E2E) {
-      console.warn("      SKIPPED (loudly): the VM rehearsal of the move from mvp runs only with SAAS_VPS_E2E_MOVE=1; " +
-        "its step 3 (the switch) fails: app.env's push restarts web before web.env has landed (see the comment above its describe)");
+      console.warn("      SKIPPED (loudly): the VM rehearsal of the move from mvp (about 19 minutes) runs only with SAAS_VPS_E2E_MOVE=1; " +
+        "CI's hour holds the one-server and three-server e2e, not this too (see the comment above its describe)");
       this.skip();
     }
   });
