@@ -45,24 +45,12 @@ const BUDGET_MS = vmBudgetMs(30);
 const log = (m: string) => console.log(`      ${m}`);
 
 /**
- * Opt-in (SAAS_VPS_E2E_MOVE=1), not part of `npm test`: it takes about 19 minutes on an idle
- * 2-core machine (two VMs boot, a release, the window, a switch that rolls three web instances),
- * and CI's hour already holds the one-server and three-server e2e. What it guards in every run
- * instead: the renders of each step (test/plan/move.test.ts) and the day-2 push order that the
- * switch depends on (test/provisioning/push.test.ts, a group of files behind one restart). Run it
- * when the move, the mvp-database command, the push or the backup restore changes.
+ * About 19 minutes alone on an idle 2-core machine (two VMs boot, a release, the window, a switch
+ * that rolls three web instances): `npm test` runs it beside the one-VM suites (cli/test.sh).
  */
-const RUN_MOVE_E2E = process.env.SAAS_VPS_E2E_MOVE === "1";
 
 describe("@vm move from mvp to separated: data written at mvp is on the db server after the move", function () {
   this.timeout(BUDGET_MS);
-  before(function () {
-    if (!RUN_MOVE_E2E) {
-      console.warn("      SKIPPED (loudly): the VM rehearsal of the move from mvp (about 19 minutes) runs only with SAAS_VPS_E2E_MOVE=1; " +
-        "CI's hour holds the one-server and three-server e2e, not this too (see the comment above its describe)");
-      this.skip();
-    }
-  });
 
   let t0 = 0;
   let unlock: (() => void) | undefined;
