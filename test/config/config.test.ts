@@ -75,6 +75,9 @@ describe("stack config: parseStackConfig", () => {
     ["spaces region that has none", { provider: "digitalocean", backupBucketRegion: "fsn1" }, ['saas-vps:backupBucketRegion: "fsn1" has no Spaces; use one of nyc3, sfo2, sfo3, ams3, sgp1, fra1, syd1, blr1, lon1, atl1, tor1']],
     ["smtp URL of another scheme", { smtpUrl: "https://mail.example.com" }, ["saas-vps:smtpUrl: must be an smtp:// or smtps:// URL such as smtps://user:pass@smtp.example.com:465; got a value that is not one"]],
     ["alert webhook not a URL", { alertWebhookUrl: "hooks.example.com" }, ["saas-vps:alertWebhookUrl: must be an http(s) URL that accepts a JSON POST; got a value that is not one"]],
+    ["a Stripe publishable key as secret key", { stripeSecretKey: "pk_live_abc123" }, ["saas-vps:stripeSecretKey: must be a Stripe secret or restricted key (sk_live_..., sk_test_..., rk_live_...); got a value that is not one"]],
+    ["a webhook secret that is not one", { stripeSecretKey: "sk_test_abc", stripeWebhookSecret: "we_123" }, ["saas-vps:stripeWebhookSecret: must be a Stripe webhook signing secret (whsec_...); got a value that is not one"]],
+    ["a webhook secret without the key", { stripeWebhookSecret: "whsec_abc" }, ["saas-vps:stripeSecretKey: is required when saas-vps:stripeWebhookSecret is set (the app verifies webhooks with the Stripe library, which needs the key)"]],
   ];
   for (const [title, fragment, expected] of table) {
     it(`rejects ${title}`, () => {

@@ -34,7 +34,7 @@ import { ensureSshKey } from "../../cli/vm/ssh";
 import { type VmRender, renderStackServersForVm } from "../../cli/vm/stack";
 import { type StackVms, bootStackVms, releaseStackVms, sinceStart, stopStackVms, trustBucketInStackVms } from "../../cli/vm/stackVms";
 import { type Vm, consoleTail } from "../../cli/vm/vm";
-import { journalTail, privateCidrUnusedByHost, psql, sh, skipUnlessQemu, stackBucketOverride, startStackBucket, unitProps, vmBudgetMs, waitForWelcomeEmail } from "./guest";
+import { journalTail, privateCidrUnusedByHost, psql, sh, skipUnlessQemu, stackBucketOverride, startStackBucket, unitProps, verifyAndLogIn, vmBudgetMs, waitForWelcomeEmail } from "./guest";
 import { SPLIT_SETTINGS, SPLIT_STACK } from "./settings";
 
 const STACK = SPLIT_STACK;
@@ -120,10 +120,11 @@ describe("@vm move from mvp to separated: data written at mvp is on the db serve
     const app = vmOf("app");
     const db = vmOf("db");
     for (const email of earlyUsers) {
+      // Signup answers 202 without a session; the address is verified (SQL), then the owner logs in.
       const r = await post(app, "/auth/register", { email, password, name: `before ${email}`, organizationName: `Org ${email}` });
-      assert.equal(r.status, 201, r.body);
-      const body = JSON.parse(r.body) as { token: string; organization: { id: string } };
-      const project = await post(app, `/orgs/${body.organization.id}/projects`, { name: `project of ${email}` }, body.token);
+      assert.equal(r.status, 202, r.body);
+      const { orgId, token } = await verifyAndLogIn(app, app, email, password);
+      const project = await post(app, `/orgs/${orgId}/projects`, { name: `project of ${email}` }, token);
       assert.equal(project.status, 201, project.body);
     }
     // The jobs run on the app server, against its own database.
@@ -185,7 +186,7 @@ describe("@vm move from mvp to separated: data written at mvp is on the db serve
     }
     // A new signup lands in the db server's database, not in the old one.
     const r = await post(app, "/auth/register", { email: lateUser, password, name: "after the move", organizationName: "After Org" });
-    assert.equal(r.status, 201, r.body);
+    assert.equal(r.status, 202, r.body);
     assert.equal(await psql(db, `select count(*) from users where email like 'move-%-${suffix}@example.com'`), "3");
     assert.equal(await psql(app, `select count(*) from users where email = '${lateUser}'`), "0");
     assert.equal(await psql(db, `select count(*) from projects where name like 'project of move-%-${suffix}@example.com'`), "2");
