@@ -74,14 +74,15 @@ export function isLoopback(host: string): boolean {
 }
 
 /**
- * Waits until the worker (unit `worker@1` on `workerVm`) has logged the welcome email to `email`
+ * Waits until a worker (any `worker@` unit on `workerVm`) has logged the welcome email to `email`
  * (no SMTP_URL: the app logs it) and `job done` for send_welcome_email; returns the log lines. The
  * default wait is generous: an emulated worker on a busy host takes minutes to (re)start.
  */
 export async function waitForWelcomeEmail(workerVm: Vm, email: string, timeoutMs = 240000): Promise<string[]> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const out = await sh(workerVm, "sudo journalctl -u worker@1.service -b -o cat --no-pager");
+    // Every worker unit: with two, either may take the job (seen: worker@2 did, worker@1 idled).
+    const out = await sh(workerVm, "sudo journalctl -u 'worker@*.service' -b -o cat --no-pager");
     const lines = out.split("\n").filter((l) => l.startsWith("{"));
     const parsed = lines.map((l) => JSON.parse(l) as { msg?: string; mail?: { to?: string }; task?: string });
     const mailed = parsed.some((l) => l.msg?.includes("email logged") && l.mail?.to === email);
