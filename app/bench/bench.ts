@@ -9,7 +9,7 @@
 //   npm run bench [-- --duration 5 --connections 10]
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { createServer, type AddressInfo } from "node:net";
+import { freePort } from "./freePort.js";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -27,14 +27,6 @@ const arg = (name: string, dflt: number) => {
 const DURATION = arg("duration", 5);
 const CONNECTIONS = arg("connections", 10);
 const say = (msg: string) => process.stderr.write(`bench: ${msg}\n`);
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const { port } = s.address() as AddressInfo;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 async function waitHttp(url: string): Promise<void> {
   for (let i = 0; i < 600; i++) { // up to 60 s: a busy machine starts slowly

@@ -8,7 +8,7 @@
 //   npm run bench:startup [-- --runs 10] [--unbundled <tarball>] [--bundled <tarball>]
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
-import { createServer, type AddressInfo } from "node:net";
+import { freePort } from "./freePort.js";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -26,14 +26,6 @@ const CLK_TCK = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }
 
 type Layout = "unbundled" | "bundled";
 interface Sample { wallMs: number; cpuMs: number }
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const { port } = s.address() as AddressInfo;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 /** user+sys CPU of a running process, from /proc/<pid>/stat (fields 14 and 15, in clock ticks). */
 function cpuMsOf(pid: number): number {
