@@ -96,8 +96,11 @@ try {
     STRIPE_SECRET_KEY: "sk_test_bench0123456789",
     STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET,
   };
-  // The compiled files import packages by name: link app/node_modules next to them.
+  // The compiled files import packages by name: link app/node_modules next to them. package.json
+  // marks the package root the code finds its files from (src/core/release.ts), as in an artifact.
   execFileSync("ln", ["-s", path.join(appRoot, "node_modules"), path.join(build, "node_modules")]);
+  execFileSync("cp", [path.join(appRoot, "package.json"), path.join(build, "package.json")]);
+  execFileSync("ln", ["-s", path.join(appRoot, "migrations"), path.join(build, "migrations")]);
   const start = (file: string, extra: Record<string, string>) => {
     const c = spawn(process.execPath, [file], { env: { ...env, ...extra }, stdio: ["ignore", "ignore", "inherit"] });
     children.push(c);
