@@ -9,7 +9,7 @@
 //   npm run bench [-- --duration 5 --connections 10]
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { freePort } from "./freePort.js";
+import { freePort } from "../test/helpers/proc.js";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";

@@ -8,7 +8,7 @@
 //   npm run bench:startup [-- --runs 10] [--unbundled <tarball>] [--bundled <tarball>]
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
-import { freePort } from "./freePort.js";
+import { freePort } from "../test/helpers/proc.js";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
