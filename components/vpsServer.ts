@@ -94,15 +94,20 @@ export class VpsServer extends pulumi.ComponentResource {
       this,
     );
     this.ssh = { host: machine.ipv4, hostKey: this.hostPublicKey, privateKey: args.privateKey };
-    const fileOf = (path: string): pulumi.Output<RenderedFile> =>
-      day2.apply((r) => {
-        const match = r.files.find((f) => f.path === path);
-        if (!match) throw new Error(`rendered files of ${name} lost ${path}`);
-        // The push order was planned from the files known up front; the render must agree.
-        const planned = args.files.find((f) => f.path === path)?.onChange;
-        if (match.onChange !== planned) throw new Error(`${name}: ${path}'s action changed between the planned and the rendered files (${planned} / ${match.onChange})`);
-        return match;
-      });
+    // Each file's day-2 render, once: its own push and its group's runner (keyed by it) share it.
+    const rendered = new Map(
+      args.files.map(({ path, onChange: planned }) => [
+        path,
+        day2.apply((r) => {
+          const match = r.files.find((f) => f.path === path);
+          if (!match) throw new Error(`rendered files of ${name} lost ${path}`);
+          // The push order was planned from the files known up front; the render must agree.
+          if (match.onChange !== planned) throw new Error(`${name}: ${path}'s action changed between the planned and the rendered files (${planned} / ${match.onChange})`);
+          return match;
+        }),
+      ]),
+    );
+    const fileOf = (path: string): pulumi.Output<RenderedFile> => rendered.get(path)!;
     const secretPaths = new Set(args.files.filter((f) => f.secret).map((f) => f.path));
     const pushOf = new Map<string, pulumi.Resource>();
     for (const planned of planPushes(args.files)) {

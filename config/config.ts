@@ -161,6 +161,9 @@ export function parseStackConfig(raw: Record<string, string>, options: ParseOpti
   if (v.domain && !raw.acmeEmail) {
     problems.add("acmeEmail", `is required when saas-vps:domain is set (Let's Encrypt needs a contact); domain is ${quote(v.domain)}`);
   }
+  if (v.stripeWebhookSecret && !raw.stripeSecretKey) {
+    problems.add("stripeSecretKey", "is required when saas-vps:stripeWebhookSecret is set (the app verifies webhooks with the Stripe library, which needs the key)");
+  }
   if (v.stage && SPLIT_STAGES.includes(v.stage) && v.workerInstances === 0) {
     problems.add("workerInstances", `must be 1-16 at stage ${v.stage}: the worker has a server of its own there, which would run nothing; got 0`);
   }
@@ -196,6 +199,8 @@ export function parseStackConfig(raw: Record<string, string>, options: ParseOpti
     smtpUrl: v.smtpUrl,
     mailFrom: v.mailFrom,
     sentryDsn: v.sentryDsn,
+    stripeSecretKey: v.stripeSecretKey,
+    stripeWebhookSecret: v.stripeWebhookSecret,
     appDir: v.appDir!,
     appBuildCommand: v.appBuildCommand!,
   };

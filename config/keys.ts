@@ -477,6 +477,22 @@ export const KEYS = {
     description: "Sentry DSN for the app's error reports (SENTRY_DSN). Set with --secret.",
     rule: "the app's error reports (`SENTRY_DSN`)",
   },
+  stripeSecretKey: {
+    ...optional((v) => (/^(sk|rk)_(test|live)_[A-Za-z0-9]+$/.test(v) ? undefined : "must be a Stripe secret or restricted key (sk_live_..., sk_test_..., rk_live_...); got a value that is not one")),
+    ...ALL,
+    secret: true as const,
+    defaultText: "none",
+    description: "Stripe API key for the app's billing (STRIPE_SECRET_KEY; web and worker processes only). Without it billing is off. Set with --secret.",
+    rule: "the app's billing (`STRIPE_SECRET_KEY`, web and worker only); without it billing is off",
+  },
+  stripeWebhookSecret: {
+    ...optional((v) => (/^whsec_[A-Za-z0-9+/=]+$/.test(v) ? undefined : "must be a Stripe webhook signing secret (whsec_...); got a value that is not one")),
+    ...ALL,
+    secret: true as const,
+    defaultText: "none",
+    description: "Signing secret of the Stripe webhook endpoint <app URL>/billing/webhook (STRIPE_WEBHOOK_SECRET; web processes only). Needs stripeSecretKey. Set with --secret.",
+    rule: "signing secret of `<app URL>/billing/webhook` (`STRIPE_WEBHOOK_SECRET`, web only); needs `stripeSecretKey`",
+  },
   appDir: {
     ...withDefault("app", (v) => (v.trim() === "" || /[\0\n]/.test(v) ? `must be a folder path (relative to the project or absolute); got ${quote(v)}` : undefined)),
     ...ALL,

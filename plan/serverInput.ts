@@ -8,6 +8,7 @@
 import type { BackupBucket, BackupRenderOptions, RemoteDatabase } from "../provisioning/backup";
 import type { S3Bucket } from "../provisioning/bucket";
 import type { UploadsInput } from "../provisioning/uploads";
+import type { ProcessEnvironment } from "../provisioning/roles/app";
 import { DATABASE_NAME, surgePortFor, webPorts, workerUnits } from "../provisioning/layout";
 import type { RoleInputs } from "../provisioning/roles/index";
 import { runsApp } from "../provisioning/roles/index";
@@ -88,6 +89,7 @@ export function buildServerInput(config: StackConfig, server: ServerPlan, contex
       ? {
           url: appUrlFor(config, context.ipv4),
           environment: appEnvironmentFor(config),
+          processEnvironment: processEnvironmentFor(config),
           secretKey: context.secrets.appSecretKey,
           database: {
             endpoint: databaseEndpointFor(server, plan, addresses, managed?.endpoint),
@@ -227,6 +229,19 @@ export function appEnvironmentFor(config: Pick<StackConfig, "smtpUrl" | "mailFro
   if (config.mailFrom) env.MAIL_FROM = config.mailFrom;
   if (config.sentryDsn) env.SENTRY_DSN = config.sentryDsn;
   return env;
+}
+
+/**
+ * App settings only some processes may see, by process kind: they go into web.env or worker.env,
+ * never app.env (which the release's migrate step and every process read). Web checks webhook
+ * signatures and creates Checkout sessions; the worker may fetch a subscription from Stripe.
+ */
+export function processEnvironmentFor(config: Pick<StackConfig, "stripeSecretKey" | "stripeWebhookSecret">): ProcessEnvironment {
+  const web: Record<string, string> = {};
+  const worker: Record<string, string> = {};
+  if (config.stripeSecretKey) web.STRIPE_SECRET_KEY = worker.STRIPE_SECRET_KEY = config.stripeSecretKey;
+  if (config.stripeWebhookSecret) web.STRIPE_WEBHOOK_SECRET = config.stripeWebhookSecret;
+  return { web, worker };
 }
 
 /** Stand-in values with the shapes of the real ones, for listing which files a server gets. */

@@ -115,11 +115,11 @@ export function renderPushCommand(file: RenderedFile, action: PushAction = { kin
   const owed = file.onChange !== undefined;
   const pendingDir = `\${SAAS_VPS_PUSH_PENDING:-${PUSH_PENDING_DIR}}`;
   const unchanged = (): string[] => {
-    if (!owed) return ['  echo "unchanged: $dest"; exit 0'];
+    // Nothing owed here (no action, or the runner's to run): an unchanged file ends the push.
+    if (!owed || action.kind === "deferred") return ['  echo "unchanged: $dest"; exit 0'];
     if (action.kind === "own") {
       return ['  [ -e "$pending" ] || { echo "unchanged: $dest"; exit 0; }', '  echo "unchanged: $dest; its last change did not take effect, so its action runs again"'];
     }
-    if (action.kind === "deferred") return ['  echo "unchanged: $dest"; exit 0'];
     return ['  echo "unchanged: $dest"'];
   };
   const updatedNote = action.kind === "deferred" ? `; its action runs once with the push of ${action.runBy}` : "";

@@ -1,5 +1,8 @@
 #!/usr/bin/env node
-// Builds the release artifact: dist/release/saas-app-<id>.tar.gz, printed as the last stdout line.
+// Builds the release artifact: <out-dir>/saas-app-<id>.tar.gz, printed as the last stdout line.
+//   node scripts/build.mjs [--out-dir DIR]    (default: dist/release)
+//   node scripts/build.mjs --unbundled ...    the previous layout (tsc file by file + node_modules),
+//                                             kept only as the baseline of bench/startup.ts
 //
 // <id> = first 16 hex chars of sha256 over the build inputs (src/, migrations/, package.json,
 // package-lock.json, tsconfig*.json and this script), so identical sources give an identical id.
@@ -9,19 +12,49 @@
 // Tarball root:
 //   manifest.json        {"id", "name", "version", "node", "commands": {web, worker, migrate}}
 //   bin/web bin/worker bin/migrate   sh wrappers: exec node on dist/<name>.js next to them
-//   dist/                compiled JavaScript (ES modules)
+//   dist/                one ES module bundle per entry point (esbuild) and dist/chunks/, the code
+//                        they share or load on demand; every dependency is inside, no node_modules
 //   migrations/          SQL migrations (node-pg-migrate) read by bin/migrate
-//   node_modules/        production dependencies only (pure JS: no native addons, no build tools)
-//   package.json package-lock.json
+//   package.json         name, version and "type": "module" (the bundles are ES modules)
+//   THIRD_PARTY_LICENSES.txt   name, version and license text of every bundled package
+//
+// Why a bundle: Node spends most of a start resolving, reading and compiling thousands of small
+// files of node_modules one at a time; a bundle is a few large files (app/README.md: Build).
 import { createHash } from "node:crypto";
 import { execFileSync } from "node:child_process";
-import { chmodSync, cpSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import * as esbuild from "esbuild";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const pkg = JSON.parse(readFileSync(path.join(root, "package.json"), "utf8"));
+const lock = JSON.parse(readFileSync(path.join(root, "package-lock.json"), "utf8"));
 const log = (msg) => process.stderr.write(`build: ${msg}\n`);
+
+const ENTRIES = ["web", "worker", "migrate"];
+const NODE_MAJOR = 20;
+
+/**
+ * Left out of the bundle, and not shipped: only what a bundled package asks for on a path the
+ * app never takes. `typescript` (10 MB): cosmiconfig, graphile-worker's config-file loader,
+ * requires it only to read a graphile.config.ts, which a release does not have; bundled, it
+ * would be parsed at every worker and migrate start. (pg's optional `pg-native` addon needs no
+ * entry: pg requires it inside a try, which esbuild leaves to run time by itself.)
+ */
+const EXTERNAL = ["typescript"];
+
+/**
+ * CommonJS packages bundled into an ES module still call require() for Node's built-ins
+ * (esbuild keeps those calls as they are); an ES module has no `require`, so each output file
+ * makes one from its own URL.
+ */
+const REQUIRE_SHIM = 'import { createRequire as __bundleCreateRequire } from "node:module";\n' +
+  "const require = __bundleCreateRequire(import.meta.url);";
+
+/** The one source file that may locate files from import.meta.url (it finds the package root). */
+const PACKAGE_ROOT_MODULE = "src/core/release.ts";
 
 function listFiles(dir) {
   return readdirSync(path.join(root, dir), { recursive: true, withFileTypes: true })
@@ -56,58 +89,151 @@ here=$(dirname "$(readlink -f "$0")")
 exec "\${NODE:-node}" "$here/../dist/${entry}.js" "$@"
 `;
 
+/** "node_modules/a/node_modules/@b/c/lib/x.js" -> "node_modules/a/node_modules/@b/c" (package-lock's key). */
+function packageDirOf(input) {
+  const m = /^(?:.*\/)?node_modules\/(?:@[^/]+\/)?[^/]+/.exec(input);
+  return m ? m[0] : undefined;
+}
+
+/**
+ * What the bundle took in must come from src/ or from app/node_modules as package-lock.json
+ * installs it for production: not a devDependency, not a package Node's resolution found in a
+ * folder above app/ (the build machine's, never installed on a server by `npm ci`). Also, app
+ * code may not locate files relative to import.meta.url (see PACKAGE_ROOT_MODULE).
+ * Returns the bundled package directories, sorted.
+ */
+function checkBundleInputs(metafile) {
+  const problems = [];
+  const packages = new Set();
+  for (const input of Object.keys(metafile.inputs)) {
+    if (input.startsWith("src/")) {
+      if (input !== PACKAGE_ROOT_MODULE && /import\.meta\.url|__dirname|__filename/.test(readFileSync(path.join(root, input), "utf8"))) {
+        problems.push(`${input} uses import.meta.url/__dirname: in the bundle that is dist/, not the source's folder; resolve files from packageRoot (${PACKAGE_ROOT_MODULE})`);
+      }
+      continue;
+    }
+    const dir = packageDirOf(input);
+    const importer = Object.entries(metafile.inputs).find(([, i]) => i.imports.some((x) => x.path === input))?.[0] ?? "?";
+    if (!dir || !input.startsWith("node_modules/")) {
+      problems.push(`${input} (imported by ${importer}) is outside src/ and app/node_modules: declare the package in app/package.json`);
+    } else if (!lock.packages[dir]) {
+      problems.push(`${dir} (imported by ${importer}) is not in package-lock.json: run npm install`);
+    } else if (lock.packages[dir].dev) {
+      problems.push(`${dir} (imported by ${importer}) is a devDependency: move it to "dependencies" or stop importing it from src/`);
+    } else {
+      packages.add(dir);
+    }
+  }
+  if (problems.length) throw new Error(`the bundle's inputs are wrong:\n  ${problems.join("\n  ")}`);
+  return [...packages].sort();
+}
+
+/** Name, version, declared license and license file of every bundled package. */
+function thirdPartyLicenses(packageDirs) {
+  const sections = packageDirs.map((dir) => {
+    const meta = JSON.parse(readFileSync(path.join(root, dir, "package.json"), "utf8"));
+    const licenseFile = readdirSync(path.join(root, dir)).filter((f) => /^(licen[cs]e|copying)(\.|$)/i.test(f)).sort()[0];
+    const text = licenseFile ? readFileSync(path.join(root, dir, licenseFile), "utf8").trim() : "(no license file in the package)";
+    return `${meta.name} ${meta.version} — ${meta.license ?? "license not declared"}\n\n${text}\n`;
+  });
+  return `Packages bundled into dist/ (${packageDirs.length}):\n\n${sections.join(`\n${"-".repeat(72)}\n\n`)}`;
+}
+
+async function bundle(stage) {
+  log(`bundling ${ENTRIES.join(", ")} (esbuild ${esbuild.version})`);
+  const result = await esbuild.build({
+    absWorkingDir: root,
+    entryPoints: Object.fromEntries(ENTRIES.map((e) => [e, `src/${e}.ts`])),
+    outdir: path.join(stage, "dist"),
+    chunkNames: "chunks/[name]-[hash]",
+    bundle: true,
+    splitting: true,
+    format: "esm",
+    platform: "node",
+    target: `node${NODE_MAJOR}`,
+    tsconfig: path.join(root, "tsconfig.build.json"),
+    // Paths stay app/node_modules/... whatever the folder links to, so inputs are checkable
+    // and the bundle's "// node_modules/<pkg>/..." comments name the package.
+    preserveSymlinks: true,
+    external: EXTERNAL,
+    banner: { js: REQUIRE_SHIM },
+    // No source maps: they would ship every source line again (and stack traces keep function
+    // names and bundle line numbers: identifiers are not minified).
+    sourcemap: false,
+    legalComments: "none",
+    metafile: true,
+    logLevel: "warning",
+  });
+  const packages = checkBundleInputs(result.metafile);
+  writeFileSync(path.join(stage, "THIRD_PARTY_LICENSES.txt"), thirdPartyLicenses(packages));
+  writeFileSync(
+    path.join(stage, "package.json"),
+    `${JSON.stringify({ name: pkg.name, version: pkg.version, private: true, type: "module" }, null, 2)}\n`,
+  );
+  const sizes = Object.entries(result.metafile.outputs).map(([f, o]) => `${path.basename(f)} ${(o.bytes / 1024).toFixed(0)} KiB`);
+  log(`bundled ${packages.length} packages: ${sizes.join(", ")}`);
+}
+
+/** The previous layout, file by file: tsc output and `npm ci --omit=dev` (network or warm npm cache). */
+function compileUnbundled(stage) {
+  log("compiling TypeScript (unbundled baseline layout)");
+  execFileSync(path.join(root, "node_modules", ".bin", "tsc"), ["-p", path.join(root, "tsconfig.build.json"), "--outDir", path.join(stage, "dist")], {
+    stdio: ["ignore", "inherit", "inherit"],
+  });
+  cpSync(path.join(root, "package.json"), path.join(stage, "package.json"));
+  cpSync(path.join(root, "package-lock.json"), path.join(stage, "package-lock.json"));
+  log("installing production dependencies (npm ci --omit=dev)");
+  execFileSync("npm", ["ci", "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund", "--prefer-offline", "--loglevel=error"], {
+    cwd: stage,
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+}
+
+const { values: opts } = parseArgs({ options: { "out-dir": { type: "string" }, unbundled: { type: "boolean", default: false } } });
+const outDir = path.resolve(opts["out-dir"] ?? path.join(root, "dist", "release"));
 const id = computeId();
-const stage = path.join(root, "dist", "stage");
-const outDir = path.join(root, "dist", "release");
 const out = path.join(outDir, `${pkg.name}-${id}.tar.gz`);
 log(`release id ${id}`);
 
-rmSync(stage, { recursive: true, force: true });
-mkdirSync(stage, { recursive: true });
-
-log("compiling TypeScript");
-execFileSync(path.join(root, "node_modules", ".bin", "tsc"), ["-p", path.join(root, "tsconfig.build.json"), "--outDir", path.join(stage, "dist")], {
-  stdio: ["ignore", "inherit", "inherit"],
-});
-
-cpSync(path.join(root, "migrations"), path.join(stage, "migrations"), { recursive: true });
-cpSync(path.join(root, "package.json"), path.join(stage, "package.json"));
-cpSync(path.join(root, "package-lock.json"), path.join(stage, "package-lock.json"));
-
-log("installing production dependencies (npm ci --omit=dev)");
-execFileSync("npm", ["ci", "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund", "--prefer-offline", "--loglevel=error"], {
-  cwd: stage,
-  stdio: ["ignore", "ignore", "inherit"],
-});
-
-mkdirSync(path.join(stage, "bin"));
-for (const entry of ["web", "worker", "migrate"]) {
-  const file = path.join(stage, "bin", entry);
-  writeFileSync(file, wrapper(entry));
-  chmodSync(file, 0o755);
-}
-const manifest = {
-  id,
-  name: pkg.name,
-  version: pkg.version,
-  node: ">=20",
-  commands: { web: "bin/web", worker: "bin/worker", migrate: "bin/migrate" },
-};
-writeFileSync(path.join(stage, "manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`);
-
-log("packing");
 mkdirSync(outDir, { recursive: true });
-execFileSync(
-  "sh",
-  [
-    "-c",
-    `tar --sort=name --format=gnu --mtime='2000-01-01 00:00:00Z' --owner=0 --group=0 --numeric-owner ` +
-      `--mode='u+rwX,go+rX,go-w' -C "$1" -cf - . | gzip -n -9 > "$2.tmp" && mv "$2.tmp" "$2"`,
+// A stage of its own per build, so builds into different out-dirs can run at the same time.
+const stage = mkdtempSync(path.join(outDir, ".stage-"));
+try {
+  if (opts.unbundled) compileUnbundled(stage);
+  else await bundle(stage);
+  cpSync(path.join(root, "migrations"), path.join(stage, "migrations"), { recursive: true });
+
+  mkdirSync(path.join(stage, "bin"));
+  for (const entry of ENTRIES) {
+    const file = path.join(stage, "bin", entry);
+    writeFileSync(file, wrapper(entry));
+    chmodSync(file, 0o755);
+    if (!existsSync(path.join(stage, "dist", `${entry}.js`))) throw new Error(`dist/${entry}.js was not built`);
+  }
+  const manifest = {
+    id,
+    name: pkg.name,
+    version: pkg.version,
+    node: `>=${NODE_MAJOR}`,
+    commands: Object.fromEntries(ENTRIES.map((e) => [e, `bin/${e}`])),
+  };
+  writeFileSync(path.join(stage, "manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`);
+
+  log("packing");
+  execFileSync(
     "sh",
-    stage,
-    out,
-  ],
-  { stdio: ["ignore", "inherit", "inherit"] },
-);
-rmSync(stage, { recursive: true, force: true });
+    [
+      "-c",
+      `tar --sort=name --format=gnu --mtime='2000-01-01 00:00:00Z' --owner=0 --group=0 --numeric-owner ` +
+        `--mode='u+rwX,go+rX,go-w' -C "$1" -cf - . | gzip -n -9 > "$2.tmp"`,
+      "sh",
+      stage,
+      out,
+    ],
+    { stdio: ["ignore", "inherit", "inherit"] },
+  );
+  renameSync(`${out}.tmp`, out);
+} finally {
+  rmSync(stage, { recursive: true, force: true });
+}
 process.stdout.write(`${out}\n`);

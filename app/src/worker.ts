@@ -7,6 +7,9 @@ import { createPool } from "./db/pool.js";
 import { createMailer } from "./jobs/mailer.js";
 import { buildTaskList } from "./jobs/tasks.js";
 import { startWorker } from "./jobs/runner.js";
+import { createStripeClient } from "./billing/stripe.js";
+import { billingTaskList, BILLING_TASKS } from "./billing/tasks.js";
+import { eventsTaskList, EVENTS_TASKS } from "./events/tasks.js";
 
 const config = loadConfigOrExit();
 const releaseId = readReleaseId();
@@ -24,7 +27,17 @@ const mailer = createMailer(config.smtpUrl, config.mailFrom, log);
 
 const worker = await startWorker({
   pool,
-  taskList: buildTaskList({ pool, mailer, appUrl: config.appUrl }),
+  taskList: {
+    ...buildTaskList({ pool, mailer, appUrl: config.appUrl, secretKey: config.secretKey }),
+    ...billingTaskList({ pool, plans: config.plans, stripe: config.stripe ? await createStripeClient(config.stripe) : undefined, log }),
+    ...eventsTaskList({ pool, retentionDays: config.auditRetentionDays }),
+  },
+  // Daily, at quiet hours (UTC). graphile-worker queues each run once however many workers share
+  // the crontab (its known_crontabs table); the job key keeps at most one of each pending.
+  crontab: [
+    `15 4 * * * ${EVENTS_TASKS.pruneAuditEvents} ?jobKey=${EVENTS_TASKS.pruneAuditEvents}&max=3`,
+    `25 4 * * * ${BILLING_TASKS.pruneStripeEvents} ?jobKey=${BILLING_TASKS.pruneStripeEvents}&max=3`,
+  ].join("\n"),
   log,
   reporter,
   concurrency: config.workerConcurrency,

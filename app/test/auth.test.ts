@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { register, startTestApp, uniqueEmail, type TestApp } from "./helpers/app.js";
+import { from, register, runMailTask, startTestApp, uniqueAddress, uniqueEmail, type TestApp } from "./helpers/app.js";
+import { REGISTER_ANSWER } from "../src/auth/auth.routes.js";
 
 describe("auth", () => {
   let t: TestApp;
@@ -9,7 +10,7 @@ describe("auth", () => {
   after(async () => t.close());
 
   it("registers a user with an owned organization and a working session", async () => {
-    const u = await register(t.app, "alice");
+    const u = await register(t, "alice");
     const me = await t.app.inject({ method: "GET", url: "/me", headers: u.auth });
     assert.equal(me.statusCode, 200);
     const body = me.json();
@@ -18,7 +19,7 @@ describe("auth", () => {
   });
 
   it("stores a memory-hard hash, never the password, and only an HMAC of the token", async () => {
-    const u = await register(t.app, "hash", "a very secret passphrase");
+    const u = await register(t, "hash", "a very secret passphrase");
     const { rows } = await t.pool.query("SELECT password_hash FROM users WHERE id = $1", [u.userId]);
     assert.match(rows[0].password_hash, /^scrypt\$16384\$8\$5\$/);
     assert.ok(!rows[0].password_hash.includes("a very secret passphrase"));
@@ -26,15 +27,20 @@ describe("auth", () => {
     assert.equal(s.rows[0].n, 0);
   });
 
-  it("refuses a second account for the same email, case-insensitively", async () => {
-    const u = await register(t.app, "dup");
-    const res = await t.app.inject({ method: "POST", url: "/auth/register", payload: { email: u.email.toUpperCase(), password: "another password", name: "x" } });
-    assert.equal(res.statusCode, 409);
-    assert.equal(res.json().error, "conflict");
+  it("creates no second account for a taken email (case-insensitively) and tells its owner, not the caller", async () => {
+    const u = await register(t, "dup");
+    const res = await t.app.inject({ method: "POST", url: "/auth/register", headers: from(uniqueAddress()), payload: { email: u.email.toUpperCase(), password: "another password", name: "x" } });
+    assert.equal(res.statusCode, 202);
+    assert.deepEqual(res.json(), REGISTER_ANSWER);
+    const users = await t.pool.query("SELECT count(*)::int AS n FROM users WHERE email = $1", [u.email]);
+    assert.equal(users.rows[0].n, 1);
+    const notice = await runMailTask(t, "send_registration_notice_email", { userId: u.userId });
+    assert.equal(notice?.to, u.email);
+    assert.match(notice!.text, /someone tried to create an account with this email address/);
   });
 
   it("logs in with the right password only, with the same answer for unknown emails", async () => {
-    const u = await register(t.app, "login", "right password!");
+    const u = await register(t, "login", "right password!");
     const wrong = await t.app.inject({ method: "POST", url: "/auth/login", payload: { email: u.email, password: "wrong password!" } });
     const unknown = await t.app.inject({ method: "POST", url: "/auth/login", payload: { email: uniqueEmail("nobody"), password: "right password!" } });
     assert.equal(wrong.statusCode, 401);
@@ -46,7 +52,7 @@ describe("auth", () => {
   });
 
   it("rejects a logged-out (revoked) session and keeps the others", async () => {
-    const u = await register(t.app, "logout", "right password!");
+    const u = await register(t, "logout", "right password!");
     const second = (await t.app.inject({ method: "POST", url: "/auth/login", payload: { email: u.email, password: "right password!" } })).json().token;
     const out = await t.app.inject({ method: "POST", url: "/auth/logout", headers: u.auth });
     assert.equal(out.statusCode, 204);
@@ -58,8 +64,8 @@ describe("auth", () => {
   });
 
   it("revokes another of my sessions by id, but not someone else's", async () => {
-    const u = await register(t.app, "sessions", "right password!");
-    const stranger = await register(t.app, "stranger");
+    const u = await register(t, "sessions", "right password!");
+    const stranger = await register(t, "stranger");
     const second = (await t.app.inject({ method: "POST", url: "/auth/login", payload: { email: u.email, password: "right password!" } })).json().token;
     const list = (await t.app.inject({ method: "GET", url: "/auth/sessions", headers: u.auth })).json().sessions;
     assert.equal(list.length, 2);
@@ -74,7 +80,7 @@ describe("auth", () => {
   });
 
   it("changing the password revokes every session", async () => {
-    const u = await register(t.app, "pw", "old password!!");
+    const u = await register(t, "pw", "old password!!");
     const res = await t.app.inject({ method: "POST", url: "/me/password", headers: u.auth, payload: { currentPassword: "old password!!", newPassword: "new password!!" } });
     assert.equal(res.statusCode, 204);
     assert.equal((await t.app.inject({ method: "GET", url: "/me", headers: u.auth })).statusCode, 401);
@@ -85,7 +91,7 @@ describe("auth", () => {
   it("rejects missing, malformed and expired tokens", async () => {
     assert.equal((await t.app.inject({ method: "GET", url: "/me" })).statusCode, 401);
     assert.equal((await t.app.inject({ method: "GET", url: "/me", headers: { authorization: "Basic abc" } })).statusCode, 401);
-    const u = await register(t.app, "expired");
+    const u = await register(t, "expired");
     await t.pool.query("UPDATE sessions SET expires_at = now() - interval '1 second' WHERE user_id = $1", [u.userId]);
     assert.equal((await t.app.inject({ method: "GET", url: "/me", headers: u.auth })).statusCode, 401);
   });

@@ -65,6 +65,56 @@ describe("config", () => {
     assert.equal(s3?.bucket, "m");
   });
 
+  it("billing: off by default (one unlimited free plan), Stripe keys and plans validated without echoing secrets", () => {
+    const c = parseConfig(valid);
+    assert.equal(c.stripe, undefined);
+    assert.deepEqual(c.plans, { free: { id: "free", name: "Free", limits: {} }, paid: [] });
+    assert.equal(c.auditRetentionDays, 365);
+
+    const plans = JSON.stringify([
+      { id: "free", name: "Free", limits: { projects: 3 } },
+      { id: "pro", name: "Pro", stripePriceId: "price_1Pro", limits: { projects: null, members: 20 } },
+    ]);
+    const on = parseConfig({ ...valid, BILLING_PLANS: plans, STRIPE_SECRET_KEY: "sk_test_abc123", STRIPE_WEBHOOK_SECRET: "whsec_abc123" });
+    assert.equal(on.plans.free.limits.projects, 3);
+    assert.deepEqual(on.plans.paid.map((p) => [p.id, p.stripePriceId]), [["pro", "price_1Pro"]]);
+    assert.equal(on.stripe?.webhookSecret, "whsec_abc123");
+    assert.equal(on.stripe?.apiBase, undefined);
+    // The worker gets the API key only.
+    assert.equal(parseConfig({ ...valid, BILLING_PLANS: plans, STRIPE_SECRET_KEY: "rk_live_abc" }).stripe?.webhookSecret, undefined);
+
+    const got = problems({
+      ...valid,
+      STRIPE_SECRET_KEY: "pk_live_publishablekeyxyz",
+      STRIPE_WEBHOOK_SECRET: "not-a-whsec-value",
+      STRIPE_API_BASE: "http://127.0.0.1:12111/v1",
+      AUDIT_RETENTION_DAYS: "7",
+    });
+    assert.deepEqual(got, [
+      'env/STRIPE_SECRET_KEY must be a Stripe secret or restricted key (sk_live_..., sk_test_..., rk_...); got one starting "pk_"',
+      'env/STRIPE_WEBHOOK_SECRET must be a webhook signing secret (whsec_...); got one starting "not"',
+      'env/STRIPE_API_BASE must be an http(s):// URL without a path, such as http://127.0.0.1:12111 (got "http://127.0.0.1:12111/v1")',
+      'env/AUDIT_RETENTION_DAYS must be an integer from 30 to 36500 (got "7")',
+    ]);
+    assert.ok(!got.join("\n").includes("publishablekeyxyz"));
+  });
+
+  it("billing: BILLING_PLANS errors name the variable, the place and the rule", () => {
+    const bad = (value: string) => problems({ ...valid, BILLING_PLANS: value, STRIPE_SECRET_KEY: "sk_test_x1" });
+    assert.match(bad("{nope")[0]!, /^env\/BILLING_PLANS must be a JSON list of plans such as \[/);
+    assert.match(bad('[{"id":"free","name":"Free","limits":{"projects":-1}}]')[0]!, /^env\/BILLING_PLANS must .*at \/0\/limits\/projects: /);
+    assert.match(bad('[{"id":"free","name":"Free","limits":{"seats":3}}]')[0]!, /^env\/BILLING_PLANS must .*at \/0\/limits/);
+    assert.deepEqual(bad('[{"id":"pro","name":"Pro","stripePriceId":"price_1","limits":{}}]'), [
+      "env/BILLING_PLANS must have exactly one plan without stripePriceId (the free plan); got 0",
+    ]);
+    assert.deepEqual(bad('[{"id":"free","name":"F","limits":{}},{"id":"a","name":"A","stripePriceId":"price_1","limits":{}},{"id":"b","name":"B","stripePriceId":"price_1","limits":{}}]'), [
+      'env/BILLING_PLANS must name each stripePriceId once; "price_1" is repeated',
+    ]);
+    assert.deepEqual(problems({ ...valid, BILLING_PLANS: '[{"id":"free","name":"F","limits":{}},{"id":"pro","name":"P","stripePriceId":"price_1","limits":{}}]' }), [
+      "env/STRIPE_SECRET_KEY must be set when BILLING_PLANS has paid plans (pro)",
+    ]);
+  });
+
   it("makes the web entrypoint exit non-zero with the problems on stderr", function () {
     this.timeout(15000);
     const web = fileURLToPath(new URL("../src/web.ts", import.meta.url));

@@ -82,7 +82,7 @@ describe("files", () => {
     let u: Registered;
     before(async () => {
       t = await startTestApp();
-      u = await register(t.app, "uploader");
+      u = await register(t, "uploader");
     });
     after(async () => t.close());
 
@@ -141,7 +141,7 @@ describe("files", () => {
       const t = await startTestApp(s3Env());
       try {
         assert.equal(t.storage.kind, "s3");
-        const u = await register(t.app, "s3user");
+        const u = await register(t, "s3user");
         const m = multipart("notes.txt", "text/plain", Buffer.from("hello from s3"));
         const res = await t.app.inject({ method: "POST", url: `/orgs/${u.orgId}/files`, headers: { ...u.auth, ...m.headers }, payload: m.payload });
         assert.equal(res.statusCode, 201, res.body);
@@ -159,7 +159,7 @@ describe("files", () => {
     it("deletes the object from the bucket when its file, or its project, is deleted", async () => {
       const t = await startTestApp(s3Env());
       try {
-        const u = await register(t.app, "s3deleter");
+        const u = await register(t, "s3deleter");
         const direct = new S3Storage({ endpoint: s3Endpoint, bucket: "media", region: "us-east-1", accessKeyId: "S3RVER", secretAccessKey: "S3RVER" });
         const project = await t.app.inject({ method: "POST", url: `/orgs/${u.orgId}/projects`, headers: u.auth, payload: { name: "with files" } });
         assert.equal(project.statusCode, 201, project.body);

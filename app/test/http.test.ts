@@ -94,7 +94,7 @@ describe("http conventions", () => {
   });
 
   it("validates bodies, params and queries with a 400 that names the problem", async () => {
-    const u = await register(t.app, "validator");
+    const u = await register(t, "validator");
     const cases: Array<[string, string, object | undefined, RegExp]> = [
       ["POST", "/auth/register", { email: "not-an-email", password: "long enough pw", name: "x" }, /^body\/email must match format "email"$/],
       ["POST", "/auth/register", { email: "a@example.test", password: "short", name: "x" }, /^body\/password must NOT have fewer than 10 characters$/],

@@ -30,7 +30,7 @@ describe("jobs: welcome email through the worker", () => {
     const mailer = createMailer(smtp.url, "no-reply@app.example.test", log);
     worker = await startWorker({
       pool: workerPool,
-      taskList: buildTaskList({ pool: workerPool, mailer, appUrl: "http://app.example.test" }),
+      taskList: buildTaskList({ pool: workerPool, mailer, appUrl: "http://app.example.test", secretKey: SECRET }),
       log,
       reporter: { capture: () => {}, flush: async () => {} },
       concurrency: 2,
@@ -46,7 +46,7 @@ describe("jobs: welcome email through the worker", () => {
   });
 
   it("signup enqueues the welcome email and the worker sends it over SMTP", async () => {
-    const u = await register(t.app, "welcome");
+    const u = await register(t, "welcome");
     const mail = await waitFor("welcome email", () => mailTo(smtp, u.email), 10000);
     assert.match(mail.raw, /Subject: Welcome!/);
     assert.match(mail.raw, /From: no-reply@app\.example\.test/);
@@ -56,10 +56,11 @@ describe("jobs: welcome email through the worker", () => {
   it("retries with backoff after a temporary failure, and lands permanent failures in the failed list", async function () {
     this.timeout(20000);
     // flaky-*: refused once with 451, then accepted. doomed-*: always refused with 550; 2 attempts.
-    const flaky = await register(t.app, "flaky");
+    // Both jobs enqueued directly: a full sign-up (verify, log in) can outlast the first retry.
+    const flaky = await insertUser(t.pool, uniqueEmail("flaky"), "flaky", await hashPassword("irrelevant pw"));
     const doomedUser = await insertUser(t.pool, uniqueEmail("doomed"), "doomed", await hashPassword("irrelevant pw"));
     const doomedJob = await enqueueWelcomeEmail(t.pool, { userId: doomedUser.id }, { maxAttempts: 2, jobKey: `test-doomed:${doomedUser.id}` });
-    const flakyJob = (await t.pool.query("SELECT id::text FROM graphile_worker.jobs WHERE key = $1", [`welcome:${flaky.userId}`])).rows[0].id as string;
+    const flakyJob = await enqueueWelcomeEmail(t.pool, { userId: flaky.id });
 
     // First attempt fails and is rescheduled exp(1) ≈ 2.7 s later.
     const failedOnce = await waitFor("flaky job's first failure", async () => {
@@ -82,8 +83,8 @@ describe("jobs: welcome email through the worker", () => {
     }, 8000);
     assert.match(dead.lastError!, /550/);
 
-    const admin = await register(t.app, "platform-admin");
-    const plain = await register(t.app, "plain");
+    const admin = await register(t, "platform-admin");
+    const plain = await register(t, "plain");
     await t.pool.query("UPDATE users SET is_platform_admin = true WHERE id = $1", [admin.userId]);
     assert.equal((await t.app.inject({ method: "GET", url: "/admin/jobs/failed", headers: plain.auth })).statusCode, 403);
     const list = await t.app.inject({ method: "GET", url: "/admin/jobs/failed", headers: admin.auth });

@@ -1,16 +1,8 @@
 import assert from "node:assert/strict";
 import { Agent, request as httpRequest, type IncomingMessage } from "node:http";
-import { connect, createServer, type AddressInfo, type Socket } from "node:net";
-import { databaseUrl, SECRET, tmpDir, uniqueEmail } from "./helpers/app.js";
-import { startEntrypoint, type Proc } from "./helpers/proc.js";
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const { port } = s.address() as AddressInfo;
-  await new Promise((r) => s.close(r));
-  return port;
-}
+import { connect, type Socket } from "node:net";
+import { databaseUrl, registerOverHttp, SECRET, tmpDir } from "./helpers/app.js";
+import { freePort, startEntrypoint, type Proc } from "./helpers/proc.js";
 
 /** A new connection's fate: "connected", or the connect error's code (ECONNREFUSED once the server stopped listening). */
 function tryConnect(port: number): Promise<string> {
@@ -54,14 +46,9 @@ describe("web process graceful shutdown", () => {
     });
     await web.waitForLog("web listening");
     const base = `http://127.0.0.1:${port}`;
-    const res = await fetch(`${base}/auth/register`, {
-      method: "POST",
-      // Not kept alive: the only keep-alive connections left are the ones a test opens on purpose.
-      headers: { "content-type": "application/json", connection: "close" },
-      body: JSON.stringify({ email: uniqueEmail("shutdown"), password: "long enough pw", name: "s" }),
-    });
-    const body = (await res.json()) as { token: string; organization: { id: string } };
-    return { base, port, token: body.token, orgId: body.organization.id };
+    // Not kept alive: the only keep-alive connections left are the ones a test opens on purpose.
+    const { token, orgId } = await registerOverHttp(base, "shutdown");
+    return { base, port, token, orgId };
   }
 
   function slowUpload(port: number, token: string, orgId: string) {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { register, startTestApp, type Registered, type TestApp } from "./helpers/app.js";
+import { register, runMailTask, startTestApp, tokenIn, type Registered, type TestApp } from "./helpers/app.js";
 
 // Two tenants: Alice owns org A (with a project and a file), Bob owns org B. Bob must not be
 // able to see or change anything of A's, whichever door he tries.
@@ -12,7 +12,7 @@ describe("tenant isolation", () => {
 
   before(async () => {
     t = await startTestApp();
-    [alice, bob] = await Promise.all([register(t.app, "alice"), register(t.app, "bob")]);
+    [alice, bob] = await Promise.all([register(t, "alice"), register(t, "bob")]);
     const p = await t.app.inject({ method: "POST", url: `/orgs/${alice.orgId}/projects`, headers: alice.auth, payload: { name: "A secret", description: "alice only" } });
     assert.equal(p.statusCode, 201);
     projectA = p.json().project.id;
@@ -47,6 +47,11 @@ describe("tenant isolation", () => {
       asBob("DELETE", `/orgs/${alice.orgId}/files/${fileA}`),
       asBob("POST", `/orgs/${alice.orgId}/invitations`, { email: "bob2@example.test", role: "admin" }),
       asBob("DELETE", `/orgs/${alice.orgId}/members/${alice.userId}`),
+      asBob("GET", `/orgs/${alice.orgId}/billing`),
+      asBob("GET", `/orgs/${alice.orgId}/billing/invoices`),
+      asBob("POST", `/orgs/${alice.orgId}/billing/checkout`, { planId: "pro" }),
+      asBob("POST", `/orgs/${alice.orgId}/billing/portal`),
+      asBob("GET", `/orgs/${alice.orgId}/events`),
     ];
     for (const res of await Promise.all(attempts)) {
       assert.equal(res.statusCode, 404, `${res.statusCode} ${res.body}`);
@@ -95,6 +100,31 @@ describe("tenant isolation", () => {
     assert.deepEqual(projects.map((p: { name: string }) => p.name), ["B stuff"]);
   });
 
+  it("keeps billing rows and audit events per organization", async () => {
+    // A's subscription and invoice, and an event in each org.
+    await t.pool.query(
+      `INSERT INTO subscriptions (stripe_subscription_id, org_id, stripe_customer_id, status, price_id, stripe_event_created)
+       VALUES ($1, $2, 'cus_iso_a', 'active', 'price_x', now())`,
+      [`sub_iso_${alice.orgId.slice(0, 8)}`, alice.orgId],
+    );
+    await t.pool.query(
+      `INSERT INTO invoices (stripe_invoice_id, org_id, currency, amount_due, amount_paid, status, created_at, stripe_event_created)
+       VALUES ($1, $2, 'eur', 100, 100, 'paid', now(), now())`,
+      [`in_iso${alice.orgId.slice(0, 8)}`, alice.orgId],
+    );
+    await t.pool.query("INSERT INTO audit_events (org_id, kind, data) VALUES ($1, 'member.role_changed', '{\"secret\": \"alice\"}'), ($2, 'member.role_changed', '{}')", [alice.orgId, bob.orgId]);
+    const billing = (await asBob("GET", `/orgs/${bob.orgId}/billing`)).json();
+    assert.equal(billing.subscription, null);
+    assert.equal(billing.plan.id, "free");
+    assert.deepEqual((await asBob("GET", `/orgs/${bob.orgId}/billing/invoices`)).json().invoices, []);
+    const events = (await asBob("GET", `/orgs/${bob.orgId}/events?limit=100`)).json().events;
+    assert.ok(events.length >= 1);
+    assert.ok(events.every((e: { orgId: string }) => e.orgId === bob.orgId), JSON.stringify(events));
+    // And Alice does see hers.
+    const mine = await t.app.inject({ method: "GET", url: `/orgs/${alice.orgId}/billing/invoices`, headers: alice.auth });
+    assert.equal(mine.json().invoices.length, 1);
+  });
+
   it("refuses at the database level a file row that links to another org's project", async () => {
     await assert.rejects(
       t.pool.query("INSERT INTO files (org_id, project_id, storage_key, filename, content_type, size_bytes) VALUES ($1, $2, 'x/y', 'f', 'text/plain', 1)", [bob.orgId, projectA]),
@@ -111,7 +141,7 @@ describe("memberships, roles and invitations", () => {
 
   before(async () => {
     t = await startTestApp();
-    [owner, carol] = await Promise.all([register(t.app, "owner"), register(t.app, "carol")]);
+    [owner, carol] = await Promise.all([register(t, "owner"), register(t, "carol")]);
     orgId = owner.orgId;
   });
   after(async () => t.close());
@@ -119,8 +149,11 @@ describe("memberships, roles and invitations", () => {
   it("invites by email; only the invited address can accept, once", async () => {
     const inv = await t.app.inject({ method: "POST", url: `/orgs/${orgId}/invitations`, headers: owner.auth, payload: { email: carol.email, role: "member" } });
     assert.equal(inv.statusCode, 201);
-    const { token } = inv.json();
-    const outsider = await register(t.app, "outsider");
+    assert.equal(inv.json().token, undefined, "only the invitee's mailbox gets the token");
+    const mail = await runMailTask(t, "send_invitation_email", { invitationId: inv.json().invitation.id });
+    assert.equal(mail?.to, carol.email);
+    const token = tokenIn(mail);
+    const outsider = await register(t, "outsider");
     const wrong = await t.app.inject({ method: "POST", url: "/invitations/accept", headers: outsider.auth, payload: { token } });
     assert.equal(wrong.statusCode, 403);
     const ok = await t.app.inject({ method: "POST", url: "/invitations/accept", headers: carol.auth, payload: { token } });

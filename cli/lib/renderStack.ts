@@ -58,6 +58,8 @@ export interface StackRender {
 /** A placeholder that passes the key's own validation and is obviously not a real secret. */
 export function placeholderFor(key: string): string {
   if (/smtpUrl$/.test(key)) return "smtps://placeholder:fake-secret@smtp.placeholder.invalid:465";
+  if (/stripeSecretKey$/.test(key)) return "sk_test_FAKEplaceholder";
+  if (/stripeWebhookSecret$/.test(key)) return "whsec_FAKEplaceholder";
   if (/(Url|Dsn)$/.test(key)) return `https://placeholder.invalid/fake-secret-${key.replace(/^.*:/, "")}`;
   if (/PrivateKey$/.test(key)) return "-----BEGIN OPENSSH PRIVATE KEY-----\nFAKE-PLACEHOLDER\n-----END OPENSSH PRIVATE KEY-----";
   return `FAKE-SECRET-${key.replace(/[^A-Za-z0-9]+/g, "-")}`;

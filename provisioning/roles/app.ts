@@ -22,6 +22,8 @@ export interface AppInput {
   url: string;
   /** Extra app environment (SMTP_URL, MAIL_FROM, SENTRY_DSN, ...); may hold secrets: app.env is 0600. */
   environment: Record<string, string>;
+  /** Settings for one process kind only (Stripe's keys): they land in web.env or worker.env, not app.env. */
+  processEnvironment?: ProcessEnvironment;
   /** Generated secret; it only ever lands in the root-only app.env. */
   secretKey: string;
   database: AppDatabaseInput;
@@ -30,6 +32,11 @@ export interface AppInput {
 }
 
 /** Where PostgreSQL answers the app, and the logins of this server (plan/database.ts). */
+export interface ProcessEnvironment {
+  web: Record<string, string>;
+  worker: Record<string, string>;
+}
+
 export interface AppDatabaseInput {
   endpoint: DatabaseEndpoint;
   /** owner only where the release runs migrations; web and worker for the processes this server runs. */
@@ -50,7 +57,7 @@ export function renderApp(app: AppInput, processes: AppProcesses): RoleContribut
     files: [
       ...renderAppUnitFiles(processes.webPorts, processes.workerUnits, uploadDir),
       appEnvFile(app),
-      ...processEnvFiles(app.database, processes),
+      ...processEnvFiles(app.database, processes, app.processEnvironment),
       // The release command runs only once the first `pulumi up` ships a release, after the pushes.
       // The server that holds the schema owner's login is the one that migrates (plan/database.ts, runsMigrations).
       ...renderReleaseFiles({ ...processes, migrate: app.database.credentials.owner !== undefined }).map((f) =>
@@ -81,7 +88,7 @@ function appEnvFile(app: AppInput): RenderedFile {
 }
 
 /** web.env and worker.env: each process kind's own login, for the processes this server runs. */
-function processEnvFiles(database: AppDatabaseInput, processes: AppProcesses): RenderedFile[] {
+function processEnvFiles(database: AppDatabaseInput, processes: AppProcesses, only: ProcessEnvironment = { web: {}, worker: {} }): RenderedFile[] {
   const kinds = [
     { login: "web", path: WEB_ENV_FILE, runs: processes.webPorts.length > 0 },
     { login: "worker", path: WORKER_ENV_FILE, runs: processes.workerUnits.length > 0 },
@@ -90,7 +97,8 @@ function processEnvFiles(database: AppDatabaseInput, processes: AppProcesses): R
     const credential = database.credentials[login];
     if (runs && !credential) throw new Error(`app: this server runs ${login} processes but has no ${login} database login`);
     if (!credential) return [];
-    const content = `# Rendered by saas-vps: the ${login} processes' database login. Read by systemd for ${login}@.\nDATABASE_URL=${databaseUrl(database.endpoint, credential)}\n`;
+    const extra = Object.entries(only[login]).map(([key, value]) => `${key}=${value}\n`).join("");
+    const content = `# Rendered by saas-vps: the ${login} processes' database login. Read by systemd for ${login}@.\nDATABASE_URL=${databaseUrl(database.endpoint, credential)}\n${extra}`;
     return [{ path, content, mode: "0600", owner: "root:root", secret: true, onChange: ROLLING_RESTART }];
   });
 }

@@ -79,6 +79,9 @@ describe("stack config: parseStackConfig", () => {
     ["plainHttp with a domain", { domain: "app.example.com", acmeEmail: "ops@example.com" }, ['saas-vps:plainHttp: is only for a stack without saas-vps:domain; with domain "app.example.com" the site is HTTPS (plain HTTP only redirects): remove the key']],
     ["plainHttp not a boolean", { plainHttp: "yes" }, ['saas-vps:plainHttp: must be true or false; got "yes"']],
     ["alert webhook not a URL", { alertWebhookUrl: "hooks.example.com" }, ["saas-vps:alertWebhookUrl: must be an http(s) URL that accepts a JSON POST; got a value that is not one"]],
+    ["a Stripe publishable key as secret key", { stripeSecretKey: "pk_live_abc123" }, ["saas-vps:stripeSecretKey: must be a Stripe secret or restricted key (sk_live_..., sk_test_..., rk_live_...); got a value that is not one"]],
+    ["a webhook secret that is not one", { stripeSecretKey: "sk_test_abc", stripeWebhookSecret: "we_123" }, ["saas-vps:stripeWebhookSecret: must be a Stripe webhook signing secret (whsec_...); got a value that is not one"]],
+    ["a webhook secret without the key", { stripeWebhookSecret: "whsec_abc" }, ["saas-vps:stripeSecretKey: is required when saas-vps:stripeWebhookSecret is set (the app verifies webhooks with the Stripe library, which needs the key)"]],
   ];
   for (const [title, fragment, expected] of table) {
     it(`rejects ${title}`, () => {

@@ -27,7 +27,7 @@ describe("config key table", () => {
   });
 
   it("derives the secret keys and defaults that the stack files and docs rely on", () => {
-    assert.deepEqual([...SECRET_KEYS].sort(), ["alertWebhookUrl", "backupHeartbeatUrl", "backupSecretAccessKey", "sentryDsn", "smtpUrl", "sshPrivateKey", "uploadsSecretAccessKey"]);
+    assert.deepEqual([...SECRET_KEYS].sort(), ["alertWebhookUrl", "backupHeartbeatUrl", "backupSecretAccessKey", "sentryDsn", "smtpUrl", "sshPrivateKey", "stripeSecretKey", "stripeWebhookSecret", "uploadsSecretAccessKey"]);
     assert.deepEqual(DEFAULTS, {
       stage: "mvp",
       plainHttp: false,

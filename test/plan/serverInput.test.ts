@@ -94,3 +94,23 @@ describe("database logins and endpoints per server", () => {
     assert.equal(input(separated, "worker").app!.database.credentials.owner, undefined);
   });
 });
+
+describe("Stripe's keys per process kind", () => {
+  const stripe = { stripeSecretKey: "sk_live_k3y", stripeWebhookSecret: "whsec_s3cret" };
+  const keysIn = (content: string) => [...content.matchAll(/^(STRIPE_[A-Z_]+)=(.*)$/gm)].map((m) => `${m[1]}=${m[2]}`);
+
+  it("web.env gets the API key and the webhook secret, worker.env the API key only, app.env neither", () => {
+    const files = new Map(renderServer(input(parseStackConfig({ ...minimalRaw("hetzner"), ...stripe }), "app")).files.map((f) => [f.path, f.content]));
+    assert.deepEqual(keysIn(files.get("/etc/saas-vps/web.env")!), ["STRIPE_SECRET_KEY=sk_live_k3y", "STRIPE_WEBHOOK_SECRET=whsec_s3cret"]);
+    assert.deepEqual(keysIn(files.get("/etc/saas-vps/worker.env")!), ["STRIPE_SECRET_KEY=sk_live_k3y"]);
+    assert.deepEqual(keysIn(files.get("/etc/saas-vps/app.env")!), []);
+    // Split: the worker server's input carries the API key and never the webhook secret.
+    const worker = input(parseStackConfig({ ...minimalRaw("hetzner"), ...separatedRaw("hetzner"), dbServerType: "cx33", ...stripe }), "worker").app!;
+    assert.deepEqual(worker.processEnvironment!.worker, { STRIPE_SECRET_KEY: "sk_live_k3y" });
+    assert.deepEqual(Object.keys(worker.environment).filter((k) => k.startsWith("STRIPE")), []);
+  });
+
+  it("without the keys nothing Stripe is rendered", () => {
+    for (const f of renderServer(input(mvp, "app")).files) assert.deepEqual(keysIn(f.content), [], f.path);
+  });
+});

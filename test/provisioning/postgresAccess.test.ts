@@ -82,6 +82,7 @@ describe("@real PostgreSQL on the db server: TLS, pg_hba and least-privilege log
   let urls: { owner: string; web: string; worker: string };
   let started = false;
   let serverLog: () => string;
+  let runLogins: () => ReturnType<typeof inNs>;
 
   const session = (from: keyof typeof ns, url: string, statements: string[]): string[] => {
     const r = inNs(ns[from], ["node", "-e", SESSION, join(APP_DIR, "node_modules", "pg"), url, JSON.stringify(statements)]);
@@ -207,6 +208,7 @@ describe("@real PostgreSQL on the db server: TLS, pg_hba and least-privilege log
     // The logins SQL as 20-postgresql runs it: as postgres over the socket, passwords from db.env.
     const passwords = Object.fromEntries(file(db, "/etc/saas-vps/db.env").split("\n").filter((l) => l.startsWith("DB_")).map((l) => l.split("=") as [string, string]));
     const logins = () => asPostgres(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", sock, "-d", "postgres", "-f", sql, "-v", "db=app", "-v", "owner=app", "-v", "web=app_web", "-v", "worker=app_worker"], { ...process.env, ...passwords });
+    runLogins = logins;
     const first = logins();
     assert.equal(first.status, 0, first.stderr);
     const again = logins();
@@ -299,6 +301,31 @@ describe("@real PostgreSQL on the db server: TLS, pg_hba and least-privilege log
     // Neither may touch the migrations' bookkeeping structure.
     assert.match(query("worker", urls.worker, "ALTER TABLE graphile_worker._private_jobs ADD COLUMN x int"), /^ERROR 42501 must be owner of table _private_jobs$/);
     assert.match(query("app", urls.web, "CREATE TABLE graphile_worker.mine (id int)"), /^ERROR 42501 permission denied for schema graphile_worker$/);
+  });
+
+  it("the audit log is append-only for web and worker, even after the logins SQL grants them DML on every table again; retention goes through the owner's function", () => {
+    const again = runLogins();
+    assert.equal(again.status, 0, again.stderr);
+    for (const [from, url, user] of [["app", urls.web, "app_web"], ["worker", urls.worker, "app_worker"]] as const) {
+      const granted = rows(from, url, "SELECT string_agg(privilege_type, ',' ORDER BY privilege_type) AS p FROM information_schema.role_table_grants WHERE table_name = 'audit_events' AND grantee = current_user");
+      assert.deepEqual(granted, [{ p: "DELETE,INSERT,SELECT,UPDATE" }], "the grants alone would allow it");
+      const out = session(from, url, [
+        "INSERT INTO audit_events (kind) VALUES ('auth.login') RETURNING kind",
+        "UPDATE audit_events SET kind = 'auth.forged'",
+        "DELETE FROM audit_events",
+        "TRUNCATE audit_events",
+        "SELECT prune_audit_events(1)",
+        "SELECT prune_audit_events(30) AS removed",
+        "SELECT count(*) > 0 AS kept FROM audit_events",
+      ]);
+      assert.deepEqual(JSON.parse(out[0]), [{ kind: "auth.login" }]);
+      assert.match(out[1], new RegExp(`^ERROR 42501 audit_events is append-only: UPDATE is not allowed for ${user}$`));
+      assert.match(out[2], new RegExp(`^ERROR 42501 audit_events is append-only: DELETE is not allowed for ${user}$`));
+      assert.match(out[3], /^ERROR 42501 permission denied for table audit_events$/);
+      assert.match(out[4], /^ERROR 22023 prune_audit_events: keep_days must be at least 30, got 1$/);
+      assert.deepEqual(JSON.parse(out[5]), [{ removed: "0" }]);
+      assert.deepEqual(JSON.parse(out[6]), [{ kept: true }]);
+    }
   });
 });
 

@@ -238,7 +238,7 @@ export function packArtifact(srcDir: string, id: string, outDir: string, overrid
   const stage = path.join(outDir, `stage-${id}`);
   fs.rmSync(stage, { recursive: true, force: true });
   fs.mkdirSync(stage, { recursive: true });
-  // cp -a keeps modes and symlinks (node_modules/.bin) and is far faster than a JS copy.
+  // cp -a keeps modes (bin/*) and symlinks, and is far faster than a JS copy.
   execFileSync("cp", ["-a", `${srcDir}/.`, stage]);
   const manifestPath = path.join(stage, "manifest.json");
   const manifest = JSON.parse(fs.readFileSync(manifestPath, "utf8"));

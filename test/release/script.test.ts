@@ -16,7 +16,9 @@ const BROKEN_WEB = "#!/bin/sh\necho 'web: cannot start' >&2\nexit 1\n";
 const BROKEN_MIGRATE = "#!/bin/sh\necho 'migrate: relation already exists' >&2\nexit 1\n";
 
 describe("@real release script: layout, failures, rollback, pruning, lock (stand-in app)", function () {
-  this.timeout(60_000);
+  // Some tests run three releases and a rollback of real processes: a minute is not enough on a
+  // busy 2-core machine (seen at load 9).
+  this.timeout(180_000);
   let dir: string;
   let server: FakeServer;
   let migrateLog: string;
@@ -153,7 +155,8 @@ describe("@real release script: layout, failures, rollback, pruning, lock (stand
     assert.equal(r.code, 1, r.stdout + r.stderr);
     assert.match(r.stderr, /FAILED: web@\d+\.service exited before \/health answered/);
     assert.match(r.stderr, new RegExp(`rolled back; ${a} is serving`));
-    assert.ok(r.ms < 5000, `should not wait for HEALTH_TIMEOUT (5 s) when the process is gone; took ${r.ms} ms`);
+    // Not HEALTH_TIMEOUT's deadline: that path reports "did not answer ... within".
+    assert.doesNotMatch(r.stderr, /did not answer/);
     assert.equal(server.currentId(), a);
     const status = await server.run(["status"]);
     assert.equal(status.code, 0, status.stdout);
@@ -274,7 +277,8 @@ describe("@real release script: layout, failures, rollback, pruning, lock (stand
     const first = await s.run([artifact(fakeId("a"))], { RELEASE_CPUS: "2" });
     assert.equal(first.code, 0, first.stdout + first.stderr);
     const measured = Number(fs.readFileSync(record, "utf8"));
-    assert.ok(measured >= 1500 && measured < 5000, `start-ms: ${measured}`);
+    // At least the stand-in's own delay; how much longer depends on the machine's load.
+    assert.ok(measured >= 1500, `start-ms: ${measured}`);
     // Then 3 x what was measured (here about 4.5 s), not HEALTH_TIMEOUT alone.
     const b = fakeId("b");
     const second = await s.run([artifact(b)]);

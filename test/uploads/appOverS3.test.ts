@@ -124,8 +124,17 @@ describe("uploads in object storage: the rendered app.env, the real app, an S3 s
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ email: "uploader@example.test", password: "correct horse battery", name: "uploader" }),
     });
-    assert.equal(register.status, 201, await register.clone().text());
-    const { token, organization } = (await register.json()) as { token: string; organization: { id: string } };
+    assert.equal(register.status, 202, await register.clone().text());
+    // The address is confirmed with SQL (the verification token is only in the mail), then the owner logs in.
+    await pg.psql("postgres", "UPDATE users SET email_verified_at = now() WHERE email = 'uploader@example.test'");
+    const organization = { id: (await pg.psql("postgres", "SELECT m.org_id FROM memberships m JOIN users u ON u.id = m.user_id WHERE u.email = 'uploader@example.test'")).trim() };
+    const login = await fetch(`${url}/auth/login`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ email: "uploader@example.test", password: "correct horse battery" }),
+    });
+    assert.equal(login.status, 200, await login.clone().text());
+    const { token } = (await login.json()) as { token: string };
     const auth = { authorization: `Bearer ${token}` };
 
     const bytes = Buffer.from(`report ${"x".repeat(50_000)} end`);

@@ -7,6 +7,7 @@ import { strict as assert } from "node:assert";
 import { spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { httpRequest } from "../../cli/vm/http";
 import { sleep } from "../../cli/vm/process";
 import { freePorts } from "../../cli/lib/ports";
 import { type LocalBucket, startS3Bucket } from "../../cli/vm/s3";
@@ -73,14 +74,15 @@ export function isLoopback(host: string): boolean {
 }
 
 /**
- * Waits until the worker (unit `worker@1` on `workerVm`) has logged the welcome email to `email`
+ * Waits until a worker (any `worker@` unit on `workerVm`) has logged the welcome email to `email`
  * (no SMTP_URL: the app logs it) and `job done` for send_welcome_email; returns the log lines. The
  * default wait is generous: an emulated worker on a busy host takes minutes to (re)start.
  */
 export async function waitForWelcomeEmail(workerVm: Vm, email: string, timeoutMs = 240000): Promise<string[]> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const out = await sh(workerVm, "sudo journalctl -u worker@1.service -b -o cat --no-pager");
+    // Every worker unit: with two, either may take the job (seen: worker@2 did, worker@1 idled).
+    const out = await sh(workerVm, "sudo journalctl -u 'worker@*.service' -b -o cat --no-pager");
     const lines = out.split("\n").filter((l) => l.startsWith("{"));
     const parsed = lines.map((l) => JSON.parse(l) as { msg?: string; mail?: { to?: string }; task?: string });
     const mailed = parsed.some((l) => l.msg?.includes("email logged") && l.mail?.to === email);
@@ -89,6 +91,31 @@ export async function waitForWelcomeEmail(workerVm: Vm, email: string, timeoutMs
     if (Date.now() > deadline) assert.fail(`worker did not process the welcome email for ${email}:\n${out.slice(-2000)}`);
     await sleep(2000);
   }
+}
+
+/**
+ * After a signup (202, no session): confirms the address the way an operator can, with SQL on the
+ * database server (the verification token exists only in the mail, which the worker does not log
+ * without SMTP), then logs in through nginx on `appVm`. Returns the user, the organization
+ * signup created, and a session token.
+ */
+export async function verifyAndLogIn(dbVm: Vm, appVm: Vm, email: string, password: string): Promise<{ userId: string; orgId: string; token: string }> {
+  const userId = await psql(dbVm, `select id from users where email = '${email}'`);
+  assert.match(userId, /^[0-9a-f-]{36}$/, `no user ${email}`);
+  await psql(dbVm, `update users set email_verified_at = now() where id = '${userId}'`);
+  const orgId = await psql(dbVm, `select org_id from memberships where user_id = '${userId}' and role = 'owner'`);
+  assert.match(orgId, /^[0-9a-f-]{36}$/, `no organization for ${email}`);
+  const login = await httpRequest(appVm.ports.http, { method: "POST", path: "/auth/login", body: { email, password }, timeoutMs: 60000 });
+  assert.equal(login.status, 200, login.body);
+  const token = (JSON.parse(login.body) as { token: string }).token;
+  assert.match(token, /^sess_/);
+  return { userId, orgId, token };
+}
+
+/** No verification, reset or invitation token in these log lines (the mailer logs envelopes only). */
+export function assertNoMailToken(lines: string[]): void {
+  const leaked = lines.filter((l) => /\b(?:vrf|rst|inv)_[A-Za-z0-9_-]{43}/.test(l));
+  assert.deepEqual(leaked, [], "a mail token in the worker's journal");
 }
 
 /**

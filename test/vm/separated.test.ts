@@ -41,7 +41,7 @@ import { ssh } from "../../cli/vm/ssh";
 import { type ServerVm, type StackVms, bootStackVms, releaseStackVms, sinceStart, stopStackVms, trustBucketInStackVms } from "../../cli/vm/stackVms";
 import { type Vm, consoleTail } from "../../cli/vm/vm";
 import { POSTGRES_PORT } from "../../plan/plan";
-import { assertBackupInBucket, isLoopback, journalTail, parseSs, privateCidrUnusedByHost, psql, sh, skipUnlessQemu, stackBucketOverride, startStackBucket, unitProps, vmBudgetMs, waitForWelcomeEmail } from "./guest";
+import { assertBackupInBucket, assertNoMailToken, isLoopback, journalTail, parseSs, privateCidrUnusedByHost, psql, sh, skipUnlessQemu, stackBucketOverride, startStackBucket, unitProps, verifyAndLogIn, vmBudgetMs, waitForWelcomeEmail } from "./guest";
 import { SPLIT_SETTINGS, SPLIT_STACK } from "./settings";
 
 const STACK = SPLIT_STACK;
@@ -280,13 +280,11 @@ describe("@vm separated: db, app and worker each in a VM from its exact user-dat
     const r = await httpRequest(app.ports.http, {
       method: "POST", path: "/auth/register", body: { email, password, name: marker, organizationName: "Separated Org" }, timeoutMs: 60000,
     });
-    assert.equal(r.status, 201, r.body);
-    const body = JSON.parse(r.body);
-    userId = body.user.id;
-    token = body.token;
-    orgId = body.organization.id;
+    // Signup answers 202 without a session; the address is verified (SQL on db), then the owner logs in.
+    assert.equal(r.status, 202, r.body);
     assert.equal(await psql(vmOf("db"), `select count(*) from users where email = '${email}' and name = '${marker}'`), "1");
-    await waitForWelcomeEmail(vmOf("worker"), email);
+    assertNoMailToken(await waitForWelcomeEmail(vmOf("worker"), email));
+    ({ userId, orgId, token } = await verifyAndLogIn(vmOf("db"), app, email, password));
     assert.equal(await psql(vmOf("db"), `select count(*) from graphile_worker.jobs where key = 'welcome:${userId}'`), "0");
     // No PostgreSQL anywhere but on db.
     for (const name of ["app", "worker"]) {

@@ -27,7 +27,7 @@ export function vmTestRenders(): { stack: string; settings: Record<string, strin
   return [
     { stack: MVP_E2E_STACK, settings: mvpE2eSettings() },
     { stack: SPLIT_STACK, settings: { ...SPLIT_SETTINGS } },
-    // The move rehearsal's first step, only when that test runs (test/vm/move.test.ts).
-    ...(process.env.SAAS_VPS_E2E_MOVE === "1" ? [{ stack: SPLIT_STACK, settings: { ...SPLIT_SETTINGS, mvpDatabase: "live" } }] : []),
+    // The move rehearsal's first step (test/vm/move.test.ts).
+    { stack: SPLIT_STACK, settings: { ...SPLIT_SETTINGS, mvpDatabase: "live" } },
   ];
 }

@@ -6,8 +6,12 @@ import type { AppContext } from "../api/context.js";
 import { currentUser, makeAuthenticate } from "../auth/authenticate.js";
 import { ForbiddenError, NotFoundError } from "../core/errors.js";
 import { listFailedJobs, retryFailedJob } from "../jobs/queue.js";
+import { withTransaction } from "../db/pool.js";
+import { recordEvent } from "../events/events.repository.js";
+import { eventsPage, EventsOut, EventsQuery } from "../events/events.routes.js";
 
 const JobParams = Type.Object({ jobId: Type.String({ pattern: "^[0-9]{1,18}$" }) });
+const AdminEventsQuery = Type.Composite([EventsQuery, Type.Object({ orgId: Type.Optional(Type.String({ format: "uuid" })) })], { additionalProperties: false });
 
 export async function adminRoutes(app: FastifyInstance, ctx: AppContext): Promise<void> {
   app.addHook("preHandler", makeAuthenticate(ctx));
@@ -30,7 +34,15 @@ export async function adminRoutes(app: FastifyInstance, ctx: AppContext): Promis
   app.get("/admin/jobs/failed", async () => ({ jobs: await listFailedJobs(ctx.pool) }));
 
   app.post<{ Params: Static<typeof JobParams> }>("/admin/jobs/:jobId/retry", { schema: { params: JobParams } }, async (request) => {
-    if (!(await retryFailedJob(ctx.pool, request.params.jobId))) throw new NotFoundError("permanently failed job");
+    await withTransaction(ctx.pool, async (tx) => {
+      if (!(await retryFailedJob(tx, request.params.jobId))) throw new NotFoundError("permanently failed job");
+      await recordEvent(tx, { kind: "admin.job_retried", data: { jobId: request.params.jobId } }, request);
+    });
     return { retried: request.params.jobId };
   });
+
+  // Every organization's audit log (or one org's with ?orgId=), newest first.
+  app.get<{ Querystring: Static<typeof AdminEventsQuery> }>("/admin/events", { schema: { querystring: AdminEventsQuery, response: EventsOut } }, async (request) =>
+    eventsPage(ctx, request.query, request.query.orgId),
+  );
 }

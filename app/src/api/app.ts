@@ -9,6 +9,9 @@ import { AppError } from "../core/errors.js";
 import { pingDatabase } from "../db/pool.js";
 import { adminRoutes } from "../admin/admin.routes.js";
 import { authRoutes } from "../auth/auth.routes.js";
+import { postgresLimiterStore, RateLimits } from "../auth/rate-limits.js";
+import { billingRoutes } from "../billing/billing.routes.js";
+import { eventsRoutes } from "../events/events.routes.js";
 import { filesRoutes } from "../files/files.routes.js";
 import { MAX_UPLOAD_BYTES } from "../files/upload-guard.js";
 import { projectsRoutes } from "../projects/projects.routes.js";
@@ -22,6 +25,8 @@ declare module "fastify" {
      * with its next answer. web.ts calls it on SIGTERM before it stops accepting; close() does too.
      */
     startDraining(): void;
+    /** Abuse limits, counted in the store every web process shares (auth/rate-limits.ts). */
+    rateLimits: RateLimits;
   }
 }
 
@@ -57,6 +62,8 @@ export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promis
     // While draining on SIGTERM, requests that arrive on already-open keep-alive connections
     // are still served (with Connection: close) instead of answered 503.
     return503OnClosing: false,
+    // request.ip (what abuse limits count by) is the client nginx saw, from X-Forwarded-For, only
+    // when the connection itself comes from nginx on this server; anyone else's header is ignored.
     trustProxy: "127.0.0.1",
     bodyLimit: 1024 * 1024,
     schemaErrorFormatter: formatSchemaErrors,
@@ -99,7 +106,8 @@ export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promis
       return reply.code(400).send({ error: "validation", message: err.message });
     }
     if (err instanceof AppError) {
-      return reply.code(err.statusCode).send({ error: err.code, message: err.message });
+      if (err.retryAfterSeconds !== undefined) reply.header("retry-after", String(err.retryAfterSeconds));
+      return reply.code(err.statusCode).send({ error: err.code, message: err.message, ...err.details });
     }
     const status = err.statusCode ?? 500;
     if (status >= 400 && status < 500) {
@@ -122,6 +130,9 @@ export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promis
     return up ? { status: "ok" } : reply.code(503).send({ status: "unavailable" });
   });
 
+  // The shared counter store: PostgreSQL until a stage brings Valkey, then the Valkey store here.
+  app.decorate("rateLimits", new RateLimits(postgresLimiterStore(ctx.pool)));
+
   await app.register(multipart, { limits: { fileSize: MAX_UPLOAD_BYTES + 1, files: 1 } });
   await app.register(authRoutes, ctx);
   await app.register(usersRoutes, ctx);
@@ -129,6 +140,8 @@ export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promis
   await app.register(projectsRoutes, ctx);
   await app.register(filesRoutes, ctx);
   await app.register(adminRoutes, ctx);
+  await app.register(billingRoutes, ctx);
+  await app.register(eventsRoutes, ctx);
   return app;
 }
 

@@ -9,6 +9,7 @@ export interface SessionUser {
   email: string;
   name: string;
   isPlatformAdmin: boolean;
+  emailVerified: boolean;
 }
 
 export interface SessionRow {
@@ -30,7 +31,8 @@ export async function createSession(db: Db, userId: string, tokenHash: Buffer, u
 /** The live (not revoked, not expired) session for a token hash, with its user. */
 export async function findSessionUser(db: Db, tokenHash: Buffer): Promise<SessionUser | undefined> {
   const { rows } = await db.query<SessionUser>(
-    `SELECT s.id AS "sessionId", u.id AS "userId", u.email, u.name, u.is_platform_admin AS "isPlatformAdmin"
+    `SELECT s.id AS "sessionId", u.id AS "userId", u.email, u.name, u.is_platform_admin AS "isPlatformAdmin",
+            u.email_verified_at IS NOT NULL AS "emailVerified"
        FROM sessions s JOIN users u ON u.id = s.user_id
       WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > now()`,
     [tokenHash],

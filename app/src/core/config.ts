@@ -2,6 +2,7 @@
 // `parseConfig` is pure (env in, Config out) and collects every problem before throwing,
 // one line per bad variable, in the `env/KEY must ...` form the deploy tooling greps for.
 import path from "node:path";
+import { parseBillingPlans, type BillingPlans } from "../billing/plans.js";
 
 export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
 const LOG_LEVELS: readonly LogLevel[] = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
@@ -12,6 +13,15 @@ export interface S3Config {
   region: string;
   accessKeyId: string;
   secretAccessKey: string;
+}
+
+/** Stripe, when billing is on. Web needs both secrets; the worker only the API key. */
+export interface StripeConfig {
+  secretKey: string;
+  /** Only the web processes receive webhooks; undefined elsewhere. */
+  webhookSecret: string | undefined;
+  /** Another API base (stripe-mock, a test server); undefined = api.stripe.com. */
+  apiBase: URL | undefined;
 }
 
 export interface Config {
@@ -32,9 +42,14 @@ export interface Config {
    */
   uploadMinFreeBytes: number;
   s3: S3Config | undefined;
+  /** Bytes of uploaded files one organization may hold in total. */
+  uploadQuotaBytes: number;
   logLevel: LogLevel;
   shutdownTimeoutMs: number;
   workerConcurrency: number;
+  stripe: StripeConfig | undefined;
+  plans: BillingPlans;
+  auditRetentionDays: number;
 }
 
 export class ConfigError extends Error {
@@ -43,6 +58,8 @@ export class ConfigError extends Error {
     this.name = "ConfigError";
   }
 }
+
+export const DEFAULT_UPLOAD_QUOTA_BYTES = 1024 ** 3;
 
 const S3_KEYS = ["S3_ENDPOINT", "S3_BUCKET", "S3_REGION", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY"] as const;
 
@@ -124,6 +141,8 @@ export function parseConfig(env: Record<string, string | undefined>, cwd = proce
     }
   }
 
+  const uploadQuotaBytes = int("UPLOAD_QUOTA_BYTES", DEFAULT_UPLOAD_QUOTA_BYTES, 0, Number.MAX_SAFE_INTEGER);
+
   const rawLevel = get("LOG_LEVEL") ?? "info";
   const logLevel = (LOG_LEVELS as readonly string[]).includes(rawLevel) ? (rawLevel as LogLevel) : undefined;
   if (logLevel === undefined) fail("LOG_LEVEL", `be one of ${LOG_LEVELS.join(", ")}`, rawLevel);
@@ -131,6 +150,17 @@ export function parseConfig(env: Record<string, string | undefined>, cwd = proce
   const shutdownTimeoutMs = int("SHUTDOWN_TIMEOUT_MS", 10000, 0, 600000);
   const workerConcurrency = int("WORKER_CONCURRENCY", 2, 1, 64);
   const uploadMinFreeBytes = int("UPLOAD_MIN_FREE_MIB", 2048, 0, 1024 * 1024) * 1024 * 1024;
+
+  const stripe = parseStripe(get, fail);
+  let plans: BillingPlans = parseBillingPlans(undefined);
+  try {
+    plans = parseBillingPlans(get("BILLING_PLANS"));
+    if (plans.paid.length > 0 && !stripe) fail("STRIPE_SECRET_KEY", `be set when BILLING_PLANS has paid plans (${plans.paid.map((p) => p.id).join(", ")})`);
+  } catch (err) {
+    problems.push(`env/BILLING_PLANS must ${(err as Error).message}`);
+  }
+  // The retention job's SQL function refuses fewer than 30 days (migrations/003_billing_events.sql).
+  const auditRetentionDays = int("AUDIT_RETENTION_DAYS", 365, 30, 36500);
 
   if (problems.length > 0) throw new ConfigError(problems);
   return {
@@ -145,10 +175,43 @@ export function parseConfig(env: Record<string, string | undefined>, cwd = proce
     uploadDir,
     uploadMinFreeBytes,
     s3,
+    uploadQuotaBytes,
     logLevel: logLevel!,
     shutdownTimeoutMs,
     workerConcurrency,
+    stripe,
+    plans,
+    auditRetentionDays,
   };
+}
+
+function parseStripe(
+  get: (key: string) => string | undefined,
+  fail: (key: string, rule: string, given?: string) => undefined,
+): StripeConfig | undefined {
+  const secretKey = get("STRIPE_SECRET_KEY");
+  const webhookSecret = get("STRIPE_WEBHOOK_SECRET");
+  const apiBase = get("STRIPE_API_BASE");
+  let ok = true;
+  // Never echo a secret: only say what it starts with.
+  if (secretKey !== undefined && !/^(sk|rk)_(test|live)_[A-Za-z0-9]+$/.test(secretKey)) {
+    ok = !!fail("STRIPE_SECRET_KEY", `be a Stripe secret or restricted key (sk_live_..., sk_test_..., rk_...); got one starting ${JSON.stringify(secretKey.slice(0, 3))}`);
+  }
+  if (webhookSecret !== undefined && !/^whsec_[A-Za-z0-9+/=]+$/.test(webhookSecret)) {
+    ok = !!fail("STRIPE_WEBHOOK_SECRET", `be a webhook signing secret (whsec_...); got one starting ${JSON.stringify(webhookSecret.slice(0, 3))}`);
+  }
+  if (webhookSecret !== undefined && secretKey === undefined) ok = !!fail("STRIPE_SECRET_KEY", "be set when STRIPE_WEBHOOK_SECRET is set");
+  let base: URL | undefined;
+  if (apiBase !== undefined) {
+    try {
+      base = new URL(apiBase);
+      if (!["http:", "https:"].includes(base.protocol) || base.pathname !== "/") throw new Error();
+    } catch {
+      ok = !!fail("STRIPE_API_BASE", "be an http(s):// URL without a path, such as http://127.0.0.1:12111", apiBase);
+    }
+  }
+  if (!ok || secretKey === undefined) return undefined;
+  return { secretKey, webhookSecret, apiBase: base };
 }
 
 /** Never echo credentials embedded in a URL back into logs or error messages. */

@@ -6,6 +6,10 @@ export class AppError extends Error {
     readonly statusCode: number,
     readonly code: string,
     message: string,
+    /** Sent as Retry-After (seconds) when set: when to come back (429, 503). */
+    readonly retryAfterSeconds?: number,
+    /** Machine-readable facts added to the body beside error and message. */
+    readonly details?: Record<string, unknown>,
   ) {
     super(message);
     this.name = new.target.name;
@@ -46,6 +50,40 @@ export class PayloadTooLargeError extends AppError {
 export class UnsupportedMediaTypeError extends AppError {
   constructor(message: string) {
     super(415, "unsupported_media_type", message);
+  }
+}
+
+/** A verified email address is needed for this (see README: what an unverified account may do). */
+export class EmailUnverifiedError extends AppError {
+  constructor() {
+    super(403, "email_unverified", "verify your email address first: follow the link we sent you, or POST /auth/verification/resend for a new one");
+  }
+}
+/** A verification, reset or invitation token that is unknown, expired or already used. */
+export class InvalidTokenError extends AppError {
+  constructor(what: string) {
+    super(400, "invalid_token", `this ${what} link is invalid, has expired or was already used: request a new one`);
+  }
+}
+export class QuotaExceededError extends AppError {
+  constructor(message: string) {
+    super(413, "quota_exceeded", message);
+  }
+}
+export class TooManyRequestsError extends AppError {
+  constructor(message: string, retryAfterSeconds: number) {
+    super(429, "too_many_requests", message, retryAfterSeconds);
+  }
+}
+/** A plan limit reached: 402, with the limit, the plan and the numbers in the body. */
+export class PlanLimitError extends AppError {
+  constructor(message: string, details: { limit: string; plan: string; max: number; current: number }) {
+    super(402, "plan_limit", message, undefined, details);
+  }
+}
+export class ServiceUnavailableError extends AppError {
+  constructor(message: string, retryAfterSeconds?: number) {
+    super(503, "unavailable", message, retryAfterSeconds);
   }
 }
 

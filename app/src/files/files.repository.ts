@@ -30,6 +30,20 @@ export async function insertFile(
   return rows[0]!;
 }
 
+/**
+ * Bytes the org's files take, with the org's upload-quota lock held until the transaction ends,
+ * so two concurrent uploads cannot both squeeze under the quota.
+ */
+export async function lockOrgUsage(db: Db, orgId: string): Promise<number> {
+  await db.query(`SELECT pg_advisory_xact_lock(hashtextextended('upload-quota:' || $1::text, 0))`, [orgId]);
+  return orgUsage(db, orgId);
+}
+
+export async function orgUsage(db: Db, orgId: string): Promise<number> {
+  const { rows } = await db.query<{ used: number }>(`SELECT coalesce(sum(size_bytes), 0)::float8 AS used FROM files WHERE org_id = $1`, [orgId]);
+  return rows[0]!.used;
+}
+
 export async function listFiles(db: Db, orgId: string, limit: number): Promise<FileRecord[]> {
   const { rows } = await db.query<FileRecord>(`SELECT ${COLUMNS} FROM files WHERE org_id = $1 ORDER BY created_at DESC, id LIMIT $2`, [orgId, limit]);
   return rows;

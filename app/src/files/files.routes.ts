@@ -5,11 +5,13 @@ import { Type, type Static } from "@sinclair/typebox";
 import type { AppContext } from "../api/context.js";
 import { OrgParams, Pagination, Uuid } from "../api/schemas.js";
 import { makeAuthenticate } from "../auth/authenticate.js";
+import { addressKey } from "../auth/rate-limits.js";
 import { hasRole } from "../auth/roles.js";
-import { BadRequestError, ForbiddenError, NotFoundError } from "../core/errors.js";
+import { BadRequestError, ForbiddenError, NotFoundError, QuotaExceededError } from "../core/errors.js";
+import { withTransaction } from "../db/pool.js";
 import { findProject } from "../projects/projects.repository.js";
 import { makeRequireRole, tenantOf } from "../tenants/guard.js";
-import { deleteFile, findFile, insertFile, listFiles } from "./files.repository.js";
+import { deleteFile, findFile, insertFile, listFiles, lockOrgUsage, orgUsage } from "./files.repository.js";
 import { MAX_UPLOAD_BYTES, checkDeclaredType, guardUpload } from "./upload-guard.js";
 
 const FileParams = Type.Object({ orgId: Uuid, fileId: Uuid });
@@ -24,6 +26,11 @@ export async function filesRoutes(app: FastifyInstance, ctx: AppContext): Promis
     { schema: { params: OrgParams, querystring: UploadQuery }, preHandler: requireRole("member") },
     async (request, reply) => {
       const t = tenantOf(request);
+      await app.rateLimits.consume("upload_account", t.userId);
+      await app.rateLimits.consume("upload_ip", addressKey(request.ip));
+      const quota = ctx.config.uploadQuotaBytes;
+      const used = await orgUsage(ctx.pool, t.orgId);
+      if (used >= quota) throw quotaExceeded(quota, used);
       const projectId = request.query.projectId ?? null;
       if (projectId && !(await findProject(ctx.pool, t.orgId, projectId))) throw new NotFoundError("project");
       if (!request.isMultipart()) throw new BadRequestError('send the file as multipart/form-data in a field named "file"');
@@ -36,7 +43,12 @@ export async function filesRoutes(app: FastifyInstance, ctx: AppContext): Promis
       const storageKey = `${t.orgId}/${id}`;
       const { size } = await ctx.storage.put(storageKey, guardUpload(part.file, contentType), contentType);
       try {
-        const file = await insertFile(ctx.pool, { id, orgId: t.orgId, projectId, storageKey, filename, contentType, sizeBytes: size, uploadedBy: t.userId });
+        // The size is known once stored; the quota is checked again under the org's lock.
+        const file = await withTransaction(ctx.pool, async (tx) => {
+          const usedNow = await lockOrgUsage(tx, t.orgId);
+          if (usedNow + size > quota) throw quotaExceeded(quota, usedNow, size);
+          return insertFile(tx, { id, orgId: t.orgId, projectId, storageKey, filename, contentType, sizeBytes: size, uploadedBy: t.userId });
+        });
         return reply.code(201).send({ file });
       } catch (err) {
         await ctx.storage.delete(storageKey).catch(() => {});
@@ -44,6 +56,11 @@ export async function filesRoutes(app: FastifyInstance, ctx: AppContext): Promis
       }
     },
   );
+
+  function quotaExceeded(quota: number, used: number, size?: number): QuotaExceededError {
+    const need = size === undefined ? "" : ` and this file needs ${size}`;
+    return new QuotaExceededError(`this organization's upload quota is ${quota} bytes; ${used} are in use${need}: delete files to make room`);
+  }
 
   app.get<{ Params: OrgParams; Querystring: Pagination }>(
     "/orgs/:orgId/files",

@@ -1,5 +1,7 @@
 // Outgoing email. With SMTP_URL set, mail goes out over SMTP (nodemailer); without it, each
-// message is logged instead of sent, which is what a fresh local setup wants.
+// message's envelope (from, to, subject) is logged instead of sent, which is what a fresh local
+// setup wants. Never the body: it may carry a verification, reset or invitation token, and logs
+// travel further than mailboxes (journald, log shippers, support tickets).
 import nodemailer from "nodemailer";
 import type { Logger } from "../core/logger.js";
 
@@ -17,7 +19,7 @@ export interface Mailer {
 export function createMailer(smtpUrl: string | undefined, from: string, log: Logger): Mailer {
   if (!smtpUrl) {
     return {
-      send: async (email) => log.info({ mail: { from, ...email } }, "SMTP_URL not set; email logged, not sent"),
+      send: async (email) => log.info({ mail: { from, to: email.to, subject: email.subject } }, "SMTP_URL not set; email logged (without its body), not sent"),
       close: () => {},
     };
   }

@@ -4,17 +4,27 @@
 import type { Db } from "../db/pool.js";
 
 export const TASKS = {
+  /** After signup: welcome, with the link that verifies the address. */
   welcomeEmail: "send_welcome_email",
+  /** A fresh verification link (resend). */
+  verificationEmail: "send_verification_email",
+  passwordResetEmail: "send_password_reset_email",
+  /** Someone tried to sign up with an address that already has an account. */
+  registrationNoticeEmail: "send_registration_notice_email",
   invitationEmail: "send_invitation_email",
 } as const;
 
+// Payloads carry ids only, never a token: job rows are readable by every app login, kept while
+// they fail, listed to admins and in backups. The worker mints a mail's token when it sends it.
 export interface WelcomeEmailPayload {
+  userId: string;
+}
+/** Payload of the verification, password-reset and registration-notice emails. */
+export interface AccountEmailPayload {
   userId: string;
 }
 export interface InvitationEmailPayload {
   invitationId: string;
-  /** The raw token: only the email carries it; the database keeps an HMAC. */
-  token: string;
 }
 
 /** Default attempts: backoff is exp(attempt) seconds, so 8 attempts span about 25 minutes. */
@@ -24,18 +34,29 @@ export interface EnqueueOptions {
   maxAttempts?: number;
   /** Deduplicates: a second job with the same key replaces the pending one. */
   jobKey?: string;
+  /** Jobs of one named queue run one at a time, in order; none = run in parallel. */
+  queueName?: string;
+  /** Lower runs first (default 0). */
+  priority?: number;
 }
 
 export async function enqueue(db: Db, task: string, payload: object, opts: EnqueueOptions = {}): Promise<string> {
   const { rows } = await db.query<{ id: string }>(
-    `SELECT id FROM graphile_worker.add_job($1, $2::json, max_attempts => $3, job_key => $4)`,
-    [task, JSON.stringify(payload), opts.maxAttempts ?? DEFAULT_MAX_ATTEMPTS, opts.jobKey ?? null],
+    `SELECT id FROM graphile_worker.add_job($1, $2::json, max_attempts => $3, job_key => $4, queue_name => $5, priority => $6)`,
+    [task, JSON.stringify(payload), opts.maxAttempts ?? DEFAULT_MAX_ATTEMPTS, opts.jobKey ?? null, opts.queueName ?? null, opts.priority ?? 0],
   );
   return String(rows[0]!.id);
 }
 
 export function enqueueWelcomeEmail(db: Db, payload: WelcomeEmailPayload, opts: EnqueueOptions = {}): Promise<string> {
   return enqueue(db, TASKS.welcomeEmail, payload, { jobKey: `welcome:${payload.userId}`, ...opts });
+}
+
+export type AccountEmailTask = typeof TASKS.verificationEmail | typeof TASKS.passwordResetEmail | typeof TASKS.registrationNoticeEmail;
+
+/** One pending mail of a kind per user: a second request while one waits does not add another. */
+export function enqueueAccountEmail(db: Db, task: AccountEmailTask, payload: AccountEmailPayload): Promise<string> {
+  return enqueue(db, task, payload, { jobKey: `${task}:${payload.userId}` });
 }
 
 export function enqueueInvitationEmail(db: Db, payload: InvitationEmailPayload): Promise<string> {

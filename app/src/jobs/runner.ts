@@ -17,6 +17,8 @@ export interface WorkerOptions {
   shutdownTimeoutMs: number;
   /** How often to look for jobs that came due (retries); new jobs arrive by NOTIFY. */
   pollIntervalMs?: number;
+  /** Recurring jobs, graphile-worker crontab lines. */
+  crontab?: string;
 }
 
 export interface RunningWorker {
@@ -33,6 +35,7 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
     concurrency: opts.concurrency,
     pollInterval: opts.pollIntervalMs ?? 2000,
     noHandleSignals: true,
+    ...(opts.crontab ? { crontab: opts.crontab } : {}),
     gracefulShutdownAbortTimeout: opts.shutdownTimeoutMs,
     // Batch mode (even with 0 delay) makes shutdown wait for the "job done"/"job failed" writes;
     // unbatched, they are fire-and-forget and can be lost when the process exits right after.

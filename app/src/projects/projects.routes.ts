@@ -7,6 +7,7 @@ import { makeAuthenticate } from "../auth/authenticate.js";
 import { hasRole } from "../auth/roles.js";
 import { ForbiddenError, NotFoundError } from "../core/errors.js";
 import { withTransaction } from "../db/pool.js";
+import { assertWithinLimit } from "../billing/limits.js";
 import { storageKeysOfProject } from "../files/files.repository.js";
 import { makeRequireRole, tenantOf } from "../tenants/guard.js";
 import { deleteProject, findProject, insertProject, listProjects, updateProject } from "./projects.repository.js";
@@ -43,7 +44,10 @@ export async function projectsRoutes(app: FastifyInstance, ctx: AppContext): Pro
     { schema: { params: OrgParams, body: CreateBody }, preHandler: requireRole("member") },
     async (request, reply) => {
       const t = tenantOf(request);
-      const project = await insertProject(ctx.pool, t.orgId, t.userId, request.body.name, request.body.description ?? "");
+      const project = await withTransaction(ctx.pool, async (tx) => {
+        await assertWithinLimit(tx, ctx.config.plans, t.orgId, "projects");
+        return insertProject(tx, t.orgId, t.userId, request.body.name, request.body.description ?? "");
+      });
       return reply.code(201).send({ project });
     },
   );

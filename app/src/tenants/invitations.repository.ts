@@ -33,6 +33,24 @@ export async function insertInvitation(
   return rows[0]!;
 }
 
+/**
+ * Gives a pending invitation the hash of the token about to be mailed (the worker, at send
+ * time); returns what the mail needs, or undefined when it is no longer pending.
+ */
+export async function setInvitationToken(
+  db: Db,
+  id: string,
+  tokenHash: Buffer,
+): Promise<{ email: string; orgName: string; role: Invitation["role"] } | undefined> {
+  const { rows } = await db.query<{ email: string; orgName: string; role: Invitation["role"] }>(
+    `UPDATE invitations i SET token_hash = $2 FROM organizations o
+      WHERE i.id = $1 AND o.id = i.org_id AND i.accepted_at IS NULL AND i.revoked_at IS NULL AND i.expires_at > now()
+      RETURNING i.email, o.name AS "orgName", i.role`,
+    [id, tokenHash],
+  );
+  return rows[0];
+}
+
 export async function listPendingInvitations(db: Db, orgId: string): Promise<Invitation[]> {
   const { rows } = await db.query<Invitation>(
     `SELECT ${COLUMNS} FROM invitations

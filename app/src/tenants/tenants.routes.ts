@@ -7,9 +7,12 @@ import type { AppContext } from "../api/context.js";
 import { Body, Email, Name, OrgParams, Uuid } from "../api/schemas.js";
 import { currentUser, makeAuthenticate } from "../auth/authenticate.js";
 import { hasRole, type Role } from "../auth/roles.js";
+import { addressKey, emailKey } from "../auth/rate-limits.js";
 import { hashToken, newToken } from "../auth/tokens.js";
 import { BadRequestError, ConflictError, ForbiddenError, NotFoundError } from "../core/errors.js";
 import { withTransaction } from "../db/pool.js";
+import { assertWithinLimit } from "../billing/limits.js";
+import { recordEvent } from "../events/events.repository.js";
 import { enqueueInvitationEmail } from "../jobs/queue.js";
 import { normalizeEmail } from "../users/users.repository.js";
 import { makeRequireRole, tenantOf } from "./guard.js";
@@ -84,6 +87,7 @@ export async function tenantsRoutes(app: FastifyInstance, ctx: AppContext): Prom
         if (!target) throw new NotFoundError("member");
         assertOwnerRemains(members, userId, role);
         await setMemberRole(tx, orgId, userId, role);
+        if (target.role !== role) await recordEvent(tx, { kind: "member.role_changed", orgId, data: { userId, from: target.role, to: role } }, request);
       });
       return { member: { userId, role } };
     },
@@ -105,27 +109,33 @@ export async function tenantsRoutes(app: FastifyInstance, ctx: AppContext): Prom
         if (!self && target.role === "owner" && tenant.role !== "owner") throw new ForbiddenError("only an owner can remove an owner");
         assertOwnerRemains(members, userId, undefined);
         await removeMember(tx, tenant.orgId, userId);
+        await recordEvent(tx, { kind: "member.removed", orgId: tenant.orgId, data: { userId, role: target.role, left: self } }, request);
       });
       return reply.code(204).send();
     },
   );
 
-  // The raw token is returned to the inviter (to share directly) and emailed by the worker.
+  // Only the invitee's mailbox gets the token: the worker mints it when it sends the mail (the
+  // row starts with the hash of a token nobody holds), so no job payload or log ever has it.
   app.post<{ Params: OrgParams; Body: Static<typeof InviteBody> }>(
     "/orgs/:orgId/invitations",
     { schema: { params: OrgParams, body: InviteBody }, preHandler: requireRole("admin") },
     async (request, reply) => {
       const tenant = tenantOf(request);
       const email = normalizeEmail(request.body.email);
-      const token = newToken("inv");
+      await app.rateLimits.consume("invitation_send_account", tenant.userId);
+      await app.rateLimits.consume("mail_address", emailKey(email));
+      const unsentToken = hashToken(ctx.config.secretKey, newToken("inv"));
       const invitation = await withTransaction(ctx.pool, async (tx) => {
         const members = await listMembers(tx, tenant.orgId);
         if (members.some((m) => m.email === email)) throw new ConflictError(`${email} is already a member of this organization`);
-        const inv = await insertInvitation(tx, tenant.orgId, email, request.body.role, hashToken(ctx.config.secretKey, token), tenant.userId);
-        await enqueueInvitationEmail(tx, { invitationId: inv.id, token });
+        await assertWithinLimit(tx, ctx.config.plans, tenant.orgId, "members");
+        const inv = await insertInvitation(tx, tenant.orgId, email, request.body.role, unsentToken, tenant.userId);
+        await recordEvent(tx, { kind: "invitation.created", orgId: tenant.orgId, data: { invitationId: inv.id, email, role: inv.role } }, request);
+        await enqueueInvitationEmail(tx, { invitationId: inv.id });
         return inv;
       });
-      return reply.code(201).send({ invitation, token });
+      return reply.code(201).send({ invitation });
     },
   );
 
@@ -137,20 +147,31 @@ export async function tenantsRoutes(app: FastifyInstance, ctx: AppContext): Prom
     "/orgs/:orgId/invitations/:invitationId",
     { schema: { params: InvitationParams }, preHandler: requireRole("admin") },
     async (request, reply) => {
-      if (!(await revokeInvitation(ctx.pool, tenantOf(request).orgId, request.params.invitationId))) throw new NotFoundError("invitation");
+      const { orgId } = tenantOf(request);
+      const { invitationId } = request.params;
+      await withTransaction(ctx.pool, async (tx) => {
+        if (!(await revokeInvitation(tx, orgId, invitationId))) throw new NotFoundError("invitation");
+        await recordEvent(tx, { kind: "invitation.revoked", orgId, data: { invitationId } }, request);
+      });
       return reply.code(204).send();
     },
   );
 
-  // Accepting needs a session whose email matches the invitation (the token alone is not enough).
+  // Accepting needs a session whose email matches the invitation (the token alone is not enough),
+  // and that email verified (authenticate's default): else anyone could sign up as the invitee.
   app.post<{ Body: Static<typeof AcceptBody> }>("/invitations/accept", { schema: { body: AcceptBody } }, async (request) => {
     const user = currentUser(request);
+    await app.rateLimits.consume("invitation_accept_account", user.userId);
+    await app.rateLimits.consume("invitation_accept_ip", addressKey(request.ip));
     const organizationId = await withTransaction(ctx.pool, async (tx) => {
       const inv = await lockUsableInvitation(tx, hashToken(ctx.config.secretKey, request.body.token));
       if (!inv) throw new NotFoundError("invitation (it may have expired, been revoked or already been used)");
       if (inv.email !== user.email) throw new ForbiddenError("this invitation was sent to a different email address");
+      // The invitation already counted against the members limit; it is about to turn into a member.
+      await assertWithinLimit(tx, ctx.config.plans, inv.orgId, "members", 0);
       if (!(await addMember(tx, inv.orgId, user.userId, inv.role))) throw new ConflictError("you already are a member of this organization");
       await markAccepted(tx, inv.id);
+      await recordEvent(tx, { kind: "member.joined", orgId: inv.orgId, data: { userId: user.userId, role: inv.role, invitationId: inv.id } }, request);
       return inv.orgId;
     });
     return { organizationId };

@@ -6,10 +6,12 @@ export interface User {
   id: string;
   email: string;
   name: string;
+  /** When the owner proved the mailbox; null until then (the account cannot act yet). */
+  emailVerifiedAt: Date | null;
   createdAt: Date;
 }
 
-const COLUMNS = `id, email, name, created_at AS "createdAt"`;
+const COLUMNS = `id, email, name, email_verified_at AS "emailVerifiedAt", created_at AS "createdAt"`;
 
 export function normalizeEmail(email: string): string {
   return email.trim().toLowerCase();
@@ -26,6 +28,25 @@ export async function insertUser(db: Db, email: string, name: string, passwordHa
     if (isUniqueViolation(err, "users_email_key")) throw new ConflictError("an account with this email already exists: log in instead");
     throw err;
   }
+}
+
+/** Inserts the user unless the address is taken; undefined then (signup answers the same either way). */
+export async function insertUserIfNew(db: Db, email: string, name: string, passwordHash: string): Promise<User | undefined> {
+  const { rows } = await db.query<User>(
+    `INSERT INTO users (email, name, password_hash) VALUES ($1, $2, $3) ON CONFLICT (email) DO NOTHING RETURNING ${COLUMNS}`,
+    [normalizeEmail(email), name, passwordHash],
+  );
+  return rows[0];
+}
+
+export async function findUserIdByEmail(db: Db, email: string): Promise<string | undefined> {
+  const { rows } = await db.query<{ id: string }>(`SELECT id FROM users WHERE email = $1`, [normalizeEmail(email)]);
+  return rows[0]?.id;
+}
+
+/** Marks the address verified (first proof wins: a later one keeps the original time). */
+export async function markEmailVerified(db: Db, id: string): Promise<void> {
+  await db.query(`UPDATE users SET email_verified_at = now() WHERE id = $1 AND email_verified_at IS NULL`, [id]);
 }
 
 export async function findUserById(db: Db, id: string): Promise<User | undefined> {

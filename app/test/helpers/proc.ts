@@ -1,5 +1,7 @@
-// Running the real entrypoints (src/web.ts, src/worker.ts) as child processes, as systemd would.
+// Running the real entrypoints (src/web.ts, src/worker.ts, or a release's bin/*) as child
+// processes, as systemd would.
 import { spawn, type ChildProcess } from "node:child_process";
+import { createServer, type AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
 
 export interface Proc {
@@ -12,9 +14,15 @@ export interface Proc {
 
 export function startEntrypoint(name: "web" | "worker" | "migrate", env: Record<string, string | undefined>): Proc {
   const entry = fileURLToPath(new URL(`../../src/${name}.ts`, import.meta.url));
-  const child = spawn(process.execPath, ["--import", "tsx", entry], {
+  return startProcess(process.execPath, ["--import", "tsx", entry], env);
+}
+
+/** Runs `file` with only PATH and `env` in its environment, collecting its output lines. */
+export function startProcess(file: string, args: string[], env: Record<string, string | undefined>, cwd?: string): Proc {
+  const child = spawn(file, args, {
     env: { PATH: process.env.PATH, ...env },
     stdio: ["ignore", "pipe", "pipe"],
+    cwd,
   });
   const output: string[] = [];
   const waiters: Array<{ text: string; resolve: (line: string) => void }> = [];
@@ -52,4 +60,13 @@ export function startEntrypoint(name: "web" | "worker" | "migrate", env: Record<
       });
     },
   };
+}
+
+/** A loopback port nothing listens on right now. */
+export async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
+  const { port } = s.address() as AddressInfo;
+  await new Promise((r) => s.close(r));
+  return port;
 }

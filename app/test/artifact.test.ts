@@ -1,0 +1,165 @@
+// The release artifact as a server gets it: built by scripts/build.mjs into a temp dir, unpacked,
+// and run through its bin/ wrappers against a fresh database of the test PostgreSQL.
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import pg from "pg";
+import { databaseUrl, SECRET, tmpDir } from "./helpers/app.js";
+import { freePort, startProcess, type Proc } from "./helpers/proc.js";
+import { waitFor } from "./helpers/wait.js";
+
+const appRoot = fileURLToPath(new URL("..", import.meta.url));
+
+/** Runs the build into `outDir`; returns the tarball it printed last. */
+function build(outDir: string): string {
+  const stdout = execFileSync(process.execPath, [path.join(appRoot, "scripts", "build.mjs"), "--out-dir", outDir], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+  return stdout.trim().split("\n").pop()!;
+}
+
+const sha256 = (file: string) => createHash("sha256").update(readFileSync(file)).digest("hex");
+
+function filesUnder(dir: string): string[] {
+  return readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile())
+    .map((e) => path.relative(dir, path.join(e.parentPath, e.name)));
+}
+
+/** The package directories esbuild names in its "// node_modules/<pkg>/<file>" comments. */
+function bundledPackageDirs(dist: string): Set<string> {
+  const dirs = new Set<string>();
+  for (const f of filesUnder(dist).filter((f) => f.endsWith(".js"))) {
+    for (const m of readFileSync(path.join(dist, f), "utf8").matchAll(/^\/\/ ((?:node_modules\/(?:@[^/\n]+\/)?[^/\n]+\/)+)/gm)) {
+      dirs.add(m[1]!.replace(/\/$/, ""));
+    }
+  }
+  return dirs;
+}
+
+/** A database URL like the test one, naming another database. */
+function urlFor(database: string): string {
+  const u = new URL(databaseUrl());
+  u.pathname = `/${database}`;
+  return u.toString();
+}
+
+async function admin<T>(fn: (c: pg.Client) => Promise<T>, url = databaseUrl()): Promise<T> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    return await fn(c);
+  } finally {
+    await c.end();
+  }
+}
+
+describe("release artifact (scripts/build.mjs)", function () {
+  this.timeout(180_000);
+  let out: string;
+  let tarball: string;
+  let release: string;
+  let id: string;
+  const database = `artifact_${randomBytes(4).toString("hex")}`;
+  const procs: Proc[] = [];
+
+  before(async () => {
+    out = tmpDir("artifact");
+    tarball = build(path.join(out, "build"));
+    release = path.join(out, "release");
+    execFileSync("mkdir", ["-p", release]);
+    execFileSync("tar", ["-xzf", tarball, "-C", release]);
+    id = JSON.parse(readFileSync(path.join(release, "manifest.json"), "utf8")).id;
+    await admin((c) => c.query(`CREATE DATABASE ${database}`));
+  });
+  after(async () => {
+    for (const p of procs) if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill("SIGKILL");
+    await admin((c) => c.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`));
+  });
+
+  it("is named by its manifest id and holds the layout the release tool and units run", () => {
+    assert.match(id, /^[0-9a-f]{16}$/);
+    assert.equal(path.basename(tarball), `saas-app-${id}.tar.gz`);
+    for (const bin of ["web", "worker", "migrate"]) {
+      assert.ok(statSync(path.join(release, "bin", bin)).mode & 0o111, `bin/${bin} is executable`);
+      assert.ok(existsSync(path.join(release, "dist", `${bin}.js`)), `dist/${bin}.js`);
+    }
+    assert.ok(existsSync(path.join(release, "migrations", "001_init.sql")));
+    assert.equal(JSON.parse(readFileSync(path.join(release, "package.json"), "utf8")).type, "module");
+  });
+
+  it("ships no node_modules, no source maps and only production dependencies", () => {
+    const files = filesUnder(release);
+    assert.deepEqual(files.filter((f) => f.split(path.sep).includes("node_modules")), []);
+    assert.deepEqual(files.filter((f) => f.endsWith(".map")), []);
+    const js = files.filter((f) => f.endsWith(".js"));
+    assert.deepEqual(js.filter((f) => /sourceMappingURL|sourcesContent/.test(readFileSync(path.join(release, f), "utf8"))), []);
+
+    const lock = JSON.parse(readFileSync(path.join(appRoot, "package-lock.json"), "utf8")) as { packages: Record<string, { dev?: boolean }> };
+    const bundled = bundledPackageDirs(path.join(release, "dist"));
+    for (const dep of ["fastify", "pg", "pino", "graphile-worker", "node-pg-migrate", "nodemailer"]) {
+      assert.ok(bundled.has(`node_modules/${dep}`), `${dep} is in the bundle`);
+    }
+    const notProduction = [...bundled].filter((dir) => !lock.packages[dir] || lock.packages[dir].dev);
+    assert.deepEqual(notProduction, [], "bundled packages that package-lock.json does not install for production");
+    const licenses = readFileSync(path.join(release, "THIRD_PARTY_LICENSES.txt"), "utf8");
+    for (const dir of bundled) {
+      const { name, version } = JSON.parse(readFileSync(path.join(appRoot, dir, "package.json"), "utf8"));
+      assert.ok(licenses.includes(`\n${name} ${version} — `), `THIRD_PARTY_LICENSES.txt names ${name} ${version}`);
+    }
+  });
+
+  it("is byte-identical when built again from the same sources", () => {
+    const again = build(path.join(out, "again"));
+    assert.equal(path.basename(again), path.basename(tarball));
+    assert.equal(sha256(again), sha256(tarball));
+  });
+
+  it("bin/migrate creates the schema in an empty database, then finds it up to date", async () => {
+    const env = { DATABASE_URL: urlFor(database), SECRET_KEY: SECRET, APP_URL: "http://app.example.test", LOG_LEVEL: "info" };
+    const first = startProcess(path.join(release, "bin", "migrate"), [], env, "/");
+    procs.push(first);
+    assert.deepEqual(await first.exited, { code: 0, signal: null }, first.output.join("\n"));
+    // Every migration the artifact ships, in order.
+    const shipped = readdirSync(path.join(release, "migrations")).filter((f) => f.endsWith(".sql")).sort().map((f) => f.replace(/\.sql$/, ""));
+    assert.ok(shipped.length > 0 && first.output.some((l) => l.includes(`"applied":${JSON.stringify(shipped)}`)), first.output.join("\n"));
+    const tables = await admin((c) => c.query<{ users: string | null; jobs: string | null }>(
+      "SELECT to_regclass('public.users')::text AS users, to_regclass('graphile_worker._private_jobs')::text AS jobs",
+    ), urlFor(database));
+    assert.deepEqual(tables.rows[0], { users: "users", jobs: "graphile_worker._private_jobs" });
+    const second = startProcess(path.join(release, "bin", "migrate"), [], env, "/");
+    procs.push(second);
+    assert.deepEqual(await second.exited, { code: 0, signal: null }, second.output.join("\n"));
+    assert.ok(second.output.some((l) => l.includes("schema up to date")), second.output.join("\n"));
+  });
+
+  it("bin/web answers /health as its release and bin/worker runs the job a signup enqueues; both exit 0 on SIGTERM", async () => {
+    const port = await freePort();
+    const env = { DATABASE_URL: urlFor(database), SECRET_KEY: SECRET, APP_URL: "http://app.example.test", LOG_LEVEL: "info", PORT: String(port), UPLOAD_DIR: tmpDir("artifact-uploads") };
+    const web = startProcess(path.join(release, "bin", "web"), [], env, "/");
+    const worker = startProcess(path.join(release, "bin", "worker"), [], env, "/");
+    procs.push(web, worker);
+    const health = await waitFor("/health 200", async () => {
+      const res = await fetch(`http://127.0.0.1:${port}/health`).catch(() => undefined);
+      return res?.status === 200 ? res : undefined;
+    }, 60_000, 100);
+    assert.equal(health.headers.get("x-app-release"), id);
+    assert.deepEqual(await health.json(), { status: "ok" });
+
+    const signup = await fetch(`http://127.0.0.1:${port}/auth/register`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ email: "artifact@example.test", password: "a long password", name: "Artifact" }),
+    });
+    // Signup answers 202 (the address is verified by the link in the mail the worker sends).
+    assert.equal(signup.status, 202, await signup.text());
+    const done = JSON.parse(await worker.waitForLog('"msg":"job done"', 30_000));
+    assert.equal(done.task, "send_welcome_email");
+
+    web.child.kill("SIGTERM");
+    worker.child.kill("SIGTERM");
+    assert.deepEqual(await web.exited, { code: 0, signal: null }, web.output.join("\n"));
+    assert.deepEqual(await worker.exited, { code: 0, signal: null }, worker.output.join("\n"));
+  });
+});
