@@ -137,6 +137,7 @@ describe("deploy:check-secrets (what a stack's deploy or rollback needs)", funct
     "    - ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBVXFYK2vjsGfH6+8RIcqpGq71+8HcRDZONLfjwL/4GU you@laptop",
     "  saas-vps:sshAllowedCidrs:",
     "    - 203.0.113.7/32",
+    "  saas-vps:plainHttp: true",
   ].join("\n");
   const SECURE = "\n    secure: v1:AAAA:BBBB";
 
