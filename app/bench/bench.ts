@@ -5,8 +5,11 @@
 // address floods POST /auth/login (the abuse limits' cost to everyone else: its p99 flooded vs
 // idle); then the resident memory of one web and one worker process. Everything on loopback
 // against a scratch PostgreSQL; client addresses are set with X-Forwarded-For, which the app
-// trusts from loopback exactly as from nginx.
-//   npm run bench [-- --duration 5 --connections 10]
+// trusts from loopback exactly as from nginx. Web and worker run from the release artifact
+// (scripts/build.mjs), started by its bin/ launchers as the server's units start them; with
+// --plain-node they run as `node dist/<entry>.js`, without the launchers' memory settings, to
+// measure what those cost and save.
+//   npm run bench [-- --duration 5 --connections 10] [--plain-node]
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { freePort } from "../test/helpers/proc.js";
@@ -26,6 +29,7 @@ const arg = (name: string, dflt: number) => {
 };
 const DURATION = arg("duration", 5);
 const CONNECTIONS = arg("connections", 10);
+const PLAIN_NODE = process.argv.includes("--plain-node");
 const say = (msg: string) => process.stderr.write(`bench: ${msg}\n`);
 
 async function waitHttp(url: string): Promise<void> {
@@ -79,9 +83,12 @@ try {
   const databaseUrl = execFileSync("bash", [pgScratch, "start", pgDir], { encoding: "utf8" }).trim();
   await migrateUp(databaseUrl, pino({ level: "silent" }));
 
-  say("compiling (the processes run compiled JS, as in a release)");
-  const build = path.join(tmp, "build");
-  execFileSync(path.join(appRoot, "node_modules", ".bin", "tsc"), ["-p", path.join(appRoot, "tsconfig.build.json"), "--outDir", path.join(build, "dist")]);
+  say("building the release artifact (the processes run it as a server does)");
+  const tarball = execFileSync(process.execPath, [path.join(appRoot, "scripts", "build.mjs"), "--out-dir", path.join(tmp, "build")], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] })
+    .trim().split("\n").pop()!;
+  const release = path.join(tmp, "release");
+  execFileSync("mkdir", ["-p", release]);
+  execFileSync("tar", ["-xzf", tarball, "-C", release]);
 
   const [webPort, helloPort] = [await freePort(), await freePort()];
   const env = {
@@ -91,24 +98,22 @@ try {
     APP_URL: "http://bench.example.test",
     UPLOAD_DIR: path.join(tmp, "uploads"),
     LOG_LEVEL: "info",
-    NODE_PATH: path.join(appRoot, "node_modules"),
     // Billing on: the webhook verifies signatures; the worker applies the events (to no known org).
     STRIPE_SECRET_KEY: "sk_test_bench0123456789",
     STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET,
   };
-  // The compiled files import packages by name: link app/node_modules next to them. package.json
-  // marks the package root the code finds its files from (src/core/release.ts), as in an artifact.
-  execFileSync("ln", ["-s", path.join(appRoot, "node_modules"), path.join(build, "node_modules")]);
-  execFileSync("cp", [path.join(appRoot, "package.json"), path.join(build, "package.json")]);
-  execFileSync("ln", ["-s", path.join(appRoot, "migrations"), path.join(build, "migrations")]);
-  const start = (file: string, extra: Record<string, string>) => {
-    const c = spawn(process.execPath, [file], { env: { ...env, ...extra }, stdio: ["ignore", "ignore", "inherit"] });
+  const start = (file: string, args: string[], extra: Record<string, string>) => {
+    const c = spawn(file, args, { env: { ...env, ...extra }, stdio: ["ignore", "ignore", "inherit"] });
     children.push(c);
     return c;
   };
-  const hello = start(path.join(appRoot, "bench", "hello.mjs"), { PORT: String(helloPort) });
-  const web = start(path.join(build, "dist", "web.js"), { PORT: String(webPort) });
-  const worker = start(path.join(build, "dist", "worker.js"), {});
+  // bin/<entry> execs node, so the pid is node's either way (its RSS is what is read below).
+  const entry = (name: string): [string, string[]] =>
+    PLAIN_NODE ? [process.execPath, [path.join(release, "dist", `${name}.js`)]] : [path.join(release, "bin", name), []];
+  say(PLAIN_NODE ? "web and worker: node dist/<entry>.js (no launcher settings)" : "web and worker: the artifact's bin/web and bin/worker");
+  const hello = start(process.execPath, [path.join(appRoot, "bench", "hello.mjs")], { PORT: String(helloPort) });
+  const web = start(...entry("web"), { PORT: String(webPort) });
+  const worker = start(...entry("worker"), {});
   const base = `http://127.0.0.1:${webPort}`;
   await Promise.all([waitHttp(`http://127.0.0.1:${helloPort}/`), waitHttp(`${base}/health`)]);
 
@@ -175,7 +180,7 @@ try {
     `the other address's read p99 ${floodedRead.p99Ms} ms flooded vs ${projects.p99Ms} ms idle (${(floodedRead.p99Ms / Math.max(projects.p99Ms, 1)).toFixed(1)}x)`);
   const webRss = rssMb(web.pid!);
   const workerRss = rssMb(worker.pid!);
-  console.log(`\nRSS after the run: web ${webRss} MB, worker ${workerRss} MB (target < 120 MB each)`);
+  console.log(`\nRSS after the run (${PLAIN_NODE ? "plain node" : "bin/ launchers"}): web ${webRss} MB, worker ${workerRss} MB (target < 120 MB each)`);
   console.log(`node ${process.version}, ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? "?"}), load ${os.loadavg().map((l) => l.toFixed(2)).join(" ")}`);
   hello.kill();
 } finally {

@@ -11,7 +11,8 @@
 //
 // Tarball root:
 //   manifest.json        {"id", "name", "version", "node", "commands": {web, worker, migrate}}
-//   bin/web bin/worker bin/migrate   sh wrappers: exec node on dist/<name>.js next to them
+//   bin/web bin/worker bin/migrate   sh wrappers: exec node on dist/<name>.js next to them (with
+//                        the web process's memory settings: LAUNCH below)
 //   dist/                one ES module bundle per entry point (esbuild) and dist/chunks/, the code
 //                        they share or load on demand; every dependency is inside, no node_modules
 //   migrations/          SQL migrations (node-pg-migrate) read by bin/migrate
@@ -82,12 +83,34 @@ function computeId() {
   return h.digest("hex").slice(0, 16);
 }
 
-const wrapper = (entry) => `#!/bin/sh
+/**
+ * How each entry point is started: the web process's memory settings (app/README.md: Memory).
+ * - glibc.malloc.mmap_threshold fixed at its default (128 KiB): a fixed value turns off glibc's
+ *   dynamic threshold, which after the first password hash (scrypt, 16 MiB in one malloc on a
+ *   libuv thread) serves every later one from that thread's arena and keeps it resident: up to
+ *   4 threads x 16 MiB of RSS never given back. Fixed, each hash's block is mmapped and unmapped.
+ * - --max-semi-space-size: V8's young generation capped at 3 x this (MB) instead of growing to
+ *   3 x 16 MB under load; request garbage dies young either way.
+ */
+const LAUNCH = {
+  web: { glibcTunables: ["glibc.malloc.mmap_threshold=131072"], nodeFlags: ["--max-semi-space-size=2"] },
+  worker: { glibcTunables: [], nodeFlags: [] },
+  migrate: { glibcTunables: [], nodeFlags: [] },
+};
+
+const wrapper = (entry) => {
+  const { glibcTunables, nodeFlags } = LAUNCH[entry];
+  // Appended to any the environment already sets; ignored by a libc other than glibc.
+  const tunables = glibcTunables.length
+    ? `# Memory settings: app/README.md, Memory.\nGLIBC_TUNABLES="\${GLIBC_TUNABLES:+$GLIBC_TUNABLES:}${glibcTunables.join(":")}"\nexport GLIBC_TUNABLES\n`
+    : "";
+  return `#!/bin/sh
 # ${pkg.name} ${entry}: run the compiled entrypoint that sits next to this script.
 # Configuration comes from the environment (see README: env vars). NODE overrides the binary.
 here=$(dirname "$(readlink -f "$0")")
-exec "\${NODE:-node}" "$here/../dist/${entry}.js" "$@"
+${tunables}exec "\${NODE:-node}" ${nodeFlags.map((f) => `${f} `).join("")}"$here/../dist/${entry}.js" "$@"
 `;
+};
 
 /** "node_modules/a/node_modules/@b/c/lib/x.js" -> "node_modules/a/node_modules/@b/c" (package-lock's key). */
 function packageDirOf(input) {
