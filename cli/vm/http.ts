@@ -1,5 +1,6 @@
 /** HTTP to the VM through its forwarded nginx port: requests, and waiting for the app's /health. */
 import * as http from "node:http";
+import { CLIENT_KEEPALIVE_TIMEOUT_SECONDS } from "../../provisioning/nginx";
 import { stderrLog, type VmLogger } from "./log";
 import { sleep } from "./process";
 import { type Vm, elapsed } from "./vm";
@@ -10,7 +11,12 @@ export interface HttpResult {
   body: string;
 }
 
-const keepAlive = new http.Agent({ keepAlive: true, maxSockets: 16 });
+/**
+ * Connections reused between requests, dropped after a quarter of the time nginx keeps an idle
+ * one: a request sent on a connection nginx is closing fails with "socket hang up", and Node does
+ * not retry it.
+ */
+const keepAlive = new http.Agent({ keepAlive: true, maxSockets: 16, timeout: (CLIENT_KEEPALIVE_TIMEOUT_SECONDS * 1000) / 4 });
 
 export function httpRequest(port: number, opts: {
   method?: string; path?: string; body?: unknown; headers?: Record<string, string>; timeoutMs?: number; agent?: http.Agent | false;
