@@ -11,9 +11,12 @@ import path from "node:path";
 /**
  * Thread i sends to target i mod n (so a "direct" side spreads the same threads and connections
  * over several instances), pauses WRK_PAUSE_MS after each answer if set, counts non-2xx answers,
- * and prints the totals and the latency histogram (µs value, count).
+ * and prints the totals and the latency histogram (µs value, count). WRK_METHOD and WRK_BODY, when
+ * set, replace the GET without a body.
  */
 const WRK_SCRIPT = `
+wrk.method = os.getenv("WRK_METHOD") or wrk.method
+wrk.body = os.getenv("WRK_BODY") or wrk.body
 local targets = {}
 for t in string.gmatch(os.getenv("WRK_TARGETS"), "%S+") do table.insert(targets, t) end
 local threads = {}
@@ -57,6 +60,9 @@ export interface WrkTarget {
   connections: number;
   /** Each connection waits this long after an answer before its next request (wrk's delay()). */
   pauseMs: number;
+  /** A request other than a GET without a body (give its content-type in `headers`). */
+  method?: string;
+  body?: string;
 }
 
 export interface WrkOptions {
@@ -85,7 +91,13 @@ export function runWrk(scriptFile: string, target: WrkTarget, opts: WrkOptions):
   ];
   const [cmd, args] = opts.cpu ? ["taskset", ["-c", opts.cpu, "wrk", ...wrkArgs]] : ["wrk", wrkArgs];
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env: { ...process.env, WRK_TARGETS: target.addrs.join(" "), WRK_PAUSE_MS: String(target.pauseMs) }, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(cmd, args, { env: {
+        ...process.env,
+        WRK_TARGETS: target.addrs.join(" "),
+        WRK_PAUSE_MS: String(target.pauseMs),
+        ...(target.method ? { WRK_METHOD: target.method } : {}),
+        ...(target.body !== undefined ? { WRK_BODY: target.body } : {}),
+      }, stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
     let err = "";
     child.stdout.on("data", (d) => (out += d));
