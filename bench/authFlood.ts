@@ -28,10 +28,11 @@ import fs from "node:fs";
 import path from "node:path";
 import { spawnSync } from "node:child_process";
 import {
-  FakeServer, type Nginx, buildRealApp, fakeId, freePorts, packArtifact, sleep, startNginx, startPostgres, stopPostgres, tempDir,
+  FakeServer, type Nginx, buildRealApp, fakeId, freePorts, packArtifact, sleep, startNginx, startPostgres, tempDir,
 } from "../test/release/harness";
 import { agentFrom, requestFrom } from "../test/release/flood";
 import { runWrk, writeWrkScript } from "./lib/wrk";
+import { runBench, tearDownBench } from "./lib/teardown";
 
 const FLOOD_SECONDS = Number(process.env.FLOOD_SECONDS ?? 10);
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
@@ -172,14 +173,8 @@ async function main() {
     }
     row("the other person's logins, by window", personLogins.join(", "));
   } finally {
-    server?.stopAll();
-    nginx?.stop();
-    if (pgStarted) stopPostgres(pgDir);
-    if (!process.env.KEEP_TMP) fs.rmSync(dir, { recursive: true, force: true });
+    tearDownBench(dir, { servers: [server], nginx, pgDir: pgStarted ? pgDir : undefined });
   }
 }
 
-main().catch((e) => {
-  console.error(e);
-  process.exit(1);
-});
+runBench(main);

@@ -31,11 +31,12 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import {
-  FakeServer, buildRealApp, fakeId, freePort, freePorts, packArtifact, sleep, startPostgres, stopPostgres, tempDir,
+  FakeServer, buildRealApp, fakeId, freePort, freePorts, packArtifact, sleep, startPostgres, tempDir,
 } from "../test/release/harness";
 import { startServerNginx, type BenchNginx } from "./lib/nginx";
 import { childPids, cpuUsed, postgresPids, sampleCpu, type CpuGroup } from "./lib/procCpu";
 import { seedTenant } from "./lib/tenant";
+import { runBench, tearDownBench } from "./lib/teardown";
 import { runWrk, summarizeRuns, writeWrkScript, type MeasuredRun, type RunSummary, type WrkResult, type WrkTarget } from "./lib/wrk";
 
 const arg = (name: string, dflt: number): number => {
@@ -235,14 +236,8 @@ async function main() {
       });
     }
   } finally {
-    server?.stopAll();
-    nginx?.stop();
-    if (pgStarted) stopPostgres(pgDir);
-    if (!process.env.KEEP_TMP) fs.rmSync(dir, { recursive: true, force: true });
+    tearDownBench(dir, { servers: [server], nginx, pgDir: pgStarted ? pgDir : undefined });
   }
 }
 
-main().catch((e) => {
-  console.error(e);
-  process.exit(1);
-});
+runBench(main);

@@ -17,12 +17,12 @@
  * every web instance is healthy, and their ratios batches / all at once.
  */
 import os from "node:os";
-import fs from "node:fs";
 import path from "node:path";
 import {
   FakeServer, type LoadResult, type Nginx, STANDIN_APP, buildRealApp, byRelease, fakeId, freePorts, packArtifact,
-  sleep, startLoad, startNginx, startPostgres, stopPostgres, tempDir,
+  sleep, startLoad, startNginx, startPostgres, tempDir,
 } from "../test/release/harness";
+import { runBench, tearDownBench } from "./lib/teardown";
 
 const CONNECTIONS = 8;
 const STEADY_MS = 5000;
@@ -86,9 +86,7 @@ async function firstRelease() {
     row("ratio batches / all at once: slowest start", (median(batched.slowest) / median(together.slowest)).toFixed(2));
     row("ratio batches / all at once: all web healthy", (median(batched.web) / median(together.web)).toFixed(2));
   } finally {
-    for (const s of servers) s.stopAll();
-    if (pgStarted) stopPostgres(pgDir);
-    if (!process.env.KEEP_TMP) fs.rmSync(dir, { recursive: true, force: true });
+    tearDownBench(dir, { servers, pgDir: pgStarted ? pgDir : undefined });
   }
 }
 
@@ -171,14 +169,8 @@ async function main() {
     console.log("");
     row("POST during a rollback (B -> A): 5xx + errors", `${post5xx + postResult.errors + postResult.timeouts} of ${postResult.total} ${JSON.stringify(byStatus)}`);
   } finally {
-    server?.stopAll();
-    nginx?.stop();
-    if (pgStarted) stopPostgres(pgDir);
-    if (!process.env.KEEP_TMP) fs.rmSync(dir, { recursive: true, force: true });
+    tearDownBench(dir, { servers: [server], nginx, pgDir: pgStarted ? pgDir : undefined });
   }
 }
 
-main().catch((e) => {
-  console.error(e);
-  process.exit(1);
-});
+runBench(main);
