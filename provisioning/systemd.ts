@@ -8,7 +8,7 @@
 import { APP_CURRENT, APP_ENV_FILE, APP_SHARED, APP_USER, WEB_ENV_FILE, WORKER_ENV_FILE } from "./layout";
 import type { RenderedFile } from "./files";
 import { RELEASE_PATHS } from "./release";
-import { APP_SANDBOX, renderUnit, UNIT_DIR } from "./unit";
+import { ALERT_ON_FAILURE, APP_SANDBOX, renderUnit, UNIT_DIR } from "./unit";
 
 export { APP_SANDBOX, BASE_SANDBOX, renderUnit, UNIT_DIR } from "./unit";
 
@@ -38,6 +38,8 @@ function renderAppProcessUnit(unit: ProcessUnit): string {
         ["ConditionPathExists", `${APP_CURRENT}/bin`],
         ["StartLimitIntervalSec", "60"],
         ["StartLimitBurst", "10"],
+        // With Restart=, a unit enters "failed" only once the start limit above is hit: then it alerts.
+        ["OnFailure", ALERT_ON_FAILURE],
       ],
       Service: [
         ["Type", "exec"],
