@@ -26,6 +26,8 @@ const RELEASE_ID = "aaaa0000aaaa0000";
 function instanceOf(template: string): string {
   if (template.startsWith("web@")) return "3001";
   if (template.startsWith("migrate@")) return RELEASE_ID;
+  // As OnFailure=alert@%n.service names it for a web instance: a unit name as instance.
+  if (template.startsWith("alert@")) return "web@3001.service";
   return "1";
 }
 
@@ -121,6 +123,7 @@ describe("rendered provisioning files pass the real tools", function () {
       ["backup.service", "backup.service"], ["restore-drill.service", "restore-drill.service"],
       ["backup-alert@.service", "backup-alert@backup.service.service"], ["tls-issue.service", "tls-issue.service"],
       ["saas-firewall.service", "saas-firewall.service"], ["migrate@.service", `migrate@${RELEASE_ID}.service`],
+      ["watchdog.service", "watchdog.service"], ["alert@.service", "alert@web@3001.service.service"],
     ];
     const rendered = new Set(cases.flatMap((c) => [...c.files.keys()].filter((p) => p.endsWith(".service")).map((p) => p.split("/").pop()!)));
     assert.deepEqual([...rendered].sort(), units.map(([unit]) => unit).sort(), "a rendered service is missing from this check");
