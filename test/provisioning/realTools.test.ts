@@ -183,6 +183,11 @@ describe("rendered provisioning files pass the real tools", function () {
         [/^AWS_SECRET_ACCESS_KEY='(.+)'$/m, ["/etc/saas-vps/backup.env"]],
         [/^BACKUP_DB_PASSWORD='(.+)'$/m, ["/etc/saas-vps/backup.env", "/etc/saas-vps/app.env"]],
       ],
+      // The alert route is the backup jobs' too, until they use the watchdog's notifier.
+      "/etc/saas-vps/watchdog.env": [
+        [/^ALERT_WEBHOOK_URL='(.+)'$/m, ["/etc/saas-vps/watchdog.env", "/etc/saas-vps/backup.env"]],
+        [/^HEARTBEAT_URL='(.+)'$/m, ["/etc/saas-vps/watchdog.env"]],
+      ],
     };
     let checked = 0;
     for (const c of cases) {
