@@ -231,7 +231,6 @@ function backupOptions(config: StackConfig, context: ServerInputContext): Backup
     databaseName: DATABASE_NAME,
     bucket: context.backupBucket,
     encryptionPassword: context.secrets.backupPassword,
-    alertWebhookUrl: config.alertWebhookUrl,
     heartbeatUrl: config.backupHeartbeatUrl,
   };
 }

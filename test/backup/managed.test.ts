@@ -165,11 +165,10 @@ describe("@real managed PostgreSQL: owner handover, logins, and backups of a rem
       remote: { host: pg.host, port: pg.port, user: owner, password: PASSWORDS.app, sslMode: "verify-ca", sslRootCert: caFile },
       bucket: { endpoint: s3.endpoint, name: bucket, region: "us-east-1", accessKeyId: "S3RVER", secretAccessKey: "S3RVER" },
       encryptionPassword: "test-encryption-password-77aa",
-      alertWebhookUrl: `${hook.url}/alert`,
     });
     // No libpq variable from this machine: everything the jobs use comes from backup.env.
     const installFor = (opts: BackupRenderOptions): Installed => {
-      const inst = install(opts, { SSL_CERT_FILE: s3.certFile });
+      const inst = install(opts, { SSL_CERT_FILE: s3.certFile }, `${hook.url}/alert`);
       cleanup.push(inst.root);
       return inst;
     };

@@ -121,7 +121,7 @@ describe("rendered provisioning files pass the real tools", function () {
     const units = [
       ["web@.service", "web@3001.service"], ["worker@.service", "worker@1.service"],
       ["backup.service", "backup.service"], ["restore-drill.service", "restore-drill.service"],
-      ["backup-alert@.service", "backup-alert@backup.service.service"], ["tls-issue.service", "tls-issue.service"],
+      ["tls-issue.service", "tls-issue.service"],
       ["saas-firewall.service", "saas-firewall.service"], ["migrate@.service", `migrate@${RELEASE_ID}.service`],
       ["watchdog.service", "watchdog.service"], ["alert@.service", "alert@web@3001.service.service"],
     ];
@@ -183,9 +183,8 @@ describe("rendered provisioning files pass the real tools", function () {
         [/^AWS_SECRET_ACCESS_KEY='(.+)'$/m, ["/etc/saas-vps/backup.env"]],
         [/^BACKUP_DB_PASSWORD='(.+)'$/m, ["/etc/saas-vps/backup.env", "/etc/saas-vps/app.env"]],
       ],
-      // The alert route is the backup jobs' too, until they use the watchdog's notifier.
       "/etc/saas-vps/watchdog.env": [
-        [/^ALERT_WEBHOOK_URL='(.+)'$/m, ["/etc/saas-vps/watchdog.env", "/etc/saas-vps/backup.env"]],
+        [/^ALERT_WEBHOOK_URL='(.+)'$/m, ["/etc/saas-vps/watchdog.env"]],
         [/^HEARTBEAT_URL='(.+)'$/m, ["/etc/saas-vps/watchdog.env"]],
       ],
     };
