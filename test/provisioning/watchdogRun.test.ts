@@ -222,9 +222,12 @@ describe("watchdog script, run for real (root, tmpfs mounts, openssl, curl, a lo
     const path = "/down";
     const server = install("http://127.0.0.1:9/down");
     fill(server.data, 92);
-    const down = await watchdog(server);
+    // Under systemd, stderr is the journal and JOURNAL_STREAM names it: the same here, for the pipe.
+    const asUnderSystemd = 'export JOURNAL_STREAM="$(stat -L -c %d:%i /proc/self/fd/2)"; exec "$0" check';
+    const down = await run("bash", ["-c", asUnderSystemd, join(server.root, WATCHDOG_PATHS.command)], { env: server.env });
     assert.equal(down.code, 0, down.stderr);
-    assert.match(down.stderr, /could not deliver the alert of disk-data to the alert webhook; the next run tries again/);
+    // "<3>" makes journald store the line at priority err (sd-daemon(3)).
+    assert.match(down.stderr, /^<3>watchdog: could not deliver the alert of disk-data to the alert webhook; the next run tries again$/m);
     assert.deepEqual(readdirSync(join(server.stateDir, "firing")), []);
 
     writeFileSync(join(server.root, WATCHDOG_PATHS.envFile), `ALERT_WEBHOOK_URL='${hook.url}${path}'\n`, { flag: "a" });
