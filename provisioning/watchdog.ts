@@ -156,7 +156,8 @@ const WATCHDOG_SANDBOX: Array<[string, string]> = [
   ["SystemCallErrorNumber", "EPERM"],
   ["MemoryDenyWriteExecute", "yes"],
   ["UMask", "0077"],
-  ["RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6"],
+  // As the backup jobs' curl: glibc's getaddrinfo may ask the kernel over netlink which address families exist.
+  ["RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6 AF_NETLINK"],
   ["StateDirectory", "saas-vps/watchdog"],
   ["StateDirectoryMode", "0700"],
 ];
