@@ -38,7 +38,7 @@ function renderAppProcessUnit(unit: ProcessUnit): string {
         ["ConditionPathExists", `${APP_CURRENT}/bin`],
         ["StartLimitIntervalSec", "60"],
         ["StartLimitBurst", "10"],
-        // With Restart=, a unit enters "failed" only once the start limit above is hit: then it alerts.
+        // Alerts once systemd gives up restarting the process (RestartMode=direct, below).
         ["OnFailure", ALERT_ON_FAILURE],
       ],
       Service: [
@@ -54,6 +54,10 @@ function renderAppProcessUnit(unit: ProcessUnit): string {
         ["ExecStart", unit.command],
         ["Restart", "always"],
         ["RestartSec", "1"],
+        // Since systemd 254 a restarting service passes through "failed" before each restart, which
+        // fires OnFailure= on every crash; "direct" skips that state, so the unit fails (and alerts)
+        // only once the start limit is hit. Debian 13 has systemd 257.
+        ["RestartMode", "direct"],
         // SIGTERM lets the app drain in-flight work; SIGKILL only after the timeout.
         ["KillSignal", "SIGTERM"],
         ["KillMode", "mixed"],

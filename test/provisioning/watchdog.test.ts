@@ -160,6 +160,8 @@ describe("watchdog: rendered per server", () => {
     for (const unit of ["web@.service", "worker@.service"]) {
       const content = server.files.find((f) => f.path === `/etc/systemd/system/${unit}`)!.content;
       assert.match(content, /^Restart=always$/m, unit);
+      // Without it, systemd 254+ passes through "failed" (and fires OnFailure=) before every restart.
+      assert.match(content, /^RestartMode=direct$/m, unit);
       assert.match(content, /^StartLimitBurst=\d+$/m, unit);
       assert.match(content, /^OnFailure=alert@%n\.service$/m, unit);
     }
