@@ -217,7 +217,8 @@ describe("@real managed PostgreSQL: owner handover, logins, and backups of a rem
       assert.match(r.stderr, /certificate verify failed/);
       assert.equal(r.onFailure?.code, 0, r.onFailure?.stderr);
       assert.ok(!existsSync(join(bad.stateDir, "last-success")));
-      assert.ok(hook.received.some((h) => h.path === "/alert" && JSON.parse(h.body).unit === "backup.service"));
+      assert.equal(r.onFailure?.unit, "alert@backup.service.service");
+      assert.ok(hook.received.some((h) => h.path === "/alert" && JSON.parse(h.body).check === "failed-unit:backup.service"));
     });
   });
 });
