@@ -114,7 +114,7 @@ export class SaasStack extends pulumi.ComponentResource {
       : pulumi.output(undefined);
 
     for (const server of creationOrder(this.plan.servers)) {
-      const files = renderServer(buildServerInput(config, server, { machine, ...PLACEHOLDER_CONTEXT }, this.plan)).files;
+      const files = renderServer(buildServerInput(config, server, { machine, ...PLACEHOLDER_CONTEXT, stack: args.stackName }, this.plan)).files;
       this.servers[server.name] = new VpsServer(
         `${name}-${server.name}`,
         {
@@ -133,6 +133,7 @@ export class SaasStack extends pulumi.ComponentResource {
                 renderServer({
                   ...buildServerInput(config, server, {
                     machine,
+                    stack: args.stackName,
                     ipv4: ip,
                     secrets,
                     backupBucket: bucket,

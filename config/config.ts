@@ -164,6 +164,10 @@ export function parseStackConfig(raw: Record<string, string>, options: ParseOpti
   if (v.stripeWebhookSecret && !raw.stripeSecretKey) {
     problems.add("stripeSecretKey", "is required when saas-vps:stripeWebhookSecret is set (the app verifies webhooks with the Stripe library, which needs the key)");
   }
+  // The backup's ping after every good backup would keep a dead-man's check green while a server is red.
+  if (v.watchdogHeartbeatUrl !== undefined && v.watchdogHeartbeatUrl === v.backupHeartbeatUrl) {
+    problems.add("watchdogHeartbeatUrl", "is the same URL as saas-vps:backupHeartbeatUrl; each nightly backup would then report the watchdog's checks green: give each its own dead-man's check");
+  }
   if (v.stage && SPLIT_STAGES.includes(v.stage) && v.workerInstances === 0) {
     problems.add("workerInstances", `must be 1-16 at stage ${v.stage}: the worker has a server of its own there, which would run nothing; got 0`);
   }
@@ -195,6 +199,13 @@ export function parseStackConfig(raw: Record<string, string>, options: ParseOpti
     uploads: uploads!,
     alertWebhookUrl: v.alertWebhookUrl,
     backupHeartbeatUrl: v.backupHeartbeatUrl,
+    watchdogHeartbeatUrl: v.watchdogHeartbeatUrl,
+    watchdogDiskPercent: v.watchdogDiskPercent!,
+    watchdogMemoryPercent: v.watchdogMemoryPercent!,
+    watchdogLoadPercent: v.watchdogLoadPercent!,
+    watchdogCertificateDays: v.watchdogCertificateDays!,
+    watchdogBackupMaxAgeHours: v.watchdogBackupMaxAgeHours!,
+    watchdogDrillMaxAgeDays: v.watchdogDrillMaxAgeDays!,
     sshPrivateKey: v.sshPrivateKey,
     smtpUrl: v.smtpUrl,
     mailFrom: v.mailFrom,

@@ -10,6 +10,7 @@
  */
 import { BUCKET_PURPOSES, bucketKeyNames, defaultBucketName, UPLOADS_STORAGES, type BucketField, type BucketKeyNames, type BucketPrefix, type UploadsStorage } from "./buckets";
 import { checkOnCalendar } from "./onCalendar";
+import { WATCHDOG_THRESHOLDS, type WatchdogThreshold } from "./watchdog";
 import { BUCKET_PROVIDERS, CATALOGS, DATABASE_MODES, MANAGED_DATABASE_SIZES, PROVIDERS, type BucketProvider, type DatabaseMode, type Provider } from "./providers";
 import { BUILT_STAGES, MVP_DATABASE_STATES, SPLIT_STAGES, STAGES, type MvpDatabaseState, type Stage } from "./stages";
 import {
@@ -124,6 +125,12 @@ function withDefault(fallback: string, check: (value: string) => string | undefi
       return problem === undefined ? ok(value) : fail(problem);
     },
   };
+}
+
+/** A watchdog threshold: its range and default are config/watchdog.ts's, which the renderer checks too. */
+function threshold(name: WatchdogThreshold) {
+  const spec = WATCHDOG_THRESHOLDS[name];
+  return { ...integer(spec.min, spec.max, spec.default), rule: `${spec.min}–${spec.max} (${spec.unit})` };
 }
 
 function schedule(fallback: string) {
@@ -435,8 +442,9 @@ export const KEYS = {
     ...ALL,
     secret: true as const,
     defaultText: "none",
-    description: "Webhook that receives a JSON POST when a backup or restore drill fails. Set with --secret.",
-    rule: "receives a JSON POST when a backup or drill fails",
+    description:
+      "Webhook that receives a JSON POST for every alert: a watchdog check that starts or stops firing, a unit that failed for good (the app's processes, backups, restore drills). Set with --secret.",
+    rule: "receives a JSON POST for each alert and each resolved one (README: Watchdog and alerts)",
   },
   backupHeartbeatUrl: {
     ...optional((v) => (isHttpUrl(v) ? undefined : "must be an http(s) URL to ping after each good backup; got a value that is not one")),
@@ -445,6 +453,44 @@ export const KEYS = {
     defaultText: "none",
     description: "URL pinged after every good backup (a dead-man's switch such as healthchecks.io notices missed ones). Set with --secret.",
     rule: "pinged after every good backup (dead-man's switch)",
+  },
+  watchdogHeartbeatUrl: {
+    ...optional((v) => (isHttpUrl(v) ? undefined : "must be an http(s) URL to ping once a day while every watchdog check is green; got a value that is not one")),
+    ...ALL,
+    secret: true as const,
+    defaultText: "none",
+    description: "URL pinged once a day by every server while all its watchdog checks are green (a dead-man's switch: set its period to 1 day). Never the backup heartbeat's URL. Set with --secret.",
+    rule: "pinged daily by each server while all its checks are green (dead-man's switch); not `backupHeartbeatUrl`",
+  },
+  watchdogDiskPercent: {
+    ...threshold("diskPercent"),
+    ...ALL,
+    description: "Watchdog: alert when the root or the data filesystem is fuller than this percentage.",
+  },
+  watchdogMemoryPercent: {
+    ...threshold("memoryAvailablePercent"),
+    ...ALL,
+    description: "Watchdog: alert when less than this percentage of memory is available.",
+  },
+  watchdogLoadPercent: {
+    ...threshold("loadPercent"),
+    ...ALL,
+    description: "Watchdog: alert when the 5-minute load average exceeds this percentage of the CPU count (200 = twice the CPUs).",
+  },
+  watchdogCertificateDays: {
+    ...threshold("certificateDays"),
+    ...ALL,
+    description: "Watchdog (with domain): alert when the TLS certificate has fewer days left (certbot renews at 30).",
+  },
+  watchdogBackupMaxAgeHours: {
+    ...threshold("backupMaxAgeHours"),
+    ...ALL,
+    description: "Watchdog (the server that backs up): alert when no good backup is younger than this many hours; more than backupSchedule's interval.",
+  },
+  watchdogDrillMaxAgeDays: {
+    ...threshold("drillMaxAgeDays"),
+    ...ALL,
+    description: "Watchdog (the server that backs up): alert when no good restore drill is younger than this many days; more than restoreDrillSchedule's interval.",
   },
   sshPrivateKey: {
     ...optional((v) => (/^-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(v.trim()) ? undefined : "must be a PEM/OpenSSH private key (-----BEGIN ... PRIVATE KEY-----); got something else")),

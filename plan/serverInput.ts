@@ -9,6 +9,7 @@ import type { BackupBucket, BackupRenderOptions, RemoteDatabase } from "../provi
 import type { S3Bucket } from "../provisioning/bucket";
 import type { UploadsInput } from "../provisioning/uploads";
 import type { ProcessEnvironment } from "../provisioning/roles/app";
+import type { WatchdogInput } from "../provisioning/watchdog";
 import { DATABASE_NAME, surgePortFor, webPorts, workerUnits } from "../provisioning/layout";
 import type { RoleInputs } from "../provisioning/roles/index";
 import { runsApp } from "../provisioning/roles/index";
@@ -34,6 +35,8 @@ export interface ServerSecrets {
 
 export interface ServerInputContext {
   machine: MachineKind;
+  /** The stack's name (alerts name it). */
+  stack: string;
   /** The server's fixed public IPv4; the app's URL when no domain is set. */
   ipv4: string;
   secrets: ServerSecrets;
@@ -100,6 +103,24 @@ export function buildServerInput(config: StackConfig, server: ServerPlan, contex
         }
       : undefined,
     ...(server.mvpDatabase ? { mvpDatabase: server.mvpDatabase } : {}),
+    watchdog: watchdogFor(config, context.stack),
+  };
+}
+
+/** The stack's watchdog settings, the same on every server. */
+export function watchdogFor(config: StackConfig, stack: string): WatchdogInput {
+  return {
+    stack,
+    thresholds: {
+      diskPercent: config.watchdogDiskPercent,
+      memoryAvailablePercent: config.watchdogMemoryPercent,
+      loadPercent: config.watchdogLoadPercent,
+      certificateDays: config.watchdogCertificateDays,
+      backupMaxAgeHours: config.watchdogBackupMaxAgeHours,
+      drillMaxAgeDays: config.watchdogDrillMaxAgeDays,
+    },
+    alertWebhookUrl: config.alertWebhookUrl,
+    heartbeatUrl: config.watchdogHeartbeatUrl,
   };
 }
 
@@ -210,7 +231,6 @@ function backupOptions(config: StackConfig, context: ServerInputContext): Backup
     databaseName: DATABASE_NAME,
     bucket: context.backupBucket,
     encryptionPassword: context.secrets.backupPassword,
-    alertWebhookUrl: config.alertWebhookUrl,
     heartbeatUrl: config.backupHeartbeatUrl,
   };
 }
@@ -246,6 +266,7 @@ export function processEnvironmentFor(config: Pick<StackConfig, "stripeSecretKey
 
 /** Stand-in values with the shapes of the real ones, for listing which files a server gets. */
 export const PLACEHOLDER_CONTEXT: Omit<ServerInputContext, "machine"> = {
+  stack: "placeholder-stack",
   ipv4: "192.0.2.10",
   secrets: {
     databasePassword: "placeholder-database-password",

@@ -1,7 +1,7 @@
 /**
- * Server side of the backups (docs/ARCHITECTURE.md, decision 6): the `backup` command (its `alert` subcommand is the
- * OnFailure notifier), the root-only env file with the bucket keys and the encryption password, and the systemd
- * units that run a nightly backup and a weekly restore drill.
+ * Server side of the backups (docs/ARCHITECTURE.md, decision 6): the `backup` command, the root-only env file with
+ * the bucket keys and the encryption password, and the systemd units that run a nightly backup and a weekly restore
+ * drill. A job that fails alerts through the watchdog's notifier, alert@.service (provisioning/watchdog.ts).
  *
  * Pure: plain values in, files out. The script is the static file
  * `provisioning/assets/backup/backup.sh`; everything that varies per stack (and every secret)
@@ -19,6 +19,7 @@ import { CONFIG_DIR, STATE_DIR } from "./layout";
 import { shellQuote } from "./push";
 import { loadScript } from "./scripts";
 import { BASE_SANDBOX, renderUnit, UNIT_DIR } from "./systemd";
+import { ALERT_ON_FAILURE } from "./unit";
 
 /** The bucket the backups go to. */
 export type BackupBucket = S3Bucket;
@@ -40,8 +41,6 @@ export interface BackupRenderOptions {
   bucket: BackupBucket;
   /** restic repository password: encrypts every backup; generated secret, >= 16 characters. */
   encryptionPassword: string;
-  /** Alert webhook (secret): receives a JSON POST when a backup or a drill fails. */
-  alertWebhookUrl?: string;
   /** Dead-man's-switch URL (secret): a GET after every successful backup. */
   heartbeatUrl?: string;
   /** Table the drill requires in a restore (node-pg-migrate's); default `pgmigrations`. */
@@ -89,7 +88,7 @@ export const BACKUP_TIMERS = ["backup.timer", "restore-drill.timer"] as const;
 
 /**
  * Debian packages the script needs on the server besides PostgreSQL itself: restic, curl for the
- * webhook and heartbeat, jq to read restic's JSON and write the alert's.
+ * heartbeat, jq to read restic's JSON.
  */
 export const BACKUP_PACKAGES = ["restic", "curl", "jq"] as const;
 
@@ -117,7 +116,6 @@ export function renderBackupFiles(opts: BackupRenderOptions): RenderedFile[] {
     timer("backup.timer", renderTimer("backup", opts.schedule, "15min")),
     unit("restore-drill.service", renderJobService("restore-drill", "drill", opts)),
     timer("restore-drill.timer", renderTimer("restore-drill", opts.drillSchedule ?? DEFAULTS.restoreDrillSchedule, "30min")),
-    unit("backup-alert@.service", renderAlertService()),
   ];
 }
 
@@ -188,7 +186,6 @@ export function validateBackupOptions(opts: BackupRenderOptions): string[] {
   if (text("encryptionPassword", opts.encryptionPassword, true) && opts.encryptionPassword.length < 16) {
     add(`encryptionPassword must be at least 16 characters (use a generated secret)`);
   }
-  if (opts.alertWebhookUrl !== undefined) url("alertWebhookUrl", opts.alertWebhookUrl, false);
   if (opts.heartbeatUrl !== undefined) url("heartbeatUrl", opts.heartbeatUrl, false);
   if (
     opts.migrationsTable !== undefined &&
@@ -226,7 +223,6 @@ function renderBackupEnv(opts: BackupRenderOptions): string {
     ["BACKUP_DB_NAME", opts.databaseName],
     ["BACKUP_RETENTION_DAYS", String(opts.retentionDays)],
     ["BACKUP_MIGRATIONS_TABLE", opts.migrationsTable ?? DEFAULT_MIGRATIONS_TABLE],
-    ["BACKUP_ALERT_WEBHOOK_URL", opts.alertWebhookUrl ?? ""],
     ["BACKUP_HEARTBEAT_URL", opts.heartbeatUrl ?? ""],
     ...(opts.standby ? [["BACKUP_STANDBY", "yes"] as [string, string]] : []),
     ...remoteDatabaseEnv(opts.remote),
@@ -284,7 +280,7 @@ function renderJobService(name: "backup" | "restore-drill", subcommand: string, 
         ["Wants", "network-online.target"],
         ["After", "network-online.target postgresql.service"],
         // %n is this unit's name: the notifier instance says which job failed.
-        ["OnFailure", "backup-alert@%n.service"],
+        ["OnFailure", ALERT_ON_FAILURE],
       ],
       Service: [
         ["Type", "oneshot"],
@@ -317,19 +313,5 @@ function renderTimer(name: string, onCalendar: string, randomizedDelay: string):
       Install: [["WantedBy", "timers.target"]],
     },
     `schedule of ${name}.service`,
-  );
-}
-
-function renderAlertService(): string {
-  return renderUnit(
-    {
-      Unit: [["Description", "Alert: %i failed (backups)"]],
-      Service: [
-        ["Type", "oneshot"],
-        ["ExecStart", `${BACKUP_PATHS.command} alert %i`],
-        ...JOB_SANDBOX,
-      ],
-    },
-    "OnFailure= notifier of backup.service and restore-drill.service",
   );
 }

@@ -37,6 +37,8 @@ export const STATE_DIR = "/var/lib/saas-vps";
 export const PRIVATE_IPV4_FILE = "/run/saas-vps/private-ipv4";
 export const ACME_WEBROOT = "/var/www/letsencrypt";
 export const TLS_DIR = `${CONFIG_DIR}/tls`;
+/** The certificate nginx serves: the Let's Encrypt one once issued, a self-signed stand-in before. */
+export const TLS_CERTIFICATE = `${TLS_DIR}/fullchain.pem`;
 /** Settings of bootstrap, its steps and tls-issue (no secrets). */
 export const BOOTSTRAP_ENV_FILE = `${CONFIG_DIR}/bootstrap.env`;
 /** First-boot step scripts; bootstrap runs the ones bootstrap.env lists, in that order. */

@@ -4,7 +4,7 @@
  * Directive reference: https://nginx.org/en/docs/http/ngx_http_upstream_module.html and
  * https://nginx.org/en/docs/http/ngx_http_proxy_module.html#proxy_next_upstream
  */
-import { ACME_WEBROOT, RESERVED_PORTS, TLS_DIR } from "./layout";
+import { ACME_WEBROOT, RESERVED_PORTS, TLS_CERTIFICATE, TLS_DIR } from "./layout";
 import type { RenderedFile } from "./files";
 
 export interface NginxSiteOptions {
@@ -165,7 +165,7 @@ export function renderNginxSite(opts: NginxSiteOptions): string {
         `access_log ${accessLog} saas_json;`,
         ...serverSettings(opts),
         ...clientLimits(),
-        `ssl_certificate ${opts.tlsCertificate ?? `${TLS_DIR}/fullchain.pem`};`,
+        `ssl_certificate ${opts.tlsCertificate ?? TLS_CERTIFICATE};`,
         `ssl_certificate_key ${opts.tlsCertificateKey ?? `${TLS_DIR}/privkey.pem`};`,
         "ssl_protocols TLSv1.2 TLSv1.3;",
         `ssl_ciphers ${TLS_CIPHERS.join(":")};`,

@@ -18,6 +18,7 @@ import { renderPrivateNetwork, type PrivateNetworkInput } from "./roles/privateN
 import { ROLE_MODULES, type RoleInputs, type RoleModule } from "./roles/index";
 import { renderMvpDatabase } from "./mvpDatabase";
 import type { MvpDatabaseState } from "../config/stages";
+import { renderWatchdogFiles, watchdogChecksOf, type WatchdogInput } from "./watchdog";
 
 export type { MachineKind } from "./roles/db";
 
@@ -38,6 +39,8 @@ export interface ServerRenderInput {
   databaseCaCertificate?: string;
   /** The server's SSH host key (first boot only: it is in the user-data, never a pushed file). */
   hostKey?: HostKeyPair;
+  /** The stack's watchdog settings; what it checks here follows from the roles. */
+  watchdog: WatchdogInput;
 }
 
 export interface RenderedServer {
@@ -57,6 +60,7 @@ export function renderServer(input: ServerRenderInput): RenderedServer {
     ...renderAppPart(input),
     ...renderRoles(input),
     ...(input.mvpDatabase ? [renderMvpDatabase(input.mvpDatabase)] : []),
+    renderWatchdogPart(input),
   ]);
   const files = [...sum.files, ...renderFirstBootFiles(sum)];
   validateFiles(files);
@@ -71,6 +75,12 @@ export function renderServer(input: ServerRenderInput): RenderedServer {
     ]);
   }
   return { userData, userDataBytes, files, packages };
+}
+
+/** Every server's watchdog, checking what its roles call for; jq writes its alerts (curl is the base's). */
+function renderWatchdogPart(input: ServerRenderInput): RoleContribution {
+  const files = renderWatchdogFiles({ ...input.watchdog, server: input.hostname, ...watchdogChecksOf(input.roles) });
+  return { files, packages: ["jq"], steps: [], units: [], settings: {} };
 }
 
 /** The managed database's CA, once per server, whichever of its roles connect. */

@@ -8,7 +8,7 @@
 import { APP_CURRENT, APP_ENV_FILE, APP_SHARED, APP_USER, WEB_ENV_FILE, WORKER_ENV_FILE } from "./layout";
 import type { RenderedFile } from "./files";
 import { RELEASE_PATHS } from "./release";
-import { APP_SANDBOX, renderUnit, UNIT_DIR } from "./unit";
+import { ALERT_ON_FAILURE, APP_SANDBOX, renderUnit, UNIT_DIR } from "./unit";
 
 export { APP_SANDBOX, BASE_SANDBOX, renderUnit, UNIT_DIR } from "./unit";
 
@@ -38,6 +38,8 @@ function renderAppProcessUnit(unit: ProcessUnit): string {
         ["ConditionPathExists", `${APP_CURRENT}/bin`],
         ["StartLimitIntervalSec", "60"],
         ["StartLimitBurst", "10"],
+        // Alerts once systemd gives up restarting the process (RestartMode=direct, below).
+        ["OnFailure", ALERT_ON_FAILURE],
       ],
       Service: [
         ["Type", "exec"],
@@ -52,6 +54,10 @@ function renderAppProcessUnit(unit: ProcessUnit): string {
         ["ExecStart", unit.command],
         ["Restart", "always"],
         ["RestartSec", "1"],
+        // Since systemd 254 a restarting service passes through "failed" before each restart, which
+        // fires OnFailure= on every crash; "direct" skips that state, so the unit fails (and alerts)
+        // only once the start limit is hit. Debian 13 has systemd 257.
+        ["RestartMode", "direct"],
         // SIGTERM lets the app drain in-flight work; SIGKILL only after the timeout.
         ["KillSignal", "SIGTERM"],
         ["KillMode", "mixed"],

@@ -8,6 +8,11 @@ import { METADATA_ADDRESS } from "./layout";
 
 export const UNIT_DIR = "/etc/systemd/system";
 
+/** The OnFailure= notifier (provisioning/watchdog.ts): `alert@<unit>.service` reports <unit>. */
+export const ALERT_UNIT = "alert@.service";
+/** OnFailure= of a unit that must not stay failed: systemd starts it when the unit fails for good. */
+export const ALERT_ON_FAILURE = "alert@%n.service";
+
 /** Unit file text from sections of [key, value] pairs; repeated keys are allowed (systemd accumulates them). */
 export function renderUnit(sections: Record<string, Array<[string, string]>>, comment: string): string {
   const out = [`# ${comment}`, "# Rendered by saas-vps (provisioning/); pushed again on change. Do not edit on the server."];

@@ -32,9 +32,10 @@ export function renderBackup(input: BackupInput): RoleContribution[] {
  * The backup command is the largest file after the release command and runs only from the
  * timers, so it travels in the day-2 push. Its timers are enabled on first boot but started by
  * that push (onChange), never before the command exists: a timer started on first boot could
- * fire (03:00 plus its random delay) in the minutes between bootstrap and the push. The alert
- * script stays in the user-data (it is small): should a reboot start the timers before the push
- * ever came, a failing job still alerts.
+ * fire (03:00 plus its random delay) in the minutes between bootstrap and the push. A job that
+ * fails alerts through the watchdog's alert@ notifier, which travels in the same push; should a
+ * reboot start the timers before that push ever came, the job fails unreported until the push,
+ * after which the watchdog's check reports the failed unit.
  */
 export function backupFiles(options: BackupRenderOptions): RenderedFile[] {
   const startTimers = `systemctl start ${BACKUP_TIMERS.join(" ")}`;

@@ -81,13 +81,12 @@ describe("@real backups: PostgreSQL -> restic -> S3, restore, retention, alerts,
     databaseName: "app",
     bucket: { endpoint: s3.endpoint, name: bucket, region: "us-east-1", accessKeyId: "S3RVER", secretAccessKey: "S3RVER" },
     encryptionPassword: PASSWORD,
-    alertWebhookUrl: `${hook.url}/alert`,
     heartbeatUrl: `${hook.url}/heartbeat/${bucket}`,
     ...over,
   });
 
   const installFor = (opts: BackupRenderOptions, env: Record<string, string> = {}): Installed => {
-    const inst = install(opts, { ...pg.env, SSL_CERT_FILE: s3.certFile, ...env });
+    const inst = install(opts, { ...pg.env, SSL_CERT_FILE: s3.certFile, ...env }, `${hook.url}/alert`);
     cleanup.push(inst.root);
     return inst;
   };
@@ -108,8 +107,8 @@ describe("@real backups: PostgreSQL -> restic -> S3, restore, retention, alerts,
   const alertsFor = (unit: string) =>
     hook.received
       .filter((r) => r.method === "POST" && r.path === "/alert")
-      .map((r) => JSON.parse(r.body) as { unit: string; event: string; text: string; host: string })
-      .filter((a) => a.unit === unit);
+      .map((r) => JSON.parse(r.body) as { check: string; event: string; text: string; server: string })
+      .filter((a) => a.check === `failed-unit:${unit}`);
 
   describe("a good backup", () => {
     let inst: Installed;
@@ -245,12 +244,12 @@ describe("@real backups: PostgreSQL -> restic -> S3, restore, retention, alerts,
         assert.notEqual(r.code, 0);
         assert.match(r.stderr, c.stderr);
         assert.match(r.stderr, /backup FAILED/);
-        assert.equal(r.onFailure?.unit, "backup-alert@backup.service.service");
+        assert.equal(r.onFailure?.unit, "alert@backup.service.service");
         assert.equal(r.onFailure?.code, 0, r.onFailure?.stderr);
-        assert.match(r.onFailure!.stderr, /ALERT: backup.service failed/);
+        assert.match(r.onFailure!.stderr, /ALERT test\/db: failed-unit:backup\.service is failed/);
         const alerts = alertsFor("backup.service");
         assert.equal(alerts.length, alertsBefore + 1);
-        assert.equal(alerts.at(-1)!.event, "backup_failure");
+        assert.equal(alerts.at(-1)!.event, "alert");
 
         assert.equal(readState(inst, "last-success"), undefined);
         assert.deepEqual(s3.objects("bk-fail", "restic/snapshots/"), [], "no snapshot kept");

@@ -13,5 +13,4 @@ export const VALID: BackupRenderOptions = {
     secretAccessKey: "s3-secret-value",
   },
   encryptionPassword: "generated-password-0123456789",
-  alertWebhookUrl: "https://hooks.example.com/T000/B000/XXXX",
 };

@@ -2,7 +2,8 @@
  * Real services for the backup tests and the benchmark: a scratch PostgreSQL cluster
  * (cli/pg-scratch.sh), an S3-compatible server (s3rver, in process, over TLS), a webhook
  * listener, and a small stand-in for systemd that runs a rendered unit's ExecStart= and, when
- * it fails, its OnFailure= unit, so the tests exercise the unit wiring as well as the scripts.
+ * it fails, its OnFailure= unit (the watchdog's alert@, installed beside the backup's files), so
+ * the tests exercise the unit wiring as well as the scripts.
  *
  * Everything runs asynchronously: s3rver answers from this process's event loop, so a
  * synchronous child process would deadlock against it.
@@ -16,6 +17,8 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import type { BackupRenderOptions } from "../../provisioning/backup";
 import { renderBackupFiles } from "../../provisioning/backup";
+import { DEFAULT_WATCHDOG_THRESHOLDS } from "../../config/watchdog";
+import { renderWatchdogFiles } from "../../provisioning/watchdog";
 
 export const REPO_ROOT = resolve(__dirname, "..", "..");
 
@@ -223,9 +226,11 @@ export interface Installed {
   env: Record<string, string>;
 }
 
-export function install(opts: BackupRenderOptions, extraEnv: Record<string, string>): Installed {
+/** `alertWebhookUrl`: where the watchdog's notifier posts a failed job (none: the journal line only). */
+export function install(opts: BackupRenderOptions, extraEnv: Record<string, string>, alertWebhookUrl?: string): Installed {
   const root = tempDir("backup-root-");
-  for (const f of renderBackupFiles(opts)) {
+  const watchdog = renderWatchdogFiles({ stack: "test", server: "db", thresholds: DEFAULT_WATCHDOG_THRESHOLDS, alertWebhookUrl });
+  for (const f of [...renderBackupFiles(opts), ...watchdog]) {
     const p = join(root, f.path);
     mkdirSync(dirname(p), { recursive: true });
     writeFileSync(p, f.content);
@@ -245,6 +250,8 @@ export function install(opts: BackupRenderOptions, extraEnv: Record<string, stri
       BACKUP_ENV_FILE: join(root, "etc/saas-vps/backup.env"),
       BACKUP_STATE_DIR: stateDir,
       BACKUP_CACHE_DIR: join(root, "var/cache/saas-vps/restic"),
+      WATCHDOG_ENV_FILE: join(root, "etc/saas-vps/watchdog.env"),
+      WATCHDOG_STATE_DIR: join(root, "var/lib/saas-vps/watchdog"),
       ...extraEnv,
     },
   };

@@ -165,11 +165,10 @@ describe("@real managed PostgreSQL: owner handover, logins, and backups of a rem
       remote: { host: pg.host, port: pg.port, user: owner, password: PASSWORDS.app, sslMode: "verify-ca", sslRootCert: caFile },
       bucket: { endpoint: s3.endpoint, name: bucket, region: "us-east-1", accessKeyId: "S3RVER", secretAccessKey: "S3RVER" },
       encryptionPassword: "test-encryption-password-77aa",
-      alertWebhookUrl: `${hook.url}/alert`,
     });
     // No libpq variable from this machine: everything the jobs use comes from backup.env.
     const installFor = (opts: BackupRenderOptions): Installed => {
-      const inst = install(opts, { SSL_CERT_FILE: s3.certFile });
+      const inst = install(opts, { SSL_CERT_FILE: s3.certFile }, `${hook.url}/alert`);
       cleanup.push(inst.root);
       return inst;
     };
@@ -218,7 +217,8 @@ describe("@real managed PostgreSQL: owner handover, logins, and backups of a rem
       assert.match(r.stderr, /certificate verify failed/);
       assert.equal(r.onFailure?.code, 0, r.onFailure?.stderr);
       assert.ok(!existsSync(join(bad.stateDir, "last-success")));
-      assert.ok(hook.received.some((h) => h.path === "/alert" && JSON.parse(h.body).unit === "backup.service"));
+      assert.equal(r.onFailure?.unit, "alert@backup.service.service");
+      assert.ok(hook.received.some((h) => h.path === "/alert" && JSON.parse(h.body).check === "failed-unit:backup.service"));
     });
   });
 });

@@ -17,11 +17,10 @@ import { run, tempDir } from "./helpers";
 const byPath = (opts: BackupRenderOptions) => new Map(renderBackupFiles(opts).map((f) => [f.path, f]));
 
 describe("backup renderer", () => {
-  it("renders the command (its `alert` subcommand is the notifier), a root-only secret env file and the units", () => {
+  it("renders the command, a root-only secret env file and the units", () => {
     const files = byPath(VALID);
     assert.deepEqual([...files.keys()].sort(), [
       "/etc/saas-vps/backup.env",
-      "/etc/systemd/system/backup-alert@.service",
       "/etc/systemd/system/backup.service",
       "/etc/systemd/system/backup.timer",
       "/etc/systemd/system/restore-drill.service",
@@ -36,7 +35,7 @@ describe("backup renderer", () => {
     // Secrets live in the env file only.
     for (const f of files.values()) {
       if (f.path === BACKUP_PATHS.envFile) continue;
-      for (const secret of ["s3-secret-value", "generated-password-0123456789", "hooks.example.com"]) {
+      for (const secret of ["s3-secret-value", "generated-password-0123456789"]) {
         assert.ok(!f.content.includes(secret), `${f.path} contains a secret`);
       }
       assert.equal(f.secret, undefined, f.path);
@@ -53,10 +52,9 @@ describe("backup renderer", () => {
     // Heredoc bodies (the help text, SQL) are data and kept; none of their lines starts with "#".
     const comments = lines.slice(2).filter((l) => /^\s*#/.test(l) && !/^\s*# shellcheck /.test(l));
     assert.deepEqual(comments, []);
-    assert.ok(command.content.includes("cmd_alert()"), "the notifier is a subcommand of the same script");
   });
 
-  it("schedules both timers persistently with a random delay, and wires OnFailure to the notifier", () => {
+  it("schedules both timers persistently with a random delay, and wires OnFailure to the watchdog's notifier", () => {
     const files = byPath({ ...VALID, schedule: "*-*-* 01:30:00 UTC", drillSchedule: "Sat *-*-* 06:00:00 UTC" });
     const lines = (p: string) => files.get(`/etc/systemd/system/${p}`)!.content.split("\n");
     for (const [timer, onCalendar] of [
@@ -70,9 +68,8 @@ describe("backup renderer", () => {
     assert.ok(lines("backup.service").includes("ExecStart=/usr/local/sbin/backup now"));
     assert.ok(lines("restore-drill.service").includes("ExecStart=/usr/local/sbin/backup drill"));
     for (const svc of ["backup.service", "restore-drill.service"]) {
-      assert.ok(lines(svc).includes("OnFailure=backup-alert@%n.service"), svc);
+      assert.ok(lines(svc).includes("OnFailure=alert@%n.service"), svc);
     }
-    assert.ok(lines("backup-alert@.service").includes("ExecStart=/usr/local/sbin/backup alert %i"));
     assert.ok(byPath(VALID).get("/etc/systemd/system/restore-drill.timer")!.content.includes(`OnCalendar=${DEFAULTS.restoreDrillSchedule}`));
   });
 
@@ -154,12 +151,10 @@ describe("backup renderer", () => {
       ...VALID,
       encryptionPassword: secret,
       bucket: { ...VALID.bucket, secretAccessKey: secret },
-      alertWebhookUrl: "https://hooks.example.com/super-secret-value\n",
     });
     assert.deepEqual(problems, [
       "backup: bucket.secretAccessKey must not contain newlines or control characters",
       "backup: encryptionPassword must not contain newlines or control characters",
-      "backup: alertWebhookUrl must not contain newlines or control characters",
     ]);
     assert.ok(!problems.join("\n").includes("super-secret-value"));
   });

@@ -15,7 +15,7 @@ import { BACKUP_PATHS, type BackupRenderOptions } from "../../provisioning/backu
 import { install, run, type Installed } from "./helpers";
 import { VALID } from "./fixtures";
 
-const UNITS = ["backup.service", "backup.timer", "restore-drill.service", "restore-drill.timer", "backup-alert@backup.service.service"];
+const UNITS = ["backup.service", "backup.timer", "restore-drill.service", "restore-drill.timer", "alert@backup.service.service"];
 
 async function verify(inst: Installed): Promise<{ code: number; output: string }> {
   cpSync("/usr/lib/systemd/system", join(inst.root, "usr/lib/systemd/system"), { recursive: true });
@@ -27,8 +27,8 @@ async function verify(inst: Installed): Promise<{ code: number; output: string }
 async function withInstalled<T>(opts: BackupRenderOptions, f: (inst: Installed) => Promise<T>): Promise<T> {
   const inst = install(opts, {});
   try {
-    // The template's instance, as systemd would load it for OnFailure=backup-alert@%n.service.
-    cpSync(join(inst.root, "etc/systemd/system/backup-alert@.service"), join(inst.root, "etc/systemd/system/backup-alert@backup.service.service"));
+    // The watchdog's notifier (installed beside the backup's files), as systemd would load it for OnFailure=alert@%n.service.
+    cpSync(join(inst.root, "etc/systemd/system/alert@.service"), join(inst.root, "etc/systemd/system/alert@backup.service.service"));
     return await f(inst);
   } finally {
     rmSync(inst.root, { recursive: true, force: true });

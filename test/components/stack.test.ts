@@ -7,6 +7,7 @@ import { ConfigError } from "../../config/config";
 import { decodeWriteFiles, readUserDataBundle } from "../../cli/lib/renderStack";
 import { isWrappedSecret, unwrapSecrets, valueOf } from "../../cli/lib/pulumiMocks";
 import { BACKUP_PATHS } from "../../provisioning/backup";
+import { WATCHDOG_PATHS } from "../../provisioning/watchdog";
 import { HOST_FIREWALL_PATH } from "../../provisioning/hostFirewall";
 import { cidrContains } from "../../config/validators";
 import { RELEASE_PATHS } from "../../provisioning/release";
@@ -159,7 +160,8 @@ for (const provider of ["hetzner", "digitalocean"] as const) {
       const files = decodeWriteFiles(userData);
       const firstBoot = readUserDataBundle(userData);
       // The large commands and the migrations unit: nothing runs them on first boot, they travel only in the push (provisioning/files.ts).
-      const pushOnly = [RELEASE_PATHS.command, RELEASE_PATHS.migrateUnit, BACKUP_PATHS.command];
+      const watchdogUnits = ["watchdog.service", "watchdog.timer", "alert@.service"].map((u) => `/etc/systemd/system/${u}`);
+      const pushOnly = [RELEASE_PATHS.command, RELEASE_PATHS.migrateUnit, BACKUP_PATHS.command, WATCHDOG_PATHS.command, WATCHDOG_PATHS.envFile, ...watchdogUnits];
       for (const path of pushOnly) assert.ok(!files.has(path), `${path} is in the user-data`);
       const pushes = run.mocks.ofType(COMMAND).filter((c) => c.name.includes("-push-"));
       assert.equal(pushes.length, files.size + pushOnly.length);
@@ -170,7 +172,8 @@ for (const provider of ["hetzner", "digitalocean"] as const) {
         const [hash] = unwrapSecrets(push.inputs.triggers);
         assert.match(hash, /^[0-9a-f]{64}$/);
         const installed = [...files.entries()].find(([, content]) => content === stdin)?.[0];
-        const path = installed ?? pushOnly.find((p) => create.includes(p));
+        // A group's runner names the other files of its group too: the file it writes is its dest.
+        const path = installed ?? pushOnly.find((p) => create.includes(`dest='\\''${p}'\\''`));
         assert.ok(path, `push ${push.name} carries content no installed file has`);
         assert.ok(create.includes(path), `push ${push.name} writes elsewhere than ${path}`);
         if (!installed) {
@@ -180,7 +183,7 @@ for (const provider of ["hetzner", "digitalocean"] as const) {
           const { mode, owner } = firstBoot.get(path)!;
           assert.ok(create.includes(`want='\\''${mode} ${owner}'\\''`), `push ${push.name} does not install ${path} as ${mode} ${owner}`);
         }
-        const secretFile = ["/etc/saas-vps/app.env", "/etc/saas-vps/web.env", "/etc/saas-vps/worker.env", "/etc/saas-vps/db.env", "/etc/saas-vps/backup.env"].includes(path);
+        const secretFile = ["/etc/saas-vps/app.env", "/etc/saas-vps/web.env", "/etc/saas-vps/worker.env", "/etc/saas-vps/db.env", "/etc/saas-vps/backup.env", WATCHDOG_PATHS.envFile].includes(path);
         assert.equal(isWrappedSecret(push.inputs.stdin), secretFile, `${path}: secret=${secretFile} expected for its content`);
         assert.equal(push.inputs.connection.user ?? unwrapSecrets(push.inputs.connection).user, "admin");
       }

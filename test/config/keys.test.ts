@@ -27,7 +27,7 @@ describe("config key table", () => {
   });
 
   it("derives the secret keys and defaults that the stack files and docs rely on", () => {
-    assert.deepEqual([...SECRET_KEYS].sort(), ["alertWebhookUrl", "backupHeartbeatUrl", "backupSecretAccessKey", "sentryDsn", "smtpUrl", "sshPrivateKey", "stripeSecretKey", "stripeWebhookSecret", "uploadsSecretAccessKey"]);
+    assert.deepEqual([...SECRET_KEYS].sort(), ["alertWebhookUrl", "backupHeartbeatUrl", "backupSecretAccessKey", "sentryDsn", "smtpUrl", "sshPrivateKey", "stripeSecretKey", "stripeWebhookSecret", "uploadsSecretAccessKey", "watchdogHeartbeatUrl"]);
     assert.deepEqual(DEFAULTS, {
       stage: "mvp",
       plainHttp: false,
@@ -37,6 +37,12 @@ describe("config key table", () => {
       backupRetentionDays: 14,
       restoreDrillSchedule: "Sun *-*-* 04:30:00 UTC",
       privateNetworkCidr: "10.20.0.0/16",
+      watchdogDiskPercent: 85,
+      watchdogMemoryPercent: 10,
+      watchdogLoadPercent: 200,
+      watchdogCertificateDays: 14,
+      watchdogBackupMaxAgeHours: 26,
+      watchdogDrillMaxAgeDays: 8,
       appDir: "app",
       appBuildCommand: "npm run --silent build",
     });

@@ -52,16 +52,19 @@ function unitValues(content: string, key: string): string[] {
  * wants, OnFailure= handlers), with the files they run.
  */
 function startedOnFirstBoot(server: RenderedServer): Map<string, string[]> {
-  const unitFile = (unit: string) => server.files.find((f) => f.path === `/etc/systemd/system/${unit.replace(/@[^.]+\./, "@.")}`)?.content;
+  // A template's instance may itself be a unit name (alert@web@3001.service.service).
+  const unitFile = (unit: string) => server.files.find((f) => f.path === `/etc/systemd/system/${unit.replace(/@.+\.(service|timer|target)$/, "@.$1")}`)?.content;
   const found = new Map<string, string[]>();
   const queue = words(bootstrapEnv(server).get("ENABLE_UNITS")).map((u) => (u.includes(".") ? u : `${u}.service`));
   for (let unit = queue.shift(); unit; unit = queue.shift()) {
     if (found.has(unit)) continue;
     const content = unitFile(unit);
-    found.set(unit, content ? unitValues(content, "ExecStart").filter((w) => w.startsWith("/")) : []);
+    // A unit that checks for its command first (ConditionFileIsExecutable=) is skipped, not failed, without it.
+    const guarded = content ? unitValues(content, "ConditionFileIsExecutable") : [];
+    found.set(unit, content ? unitValues(content, "ExecStart").filter((w) => w.startsWith("/") && !guarded.includes(w)) : []);
     if (!content) continue; // a package's unit (nginx, fail2ban, ...): runs nothing of ours
     if (unit.endsWith(".timer")) queue.push(unitValues(content, "Unit")[0] ?? unit.replace(/\.timer$/, ".service"));
-    queue.push(...unitValues(content, "Wants").filter((u) => !u.endsWith(".target")), ...unitValues(content, "OnFailure"));
+    queue.push(...unitValues(content, "Wants").filter((u) => !u.endsWith(".target")), ...unitValues(content, "OnFailure").map((u) => u.replace("%n", unit)));
   }
   return found;
 }
@@ -130,7 +133,18 @@ describe("roles: a server is the sum of its roles", () => {
       const server = render(make());
       const pushOnly = server.files.filter((f) => f.pushOnly);
       // The release command and the migrations unit it starts arrive with the push; nothing runs them before a release.
-      assert.deepEqual(pushOnly.map((f) => f.path).sort(), ["/etc/systemd/system/migrate@.service", "/usr/local/sbin/backup", "/usr/local/sbin/release"]);
+      // So do the watchdog's files: its push enables and starts its timer.
+      assert.deepEqual(pushOnly.map((f) => f.path).sort(), [
+        "/etc/saas-vps/watchdog.env",
+        "/etc/systemd/system/alert@.service",
+        "/etc/systemd/system/migrate@.service",
+        "/etc/systemd/system/watchdog.service",
+        "/etc/systemd/system/watchdog.timer",
+        "/usr/local/sbin/backup",
+        "/usr/local/sbin/release",
+        "/usr/local/sbin/watchdog",
+      ]);
+      assert.ok(pushOnly.some((f) => /systemctl enable --now watchdog\.timer$/.test(f.onChange ?? "")), "no push starts watchdog.timer");
       // Not in the user-data, but in the files the pushes carry.
       const installed = readUserDataBundle(server.userData);
       for (const f of pushOnly) assert.ok(!installed.has(f.path), `${f.path} is in the user-data`);
@@ -138,6 +152,8 @@ describe("roles: a server is the sum of its roles", () => {
       const started = startedOnFirstBoot(server);
       assert.ok(started.has("saas-app.target") && started.has("fail2ban.service"), [...started.keys()].join(" "));
       assert.ok(!started.has("backup.timer") && !started.has("backup.service"), "backup runs before its command arrives");
+      // A web instance's OnFailure= notifier is reached, and guarded: the watchdog command is push-only.
+      assert.deepEqual(started.get("alert@web@3001.service.service"), []);
       for (const [unit, runs] of started) {
         for (const f of pushOnly) assert.ok(!runs.includes(f.path), `${unit} is started on first boot and runs push-only ${f.path}`);
       }

@@ -304,7 +304,7 @@ describe("@vm e2e: the staging stack's exact user-data and day-2 pushes on a Deb
     figures.drill = drillLog.split("\n").find((l) => l.includes("restore drill OK"));
     assert.match(await sh(vm, "sudo backup list"), /app\.dump|[0-9a-f]{8}/);
     // Neither job triggered the failure alert.
-    assert.equal((await sh(vm, "sudo journalctl -b -o cat --no-pager -u 'backup-alert@*' | wc -l")).trim(), "0");
+    assert.equal((await sh(vm, "sudo journalctl -b -o cat --no-pager -u alert@backup.service.service -u alert@restore-drill.service.service | wc -l")).trim(), "0");
   });
 
   it("4. after a reboot, mounts, PostgreSQL, web, worker and timers come back, the signed-up user is still there, and re-running bootstrap changes nothing", async function () {

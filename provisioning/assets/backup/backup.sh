@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # backup: encrypted PostgreSQL backups to the off-server bucket (saas-vps; docs/ARCHITECTURE.md, decision 6).
-# Installed as /usr/local/sbin/backup; backup.service runs "backup now",
-# restore-drill.service runs "backup drill", and when either fails backup-alert@<unit>.service
-# runs "backup alert <unit>". The commands are listed in usage() (the shipped copy has no
-# comments, see provisioning/scripts.ts).
+# Installed as /usr/local/sbin/backup; backup.service runs "backup now" and
+# restore-drill.service runs "backup drill"; when either fails, alert@<unit>.service reports it
+# ("watchdog alert <unit>", provisioning/assets/watchdog/watchdog). The commands are listed in
+# usage() (the shipped copy has no comments, see provisioning/scripts.ts).
 #
-# JSON, read (restic's --json output) or written (the alert), goes through jq, never grep/printf.
+# JSON (restic's --json output) is read through jq, never grep.
 #
 # Why restic rather than age + aws-cli: restic encrypts on this server (AES-256-CTR +
 # Poly1305, key derived from the password with scrypt), streams stdin straight to S3 in
@@ -64,9 +64,6 @@ usage: backup now                       back up the database now (dump, encrypt,
        backup tables                    every table of the app database with its exact row count
        backup drill                     test-restore the latest backup into a scratch database,
                                         check it, time it, drop it
-       backup alert <unit>              report that <unit> failed: an error line in the journal
-                                        and a JSON POST to the alert webhook (run by
-                                        backup-alert@<unit>.service)
        backup help                      this text
 settings and secrets: /etc/saas-vps/backup.env (root-only)
 EOF
@@ -88,9 +85,8 @@ load_config() {
     export -n "${v?}"
   done
   BACKUP_MIGRATIONS_TABLE=${BACKUP_MIGRATIONS_TABLE:-pgmigrations}
-  BACKUP_ALERT_WEBHOOK_URL=${BACKUP_ALERT_WEBHOOK_URL:-}
   BACKUP_HEARTBEAT_URL=${BACKUP_HEARTBEAT_URL:-}
-  export -n BACKUP_ALERT_WEBHOOK_URL BACKUP_HEARTBEAT_URL
+  export -n BACKUP_HEARTBEAT_URL
   DUMP_NAME="$BACKUP_DB_NAME.dump"
   DUMP_PATH="/$DUMP_NAME" # restic stores stdin as /<stdin-filename>
   load_remote_database
@@ -145,7 +141,7 @@ db_exists() {
   [ "$(psql_ -d "$MAINT_DB" -v db="$1" <<<"select count(*) from pg_database where datname = :'db'")" = 1 ]
 }
 
-# curl with the URL in a config read from a pipe: webhook and heartbeat URLs carry tokens.
+# curl with the URL in a config read from a pipe: heartbeat URLs carry tokens.
 curl_url() {
   local url=$1
   shift
@@ -526,34 +522,6 @@ cmd_drill() {
   log "restore drill OK: backup ${snap:0:8} restored in ${secs}s; $tables tables, $rows rows, migrations table $mig present"
 }
 
-# The OnFailure= notifier of backup.service and restore-drill.service. The payload has a "text"
-# field, so Slack, Mattermost and most chat "incoming webhooks" display it as is:
-#   {"text": "...", "event": "backup_failure", "unit": "...", "host": "...", "time": "...", "log": "..."}
-# It reads only the webhook URL from the env file: an alert must go out even when the rest of
-# the configuration is what broke the job.
-cmd_alert() {
-  if [ $# -ne 1 ] || [ -z "$1" ]; then usage; fi
-  local unit=$1 host now text webhook logs body
-  host=$(hostname -f 2>/dev/null || hostname)
-  now=$(date -u +%FT%TZ)
-  text="ALERT: $unit failed on $host at $now; backups or their restore test need attention"
-  err "$text"
-  [ -r "$ENV_FILE" ] || die "cannot read $ENV_FILE: no webhook alert sent"
-  # shellcheck source=/dev/null
-  webhook=$(. "$ENV_FILE" && printf '%s' "${BACKUP_ALERT_WEBHOOK_URL:-}")
-  if [ -z "$webhook" ]; then
-    err "no alert webhook configured: this journal line is the only alert"
-    return 0
-  fi
-  # The failed unit's last lines, if the journal is there (best effort).
-  logs=$(journalctl --unit "$unit" --lines 20 --output cat --no-pager 2>/dev/null || true)
-  body=$(jq -n --arg text "$text" --arg unit "$unit" --arg host "$host" --arg time "$now" --arg log "$logs" \
-    '{text: $text, event: "backup_failure", unit: $unit, host: $host, time: $time, log: $log}')
-  printf '%s' "$body" | curl_url "$webhook" -fsS -m 20 --retry 3 --retry-all-errors \
-    -H 'Content-Type: application/json' --data-binary @- -o /dev/null ||
-    die "could not deliver the alert to the webhook"
-}
-
 main() {
   local cmd=${1:-}
   [ $# -eq 0 ] || shift
@@ -564,7 +532,6 @@ main() {
     restore-app) cmd_restore_app "$@" ;;
     tables) cmd_tables "$@" ;;
     drill) cmd_drill "$@" ;;
-    alert) cmd_alert "$@" ;;
     -h | --help | help) help_text ;;
     *) usage ;;
   esac
