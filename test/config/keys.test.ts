@@ -37,6 +37,12 @@ describe("config key table", () => {
       backupRetentionDays: 14,
       restoreDrillSchedule: "Sun *-*-* 04:30:00 UTC",
       privateNetworkCidr: "10.20.0.0/16",
+      monitoring: "digitalocean",
+      alertSlackChannel: "#alerts",
+      alertCpuPercent: 90,
+      alertMemoryPercent: 90,
+      alertDiskPercent: 85,
+      alertCertificateDays: 14,
       appDir: "app",
       appBuildCommand: "npm run --silent build",
     });
