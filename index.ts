@@ -8,6 +8,8 @@ export const stage = outputs.stage;
 export const ipv4 = outputs.ipv4;
 export const ipv6 = outputs.ipv6;
 export const url = outputs.url;
+/** What DigitalOcean Uptime requests from outside (README "Watching from outside"); unset with monitoring none. */
+export const healthCheckUrl = outputs.healthCheckUrl;
 export const sshCommand = outputs.sshCommand;
 export const userDataBytes = outputs.userDataBytes;
 /** Source hash of the app release shipped by the last `pulumi up`. */

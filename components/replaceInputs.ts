@@ -8,7 +8,10 @@
  * plan modifier (plugin framework), in
  *   terraform-provider-hcloud        internal/{server,network,primaryip,volume,sshkey}/resource*.go
  *   terraform-provider-digitalocean  digitalocean/{droplet,vpc,reservedip,volume,sshkey,spaces}/resource_*.go
- * at their newest commits of August 2026 (hcloud f81c9af, v1.68.0; digitalocean 401992a). Input
+ * at their newest commits of August 2026 (hcloud f81c9af, v1.68.0; digitalocean 401992a), and
+ *   terraform-provider-digitalocean  digitalocean/uptime/resource_uptime_{check,alert}.go,
+ *                                    digitalocean/monitoring/resource_monitor_alert.go
+ * (48a186e, 034b61f, 95da01c). Input
  * names are Pulumi's (camelCase of the Terraform attribute). Besides these, Pulumi itself
  * replaces a resource whose URN changes (its name, type or parent) unless an alias names the
  * old URN.
@@ -64,6 +67,12 @@ export const REPLACE_INPUTS: Readonly<Record<string, ReplaceRule>> = {
     note: "the schema marks only region; a bucket cannot be renamed, so a changed name means another bucket",
   },
   "digitalocean:index/spacesKey:SpacesKey": { inputs: [], note: "name and grants update in place" },
+  "digitalocean:index/uptimeCheck:UptimeCheck": { inputs: [], note: "name, target, type, regions and enabled update in place" },
+  "digitalocean:index/uptimeAlert:UptimeAlert": {
+    inputs: [],
+    note: "checkId is not ForceNew, but an update is sent under the check it names: the check must never be replaced (nothing forces it)",
+  },
+  "digitalocean:index/monitorAlert:MonitorAlert": { inputs: [], note: "entities, thresholds and alerts update in place: a droplet added by a stage change joins the policy" },
   // The random provider replaces on any argument change: that is how a new value is drawn.
   "random:index/randomPassword:RandomPassword": { inputs: inputsOf<random.RandomPasswordArgs>()(...RANDOM_ARGS) },
   "random:index/randomString:RandomString": { inputs: inputsOf<random.RandomStringArgs>()(...RANDOM_ARGS) },

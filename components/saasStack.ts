@@ -19,6 +19,8 @@ import { hashSourceTree } from "../plan/appSource";
 import { backupRepositoryUrl } from "../provisioning/backup";
 import { backupSpacesSettings, ObjectBucket, UPLOADS_SPACES_SETTINGS } from "./objectBucket";
 import { ManagedDatabase } from "./managedDatabase";
+import { StackMonitoring } from "./monitoring";
+import { healthCheckTarget } from "../plan/monitoring";
 import { protectKinds } from "./protection";
 import type { ServerIds, StackNetwork } from "./machine";
 import { MACHINE_PROVIDERS, type RenderAddresses, VpsServer } from "./vpsServer";
@@ -46,6 +48,10 @@ export class SaasStack extends pulumi.ComponentResource {
   readonly uploadsBucket?: ObjectBucket;
   /** DigitalOcean Managed PostgreSQL, when the plan's database is managed. */
   readonly managedDatabase?: ManagedDatabase;
+  /** The server with the web role: the site's address, its releases first. */
+  readonly webServer: string;
+  /** What watches the stack from outside; absent with `monitoring: none`. */
+  readonly monitoring?: StackMonitoring;
   private readonly baseName: string;
   /** Secret: restic repository password; with the bucket keys it restores backups anywhere. */
   readonly backupEncryptionPassword: pulumi.Output<string>;
@@ -56,6 +62,7 @@ export class SaasStack extends pulumi.ComponentResource {
     this.baseName = name;
     const { config } = args;
     this.plan = planStack(config);
+    this.webServer = this.plan.servers.find((s) => s.roles.includes("web"))!.name;
     const appDir = resolveAppDir(config.appDir);
     const sourceHash = hashSourceTree(appDir);
     const secret = (id: string, length: number) =>
@@ -152,9 +159,28 @@ export class SaasStack extends pulumi.ComponentResource {
     }
     resolveServerIds(pulumi.all(Object.fromEntries(Object.entries(this.servers).map(([n, vps]) => [n, vps.serverId]))));
     resolveAssignedAddresses(pulumi.all(createdAddresses));
+    this.monitoring = this.declareMonitoring(name, args.stackName, config);
     const handover = this.admitToManagedDatabase(config.sshPrivateKey);
     this.declareReleases(name, { appDir, command: config.appBuildCommand }, sourceHash, config.sshPrivateKey, handover ? [handover] : []);
     this.registerOutputs({});
+  }
+
+  /** The uptime check of the site and the alerts on every server, unless the stack says none. */
+  private declareMonitoring(name: string, stackName: string, config: StackConfig): StackMonitoring | undefined {
+    const monitoring = config.monitoring;
+    if (monitoring.service === "none") return undefined;
+    return new StackMonitoring(
+      `${name}-monitoring`,
+      {
+        stackName,
+        config,
+        route: monitoring.route,
+        thresholds: monitoring.thresholds,
+        healthCheck: this.servers[this.webServer].ipv4.apply((ip) => healthCheckTarget(config, ip)),
+        serverIds: Object.values(this.servers).map((vps) => vps.serverId),
+      },
+      { parent: this },
+    );
   }
 
   /** The managed cluster when the plan's database is managed, in the stack's VPC. */

@@ -23,6 +23,7 @@ import {
 import { bucketKeyNames, type BucketField, type BucketKeyNames, type BucketPrefix } from "./buckets";
 import { SPLIT_STAGES, type Stage } from "./stages";
 import { closest, isHttpUrl, quote } from "./validators";
+import type { MonitoringService } from "./monitoring";
 
 export { DEFAULTS, KNOWN_KEYS, SECRET_KEYS, type ConfigKey };
 export { BUILT_STAGES, STAGES, type Stage } from "./stages";
@@ -48,8 +49,28 @@ export interface BucketConfig {
 /** Where uploaded files live: the data volume of the one server (mvp), or the uploads bucket. */
 export type UploadsConfig = { storage: "volume" } | { storage: "bucket"; bucket: BucketConfig };
 
-/** Keys the parser folds into `backupBucket` and `uploads`, and the ones it resolves per provider or stage. */
+/** Where alerts go: both routes DigitalOcean's alerts support, either or both set. */
+export interface AlertRoute {
+  /** Addresses verified on the DigitalOcean account; empty when unset. */
+  emails: string[];
+  /** alertWebhookUrl as a Slack incoming webhook (secret: the component wraps it). */
+  slack?: { url: string; channel: string };
+}
+
+/** Thresholds of the alerts (config/monitoring.ts has their ranges). */
+export interface AlertThresholds {
+  cpuPercent: number;
+  memoryPercent: number;
+  diskPercent: number;
+  certificateDays: number;
+}
+
+/** Who watches the stack from outside, and where its alerts go. */
+export type MonitoringConfig = { service: "none" } | { service: Exclude<MonitoringService, "none">; route: AlertRoute; thresholds: AlertThresholds };
+
+/** Keys the parser folds into `backupBucket`, `uploads` and `monitoring`, and the ones it resolves per provider or stage. */
 type BucketKeys = BucketKeyNames[BucketField] | "uploadsStorage";
+type MonitoringKeys = "monitoring" | "alertEmails" | "alertSlackChannel" | "alertCpuPercent" | "alertMemoryPercent" | "alertDiskPercent" | "alertCertificateDays";
 type ResolvedKeys =
   | "region"
   | "serverType"
@@ -89,7 +110,7 @@ type OptionalWhenUndefined<T> = { [K in keyof T as undefined extends T[K] ? K : 
 };
 
 /** The parsed stack config: each key's value as its parser in config/keys.ts returns it, plus what joins keys. */
-export type StackConfig = OptionalWhenUndefined<Omit<KeyValues, BucketKeys | ResolvedKeys>> & {
+export type StackConfig = OptionalWhenUndefined<Omit<KeyValues, BucketKeys | ResolvedKeys | MonitoringKeys>> & {
   /** The provider's location; its default when unset. */
   region: string;
   /** The provider's server type; its default when unset. */
@@ -104,6 +125,7 @@ export type StackConfig = OptionalWhenUndefined<Omit<KeyValues, BucketKeys | Res
   database: DatabaseConfig;
   backupBucket: BucketConfig;
   uploads: UploadsConfig;
+  monitoring: MonitoringConfig;
 };
 
 export class ConfigError extends Error {
@@ -173,6 +195,7 @@ export function parseStackConfig(raw: Record<string, string>, options: ParseOpti
   }
   const backupBucket = v.provider ? parseBucket("backup", raw, v, v.provider, problems) : undefined;
   const uploads = v.provider && v.stage ? parseUploads(raw, v, v.provider, v.stage, problems) : undefined;
+  const monitoring = parseMonitoring(raw, v, problems);
 
   if (problems.lines.length > 0) throw new ConfigError(problems.lines);
   return {
@@ -197,6 +220,7 @@ export function parseStackConfig(raw: Record<string, string>, options: ParseOpti
     restoreDrillSchedule: v.restoreDrillSchedule!,
     backupBucket: backupBucket!,
     uploads: uploads!,
+    monitoring: monitoring!,
     alertWebhookUrl: v.alertWebhookUrl,
     backupHeartbeatUrl: v.backupHeartbeatUrl,
     watchdogHeartbeatUrl: v.watchdogHeartbeatUrl,
@@ -255,10 +279,64 @@ function reportPlainHttp(raw: Record<string, string>, v: Partial<KeyValues>, pro
 }
 
 /** What `pulumi preview` and `npm run render` print about a valid config that is nonetheless unsafe. */
-export function configWarnings(config: Pick<StackConfig, "plainHttp">): string[] {
-  return config.plainHttp
-    ? [`${PROJECT}:plainHttp is true: the site is UNENCRYPTED HTTP on the server's IP; passwords and session tokens cross the network in clear. Set ${PROJECT}:domain and ${PROJECT}:acmeEmail for HTTPS.`]
-    : [];
+export function configWarnings(config: Pick<StackConfig, "plainHttp" | "monitoring">): string[] {
+  const warnings: string[] = [];
+  if (config.plainHttp) {
+    warnings.push(`${PROJECT}:plainHttp is true: the site is UNENCRYPTED HTTP on the server's IP; passwords and session tokens cross the network in clear. Set ${PROJECT}:domain and ${PROJECT}:acmeEmail for HTTPS.`);
+  }
+  if (config.monitoring.service === "none") {
+    warnings.push(
+      `${PROJECT}:monitoring is none: NOTHING watches this stack from outside. A site that is down, a server that is gone or a certificate about to expire alerts nobody. ` +
+        `Set ${PROJECT}:monitoring to digitalocean with ${PROJECT}:alertEmails and/or ${PROJECT}:alertWebhookUrl.`,
+    );
+  }
+  return warnings;
+}
+
+/** The keys that tune DigitalOcean's resource alerts, which exist for droplets only. */
+const RESOURCE_ALERT_KEYS = ["alertCpuPercent", "alertMemoryPercent", "alertDiskPercent"] as const;
+
+/**
+ * Who watches the stack and where alerts go. Watching is the default, so a stack must name a
+ * route for it or turn it off in so many words; a key that would change nothing is refused.
+ */
+function parseMonitoring(raw: Record<string, string>, v: Partial<KeyValues>, problems: Problems): MonitoringConfig | undefined {
+  if (v.monitoring === undefined) return undefined; // refused by its own parser
+  const routeKeys = ["alertEmails", "alertSlackChannel", ...RESOURCE_ALERT_KEYS, "alertCertificateDays"] as const;
+  if (v.monitoring === "none") {
+    for (const key of routeKeys) {
+      if (raw[key] !== undefined) problems.add(key, `is only for saas-vps:monitoring digitalocean; monitoring is none, so nothing would use it: remove the key or set monitoring to digitalocean`);
+    }
+    return { service: "none" };
+  }
+  const webhook = v.alertWebhookUrl;
+  // A key set but refused has its own line already.
+  if (!v.alertEmails && !raw.alertEmails && !raw.alertWebhookUrl) {
+    problems.add(
+      "monitoring",
+      `is ${v.monitoring} (the default), which checks the site and alerts, but no alert route is set: set saas-vps:alertEmails (addresses verified on the DigitalOcean account) and/or saas-vps:alertWebhookUrl (a Slack incoming webhook), or turn watching off with saas-vps:monitoring: none`,
+    );
+  }
+  if (raw.alertSlackChannel !== undefined && !raw.alertWebhookUrl) {
+    problems.add("alertSlackChannel", "is the channel of DigitalOcean's alerts to saas-vps:alertWebhookUrl, which is unset: set alertWebhookUrl or remove the key");
+  }
+  if (v.provider === "hetzner") {
+    for (const key of RESOURCE_ALERT_KEYS) {
+      if (raw[key] !== undefined) {
+        problems.add(key, `is for provider digitalocean only: DigitalOcean's resource alerts watch droplets, and Hetzner Cloud has no alerting API; remove the key`);
+      }
+    }
+  }
+  if (raw.alertCertificateDays !== undefined && !raw.domain) {
+    problems.add("alertCertificateDays", "is only for a stack with saas-vps:domain: without one the site has no certificate to expire; remove the key");
+  }
+  if (!v.alertEmails && !webhook) return undefined;
+  if (v.alertSlackChannel === undefined || v.alertCpuPercent === undefined || v.alertMemoryPercent === undefined || v.alertDiskPercent === undefined || v.alertCertificateDays === undefined) return undefined;
+  return {
+    service: v.monitoring,
+    route: { emails: v.alertEmails ?? [], ...(webhook ? { slack: { url: webhook, channel: v.alertSlackChannel } } : {}) },
+    thresholds: { cpuPercent: v.alertCpuPercent, memoryPercent: v.alertMemoryPercent, diskPercent: v.alertDiskPercent, certificateDays: v.alertCertificateDays },
+  };
 }
 
 function reportPlaintextSecrets(raw: Record<string, string>, secretKeys: ReadonlySet<string>, problems: Problems): void {

@@ -9,6 +9,7 @@
  * keys) live in config.ts.
  */
 import { BUCKET_PURPOSES, bucketKeyNames, defaultBucketName, UPLOADS_STORAGES, type BucketField, type BucketKeyNames, type BucketPrefix, type UploadsStorage } from "./buckets";
+import { CERTBOT_RENEWAL_DAYS, CERTIFICATE_DAYS_RANGE, DEFAULT_MONITORING, DEFAULT_SLACK_CHANNEL, MONITORING_SERVICES, PERCENT_RANGE, RESOURCE_ALERT_WINDOWS, windowWords, type MonitoringService } from "./monitoring";
 import { checkOnCalendar } from "./onCalendar";
 import { WATCHDOG_THRESHOLDS, type WatchdogThreshold } from "./watchdog";
 import { BUCKET_PROVIDERS, CATALOGS, DATABASE_MODES, MANAGED_DATABASE_SIZES, PROVIDERS, type BucketProvider, type DatabaseMode, type Provider } from "./providers";
@@ -152,6 +153,25 @@ function requiredList(what: string, checkList: (list: string[]) => Parsed<string
       return checkList(list);
     },
   };
+}
+
+/** An optional JSON list of strings: unset is undefined; an empty list is refused (leave the key unset instead). */
+function optionalList(what: string, checkList: (list: string[]) => Parsed<string[]>) {
+  return {
+    type: "array" as const,
+    parse: (text: string | undefined): Parsed<string[] | undefined> => {
+      if (text === undefined) return ok(undefined);
+      const list = parseJsonStringList(text);
+      if (!list) return fail(`must be ${what}; got ${quote(text)}`);
+      if (list.length === 0) return fail(`must list at least one entry, or be left unset; set ${what}`);
+      return checkList(list);
+    },
+  };
+}
+
+function checkEmails(list: string[]): Parsed<string[]> {
+  const problems = list.flatMap((address, i) => (isEmail(address) ? [] : [`entry ${i}: ${quote(address)} is not an email address`]));
+  return problems.length > 0 ? fail(...problems) : ok(list);
 }
 
 function checkSshKeys(list: string[]): Parsed<string[]> {
@@ -443,8 +463,8 @@ export const KEYS = {
     secret: true as const,
     defaultText: "none",
     description:
-      "Webhook that receives a JSON POST for every alert: a watchdog check that starts or stops firing, a unit that failed for good (the app's processes, backups, restore drills). Set with --secret.",
-    rule: "receives a JSON POST for each alert and each resolved one (README: Watchdog and alerts)",
+      "Webhook that receives a JSON POST for every alert: a watchdog check that starts or stops firing, a unit that failed for good (the app's processes, backups, restore drills); with monitoring digitalocean also DigitalOcean's uptime and resource alerts (Slack's incoming-webhook format). Set with --secret.",
+    rule: "receives a JSON POST for each alert and each resolved one (README: Watchdog and alerts); with `monitoring: digitalocean` also DigitalOcean's alerts (Slack's webhook format)",
   },
   backupHeartbeatUrl: {
     ...optional((v) => (isHttpUrl(v) ? undefined : "must be an http(s) URL to ping after each good backup; got a value that is not one")),
@@ -491,6 +511,55 @@ export const KEYS = {
     ...threshold("drillMaxAgeDays"),
     ...ALL,
     description: "Watchdog (the server that backs up): alert when no good restore drill is younger than this many days; more than restoreDrillSchedule's interval.",
+  },
+  monitoring: {
+    type: "string" as const,
+    default: DEFAULT_MONITORING,
+    parse: (text: string | undefined): Parsed<MonitoringService> => oneOf<MonitoringService>(MONITORING_SERVICES).parse(text ?? DEFAULT_MONITORING),
+    ...ALL,
+    description:
+      "Who watches the stack from outside: digitalocean = DigitalOcean Uptime checks the site's /health (and its certificate) from DigitalOcean's regions, for a Hetzner stack too (needs digitalocean:token), and DigitalOcean droplets get CPU, memory and disk alerts; none = nothing does (warned at every preview). Alerts go to alertEmails and/or alertWebhookUrl.",
+    rule: "`digitalocean` (uptime checks, and resource alerts on droplets) or `none` (warned); `digitalocean` needs `alertEmails` or `alertWebhookUrl`",
+  },
+  alertEmails: {
+    ...optionalList(`a JSON list of email addresses, e.g. ["ops@example.com"]`, checkEmails),
+    ...ALL,
+    defaultText: "none",
+    description: "Email addresses DigitalOcean sends uptime and resource alerts to; DigitalOcean accepts only addresses verified on its account (team members).",
+    rule: "JSON list of addresses verified on the DigitalOcean account; with `monitoring: digitalocean`",
+  },
+  alertSlackChannel: {
+    ...withDefault(DEFAULT_SLACK_CHANNEL, (v) =>
+      /^[^\x00-\x1f\x7f]{1,80}$/.test(v) ? undefined : `must be a Slack channel name of 1 to 80 characters without control characters, such as #ops; got ${quote(v)}`,
+    ),
+    ...ALL,
+    description:
+      "The Slack channel DigitalOcean's alerts name when they post to alertWebhookUrl (DigitalOcean requires one; a Slack app's incoming webhook posts to its own channel whatever this says).",
+    rule: "channel named in DigitalOcean's alerts to `alertWebhookUrl`; only with it",
+  },
+  alertCpuPercent: {
+    ...integer(PERCENT_RANGE.min, PERCENT_RANGE.max, 90),
+    ...ALL,
+    description: `DigitalOcean droplets: alert when CPU use stays above this percentage for ${windowWords(RESOURCE_ALERT_WINDOWS.cpu)}.`,
+    rule: `${PERCENT_RANGE.min}–${PERCENT_RANGE.max}; DigitalOcean droplets only`,
+  },
+  alertMemoryPercent: {
+    ...integer(PERCENT_RANGE.min, PERCENT_RANGE.max, 90),
+    ...ALL,
+    description: `DigitalOcean droplets: alert when memory use stays above this percentage for ${windowWords(RESOURCE_ALERT_WINDOWS.memory)}.`,
+    rule: `${PERCENT_RANGE.min}–${PERCENT_RANGE.max}; DigitalOcean droplets only`,
+  },
+  alertDiskPercent: {
+    ...integer(PERCENT_RANGE.min, PERCENT_RANGE.max, 85),
+    ...ALL,
+    description: `DigitalOcean droplets: alert when the root disk is fuller than this percentage for ${windowWords(RESOURCE_ALERT_WINDOWS.disk)} (DigitalOcean measures the root disk, not the data volume).`,
+    rule: `${PERCENT_RANGE.min}–${PERCENT_RANGE.max}; DigitalOcean droplets only (root disk)`,
+  },
+  alertCertificateDays: {
+    ...integer(CERTIFICATE_DAYS_RANGE.min, CERTIFICATE_DAYS_RANGE.max, 14),
+    ...ALL,
+    description: `With a domain: alert when the site's certificate expires within this many days (certbot renews ${CERTBOT_RENEWAL_DAYS} days before expiry, so an alert means renewal failed).`,
+    rule: `${CERTIFICATE_DAYS_RANGE.min}–${CERTIFICATE_DAYS_RANGE.max} (below certbot's ${CERTBOT_RENEWAL_DAYS}-day renewal); only with \`domain\``,
   },
   sshPrivateKey: {
     ...optional((v) => (/^-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(v.trim()) ? undefined : "must be a PEM/OpenSSH private key (-----BEGIN ... PRIVATE KEY-----); got something else")),

@@ -41,7 +41,7 @@ export function createProgram(stackName: string = pulumi.getStack(), opts?: pulu
   if (bucketProblems.length) throw new ConfigError(bucketProblems);
   for (const warning of configWarnings(config)) void pulumi.log.warn(warning);
   const stack = new SaasStack(`saas-${stackName}`, { config, stackName, machineKind }, opts);
-  const webServer = stack.plan.servers.find((s) => s.roles.includes("web"))!.name;
+  const webServer = stack.webServer;
   const app = stack.servers[webServer];
   return {
     provider: config.provider,
@@ -49,6 +49,8 @@ export function createProgram(stackName: string = pulumi.getStack(), opts?: pulu
     ipv4: app.ipv4,
     ipv6: app.ipv6,
     url: app.ipv4.apply((ip) => appUrlFor(config, ip)),
+    // What the outside check requests; absent when nothing watches (monitoring: none).
+    healthCheckUrl: stack.monitoring?.check.target,
     sshCommand: pulumi.interpolate`ssh ${ADMIN_USER}@${app.ipv4}`,
     userDataBytes: app.userDataBytes,
     releaseId: stack.releases[webServer].releaseId,

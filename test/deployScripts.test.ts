@@ -138,6 +138,8 @@ describe("deploy:check-secrets (what a stack's deploy or rollback needs)", funct
     "  saas-vps:sshAllowedCidrs:",
     "    - 203.0.113.7/32",
     "  saas-vps:plainHttp: true",
+    "  saas-vps:alertEmails:",
+    "    - ops@example.com",
   ].join("\n");
   const SECURE = "\n    secure: v1:AAAA:BBBB";
 
@@ -146,6 +148,15 @@ describe("deploy:check-secrets (what a stack's deploy or rollback needs)", funct
     assert.deepEqual(missingSecrets(file, "deploy", {}).map((m) => m.secret), [
       "PULUMI_ACCESS_TOKEN", "HCLOUD_TOKEN", "DIGITALOCEAN_TOKEN", "SPACES_ACCESS_KEY_ID", "SPACES_SECRET_ACCESS_KEY", "SSH_PRIVATE_KEY",
     ]);
+  });
+
+  it("Hetzner servers and buckets need DigitalOcean's token only for the outside checks, and not with monitoring none", () => {
+    const body = (monitoring: string) =>
+      `config:\n  saas-vps:provider: hetzner\n${monitoring === "none" ? KEYS.replace(/\n  saas-vps:alertEmails:\n    - \S+/, "") : KEYS}\n  saas-vps:monitoring: ${monitoring}\n  saas-vps:backupAccessKeyId: KEYID\n  saas-vps:backupSecretAccessKey:${SECURE}\n`;
+    const watched = missingSecrets(stackFile(body("digitalocean")), "deploy", {});
+    assert.deepEqual(watched.map((m) => m.secret), ["PULUMI_ACCESS_TOKEN", "HCLOUD_TOKEN", "DIGITALOCEAN_TOKEN", "SSH_PRIVATE_KEY"]);
+    assert.match(watched.find((m) => m.secret === "DIGITALOCEAN_TOKEN")!.why, /uptime checks and alerts/);
+    assert.deepEqual(missingSecrets(stackFile(body("none")), "deploy", {}).map((m) => m.secret), ["PULUMI_ACCESS_TOKEN", "HCLOUD_TOKEN", "SSH_PRIVATE_KEY"]);
   });
 
   it("a credential the stack holds as a secret, or a set environment variable, is not missing", () => {

@@ -64,6 +64,15 @@ describe("npm run render", function () {
     assert.match(readFileSync(join(out, "app", "files", "etc/saas-vps/backup.env"), "utf8"), /^AWS_SECRET_ACCESS_KEY='s3cr3t'$/m);
   });
 
+  it("warns loudly, last on screen, when nothing watches the stack from outside (monitoring none)", () => {
+    const result = render("--stack", "staging", "--set", "monitoring=none", "--out", tempDir("render-unwatched"));
+    assert.equal(result.status, 0, result.stderr);
+    assert.match(result.stderr, /^WARNING: saas-vps:monitoring is none: NOTHING watches this stack from outside\. /m);
+    const watched = render("--stack", "staging", "--out", tempDir("render-watched"));
+    assert.equal(watched.status, 0, watched.stderr);
+    assert.doesNotMatch(watched.stderr, /saas-vps:monitoring/);
+  });
+
   it("answers an unknown flag with the flag and the usage text, exit 2", () => {
     const result = render("--stack", "staging", "--out", tempDir("render-flag"), "--outt", "x");
     assert.equal(result.status, 2);

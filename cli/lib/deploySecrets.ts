@@ -43,9 +43,13 @@ export function neededSecrets(stackFile: string, purpose: Purpose): NeededSecret
   const buckets = [parsed.backupBucket, ...(parsed.uploads.storage === "bucket" ? [parsed.uploads.bucket] : [])];
   if (parsed.provider === "hetzner") needed.push({ secret: "HCLOUD_TOKEN", why: "Hetzner Cloud API token (servers)", orStackKey: "hcloud:token" });
   const spaces = buckets.some((b) => b.provider === "digitalocean");
-  if (parsed.provider === "digitalocean" || spaces) {
-    needed.push({ secret: "DIGITALOCEAN_TOKEN", why: `DigitalOcean API token (${parsed.provider === "digitalocean" ? "servers" : "Spaces bucket"})`, orStackKey: "digitalocean:token" });
-  }
+  // DigitalOcean Uptime checks a stack of either provider (README "Watching from outside").
+  const uses = [
+    ...(parsed.provider === "digitalocean" ? ["servers"] : []),
+    ...(spaces ? ["Spaces bucket"] : []),
+    ...(parsed.monitoring.service === "digitalocean" ? ["uptime checks and alerts"] : []),
+  ];
+  if (uses.length > 0) needed.push({ secret: "DIGITALOCEAN_TOKEN", why: `DigitalOcean API token (${uses.join(", ")})`, orStackKey: "digitalocean:token" });
   if (spaces) {
     needed.push({ secret: "SPACES_ACCESS_KEY_ID", why: "Spaces key id (the bucket's S3 API)", orStackKey: "digitalocean:spacesAccessId" });
     needed.push({ secret: "SPACES_SECRET_ACCESS_KEY", why: "Spaces secret key (the bucket's S3 API)", orStackKey: "digitalocean:spacesSecretKey" });

@@ -18,7 +18,7 @@ const CASES: Record<string, { raw: Record<string, string>; secretKeys: string[];
   "spaces, derived name": { raw: minimalRaw("digitalocean"), secretKeys: [], stack: "staging" },
   "spaces, given name, other region": { raw: { ...minimalRaw("digitalocean"), backupBucketName: "acme-backups", backupBucketRegion: "ams3" }, secretKeys: [], stack: "prod" },
   "spaces from a hetzner stack (off-provider)": {
-    raw: { provider: "hetzner", plainHttp: "true", sshPublicKeys: minimalRaw("hetzner").sshPublicKeys, sshAllowedCidrs: minimalRaw("hetzner").sshAllowedCidrs, backupBucketProvider: "digitalocean" },
+    raw: { provider: "hetzner", plainHttp: "true", sshPublicKeys: minimalRaw("hetzner").sshPublicKeys, sshAllowedCidrs: minimalRaw("hetzner").sshAllowedCidrs, alertEmails: minimalRaw("hetzner").alertEmails, backupBucketProvider: "digitalocean" },
     secretKeys: [],
     stack: "prod",
   },

@@ -10,6 +10,7 @@ const DECLARED = [
   hcloud.Server, hcloud.PrimaryIp, hcloud.Volume, hcloud.VolumeAttachment, hcloud.Network, hcloud.NetworkSubnet, hcloud.SshKey, hcloud.Firewall,
   digitalocean.Droplet, digitalocean.Vpc, digitalocean.ReservedIp, digitalocean.ReservedIpAssignment, digitalocean.Volume,
   digitalocean.VolumeAttachment, digitalocean.SshKey, digitalocean.Firewall, digitalocean.SpacesBucket, digitalocean.SpacesKey,
+  digitalocean.UptimeCheck, digitalocean.UptimeAlert, digitalocean.MonitorAlert,
   random.RandomPassword, random.RandomString, tls.PrivateKey,
 ];
 const tokenOf = (cls: unknown): string => (cls as { __pulumiType: string }).__pulumiType;

@@ -11,7 +11,7 @@ import { WATCHDOG_PATHS } from "../../provisioning/watchdog";
 import { HOST_FIREWALL_PATH } from "../../provisioning/hostFirewall";
 import { cidrContains } from "../../config/validators";
 import { RELEASE_PATHS } from "../../provisioning/release";
-import { minimalRaw, separatedRaw } from "../support/fixtures";
+import { ALERT_EMAIL, minimalRaw, separatedRaw } from "../support/fixtures";
 import { runProgram, type MockRun } from "../support/mockProgram";
 import { tempDir } from "../support/tools";
 
@@ -37,6 +37,9 @@ const TOKENS: Record<ProviderName, { server: string; firewall: string; volume: s
   },
 };
 const COMMAND = "command:remote:Command";
+const UPTIME_CHECK = "digitalocean:index/uptimeCheck:UptimeCheck";
+const UPTIME_ALERT = "digitalocean:index/uptimeAlert:UptimeAlert";
+const MONITOR_ALERT = "digitalocean:index/monitorAlert:MonitorAlert";
 
 /**
  * Inbound firewall rules normalized across providers: "port from sources", or "port from droplets
@@ -205,6 +208,34 @@ for (const provider of ["hetzner", "digitalocean"] as const) {
       assert.equal(await pulumi.isSecret(run.outputs.backupSecretAccessKey), true);
       assert.equal(await pulumi.isSecret(run.outputs.backupAccessKeyId), true);
       assert.equal(await pulumi.isSecret(run.outputs.url), false);
+    });
+
+    it("is watched from outside: a DigitalOcean Uptime check of http://<fixed IP>/health from two regions, an outage alert to the stack's route; resource alerts only where the provider has them", async () => {
+      const ip = await valueOf(run.outputs.ipv4);
+      const check = one(run, UPTIME_CHECK);
+      assert.equal(check.inputs.target, `http://${ip}/health`);
+      assert.equal(check.inputs.type, "http");
+      assert.deepEqual(check.inputs.regions, ["eu_west", "us_east"]);
+      assert.equal(await valueOf(run.outputs.healthCheckUrl!), `http://${ip}/health`);
+      const alerts = run.mocks.ofType(UPTIME_ALERT);
+      assert.deepEqual(alerts.map((a) => [a.inputs.type, a.inputs.checkId]), [["down_global", check.id]], "no certificate alert without a domain");
+      assert.deepEqual(alerts[0].inputs.notifications, [{ emails: [ALERT_EMAIL], slacks: [] }]);
+      const policies = run.mocks.ofType(MONITOR_ALERT);
+      if (provider === "hetzner") {
+        assert.deepEqual(policies, [], "Hetzner servers are no droplets: DigitalOcean has no metrics of them");
+      } else {
+        const droplet = one(run, TOKENS.digitalocean.server);
+        assert.equal(droplet.inputs.monitoring, true, "resource alerts need the droplet's metrics agent");
+        assert.deepEqual(policies.map((p) => [p.inputs.type, p.inputs.compare, p.inputs.value, p.inputs.window]), [
+          ["v1/insights/droplet/cpu", "GreaterThan", 90, "10m"],
+          ["v1/insights/droplet/memory_utilization_percent", "GreaterThan", 90, "10m"],
+          ["v1/insights/droplet/disk_utilization_percent", "GreaterThan", 85, "5m"],
+        ]);
+        for (const policy of policies) {
+          assert.deepEqual(policy.inputs.entities, [droplet.id]);
+          assert.deepEqual(policy.inputs.alerts, { emails: [ALERT_EMAIL], slacks: [] });
+        }
+      }
     });
 
     it("exports IPs, URL, SSH command, provider and stage", async () => {
@@ -492,6 +523,18 @@ for (const provider of ["hetzner", "digitalocean"] as const) {
           this.skip();
         }
         assert.deepEqual([...new Set(hosts)], [db], `${name}'s database host`);
+      }
+    });
+
+    it("checks the app server's fixed IP from outside, once; resource alerts watch all three droplets (DigitalOcean)", async () => {
+      const appIp = one(run, TOKENS[provider].fixedIp, "saas-test-app-ipv4").state.ipAddress;
+      assert.equal(one(run, UPTIME_CHECK).inputs.target, `http://${appIp}/health`);
+      const policies = run.mocks.ofType(MONITOR_ALERT);
+      if (provider === "hetzner") assert.deepEqual(policies, []);
+      else {
+        assert.equal(policies.length, 3);
+        const droplets = ["app", "worker", "db"].map((name) => server(name).id).sort();
+        for (const policy of policies) assert.deepEqual([...policy.inputs.entities].sort(), droplets, `${policy.inputs.type} does not watch every droplet`);
       }
     });
 

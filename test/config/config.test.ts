@@ -102,6 +102,7 @@ describe("stack config: parseStackConfig", () => {
       'saas-vps:sshPublicKeys: is required; set a JSON list of OpenSSH public keys, e.g. ["ssh-ed25519 AAAA... you@laptop"]',
       'saas-vps:sshAllowedCidrs: must list at least one entry; set a JSON list of IPv4/IPv6 CIDRs allowed to reach SSH, e.g. ["203.0.113.7/32"]',
       'saas-vps:webInstances: must be a whole number from 1 to 16; got "0"',
+      "saas-vps:monitoring: is digitalocean (the default), which checks the site and alerts, but no alert route is set: set saas-vps:alertEmails (addresses verified on the DigitalOcean account) and/or saas-vps:alertWebhookUrl (a Slack incoming webhook), or turn watching off with saas-vps:monitoring: none",
     ]);
     assert.ok(problems.every((line) => line.startsWith("saas-vps:")));
   });

@@ -43,6 +43,12 @@ describe("config key table", () => {
       watchdogCertificateDays: 14,
       watchdogBackupMaxAgeHours: 26,
       watchdogDrillMaxAgeDays: 8,
+      monitoring: "digitalocean",
+      alertSlackChannel: "#alerts",
+      alertCpuPercent: 90,
+      alertMemoryPercent: 90,
+      alertDiskPercent: 85,
+      alertCertificateDays: 14,
       appDir: "app",
       appBuildCommand: "npm run --silent build",
     });

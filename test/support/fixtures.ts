@@ -2,6 +2,9 @@ import { qualifyKey } from "../../config/keysFromPulumi";
 /** Minimal valid raw configs (short keys, Pulumi's string values) that tests merge bad fragments into. */
 export const ED25519_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBVXFYK2vjsGfH6+8RIcqpGq71+8HcRDZONLfjwL/4GU you@laptop";
 
+/** Where a minimal stack's alerts go: the stack watches itself by default and needs a route. */
+export const ALERT_EMAIL = "ops@example.org";
+
 /**
  * Hetzner cannot mint S3 keys, so a Hetzner stack (backups on Hetzner by default) carries them.
  * No domain, so the stack says it accepts plain HTTP (withDomain gives the HTTPS variant).
@@ -12,6 +15,7 @@ export function minimalRaw(provider: "hetzner" | "digitalocean" = "hetzner"): Re
     plainHttp: "true",
     sshPublicKeys: JSON.stringify([ED25519_KEY]),
     sshAllowedCidrs: JSON.stringify(["203.0.113.7/32"]),
+    alertEmails: JSON.stringify([ALERT_EMAIL]),
     ...(provider === "hetzner" ? { backupAccessKeyId: "HETZNERKEYID", backupSecretAccessKey: "hetzner-secret-key" } : {}),
   };
 }
