@@ -87,7 +87,7 @@ async function startWorker(release: string, env: NodeJS.ProcessEnv): Promise<Sam
       let out = "";
       child.stdout!.on("data", (d: Buffer) => {
         out += d.toString();
-        if (out.includes('"msg":"worker started"')) resolve({ wallMs: performance.now() - t0, cpuMs: cpuMsOf(child.pid!) });
+        if (out.includes('"message":"worker started"')) resolve({ wallMs: performance.now() - t0, cpuMs: cpuMsOf(child.pid!) });
       });
       child.once("exit", (code) => reject(new Error(`bin/worker exited ${code} before it started:\n${out}`)));
     });

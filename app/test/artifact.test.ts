@@ -154,7 +154,7 @@ describe("release artifact (scripts/build.mjs)", function () {
     });
     // Signup answers 202 (the address is verified by the link in the mail the worker sends).
     assert.equal(signup.status, 202, await signup.text());
-    const done = JSON.parse(await worker.waitForLog('"msg":"job done"', 30_000));
+    const done = JSON.parse(await worker.waitForLog('"message":"job done"', 30_000));
     assert.equal(done.task, "send_welcome_email");
 
     web.child.kill("SIGTERM");

@@ -79,13 +79,17 @@ describe("http conventions", () => {
     await t.app.inject({ method: "GET", url: "/nope" });
     assert.equal(t.logs.length, 2, JSON.stringify(t.logs));
     const [first, second] = t.logs as Array<Record<string, unknown>>;
-    assert.equal(first!.requestId, "nginx-abc-123");
+    // The shape every line has: level, service, request_id, path, status, message.
+    assert.equal(first!.level, "info");
+    assert.equal(first!.service, "web");
+    assert.equal(first!.message, "request");
+    assert.equal(first!.request_id, "nginx-abc-123");
     assert.equal(first!.method, "GET");
     assert.equal(first!.path, "/health");
     assert.equal(first!.status, 200);
     assert.equal(typeof first!.durationMs, "number");
     assert.equal(second!.status, 404);
-    assert.match(String(second!.requestId), /^[0-9a-f-]{36}$/, "generated when absent");
+    assert.match(String(second!.request_id), /^[0-9a-f-]{36}$/, "generated when absent");
   });
 
   it("does not trust a malformed X-Request-Id", async () => {

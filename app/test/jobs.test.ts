@@ -24,7 +24,7 @@ describe("jobs: welcome email through the worker", () => {
   before(async () => {
     t = await startTestApp();
     smtp = await startSmtp();
-    const { log, logs } = captureLogger("info");
+    const { log, logs } = captureLogger("info", "worker");
     workerLogs = logs;
     workerPool = createPool(databaseUrl(), log, { max: 4 });
     const mailer = createMailer(smtp.url, "no-reply@app.example.test", log);
@@ -94,8 +94,8 @@ describe("jobs: welcome email through the worker", () => {
     assert.equal(listed.task, "send_welcome_email");
     assert.equal(listed.attempts, 2);
     assert.ok(!list.json().jobs.some((j: { id: string }) => j.id === flakyJob));
-    const line = workerLogs.find((l) => l.msg === "job permanently failed" && l.jobId === doomedJob);
-    assert.equal(line?.level, 50, "logged at error level");
+    const line = workerLogs.find((l) => l.message === "job permanently failed" && l.jobId === doomedJob);
+    assert.equal(line?.level, "error", "logged at error level");
 
     // An admin can give it a fresh set of attempts.
     const retry = await t.app.inject({ method: "POST", url: `/admin/jobs/${doomedJob}/retry`, headers: admin.auth });
