@@ -45,7 +45,7 @@ describe("accounts: verification", function () {
     const resend = await t.app.inject({ method: "POST", url: "/auth/verification/resend", headers: { ...u.auth, ...from(u.ip) } });
     assert.equal(resend.statusCode, 202);
     const job = await t.pool.query("SELECT payload FROM graphile_worker._private_jobs WHERE key = $1", [`send_verification_email:${u.userId}`]);
-    assert.deepEqual(job.rows[0]?.payload, { userId: u.userId });
+    assert.deepEqual(job.rows[0]?.payload, { userId: u.userId, requestId: resend.headers["x-request-id"] });
     assert.equal((await t.app.inject({ method: "POST", url: "/auth/logout", headers: u.auth })).statusCode, 204);
   });
 
@@ -85,7 +85,7 @@ describe("accounts: verification", function () {
     assert.equal(afterNew - before, 1, "a new address costs one scrypt hash");
     assert.equal(afterTaken - afterNew, 1, "a taken address costs one scrypt hash too");
     const notice = await t.pool.query("SELECT payload FROM graphile_worker._private_jobs WHERE key = $1", [`send_registration_notice_email:${existing.userId}`]);
-    assert.deepEqual(notice.rows[0]?.payload, { userId: existing.userId });
+    assert.deepEqual(notice.rows[0]?.payload, { userId: existing.userId, requestId: b.headers["x-request-id"] });
     const mail = await runMailTask(t, "send_registration_notice_email", { userId: existing.userId });
     assert.equal(mail?.to, existing.email);
     assert.doesNotMatch(mail!.text, TOKEN_SHAPE);
@@ -111,7 +111,7 @@ describe("accounts: password reset", function () {
     assert.equal(known.body, unknown.body);
     assert.deepEqual(known.json(), RESET_ANSWER);
     const jobs = await t.pool.query("SELECT payload FROM graphile_worker._private_jobs WHERE key = $1", [`send_password_reset_email:${u.userId}`]);
-    assert.deepEqual(jobs.rows.map((r) => r.payload), [{ userId: u.userId }]);
+    assert.deepEqual(jobs.rows.map((r) => r.payload), [{ userId: u.userId, requestId: known.headers["x-request-id"] }]);
   });
 
   it("a reset sets the password, revokes every session, works once, and not after it expires", async () => {
