@@ -25,6 +25,8 @@ const pool = createPool(config.databaseUrl, log, {
   max: config.workerConcurrency + 2, applicationName: "saas-app-worker", connectionTimeoutMillis: WORKER_CONNECT_TIMEOUT_MS,
 });
 const mailer = createMailer(config.smtpUrl, config.mailFrom, log);
+const port = metricsPort(config, "worker");
+const metrics = port === undefined ? undefined : await (await import("./metrics/index.js")).startWorkerMetrics({ pool, log, port });
 
 const worker = await startWorker({
   pool,
@@ -44,8 +46,7 @@ const worker = await startWorker({
   concurrency: config.workerConcurrency,
   shutdownTimeoutMs: config.shutdownTimeoutMs,
 });
-const port = metricsPort(config, "worker");
-const metrics = port === undefined ? undefined : await (await import("./metrics/index.js")).startWorkerMetrics({ pool, log, port, events: worker.runner.events });
+metrics?.watch(worker.runner.events);
 log.info({ concurrency: config.workerConcurrency }, "worker started");
 
 let stopping = false;
@@ -57,7 +58,7 @@ async function shutdown(signal: string): Promise<void> {
   const says = { finished: "current jobs finished", released: "current jobs released back to the queue", abandoned: "a job ignored the abort; leaving it to stale-lock recovery" };
   log.info({ outcome }, says[outcome]);
   mailer.close();
-  await metrics?.close();
+  await metrics?.server.close();
   await pool.end().catch(() => {});
   await reporter.flush(2000);
   process.exit(0);

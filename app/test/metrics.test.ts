@@ -215,3 +215,35 @@ describe("metrics and request correlation (web and worker processes)", function 
     assert.ok(succeeded >= 1);
   });
 });
+
+describe("metrics port taken", function () {
+  this.timeout(60000);
+  for (const kind of ["web", "worker"] as const) {
+    it(`${kind} does not start when its metrics port is taken`, async () => {
+      const { web, workerId, offset } = await pickPorts();
+      const taken = createServer();
+      const metricsAt = offset + (kind === "web" ? web[0] : workerId);
+      await new Promise<void>((resolve) => taken.listen(metricsAt, "127.0.0.1", resolve));
+      // A job the worker would take at once, were it running: it must stay untouched (a job taken
+      // by a process that then exits stays locked until graphile-worker's stale-lock recovery).
+      const db = new pg.Pool({ connectionString: databaseUrl(), max: 1 });
+      const job = (await db.query<{ id: string }>("SELECT id FROM graphile_worker.add_job('send_welcome_email', json_build_object('userId', $1::text))", [randomUUID()])).rows[0]!.id;
+      try {
+        const proc = startEntrypoint(kind, {
+          DATABASE_URL: databaseUrl(), SECRET_KEY: SECRET, APP_URL: "http://app.example.test", METRICS_PORT_OFFSET: String(offset),
+          PORT: String(web[0]), WORKER_ID: String(workerId), UPLOAD_DIR: tmpDir("metrics-uploads"),
+        });
+        const exit = await proc.exited;
+        assert.notEqual(exit.code, 0, proc.output.join("\n"));
+        assert.match(proc.output.join("\n"), new RegExp(`EADDRINUSE.*127\\.0\\.0\\.1:${metricsAt}`));
+        assert.ok(!proc.output.some((l) => /"(web listening|worker started)"/.test(l)), "it never got to serve or take jobs");
+        const after = (await db.query("SELECT attempts, locked_at AS \"lockedAt\" FROM graphile_worker.jobs WHERE id = $1", [job])).rows[0];
+        assert.deepEqual(after, { attempts: 0, lockedAt: null }, "no job was taken");
+      } finally {
+        await db.query("SELECT graphile_worker.complete_jobs(ARRAY[$1::bigint])", [job]);
+        await db.end();
+        await new Promise((r) => taken.close(r));
+      }
+    });
+  }
+});

@@ -24,8 +24,12 @@ export async function startWebMetrics(opts: { pool: pg.Pool; log: Logger; port: 
   return { requests, server: await startMetricsServer(registry, opts.port, opts.log) };
 }
 
-export async function startWorkerMetrics(opts: { pool: pg.Pool; log: Logger; port: number; events: WorkerEvents }): Promise<MetricsServer> {
+/**
+ * Listens before the worker takes its first job (a taken port then stops the start with no job
+ * left locked); `watch` counts the outcomes once the runner exists.
+ */
+export async function startWorkerMetrics(opts: { pool: pg.Pool; log: Logger; port: number }): Promise<{ server: MetricsServer; watch(events: WorkerEvents): void }> {
   const registry = baseRegistry(opts.pool);
-  jobOutcomeMetrics(registry, opts.events);
-  return startMetricsServer(registry, opts.port, opts.log);
+  const server = await startMetricsServer(registry, opts.port, opts.log);
+  return { server, watch: (events) => jobOutcomeMetrics(registry, events) };
 }
