@@ -5,7 +5,7 @@ import { randomUUID } from "node:crypto";
 import { connect, createServer } from "node:net";
 import pg from "pg";
 import { databaseUrl, SECRET, tmpDir, uniqueAddress, uniqueEmail } from "./helpers/app.js";
-import { startEntrypoint, type Proc } from "./helpers/proc.js";
+import { pickMetricsPorts as pickPorts, startEntrypoint, type MetricsPorts, type Proc } from "./helpers/proc.js";
 import { waitFor } from "./helpers/wait.js";
 
 interface Sample {
@@ -50,38 +50,10 @@ function tryConnect(host: string, port: number): Promise<string> {
   });
 }
 
-async function isFree(port: number, host: string): Promise<boolean> {
-  const s = createServer();
-  const ok = await new Promise<boolean>((resolve) => {
-    s.once("error", () => resolve(false));
-    s.listen(port, host, () => resolve(true));
-  });
-  if (ok) await new Promise((r) => s.close(r));
-  return ok;
-}
-
-/**
- * Two web ports, a worker id and an offset whose five ports are all free now. Web ports stay
- * below 30000 and offsets from 30000, so every sum is a valid port outside Linux's ephemeral range.
- */
-async function pickPorts(): Promise<{ web: [number, number]; workerId: number; offset: number }> {
-  for (let i = 0; i < 50; i++) {
-    const first = 20000 + Math.floor(Math.random() * 9000);
-    const web: [number, number] = [first, first + 1];
-    const workerId = 1 + Math.floor(Math.random() * 999);
-    const offset = 30000 + Math.floor(Math.random() * 5000);
-    const ports = [...web.map((p) => [p, "0.0.0.0"] as const), ...[...web, workerId].map((n) => [n + offset, "127.0.0.1"] as const)];
-    let allFree = true;
-    for (const [port, host] of ports) allFree &&= await isFree(port, host);
-    if (allFree) return { web, workerId, offset };
-  }
-  throw new Error("no free set of ports found in 50 tries");
-}
-
 describe("metrics and request correlation (web and worker processes)", function () {
   this.timeout(120000); // three processes start, and a sign-up pays a password hash: slow on a busy 2-core machine
   const procs: Proc[] = [];
-  let ports: Awaited<ReturnType<typeof pickPorts>>;
+  let ports: MetricsPorts;
   let webs: [Proc, Proc];
   let worker: Proc;
   let db: pg.Pool;
