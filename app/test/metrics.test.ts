@@ -4,7 +4,10 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { connect, createServer } from "node:net";
 import pg from "pg";
-import { databaseUrl, SECRET, tmpDir, uniqueAddress, uniqueEmail } from "./helpers/app.js";
+import { Registry } from "prom-client";
+import { captureLogger, databaseUrl, SECRET, tmpDir, uniqueAddress, uniqueEmail } from "./helpers/app.js";
+import { createPool } from "../src/db/pool.js";
+import { jobQueueMetrics, poolMetrics } from "../src/metrics/collectors.js";
 import { pickMetricsPorts as pickPorts, startEntrypoint, type MetricsPorts, type Proc } from "./helpers/proc.js";
 import { waitFor } from "./helpers/wait.js";
 
@@ -218,4 +221,32 @@ describe("metrics port taken", function () {
       }
     });
   }
+});
+
+describe("job queue metrics while the database does not answer", () => {
+  it("a scrape still completes, without the queue's figures, and says why in the log", async () => {
+    const { log, logs } = captureLogger("warn");
+    const pool = createPool(databaseUrl(), log, { max: 2 });
+    const registry = new Registry();
+    poolMetrics(registry, pool);
+    jobQueueMetrics(registry, pool, log);
+    // Another session holds the job table locked: the gauge's query waits on it like on a hung server.
+    const locker = new pg.Client({ connectionString: databaseUrl() });
+    await locker.connect();
+    try {
+      await locker.query("BEGIN; LOCK TABLE graphile_worker._private_jobs IN ACCESS EXCLUSIVE MODE");
+      const during = parseSamples(await registry.metrics());
+      assert.ok(Number.isNaN(valueOf(during, "jobs_oldest_ready_age_seconds")), "NaN: unknown, neither stale nor made up");
+      assert.deepEqual(during.filter((x) => x.name === "jobs_in_queue"), []);
+      assert.equal(valueOf(during, "db_pool_max_connections"), 2, "the rest of the scrape is there");
+      assert.deepEqual(logs.map((l) => [l.level, l.message, l.err]), [["warn", "metrics: reading the job queue failed", "Query read timeout"]]);
+      await locker.query("ROLLBACK");
+      const after = parseSamples(await registry.metrics());
+      assert.ok(valueOf(after, "jobs_oldest_ready_age_seconds")! >= 0, "back once the table answers");
+      assert.equal(valueOf(after, "db_pool_waiting_clients"), 0);
+    } finally {
+      await locker.end();
+      await pool.end();
+    }
+  });
 });

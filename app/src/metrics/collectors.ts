@@ -102,12 +102,13 @@ export function jobQueueMetrics(registry: Registry, pool: pg.Pool, log: Logger):
   });
   new Gauge({
     name: "jobs_oldest_ready_age_seconds",
-    help: "How long the longest-waiting due job has been due (0 when none waits): grows when no worker takes jobs",
+    help: "How long the longest-waiting due job has been due (0 when none waits, NaN when the job table could not be read): grows when no worker takes jobs",
     registers: [registry],
     async collect() {
       const rows = await load();
-      this.reset();
-      if (!rows) return;
+      // A gauge without labels is always exported (0 after a reset): NaN says "unknown", and no
+      // comparison in an alert rule is true of it.
+      if (!rows) return this.set(NaN);
       this.set(Math.max(0, ...rows.filter((r) => r.state === "ready").map((r) => r.oldestSeconds)));
     },
   });
