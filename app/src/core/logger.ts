@@ -3,8 +3,7 @@
 //
 // Every line has `level`, `time`, `service` (web, worker, migrate), `release`, `message`, and,
 // when it belongs to a request or to a job a request enqueued, `request_id`.
-import type { DestinationStream } from "pino";
-import { pino, type Logger } from "pino";
+import { pino, type DestinationStream, type Logger } from "pino";
 import type { LogLevel } from "./config.js";
 import { currentLogContext } from "./log-context.js";
 
