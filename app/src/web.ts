@@ -20,8 +20,8 @@ const reporter = await createErrorReporter(config.sentryDsn, releaseId, "web", c
 const pool = createPool(config.databaseUrl, log, { applicationName: "saas-app-web" });
 const storage = createStorage(config);
 // Before the app listens: a taken metrics port stops the start, as a taken PORT would.
-const port = metricsPort(config, "web");
-const metrics = port === undefined ? undefined : await (await import("./metrics/index.js")).startWebMetrics({ pool, log, port });
+const metricsAt = metricsPort(config, "web");
+const metrics = metricsAt === undefined ? undefined : await (await import("./metrics/index.js")).startWebMetrics({ pool, log, port: metricsAt });
 
 const app = await buildApp({ config, pool, log, storage, reporter, releaseId, metrics: metrics?.requests });
 await app.listen({ port: config.port, host: config.host });

@@ -25,8 +25,8 @@ const pool = createPool(config.databaseUrl, log, {
   max: config.workerConcurrency + 2, applicationName: "saas-app-worker", connectionTimeoutMillis: WORKER_CONNECT_TIMEOUT_MS,
 });
 const mailer = createMailer(config.smtpUrl, config.mailFrom, log);
-const port = metricsPort(config, "worker");
-const metrics = port === undefined ? undefined : await (await import("./metrics/index.js")).startWorkerMetrics({ pool, log, port });
+const metricsAt = metricsPort(config, "worker");
+const metrics = metricsAt === undefined ? undefined : await (await import("./metrics/index.js")).startWorkerMetrics({ pool, log, port: metricsAt });
 
 const worker = await startWorker({
   pool,
