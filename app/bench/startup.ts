@@ -38,7 +38,7 @@ function cpuMsOf(pid: number): number {
 /** Resident set size of a running process, from /proc/<pid>/status (VmRSS, in kB). */
 function rssMiBOf(pid: number): number {
   const kB = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
-  if (kB === undefined) throw new Error(`no VmRSS for ${pid}`);
+  if (kB === undefined) throw new Error(`no VmRSS for ${pid} (exited?)`);
   return Number(kB) / 1024;
 }
 
@@ -93,11 +93,16 @@ async function startWorker(release: string, env: NodeJS.ProcessEnv): Promise<Sam
   try {
     return await new Promise<Sample>((resolve, reject) => {
       let out = "";
-      child.stdout!.on("data", (d: Buffer) => {
+      const onData = (d: Buffer) => {
         out += d.toString();
         // The message alone, not its key: an artifact built before the log key was "message" logged "msg".
-        if (out.includes('"worker started"')) resolve({ wallMs: performance.now() - t0, cpuMs: cpuMsOf(child.pid!), rssMiB: rssMiBOf(child.pid!) });
-      });
+        if (out.includes('"worker started"')) {
+          // Once: the lines it writes while stopping would measure a process on its way out.
+          child.stdout!.off("data", onData);
+          resolve({ wallMs: performance.now() - t0, cpuMs: cpuMsOf(child.pid!), rssMiB: rssMiBOf(child.pid!) });
+        }
+      };
+      child.stdout!.on("data", onData);
       child.once("exit", (code) => reject(new Error(`bin/worker exited ${code} before it started:\n${out}`)));
     });
   } finally {
