@@ -4,7 +4,8 @@
 // machine load. Per layout: artifact bytes and files, unpack time (tar -xzf into tmpfs), and the
 // median over --runs of: bin/web from spawn to its first 200 on /health, bin/worker to "worker
 // started", bin/migrate on an up-to-date schema to its exit; each as wall time and as the CPU
-// time (user+sys) the process used, which is what predicts a slower or emulated machine.
+// time (user+sys) the process used, which is what predicts a slower or emulated machine, and its
+// resident memory at that moment.
 //   npm run bench:startup [-- --runs 10] [--unbundled <tarball>] [--bundled <tarball>]
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
@@ -25,13 +26,20 @@ const say = (msg: string) => process.stderr.write(`bench: ${msg}\n`);
 const CLK_TCK = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }));
 
 type Layout = "unbundled" | "bundled";
-interface Sample { wallMs: number; cpuMs: number }
+interface Sample { wallMs: number; cpuMs: number; rssMiB?: number }
 
 /** user+sys CPU of a running process, from /proc/<pid>/stat (fields 14 and 15, in clock ticks). */
 function cpuMsOf(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK;
+}
+
+/** Resident set size of a running process, from /proc/<pid>/status (VmRSS, in kB). */
+function rssMiBOf(pid: number): number {
+  const kB = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
+  if (kB === undefined) throw new Error(`no VmRSS for ${pid} (exited?)`);
+  return Number(kB) / 1024;
 }
 
 const median = (xs: number[]) => {
@@ -67,7 +75,7 @@ async function startWeb(release: string, env: NodeJS.ProcessEnv): Promise<Sample
   try {
     for (;;) {
       const ok = await fetch(`http://127.0.0.1:${port}/health`).then((r) => r.status === 200, () => false);
-      if (ok) return { wallMs: performance.now() - t0, cpuMs: cpuMsOf(child.pid!) };
+      if (ok) return { wallMs: performance.now() - t0, cpuMs: cpuMsOf(child.pid!), rssMiB: rssMiBOf(child.pid!) };
       if (child.exitCode !== null) throw new Error(`bin/web exited ${child.exitCode} before it was healthy`);
       await new Promise((r) => setTimeout(r, 5));
     }
@@ -85,10 +93,16 @@ async function startWorker(release: string, env: NodeJS.ProcessEnv): Promise<Sam
   try {
     return await new Promise<Sample>((resolve, reject) => {
       let out = "";
-      child.stdout!.on("data", (d: Buffer) => {
+      const onData = (d: Buffer) => {
         out += d.toString();
-        if (out.includes('"msg":"worker started"')) resolve({ wallMs: performance.now() - t0, cpuMs: cpuMsOf(child.pid!) });
-      });
+        // The message alone, not its key: an artifact built before the log key was "message" logged "msg".
+        if (out.includes('"worker started"')) {
+          // Once: the lines it writes while stopping would measure a process on its way out.
+          child.stdout!.off("data", onData);
+          resolve({ wallMs: performance.now() - t0, cpuMs: cpuMsOf(child.pid!), rssMiB: rssMiBOf(child.pid!) });
+        }
+      };
+      child.stdout!.on("data", onData);
       child.once("exit", (code) => reject(new Error(`bin/worker exited ${code} before it started:\n${out}`)));
     });
   } finally {
@@ -136,9 +150,11 @@ try {
       const web = await startWeb(releases[l], env);
       add("web: spawn to /health 200, wall (ms)", l, web.wallMs);
       add("web: CPU user+sys until healthy (ms)", l, web.cpuMs);
+      add("web: RSS when healthy (MiB)", l, web.rssMiB!);
       const worker = await startWorker(releases[l], env);
       add("worker: spawn to started, wall (ms)", l, worker.wallMs);
       add("worker: CPU user+sys until started (ms)", l, worker.cpuMs);
+      add("worker: RSS when started (MiB)", l, worker.rssMiB!);
       const migrate = runMigrate(releases[l], env);
       add("migrate (up to date): spawn to exit, wall (ms)", l, migrate.wallMs);
       add("migrate: CPU user+sys (ms)", l, migrate.cpuMs);
@@ -151,7 +167,8 @@ try {
   rows.push(["artifact (files)", String(files("unbundled")), String(files("bundled")), (files("bundled") / files("unbundled")).toFixed(4)]);
   for (const [what, v] of Object.entries(figures)) {
     const [a, b] = [median(v.unbundled), median(v.bundled)];
-    rows.push([`${what}, median of ${v.bundled.length}`, a.toFixed(0), b.toFixed(0), (b / a).toFixed(2)]);
+    const digits = what.includes("MiB") ? 1 : 0;
+    rows.push([`${what}, median of ${v.bundled.length}`, a.toFixed(digits), b.toFixed(digits), (b / a).toFixed(2)]);
   }
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
   say(`node ${process.version}, ${os.cpus().length} CPUs, load average ${os.loadavg().map((x) => x.toFixed(1)).join(" ")}`);

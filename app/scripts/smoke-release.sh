@@ -52,8 +52,8 @@ echo "smoke: /health ok, X-App-Release: $id"
 code=$(curl -sS -o /dev/null -w '%{http_code}' -X POST -H 'content-type: application/json' \
   -d '{"email":"smoke@example.test","password":"long enough pw","name":"smoke"}' "http://127.0.0.1:$PORT/auth/register")
 [ "$code" = 202 ] || { echo "smoke: register answered $code"; cat "$work/web.log"; exit 1; }
-for _ in $(seq 1 50); do grep -q '"msg":"job done"' "$work/worker.log" && break; sleep 0.2; done
-grep -q '"msg":"job done"' "$work/worker.log" || { echo "smoke: worker did not run the welcome job"; cat "$work/worker.log"; exit 1; }
+for _ in $(seq 1 50); do grep -q '"message":"job done"' "$work/worker.log" && break; sleep 0.2; done
+grep -q '"message":"job done"' "$work/worker.log" || { echo "smoke: worker did not run the welcome job"; cat "$work/worker.log"; exit 1; }
 echo "smoke: signup -> welcome job done by the worker (email logged: no SMTP_URL)"
 
 kill -TERM "$web_pid" "$worker_pid"

@@ -5,7 +5,7 @@ import { readReleaseId } from "./core/release.js";
 import { migrateUp } from "./db/migrate.js";
 
 const config = loadConfigOrExit();
-const log = createLogger(config.logLevel, { component: "migrate", release: readReleaseId() });
+const log = createLogger(config.logLevel, { service: "migrate", release: readReleaseId() });
 try {
   const applied = await migrateUp(config.databaseUrl, log);
   log.info({ applied }, applied.length ? `applied ${applied.length} migration(s)` : "schema up to date");

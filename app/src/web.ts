@@ -11,15 +11,19 @@ import { createErrorReporter } from "./core/sentry.js";
 import { createPool } from "./db/pool.js";
 import { createStorage } from "./files/storage.js";
 import { buildApp } from "./api/app.js";
+import { metricsPort } from "./metrics/port.js";
 
 const config = loadConfigOrExit();
 const releaseId = readReleaseId();
-const log = createLogger(config.logLevel, { component: "web", release: releaseId });
-const reporter = await createErrorReporter(config.sentryDsn, releaseId, "web");
+const log = createLogger(config.logLevel, { service: "web", release: releaseId });
+const reporter = await createErrorReporter(config.sentryDsn, releaseId, "web", config.sentryEnvironment);
 const pool = createPool(config.databaseUrl, log, { applicationName: "saas-app-web" });
 const storage = createStorage(config);
+// Before the app listens: a taken metrics port stops the start, as a taken PORT would.
+const metricsAt = metricsPort(config, "web");
+const metrics = metricsAt === undefined ? undefined : await (await import("./metrics/index.js")).startWebMetrics({ pool, log, port: metricsAt });
 
-const app = await buildApp({ config, pool, log, storage, reporter, releaseId });
+const app = await buildApp({ config, pool, log, storage, reporter, releaseId, metrics: metrics?.requests });
 await app.listen({ port: config.port, host: config.host });
 log.info({ port: config.port, host: config.host, storage: storage.kind }, "web listening");
 
@@ -52,6 +56,7 @@ async function shutdown(signal: string): Promise<void> {
   log.info({ durationMs: Date.now() - t0 }, "drained: every connection has ended");
   // Runs the close hooks; Fastify ignores the server's ERR_SERVER_NOT_RUNNING (already closed above).
   await app.close();
+  await metrics?.server.close();
   await pool.end().catch(() => {});
   await reporter.flush(2000);
   log.info("shutdown complete");

@@ -10,11 +10,12 @@ import { startWorker } from "./jobs/runner.js";
 import { createStripeClient } from "./billing/stripe.js";
 import { billingTaskList, BILLING_TASKS } from "./billing/tasks.js";
 import { eventsTaskList, EVENTS_TASKS } from "./events/tasks.js";
+import { metricsPort } from "./metrics/port.js";
 
 const config = loadConfigOrExit();
 const releaseId = readReleaseId();
-const log = createLogger(config.logLevel, { component: "worker", release: releaseId });
-const reporter = await createErrorReporter(config.sentryDsn, releaseId, "worker");
+const log = createLogger(config.logLevel, { service: "worker", release: releaseId });
+const reporter = await createErrorReporter(config.sentryDsn, releaseId, "worker", config.sentryEnvironment);
 // graphile-worker holds one connection for LISTEN plus one per concurrent job. No request waits on
 // the worker, so its connections get longer than web's 3 s to open: a TLS handshake with a db
 // server that is busy (or emulated, in the local VMs) took longer, and the worker then exited at
@@ -24,6 +25,8 @@ const pool = createPool(config.databaseUrl, log, {
   max: config.workerConcurrency + 2, applicationName: "saas-app-worker", connectionTimeoutMillis: WORKER_CONNECT_TIMEOUT_MS,
 });
 const mailer = createMailer(config.smtpUrl, config.mailFrom, log);
+const metricsAt = metricsPort(config, "worker");
+const metrics = metricsAt === undefined ? undefined : await (await import("./metrics/index.js")).startWorkerMetrics({ pool, log, port: metricsAt });
 
 const worker = await startWorker({
   pool,
@@ -43,6 +46,7 @@ const worker = await startWorker({
   concurrency: config.workerConcurrency,
   shutdownTimeoutMs: config.shutdownTimeoutMs,
 });
+metrics?.watch(worker.runner.events);
 log.info({ concurrency: config.workerConcurrency }, "worker started");
 
 let stopping = false;
@@ -54,6 +58,7 @@ async function shutdown(signal: string): Promise<void> {
   const says = { finished: "current jobs finished", released: "current jobs released back to the queue", abandoned: "a job ignored the abort; leaving it to stale-lock recovery" };
   log.info({ outcome }, says[outcome]);
   mailer.close();
+  await metrics?.server.close();
   await pool.end().catch(() => {});
   await reporter.flush(2000);
   process.exit(0);

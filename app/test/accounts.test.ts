@@ -45,7 +45,7 @@ describe("accounts: verification", function () {
     const resend = await t.app.inject({ method: "POST", url: "/auth/verification/resend", headers: { ...u.auth, ...from(u.ip) } });
     assert.equal(resend.statusCode, 202);
     const job = await t.pool.query("SELECT payload FROM graphile_worker._private_jobs WHERE key = $1", [`send_verification_email:${u.userId}`]);
-    assert.deepEqual(job.rows[0]?.payload, { userId: u.userId });
+    assert.deepEqual(job.rows[0]?.payload, { userId: u.userId, requestId: resend.headers["x-request-id"] });
     assert.equal((await t.app.inject({ method: "POST", url: "/auth/logout", headers: u.auth })).statusCode, 204);
   });
 
@@ -85,7 +85,7 @@ describe("accounts: verification", function () {
     assert.equal(afterNew - before, 1, "a new address costs one scrypt hash");
     assert.equal(afterTaken - afterNew, 1, "a taken address costs one scrypt hash too");
     const notice = await t.pool.query("SELECT payload FROM graphile_worker._private_jobs WHERE key = $1", [`send_registration_notice_email:${existing.userId}`]);
-    assert.deepEqual(notice.rows[0]?.payload, { userId: existing.userId });
+    assert.deepEqual(notice.rows[0]?.payload, { userId: existing.userId, requestId: b.headers["x-request-id"] });
     const mail = await runMailTask(t, "send_registration_notice_email", { userId: existing.userId });
     assert.equal(mail?.to, existing.email);
     assert.doesNotMatch(mail!.text, TOKEN_SHAPE);
@@ -111,7 +111,7 @@ describe("accounts: password reset", function () {
     assert.equal(known.body, unknown.body);
     assert.deepEqual(known.json(), RESET_ANSWER);
     const jobs = await t.pool.query("SELECT payload FROM graphile_worker._private_jobs WHERE key = $1", [`send_password_reset_email:${u.userId}`]);
-    assert.deepEqual(jobs.rows.map((r) => r.payload), [{ userId: u.userId }]);
+    assert.deepEqual(jobs.rows.map((r) => r.payload), [{ userId: u.userId, requestId: known.headers["x-request-id"] }]);
   });
 
   it("a reset sets the password, revokes every session, works once, and not after it expires", async () => {
@@ -173,9 +173,10 @@ describe("accounts: no raw token in job payloads or logs", function () {
     const newcomer = uniqueEmail("tok-new");
     const invitee = uniqueEmail("tok-invitee");
     const ip = uniqueAddress();
-    assert.equal((await t.app.inject({ method: "POST", url: "/auth/register", headers: from(ip), payload: { email: newcomer, password: PASSWORD, name: "n" } })).statusCode, 202);
-    assert.equal((await t.app.inject({ method: "POST", url: "/auth/password-reset/request", headers: from(ip), payload: { email: owner.email } })).statusCode, 202);
-    const inv = await t.app.inject({ method: "POST", url: `/orgs/${owner.orgId}/invitations`, headers: owner.auth, payload: { email: invitee, role: "member" } });
+    const withId = (requestId: string, headers: Record<string, string>) => ({ ...headers, "x-request-id": requestId });
+    assert.equal((await t.app.inject({ method: "POST", url: "/auth/register", headers: withId("req-tok-signup", from(ip)), payload: { email: newcomer, password: PASSWORD, name: "n" } })).statusCode, 202);
+    assert.equal((await t.app.inject({ method: "POST", url: "/auth/password-reset/request", headers: withId("req-tok-reset", from(ip)), payload: { email: owner.email } })).statusCode, 202);
+    const inv = await t.app.inject({ method: "POST", url: `/orgs/${owner.orgId}/invitations`, headers: withId("req-tok-invite", owner.auth), payload: { email: invitee, role: "member" } });
     assert.equal(inv.statusCode, 201);
     const newcomerId = (await t.pool.query("SELECT id FROM users WHERE email = $1", [newcomer])).rows[0].id;
     const keys = [`welcome:${newcomerId}`, `send_password_reset_email:${owner.userId}`, `invitation:${inv.json().invitation.id}`];
@@ -183,14 +184,15 @@ describe("accounts: no raw token in job payloads or logs", function () {
     assert.deepEqual(
       queued.rows.map((r) => [r.key, r.payload]).sort(),
       [
-        [`invitation:${inv.json().invitation.id}`, { invitationId: inv.json().invitation.id }],
-        [`send_password_reset_email:${owner.userId}`, { userId: owner.userId }],
-        [`welcome:${newcomerId}`, { userId: newcomerId }],
+        // ...and the id of the request that enqueued them, which joins the worker's log lines to it.
+        [`invitation:${inv.json().invitation.id}`, { invitationId: inv.json().invitation.id, requestId: "req-tok-invite" }],
+        [`send_password_reset_email:${owner.userId}`, { userId: owner.userId, requestId: "req-tok-reset" }],
+        [`welcome:${newcomerId}`, { userId: newcomerId, requestId: "req-tok-signup" }],
       ].sort(),
     );
 
     // The real worker sends them over real SMTP, its logs captured.
-    const { log, logs: workerLogs } = captureLogger("trace");
+    const { log, logs: workerLogs } = captureLogger("trace", "worker");
     const worker = await startWorker({
       pool: workerPool,
       taskList: buildTaskList({ pool: workerPool, mailer: createMailer(smtp.url, "no-reply@app.example.test", log), appUrl: t.config.appUrl, secretKey: SECRET }),
@@ -220,7 +222,10 @@ describe("accounts: no raw token in job payloads or logs", function () {
         assert.ok(!everyLog.includes(token!), "a token in a log line");
         assert.ok(!payloads.includes(token!), "a token in a job payload");
       }
-      assert.ok(workerLogs.some((l) => l.msg === "job done"), "the worker's log was captured");
+      assert.ok(workerLogs.some((l) => l.message === "job done"), "the worker's log was captured");
+      for (const requestId of ["req-tok-signup", "req-tok-reset", "req-tok-invite"]) {
+        assert.ok(workerLogs.some((l) => l.message === "job done" && l.request_id === requestId), `no "job done" line with request_id ${requestId}`);
+      }
     } finally {
       await worker.stop(5000);
     }
@@ -231,7 +236,7 @@ describe("accounts: no raw token in job payloads or logs", function () {
     await createMailer(undefined, "no-reply@app.example.test", log).send({ to: "a@example.test", subject: "Set a new password", text: "link #token=rst_secret" });
     assert.equal(logs.length, 1);
     assert.deepEqual(logs[0]!.mail, { from: "no-reply@app.example.test", to: "a@example.test", subject: "Set a new password" });
-    assert.match(String(logs[0]!.msg), /email logged/);
+    assert.match(String(logs[0]!.message), /email logged/);
     assert.ok(!JSON.stringify(logs).includes("rst_secret"));
   });
 });

@@ -8,7 +8,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { databaseUrl, SECRET, tmpDir } from "./helpers/app.js";
-import { freePort, startProcess, type Proc } from "./helpers/proc.js";
+import { freePort, pickMetricsPorts, startProcess, type Proc } from "./helpers/proc.js";
 import { waitFor } from "./helpers/wait.js";
 
 const appRoot = fileURLToPath(new URL("..", import.meta.url));
@@ -154,9 +154,34 @@ describe("release artifact (scripts/build.mjs)", function () {
     });
     // Signup answers 202 (the address is verified by the link in the mail the worker sends).
     assert.equal(signup.status, 202, await signup.text());
-    const done = JSON.parse(await worker.waitForLog('"msg":"job done"', 30_000));
+    const done = JSON.parse(await worker.waitForLog('"message":"job done"', 30_000));
     assert.equal(done.task, "send_welcome_email");
 
+    web.child.kill("SIGTERM");
+    worker.child.kill("SIGTERM");
+    assert.deepEqual(await web.exited, { code: 0, signal: null }, web.output.join("\n"));
+    assert.deepEqual(await worker.exited, { code: 0, signal: null }, worker.output.join("\n"));
+  });
+
+  it("loads prom-client only with METRICS_PORT_OFFSET: from its own chunk, and bin/web and bin/worker then serve metrics", async () => {
+    const entries = ["web.js", "worker.js", "migrate.js"].map((f) => readFileSync(path.join(release, "dist", f), "utf8"));
+    assert.ok(entries.every((code) => !code.includes("// node_modules/prom-client/")), "prom-client is in an entry bundle");
+    assert.ok(bundledPackageDirs(path.join(release, "dist")).has("node_modules/prom-client"), "prom-client is in a chunk");
+    const { web: [port], workerId, offset } = await pickMetricsPorts();
+    const env = {
+      DATABASE_URL: urlFor(database), SECRET_KEY: SECRET, APP_URL: "http://app.example.test", LOG_LEVEL: "info",
+      PORT: String(port), WORKER_ID: String(workerId), METRICS_PORT_OFFSET: String(offset), UPLOAD_DIR: tmpDir("artifact-uploads"),
+    };
+    const web = startProcess(path.join(release, "bin", "web"), [], env, "/");
+    const worker = startProcess(path.join(release, "bin", "worker"), [], env, "/");
+    procs.push(web, worker);
+    await waitFor("/health 200", async () => (await fetch(`http://127.0.0.1:${port}/health`).catch(() => undefined))?.status === 200 || undefined, 60_000, 100);
+    await worker.waitForLog('"message":"worker started"', 60_000);
+    const webMetrics = await (await fetch(`http://127.0.0.1:${port + offset}/metrics`)).text();
+    assert.match(webMetrics, /^http_request_duration_seconds_count\{method="GET",route="\/health",status_code="200"\} 1$/m);
+    assert.match(webMetrics, /^jobs_oldest_ready_age_seconds \d/m);
+    const workerMetrics = await (await fetch(`http://127.0.0.1:${workerId + offset}/metrics`)).text();
+    assert.match(workerMetrics, /^db_pool_max_connections 4$/m);
     web.child.kill("SIGTERM");
     worker.child.kill("SIGTERM");
     assert.deepEqual(await web.exited, { code: 0, signal: null }, web.output.join("\n"));

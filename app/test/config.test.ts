@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { ConfigError, parseConfig } from "../src/core/config.js";
+import { metricsPort } from "../src/metrics/port.js";
 
 const valid = {
   DATABASE_URL: "postgres://app@127.0.0.1:5432/app",
@@ -32,6 +33,40 @@ describe("config", () => {
     assert.equal(c.workerConcurrency, 2);
     assert.equal(c.smtpUrl, undefined);
     assert.equal(c.s3, undefined);
+    assert.equal(c.metricsPortOffset, undefined, "metrics are off unless METRICS_PORT_OFFSET is set");
+    assert.equal(c.sentryEnvironment, undefined);
+    assert.equal(c.workerId, 1);
+  });
+
+  it("derives each instance's metrics port from one offset: web from PORT, worker from WORKER_ID", () => {
+    const at = (env: Record<string, string>) => parseConfig({ ...valid, METRICS_PORT_OFFSET: "10000", ...env }, "/srv/app");
+    assert.equal(metricsPort(at({ PORT: "3001" }), "web"), 13001);
+    assert.equal(metricsPort(at({ PORT: "3002" }), "web"), 13002);
+    assert.equal(metricsPort(at({ PORT: "3100" }), "web"), 13100, "the surge instance");
+    assert.equal(metricsPort(at({ WORKER_ID: "1" }), "worker"), 10001);
+    assert.equal(metricsPort(at({ WORKER_ID: "2" }), "worker"), 10002);
+    assert.equal(metricsPort(parseConfig({ ...valid, PORT: "3001", METRICS_PORT_OFFSET: "" }, "/srv/app"), "web"), undefined, "empty = off");
+  });
+
+  it("refuses metrics settings under which two instances could share a port, or a port past 65535", () => {
+    assert.deepEqual(problems({ ...valid, METRICS_PORT_OFFSET: "9000", PORT: "999" }), [
+      "env/PORT must be at least 1000 when METRICS_PORT_OFFSET is set (METRICS_PORT_OFFSET + 1 to + 999 are the workers' metrics ports) (got \"999\")",
+    ]);
+    assert.deepEqual(problems({ ...valid, METRICS_PORT_OFFSET: "63000", PORT: "3001" }), [
+      "env/METRICS_PORT_OFFSET must leave PORT + METRICS_PORT_OFFSET at most 65535 (PORT is 3001) (got \"63000\")",
+    ]);
+    assert.deepEqual(problems({ ...valid, METRICS_PORT_OFFSET: "-5" }), ["env/METRICS_PORT_OFFSET must be an integer from 1 to 64535 (got \"-5\")"]);
+    assert.deepEqual(problems({ ...valid, METRICS_PORT_OFFSET: "0" }), ["env/METRICS_PORT_OFFSET must be an integer from 1 to 64535 (got \"0\")"]);
+    assert.deepEqual(problems({ ...valid, WORKER_ID: "1000" }), ["env/WORKER_ID must be an integer from 1 to 999 (got \"1000\")"]);
+  });
+
+  it("takes a Sentry environment Sentry accepts (the stack's name), and nothing else", () => {
+    assert.equal(parseConfig({ ...valid, SENTRY_ENVIRONMENT: "prod-eu.1_a" }, "/srv/app").sentryEnvironment, "prod-eu.1_a");
+    for (const bad of ["has space", "a/b", "None", "x".repeat(65)]) {
+      assert.deepEqual(problems({ ...valid, SENTRY_ENVIRONMENT: bad }), [
+        `env/SENTRY_ENVIRONMENT must be at most 64 characters without whitespace or "/", and not "None" (Sentry's rule; e.g. the stack name) (got ${JSON.stringify(bad)})`,
+      ]);
+    }
   });
 
   it("reports every bad variable at once, one env/KEY line each", () => {

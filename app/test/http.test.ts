@@ -79,13 +79,17 @@ describe("http conventions", () => {
     await t.app.inject({ method: "GET", url: "/nope" });
     assert.equal(t.logs.length, 2, JSON.stringify(t.logs));
     const [first, second] = t.logs as Array<Record<string, unknown>>;
-    assert.equal(first!.requestId, "nginx-abc-123");
+    // The shape every line has: level, service, request_id, path, status, message.
+    assert.equal(first!.level, "info");
+    assert.equal(first!.service, "web");
+    assert.equal(first!.message, "request");
+    assert.equal(first!.request_id, "nginx-abc-123");
     assert.equal(first!.method, "GET");
     assert.equal(first!.path, "/health");
     assert.equal(first!.status, 200);
     assert.equal(typeof first!.durationMs, "number");
     assert.equal(second!.status, 404);
-    assert.match(String(second!.requestId), /^[0-9a-f-]{36}$/, "generated when absent");
+    assert.match(String(second!.request_id), /^[0-9a-f-]{36}$/, "generated when absent");
   });
 
   it("does not trust a malformed X-Request-Id", async () => {
@@ -129,7 +133,7 @@ describe("http conventions", () => {
 });
 
 describe("error reporting", () => {
-  it("sends unhandled errors to Sentry when SENTRY_DSN is set", async () => {
+  it("sends unhandled errors to Sentry when SENTRY_DSN is set, with release, environment and request id", async () => {
     const envelopes: Array<{ url: string; body: string }> = [];
     const sentry = createHttpServer((req: IncomingMessage, res) => {
       let body = "";
@@ -145,16 +149,19 @@ describe("error reporting", () => {
     const closed = createTcpServer();
     const dbPort = await listen(closed);
     await new Promise((r) => closed.close(r));
-    const reporter = await createErrorReporter(dsn, "test-release", "web");
+    const reporter = await createErrorReporter(dsn, "test-release", "web", "stack-prod");
     const t = await startTestApp({ DATABASE_URL: `postgres://postgres@127.0.0.1:${dbPort}/postgres`, SENTRY_DSN: dsn }, { reporter });
     try {
-      const res = await t.app.inject({ method: "GET", url: "/me", headers: { authorization: "Bearer sess_whatever" } });
+      const res = await t.app.inject({ method: "GET", url: "/me", headers: { authorization: "Bearer sess_whatever", "x-request-id": "req-sentry-1" } });
       assert.equal(res.statusCode, 500);
       await reporter.flush(3000);
       assert.equal(envelopes.length, 1);
       assert.match(envelopes[0]!.url, /^\/api\/42\/envelope\/\?.*sentry_key=publickey/);
       assert.match(envelopes[0]!.body, /ECONNREFUSED/);
-      assert.match(envelopes[0]!.body, /"release":"test-release"/);
+      const event = JSON.parse(envelopes[0]!.body.split("\n")[2]!) as { release: string; environment: string; tags: Record<string, string> };
+      assert.equal(event.release, "test-release");
+      assert.equal(event.environment, "stack-prod", "SENTRY_ENVIRONMENT: the stack");
+      assert.deepEqual(event.tags, { component: "web", request_id: "req-sentry-1" });
     } finally {
       await t.close();
       sentry.close();

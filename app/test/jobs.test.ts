@@ -20,11 +20,12 @@ describe("jobs: welcome email through the worker", () => {
   let workerPool: pg.Pool;
   let worker: RunningWorker;
   let workerLogs: Array<Record<string, unknown>>;
+  const reported: Array<Record<string, unknown> | undefined> = [];
 
   before(async () => {
     t = await startTestApp();
     smtp = await startSmtp();
-    const { log, logs } = captureLogger("info");
+    const { log, logs } = captureLogger("info", "worker");
     workerLogs = logs;
     workerPool = createPool(databaseUrl(), log, { max: 4 });
     const mailer = createMailer(smtp.url, "no-reply@app.example.test", log);
@@ -32,7 +33,7 @@ describe("jobs: welcome email through the worker", () => {
       pool: workerPool,
       taskList: buildTaskList({ pool: workerPool, mailer, appUrl: "http://app.example.test", secretKey: SECRET }),
       log,
-      reporter: { capture: () => {}, flush: async () => {} },
+      reporter: { capture: (_err, context) => void reported.push(context), flush: async () => {} },
       concurrency: 2,
       pollIntervalMs: 200,
       shutdownTimeoutMs: 5000,
@@ -59,7 +60,7 @@ describe("jobs: welcome email through the worker", () => {
     // Both jobs enqueued directly: a full sign-up (verify, log in) can outlast the first retry.
     const flaky = await insertUser(t.pool, uniqueEmail("flaky"), "flaky", await hashPassword("irrelevant pw"));
     const doomedUser = await insertUser(t.pool, uniqueEmail("doomed"), "doomed", await hashPassword("irrelevant pw"));
-    const doomedJob = await enqueueWelcomeEmail(t.pool, { userId: doomedUser.id }, { maxAttempts: 2, jobKey: `test-doomed:${doomedUser.id}` });
+    const doomedJob = await enqueueWelcomeEmail(t.pool, { userId: doomedUser.id }, { maxAttempts: 2, jobKey: `test-doomed:${doomedUser.id}`, requestId: "req-doomed" });
     const flakyJob = await enqueueWelcomeEmail(t.pool, { userId: flaky.id });
 
     // First attempt fails and is rescheduled exp(1) ≈ 2.7 s later.
@@ -94,8 +95,10 @@ describe("jobs: welcome email through the worker", () => {
     assert.equal(listed.task, "send_welcome_email");
     assert.equal(listed.attempts, 2);
     assert.ok(!list.json().jobs.some((j: { id: string }) => j.id === flakyJob));
-    const line = workerLogs.find((l) => l.msg === "job permanently failed" && l.jobId === doomedJob);
-    assert.equal(line?.level, 50, "logged at error level");
+    const line = workerLogs.find((l) => l.message === "job permanently failed" && l.jobId === doomedJob);
+    assert.equal(line?.level, "error", "logged at error level");
+    assert.equal(line?.request_id, "req-doomed", "with the id of the request that enqueued it");
+    assert.deepEqual(reported.find((c) => c?.jobId === doomedJob), { jobId: doomedJob, task: "send_welcome_email", requestId: "req-doomed" }, "reported with it");
 
     // An admin can give it a fresh set of attempts.
     const retry = await t.app.inject({ method: "POST", url: `/admin/jobs/${doomedJob}/retry`, headers: admin.auth });

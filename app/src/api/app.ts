@@ -6,6 +6,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifySchemaValid
 import multipart from "@fastify/multipart";
 import type { AppContext } from "./context.js";
 import { AppError } from "../core/errors.js";
+import { isRequestId } from "../core/request-id.js";
 import { pingDatabase } from "../db/pool.js";
 import { adminRoutes } from "../admin/admin.routes.js";
 import { authRoutes } from "../auth/auth.routes.js";
@@ -45,18 +46,16 @@ export interface BuildOptions {
   healthTimeoutMs?: number;
 }
 
-// nginx sets X-Request-Id; accept it when it looks like an id, so log lines join up across hops.
-const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
-
 export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: ctx.log as FastifyBaseLogger,
     // We write exactly one line per request, in onResponse.
-    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: "requestId" }),
+    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: "request_id" }),
     requestIdHeader: false,
     genReqId: (req) => {
       const given = req.headers["x-request-id"];
-      return typeof given === "string" && REQUEST_ID.test(given) ? given : randomUUID();
+      // nginx sets X-Request-Id; kept when it looks like an id, so log lines join up across hops.
+      return isRequestId(given) ? given : randomUUID();
     },
     keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
     // While draining on SIGTERM, requests that arrive on already-open keep-alive connections
@@ -89,7 +88,9 @@ export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promis
     if (draining) reply.header("connection", "close");
   });
 
+  const metrics = ctx.metrics;
   app.addHook("onResponse", async (request, reply) => {
+    metrics?.observe(request.method, request.routeOptions.url, reply.statusCode, reply.elapsedTime / 1000);
     request.log.info(
       {
         method: request.method,

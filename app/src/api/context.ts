@@ -5,6 +5,12 @@ import type { Logger } from "../core/logger.js";
 import type { ErrorReporter } from "../core/sentry.js";
 import type { FileStorage } from "../files/storage.js";
 
+/** Where each answered request is counted; metrics/collectors.ts has the Prometheus one. */
+export interface RequestMetrics {
+  /** `route`: the matched route's pattern, undefined when no route matched. */
+  observe(method: string, route: string | undefined, status: number, seconds: number): void;
+}
+
 export interface AppContext {
   config: Config;
   pool: pg.Pool;
@@ -12,4 +18,6 @@ export interface AppContext {
   storage: FileStorage;
   reporter: ErrorReporter;
   releaseId: string;
+  /** Set when the process serves metrics (METRICS_PORT_OFFSET). */
+  metrics?: RequestMetrics;
 }

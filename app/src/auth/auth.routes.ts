@@ -58,11 +58,11 @@ export async function authRoutes(app: FastifyInstance, ctx: AppContext): Promise
       const user = await insertUserIfNew(tx, email, name, passwordHash);
       if (user) {
         await insertOrganization(tx, organizationName ?? `${name}'s organization`, user.id);
-        await enqueueWelcomeEmail(tx, { userId: user.id });
+        await enqueueWelcomeEmail(tx, { userId: user.id }, { requestId: request.id });
         return;
       }
       const existing = await findUserIdByEmail(tx, email);
-      if (existing) await enqueueAccountEmail(tx, TASKS.registrationNoticeEmail, { userId: existing });
+      if (existing) await enqueueAccountEmail(tx, TASKS.registrationNoticeEmail, { userId: existing }, request.id);
     });
     return reply.code(202).send(REGISTER_ANSWER);
   });
@@ -86,7 +86,7 @@ export async function authRoutes(app: FastifyInstance, ctx: AppContext): Promise
       if (me.emailVerified) throw new ConflictError("your email address is already verified");
       await limits.consume("verification_resend_account", me.userId);
       await limits.consume("mail_address", emailKey(me.email));
-      await enqueueAccountEmail(ctx.pool, TASKS.verificationEmail, { userId: me.userId });
+      await enqueueAccountEmail(ctx.pool, TASKS.verificationEmail, { userId: me.userId }, request.id);
       return reply.code(202).send({ status: "verification_sent", message: "check your inbox for a new link" });
     },
   );
@@ -125,7 +125,7 @@ export async function authRoutes(app: FastifyInstance, ctx: AppContext): Promise
       await limits.consume("password_reset_ip", addressKey(request.ip));
       await limits.consume("mail_address", emailKey(request.body.email));
       const userId = await findUserIdByEmail(ctx.pool, request.body.email);
-      if (userId) await enqueueAccountEmail(ctx.pool, TASKS.passwordResetEmail, { userId });
+      if (userId) await enqueueAccountEmail(ctx.pool, TASKS.passwordResetEmail, { userId }, request.id);
       return reply.code(202).send(RESET_ANSWER);
     },
   );

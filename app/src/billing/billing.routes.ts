@@ -143,7 +143,7 @@ async function webhookRoute(app: FastifyInstance, opts: { ctx: AppContext; strip
     }
     const recorded = await withTransaction(ctx.pool, async (tx) => {
       const fresh = await insertStripeEvent(tx, event, (request.body as Buffer).toString("utf8"));
-      if (fresh) await enqueueStripeEvent(tx, event.id);
+      if (fresh) await enqueueStripeEvent(tx, event.id, request.id);
       return fresh;
     });
     request.log.info({ stripeEvent: event.id, type: event.type, duplicate: !recorded }, "stripe webhook");

@@ -15,8 +15,8 @@ export const STRIPE_EVENT_KEEP_DAYS = 30;
  * ahead of other jobs (priority). 20 attempts: backoff is capped, so a bug fixed within a day
  * still gets its events applied.
  */
-export function enqueueStripeEvent(db: Db, eventId: string): Promise<string> {
-  return enqueue(db, BILLING_TASKS.processStripeEvent, { eventId }, { queueName: "stripe-events", priority: -10, jobKey: `stripe:${eventId}`, maxAttempts: 20 });
+export function enqueueStripeEvent(db: Db, eventId: string, requestId?: string): Promise<string> {
+  return enqueue(db, BILLING_TASKS.processStripeEvent, { eventId }, { queueName: "stripe-events", priority: -10, jobKey: `stripe:${eventId}`, maxAttempts: 20, requestId });
 }
 
 export function billingTaskList(deps: StripeEventDeps): TaskList {

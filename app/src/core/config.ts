@@ -34,6 +34,15 @@ export interface Config {
   smtpUrl: string | undefined;
   mailFrom: string;
   sentryDsn: string | undefined;
+  /** Sentry's environment of every event (the stack's name); undefined = Sentry's default. */
+  sentryEnvironment: string | undefined;
+  /**
+   * Metrics on a loopback-only listener at this offset plus the process's instance number (web:
+   * PORT, worker: WORKER_ID); undefined = no metrics listener. See metrics/port.ts.
+   */
+  metricsPortOffset: number | undefined;
+  /** The worker's instance number (systemd's worker@N sets WORKER_ID=N); 1 when unset. */
+  workerId: number;
   /** Absolute path. */
   uploadDir: string;
   /**
@@ -60,6 +69,10 @@ export class ConfigError extends Error {
 }
 
 export const DEFAULT_UPLOAD_QUOTA_BYTES = 1024 ** 3;
+
+/** Worker instance numbers run from 1 to this; web ports start above it when metrics are on. */
+export const MAX_WORKER_ID = 999;
+const MIN_PORT_WITH_METRICS = MAX_WORKER_ID + 1;
 
 const S3_KEYS = ["S3_ENDPOINT", "S3_BUCKET", "S3_REGION", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY"] as const;
 
@@ -115,6 +128,11 @@ export function parseConfig(env: Record<string, string | undefined>, cwd = proce
   const appUrl = url("APP_URL", required("APP_URL", "the public http(s):// URL of the app"), ["http:", "https:"], "be an http:// or https:// URL");
   const smtpUrl = url("SMTP_URL", get("SMTP_URL"), ["smtp:", "smtps:"], "be an smtp:// or smtps:// URL");
   const sentryDsn = url("SENTRY_DSN", get("SENTRY_DSN"), ["http:", "https:"], "be a Sentry DSN (https://<key>@<host>/<project>)");
+  // Sentry's own rule for environment names: at most 64 characters, no whitespace, no "/", not "None".
+  let sentryEnvironment = get("SENTRY_ENVIRONMENT");
+  if (sentryEnvironment !== undefined && (!/^[^\s/]{1,64}$/.test(sentryEnvironment) || sentryEnvironment === "None")) {
+    sentryEnvironment = fail("SENTRY_ENVIRONMENT", 'be at most 64 characters without whitespace or "/", and not "None" (Sentry\'s rule; e.g. the stack name)', sentryEnvironment);
+  }
 
   let mailFrom = get("MAIL_FROM");
   if (mailFrom !== undefined && !/^([^<>]*<)?[^\s@<>]+@[^\s@<>]+>?$/.test(mailFrom)) {
@@ -151,6 +169,20 @@ export function parseConfig(env: Record<string, string | undefined>, cwd = proce
   const workerConcurrency = int("WORKER_CONCURRENCY", 2, 1, 64);
   const uploadMinFreeBytes = int("UPLOAD_MIN_FREE_MIB", 2048, 0, 1024 * 1024) * 1024 * 1024;
 
+  // Web metrics ports are offset + PORT, workers' offset + WORKER_ID: they never meet as long as
+  // every PORT is above every WORKER_ID, which these bounds make sure of.
+  const workerId = int("WORKER_ID", 1, 1, MAX_WORKER_ID);
+  let metricsPortOffset: number | undefined;
+  if (get("METRICS_PORT_OFFSET") !== undefined) {
+    metricsPortOffset = int("METRICS_PORT_OFFSET", 0, 1, 65535 - MIN_PORT_WITH_METRICS);
+    if (metricsPortOffset === 0) metricsPortOffset = undefined;
+    else if (port < MIN_PORT_WITH_METRICS) {
+      fail("PORT", `be at least ${MIN_PORT_WITH_METRICS} when METRICS_PORT_OFFSET is set (METRICS_PORT_OFFSET + 1 to + ${MAX_WORKER_ID} are the workers' metrics ports)`, String(port));
+    } else if (port + metricsPortOffset > 65535) {
+      fail("METRICS_PORT_OFFSET", `leave PORT + METRICS_PORT_OFFSET at most 65535 (PORT is ${port})`, String(metricsPortOffset));
+    }
+  }
+
   const stripe = parseStripe(get, fail);
   let plans: BillingPlans = parseBillingPlans(undefined);
   try {
@@ -172,6 +204,9 @@ export function parseConfig(env: Record<string, string | undefined>, cwd = proce
     smtpUrl,
     mailFrom: mailFrom!,
     sentryDsn,
+    sentryEnvironment,
+    metricsPortOffset,
+    workerId,
     uploadDir,
     uploadMinFreeBytes,
     s3,

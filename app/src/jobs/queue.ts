@@ -27,6 +27,13 @@ export interface InvitationEmailPayload {
   invitationId: string;
 }
 
+/**
+ * Every payload may also carry `requestId`: the id of the request that enqueued the job (not a
+ * secret: nginx made it up, or the client sent it), so the worker's log lines for the job join
+ * the request's. Tasks ignore it; the worker's job wrapper reads it (jobs/job-context.ts).
+ */
+export const REQUEST_ID_KEY = "requestId";
+
 /** Default attempts: backoff is exp(attempt) seconds, so 8 attempts span about 25 minutes. */
 export const DEFAULT_MAX_ATTEMPTS = 8;
 
@@ -38,12 +45,14 @@ export interface EnqueueOptions {
   queueName?: string;
   /** Lower runs first (default 0). */
   priority?: number;
+  /** The request that enqueues the job (its X-Request-Id), stored in the payload as `requestId`. */
+  requestId?: string;
 }
 
 export async function enqueue(db: Db, task: string, payload: object, opts: EnqueueOptions = {}): Promise<string> {
   const { rows } = await db.query<{ id: string }>(
     `SELECT id FROM graphile_worker.add_job($1, $2::json, max_attempts => $3, job_key => $4, queue_name => $5, priority => $6)`,
-    [task, JSON.stringify(payload), opts.maxAttempts ?? DEFAULT_MAX_ATTEMPTS, opts.jobKey ?? null, opts.queueName ?? null, opts.priority ?? 0],
+    [task, JSON.stringify(opts.requestId === undefined ? payload : { ...payload, [REQUEST_ID_KEY]: opts.requestId }), opts.maxAttempts ?? DEFAULT_MAX_ATTEMPTS, opts.jobKey ?? null, opts.queueName ?? null, opts.priority ?? 0],
   );
   return String(rows[0]!.id);
 }
@@ -55,12 +64,12 @@ export function enqueueWelcomeEmail(db: Db, payload: WelcomeEmailPayload, opts: 
 export type AccountEmailTask = typeof TASKS.verificationEmail | typeof TASKS.passwordResetEmail | typeof TASKS.registrationNoticeEmail;
 
 /** One pending mail of a kind per user: a second request while one waits does not add another. */
-export function enqueueAccountEmail(db: Db, task: AccountEmailTask, payload: AccountEmailPayload): Promise<string> {
-  return enqueue(db, task, payload, { jobKey: `${task}:${payload.userId}` });
+export function enqueueAccountEmail(db: Db, task: AccountEmailTask, payload: AccountEmailPayload, requestId?: string): Promise<string> {
+  return enqueue(db, task, payload, { jobKey: `${task}:${payload.userId}`, requestId });
 }
 
-export function enqueueInvitationEmail(db: Db, payload: InvitationEmailPayload): Promise<string> {
-  return enqueue(db, TASKS.invitationEmail, payload, { jobKey: `invitation:${payload.invitationId}` });
+export function enqueueInvitationEmail(db: Db, payload: InvitationEmailPayload, requestId?: string): Promise<string> {
+  return enqueue(db, TASKS.invitationEmail, payload, { jobKey: `invitation:${payload.invitationId}`, requestId });
 }
 
 export interface JobRow {

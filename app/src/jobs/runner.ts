@@ -6,6 +6,7 @@ import { Logger as GraphileLogger, run, type Runner, type TaskList } from "graph
 import type pg from "pg";
 import type { Logger } from "../core/logger.js";
 import type { ErrorReporter } from "../core/sentry.js";
+import { jobLogFields, withJobLogContext } from "./job-context.js";
 
 export interface WorkerOptions {
   pool: pg.Pool;
@@ -31,7 +32,7 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
   const { log } = opts;
   const runner = await run({
     pgPool: opts.pool,
-    taskList: opts.taskList,
+    taskList: withJobLogContext(opts.taskList),
     concurrency: opts.concurrency,
     pollInterval: opts.pollIntervalMs ?? 2000,
     noHandleSignals: true,
@@ -44,14 +45,15 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
   });
 
   runner.events.on("job:success", ({ job }) => {
-    log.info({ jobId: String(job.id), task: job.task_identifier, attempt: job.attempts }, "job done");
+    log.info({ ...jobLogFields(job), attempt: job.attempts }, "job done");
   });
   runner.events.on("job:error", ({ job, error }) => {
-    log.warn({ jobId: String(job.id), task: job.task_identifier, attempt: job.attempts, maxAttempts: job.max_attempts, err: errMessage(error) }, "job failed; will retry");
+    log.warn({ ...jobLogFields(job), attempt: job.attempts, maxAttempts: job.max_attempts, err: errMessage(error) }, "job failed; will retry");
   });
   runner.events.on("job:failed", ({ job, error }) => {
-    log.error({ jobId: String(job.id), task: job.task_identifier, attempts: job.attempts, err: errMessage(error) }, "job permanently failed");
-    opts.reporter.capture(error, { jobId: String(job.id), task: job.task_identifier });
+    const fields = jobLogFields(job);
+    log.error({ ...fields, attempts: job.attempts, err: errMessage(error) }, "job permanently failed");
+    opts.reporter.capture(error, { jobId: fields.jobId, task: fields.task, ...(fields.request_id ? { requestId: fields.request_id } : {}) });
   });
 
   return {

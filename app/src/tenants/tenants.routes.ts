@@ -132,7 +132,7 @@ export async function tenantsRoutes(app: FastifyInstance, ctx: AppContext): Prom
         await assertWithinLimit(tx, ctx.config.plans, tenant.orgId, "members");
         const inv = await insertInvitation(tx, tenant.orgId, email, request.body.role, unsentToken, tenant.userId);
         await recordEvent(tx, { kind: "invitation.created", orgId: tenant.orgId, data: { invitationId: inv.id, email, role: inv.role } }, request);
-        await enqueueInvitationEmail(tx, { invitationId: inv.id });
+        await enqueueInvitationEmail(tx, { invitationId: inv.id }, request.id);
         return inv;
       });
       return reply.code(201).send({ invitation });

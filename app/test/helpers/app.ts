@@ -7,11 +7,11 @@ import { Writable } from "node:stream";
 import type { FastifyInstance } from "fastify";
 import type { JobHelpers } from "graphile-worker";
 import type pg from "pg";
-import { pino } from "pino";
 import { buildApp, type BuildOptions } from "../../src/api/app.js";
 import type { AppContext } from "../../src/api/context.js";
 import { parseConfig, type Config } from "../../src/core/config.js";
-import type { Logger } from "../../src/core/logger.js";
+import { createLogger, type Logger, type Service } from "../../src/core/logger.js";
+import type { LogLevel } from "../../src/core/config.js";
 import { createErrorReporter, type ErrorReporter } from "../../src/core/sentry.js";
 import { createPool } from "../../src/db/pool.js";
 import { createStorage, type FileStorage } from "../../src/files/storage.js";
@@ -51,7 +51,8 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
-export function captureLogger(level = "info"): { log: Logger; logs: Array<Record<string, unknown>> } {
+/** The processes' own logger (createLogger: same fields, same shape), writing into an array. */
+export function captureLogger(level: LogLevel = "info", service: Service = "web"): { log: Logger; logs: Array<Record<string, unknown>> } {
   const logs: Array<Record<string, unknown>> = [];
   const sink = new Writable({
     write(chunk, _enc, cb) {
@@ -59,7 +60,7 @@ export function captureLogger(level = "info"): { log: Logger; logs: Array<Record
       cb();
     },
   });
-  return { log: pino({ level }, sink), logs };
+  return { log: createLogger(level, { service, release: "test" }, sink), logs };
 }
 
 export async function startTestApp(

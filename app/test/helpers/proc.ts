@@ -70,3 +70,39 @@ export async function freePort(): Promise<number> {
   await new Promise((r) => s.close(r));
   return port;
 }
+
+async function isFree(port: number, host: string): Promise<boolean> {
+  const s = createServer();
+  const ok = await new Promise<boolean>((resolve) => {
+    s.once("error", () => resolve(false));
+    s.listen(port, host, () => resolve(true));
+  });
+  if (ok) await new Promise((r) => s.close(r));
+  return ok;
+}
+
+export interface MetricsPorts {
+  web: [number, number];
+  workerId: number;
+  /** METRICS_PORT_OFFSET */
+  offset: number;
+}
+
+/**
+ * Two web ports (each free on every address), a worker id and a METRICS_PORT_OFFSET whose three
+ * metrics ports are free on 127.0.0.1 now. Web ports 20000-29000 and offsets 30000-35000 keep
+ * every sum a valid port (at most 64,001).
+ */
+export async function pickMetricsPorts(): Promise<MetricsPorts> {
+  for (let i = 0; i < 50; i++) {
+    const first = 20000 + Math.floor(Math.random() * 9000);
+    const web: [number, number] = [first, first + 1];
+    const workerId = 1 + Math.floor(Math.random() * 999);
+    const offset = 30000 + Math.floor(Math.random() * 5000);
+    const ports = [...web.map((p) => [p, "0.0.0.0"] as const), ...[...web, workerId].map((n) => [n + offset, "127.0.0.1"] as const)];
+    let allFree = true;
+    for (const [port, host] of ports) allFree &&= await isFree(port, host);
+    if (allFree) return { web, workerId, offset };
+  }
+  throw new Error("no free set of ports found in 50 tries");
+}
