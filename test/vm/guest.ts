@@ -84,9 +84,9 @@ export async function waitForWelcomeEmail(workerVm: Vm, email: string, timeoutMs
     // Every worker unit: with two, either may take the job (seen: worker@2 did, worker@1 idled).
     const out = await sh(workerVm, "sudo journalctl -u 'worker@*.service' -b -o cat --no-pager");
     const lines = out.split("\n").filter((l) => l.startsWith("{"));
-    const parsed = lines.map((l) => JSON.parse(l) as { msg?: string; mail?: { to?: string }; task?: string });
-    const mailed = parsed.some((l) => l.msg?.includes("email logged") && l.mail?.to === email);
-    const done = parsed.some((l) => l.msg === "job done" && l.task === "send_welcome_email");
+    const parsed = lines.map((l) => JSON.parse(l) as { message?: string; mail?: { to?: string }; task?: string });
+    const mailed = parsed.some((l) => l.message?.includes("email logged") && l.mail?.to === email);
+    const done = parsed.some((l) => l.message === "job done" && l.task === "send_welcome_email");
     if (mailed && done) return lines;
     if (Date.now() > deadline) assert.fail(`worker did not process the welcome email for ${email}:\n${out.slice(-2000)}`);
     await sleep(2000);
