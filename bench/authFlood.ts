@@ -26,9 +26,8 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { spawnSync } from "node:child_process";
 import {
-  FakeServer, type Nginx, buildRealApp, fakeId, freePorts, packArtifact, sleep, startNginx, startPostgres, tempDir,
+  FakeServer, type Nginx, buildRealApp, fakeId, freePorts, markVerified, packArtifact, sleep, startNginx, startPostgres, tempDir,
 } from "../test/release/harness";
 import { agentFrom, requestFrom } from "../test/release/flood";
 import { runWrk, writeWrkScript } from "./lib/wrk";
@@ -107,12 +106,7 @@ async function main() {
     const person = agentFrom(PERSON_AT, 1);
     const reg = await requestFrom(person, `${nginx.url}/auth/register`, { ...ACCOUNT, name: "Person" });
     if (reg.status !== 202) throw new Error(`register answered ${reg.status}: ${reg.body}`);
-    // As following the verification mail's link would (no mail catcher here).
-    const verify = spawnSync("psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", databaseUrl, "-v", `email=${ACCOUNT.email}`], {
-      input: "update users set email_verified_at = now() where email = :'email';",
-      encoding: "utf8",
-    });
-    if (verify.status !== 0) throw new Error(`marking the account verified failed: ${verify.stderr}`);
+    markVerified(databaseUrl, ACCOUNT.email);
 
     const accessLog = path.join(dir, "nginx", "access.log");
     const scriptFile = writeWrkScript(dir);

@@ -18,8 +18,7 @@ import type { RenderedFile } from "./files";
 import { CONFIG_DIR, STATE_DIR } from "./layout";
 import { shellQuote } from "./push";
 import { loadScript } from "./scripts";
-import { BASE_SANDBOX, renderUnit, UNIT_DIR } from "./systemd";
-import { ALERT_ON_FAILURE } from "./unit";
+import { ALERT_ON_FAILURE, BASE_SANDBOX, renderUnit, UNIT_DIR } from "./unit";
 
 /** The bucket the backups go to. */
 export type BackupBucket = S3Bucket;

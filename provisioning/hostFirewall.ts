@@ -14,7 +14,7 @@
 import { isIPv4 } from "node:net";
 import type { RenderedFile } from "./files";
 import { CONFIG_DIR, METADATA_ADDRESS } from "./layout";
-import { BASE_SANDBOX, renderUnit, UNIT_DIR } from "./systemd";
+import { BASE_SANDBOX, renderUnit, UNIT_DIR } from "./unit";
 
 export const HOST_FIREWALL_TABLE = "saas_vps";
 export const HOST_FIREWALL_PATH = `${CONFIG_DIR}/firewall.nft`;

@@ -10,8 +10,6 @@ import type { RenderedFile } from "./files";
 import { RELEASE_PATHS } from "./release";
 import { ALERT_ON_FAILURE, APP_SANDBOX, renderUnit, UNIT_DIR } from "./unit";
 
-export { APP_SANDBOX, BASE_SANDBOX, renderUnit, UNIT_DIR } from "./unit";
-
 export const APP_TARGET = "saas-app.target";
 
 interface ProcessUnit {

@@ -12,7 +12,7 @@ import { DATA_LABEL, DATA_MOUNT, DATABASE_NAME, DB_ENV_FILE, LIB_DIR } from "../
 import { loadScript } from "../scripts";
 import { PG_LISTEN_CONF_PATH, PG_TLS_CERT_PATH, PG_TLS_KEY_PATH, POSTGRES_CONF_PATH, renderPostgresFiles, type PostgresClient } from "../postgres";
 import type { DatabaseCredentials } from "../../plan/database";
-import { renderUnit, UNIT_DIR } from "../systemd";
+import { renderUnit, UNIT_DIR } from "../unit";
 import type { RoleContribution } from "./contribution";
 
 /** Where the data volume shows up, per kind of machine (never mounted by this name: by label). */

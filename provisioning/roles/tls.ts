@@ -6,7 +6,7 @@
 import type { RenderedFile } from "../files";
 import { ACME_WEBROOT, LIB_DIR, TLS_DIR } from "../layout";
 import { loadScript } from "../scripts";
-import { BASE_SANDBOX, renderUnit, UNIT_DIR } from "../systemd";
+import { BASE_SANDBOX, renderUnit, UNIT_DIR } from "../unit";
 import type { RoleContribution } from "./contribution";
 
 export interface TlsInput {

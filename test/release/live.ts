@@ -4,7 +4,6 @@
  * Each suite file gets its own temp folder, database and nginx, so the files run in parallel.
  */
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import {
@@ -48,19 +47,6 @@ export function useLiveRelease(name: string): LiveRelease {
     if (pgDir) stopPostgres(pgDir);
   });
   return live;
-}
-
-/**
- * Marks an account's address verified in the suite's database, as following the link in the
- * verification mail would (the suites run no mail catcher); logins of unverified accounts are refused.
- */
-export function markVerified(live: LiveRelease, email: string): void {
-  const r = spawnSync("psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", live.databaseUrl, "-v", `email=${email}`], {
-    // psql interpolates :'email' (quoted as a literal) in what it reads, not in a -c command.
-    input: "update users set email_verified_at = now() where email = :'email';",
-    encoding: "utf8",
-  });
-  assert.equal(r.status, 0, r.stderr);
 }
 
 /** The app's environment on a fake server of this suite (its database, nginx's URL). */

@@ -5,9 +5,9 @@
  * else (/health latency) is measured in bench/authFlood.ts, not asserted here.
  */
 import assert from "node:assert/strict";
-import { type FakeServer, type Nginx, sleep } from "./harness";
+import { type FakeServer, type Nginx, markVerified, sleep } from "./harness";
 import { agentFrom, floodFrom, requestFrom } from "./flood";
-import { markVerified, startSite, useLiveRelease } from "./live";
+import { startSite, useLiveRelease } from "./live";
 import { AUTH_RETRY_AFTER_SECONDS, RATE_LIMITED_BODY } from "../../provisioning/nginx";
 
 const FLOOD_FROM = "127.0.0.2";
@@ -29,7 +29,7 @@ describe("@real nginx rate limit: a login flood from one address through the rea
     await sleep(2500); // nginx marked the ports failed while nothing listened (fail_timeout=2s)
     const reg = await requestFrom(agentFrom(PERSON_AT), `${nginx.url}/auth/register`, { ...account, name: "Person" });
     assert.equal(reg.status, 202, reg.body);
-    markVerified(live, account.email);
+    markVerified(live.databaseUrl, account.email);
   });
 
   after(() => {
