@@ -54,6 +54,30 @@ const EXTERNAL = ["typescript"];
 const REQUIRE_SHIM = 'import { createRequire as __bundleCreateRequire } from "node:module";\n' +
   "const require = __bundleCreateRequire(import.meta.url);";
 
+/**
+ * The route schemas' validators and serializers are precompiled (src/api/schema-compilers.ts):
+ * CAPTURE_SCRIPT prints their generated source, and the bundle gets a generated module in place of
+ * PRECOMPILED_MODULE that imports each one as a module of its own (namespace PRECOMPILED_NS), so
+ * esbuild bundles what they require (Ajv's small run-time helpers, ajv-formats' formats,
+ * fast-json-stringify's serializer) and nothing else of Ajv or fast-json-stringify runs.
+ */
+const CAPTURE_SCRIPT = "scripts/capture-schemas.ts";
+const PRECOMPILED_MODULE = "src/api/precompiled-schemas.ts";
+const PRECOMPILED_NS = "precompiled-schema";
+
+/**
+ * Packages a release's processes never run, kept out of the bundle (each is replaced by a module
+ * that throws if it is ever required): with every route schema precompiled, Fastify never asks
+ * for its run-time compilers (Ajv, fast-json-stringify: ~0.6 MB web would parse at every start),
+ * and light-my-request serves only app.inject(), which tests use.
+ */
+const LEFT_OUT = {
+  "@fastify/ajv-compiler": "route validators are precompiled (src/api/schema-compilers.ts); Fastify asked for its run-time compiler, so buildApp ran without them",
+  "@fastify/fast-json-stringify-compiler": "reply serializers are precompiled (src/api/schema-compilers.ts); Fastify asked for its run-time compiler, so buildApp ran without them",
+  "light-my-request": "app.inject() is for tests, which run the sources",
+};
+const LEFT_OUT_NS = "left-out";
+
 /** The one source file that may locate files from import.meta.url (it finds the package root). */
 const PACKAGE_ROOT_MODULE = "src/core/release.ts";
 
@@ -72,6 +96,7 @@ function computeId() {
     "tsconfig.json",
     "tsconfig.build.json",
     "scripts/build.mjs",
+    "scripts/capture-schemas.ts",
   ]
     .map((f) => f.split(path.sep).join("/"))
     .sort();
@@ -129,6 +154,7 @@ function checkBundleInputs(metafile) {
   const problems = [];
   const packages = new Set();
   for (const input of Object.keys(metafile.inputs)) {
+    if (input.startsWith(`${PRECOMPILED_NS}:`) || input.startsWith(`${LEFT_OUT_NS}:`)) continue;
     if (input.startsWith("src/")) {
       if (input !== PACKAGE_ROOT_MODULE && /import\.meta\.url|__dirname|__filename/.test(readFileSync(path.join(root, input), "utf8"))) {
         problems.push(`${input} uses import.meta.url/__dirname: in the bundle that is dist/, not the source's folder; resolve files from packageRoot (${PACKAGE_ROOT_MODULE})`);
@@ -162,30 +188,88 @@ function thirdPartyLicenses(packageDirs) {
   return `Packages bundled into dist/ (${packageDirs.length}):\n\n${sections.join(`\n${"-".repeat(72)}\n\n`)}`;
 }
 
+/** Options every esbuild run here shares: how the app and its packages are bundled for Node. */
+const BUNDLE_OPTIONS = {
+  absWorkingDir: root,
+  bundle: true,
+  format: "esm",
+  platform: "node",
+  target: `node${NODE_MAJOR}`,
+  tsconfig: path.join(root, "tsconfig.build.json"),
+  // Paths stay app/node_modules/... whatever the folder links to, so inputs are checkable
+  // and the bundle's "// node_modules/<pkg>/..." comments name the package.
+  preserveSymlinks: true,
+  external: EXTERNAL,
+  banner: { js: REQUIRE_SHIM },
+  legalComments: "none",
+  logLevel: "warning",
+};
+
+/** Runs CAPTURE_SCRIPT (bundled into the stage, then removed): every route schema's generated source. */
+async function captureSchemaSources(stage) {
+  const script = path.join(stage, "capture-schemas.mjs");
+  await esbuild.build({ ...BUNDLE_OPTIONS, entryPoints: [CAPTURE_SCRIPT], outfile: script });
+  try {
+    const sources = JSON.parse(execFileSync(process.execPath, [script], { cwd: stage, encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] }));
+    log(`precompiled ${Object.keys(sources.validators).length} validators and ${Object.keys(sources.serializers).length} serializers`);
+    return sources;
+  } finally {
+    rmSync(script);
+  }
+}
+
+/**
+ * esbuild plugin: PRECOMPILED_MODULE becomes the captured sources, one module per distinct
+ * source (many routes share one, e.g. every `:orgId` params schema), each key naming its module.
+ */
+function precompiledSchemasPlugin(sources) {
+  const modules = [...new Set(Object.values(sources).flatMap((byKey) => Object.values(byKey)))].sort();
+  const moduleOf = new Map(modules.map((code, i) => [code, i]));
+  const table = (byKey) => Object.keys(byKey).sort().map((key) => `    ${JSON.stringify(key)}: m${moduleOf.get(byKey[key])},`);
+  const index = [
+    ...modules.map((_, i) => `import m${i} from "${PRECOMPILED_NS}:${i}";`),
+    "export const precompiledSchemas = {",
+    ...Object.entries(sources).map(([name, byKey]) => `  ${name}: {\n${table(byKey).join("\n")}\n  },`),
+    "};",
+  ].join("\n");
+  return {
+    name: "precompiled-schemas",
+    setup(build) {
+      build.onLoad({ filter: /[\\/]src[\\/]api[\\/]precompiled-schemas\.ts$/ }, () => ({ contents: index, loader: "js", resolveDir: root }));
+      build.onResolve({ filter: new RegExp(`^${PRECOMPILED_NS}:`) }, (args) => ({ path: args.path.slice(PRECOMPILED_NS.length + 1), namespace: PRECOMPILED_NS }));
+      // Each source is a CommonJS module (module.exports = the function); requires resolve from app/.
+      build.onLoad({ filter: /.*/, namespace: PRECOMPILED_NS }, (args) => ({ contents: modules[Number(args.path)], loader: "js", resolveDir: root }));
+    },
+  };
+}
+
+/** esbuild plugin: each LEFT_OUT package becomes a module that throws why it is not in the release. */
+const leftOutPlugin = {
+  name: "left-out",
+  setup(build) {
+    const names = Object.keys(LEFT_OUT).map((n) => n.replace(/[/.-]/g, "\\$&"));
+    build.onResolve({ filter: new RegExp(`^(${names.join("|")})$`) }, (args) => ({ path: args.path, namespace: LEFT_OUT_NS }));
+    build.onLoad({ filter: /.*/, namespace: LEFT_OUT_NS }, (args) => ({
+      contents: `throw new Error(${JSON.stringify(`${args.path} is not in the release bundle: ${LEFT_OUT[args.path]}`)});`,
+      loader: "js",
+    }));
+  },
+};
+
 async function bundle(stage) {
+  const sources = await captureSchemaSources(stage);
   log(`bundling ${ENTRIES.join(", ")} (esbuild ${esbuild.version})`);
   const result = await esbuild.build({
-    absWorkingDir: root,
+    ...BUNDLE_OPTIONS,
     entryPoints: Object.fromEntries(ENTRIES.map((e) => [e, `src/${e}.ts`])),
     outdir: path.join(stage, "dist"),
     chunkNames: "chunks/[name]-[hash]",
-    bundle: true,
     splitting: true,
-    format: "esm",
-    platform: "node",
-    target: `node${NODE_MAJOR}`,
-    tsconfig: path.join(root, "tsconfig.build.json"),
-    // Paths stay app/node_modules/... whatever the folder links to, so inputs are checkable
-    // and the bundle's "// node_modules/<pkg>/..." comments name the package.
-    preserveSymlinks: true,
-    external: EXTERNAL,
-    banner: { js: REQUIRE_SHIM },
     // No source maps: they would ship every source line again (and stack traces keep function
     // names and bundle line numbers: identifiers are not minified).
     sourcemap: false,
-    legalComments: "none",
     metafile: true,
-    logLevel: "warning",
+    plugins: [precompiledSchemasPlugin(sources), leftOutPlugin],
   });
   const packages = checkBundleInputs(result.metafile);
   writeFileSync(path.join(stage, "THIRD_PARTY_LICENSES.txt"), thirdPartyLicenses(packages));

@@ -7,7 +7,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
-import { databaseUrl, SECRET, tmpDir } from "./helpers/app.js";
+import { databaseUrl, register, SECRET, startTestApp, tmpDir, uniqueAddress } from "./helpers/app.js";
 import { freePort, pickMetricsPorts, startProcess, type Proc } from "./helpers/proc.js";
 import { waitFor } from "./helpers/wait.js";
 
@@ -186,6 +186,66 @@ describe("release artifact (scripts/build.mjs)", function () {
     worker.child.kill("SIGTERM");
     assert.deepEqual(await web.exited, { code: 0, signal: null }, web.output.join("\n"));
     assert.deepEqual(await worker.exited, { code: 0, signal: null }, worker.output.join("\n"));
+  });
+
+  it("bin/web bundles no schema compiler: Ajv, fast-json-stringify and light-my-request are left out", () => {
+    // Each left-out package is a stub that throws; its code is not in the bundle web parses.
+    const web = readFileSync(path.join(release, "dist", "web.js"), "utf8");
+    for (const dir of ["node_modules/ajv/dist/core.js", "node_modules/fast-json-stringify/index.js", "node_modules/light-my-request/index.js", "node_modules/@fastify/ajv-compiler/index.js"]) {
+      assert.ok(!web.includes(`// ${dir}\n`), `${dir} is in dist/web.js`);
+    }
+    assert.match(web, /@fastify\/ajv-compiler is not in the release bundle/);
+  });
+
+  it("bin/web's precompiled validators and serializers answer exactly as the sources' run-time compiled ones", async () => {
+    const port = await freePort();
+    const env = { DATABASE_URL: urlFor(database), SECRET_KEY: SECRET, APP_URL: "http://app.example.test", LOG_LEVEL: "warn", PORT: String(port), UPLOAD_DIR: tmpDir("artifact-uploads") };
+    const web = startProcess(path.join(release, "bin", "web"), [], env, "/");
+    procs.push(web);
+    // The sources' app (Fastify compiles every schema at start) on the same database and secret.
+    const t = await startTestApp({ DATABASE_URL: urlFor(database) });
+    try {
+      await waitFor("/health 200", async () => (await fetch(`http://127.0.0.1:${port}/health`).catch(() => undefined))?.status === 200 || undefined, 60_000, 100);
+      const u = await register(t, "precompiled");
+      const created = await t.app.inject({ method: "POST", url: `/orgs/${u.orgId}/projects`, headers: u.auth, payload: { name: "Compared" } });
+      assert.equal(created.statusCode, 201, created.body);
+      const projectId: string = created.json().project.id;
+      const orgs = `/orgs/${u.orgId}`;
+      const cases: Array<[string, string, object | string | undefined]> = [
+        // Request validators: body, params, querystring; formats, lengths, patterns, unknown properties, coercion.
+        ["POST", "/auth/register", { email: "not-an-email", password: "long enough pw", name: "x" }],
+        ["POST", "/auth/register", { email: "a@example.test", password: "short", name: "x" }],
+        ["POST", "/auth/register", { email: "a@example.test", password: "long enough pw" }],
+        ["POST", "/auth/register", { email: "a@example.test", password: "long enough pw", name: "x", admin: true }],
+        ["POST", "/auth/login", undefined],
+        ["POST", "/auth/login", "{not json"],
+        ["POST", `${orgs}/projects`, { name: "" }],
+        ["POST", `${orgs}/projects`, { name: "   " }],
+        ["PATCH", `${orgs}/projects/${projectId}`, {}],
+        ["GET", `${orgs}/projects?limit=1000`, undefined],
+        ["GET", `${orgs}/projects?limit=abc`, undefined],
+        ["GET", `${orgs}/projects/123`, undefined],
+        ["POST", `${orgs}/invitations`, { email: "b@example.test", role: "owner" }],
+        ["PATCH", `${orgs}/members/${u.userId}`, { role: "god" }],
+        // Reply serializers (nullable fields: an inlined validator picks the branch).
+        ["GET", `${orgs}/projects?limit=5`, undefined],
+        ["GET", `${orgs}/projects/${projectId}`, undefined],
+        ["GET", `${orgs}/events?limit=5`, undefined],
+      ];
+      for (const [method, url, body] of cases) {
+        const headers = { ...u.auth, "x-forwarded-for": uniqueAddress(), ...(body === undefined ? {} : { "content-type": "application/json" }) };
+        const payload = body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body);
+        const expected = await t.app.inject({ method: method as "GET", url, headers, payload });
+        const res = await fetch(`http://127.0.0.1:${port}${url}`, { method, headers, body: payload });
+        const what = `${method} ${url}`;
+        assert.equal(res.status, expected.statusCode, `${what}: ${expected.body}`);
+        assert.equal(await res.text(), expected.body, what);
+      }
+    } finally {
+      await t.close();
+    }
+    web.child.kill("SIGTERM");
+    assert.deepEqual(await web.exited, { code: 0, signal: null }, web.output.join("\n"));
   });
 
   it("bin/web gives each password hash's 16 MiB back to the system (RSS does not keep them)", async () => {

@@ -7,6 +7,7 @@ import path from "node:path";
 import { register, startTestApp, tmpDir, type TestApp } from "./helpers/app.js";
 import { createErrorReporter } from "../src/core/sentry.js";
 import { readReleaseId } from "../src/core/release.js";
+import { precompiledCompilers } from "../src/api/schema-compilers.js";
 
 async function listen(server: Server | ReturnType<typeof createHttpServer>): Promise<number> {
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
@@ -122,6 +123,15 @@ describe("http conventions", () => {
     assert.equal(raw.statusCode, 400);
     const projects = await t.pool.query("SELECT count(*)::int AS n FROM projects WHERE org_id = $1", [u.orgId]);
     assert.equal(projects.rows[0].n, 0, "nothing was written by rejected requests");
+  });
+
+  it("refuses to start when a route schema has no precompiled validator (a release never runs a route unvalidated)", async () => {
+    // As a release would be if the build had seen none of the routes.
+    const compiled = { validators: {}, serializers: {} };
+    await assert.rejects(
+      startTestApp({}, { schemaController: precompiledCompilers(compiled) }),
+      /Failed building the validation schema for [A-Z]+: \/\S*, due to error no precompiled validator for [A-Z]+ \/\S* (body|params|querystring): the build \(scripts\/build\.mjs\) registers every route once/,
+    );
   });
 
   it("reads the release id from manifest.json at the package root, else 'dev'", () => {

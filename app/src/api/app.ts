@@ -2,12 +2,14 @@
 // request, error mapping, health) and the module routes. Built from an AppContext so tests
 // can build it against their own database and storage.
 import { randomUUID } from "node:crypto";
-import Fastify, { LogController, type FastifyBaseLogger, type FastifySchemaValidationError, type FastifyError, type FastifyInstance } from "fastify";
+import Fastify, { LogController, type FastifyBaseLogger, type FastifySchemaValidationError, type FastifyError, type FastifyInstance, type FastifyServerOptions } from "fastify";
 import multipart from "@fastify/multipart";
 import type { AppContext } from "./context.js";
 import { AppError } from "../core/errors.js";
 import { isRequestId } from "../core/request-id.js";
 import { pingDatabase } from "../db/pool.js";
+import { precompiledSchemas } from "./precompiled-schemas.js";
+import { precompiledCompilers } from "./schema-compilers.js";
 import { adminRoutes } from "../admin/admin.routes.js";
 import { authRoutes } from "../auth/auth.routes.js";
 import { postgresLimiterStore, RateLimits } from "../auth/rate-limits.js";
@@ -44,6 +46,12 @@ export const KEEP_ALIVE_TIMEOUT_MS = 5000;
 export interface BuildOptions {
   /** Upper bound for the health probe's database round trip. */
   healthTimeoutMs?: number;
+  /**
+   * How route schemas become validators and serializers. Default: the build's precompiled ones
+   * in a release, Fastify's own compilers (Ajv, fast-json-stringify) in a checkout. The build
+   * passes its capturing compilers (schema-compilers.ts).
+   */
+  schemaController?: FastifyServerOptions["schemaController"];
 }
 
 export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promise<FastifyInstance> {
@@ -66,6 +74,7 @@ export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promis
     trustProxy: "127.0.0.1",
     bodyLimit: 1024 * 1024,
     schemaErrorFormatter: formatSchemaErrors,
+    schemaController: opts.schemaController ?? (precompiledSchemas ? precompiledCompilers(precompiledSchemas) : undefined),
     ajv: { customOptions: { removeAdditional: false, coerceTypes: "array", useDefaults: true } },
   });
 
