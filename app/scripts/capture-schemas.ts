@@ -20,7 +20,7 @@ const config = parseConfig({
   SECRET_KEY: "build-time schema capture, never used to sign anything",
   APP_URL: "http://build.invalid",
 });
-const log = createLogger("silent");
+const log = createLogger("silent", { service: "web", release: "schema-capture" });
 const pool = createPool(config.databaseUrl, log);
 const sources: SchemaSources = { validators: {}, serializers: {} };
 const store = (table: Record<string, string>, key: string, code: string) => {
