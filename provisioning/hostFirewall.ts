@@ -21,6 +21,17 @@ export const HOST_FIREWALL_PATH = `${CONFIG_DIR}/firewall.nft`;
 export const HOST_FIREWALL_UNIT = "saas-firewall.service";
 export const NFT = "/usr/sbin/nft";
 
+/**
+ * Services besides root's that must reach the metadata service: DigitalOcean's metrics agent runs
+ * as its own user (do-agent) and reads the droplet's id, region and auth token there before it
+ * sends anything. A unit name, not a user: the user does not exist when the rules first load
+ * (DigitalOcean installs the agent during first boot) and nft resolves names only at load. Each
+ * unit's drop-in has systemd put its cgroup into the set when it starts (NFTSet=, systemd 254+);
+ * on a Hetzner server no such unit exists and the set stays empty.
+ */
+export const METADATA_AGENT_UNITS = ["do-agent.service"];
+const METADATA_AGENT_SET = "metadata_agents";
+
 /** One inbound allowance; the planner's FirewallRule has this shape. */
 export interface HostFirewallRule {
   port: number;
@@ -77,10 +88,18 @@ export function renderHostFirewall(rules: HostFirewallRule[]): string {
     ...rules.flatMap(renderRuleLines).map((l) => `    ${l}`),
     "  }",
     // Outbound stays open but for the metadata service, which hands the user-data (first-boot
-    // secrets) to anyone who asks: only root's sockets (cloud-init, the provider's agents) reach it.
+    // secrets) to anyone who asks: only root's sockets (cloud-init, the provider's root agents)
+    // and the sockets of the agent units in the set reach it.
+    `  set ${METADATA_AGENT_SET} {`,
+    "    type cgroupsv2",
+    "  }",
     "  chain output {",
     "    type filter hook output priority filter; policy accept;",
-    `    ip daddr ${METADATA_ADDRESS} meta skuid != 0 reject comment "metadata service: root only"`,
+    // Allow, then reject the rest: a negated cgroup match is false for a socket whose cgroup is
+    // not that deep (the root cgroup), which would let it through.
+    `    ip daddr ${METADATA_ADDRESS} meta skuid 0 accept`,
+    `    ip daddr ${METADATA_ADDRESS} socket cgroupv2 level 2 @${METADATA_AGENT_SET} accept`,
+    `    ip daddr ${METADATA_ADDRESS} reject comment "metadata service: root and agents only"`,
     "  }",
     "}",
     "",
@@ -107,6 +126,10 @@ export function renderHostFirewallUnit(): string {
         ["RemainAfterExit", "yes"],
         ["ExecStart", `${NFT} -f ${HOST_FIREWALL_PATH}`],
         ["ExecReload", `${NFT} -f ${HOST_FIREWALL_PATH}`],
+        // Reloading replaces the table and empties the agents' set: a running agent is restarted
+        // so that systemd adds it again ("+": systemctl runs outside this sandbox; --no-block:
+        // the agent's drop-in orders it after this unit). At boot the agent starts after us.
+        ["ExecReload", `-+/usr/bin/systemctl --no-block try-restart ${METADATA_AGENT_UNITS.join(" ")}`],
         ["ExecStop", `${NFT} delete table inet ${HOST_FIREWALL_TABLE}`],
         ...BASE_SANDBOX,
         ["ProtectSystem", "strict"],
@@ -132,5 +155,29 @@ export function renderHostFirewallFiles(rules: HostFirewallRule[]): RenderedFile
       onChange: `${NFT} -c -f ${HOST_FIREWALL_PATH} && systemctl reload-or-restart ${HOST_FIREWALL_UNIT}`,
     },
     { path: `${UNIT_DIR}/${HOST_FIREWALL_UNIT}`, content: renderHostFirewallUnit(), mode: "0644", onChange: "systemctl daemon-reload" },
+    ...METADATA_AGENT_UNITS.map(metadataAgentDropIn),
   ];
+}
+
+/**
+ * The agent starts after the rules and lands in the set. A drop-in for a unit that does not
+ * exist does nothing. Pushed only: the agent reaches the metadata service from the push that
+ * `pulumi up` runs right after creating the server (a restart), not during the first boot.
+ */
+function metadataAgentDropIn(unit: string): RenderedFile {
+  return {
+    path: `${UNIT_DIR}/${unit}.d/saas-metadata.conf`,
+    content: [
+      "# Rendered by saas-vps (provisioning/hostFirewall.ts): this agent may reach the metadata service.",
+      "[Unit]",
+      `After=${HOST_FIREWALL_UNIT}`,
+      "",
+      "[Service]",
+      `NFTSet=cgroup:inet:${HOST_FIREWALL_TABLE}:${METADATA_AGENT_SET}`,
+      "",
+    ].join("\n"),
+    mode: "0644",
+    onChange: `systemctl daemon-reload && systemctl try-restart ${unit}`,
+    pushOnly: true,
+  };
 }

@@ -39,12 +39,17 @@ describe("host firewall (nftables) rendering", () => {
     assert.match(text, /^table inet saas_vps\ndelete table inet saas_vps\ntable inet saas_vps \{$/m);
   });
 
-  it("lets only root reach the metadata service (it hands out the user-data); every other way out stays open", () => {
+  it("lets only root and the agent units' cgroups reach the metadata service (it hands out the user-data); every other way out stays open", () => {
     const text = renderHostFirewall(planPublicFirewall(["203.0.113.0/24"]));
     const output = text.slice(text.indexOf("chain output {"));
     assert.match(output, /type filter hook output priority filter; policy accept;/);
-    assert.match(output, /\n {4}ip daddr 169\.254\.169\.254 meta skuid != 0 reject comment "metadata service: root only"\n/);
-    assert.equal(output.match(/^ {4}(?!type)\S.*$/gm)?.length, 1, "the output chain has one rule");
+    // Allow lines first, then a reject with no condition but the address: nothing unmatched passes.
+    assert.deepEqual(output.match(/^ {4}(?!type)\S.*$/gm), [
+      "    ip daddr 169.254.169.254 meta skuid 0 accept",
+      "    ip daddr 169.254.169.254 socket cgroupv2 level 2 @metadata_agents accept",
+      '    ip daddr 169.254.169.254 reject comment "metadata service: root and agents only"',
+    ]);
+    assert.match(text, /\n {2}set metadata_agents \{\n {4}type cgroupsv2\n {2}\}\n/);
   });
 
   it("refuses a plan without an SSH rule (a push of it would lock the admin out)", () => {

@@ -163,7 +163,9 @@ describe("rendered provisioning files pass the real tools", function () {
 
   it("on every server only root reaches the metadata service: the firewall's output rule, and IPAddressDeny in every service unit", () => {
     for (const c of cases) {
-      assert.match(c.files.get(HOST_FIREWALL_PATH)!, /chain output \{\n.*\n {4}ip daddr 169\.254\.169\.254 meta skuid != 0 reject /, `${c.name}: no metadata rule`);
+      assert.match(c.files.get(HOST_FIREWALL_PATH)!, /chain output \{\n.*\n {4}ip daddr 169\.254\.169\.254 meta skuid 0 accept\n {4}ip daddr 169\.254\.169\.254 socket cgroupv2 level 2 @metadata_agents accept\n {4}ip daddr 169\.254\.169\.254 reject /, `${c.name}: no metadata rule`);
+      // The agents' drop-ins put their units into exactly that set (systemd's NFTSet= source:family:table:set).
+      assert.match(c.files.get("/etc/systemd/system/do-agent.service.d/saas-metadata.conf")!, /^NFTSet=cgroup:inet:saas_vps:metadata_agents$/m, `${c.name}: no agent drop-in`);
       const services = [...c.files].filter(([path]) => path.startsWith("/etc/systemd/system/") && path.endsWith(".service"));
       assert.ok(services.length >= 3, `${c.name}: only ${services.length} services`);
       for (const [path, unit] of services) assert.match(unit, /^IPAddressDeny=169\.254\.169\.254$/m, `${c.name}: ${path}`);

@@ -236,7 +236,7 @@ describe("@vm e2e: the staging stack's exact user-data and day-2 pushes on a Deb
     assert.equal(await psql(vm, `select count(*) from graphile_worker.jobs where key = 'welcome:${userId}'`), "0");
   });
 
-  it("2c. the metadata service answers root only: not the app user, not a process in a web unit (even as root); no copy of the user-data is left for them; migrations ran in their sandboxed unit", async function () {
+  it("2c. the metadata service answers root and the provider's agent unit only: not the app user, not a process in a web unit (even as root); no copy of the user-data is left for them; migrations ran in their sandboxed unit", async function () {
     // The stand-in NIC has no address yet (cloud-init's fallback configures the first NIC only);
     // on a provider the metadata address is on-link the same way.
     const links = await sh(vm, "ip -o link show");
@@ -258,7 +258,30 @@ describe("@vm e2e: the staging stack's exact user-data and day-2 pushes on a Deb
     const inUnit = await ssh(vm, `sudo sh -c 'echo $$ > /sys/fs/cgroup${cgroup}/cgroup.procs && exec ${get}'`);
     assert.notEqual(inUnit.code, 0, `a process in web@3001's cgroup reached the metadata service: ${inUnit.stdout}`);
     assert.doesNotMatch(inUnit.stdout, new RegExp(METADATA_BODY));
-    figures.metadata = { root: "answered", appUser: `curl exit ${asApp.code}`, inWebUnit: `curl exit ${inUnit.code}` };
+    // A provider's agent running as its own user (DigitalOcean's do-agent) is let through by its
+    // unit: the drop-in we render has systemd put the unit's cgroup into the firewall's set. Two
+    // stand-ins under dynamic users, one named like the agent and one not; then the set must
+    // survive a reload of the firewall (which replaces the table) by the agent's restart.
+    const agentUnit = (name: string) => `sudo tee /etc/systemd/system/${name}.service >/dev/null <<'EOF'\n[Service]\nDynamicUser=yes\n` +
+      `ExecStart=/bin/sh -c 'curl -s -m 10 http://${METADATA_STAND_IN_ADDRESS}/; echo " curl exit $?"; exec sleep infinity'\nEOF\n`;
+    await sh(vm, `${agentUnit("do-agent")}${agentUnit("other-agent")}sudo systemctl daemon-reload && sudo systemctl start do-agent.service other-agent.service`);
+    const agentAnswers = async (unit: string, count: number) => {
+      let lines: string[] = [];
+      for (let i = 0; i < 30 && lines.length < count; i++) {
+        lines = (await sh(vm, `sudo journalctl -q -o cat -u ${unit}.service | grep 'curl exit' || true`)).trim().split("\n").filter(Boolean);
+        if (lines.length < count) await new Promise((r) => setTimeout(r, 1000));
+      }
+      assert.equal(lines.length, count, `${unit}: ${lines.join(" | ")}`);
+      return lines;
+    };
+    assert.equal((await agentAnswers("do-agent", 1))[0], `${METADATA_BODY} curl exit 0`);
+    assert.match((await agentAnswers("other-agent", 1))[0], /^ curl exit [1-9]/);
+    assert.match(await sh(vm, "sudo nft list set inet saas_vps metadata_agents"), /do-agent\.service/);
+    await sh(vm, "sudo systemctl reload saas-firewall.service");
+    assert.equal((await agentAnswers("do-agent", 2))[1], `${METADATA_BODY} curl exit 0`);
+    assert.match(await sh(vm, "sudo nft list set inet saas_vps metadata_agents"), /do-agent\.service/);
+    await sh(vm, "sudo systemctl stop do-agent.service other-agent.service && sudo rm /etc/systemd/system/do-agent.service /etc/systemd/system/other-agent.service && sudo systemctl daemon-reload");
+    figures.metadata = { root: "answered", appUser: `curl exit ${asApp.code}`, inWebUnit: `curl exit ${inUnit.code}`, agentUnit: "answered, also after a firewall reload" };
     // The first-boot bundle is gone once unpacked; cloud-init's own copies are root-only.
     assert.equal((await ssh(vm, "sudo test -e /var/lib/saas-vps/first-boot-files.tar.gz")).code, 1, "the first-boot bundle is still there");
     const modes = await sh(vm, "sudo stat -L -c '%a %U:%G %n' /var/lib/cloud/instance/user-data.txt /var/lib/cloud/instance/user-data.txt.i /var/lib/cloud/instance/cloud-config.txt");
