@@ -45,7 +45,8 @@ describe("@real release script: layout, failures, rollback, pruning, lock (stand
   const pid = (s: FakeServer, unit: string) => fs.readFileSync(path.join(s.shimState, `${unit}.pid`), "utf8").trim();
   /**
    * The web instances started together: consecutive `start web@` calls with no wait in between
-   * (waiting for health asks the service manager whether the unit is still active).
+   * (waiting for health probes an instance, which logs the answer with LOG_HEALTH_TO_SHIM, and
+   * asks the service manager whether the unit is still active while it is not yet healthy).
    */
   const webStartBatches = (s: FakeServer): string[][] => {
     const batches: string[][] = [];
@@ -55,7 +56,7 @@ describe("@real release script: layout, failures, rollback, pruning, lock (stand
         if (!open) batches.push([]);
         batches[batches.length - 1].push(c.slice("start ".length));
         open = true;
-      } else if (c.startsWith("is-active web@")) open = false;
+      } else if (c.startsWith("is-active web@") || c.startsWith("health web@")) open = false;
     }
     return batches;
   };
@@ -255,7 +256,7 @@ describe("@real release script: layout, failures, rollback, pruning, lock (stand
     ];
     for (const [cpus, batches] of expected) {
       // A slow start, so that waiting for a batch shows in the service calls.
-      const s = await newServer(["HEALTH_TIMEOUT=10"], 3, { START_DELAY_MS: "300" });
+      const s = await newServer(["HEALTH_TIMEOUT=10"], 3, { START_DELAY_MS: "300", LOG_HEALTH_TO_SHIM: "1" });
       const r = await s.run([artifact(fakeId("a"))], { RELEASE_CPUS: cpus });
       assert.equal(r.code, 0, r.stdout + r.stderr);
       assert.match(r.stdout, new RegExp(`first release: starting the web instances ${cpus} at a time`));
