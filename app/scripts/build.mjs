@@ -256,6 +256,42 @@ const leftOutPlugin = {
   },
 };
 
+/**
+ * Changes to a bundled package's source, each one exact text replaced by another: the build fails
+ * if the text is not there (the package changed; look again whether the change is still needed).
+ * - pg picks its socket at import by asking whether it runs on Cloudflare Workers: with no
+ *   `navigator` (Node 20) it constructs a fetch `Response`, which makes Node load its whole fetch
+ *   implementation (undici, http2 with it) at every start: ~40 ms of a web start's ~350, for a
+ *   question whose answer is always no here (the bundle targets Node only, BUNDLE_OPTIONS).
+ */
+const SOURCE_PATCHES = [
+  {
+    file: "node_modules/pg/lib/stream.js",
+    from: "const { getStream, getSecureStream } = getStreamFuncs()",
+    to: "const { getStream, getSecureStream } = getNodejsStreamFuncs()",
+  },
+];
+
+/** esbuild plugin: applies SOURCE_PATCHES; fails the build if a patched file was not bundled at all. */
+const sourcePatchesPlugin = {
+  name: "source-patches",
+  setup(build) {
+    build.onEnd((result) => {
+      const inputs = Object.keys(result.metafile?.inputs ?? {});
+      const missing = SOURCE_PATCHES.filter(({ file }) => !inputs.includes(file)).map(({ file }) => file);
+      if (missing.length) throw new Error(`patched files not in the bundle (moved?): ${missing.join(", ")}`);
+    });
+    for (const { file, from, to } of SOURCE_PATCHES) {
+      const absolute = path.join(root, file);
+      build.onLoad({ filter: new RegExp(`${absolute.replace(/[\\^$.*+?()[\]{}|/]/g, "\\$&")}$`) }, () => {
+        const source = readFileSync(absolute, "utf8");
+        if (source.split(from).length !== 2) throw new Error(`${file}: the text to patch is not there exactly once: ${from}`);
+        return { contents: source.replace(from, to), loader: "js" };
+      });
+    }
+  },
+};
+
 async function bundle(stage) {
   const sources = await captureSchemaSources(stage);
   log(`bundling ${ENTRIES.join(", ")} (esbuild ${esbuild.version})`);
@@ -269,7 +305,7 @@ async function bundle(stage) {
     // names and bundle line numbers: identifiers are not minified).
     sourcemap: false,
     metafile: true,
-    plugins: [precompiledSchemasPlugin(sources), leftOutPlugin],
+    plugins: [precompiledSchemasPlugin(sources), leftOutPlugin, sourcePatchesPlugin],
   });
   const packages = checkBundleInputs(result.metafile);
   writeFileSync(path.join(stage, "THIRD_PARTY_LICENSES.txt"), thirdPartyLicenses(packages));
