@@ -78,6 +78,17 @@ const LEFT_OUT = {
 };
 const LEFT_OUT_NS = "left-out";
 
+/**
+ * Modules the bundle must not take in, with why. TypeBox's all-in-one namespaces: `Type` (every
+ * type builder) and `Value` (every value function) each bring all they hold, ~170 KiB together
+ * that every process parses and runs at start, where `import * as Type from "@sinclair/typebox"`
+ * and single functions (`Errors` from "@sinclair/typebox/errors") bring only what the code calls.
+ */
+const REFUSED_INPUTS = [
+  { pattern: /^node_modules\/@sinclair\/typebox\/build\/[^/]+\/type\/type\//, fix: 'import * as Type from "@sinclair/typebox", not { Type }' },
+  { pattern: /^node_modules\/@sinclair\/typebox\/build\/[^/]+\/value\/value\//, fix: 'import the function from "@sinclair/typebox/<its module>", not { Value }' },
+];
+
 /** The one source file that may locate files from import.meta.url (it finds the package root). */
 const PACKAGE_ROOT_MODULE = "src/core/release.ts";
 
@@ -153,6 +164,7 @@ function packageDirOf(input) {
 function checkBundleInputs(metafile) {
   const problems = [];
   const packages = new Set();
+  const inOutput = new Set(Object.values(metafile.outputs).flatMap((o) => Object.entries(o.inputs).filter(([, i]) => i.bytesInOutput > 0).map(([input]) => input)));
   for (const input of Object.keys(metafile.inputs)) {
     if (input.startsWith(`${PRECOMPILED_NS}:`) || input.startsWith(`${LEFT_OUT_NS}:`)) continue;
     if (input.startsWith("src/")) {
@@ -161,9 +173,13 @@ function checkBundleInputs(metafile) {
       }
       continue;
     }
+    // Among the inputs, also files esbuild read but tree-shook away: only code in the output counts.
+    const refused = inOutput.has(input) && REFUSED_INPUTS.find(({ pattern }) => pattern.test(input));
     const dir = packageDirOf(input);
     const importer = Object.entries(metafile.inputs).find(([, i]) => i.imports.some((x) => x.path === input))?.[0] ?? "?";
-    if (!dir || !input.startsWith("node_modules/")) {
+    if (refused) {
+      problems.push(`${input} (imported by ${importer}) is refused (REFUSED_INPUTS): ${refused.fix}`);
+    } else if (!dir || !input.startsWith("node_modules/")) {
       problems.push(`${input} (imported by ${importer}) is outside src/ and app/node_modules: declare the package in app/package.json`);
     } else if (!lock.packages[dir]) {
       problems.push(`${dir} (imported by ${importer}) is not in package-lock.json: run npm install`);
