@@ -273,37 +273,66 @@ const leftOutPlugin = {
 };
 
 /**
- * Changes to a bundled package's source, each one exact text replaced by another: the build fails
- * if the text is not there (the package changed; look again whether the change is still needed).
+ * Changes to a bundled package's source, each exact text replaced by another. The build fails if
+ * a text is not there exactly once, or if `counts` (how often each string occurs in the file as
+ * it is now) differ: the package changed, so look again whether the change is still needed and
+ * still right.
  * - pg picks its socket at import by asking whether it runs on Cloudflare Workers: with no
  *   `navigator` (Node 20) it constructs a fetch `Response`, which makes Node load its whole fetch
  *   implementation (undici, http2 with it) at every start: ~40 ms of a web start's ~350, for a
  *   question whose answer is always no here (the bundle targets Node only, BUNDLE_OPTIONS).
+ * - Fastify loads node:https and node:http2 at import for the `https` and `http2` options, which
+ *   the app never sets (TLS ends at nginx): ~5 ms of every start. Loaded when used instead.
  */
 const SOURCE_PATCHES = [
   {
     file: "node_modules/pg/lib/stream.js",
-    from: "const { getStream, getSecureStream } = getStreamFuncs()",
-    to: "const { getStream, getSecureStream } = getNodejsStreamFuncs()",
+    replace: [["const { getStream, getSecureStream } = getStreamFuncs()", "const { getStream, getSecureStream } = getNodejsStreamFuncs()"]],
+    counts: {},
+  },
+  {
+    file: "node_modules/fastify/lib/server.js",
+    replace: [
+      ["const https = require('node:https')\n", "const https = { createServer: (...args) => require('node:https').createServer(...args) }\n"],
+      [
+        "const http2 = require('node:http2')\n",
+        "const http2 = {\n  createServer: (...args) => require('node:http2').createServer(...args),\n  createSecureServer: (...args) => require('node:http2').createSecureServer(...args)\n}\n",
+      ],
+    ],
+    // Every use of the two modules is one of those functions (two of the "http2." are JSDoc types).
+    counts: { "https.": 1, "http2.": 4 },
   },
 ];
 
-/** esbuild plugin: applies SOURCE_PATCHES; fails the build if a patched file was not bundled at all. */
+/** Applies one SOURCE_PATCHES entry to `source`, or throws why it cannot. */
+function applyPatch(source, { file, replace, counts }) {
+  for (const [text, expected] of Object.entries(counts)) {
+    const found = source.split(text).length - 1;
+    if (found !== expected) throw new Error(`${file}: ${JSON.stringify(text)} occurs ${found} times, the patch expects ${expected}`);
+  }
+  for (const [from, to] of replace) {
+    if (source.split(from).length !== 2) throw new Error(`${file}: the text to patch is not there exactly once: ${from}`);
+    source = source.replace(from, () => to);
+  }
+  return source;
+}
+
+/** esbuild plugin: applies SOURCE_PATCHES; a patched file that is not bundled at all fails the build too. */
 const sourcePatchesPlugin = {
   name: "source-patches",
   setup(build) {
     build.onEnd((result) => {
+      if (result.errors.length) return;
       const inputs = Object.keys(result.metafile?.inputs ?? {});
       const missing = SOURCE_PATCHES.filter(({ file }) => !inputs.includes(file)).map(({ file }) => file);
       if (missing.length) throw new Error(`patched files not in the bundle (moved?): ${missing.join(", ")}`);
     });
-    for (const { file, from, to } of SOURCE_PATCHES) {
-      const absolute = path.join(root, file);
-      build.onLoad({ filter: new RegExp(`${absolute.replace(/[\\^$.*+?()[\]{}|/]/g, "\\$&")}$`) }, () => {
-        const source = readFileSync(absolute, "utf8");
-        if (source.split(from).length !== 2) throw new Error(`${file}: the text to patch is not there exactly once: ${from}`);
-        return { contents: source.replace(from, to), loader: "js" };
-      });
+    for (const patch of SOURCE_PATCHES) {
+      const absolute = path.join(root, patch.file);
+      build.onLoad({ filter: new RegExp(`${absolute.replace(/[\\^$.*+?()[\]{}|/]/g, "\\$&")}$`) }, () => ({
+        contents: applyPatch(readFileSync(absolute, "utf8"), patch),
+        loader: "js",
+      }));
     }
   },
 };
