@@ -235,10 +235,25 @@ async function captureSchemaSources(stage) {
 }
 
 /**
+ * fast-json-stringify names a serializer's inline validators after a counter it shares across
+ * schemas (`__fjs_root_<n>`), so routes with the same reply schema get sources that differ only
+ * in <n>. The name is private to its module (the validators it names are the module's own), so a
+ * source with one such name gets `__fjs_root_0`, and equal serializers become one module (four
+ * copies of one 20 KiB serializer were in web's bundle).
+ */
+function withoutSchemaCounter(code) {
+  const names = new Set(code.match(/__fjs_root_\d+/g) ?? []);
+  return names.size === 1 ? code.replace(/__fjs_root_\d+/g, "__fjs_root_0") : code;
+}
+
+/**
  * esbuild plugin: PRECOMPILED_MODULE becomes the captured sources, one module per distinct
  * source (many routes share one, e.g. every `:orgId` params schema), each key naming its module.
  */
-function precompiledSchemasPlugin(sources) {
+function precompiledSchemasPlugin(captured) {
+  const sources = Object.fromEntries(
+    Object.entries(captured).map(([name, byKey]) => [name, Object.fromEntries(Object.entries(byKey).map(([key, code]) => [key, withoutSchemaCounter(code)]))]),
+  );
   const modules = [...new Set(Object.values(sources).flatMap((byKey) => Object.values(byKey)))].sort();
   const moduleOf = new Map(modules.map((code, i) => [code, i]));
   const table = (byKey) => Object.keys(byKey).sort().map((key) => `    ${JSON.stringify(key)}: m${moduleOf.get(byKey[key])},`);
