@@ -294,8 +294,8 @@ const leftOutPlugin = {
  * still right.
  * - pg picks its socket at import by asking whether it runs on Cloudflare Workers: with no
  *   `navigator` (Node 20) it constructs a fetch `Response`, which makes Node load its whole fetch
- *   implementation (undici, http2 with it) at every start: ~40 ms of a web start's ~350, for a
- *   question whose answer is always no here (the bundle targets Node only, BUNDLE_OPTIONS).
+ *   implementation (undici, http2 with it) at every start: 15 % of web's start in a CPU profile,
+ *   for a question whose answer is always no here (the bundle targets Node only, BUNDLE_OPTIONS).
  * - Fastify loads node:https and node:http2 at import for the `https` and `http2` options, which
  *   the app never sets (TLS ends at nginx): ~5 ms of every start. Loaded when used instead.
  */
