@@ -78,6 +78,17 @@ const LEFT_OUT = {
 };
 const LEFT_OUT_NS = "left-out";
 
+/**
+ * Modules the bundle must not take in, with why. TypeBox's all-in-one namespaces: `Type` (every
+ * type builder) and `Value` (every value function) each bring all they hold, ~170 KiB together
+ * that every process parses and runs at start, where `import * as Type from "@sinclair/typebox"`
+ * and single functions (`Errors` from "@sinclair/typebox/errors") bring only what the code calls.
+ */
+const REFUSED_INPUTS = [
+  { pattern: /^node_modules\/@sinclair\/typebox\/build\/[^/]+\/type\/type\//, fix: 'import * as Type from "@sinclair/typebox", not { Type }' },
+  { pattern: /^node_modules\/@sinclair\/typebox\/build\/[^/]+\/value\/value\//, fix: 'import the function from "@sinclair/typebox/<its module>", not { Value }' },
+];
+
 /** The one source file that may locate files from import.meta.url (it finds the package root). */
 const PACKAGE_ROOT_MODULE = "src/core/release.ts";
 
@@ -153,6 +164,7 @@ function packageDirOf(input) {
 function checkBundleInputs(metafile) {
   const problems = [];
   const packages = new Set();
+  const inOutput = new Set(Object.values(metafile.outputs).flatMap((o) => Object.entries(o.inputs).filter(([, i]) => i.bytesInOutput > 0).map(([input]) => input)));
   for (const input of Object.keys(metafile.inputs)) {
     if (input.startsWith(`${PRECOMPILED_NS}:`) || input.startsWith(`${LEFT_OUT_NS}:`)) continue;
     if (input.startsWith("src/")) {
@@ -161,9 +173,13 @@ function checkBundleInputs(metafile) {
       }
       continue;
     }
+    // Among the inputs, also files esbuild read but tree-shook away: only code in the output counts.
+    const refused = inOutput.has(input) && REFUSED_INPUTS.find(({ pattern }) => pattern.test(input));
     const dir = packageDirOf(input);
     const importer = Object.entries(metafile.inputs).find(([, i]) => i.imports.some((x) => x.path === input))?.[0] ?? "?";
-    if (!dir || !input.startsWith("node_modules/")) {
+    if (refused) {
+      problems.push(`${input} (imported by ${importer}) is refused (REFUSED_INPUTS): ${refused.fix}`);
+    } else if (!dir || !input.startsWith("node_modules/")) {
       problems.push(`${input} (imported by ${importer}) is outside src/ and app/node_modules: declare the package in app/package.json`);
     } else if (!lock.packages[dir]) {
       problems.push(`${dir} (imported by ${importer}) is not in package-lock.json: run npm install`);
@@ -219,10 +235,25 @@ async function captureSchemaSources(stage) {
 }
 
 /**
+ * fast-json-stringify names a serializer's inline validators after a counter it shares across
+ * schemas (`__fjs_root_<n>`), so routes with the same reply schema get sources that differ only
+ * in <n>. The name is private to its module (the validators it names are the module's own), so a
+ * source with one such name gets `__fjs_root_0`, and equal serializers become one module (four
+ * copies of one 20 KiB serializer were in web's bundle).
+ */
+function withoutSchemaCounter(code) {
+  const names = new Set(code.match(/__fjs_root_\d+/g) ?? []);
+  return names.size === 1 ? code.replace(/__fjs_root_\d+/g, "__fjs_root_0") : code;
+}
+
+/**
  * esbuild plugin: PRECOMPILED_MODULE becomes the captured sources, one module per distinct
  * source (many routes share one, e.g. every `:orgId` params schema), each key naming its module.
  */
-function precompiledSchemasPlugin(sources) {
+function precompiledSchemasPlugin(captured) {
+  const sources = Object.fromEntries(
+    Object.entries(captured).map(([name, byKey]) => [name, Object.fromEntries(Object.entries(byKey).map(([key, code]) => [key, withoutSchemaCounter(code)]))]),
+  );
   const modules = [...new Set(Object.values(sources).flatMap((byKey) => Object.values(byKey)))].sort();
   const moduleOf = new Map(modules.map((code, i) => [code, i]));
   const table = (byKey) => Object.keys(byKey).sort().map((key) => `    ${JSON.stringify(key)}: m${moduleOf.get(byKey[key])},`);
@@ -256,6 +287,85 @@ const leftOutPlugin = {
   },
 };
 
+/**
+ * Changes to a bundled package's source, each exact text replaced by another. The build fails if
+ * a text is not there exactly once, or if `counts` (how often each string occurs in the file as
+ * it is now) differ: the package changed, so look again whether the change is still needed and
+ * still right.
+ * - pg picks its socket at import by asking whether it runs on Cloudflare Workers: with no
+ *   `navigator` (Node 20) it constructs a fetch `Response`, which makes Node load its whole fetch
+ *   implementation (undici, http2 with it) at every start: 15 % of web's start in a CPU profile,
+ *   for a question whose answer is always no here (the bundle targets Node only, BUNDLE_OPTIONS).
+ * - Fastify loads node:https and node:http2 at import for the `https` and `http2` options, which
+ *   the app never sets (TLS ends at nginx): ~5 ms of every start. Loaded when used instead.
+ */
+const SOURCE_PATCHES = [
+  {
+    file: "node_modules/pg/lib/stream.js",
+    replace: [["const { getStream, getSecureStream } = getStreamFuncs()", "const { getStream, getSecureStream } = getNodejsStreamFuncs()"]],
+    counts: {},
+  },
+  {
+    file: "node_modules/fastify/lib/server.js",
+    replace: [
+      ["const https = require('node:https')\n", "const https = { createServer: (...args) => require('node:https').createServer(...args) }\n"],
+      [
+        "const http2 = require('node:http2')\n",
+        "const http2 = {\n  createServer: (...args) => require('node:http2').createServer(...args),\n  createSecureServer: (...args) => require('node:http2').createSecureServer(...args)\n}\n",
+      ],
+    ],
+    // Every use of the two modules is one of those functions (two of the "http2." are JSDoc types).
+    counts: { "https.": 1, "http2.": 4 },
+  },
+];
+
+/** Applies one SOURCE_PATCHES entry to `source`, or throws why it cannot. */
+function applyPatch(source, { file, replace, counts }) {
+  for (const [text, expected] of Object.entries(counts)) {
+    const found = source.split(text).length - 1;
+    if (found !== expected) throw new Error(`${file}: ${JSON.stringify(text)} occurs ${found} times, the patch expects ${expected}`);
+  }
+  for (const [from, to] of replace) {
+    if (source.split(from).length !== 2) throw new Error(`${file}: the text to patch is not there exactly once: ${from}`);
+    source = source.replace(from, () => to);
+  }
+  return source;
+}
+
+/** esbuild plugin: applies SOURCE_PATCHES; a patched file that is not bundled at all fails the build too. */
+const sourcePatchesPlugin = {
+  name: "source-patches",
+  setup(build) {
+    build.onEnd((result) => {
+      if (result.errors.length) return;
+      const inputs = Object.keys(result.metafile?.inputs ?? {});
+      const missing = SOURCE_PATCHES.filter(({ file }) => !inputs.includes(file)).map(({ file }) => file);
+      if (missing.length) throw new Error(`patched files not in the bundle (moved?): ${missing.join(", ")}`);
+    });
+    for (const patch of SOURCE_PATCHES) {
+      const absolute = path.join(root, patch.file);
+      build.onLoad({ filter: new RegExp(`${absolute.replace(/[\\^$.*+?()[\]{}|/]/g, "\\$&")}$`) }, () => ({
+        contents: applyPatch(readFileSync(absolute, "utf8"), patch),
+        loader: "js",
+      }));
+    }
+  },
+};
+
+/**
+ * Rewrites an output file so it is ASCII only. esbuild escapes non-ASCII characters in strings,
+ * regular expressions and identifiers (its default charset) but copies comments as they are, and
+ * a single character beyond Latin-1 (an em dash in a package's comment) makes V8 hold the whole
+ * file as a two-byte string: twice the memory for the source it keeps for the process's life,
+ * and slower to decode and to parse at every start. What is left is in comments, where an escape
+ * reads as well as the character (and in a string it would mean the same character).
+ */
+function escapeNonAscii(file) {
+  const code = readFileSync(file, "utf8");
+  const ascii = code.replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+  if (ascii !== code) writeFileSync(file, ascii);
+}
+
 async function bundle(stage) {
   const sources = await captureSchemaSources(stage);
   log(`bundling ${ENTRIES.join(", ")} (esbuild ${esbuild.version})`);
@@ -269,9 +379,10 @@ async function bundle(stage) {
     // names and bundle line numbers: identifiers are not minified).
     sourcemap: false,
     metafile: true,
-    plugins: [precompiledSchemasPlugin(sources), leftOutPlugin],
+    plugins: [precompiledSchemasPlugin(sources), leftOutPlugin, sourcePatchesPlugin],
   });
   const packages = checkBundleInputs(result.metafile);
+  for (const output of Object.keys(result.metafile.outputs)) if (output.endsWith(".js")) escapeNonAscii(path.resolve(root, output));
   writeFileSync(path.join(stage, "THIRD_PARTY_LICENSES.txt"), thirdPartyLicenses(packages));
   writeFileSync(
     path.join(stage, "package.json"),

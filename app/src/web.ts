@@ -8,7 +8,7 @@ import { loadConfigOrExit } from "./core/config.js";
 import { createLogger } from "./core/logger.js";
 import { readReleaseId } from "./core/release.js";
 import { createErrorReporter } from "./core/sentry.js";
-import { createPool } from "./db/pool.js";
+import { createPool, openFirstConnection } from "./db/pool.js";
 import { createStorage } from "./files/storage.js";
 import { buildApp } from "./api/app.js";
 import { metricsPort } from "./metrics/port.js";
@@ -18,6 +18,7 @@ const releaseId = readReleaseId();
 const log = createLogger(config.logLevel, { service: "web", release: releaseId });
 const reporter = await createErrorReporter(config.sentryDsn, releaseId, "web", config.sentryEnvironment);
 const pool = createPool(config.databaseUrl, log, { applicationName: "saas-app-web" });
+openFirstConnection(pool, log);
 const storage = createStorage(config);
 // Before the app listens: a taken metrics port stops the start, as a taken PORT would.
 const metricsAt = metricsPort(config, "web");

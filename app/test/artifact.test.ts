@@ -3,9 +3,9 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import pg from "pg";
 import { databaseUrl, register, SECRET, startTestApp, tmpDir, uniqueAddress } from "./helpers/app.js";
 import { freePort, pickMetricsPorts, startProcess, type Proc } from "./helpers/proc.js";
@@ -110,6 +110,13 @@ describe("release artifact (scripts/build.mjs)", function () {
     }
   });
 
+  it("holds ASCII-only JavaScript (V8 keeps a file with any other character as two-byte source)", () => {
+    const js = filesUnder(path.join(release, "dist")).filter((f) => f.endsWith(".js"));
+    assert.ok(js.length > 3);
+    const notAscii = js.filter((f) => /[^\x00-\x7f]/.test(readFileSync(path.join(release, "dist", f), "utf8")));
+    assert.deepEqual(notAscii, []);
+  });
+
   it("is byte-identical when built again from the same sources", () => {
     const again = build(path.join(out, "again"));
     assert.equal(path.basename(again), path.basename(tarball));
@@ -186,6 +193,46 @@ describe("release artifact (scripts/build.mjs)", function () {
     worker.child.kill("SIGTERM");
     assert.deepEqual(await web.exited, { code: 0, signal: null }, web.output.join("\n"));
     assert.deepEqual(await worker.exited, { code: 0, signal: null }, worker.output.join("\n"));
+  });
+
+  it("bin/web, with nothing optional configured, is healthy having loaded only its static chunks, and not fetch, https or http2", async () => {
+    // A module hook (in Node's loader thread) appends every file URL loaded; at exit the process
+    // writes which of Node's built-in modules it loaded (Node loads each on first use; fetch is undici).
+    const dir = tmpDir("artifact-load-probe");
+    const loadedFile = path.join(dir, "loaded.txt");
+    const builtinsFile = path.join(dir, "builtins.json");
+    writeFileSync(path.join(dir, "hooks.mjs"), [
+      'import { appendFileSync } from "node:fs";',
+      "let file;",
+      "export async function initialize(data) { file = data.file; }",
+      'export async function load(url, context, next) { if (url.startsWith("file:")) appendFileSync(file, `${url}\\n`); return next(url, context); }',
+    ].join("\n"));
+    writeFileSync(path.join(dir, "probe.mjs"), [
+      'import { register } from "node:module";',
+      'import { writeFileSync } from "node:fs";',
+      `register(${JSON.stringify(pathToFileURL(path.join(dir, "hooks.mjs")).href)}, { data: { file: ${JSON.stringify(loadedFile)} } });`,
+      `process.on("exit", () => writeFileSync(${JSON.stringify(builtinsFile)}, JSON.stringify(process.moduleLoadList)));`,
+    ].join("\n"));
+    const port = await freePort();
+    const env = { DATABASE_URL: urlFor(database), SECRET_KEY: SECRET, APP_URL: "http://app.example.test", LOG_LEVEL: "warn", PORT: String(port), UPLOAD_DIR: tmpDir("artifact-uploads") };
+    const web = startProcess(process.execPath, ["--import", pathToFileURL(path.join(dir, "probe.mjs")).href, path.join(release, "dist", "web.js")], env, "/");
+    procs.push(web);
+    await waitFor("/health 200", async () => (await fetch(`http://127.0.0.1:${port}/health`).catch(() => undefined))?.status === 200 || undefined, 60_000, 100);
+    web.child.kill("SIGTERM");
+    assert.deepEqual(await web.exited, { code: 0, signal: null }, web.output.join("\n"));
+
+    const dist = path.join(release, "dist");
+    const loaded = new Set(readFileSync(loadedFile, "utf8").trim().split("\n").filter((u) => u.startsWith(pathToFileURL(dist).href)).map((u) => path.relative(dist, fileURLToPath(u))));
+    assert.ok(loaded.has("web.js"), [...loaded].join(", "));
+    const holding = (pkg: string) => filesUnder(dist).filter((f) => readFileSync(path.join(dist, f), "utf8").includes(`// node_modules/${pkg}/`));
+    for (const pkg of ["stripe", "@sentry/core", "prom-client", "graphile-worker", "nodemailer"]) {
+      assert.ok(holding(pkg).length > 0, `${pkg} is in the bundle`);
+      assert.deepEqual(holding(pkg).filter((f) => loaded.has(f)), [], `${pkg} was loaded by a start that does not use it`);
+    }
+    const builtins = JSON.parse(readFileSync(builtinsFile, "utf8")) as string[];
+    assert.ok(builtins.includes("NativeModule net"), "the probe saw the built-ins");
+    // fetch (undici) came with pg's Cloudflare probe, https and http2 with Fastify (build.mjs: SOURCE_PATCHES).
+    assert.deepEqual(builtins.filter((m) => /undici|^NativeModule (https|http2)$/.test(m)), [], "built-ins a start does not use");
   });
 
   it("bin/web bundles no schema compiler: Ajv, fast-json-stringify and light-my-request are left out", () => {

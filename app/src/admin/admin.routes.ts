@@ -1,7 +1,8 @@
 // /admin: operator views for platform admins (users.is_platform_admin, granted with SQL; see
 // README). Not tenant-scoped by design, and nothing else is reachable from here.
 import type { FastifyInstance, FastifyRequest } from "fastify";
-import { Type, type Static } from "@sinclair/typebox";
+import * as Type from "@sinclair/typebox";
+import type { Static } from "@sinclair/typebox";
 import type { AppContext } from "../api/context.js";
 import { currentUser, makeAuthenticate } from "../auth/authenticate.js";
 import { ForbiddenError, NotFoundError } from "../core/errors.js";

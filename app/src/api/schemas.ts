@@ -1,6 +1,7 @@
 // JSON schemas shared by routes (TypeBox: one definition gives the runtime schema Fastify
 // validates with and the static type handlers use).
-import { Type, type Static } from "@sinclair/typebox";
+import * as Type from "@sinclair/typebox";
+import type { Static } from "@sinclair/typebox";
 
 export const Uuid = Type.String({ format: "uuid" });
 export const OrgParams = Type.Object({ orgId: Uuid });

@@ -1,6 +1,7 @@
 // /auth: register, verify the address, login, logout, password reset, session management.
 import type { FastifyInstance } from "fastify";
-import { Type, type Static } from "@sinclair/typebox";
+import * as Type from "@sinclair/typebox";
+import type { Static } from "@sinclair/typebox";
 import type { AppContext } from "../api/context.js";
 import { Body, Email, Name, Uuid } from "../api/schemas.js";
 import { ConflictError, InvalidTokenError, NotFoundError, UnauthorizedError } from "../core/errors.js";

@@ -1,7 +1,8 @@
 // /billing/webhook (Stripe -> us) and /orgs/:orgId/billing... (an org's plan, invoices, and the
 // links to Stripe Checkout and the Customer Portal, for its owners).
 import type { FastifyInstance } from "fastify";
-import { Type, type Static } from "@sinclair/typebox";
+import * as Type from "@sinclair/typebox";
+import type { Static } from "@sinclair/typebox";
 import type { AppContext } from "../api/context.js";
 import { Body, OrgParams } from "../api/schemas.js";
 import { currentUser, makeAuthenticate } from "../auth/authenticate.js";

@@ -1,7 +1,8 @@
 // Plans: one free plan and any number of paid plans, each a Stripe price. They come from the
 // BILLING_PLANS variable (JSON) so that prices live in Stripe and the app only maps them to limits.
-import { Type, type Static } from "@sinclair/typebox";
-import { Value } from "@sinclair/typebox/value";
+import * as Type from "@sinclair/typebox";
+import type { Static } from "@sinclair/typebox";
+import { Errors } from "@sinclair/typebox/errors";
 
 /** What a plan limits. null or absent = unlimited. */
 export const LIMITS = ["projects", "members"] as const;
@@ -39,7 +40,7 @@ export function parseBillingPlans(raw: string | undefined): BillingPlans {
   } catch (err) {
     throw new Error(`be a JSON list of plans such as ${PLANS_EXAMPLE} (${(err as Error).message})`);
   }
-  const error = Value.Errors(PlansSchema, json).First();
+  const error = Errors(PlansSchema, json).First();
   if (error) {
     const at = error.path === "" ? "the value" : error.path;
     throw new Error(`be a JSON list of plans such as ${PLANS_EXAMPLE}; at ${at}: ${error.message}`);

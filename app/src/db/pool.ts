@@ -28,6 +28,20 @@ export function createPool(databaseUrl: string, log: Logger, opts: PoolOptions =
   return pool;
 }
 
+/**
+ * Opens one connection now and gives it back to the pool, without waiting for it: the process's
+ * first query (web's first /health) then finds it open, and the connect (TCP, TLS, the server
+ * starting a backend, auth) overlaps with the rest of the start instead of following it. One
+ * connection only, so nothing else waits on it. A failure is only logged: the query that needs
+ * the database reports it (web's /health answers 503 until the database answers).
+ */
+export function openFirstConnection(pool: pg.Pool, log: Logger): void {
+  pool.connect().then(
+    (client) => client.release(),
+    (err: Error) => log.warn({ err: err.message }, "could not open a database connection at start"),
+  );
+}
+
 /** Run `fn` in a transaction: commit on success, roll back on any error (nothing half-written). */
 export async function withTransaction<T>(pool: pg.Pool, fn: (tx: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();

@@ -1,7 +1,8 @@
 // GET /orgs/:orgId/events: the organization's audit log, for its owners. Platform admins read
 // every organization's at GET /admin/events (admin module).
 import type { FastifyInstance } from "fastify";
-import { Type, type Static } from "@sinclair/typebox";
+import * as Type from "@sinclair/typebox";
+import type { Static } from "@sinclair/typebox";
 import type { AppContext } from "../api/context.js";
 import { OrgParams } from "../api/schemas.js";
 import { makeAuthenticate } from "../auth/authenticate.js";

@@ -1,7 +1,8 @@
 // /orgs/:orgId/files: upload (multipart field "file"), list, metadata, download, delete.
 import { randomUUID } from "node:crypto";
 import type { FastifyInstance } from "fastify";
-import { Type, type Static } from "@sinclair/typebox";
+import * as Type from "@sinclair/typebox";
+import type { Static } from "@sinclair/typebox";
 import type { AppContext } from "../api/context.js";
 import { OrgParams, Pagination, Uuid } from "../api/schemas.js";
 import { makeAuthenticate } from "../auth/authenticate.js";

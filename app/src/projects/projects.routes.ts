@@ -1,6 +1,7 @@
 // /orgs/:orgId/projects: CRUD on the tenant-scoped example resource.
 import type { FastifyInstance } from "fastify";
-import { Type, type Static } from "@sinclair/typebox";
+import * as Type from "@sinclair/typebox";
+import type { Static } from "@sinclair/typebox";
 import type { AppContext } from "../api/context.js";
 import { Body, Name, OrgParams, Pagination, Uuid } from "../api/schemas.js";
 import { makeAuthenticate } from "../auth/authenticate.js";

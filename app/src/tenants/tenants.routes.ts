@@ -2,7 +2,8 @@
 // Roles: member = read + create projects/files; admin = manage members and invitations;
 // owner = everything, including roles. An org always keeps at least one owner.
 import type { FastifyInstance } from "fastify";
-import { Type, type Static } from "@sinclair/typebox";
+import * as Type from "@sinclair/typebox";
+import type { Static } from "@sinclair/typebox";
 import type { AppContext } from "../api/context.js";
 import { Body, Email, Name, OrgParams, Uuid } from "../api/schemas.js";
 import { currentUser, makeAuthenticate } from "../auth/authenticate.js";

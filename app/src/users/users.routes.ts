@@ -1,6 +1,7 @@
 // /me: the signed-in user's own profile and organizations.
 import type { FastifyInstance } from "fastify";
-import { Type, type Static } from "@sinclair/typebox";
+import * as Type from "@sinclair/typebox";
+import type { Static } from "@sinclair/typebox";
 import type { AppContext } from "../api/context.js";
 import { Body, Name } from "../api/schemas.js";
 import { currentUser, makeAuthenticate } from "../auth/authenticate.js";
