@@ -63,6 +63,18 @@ export function surgePortFor(webPorts: number[]): number | undefined {
   return webPorts.length === 1 ? SURGE_PORT : undefined;
 }
 
+/**
+ * The app's metrics listen on 127.0.0.1 at METRICS_PORT_OFFSET + the instance's number: a web
+ * instance's port, a worker's WORKER_ID (app/src/metrics/port.ts).
+ */
+export const DEFAULT_METRICS_PORT_OFFSET = 10000;
+
+/** Every metrics port of a server's app processes with this offset: its web instances' (and surge instance's), then its workers'. */
+export function metricsPorts(offset: number, ports: number[], workerCount: number): number[] {
+  const surge = surgePortFor(ports);
+  return [...ports, ...(surge === undefined ? [] : [surge]), ...Array.from({ length: workerCount }, (_, i) => i + 1)].map((n) => offset + n);
+}
+
 export function workerUnits(count: number): string[] {
   return Array.from({ length: count }, (_, i) => `worker@${i + 1}.service`);
 }
