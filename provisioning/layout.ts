@@ -6,6 +6,8 @@ export const APP_USER = "app";
 export const ADMIN_USER = "admin";
 export const APP_ROOT = "/srv/app";
 export const APP_CURRENT = `${APP_ROOT}/current`;
+/** The current release's programs; the app's units start (and the watchdog asks the site) only once it exists. */
+export const APP_CURRENT_BIN = `${APP_CURRENT}/bin`;
 export const APP_SHARED = `${APP_ROOT}/shared`;
 /** Uploads live on the data volume so they survive a server replacement. */
 export const DATA_MOUNT = "/srv/data";

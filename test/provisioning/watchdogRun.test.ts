@@ -335,8 +335,16 @@ describe("watchdog script, run for real (root, tmpfs mounts, openssl, curl, a lo
     const port = (site.address() as AddressInfo).port;
     try {
       const path = "/health-check";
-      const server = install(`${hook.url}${path}`, { healthUrl: `http://shop.invalid:${port}/health` });
+      const releaseBin = join(tempDir("watchdog-release"), "bin");
+      const server = install(`${hook.url}${path}`, { healthUrl: `http://shop.invalid:${port}/health`, healthReleasePath: releaseBin });
       const checks = () => posted(path).map((e) => [e.event, e.check, e.value, e.threshold]);
+      // No release in place: no site to ask yet, even while it does not answer.
+      answer = "503";
+      assert.equal((await watchdog(server)).code, 0);
+      assert.deepEqual(checks(), []);
+      assert.deepEqual(hosts, [], "asked for /health before any release");
+      mkdirSync(releaseBin);
+      answer = "ok";
       assert.equal((await watchdog(server)).code, 0);
       assert.deepEqual(checks(), [], "200: nothing to say");
       assert.deepEqual([...new Set(hosts)], [`shop.invalid:${port}`], "not asked with the site's Host");
