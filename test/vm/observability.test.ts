@@ -65,7 +65,7 @@ interface Envelope { header: Record<string, unknown>; items: { header: { type?: 
  * Sentry's envelope format (develop.sentry.dev/sdk/envelopes): a JSON header line, then per item
  * a JSON header line and its payload, either `length` bytes or up to the next newline.
  */
-export function parseEnvelope(body: Buffer): Envelope {
+function parseEnvelope(body: Buffer): Envelope {
   let pos = 0;
   const line = (): Buffer => {
     const end = body.indexOf(0x0a, pos);
@@ -232,7 +232,7 @@ describe("@vm observability: every watchdog alert, the heartbeat, metrics and re
     releaseLock();
   });
 
-  it("1. the app env carries METRICS_PORT_OFFSET and SENTRY_ENVIRONMENT; one `watchdog check` costs little CPU and memory (the unit's own accounting)", async function () {
+  it("1. the app env carries METRICS_PORT_OFFSET and SENTRY_ENVIRONMENT; one `watchdog check`'s CPU and peak memory, from the unit's own accounting", async function () {
     const appEnv = await sh(vm, "sudo grep -E '^(METRICS_PORT_OFFSET|SENTRY_ENVIRONMENT)=' /etc/saas-vps/app.env");
     assert.deepEqual(appEnv.trim().split("\n").sort(), ["METRICS_PORT_OFFSET=10000", `SENTRY_ENVIRONMENT=${STACK}`]);
     assert.equal((await unitProps(vm, "watchdog.timer", ["ActiveState"])).ActiveState, "active");
