@@ -23,6 +23,8 @@ import {
 import { bucketKeyNames, type BucketField, type BucketKeyNames, type BucketPrefix } from "./buckets";
 import { SPLIT_STAGES, type Stage } from "./stages";
 import { closest, isHttpUrl, quote } from "./validators";
+import { DEFAULT_METRICS_PORT_OFFSET, metricsPorts, RESERVED_PORTS, surgePortFor, webPorts } from "../provisioning/layout";
+import { NODE_EXPORTER_PORT } from "../plan/plan";
 import type { MonitoringService } from "./monitoring";
 
 export { DEFAULTS, KNOWN_KEYS, SECRET_KEYS, type ConfigKey };
@@ -151,6 +153,22 @@ export interface ParseOptions {
  */
 export const PROVIDER_TOKEN_KEYS = ["hcloud:token", "digitalocean:token"] as const;
 
+/**
+ * The app's metrics ports (provisioning/layout.ts, metricsPorts) must each be free: not a web
+ * instance's port, not one of the ports reserved on every server, and inside the port range.
+ */
+function reportMetricsPorts(v: Partial<KeyValues>, problems: Problems): void {
+  if (v.metricsPortOffset === undefined || v.webInstances === undefined || v.workerInstances === undefined) return;
+  const web = webPorts(v.webInstances);
+  const taken = new Set([...web, ...(surgePortFor(web) === undefined ? [] : [surgePortFor(web)!]), ...RESERVED_PORTS, NODE_EXPORTER_PORT]);
+  const ports = metricsPorts(v.metricsPortOffset, web, v.workerInstances);
+  const clash = ports.filter((p) => taken.has(p));
+  const over = ports.filter((p) => p > 65535);
+  if (clash.length === 0 && over.length === 0) return;
+  const why = [...(clash.length ? [`${clash.join(", ")} already taken (web ports, ${[...RESERVED_PORTS, NODE_EXPORTER_PORT].join(", ")})`] : []), ...(over.length ? [`${over.join(", ")} past 65535`] : [])];
+  problems.add("metricsPortOffset", `gives metrics ports ${Math.min(...ports)}-${Math.max(...ports)} (offset + web ports ${web[0]}-${web[web.length - 1]}, offset + worker numbers 1-${v.workerInstances}), of which ${why.join("; ")}; pick an offset that keeps them clear, e.g. ${DEFAULT_METRICS_PORT_OFFSET}; got ${v.metricsPortOffset}`);
+}
+
 /** Collects problems; each is prefixed with the full key as the user types it. */
 class Problems {
   readonly lines: string[] = [];
@@ -190,6 +208,7 @@ export function parseStackConfig(raw: Record<string, string>, options: ParseOpti
   if (v.watchdogHeartbeatUrl !== undefined && v.watchdogHeartbeatUrl === v.backupHeartbeatUrl) {
     problems.add("watchdogHeartbeatUrl", "is the same URL as saas-vps:backupHeartbeatUrl; each nightly backup would then report the watchdog's checks green: give each its own dead-man's check");
   }
+  reportMetricsPorts(v, problems);
   if (v.stage && SPLIT_STAGES.includes(v.stage) && v.workerInstances === 0) {
     problems.add("workerInstances", `must be 1-16 at stage ${v.stage}: the worker has a server of its own there, which would run nothing; got 0`);
   }
@@ -234,6 +253,7 @@ export function parseStackConfig(raw: Record<string, string>, options: ParseOpti
     smtpUrl: v.smtpUrl,
     mailFrom: v.mailFrom,
     sentryDsn: v.sentryDsn,
+    metricsPortOffset: v.metricsPortOffset!,
     stripeSecretKey: v.stripeSecretKey,
     stripeWebhookSecret: v.stripeWebhookSecret,
     appDir: v.appDir!,

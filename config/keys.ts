@@ -12,6 +12,7 @@ import { BUCKET_PURPOSES, bucketKeyNames, defaultBucketName, UPLOADS_STORAGES, t
 import { CERTBOT_RENEWAL_DAYS, CERTIFICATE_DAYS_RANGE, DEFAULT_MONITORING, DEFAULT_SLACK_CHANNEL, MONITORING_SERVICES, PERCENT_RANGE, RESOURCE_ALERT_WINDOWS, windowWords, type MonitoringService } from "./monitoring";
 import { checkOnCalendar } from "./onCalendar";
 import { WATCHDOG_THRESHOLDS, type WatchdogThreshold } from "./watchdog";
+import { DEFAULT_METRICS_PORT_OFFSET } from "../provisioning/layout";
 import { BUCKET_PROVIDERS, CATALOGS, DATABASE_MODES, MANAGED_DATABASE_SIZES, PROVIDERS, type BucketProvider, type DatabaseMode, type Provider } from "./providers";
 import { BUILT_STAGES, MVP_DATABASE_STATES, SPLIT_STAGES, STAGES, type MvpDatabaseState, type Stage } from "./stages";
 import {
@@ -511,6 +512,13 @@ export const KEYS = {
     ...threshold("drillMaxAgeDays"),
     ...ALL,
     description: "Watchdog (the server that backs up): alert when no good restore drill is younger than this many days; more than restoreDrillSchedule's interval.",
+  },
+  metricsPortOffset: {
+    ...integer(1, 64535, DEFAULT_METRICS_PORT_OFFSET),
+    ...ALL,
+    description:
+      "The app's Prometheus metrics listen on 127.0.0.1 at this offset plus each web instance's port (13001...) or worker's number (10001...) (METRICS_PORT_OFFSET). No metrics port may meet a web port, PostgreSQL, the node exporter (9100) or pass 65535.",
+    rule: "1–64535; every metrics port (offset + 3001…, offset + 1…) clear of the web ports, reserved ports and 9100, at most 65535",
   },
   monitoring: {
     type: "string" as const,

@@ -91,7 +91,7 @@ export function buildServerInput(config: StackConfig, server: ServerPlan, contex
     app: runsApp(server.roles)
       ? {
           url: appUrlFor(config, context.ipv4),
-          environment: appEnvironmentFor(config),
+          environment: appEnvironmentFor(config, context.stack),
           processEnvironment: processEnvironmentFor(config),
           secretKey: context.secrets.appSecretKey,
           database: {
@@ -242,12 +242,21 @@ export function uploadsFor(config: Pick<StackConfig, "uploads">, context: Pick<S
   return { storage: "bucket", bucket: context.uploadsBucket };
 }
 
-/** Optional app settings from stack config, as the app's environment variables. */
-export function appEnvironmentFor(config: Pick<StackConfig, "smtpUrl" | "mailFrom" | "sentryDsn">): Record<string, string> {
+/**
+ * App settings from stack config, as the app's environment variables: the metrics port offset
+ * always, the optional ones when set. Sentry's environment is the stack, next to its DSN.
+ */
+export function appEnvironmentFor(config: Pick<StackConfig, "smtpUrl" | "mailFrom" | "sentryDsn" | "metricsPortOffset">, stack: string): Record<string, string> {
   const env: Record<string, string> = {};
   if (config.smtpUrl) env.SMTP_URL = config.smtpUrl;
   if (config.mailFrom) env.MAIL_FROM = config.mailFrom;
-  if (config.sentryDsn) env.SENTRY_DSN = config.sentryDsn;
+  if (config.sentryDsn) {
+    // Sentry's rule for an environment, which the app enforces at start.
+    if (!/^[^\s/]{1,64}$/.test(stack) || stack === "None") throw new Error(`saas-vps:sentryDsn: Sentry takes the stack name as the environment, which must be at most 64 characters without whitespace or "/", and not "None"; the stack is ${JSON.stringify(stack)}`);
+    env.SENTRY_DSN = config.sentryDsn;
+    env.SENTRY_ENVIRONMENT = stack;
+  }
+  env.METRICS_PORT_OFFSET = String(config.metricsPortOffset);
   return env;
 }
 

@@ -6,6 +6,8 @@ export const APP_USER = "app";
 export const ADMIN_USER = "admin";
 export const APP_ROOT = "/srv/app";
 export const APP_CURRENT = `${APP_ROOT}/current`;
+/** The current release's programs; the app's units start (and the watchdog asks the site) only once it exists. */
+export const APP_CURRENT_BIN = `${APP_CURRENT}/bin`;
 export const APP_SHARED = `${APP_ROOT}/shared`;
 /** Uploads live on the data volume so they survive a server replacement. */
 export const DATA_MOUNT = "/srv/data";
@@ -61,6 +63,18 @@ export function webPorts(count: number, first = FIRST_WEB_PORT): number[] {
 /** A single web instance gets a surge port so releases stay zero-downtime (see SURGE_PORT). */
 export function surgePortFor(webPorts: number[]): number | undefined {
   return webPorts.length === 1 ? SURGE_PORT : undefined;
+}
+
+/**
+ * The app's metrics listen on 127.0.0.1 at METRICS_PORT_OFFSET + the instance's number: a web
+ * instance's port, a worker's WORKER_ID (app/src/metrics/port.ts).
+ */
+export const DEFAULT_METRICS_PORT_OFFSET = 10000;
+
+/** Every metrics port of a server's app processes with this offset: its web instances' (and surge instance's), then its workers'. */
+export function metricsPorts(offset: number, ports: number[], workerCount: number): number[] {
+  const surge = surgePortFor(ports);
+  return [...ports, ...(surge === undefined ? [] : [surge]), ...Array.from({ length: workerCount }, (_, i) => i + 1)].map((n) => offset + n);
 }
 
 export function workerUnits(count: number): string[] {

@@ -5,7 +5,7 @@
  * Hardening: https://www.freedesktop.org/software/systemd/man/latest/systemd.exec.html —
  * measured with `systemd-analyze security --offline=true` in the tests (goal ≤ 3.0).
  */
-import { APP_CURRENT, APP_ENV_FILE, APP_SHARED, APP_USER, WEB_ENV_FILE, WORKER_ENV_FILE } from "./layout";
+import { APP_CURRENT, APP_CURRENT_BIN, APP_ENV_FILE, APP_SHARED, APP_USER, WEB_ENV_FILE, WORKER_ENV_FILE } from "./layout";
 import type { RenderedFile } from "./files";
 import { RELEASE_PATHS } from "./release";
 import { ALERT_ON_FAILURE, APP_SANDBOX, renderUnit, UNIT_DIR } from "./unit";
@@ -33,7 +33,7 @@ function renderAppProcessUnit(unit: ProcessUnit): string {
         ["Wants", "network-online.target"],
         ["PartOf", APP_TARGET],
         // No release yet on a fresh box: skip quietly; the release tool starts instances.
-        ["ConditionPathExists", `${APP_CURRENT}/bin`],
+        ["ConditionPathExists", APP_CURRENT_BIN],
         ["StartLimitIntervalSec", "60"],
         ["StartLimitBurst", "10"],
         // Alerts once systemd gives up restarting the process (RestartMode=direct, below).

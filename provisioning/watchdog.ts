@@ -1,7 +1,7 @@
 /**
  * The watchdog every server gets (docs/ARCHITECTURE.md, decision 16): `watchdog.timer` runs
  * `watchdog check` every two minutes (disk, memory, load, failed units, and where they apply the
- * certificate and the backups' age), and `alert@.service` is the OnFailure= notifier of every unit
+ * site's /health through nginx, the certificate and the backups' age), and `alert@.service` is the OnFailure= notifier of every unit
  * that must not stay failed (the app's processes). Alerts go to the stack's one route,
  * `alertWebhookUrl`; a daily all-green ping goes to `watchdogHeartbeatUrl`.
  *
@@ -16,7 +16,7 @@ import { thresholdProblem, WATCHDOG_THRESHOLDS, type WatchdogThreshold, type Wat
 import { BACKUP_PATHS } from "./backup";
 import { throwIfProblems } from "./errors";
 import type { RenderedFile } from "./files";
-import { CONFIG_DIR, DATA_MOUNT, STATE_DIR, TLS_CERTIFICATE } from "./layout";
+import { APP_CURRENT_BIN, CONFIG_DIR, DATA_MOUNT, STATE_DIR, TLS_CERTIFICATE } from "./layout";
 import { shellQuote } from "./push";
 import type { RoleInputs } from "./roles/index";
 import { loadScript } from "./scripts";
@@ -53,6 +53,10 @@ export interface WatchdogChecks {
   certificate?: string;
   /** The backup jobs' state directory, where this server's backups are live (not standby). */
   backupStateDir?: string;
+  /** The site's /health as its users ask for it (scheme and Host), where the server runs nginx; the script connects to 127.0.0.1. */
+  healthUrl?: string;
+  /** Health is checked only once this exists: the web units' start condition, a release in place. */
+  healthReleasePath?: string;
 }
 
 export interface WatchdogRenderOptions extends WatchdogInput, WatchdogChecks {
@@ -67,6 +71,8 @@ export function watchdogChecksOf(roles: Partial<RoleInputs>): WatchdogChecks {
     ...(roles.db ? { dataMount: DATA_MOUNT } : {}),
     ...(roles.web?.domain ? { certificate: TLS_CERTIFICATE } : {}),
     ...(backsUp ? { backupStateDir: BACKUP_PATHS.stateDir } : {}),
+    // With a domain, plain HTTP only redirects: the site is the TLS one.
+    ...(roles.web ? { healthUrl: roles.web.domain ? `https://${roles.web.domain}/health` : "http://127.0.0.1/health", healthReleasePath: APP_CURRENT_BIN } : {}),
   };
 }
 
@@ -87,6 +93,7 @@ export function validateWatchdogOptions(opts: WatchdogRenderOptions): string[] {
   for (const [key, value] of [["alertWebhookUrl", opts.alertWebhookUrl], ["watchdogHeartbeatUrl", opts.heartbeatUrl]] as const) {
     if (value !== undefined && !isHttpUrlLine(value)) problems.push(`saas-vps:${key}: must be one http(s) URL without line breaks; got a value that is not one`);
   }
+  if (opts.healthUrl !== undefined && !isHttpUrlLine(opts.healthUrl)) problems.push(`watchdog: healthUrl must be one http(s) URL without line breaks; got ${JSON.stringify(opts.healthUrl)}`);
   return problems;
 }
 
@@ -123,6 +130,8 @@ function renderWatchdogEnv(opts: WatchdogRenderOptions): string {
     ["DATA_MOUNT", opts.dataMount],
     ["CERTIFICATE", opts.certificate],
     ["BACKUP_STATE_DIR", opts.backupStateDir],
+    ["HEALTH_URL", opts.healthUrl],
+    ["HEALTH_RELEASE_PATH", opts.healthReleasePath],
     ["DISK_PERCENT", t.diskPercent],
     ["MEMORY_AVAILABLE_PERCENT", t.memoryAvailablePercent],
     ["LOAD_PERCENT", t.loadPercent],
@@ -166,7 +175,7 @@ const WATCHDOG_SANDBOX: Array<[string, string]> = [
 const NEEDS_COMMAND: [string, string] = ["ConditionFileIsExecutable", WATCHDOG_PATHS.command];
 
 function renderCheckService(): string {
-  const description = "saas-vps watchdog: disk, memory, load, failed units, certificate and backup age";
+  const description = "saas-vps watchdog: disk, memory, load, failed units, the site's health, certificate and backup age";
   return renderUnit(
     {
       Unit: [["Description", description], NEEDS_COMMAND, ["OnFailure", ALERT_ON_FAILURE]],

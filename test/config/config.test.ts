@@ -24,6 +24,7 @@ describe("stack config: parseStackConfig", () => {
     assert.equal(h.serverMemoryMiB, 4096);
     assert.equal(h.webInstances, DEFAULTS.webInstances);
     assert.equal(h.workerInstances, 1);
+    assert.equal(h.metricsPortOffset, 10000);
     assert.equal(h.backupSchedule, "*-*-* 03:00:00 UTC");
     assert.equal(h.backupRetentionDays, 14);
     assert.equal(h.restoreDrillSchedule, "Sun *-*-* 04:30:00 UTC");
@@ -78,6 +79,11 @@ describe("stack config: parseStackConfig", () => {
     ["no domain and plainHttp false", { plainHttp: "false" }, ["saas-vps:domain: is unset, so the site would be plain HTTP on the server's IP and send passwords and session tokens unencrypted; set domain (and acmeEmail) for HTTPS, or accept an unencrypted site with saas-vps:plainHttp: true"]],
     ["plainHttp with a domain", { domain: "app.example.com", acmeEmail: "ops@example.com" }, ['saas-vps:plainHttp: is only for a stack without saas-vps:domain; with domain "app.example.com" the site is HTTPS (plain HTTP only redirects): remove the key']],
     ["plainHttp not a boolean", { plainHttp: "yes" }, ['saas-vps:plainHttp: must be true or false; got "yes"']],
+    ["a metrics offset that puts a worker on a web port", { metricsPortOffset: "3000" }, ["saas-vps:metricsPortOffset: gives metrics ports 3001-6002 (offset + web ports 3001-3002, offset + worker numbers 1-1), of which 3001 already taken (web ports, 22, 25, 53, 80, 443, 5432, 6379, 9100); pick an offset that keeps them clear, e.g. 10000; got 3000"]],
+    ["a metrics offset that puts a web instance on the node exporter", { metricsPortOffset: "6099" }, ["saas-vps:metricsPortOffset: gives metrics ports 6100-9101 (offset + web ports 3001-3002, offset + worker numbers 1-1), of which 9100 already taken (web ports, 22, 25, 53, 80, 443, 5432, 6379, 9100); pick an offset that keeps them clear, e.g. 10000; got 6099"]],
+    ["a metrics offset that puts a worker on PostgreSQL", { metricsPortOffset: "5431" }, ["saas-vps:metricsPortOffset: gives metrics ports 5432-8433 (offset + web ports 3001-3002, offset + worker numbers 1-1), of which 5432 already taken (web ports, 22, 25, 53, 80, 443, 5432, 6379, 9100); pick an offset that keeps them clear, e.g. 10000; got 5431"]],
+    ["a metrics offset past the port range", { metricsPortOffset: "63000" }, ["saas-vps:metricsPortOffset: gives metrics ports 63001-66002 (offset + web ports 3001-3002, offset + worker numbers 1-1), of which 66001, 66002 past 65535; pick an offset that keeps them clear, e.g. 10000; got 63000"]],
+    ["a metrics offset of 0", { metricsPortOffset: "0" }, ['saas-vps:metricsPortOffset: must be a whole number from 1 to 64535; got "0"']],
     ["alert webhook not a URL", { alertWebhookUrl: "hooks.example.com" }, ["saas-vps:alertWebhookUrl: must be an http(s) URL that accepts a JSON POST; got a value that is not one"]],
     ["a Stripe publishable key as secret key", { stripeSecretKey: "pk_live_abc123" }, ["saas-vps:stripeSecretKey: must be a Stripe secret or restricted key (sk_live_..., sk_test_..., rk_live_...); got a value that is not one"]],
     ["a webhook secret that is not one", { stripeSecretKey: "sk_test_abc", stripeWebhookSecret: "we_123" }, ["saas-vps:stripeWebhookSecret: must be a Stripe webhook signing secret (whsec_...); got a value that is not one"]],

@@ -34,6 +34,7 @@ describe("config key table", () => {
       webInstances: 2,
       workerInstances: 1,
       backupSchedule: "*-*-* 03:00:00 UTC",
+      metricsPortOffset: 10000,
       backupRetentionDays: 14,
       restoreDrillSchedule: "Sun *-*-* 04:30:00 UTC",
       privateNetworkCidr: "10.20.0.0/16",

@@ -114,3 +114,21 @@ describe("Stripe's keys per process kind", () => {
     for (const f of renderServer(input(mvp, "app")).files) assert.deepEqual(keysIn(f.content), [], f.path);
   });
 });
+
+describe("the app's observability settings in app.env", () => {
+  const settings = (content: string) => [...content.matchAll(/^((?:SENTRY|METRICS)_[A-Z_]+)=(.*)$/gm)].map((m) => `${m[1]}=${m[2]}`);
+  const appEnv = (config: typeof mvp, stack: string) =>
+    renderServer(buildServerInput(config, server(planStack(config), "app"), { machine: "hetzner", ...PLACEHOLDER_CONTEXT, stack })).files.find((f) => f.path === "/etc/saas-vps/app.env")!.content;
+
+  it("the metrics port offset always (its key's value), Sentry's environment = the stack, next to the DSN", () => {
+    const dsn = "https://k3y@o1.ingest.sentry.io/7";
+    assert.deepEqual(settings(appEnv(parseStackConfig({ ...minimalRaw("hetzner"), sentryDsn: dsn, metricsPortOffset: "20000" }), "shop-prod")),
+      [`SENTRY_DSN=${dsn}`, "SENTRY_ENVIRONMENT=shop-prod", "METRICS_PORT_OFFSET=20000"]);
+    assert.deepEqual(settings(appEnv(mvp, "shop-prod")), ["METRICS_PORT_OFFSET=10000"], "no DSN: no Sentry setting at all");
+  });
+
+  it("refuses a stack name Sentry would refuse as an environment, naming the key", () => {
+    const config = parseStackConfig({ ...minimalRaw("hetzner"), sentryDsn: "https://k3y@o1.ingest.sentry.io/7" });
+    assert.throws(() => appEnv(config, "None"), /^Error: saas-vps:sentryDsn: Sentry takes the stack name as the environment, .* the stack is "None"$/);
+  });
+});

@@ -43,7 +43,7 @@ function configError(raw: Record<string, string>): string[] {
 }
 
 describe("watchdog: rendered per server", () => {
-  it("checks the data volume and the backups where the database is, the certificate where the site is, and only disk, memory, load and units elsewhere", () => {
+  it("checks the data volume and the backups where the database is, the certificate and /health where the site is, and only disk, memory, load and units elsewhere", () => {
     const mvp = watchdogEnv(renderAll(withDomain(minimalRaw("hetzner"))).get("app")!);
     assert.equal(mvp.get("STACK"), "shop");
     assert.equal(mvp.get("SERVER"), "app");
@@ -51,13 +51,16 @@ describe("watchdog: rendered per server", () => {
     assert.equal(mvp.get("DATA_MOUNT"), "/srv/data");
     assert.equal(mvp.get("CERTIFICATE"), "/etc/saas-vps/tls/fullchain.pem");
     assert.equal(mvp.get("BACKUP_STATE_DIR"), "/var/lib/saas-vps/backup");
+    // With a domain the site is the TLS one (plain HTTP only redirects), asked for by its name.
+    assert.equal(mvp.get("HEALTH_URL"), `https://${withDomain(minimalRaw("hetzner")).domain}/health`);
 
     const split = renderAll({ ...minimalRaw("hetzner"), ...separatedRaw("hetzner") });
     const has = (name: string) => {
       const env = watchdogEnv(split.get(name)!);
-      return ["DATA_MOUNT", "CERTIFICATE", "BACKUP_STATE_DIR"].filter((k) => env.has(k));
+      return ["DATA_MOUNT", "CERTIFICATE", "BACKUP_STATE_DIR", "HEALTH_URL"].filter((k) => env.has(k));
     };
-    assert.deepEqual(has("app"), []);
+    assert.deepEqual(has("app"), ["HEALTH_URL"]);
+    assert.equal(watchdogEnv(split.get("app")!).get("HEALTH_URL"), "http://127.0.0.1/health", "no domain: the plain HTTP site");
     assert.deepEqual(has("worker"), []);
     assert.deepEqual(has("db"), ["DATA_MOUNT", "BACKUP_STATE_DIR"]);
 

@@ -8,6 +8,9 @@
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
+import { once } from "node:events";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { chmodSync, mkdirSync, readdirSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { DEFAULT_WATCHDOG_THRESHOLDS } from "../../config/watchdog";
@@ -315,6 +318,62 @@ describe("watchdog script, run for real (root, tmpfs mounts, openssl, curl, a lo
     assert.deepEqual(events.map((e) => [e.event, e.check]), [["alert", "failed-unit:web@3001.service"], ["resolved", "failed-unit:web@3001.service"]]);
     assert.equal(events[0].log, log);
     assert.equal(events[0].value, "failed (systemd gave up restarting it)");
+  });
+
+  it("the site's /health: alerts when it is not 200 (a status, or no answer in time), once; resolved once it is; asked for with the site's Host", async () => {
+    // The site's stand-in on 127.0.0.1: the script sends the URL's host name to 127.0.0.1 whatever it resolves to.
+    let answer: "ok" | "503" | "hang" = "ok";
+    const hosts: string[] = [];
+    const site = createServer((req, res) => {
+      hosts.push(req.headers.host ?? "");
+      if (answer === "hang") return; // never answers: the script's timeout
+      if (req.url !== "/health") return void res.writeHead(404).end();
+      res.writeHead(answer === "ok" ? 200 : 503, { "content-type": "application/json" }).end(answer === "ok" ? '{"status":"ok"}' : '{"status":"unavailable"}');
+    });
+    site.listen(0, "127.0.0.1");
+    await once(site, "listening");
+    const port = (site.address() as AddressInfo).port;
+    try {
+      const path = "/health-check";
+      const releaseBin = join(tempDir("watchdog-release"), "bin");
+      const server = install(`${hook.url}${path}`, { healthUrl: `http://shop.invalid:${port}/health`, healthReleasePath: releaseBin });
+      const checks = () => posted(path).map((e) => [e.event, e.check, e.value, e.threshold]);
+      // No release in place: no site to ask yet, even while it does not answer.
+      answer = "503";
+      assert.equal((await watchdog(server)).code, 0);
+      assert.deepEqual(checks(), []);
+      assert.deepEqual(hosts, [], "asked for /health before any release");
+      mkdirSync(releaseBin);
+      answer = "ok";
+      assert.equal((await watchdog(server)).code, 0);
+      assert.deepEqual(checks(), [], "200: nothing to say");
+      assert.deepEqual([...new Set(hosts)], [`shop.invalid:${port}`], "not asked with the site's Host");
+
+      answer = "503";
+      const red = await watchdog(server);
+      assert.equal(red.code, 0, red.stderr);
+      await watchdog(server);
+      assert.deepEqual(checks(), [["alert", "health", "HTTP 503", "none"]], "one alert while it stays down");
+      const alert = posted(path)[0];
+      assert.match(alert.text, /^ALERT prod\/app: health is HTTP 503 \(threshold none\)\. First: systemctl list-units 'web@\*' nginx\.service; journalctl -u 'web@\*'/);
+
+      answer = "ok";
+      await watchdog(server);
+      assert.deepEqual(checks().slice(1), [["resolved", "health", "HTTP 200", "none"]]);
+
+      answer = "hang";
+      await watchdog(server);
+      assert.deepEqual(checks().slice(2), [["alert", "health", "no answer within 5s", "none"]]);
+      answer = "ok";
+      await watchdog(server);
+      site.close();
+      site.closeAllConnections();
+      await watchdog(server);
+      assert.deepEqual(checks().slice(3), [["resolved", "health", "HTTP 200", "none"], ["alert", "health", "no answer within 5s", "none"]], "nothing listening is no answer too");
+    } finally {
+      site.close();
+      site.closeAllConnections();
+    }
   });
 
   it("the all-green heartbeat goes out once a day, and not while a condition fires", async () => {

@@ -81,9 +81,11 @@ describe("uploads in object storage: the rendered app.env, the real app, an S3 s
     workDir = tempDir("uploads-app-");
     const port = await freePort();
     url = `http://127.0.0.1:${port}`;
+    // Metrics are not what this test is about, and a free port plus the rendered offset may pass 65535.
+    const { METRICS_PORT_OFFSET: _metrics, ...appEnv } = env;
     const processEnv = {
       PATH: process.env.PATH!,
-      ...env,
+      ...appEnv,
       // The server's database and URL are not what this test is about.
       DATABASE_URL: `postgres://postgres@${pg.host}:${pg.port}/postgres`,
       APP_URL: url,
