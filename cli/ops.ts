@@ -11,16 +11,12 @@ import * as path from "node:path";
 import * as readline from "node:readline";
 import { USAGE_EXIT, usageError } from "./lib/args";
 import { OPS_USAGE, OpsUsageError, parseOpsArgs, type OpsArgs } from "./lib/opsArgs";
+import { logsCommand, NOT_HERE, passThroughCommand } from "./lib/opsRemote";
 import { formatStatus, serverStatus } from "./lib/opsStatus";
 import { knownHostsFor, OpsTargetError, type OpsTarget, pickServer, stackServersFromOutputs, stackTarget, vmRunDir, vmTargets } from "./lib/opsTargets";
 import { missingStackMessage, PROJECT_DIR, stackFilePath } from "./lib/stacks";
-import { shellQuote } from "../provisioning/push";
 
 const STATUS_SCRIPT = path.join(__dirname, "ops", "status.sh");
-/** The app's own units: what `logs` follows when no unit is named. */
-const APP_UNIT_GLOBS = ["web@*", "worker@*", "migrate@*"];
-/** The server's command said it is not installed there (see passThroughScript). */
-const NOT_HERE = 97;
 
 interface Run { code: number; stdout: string; stderr: string }
 
@@ -65,22 +61,8 @@ async function status(targets: OpsTarget[]): Promise<number> {
   return fails > 0 ? 1 : 0;
 }
 
-/** Runs on the server as root: the named unit's journal (refused with 2 when there is no such unit), or the app's. */
-function logsScript(unit: string | undefined): string {
-  const app = APP_UNIT_GLOBS.map((g) => `-u ${shellQuote(g)}`).join(" ");
-  if (unit === undefined) return `exec journalctl -f -n 50 ${app}`;
-  const u = shellQuote(unit);
-  return [
-    `if [ -z "$(systemctl list-units --all --plain --no-legend ${u})" ] && [ -z "$(systemctl list-unit-files --plain --no-legend ${u})" ]; then`,
-    `  echo "ops logs: no unit ${unit} on $(hostname); the app's: $(systemctl list-units --all --plain --no-legend ${APP_UNIT_GLOBS.map(shellQuote).join(" ")} | awk '{print $1}' | xargs)" >&2`,
-    "  exit 2",
-    "fi",
-    `exec journalctl -f -n 50 -u ${u}`,
-  ].join("\n");
-}
-
 async function logs(targets: OpsTarget[], unit: string | undefined): Promise<number> {
-  const command = `sudo bash -c ${shellQuote(logsScript(unit))}`;
+  const command = logsCommand(unit);
   if (targets.length === 1) {
     // One server: its terminal, so Ctrl-C reaches journalctl there.
     const tty = process.stdin.isTTY ? ["-t"] : [];
@@ -97,17 +79,11 @@ async function logs(targets: OpsTarget[], unit: string | undefined): Promise<num
   return codes.find((c) => c !== 0) ?? 0;
 }
 
-/** The server's own command with the given words, where it is installed; NOT_HERE where it is not. */
-function passThroughScript(command: "release" | "backup", words: string[]): string {
-  const bin = `/usr/local/sbin/${command}`;
-  return `sudo bash -c ${shellQuote(`[ -x ${bin} ] || exit ${NOT_HERE}; exec ${bin} "$@"`)} ${command} ${words.map(shellQuote).join(" ")}`.trim();
-}
-
 async function passThrough(targets: OpsTarget[], command: "release" | "backup", words: string[]): Promise<number> {
   let ran = 0;
   for (const t of targets) {
     process.stderr.write(`== ${t.server} (${t.label}): sudo ${command} ${words.join(" ")}\n`);
-    const r = spawnSync("ssh", [...t.sshArgs(), passThroughScript(command, words)], { stdio: "inherit" });
+    const r = spawnSync("ssh", [...t.sshArgs(), passThroughCommand(command, words)], { stdio: "inherit" });
     const code = r.status ?? 255;
     if (code === NOT_HERE) { process.stderr.write(`   (no ${command} command on ${t.server})\n`); continue; }
     ran++;

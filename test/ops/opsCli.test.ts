@@ -7,7 +7,10 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { OpsUsageError, parseOpsArgs } from "../../cli/lib/opsArgs";
+import { logsCommand, logsScript, NOT_HERE, passThroughCommand } from "../../cli/lib/opsRemote";
 import { formatStatus, parseStatusLines, serverStatus } from "../../cli/lib/opsStatus";
+import { writeFileSync } from "node:fs";
+import { run, tempDir } from "../support/tools";
 import { knownHostsFor, OpsTargetError, stackServersFromOutputs } from "../../cli/lib/opsTargets";
 
 const ROOT = join(__dirname, "..", "..");
@@ -34,7 +37,7 @@ describe("npm run ops: command line", () => {
     [["status", "--vm"], /--vm needs --stack NAME/],
     [["status", "--stack", "prod", "extra"], /status takes no arguments; got extra/],
     [["logs", "--stack", "prod", "web@3001", "worker@1"], /logs takes at most one unit/],
-    [["logs", "--stack", "prod", "web@3001;reboot"], /"web@3001;reboot" is not a unit name/],
+    [["logs", "--stack", "prod", "web@3001;id"], /"web@3001;id" is not a unit name/],
     [["status", "--stack", "prod", "--bogus"], /Unknown option '--bogus'/],
     [["status", "--stack", "../etc"], /--stack must be a stack name/],
   ] as const) {
@@ -115,5 +118,27 @@ describe("npm run ops: the servers from the stack outputs", () => {
       /output sshTargets.app is not user@IPv4; got "\[secret\]"/);
     assert.throws(() => stackServersFromOutputs("prod", { sshTargets: { app: "admin@192.0.2.10" }, sshHostKeys: {} }),
       /output sshHostKeys.app is not an ssh-ed25519 public key; got undefined/);
+  });
+});
+
+describe("npm run ops: what runs on the server", () => {
+  it("every remote command and the script inside it pass shellcheck", () => {
+    for (const script of [logsScript(undefined), logsScript("worker@1.service"), logsCommand("web@3001.service"), logsCommand(undefined),
+      passThroughCommand("release", ["rollback", "0123456789abcdef"]), passThroughCommand("backup", ["now"])]) {
+      const r = run("shellcheck", ["-s", "bash", "-"], { input: `${script}\n` });
+      assert.equal(r.status, 0, `${script}\n${r.stdout}`);
+    }
+  });
+
+  it("release and backup pass the words through as words, each quoted once; 97 where the server has no such command", () => {
+    const dir = tempDir("ops-remote");
+    // sudo as root would be: run the command. A stand-in for the server's command prints its words.
+    writeFileSync(join(dir, "sudo"), '#!/bin/sh\nexec "$@"\n', { mode: 0o755 });
+    writeFileSync(join(dir, "release"), "#!/bin/sh\nprintf '<%s>' \"$@\"\n", { mode: 0o755 });
+    const env = { ...process.env, PATH: `${dir}:${process.env.PATH}` };
+    const words = run("bash", ["-c", passThroughCommand("release", ["rollback", "it's; $(echo injected) `echo x`"], join(dir, "release"))], { env });
+    assert.deepEqual([words.status, words.stdout], [0, "<rollback><it's; $(echo injected) `echo x`>"]);
+    const absent = run("bash", ["-c", passThroughCommand("backup", ["now"], join(dir, "backup"))], { env });
+    assert.equal(absent.status, NOT_HERE);
   });
 });
