@@ -25,15 +25,26 @@ export const NODE_EXPORTER_SETTINGS_PATH = "/etc/default/prometheus-node-exporte
 export const NODE_EXPORTER_DROP_IN_PATH = `${UNIT_DIR}/${NODE_EXPORTER_UNIT}.d/50-saas-vps.conf`;
 
 /**
- * What a small box needs: CPU, memory, load and pressure, disks and filesystems, network
+ * What a small box needs: CPU, memory, load, disks and filesystems, network
  * traffic, the clock. Left out from the defaults, among others: textfile (the collectors
  * package's scripts: apt, SMART, NVMe; the watchdog covers what matters), hwmon/thermal/power
  * (a VM has none), arp, bonding, btrfs, edac, infiniband, ipvs, mdadm, nfs, xfs, zfs, sockstat,
  * netstat, softnet and the rest a one-disk, one-NIC server never has or nobody reads.
  */
-export const NODE_EXPORTER_COLLECTORS = ["cpu", "diskstats", "filesystem", "loadavg", "meminfo", "netdev", "pressure", "stat", "time", "uname", "vmstat"] as const;
+export const NODE_EXPORTER_COLLECTORS = ["cpu", "diskstats", "filesystem", "loadavg", "meminfo", "netdev", "stat", "time", "uname", "vmstat"] as const;
+// Not "pressure": Debian's kernels leave PSI off unless booted with psi=1 (the collector fails on
+// Debian 13's cloud kernel, seen in the VM), and the load average says enough on a small box.
 
 const RESTART = `systemctl daemon-reload && systemctl restart ${NODE_EXPORTER_UNIT}`;
+/**
+ * cloud-init installs the package with its Recommends: Debian's collectors package (its timers feed
+ * the textfile collector, which is off here) and, through ipmitool, openipmi, whose service fails
+ * on a server without IPMI (after a reboot the system was "degraded", seen in the VM). Off, so
+ * neither runs for nothing nor leaves a failed unit for the watchdog.
+ */
+const QUIET_RECOMMENDS =
+  "systemctl list-unit-files --no-legend 'prometheus-node-exporter-*.timer' openipmi.service | awk '{print $1}' | " +
+  "xargs -r systemctl disable --now && { systemctl reset-failed openipmi.service 2>/dev/null || true; }";
 
 /** The exporter's flags beyond the listen address: every default collector off, then ours on. */
 export function nodeExporterCollectorFlags(): string[] {
@@ -49,7 +60,7 @@ export function renderNodeExporterFiles(): RenderedFile[] {
       beforePackages: true,
       onChange: RESTART,
     },
-    { path: NODE_EXPORTER_DROP_IN_PATH, content: renderDropIn(), mode: "0644", pushOnly: true, onChange: RESTART },
+    { path: NODE_EXPORTER_DROP_IN_PATH, content: renderDropIn(), mode: "0644", pushOnly: true, onChange: `${RESTART} && ${QUIET_RECOMMENDS}` },
   ];
 }
 

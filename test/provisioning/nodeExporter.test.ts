@@ -18,7 +18,7 @@ const PACKAGE_UNIT = "/usr/lib/systemd/system/prometheus-node-exporter.service";
 const SETTINGS = "/etc/default/prometheus-node-exporter";
 const DROP_IN = "/etc/systemd/system/prometheus-node-exporter.service.d/50-saas-vps.conf";
 /** What a small box needs, and nothing else (provisioning/nodeExporter.ts says why each). */
-const EXPECTED_COLLECTORS = ["cpu", "diskstats", "filesystem", "loadavg", "meminfo", "netdev", "pressure", "stat", "time", "uname", "vmstat"];
+const EXPECTED_COLLECTORS = ["cpu", "diskstats", "filesystem", "loadavg", "meminfo", "netdev", "stat", "time", "uname", "vmstat"];
 
 /** The command line systemd would run: the drop-in's last ExecStart, with $ARGS from the settings file. */
 function commandLine(files: Map<string, string>): string[] {
