@@ -16,6 +16,10 @@ export const userDataBytes = outputs.userDataBytes;
 export const releaseId = outputs.releaseId;
 /** Server name → `admin@<fixed IPv4>` of every server that runs the app (where `release rollback` runs). */
 export const releaseSshTargets = outputs.releaseSshTargets;
+/** Server name → `admin@<fixed IPv4>` of every server (`npm run ops`). */
+export const sshTargets = outputs.sshTargets;
+/** Server name → the SSH host key (public) the server presents; `npm run ops` pins it. */
+export const sshHostKeys = outputs.sshHostKeys;
 export const backupBucket = outputs.backupBucket;
 export const backupEndpoint = outputs.backupEndpoint;
 /** restic repository (s3:<endpoint>/<bucket>/restic); see README "Backups and restore". */

@@ -21,6 +21,8 @@ packages=(
   fail2ban python3-systemd
   # needrestart: its Debian configuration loads the rendered drop-in in a test
   needrestart
+  # the metrics exporter: a test runs the binary with the rendered flags (its service is stopped below)
+  prometheus-node-exporter
   # load generator for the zero-downtime release test
   wrk curl
   # the Debian 13 VM (ladder step 5)
@@ -37,6 +39,10 @@ if [ "$(id -u)" -eq 0 ]; then
     echo "setup: installing Debian packages: ${missing[*]}"
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # The package starts its exporter on every address; this machine only runs it inside a test.
+    if [[ " ${missing[*]} " == *" prometheus-node-exporter "* ]]; then
+      systemctl disable --now prometheus-node-exporter.service >/dev/null 2>&1 || true
+    fi
   fi
 else
   echo "setup: not root; skipping Debian packages (need: ${packages[*]})" >&2

@@ -57,6 +57,9 @@ export function createProgram(stackName: string = pulumi.getStack(), opts?: pulu
     // Where `release rollback` runs: every server that runs the app, by server name, as the SSH
     // destination the rollback workflow logs in to.
     releaseSshTargets: pulumi.all(Object.fromEntries(Object.keys(stack.releases).map((name) => [name, pulumi.interpolate`${ADMIN_USER}@${stack.servers[name].ipv4}`]))),
+    // Every server, for `npm run ops`: where to log in, and the host key to pin (public halves).
+    sshTargets: pulumi.all(Object.fromEntries(Object.entries(stack.servers).map(([name, vps]) => [name, pulumi.interpolate`${ADMIN_USER}@${vps.ipv4}`]))),
+    sshHostKeys: pulumi.all(Object.fromEntries(Object.entries(stack.servers).map(([name, vps]) => [name, vps.hostPublicKey]))),
     backupBucket: stack.backupBucket.bucketName,
     backupEndpoint: stack.backupBucket.endpoint,
     backupRepository: stack.backupBucket.extra.repository,

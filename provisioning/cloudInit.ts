@@ -86,9 +86,21 @@ export function renderCloudConfig(input: CloudConfigInput): string {
   return "#cloud-config\n" + stringify(config, { lineWidth: 0 });
 }
 
+/**
+ * cloud-init's defaults for a write_files entry (docs: write_files): spelled out only where a
+ * file differs, since every byte of user-data counts.
+ */
+const WRITE_FILES_DEFAULTS = { permissions: "0644", owner: "root:root" } as const;
+
 function plainWriteFile(file: RenderedFile): Record<string, string> {
   if (file.secret) throw new Error(`${file.path}: a secret file cannot be written before packages (it would sit in clear in user-data)`);
-  return { path: file.path, permissions: file.mode, owner: file.owner ?? "root:root", content: file.content };
+  const owner = file.owner ?? WRITE_FILES_DEFAULTS.owner;
+  return {
+    path: file.path,
+    ...(file.mode === WRITE_FILES_DEFAULTS.permissions ? {} : { permissions: file.mode }),
+    ...(owner === WRITE_FILES_DEFAULTS.owner ? {} : { owner }),
+    content: file.content,
+  };
 }
 
 /** A gzipped tar of the files with their modes and owners; deterministic (mtime 0, sorted). */

@@ -182,7 +182,8 @@ export function renderPostgresFiles(options: PostgresOptions): RenderedFile[] {
     ...(options.network ? [{ path: PG_HBA_PATH, content: renderPgHba(options.network.database, options.network.clients), mode: "0644", onChange: RELOAD }] : []),
     {
       path: CREATECLUSTER_DROP_IN_PATH,
-      content: "# Rendered by saas-vps: the package makes no cluster; bootstrap creates it on the data volume.\ncreate_main_cluster = false\n",
+      // No comment in the file: it travels in clear in user-data, where every byte counts.
+      content: "create_main_cluster = false\n",
       mode: "0644",
       beforePackages: true,
     },

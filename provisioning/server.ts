@@ -19,6 +19,7 @@ import { ROLE_MODULES, type RoleInputs, type RoleModule } from "./roles/index";
 import { renderMvpDatabase } from "./mvpDatabase";
 import type { MvpDatabaseState } from "../config/stages";
 import { renderWatchdogFiles, watchdogChecksOf, type WatchdogInput } from "./watchdog";
+import { NODE_EXPORTER_PACKAGE, renderNodeExporterFiles } from "./nodeExporter";
 
 export type { MachineKind } from "./roles/db";
 
@@ -61,6 +62,7 @@ export function renderServer(input: ServerRenderInput): RenderedServer {
     ...renderRoles(input),
     ...(input.mvpDatabase ? [renderMvpDatabase(input.mvpDatabase)] : []),
     renderWatchdogPart(input),
+    renderNodeExporterPart(),
   ]);
   const files = [...sum.files, ...renderFirstBootFiles(sum)];
   validateFiles(files);
@@ -81,6 +83,11 @@ export function renderServer(input: ServerRenderInput): RenderedServer {
 function renderWatchdogPart(input: ServerRenderInput): RoleContribution {
   const files = renderWatchdogFiles({ ...input.watchdog, server: input.hostname, ...watchdogChecksOf(input.roles) });
   return { files, packages: ["jq"], steps: [], units: [], settings: {} };
+}
+
+/** Every server's machine metrics, on loopback (provisioning/nodeExporter.ts). */
+function renderNodeExporterPart(): RoleContribution {
+  return { files: renderNodeExporterFiles(), packages: [NODE_EXPORTER_PACKAGE], steps: [], units: [], settings: {} };
 }
 
 /** The managed database's CA, once per server, whichever of its roles connect. */

@@ -64,7 +64,8 @@ export function renderApp(app: AppInput, processes: AppProcesses): RoleContribut
         f.path === RELEASE_PATHS.command || f.path === RELEASE_PATHS.migrateUnit ? { ...f, pushOnly: true } : f,
       ),
     ],
-    packages: ["nodejs", ...RELEASE_PACKAGES],
+    // postgresql-client: `npm run ops -- status` connects with psql as the app's processes do.
+    packages: ["nodejs", "postgresql-client", ...RELEASE_PACKAGES],
     steps: ["30-app-dirs"],
     units: [APP_TARGET],
     // 30-app-dirs makes UPLOAD_DIR only when uploads stay on this server's volume.

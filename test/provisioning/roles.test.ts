@@ -93,7 +93,9 @@ describe("roles: a server is the sum of its roles", () => {
     assert.deepEqual(words(env.get("ENABLE_UNITS")), ["fail2ban", "nginx", "saas-app.target", "saas-firewall.service", "tls-issue.timer", "unattended-upgrades"]);
     assert.deepEqual(words(env.get("ENABLE_ONLY_UNITS")), []);
     assert.ok(!env.has("DATA_DEVICE_GLOB") && !env.has("DB_ENV_FILE"), "web-only server has volume or database settings");
-    assert.ok(!web.packages.some((p) => p.startsWith("postgresql") || p === "restic" || p === "e2fsprogs"), web.packages.join(" "));
+    // The client only (psql, for ops status); no server package, no cluster.
+    assert.ok(web.packages.includes("postgresql-client"), web.packages.join(" "));
+    assert.ok(!web.packages.some((p) => (p.startsWith("postgresql") && p !== "postgresql-client") || p === "restic" || p === "e2fsprogs"), web.packages.join(" "));
     const paths = web.files.map((f) => f.path);
     for (const absent of ["/etc/saas-vps/db.env", "/usr/local/sbin/backup", "/etc/systemd/system/backup.timer", "/etc/systemd/system/postgresql@.service.d/50-saas-vps.conf"]) {
       assert.ok(!paths.includes(absent), `web-only server got ${absent}`);
@@ -133,13 +135,15 @@ describe("roles: a server is the sum of its roles", () => {
       const server = render(make());
       const pushOnly = server.files.filter((f) => f.pushOnly);
       // The release command and the migrations unit it starts arrive with the push; nothing runs them before a release.
-      // So do the watchdog's files: its push enables and starts its timer. And the metadata
-      // drop-in of DigitalOcean's agent: its push restarts the agent into the firewall's set.
+      // So do the watchdog's files: its push enables and starts its timer; the metadata drop-in of
+      // DigitalOcean's agent: its push restarts the agent into the firewall's set; and the metrics
+      // exporter's collectors and sandbox: first boot has only its listen address.
       assert.deepEqual(pushOnly.map((f) => f.path).sort(), [
         "/etc/saas-vps/watchdog.env",
         "/etc/systemd/system/alert@.service",
         "/etc/systemd/system/do-agent.service.d/saas-metadata.conf",
         "/etc/systemd/system/migrate@.service",
+        "/etc/systemd/system/prometheus-node-exporter.service.d/50-saas-vps.conf",
         "/etc/systemd/system/watchdog.service",
         "/etc/systemd/system/watchdog.timer",
         "/usr/local/sbin/backup",

@@ -15,6 +15,7 @@
  *   7 every app unit's `systemd-analyze security` exposure <= 3.0
  *   8 2 GiB VM: MemAvailable >= 40 % of MemTotal after boot and a short load
  *   9 Debian 13's systemd agrees with our OnCalendar parser on the whole corpus
+ *   10 `npm run ops -- status` against the VM: every line OK; a stopped worker is a FAIL and exit 1
  * Figures are printed and written to .vm/e2e/figures.json. Budget: 20 minutes (asserted).
  *
  * Skips (loudly) only when qemu-system-x86_64 cannot run at all; with CI=true that is a failure.
@@ -45,7 +46,7 @@ import { addHostForward } from "../../cli/vm/qmp";
 import { calendarCorpus, compareWithSystemd } from "../support/calendarCorpus";
 import { waitForSsh } from "../../cli/vm/wait";
 import { MVP_E2E_STACK, mvpE2eSettings } from "./settings";
-import { assertBackupInBucket, assertNoMailToken, envValue, isLoopback, parseSs, psql, sh, skipUnlessQemu, unitProps, verifyAndLogIn, vmBudgetMs, waitForWelcomeEmail } from "./guest";
+import { assertBackupInBucket, assertNoMailToken, envValue, isLoopback, parseSs, psql, runHost, sh, skipUnlessQemu, unitProps, verifyAndLogIn, vmBudgetMs, waitForWelcomeEmail } from "./guest";
 
 const STACK = MVP_E2E_STACK;
 /** The prod example's process counts (its file is the one source), run on staging's 2 GiB plan. */
@@ -445,6 +446,8 @@ describe("@vm e2e: the staging stack's exact user-data and day-2 pushes on a Deb
     const pg = tcp.filter((l) => l.process === "postgres");
     assert.ok(pg.length > 0, "PostgreSQL does not listen at all");
     for (const l of pg) assert.ok(isLoopback(l.host), `PostgreSQL listens on ${l.local}`);
+    const metrics = tcp.filter((l) => l.port === 9100);
+    assert.deepEqual(metrics.map((l) => l.local), ["127.0.0.1:9100"], "the node exporter listens elsewhere than 127.0.0.1:9100 (or not at all)");
     // Every listening TCP port, tried from the guest's own public address (what the outside
     // reaches when no provider firewall is in front, as here).
     const ip = (await sh(vm, "ip -4 -o addr show scope global | awk '{print $4}' | cut -d/ -f1 | head -1")).trim();
@@ -512,7 +515,7 @@ describe("@vm e2e: the staging stack's exact user-data and day-2 pushes on a Deb
       return { score: Number(m[1]), label: m[2] };
     };
     const scores: Record<string, string> = {};
-    for (const unit of [...wants, "backup.service", "restore-drill.service"]) {
+    for (const unit of [...wants, "backup.service", "restore-drill.service", "prometheus-node-exporter.service"]) {
       const s = await score(unit);
       scores[unit] = `${s.score} ${s.label}`;
       assert.ok(s.score <= 3.0, `${unit}: exposure ${s.score} ${s.label}`);
@@ -586,6 +589,50 @@ describe("@vm e2e: the staging stack's exact user-data and day-2 pushes on a Deb
     log(`OnCalendar corpus on the guest's systemd: ${JSON.stringify(counts)}`);
     assert.deepEqual(disagreements, []);
     assert.ok((counts["both accept"] ?? 0) > 300, JSON.stringify(counts));
+  });
+
+  it("10. `npm run ops -- status` from the host: every line OK; worker@1 stopped is a FAIL line and exit 1; the node exporter serves its collectors on loopback", async function () {
+    // Debian 13's exporter under the rendered flags and sandbox: exactly the chosen collectors, each succeeding.
+    const scraped = await sh(vm, "curl -fsS http://127.0.0.1:9100/metrics | grep '^node_scrape_collector_success'");
+    const collectors = [...scraped.matchAll(/collector="([^"]+)"\} (\d)/g)].map((m) => `${m[1]}=${m[2]}`);
+    assert.deepEqual(collectors.sort(), ["cpu", "diskstats", "filesystem", "loadavg", "meminfo", "netdev", "stat", "time", "uname", "vmstat"].map((c) => `${c}=1`));
+
+    const ops = async () => {
+      const r = await runHost("npm", ["run", "-s", "ops", "--", "status", "--vm", "--run-dir", RUN_DIR], process.env);
+      const rows = r.stdout.toString().split("\n").filter((l) => /^ {2}\S/.test(l));
+      return { code: r.code, rows, text: `${r.stdout}${r.stderr}` };
+    };
+    // The watchdog's own alerts are lines too: a load alert under emulation clears within its
+    // 2-minute period, so a run with non-OK lines is tried again (at most 4 times, 30 s apart).
+    let run = await ops();
+    for (let i = 0; i < 3 && run.rows.some((l) => !l.startsWith("  OK ")); i++) {
+      log(`ops status not all OK yet (exit ${run.code}):\n${run.rows.filter((l) => !l.startsWith("  OK ")).join("\n")}`);
+      await sleep(30000);
+      run = await ops();
+    }
+    log(`npm run ops -- status:\n${run.text.trimEnd().split("\n").map((l) => `        ${l}`).join("\n")}`);
+    figures.opsStatusLines = run.rows.length;
+    assert.equal(run.code, 0, run.text);
+    assert.deepEqual(run.rows.filter((l) => !l.startsWith("  OK ")), []);
+    const checks = run.rows.map((l) => l.slice(8).split(/\s{2,}/)[0]);
+    for (const check of ["unit web@3001.service", "unit worker@1.service", "unit nginx.service", "unit watchdog.timer", "unit backup.timer",
+      "unit prometheus-node-exporter.service", "nginx -t", "health via nginx", "listen 127.0.0.1:9100", "disk-root", "disk-data", "memory",
+      "database as web", "database as worker", "database local", "replication", "backup", "restore-drill", "release", "alerts"]) {
+      assert.ok(checks.includes(check), `no ${check} line:\n${run.text}`);
+    }
+    assert.ok(checks.some((c) => /^unit postgresql@\d+-main\.service$/.test(c)), run.text);
+    assert.ok(run.rows.some((l) => /^ {2}OK\s+release\s+[0-9a-f]{16} /.test(l)), run.text);
+
+    await sh(vm, "sudo systemctl stop worker@1.service");
+    try {
+      const stopped = await ops();
+      log(`with worker@1 stopped:\n${stopped.rows.filter((l) => !l.startsWith("  OK ")).map((l) => `        ${l}`).join("\n")}`);
+      assert.equal(stopped.code, 1, stopped.text);
+      assert.ok(stopped.rows.some((l) => /^ {2}FAIL\s+unit worker@1\.service\s+inactive \(dead\)/.test(l)), stopped.text);
+    } finally {
+      await sh(vm, "sudo systemctl start worker@1.service");
+    }
+    assert.equal((await sh(vm, "systemctl is-active worker@1.service")).trim(), "active");
   });
 
   it(`finished inside the ${BUDGET_MS / 60000}-minute budget`, function () {
