@@ -1,3 +1,4 @@
+import { NODE_EXPORTER_DROP_IN_PATH } from "../../provisioning/nodeExporter";
 import assert from "node:assert/strict";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -165,7 +166,7 @@ for (const provider of ["hetzner", "digitalocean"] as const) {
       // The large commands and the migrations unit: nothing runs them on first boot, they travel only in the push (provisioning/files.ts).
       const watchdogUnits = ["watchdog.service", "watchdog.timer", "alert@.service"].map((u) => `/etc/systemd/system/${u}`);
       const agentDropIn = "/etc/systemd/system/do-agent.service.d/saas-metadata.conf";
-      const pushOnly = [RELEASE_PATHS.command, RELEASE_PATHS.migrateUnit, BACKUP_PATHS.command, WATCHDOG_PATHS.command, WATCHDOG_PATHS.envFile, ...watchdogUnits, agentDropIn];
+      const pushOnly = [RELEASE_PATHS.command, RELEASE_PATHS.migrateUnit, BACKUP_PATHS.command, WATCHDOG_PATHS.command, WATCHDOG_PATHS.envFile, ...watchdogUnits, NODE_EXPORTER_DROP_IN_PATH, agentDropIn];
       for (const path of pushOnly) assert.ok(!files.has(path), `${path} is in the user-data`);
       const pushes = run.mocks.ofType(COMMAND).filter((c) => c.name.includes("-push-"));
       assert.equal(pushes.length, files.size + pushOnly.length);

@@ -221,10 +221,11 @@ describe("rendered provisioning files pass the real tools", function () {
       const dir = tempDir("bundle");
       const writeFiles: { path: string; content: string }[] = parse(c.userData).write_files;
       const entry = writeFiles.find((f) => f.path === "/var/lib/saas-vps/first-boot-files.tar.gz")!;
-      // Only the file that must exist before the package step is a write_files entry of its own.
+      // Only the files that must exist before the package step are write_files entries of their own:
+      // PostgreSQL's (no cluster from the package) where it runs, the exporter's listen address everywhere.
       const plain = writeFiles.filter((f) => f !== entry).map((f) => f.path);
       const hasDb = c.files.has("/etc/saas-vps/db.env");
-      assert.deepEqual(plain, hasDb ? ["/etc/postgresql-common/createcluster.d/50-saas-vps.conf"] : [], c.name);
+      assert.deepEqual(plain.sort(), [...(hasDb ? ["/etc/postgresql-common/createcluster.d/50-saas-vps.conf"] : []), "/etc/default/prometheus-node-exporter"].sort(), c.name);
       writeFileSync(join(dir, "bundle.tar.gz"), Buffer.from(entry.content, "base64"));
       const listing = run("tar", ["-tzvf", join(dir, "bundle.tar.gz")]);
       assert.equal(listing.status, 0, listing.stderr);
