@@ -1,19 +1,11 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { join } from "node:path";
-import { ConfigError, DEFAULTS, parseStackConfig } from "../../config/config";
+import { DEFAULTS, parseStackConfig } from "../../config/config";
 import { readStackFile } from "../../cli/lib/renderStack";
 import { ED25519_KEY, minimalRaw } from "../support/fixtures";
+import { configProblems } from "../support/configProblems";
 
-function problemsOf(raw: Record<string, string>, secretKeys?: Set<string>): string[] {
-  try {
-    parseStackConfig(raw, secretKeys ? { secretKeys } : {});
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, `expected ConfigError, got ${err}`);
-    return err.problems;
-  }
-  assert.fail("expected the config to be rejected");
-}
 
 describe("stack config: parseStackConfig", () => {
   it("applies the documented defaults per provider", () => {
@@ -96,12 +88,12 @@ describe("stack config: parseStackConfig", () => {
         if (v === undefined) delete raw[k];
         else raw[k] = v;
       }
-      assert.deepEqual(problemsOf(raw), expected);
+      assert.deepEqual(configProblems(raw), expected);
     });
   }
 
   it("reports every problem of a config at once, one line per key", () => {
-    const problems = problemsOf({ provider: "digitalocean", regoin: "x", webInstances: "0", sshAllowedCidrs: "[]", domain: "a b" });
+    const problems = configProblems({ provider: "digitalocean", regoin: "x", webInstances: "0", sshAllowedCidrs: "[]", domain: "a b" });
     assert.deepEqual(problems, [
       "saas-vps:regoin: unknown key; did you mean saas-vps:region?",
       'saas-vps:domain: must be a bare hostname such as app.example.com (no scheme, path, port or spaces); got "a b"',
@@ -115,7 +107,7 @@ describe("stack config: parseStackConfig", () => {
 
   it("rejects a credential stored in plain text when Pulumi says which keys are secret", () => {
     const raw = { ...minimalRaw(), alertWebhookUrl: "https://hooks.example.com/x" };
-    assert.deepEqual(problemsOf(raw, new Set(["backupSecretAccessKey"])), [
+    assert.deepEqual(configProblems(raw, new Set(["backupSecretAccessKey"])), [
       "saas-vps:alertWebhookUrl: is a credential and is stored in plain text; set it with: pulumi config set --secret saas-vps:alertWebhookUrl <value>",
     ]);
     assert.equal(parseStackConfig(raw, { secretKeys: new Set(["alertWebhookUrl", "backupSecretAccessKey"]) }).alertWebhookUrl, "https://hooks.example.com/x");

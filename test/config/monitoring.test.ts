@@ -4,18 +4,10 @@
  * about; every refused value is one line naming its key.
  */
 import assert from "node:assert/strict";
-import { ConfigError, configWarnings, parseStackConfig } from "../../config/config";
+import { configWarnings, parseStackConfig } from "../../config/config";
 import { ALERT_EMAIL, minimalRaw, withDomain } from "../support/fixtures";
+import { configProblems } from "../support/configProblems";
 
-function problemsOf(raw: Record<string, string>): string[] {
-  try {
-    parseStackConfig(raw);
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, `expected ConfigError, got ${err}`);
-    return err.problems;
-  }
-  assert.fail("expected the config to be rejected");
-}
 
 /** minimalRaw without its alert route. */
 function withoutRoute(provider: "hetzner" | "digitalocean" = "hetzner"): Record<string, string> {
@@ -84,7 +76,7 @@ describe("stack config: monitoring and alert routes", () => {
         if (v === undefined) delete raw[k];
         else raw[k] = v;
       }
-      assert.deepEqual(problemsOf(raw), expected);
+      assert.deepEqual(configProblems(raw), expected);
     });
   }
 });

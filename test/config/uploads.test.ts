@@ -1,19 +1,11 @@
 /** uploadsStorage and the uploads bucket's keys: defaults per stage, and every refusal names its key. */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ConfigError, parseStackConfig } from "../../config/config";
+import { parseStackConfig } from "../../config/config";
 import { readStackFile } from "../../cli/lib/renderStack";
 import { minimalRaw } from "../support/fixtures";
+import { configProblems } from "../support/configProblems";
 
-function problemsOf(raw: Record<string, string>, secretKeys?: Set<string>): string[] {
-  try {
-    parseStackConfig(raw, secretKeys ? { secretKeys } : {});
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, `expected ConfigError, got ${err}`);
-    return err.problems;
-  }
-  assert.fail("expected the config to be rejected");
-}
 
 const separated = (provider: "hetzner" | "digitalocean") => ({ ...minimalRaw(provider), stage: "separated" });
 const hetznerUploadsKeys = { uploadsAccessKeyId: "UPLOADSKEYID", uploadsSecretAccessKey: "uploads-secret-key" };
@@ -100,12 +92,12 @@ describe("stack config: where uploads live", () => {
   for (const [title, raw, expected] of table) {
     it(`refuses ${title}, naming the key`, () => {
       const clean = Object.fromEntries(Object.entries(raw).filter(([, v]) => v !== undefined)) as Record<string, string>;
-      assert.deepEqual(problemsOf(clean), expected);
+      assert.deepEqual(configProblems(clean), expected);
     });
   }
 
   it("refuses the uploads secret key stored in plain text", () => {
-    assert.deepEqual(problemsOf({ ...separated("hetzner"), ...hetznerUploadsKeys }, new Set(["backupSecretAccessKey"])), [
+    assert.deepEqual(configProblems({ ...separated("hetzner"), ...hetznerUploadsKeys }, new Set(["backupSecretAccessKey"])), [
       "saas-vps:uploadsSecretAccessKey: is a credential and is stored in plain text; set it with: pulumi config set --secret saas-vps:uploadsSecretAccessKey <value>",
     ]);
   });

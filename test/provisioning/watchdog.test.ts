@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { ConfigError, parseStackConfig, type StackConfig } from "../../config/config";
+import { parseStackConfig, type StackConfig } from "../../config/config";
 import { DEFAULT_WATCHDOG_THRESHOLDS, WATCHDOG_THRESHOLDS } from "../../config/watchdog";
 import { planStack } from "../../plan/plan";
 import { buildServerInput, PLACEHOLDER_CONTEXT } from "../../plan/serverInput";
@@ -18,6 +18,7 @@ import { renderWatchdogFiles, WATCHDOG_PATHS } from "../../provisioning/watchdog
 import { VALID } from "../backup/fixtures";
 import { minimalRaw, separatedRaw, withDomain } from "../support/fixtures";
 import { run, tempDir } from "../support/tools";
+import { configProblems } from "../support/configProblems";
 
 function renderAll(raw: Record<string, string>): Map<string, RenderedServer> {
   const config = parseStackConfig(raw);
@@ -32,15 +33,6 @@ function watchdogEnv(server: RenderedServer): Map<string, string> {
   return new Map(env.content.split("\n").filter((l) => /^[A-Z_]+=/.test(l)).map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 2, -1)]));
 }
 
-function configError(raw: Record<string, string>): string[] {
-  try {
-    parseStackConfig(raw);
-  } catch (e) {
-    if (e instanceof ConfigError) return e.problems;
-    throw e;
-  }
-  assert.fail("the config was accepted");
-}
 
 describe("watchdog: rendered per server", () => {
   it("checks the data volume and the backups where the database is, the certificate and /health where the site is, and only disk, memory, load and units elsewhere", () => {
@@ -113,7 +105,7 @@ describe("watchdog: rendered per server", () => {
   });
 
   it("a threshold out of range is refused naming the key, the range and the value; so is a heartbeat URL that is not one or is the backup's", () => {
-    const problems = configError({
+    const problems = configProblems({
       ...minimalRaw("hetzner"),
       watchdogDiskPercent: "100",
       watchdogMemoryPercent: "0",
@@ -133,7 +125,7 @@ describe("watchdog: rendered per server", () => {
       'saas-vps:watchdogDrillMaxAgeDays: must be a whole number from 1 to 90; got "ninety"',
     ]);
     const same = "https://hc.example.org/ping/one";
-    assert.deepEqual(configError({ ...minimalRaw("hetzner"), backupHeartbeatUrl: same, watchdogHeartbeatUrl: same }), [
+    assert.deepEqual(configProblems({ ...minimalRaw("hetzner"), backupHeartbeatUrl: same, watchdogHeartbeatUrl: same }), [
       "saas-vps:watchdogHeartbeatUrl: is the same URL as saas-vps:backupHeartbeatUrl; each nightly backup would then report the watchdog's checks green: give each its own dead-man's check",
     ]);
   });
