@@ -177,7 +177,9 @@ function metadataAgentDropIn(unit: string): RenderedFile {
       "",
     ].join("\n"),
     mode: "0644",
-    onChange: `systemctl daemon-reload && systemctl try-restart ${unit}`,
+    // try-restart fails for a unit that does not exist (a Hetzner server, or before the agent's
+    // package): restart only one that is there.
+    onChange: `systemctl daemon-reload && if systemctl show -p LoadState ${unit} | grep -qx LoadState=loaded; then systemctl try-restart ${unit}; fi`,
     pushOnly: true,
   };
 }
