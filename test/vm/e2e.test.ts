@@ -262,9 +262,11 @@ describe("@vm e2e: the staging stack's exact user-data and day-2 pushes on a Deb
     // A provider's agent running as its own user (DigitalOcean's do-agent) is let through by its
     // unit: the drop-in we render has systemd put the unit's cgroup into the firewall's set. Two
     // stand-ins under dynamic users, one named like the agent and one not; then the set must
-    // survive a reload of the firewall (which replaces the table) by the agent's restart.
+    // survive a reload of the firewall (which replaces the table) by the agent's restart. The answer
+    // and curl's status go out in one echo: journald split curl's own unterminated output and a
+    // later echo into two lines. "$$" is systemd's escape for a literal "$" in ExecStart.
     const agentUnit = (name: string) => `sudo tee /etc/systemd/system/${name}.service >/dev/null <<'EOF'\n[Service]\nDynamicUser=yes\n` +
-      `ExecStart=/bin/sh -c 'curl -s -m 10 http://${METADATA_STAND_IN_ADDRESS}/; echo " curl exit $?"; exec sleep infinity'\nEOF\n`;
+      `ExecStart=/bin/sh -c 'a=$$(curl -s -m 10 http://${METADATA_STAND_IN_ADDRESS}/); echo "$$a curl exit $$?"; exec sleep infinity'\nEOF\n`;
     await sh(vm, `${agentUnit("do-agent")}${agentUnit("other-agent")}sudo systemctl daemon-reload && sudo systemctl start do-agent.service other-agent.service`);
     const agentAnswers = async (unit: string, count: number) => {
       let lines: string[] = [];
