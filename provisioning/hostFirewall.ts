@@ -31,6 +31,8 @@ export const NFT = "/usr/sbin/nft";
  */
 export const METADATA_AGENT_UNITS = ["do-agent.service"];
 const METADATA_AGENT_SET = "metadata_agents";
+/** Where an agent unit's drop-in goes (pushed only). */
+export const metadataAgentDropInPath = (unit: string) => `${UNIT_DIR}/${unit}.d/saas-metadata.conf`;
 
 /** One inbound allowance; the planner's FirewallRule has this shape. */
 export interface HostFirewallRule {
@@ -166,7 +168,7 @@ export function renderHostFirewallFiles(rules: HostFirewallRule[]): RenderedFile
  */
 function metadataAgentDropIn(unit: string): RenderedFile {
   return {
-    path: `${UNIT_DIR}/${unit}.d/saas-metadata.conf`,
+    path: metadataAgentDropInPath(unit),
     content: [
       "# Rendered by saas-vps (provisioning/hostFirewall.ts): this agent may reach the metadata service.",
       "[Unit]",

@@ -9,7 +9,7 @@ import { decodeWriteFiles, readUserDataBundle } from "../../cli/lib/renderStack"
 import { isWrappedSecret, unwrapSecrets, valueOf } from "../../cli/lib/pulumiMocks";
 import { BACKUP_PATHS } from "../../provisioning/backup";
 import { WATCHDOG_PATHS } from "../../provisioning/watchdog";
-import { HOST_FIREWALL_PATH } from "../../provisioning/hostFirewall";
+import { HOST_FIREWALL_PATH, METADATA_AGENT_UNITS, metadataAgentDropInPath } from "../../provisioning/hostFirewall";
 import { cidrContains } from "../../config/validators";
 import { RELEASE_PATHS } from "../../provisioning/release";
 import { ALERT_EMAIL, minimalRaw, separatedRaw } from "../support/fixtures";
@@ -165,8 +165,7 @@ for (const provider of ["hetzner", "digitalocean"] as const) {
       const firstBoot = readUserDataBundle(userData);
       // The large commands and the migrations unit: nothing runs them on first boot, they travel only in the push (provisioning/files.ts).
       const watchdogUnits = ["watchdog.service", "watchdog.timer", "alert@.service"].map((u) => `/etc/systemd/system/${u}`);
-      const agentDropIn = "/etc/systemd/system/do-agent.service.d/saas-metadata.conf";
-      const pushOnly = [RELEASE_PATHS.command, RELEASE_PATHS.migrateUnit, BACKUP_PATHS.command, WATCHDOG_PATHS.command, WATCHDOG_PATHS.envFile, ...watchdogUnits, NODE_EXPORTER_DROP_IN_PATH, agentDropIn];
+      const pushOnly = [RELEASE_PATHS.command, RELEASE_PATHS.migrateUnit, BACKUP_PATHS.command, WATCHDOG_PATHS.command, WATCHDOG_PATHS.envFile, ...watchdogUnits, NODE_EXPORTER_DROP_IN_PATH, ...METADATA_AGENT_UNITS.map(metadataAgentDropInPath)];
       for (const path of pushOnly) assert.ok(!files.has(path), `${path} is in the user-data`);
       const pushes = run.mocks.ofType(COMMAND).filter((c) => c.name.includes("-push-"));
       assert.equal(pushes.length, files.size + pushOnly.length);
