@@ -173,13 +173,22 @@ describe("@vm e2e: the staging stack's exact user-data and day-2 pushes on a Deb
     assert.deepEqual(stale, [], `units systemd has not reloaded since their files changed: ${stale.join("; ")}`);
   });
 
-  it("1c. SSH pins the host key the program made: the server presents exactly the user-data's ED25519 key", async function () {
+  it("1c. SSH pins the host key the program made: the server presents exactly the user-data's ED25519 key; sshd applies the stack's settings (no root, keys only)", async function () {
     const pinned: string = parseYaml(render.userData).ssh_keys.ed25519_public;
     assert.match(pinned, /^ssh-ed25519 [A-Za-z0-9+/=]+$/);
     const scan = spawnSync("ssh-keyscan", ["-T", "20", "-t", "ed25519", "-p", String(vm.ports.ssh), "127.0.0.1"], { encoding: "utf8" });
     const presented = scan.stdout.trim().split("\n").find((l) => !l.startsWith("#"))?.split(" ").slice(1).join(" ");
     assert.equal(presented, pinned, `ssh-keyscan: ${scan.stdout}${scan.stderr}`);
     assert.ok(vm.knownHostsPath && fs.readFileSync(vm.knownHostsPath, "utf8").includes(pinned), "the runner does not pin it");
+    // What Debian 13's sshd makes of the pushed drop-in with its own defaults, not the file's text.
+    const effective = await sh(vm, "sudo sshd -T | grep -E '^(permitrootlogin|passwordauthentication|kbdinteractiveauthentication|pubkeyauthentication|maxauthtries) ' | sort");
+    assert.equal(effective, ["kbdinteractiveauthentication no", "maxauthtries 3", "passwordauthentication no", "permitrootlogin no", "pubkeyauthentication yes", ""].join("\n"));
+  });
+
+  it("1d. the runner's disks: the root filesystem was grown to the overlay's size, and the kernel matches the image's modules", async function () {
+    const [size, modules] = (await sh(vm, "df -B1 --output=size / | tail -1; test -d /lib/modules/$(uname -r) && echo modules-ok")).trim().split("\n");
+    assert.ok(Number(size) > 8 * 1024 ** 3, `root filesystem is ${size} bytes`);
+    assert.equal(modules, "modules-ok");
   });
 
   it("1b. Debian 13's nginx accepts the prod stack's TLS site (domain, HTTP/2) inside its own nginx.conf, with no warning", async function () {
@@ -635,6 +644,14 @@ describe("@vm e2e: the staging stack's exact user-data and day-2 pushes on a Deb
       await sh(vm, "sudo systemctl start worker@1.service");
     }
     assert.equal((await sh(vm, "systemctl is-active worker@1.service")).trim(), "active");
+  });
+
+  it("11. stop powers the VM off through ACPI (a clean shutdown, not a kill)", async function () {
+    if (process.env.SAAS_VPS_VM_KEEP === "1") {
+      log("!! SKIPPED: SAAS_VPS_VM_KEEP=1 keeps the VM running, so it is not stopped here");
+      this.skip();
+    }
+    assert.equal(await stopVm(RUN_DIR, { log }), "powerdown");
   });
 
   it(`finished inside the ${BUDGET_MS / 60000}-minute budget`, function () {
