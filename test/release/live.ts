@@ -93,6 +93,8 @@ const NO_SUCH_ROUTE = "/release-test-no-such-route";
  * POST NO_SUCH_ROUTE on as many connections again); load continues 1 s after.
  */
 export async function underLoad(server: FakeServer, nginx: Nginx, args: string[], opts: { posts?: boolean } = {}) {
+  const errorLog = path.join(nginx.dir, "error.log");
+  const errorLogFrom = fs.existsSync(errorLog) ? fs.statSync(errorLog).size : 0;
   const load = startLoad(`${nginx.url}/health`, 8);
   const postLoad = opts.posts ? startLoad(`${nginx.url}${NO_SUCH_ROUTE}`, 8, { method: "POST", body: "{}" }) : undefined;
   await sleep(1000); // steady state first, so the roll happens mid-traffic
@@ -101,7 +103,10 @@ export async function underLoad(server: FakeServer, nginx: Nginx, args: string[]
   await sleep(1000);
   const result = await load.stop();
   const posts = await postLoad?.stop();
-  return { run, result, posts, endedAt };
+  // What nginx logged meanwhile (at warn and above): on a 502 it names the upstream and the
+  // reason (reset, refused, closed prematurely), which the status alone does not.
+  const nginxErrors = fs.existsSync(errorLog) ? fs.readFileSync(errorLog).subarray(errorLogFrom).toString("utf8") : "";
+  return { run, result, posts: posts && { ...posts, nginxErrors }, endedAt };
 }
 
 export function assertNoFailures(result: LoadResult) {
@@ -112,13 +117,25 @@ export function assertNoFailures(result: LoadResult) {
   assert.ok(result.total > 200, `the load generator got only ${result.total} responses; too few to mean anything`);
 }
 
+/**
+ * nginx's error lines of a run, for a failure message: a refused connect to a stopping instance is
+ * expected (nginx tries the next one, POST included) and only counted; anything else is shown.
+ */
+function nginxReasons(errors: string | undefined): string {
+  const lines = (errors ?? "").split("\n").filter((l) => l.trim());
+  const expected = lines.filter((l) => /\(111: Connection refused\)|upstream server temporarily disabled/.test(l));
+  const other = lines.filter((l) => !expected.includes(l));
+  return `; nginx's error log meanwhile: ${expected.length} refused connects to a stopping instance` +
+    (other.length ? `, and:\n${other.slice(-10).join("\n")}` : ", nothing else");
+}
+
 /** Every POST reached an instance (the app's 404): no 502 from nginx, no connection error. */
-export function assertPostsAnswered(result: LoadResult | undefined) {
+export function assertPostsAnswered(result: (LoadResult & { nginxErrors?: string }) | undefined) {
   assert.ok(result, "no POST load ran");
   const byStatus: Record<number, number> = {};
   for (const s of result.samples) byStatus[s.status] = (byStatus[s.status] ?? 0) + 1;
   assert.equal(result.errors, 0, `POST connection errors during the release: ${JSON.stringify(result.errorKinds)}`);
   assert.equal(result.timeouts, 0, `POST timeouts during the release: ${result.timeouts}`);
-  assert.deepEqual(Object.keys(byStatus), ["404"], `POST statuses (count by status) during the release: ${JSON.stringify(byStatus)}`);
+  assert.deepEqual(Object.keys(byStatus), ["404"], `POST statuses (count by status) during the release: ${JSON.stringify(byStatus)}${nginxReasons(result.nginxErrors)}`);
   assert.ok(result.total > 200, `the POST load got only ${result.total} responses; too few to mean anything`);
 }
