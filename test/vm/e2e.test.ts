@@ -52,10 +52,10 @@ const STACK = MVP_E2E_STACK;
 /** The prod example's process counts (its file is the one source), run on staging's 2 GiB plan. */
 const RUN_DIR = path.join(PROJECT_DIR, ".vm", "e2e");
 const BUCKET_NAME = "vm-e2e-backups";
-// About 10 minutes alone; `npm test` runs it beside the move rehearsal's two VMs (cli/test.sh),
-// which made it 20-26 minutes there, and 29.5 when both suites boot at the same moment (three
-// guests in cloud-init at once). The budget catches a hang or a step gone slow, not that
-// contention: 40 minutes. Counted from QEMU's start: waiting for an image build is the image's
+// About 10 minutes alone, as `npm test` runs it (cli/test.sh). Beside the move rehearsal's two
+// VMs it took 20-29.5 minutes, and on a host about half as fast its reboot and kill steps missed
+// their deadlines there. The budget catches a hang or a step gone slow on a slow host:
+// 40 minutes. Counted from QEMU's start: waiting for an image build is the image's
 // time (.ci/run prints each build's), not this suite's.
 const BUDGET_MS = vmBudgetMs(40);
 const log = (m: string) => console.log(`      ${m}`);

@@ -48,8 +48,11 @@ import { MVP_E2E_STACK, mvpE2eSettings } from "./settings";
 
 const STACK = MVP_E2E_STACK;
 const RUN_DIR = path.join(PROJECT_DIR, ".vm", "observability");
-// About 16 minutes on a 2-core host at load 6-8 (cloud-init alone took 6 of them).
-const BUDGET_MS = vmBudgetMs(25);
+// About 16 minutes on a 2-core host at load 6-8 (cloud-init alone took 6 of them). `npm test`
+// runs it beside the move rehearsal's two VMs (cli/test.sh), which stretches every step (the
+// e2e took up to 29.5 minutes there, against 10 alone); its fault-to-alert times are recorded,
+// not asserted. The budget catches a hang: 40 minutes.
+const BUDGET_MS = vmBudgetMs(40);
 const log = (m: string) => console.log(`      ${m}`);
 const HOOK_TOKEN = crypto.randomBytes(8).toString("hex");
 const SENTRY_PROJECT = "7";
