@@ -25,12 +25,15 @@ part() {
 # steps missed their deadlines on a slow host, and a separated guest's network came up too late
 # for its first boot. The second suite's output is held back and printed whole once it ends, so
 # the log reads one suite at a time.
+vm_suite() {
+  npx mocha 'test/**/*.test.ts' --grep "$1"
+}
 beside() {
   local grep_first=$1 grep_second=$2 status=0 held held_pid
   held=$(mktemp)
-  npx mocha 'test/**/*.test.ts' --grep "$grep_second" >"$held" 2>&1 &
+  vm_suite "$grep_second" >"$held" 2>&1 &
   held_pid=$!
-  npx mocha 'test/**/*.test.ts' --grep "$grep_first" || status=1
+  vm_suite "$grep_first" || status=1
   wait "$held_pid" || status=1
   cat "$held"
   rm -f "$held"
@@ -38,9 +41,9 @@ beside() {
 }
 vm_suites() {
   local status=0
-  npx mocha 'test/**/*.test.ts' --grep '^@vm e2e' || status=1
-  beside '^@vm (?!move |separated|e2e)' '^@vm move ' || status=1
-  npx mocha 'test/**/*.test.ts' --grep '^@vm separated' || status=1
+  vm_suite '^@vm e2e:' || status=1
+  beside '^@vm (?!e2e:|move |separated)' '^@vm move ' || status=1
+  vm_suite '^@vm separated' || status=1
   return "$status"
 }
 
