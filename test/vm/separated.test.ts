@@ -17,8 +17,9 @@
  * Timings (start → each server's cloud-init done → healthy) are printed and written to
  * .vm/e2e-separated/figures.json.
  *
- * Budget: 15 minutes on 2 shared cores (asserted). The whole CI must stay under 60 minutes and
- * the rest of it takes about 16.
+ * Budget: mocha's timeout for each hook and step, a hang guard of 40 minutes: the three VMs'
+ * boot, cloud-init and pushes (the `before` hook) took 21 minutes alone on a slow 2-core host and
+ * were still pushing at 17 minutes on CI's. The times are recorded, not asserted.
  *
  * Skips (loudly) only when qemu-system-x86_64 cannot run at all; with CI=true that is a failure.
  * Test-only setup, not product behaviour: the guests trust the local bucket's self-signed
@@ -48,7 +49,7 @@ const STACK = SPLIT_STACK;
 const STACK_DIR = path.join(PROJECT_DIR, ".vm", "e2e-separated");
 const BUCKET_NAME = "vm-e2e-separated-backups";
 const UPLOADS_BUCKET_NAME = "vm-e2e-separated-uploads";
-const BUDGET_MS = vmBudgetMs(25);
+const BUDGET_MS = vmBudgetMs(40);
 
 const log = (m: string) => console.log(`      ${m}`);
 
@@ -355,7 +356,7 @@ describe("@vm separated: db, app and worker each in a VM from its exact user-dat
     figures.drill = drillLog.split("\n").find((l) => l.includes("restore drill OK"));
   });
 
-  // A figure, not an assertion: the budget is mocha's timeout for the whole suite (BUDGET_MS).
+  // A figure, not an assertion: the budget is mocha's timeout for each hook and step (BUDGET_MS).
   after(() => {
     if (!t0) return;
     const s = (Date.now() - t0) / 1000;
