@@ -133,7 +133,11 @@ export class ObservabilityStandIns {
     return this.alerts.filter((a) => a.body.check === check);
   }
 
-  /** Waits until `check` has `count` events; returns them. */
+  /**
+   * Waits until `check` has `count` events; returns them. The callers' timeouts are hang guards
+   * (beside other VMs an emulated guest has run one check 20 times slower than alone): the time
+   * each alert took is recorded in the latency table, not asserted.
+   */
   async waitFor(check: string, count: number, timeoutMs: number, onWait?: () => Promise<void>): Promise<Arrival<Posted>[]> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
@@ -242,7 +246,7 @@ export function observabilitySteps(hooks: ObservabilityStandIns, context: () => 
     figures.killsUntilFailed = { kills: Number(kills.trim()), ...gaveUp };
     log(`SIGKILLs until systemd gave up: ${kills.trim()}; ${JSON.stringify(gaveUp)}`);
     assert.equal(gaveUp.ActiveState, "failed", JSON.stringify(gaveUp));
-    const [alert] = await hooks.waitFor(check, 1, 60000);
+    const [alert] = await hooks.waitFor(check, 1, 300000);
     latency.push({ case: "web instance failed for good", faultToAlert: secondsSince(faultAt, alert.at), how: `alert@ (OnFailure=), ${secondsSince(gaveUpAt, alert.at)} s after systemd gave up` });
     assert.equal(alert.body.event, "alert");
     assert.deepEqual([alert.body.stack, alert.body.server], [stack, "app"]);
@@ -257,7 +261,7 @@ export function observabilitySteps(hooks: ObservabilityStandIns, context: () => 
     const fixAt = Date.now();
     await sh(vm, `sudo systemctl reset-failed ${unit} && sudo systemctl start ${unit}`);
     await runWatchdog();
-    const events = await hooks.waitFor(check, 2, 30000);
+    const events = await hooks.waitFor(check, 2, 180000);
     latency[latency.length - 1].fixToResolved = secondsSince(fixAt, events[1].at);
     assert.deepEqual(events.map((e) => e.body.event), ["alert", "resolved"]);
     assert.equal(events[1].body.value, "not failed any more");
@@ -274,14 +278,14 @@ export function observabilitySteps(hooks: ObservabilityStandIns, context: () => 
     const faultAt = Date.now();
     await sh(vm, `sudo fallocate -l ${fill} /srv/data/observability-fill`);
     // The timer's next run (every 2 minutes), not one started by hand.
-    const [alert] = await hooks.waitFor(check, 1, 150000);
+    const [alert] = await hooks.waitFor(check, 1, 420000);
     latency.push({ case: "data volume past 85 %", faultToAlert: secondsSince(faultAt, alert.at), how: "watchdog.timer (every 2 min)" });
     assert.match(alert.body.text, new RegExp(`^ALERT ${stack}/app: disk-data is \\d+% used \\(threshold 85%\\)\\. First: `));
     assert.ok(parseInt(alert.body.value, 10) > 85, alert.body.value);
     const fixAt = Date.now();
     await sh(vm, "sudo rm /srv/data/observability-fill");
     await runWatchdog();
-    const events = await hooks.waitFor(check, 2, 30000);
+    const events = await hooks.waitFor(check, 2, 180000);
     latency[latency.length - 1].fixToResolved = secondsSince(fixAt, events[1].at);
     assert.equal(events[1].body.event, "resolved");
   });
@@ -295,7 +299,7 @@ export function observabilitySteps(hooks: ObservabilityStandIns, context: () => 
     let faultAt = Date.now();
     await sh(vm, "sudo touch -d '-27 hours' /var/lib/saas-vps/watchdog/since");
     await runWatchdog();
-    let [alert] = await hooks.waitFor(check, 1, 30000);
+    let [alert] = await hooks.waitFor(check, 1, 180000);
     latency.push({ case: "no backup ever (27 h)", faultToAlert: secondsSince(faultAt, alert.at), how: "check started by hand" });
     assert.match(alert.body.value, /^no good backup recorded in 27h$/);
     const tb = Date.now();
@@ -303,7 +307,7 @@ export function observabilitySteps(hooks: ObservabilityStandIns, context: () => 
     assert.equal(backup.code, 0, `backup.service failed: ${backup.stderr}\n${await journalTail(vm, "backup.service")}`);
     figures.firstBackupSeconds = secondsSince(tb, Date.now());
     await runWatchdog();
-    let events = await hooks.waitFor(check, 2, 30000);
+    let events = await hooks.waitFor(check, 2, 180000);
     latency[latency.length - 1].fixToResolved = secondsSince(tb, events[1].at);
     assert.equal(events[1].body.event, "resolved");
     assert.match(events[1].body.value, /^0h since the last good backup$/);
@@ -313,7 +317,7 @@ export function observabilitySteps(hooks: ObservabilityStandIns, context: () => 
     faultAt = Date.now();
     await sh(vm, `sudo touch -d '-27 hours' ${state}/last-success`);
     await runWatchdog();
-    events = await hooks.waitFor(check, 3, 30000);
+    events = await hooks.waitFor(check, 3, 180000);
     alert = events[2];
     latency.push({ case: "last backup 27 h old", faultToAlert: secondsSince(faultAt, alert.at), how: "check started by hand" });
     assert.equal(alert.body.event, "alert");
@@ -322,7 +326,7 @@ export function observabilitySteps(hooks: ObservabilityStandIns, context: () => 
     const fixAt = Date.now();
     await sh(vm, `sudo touch ${state}/last-success && sudo systemctl start backup.timer`);
     await runWatchdog();
-    events = await hooks.waitFor(check, 4, 30000);
+    events = await hooks.waitFor(check, 4, 180000);
     latency[latency.length - 1].fixToResolved = secondsSince(fixAt, events[3].at);
     assert.deepEqual(events.map((e) => e.body.event), ["alert", "resolved", "alert", "resolved"]);
   });
@@ -333,7 +337,7 @@ export function observabilitySteps(hooks: ObservabilityStandIns, context: () => 
     const faultAt = Date.now();
     await sh(vm, `sudo systemctl stop ${webUnits().join(" ")}`);
     await runWatchdog();
-    const [alert] = await hooks.waitFor(check, 1, 30000);
+    const [alert] = await hooks.waitFor(check, 1, 180000);
     latency.push({ case: "/health through nginx down", faultToAlert: secondsSince(faultAt, alert.at), how: "check started by hand" });
     assert.equal(alert.body.value, "HTTP 502");
     assert.equal(alert.body.threshold, "none");
@@ -342,7 +346,7 @@ export function observabilitySteps(hooks: ObservabilityStandIns, context: () => 
     await sh(vm, `sudo systemctl start ${webUnits().join(" ")}`);
     await waitForHealth(vm, { timeoutMs: 120000, log });
     await runWatchdog();
-    const events = await hooks.waitFor(check, 2, 30000);
+    const events = await hooks.waitFor(check, 2, 180000);
     latency[latency.length - 1].fixToResolved = secondsSince(fixAt, events[1].at);
     assert.deepEqual([events[1].body.event, events[1].body.value], ["resolved", "HTTP 200"]);
     // Stopping units on purpose is no failure: no failed-unit alert came from it.
