@@ -21,17 +21,18 @@ part() {
 # (its guest waits on timers, PostgreSQL and the network), so the e2e (one VM; the observability
 # steps run on it too) runs beside the move rehearsal's two VMs; stage separated's three VMs run
 # alone after them (beside more VMs, a separated guest's network came up too late for its first
-# boot). The second suite of a pair runs at a lower CPU priority (nice 5, inherited by its QEMU
-# processes): it soaks up the cores the first leaves idle, and the first's steps, which wait on
-# its guest's timers and restarts, are not starved by it. Its output is held back and printed
-# whole once it ends, so the log reads one suite at a time.
+# boot). The second suite of a pair runs at a lower CPU priority (nice 10, which the runner hands
+# to each of its QEMU sessions, cli/vm/vm.ts): it soaks up the cores the first leaves idle, and
+# the first's steps, which wait on their guest's timers and restarts, are not starved by it (with
+# equal shares, the e2e's cloud-init took 1,095 s beside the move against 201 s alone). Its output
+# is held back and printed whole once it ends, so the log reads one suite at a time.
 vm_suite() {
   npx mocha 'test/**/*.test.ts' --grep "$1"
 }
 beside() {
   local grep_first=$1 grep_second=$2 status=0 held held_pid
   held=$(mktemp)
-  (renice -n 5 -p "$BASHPID" >/dev/null && vm_suite "$grep_second") >"$held" 2>&1 &
+  (renice -n 10 -p "$BASHPID" >/dev/null && vm_suite "$grep_second") >"$held" 2>&1 &
   held_pid=$!
   vm_suite "$grep_first" || status=1
   wait "$held_pid" || status=1

@@ -235,6 +235,7 @@ export async function startVm(opts: StartVmOptions): Promise<Vm> {
     const qemuLog = fs.openSync(p("qemu.log"), "w");
     const startedAtMs = Date.now();
     const child = spawn("qemu-system-x86_64", args, { detached: true, stdio: ["ignore", qemuLog, qemuLog] });
+    if (child.pid) setSessionNice(child.pid, os.getPriority());
     fs.closeSync(qemuLog);
     let exitCode: number | null | undefined;
     child.on("exit", (code, signal) => { exitCode = code ?? (signal ? 128 : 0); });
@@ -268,6 +269,22 @@ export async function startVm(opts: StartVmOptions): Promise<Vm> {
         (opts.privateNic ? `private ${opts.privateNic.address} (${opts.privateNic.mac}); ` : "") +
         `console ${vm.consoleLog}`);
     return vm;
+  }
+}
+
+/**
+ * QEMU runs in a session of its own (spawned detached, so it outlives the runner). Under the
+ * kernel's autogroup scheduling each session is a group that gets an equal share of the CPU
+ * whatever its processes' nice values, so a runner started with `nice` would still give each of
+ * its VMs a full share: this gives the session's group the runner's nice value (cli/test.sh
+ * runs one VM suite at nice 5 beside another). Returns false where there is no autogroup.
+ */
+export function setSessionNice(pid: number, nice: number): boolean {
+  try {
+    fs.writeFileSync(`/proc/${pid}/autogroup`, String(nice));
+    return true;
+  } catch {
+    return false;
   }
 }
 
