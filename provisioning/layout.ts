@@ -9,6 +9,8 @@ export const APP_CURRENT = `${APP_ROOT}/current`;
 /** The current release's programs; the app's units start (and the watchdog asks the site) only once it exists. */
 export const APP_CURRENT_BIN = `${APP_CURRENT}/bin`;
 export const APP_SHARED = `${APP_ROOT}/shared`;
+/** The release tool's flock, held for a whole release (its own default: "$APP_ROOT/.release.lock"). */
+export const APP_RELEASE_LOCK = `${APP_ROOT}/.release.lock`;
 /** Uploads live on the data volume so they survive a server replacement. */
 export const DATA_MOUNT = "/srv/data";
 /** Filesystem label of the data volume: fstab mounts it by label, never by device name. */

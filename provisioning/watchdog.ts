@@ -16,7 +16,7 @@ import { thresholdProblem, WATCHDOG_THRESHOLDS, type WatchdogThreshold, type Wat
 import { BACKUP_PATHS } from "./backup";
 import { throwIfProblems } from "./errors";
 import type { RenderedFile } from "./files";
-import { APP_CURRENT_BIN, CONFIG_DIR, DATA_MOUNT, STATE_DIR, TLS_CERTIFICATE } from "./layout";
+import { APP_CURRENT_BIN, APP_RELEASE_LOCK, CONFIG_DIR, DATA_MOUNT, STATE_DIR, TLS_CERTIFICATE } from "./layout";
 import { shellQuote } from "./push";
 import type { RoleInputs } from "./roles/index";
 import { loadScript } from "./scripts";
@@ -57,6 +57,8 @@ export interface WatchdogChecks {
   healthUrl?: string;
   /** Health is checked only once this exists: the web units' start condition, a release in place. */
   healthReleasePath?: string;
+  /** The release tool's lock: while a release holds it, health is the release's to watch. */
+  healthReleaseLock?: string;
 }
 
 export interface WatchdogRenderOptions extends WatchdogInput, WatchdogChecks {
@@ -72,7 +74,7 @@ export function watchdogChecksOf(roles: Partial<RoleInputs>): WatchdogChecks {
     ...(roles.web?.domain ? { certificate: TLS_CERTIFICATE } : {}),
     ...(backsUp ? { backupStateDir: BACKUP_PATHS.stateDir } : {}),
     // With a domain, plain HTTP only redirects: the site is the TLS one.
-    ...(roles.web ? { healthUrl: roles.web.domain ? `https://${roles.web.domain}/health` : "http://127.0.0.1/health", healthReleasePath: APP_CURRENT_BIN } : {}),
+    ...(roles.web ? { healthUrl: roles.web.domain ? `https://${roles.web.domain}/health` : "http://127.0.0.1/health", healthReleasePath: APP_CURRENT_BIN, healthReleaseLock: APP_RELEASE_LOCK } : {}),
   };
 }
 
@@ -132,6 +134,7 @@ function renderWatchdogEnv(opts: WatchdogRenderOptions): string {
     ["BACKUP_STATE_DIR", opts.backupStateDir],
     ["HEALTH_URL", opts.healthUrl],
     ["HEALTH_RELEASE_PATH", opts.healthReleasePath],
+    ["HEALTH_RELEASE_LOCK", opts.healthReleaseLock],
     ["DISK_PERCENT", t.diskPercent],
     ["MEMORY_AVAILABLE_PERCENT", t.memoryAvailablePercent],
     ["LOAD_PERCENT", t.loadPercent],

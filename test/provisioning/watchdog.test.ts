@@ -5,7 +5,7 @@
  * The script itself runs for real in watchdogRun.test.ts.
  */
 import assert from "node:assert/strict";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseStackConfig, type StackConfig } from "../../config/config";
 import { DEFAULT_WATCHDOG_THRESHOLDS, WATCHDOG_THRESHOLDS } from "../../config/watchdog";
@@ -45,13 +45,20 @@ describe("watchdog: rendered per server", () => {
     assert.equal(mvp.get("BACKUP_STATE_DIR"), "/var/lib/saas-vps/backup");
     // With a domain the site is the TLS one (plain HTTP only redirects), asked for by its name.
     assert.equal(mvp.get("HEALTH_URL"), `https://${withDomain(minimalRaw("hetzner")).domain}/health`);
+    // Health waits for a release in place, and leaves a running release to watch it: the lock the
+    // release tool takes, by its own default ("$APP_ROOT/.release.lock", APP_ROOT /srv/app).
+    assert.equal(mvp.get("HEALTH_RELEASE_PATH"), "/srv/app/current/bin");
+    assert.equal(mvp.get("HEALTH_RELEASE_LOCK"), "/srv/app/.release.lock");
+    const releaseTool = readFileSync(join(__dirname, "../../provisioning/assets/release/release"), "utf8");
+    assert.match(releaseTool, /^readonly APP_ROOT=\$\{APP_ROOT:-\/srv\/app\}$/m);
+    assert.match(releaseTool, /^ {2}exec 9>"\$APP_ROOT\/\.release\.lock"$/m);
 
     const split = renderAll({ ...minimalRaw("hetzner"), ...separatedRaw("hetzner") });
     const has = (name: string) => {
       const env = watchdogEnv(split.get(name)!);
-      return ["DATA_MOUNT", "CERTIFICATE", "BACKUP_STATE_DIR", "HEALTH_URL"].filter((k) => env.has(k));
+      return ["DATA_MOUNT", "CERTIFICATE", "BACKUP_STATE_DIR", "HEALTH_URL", "HEALTH_RELEASE_LOCK"].filter((k) => env.has(k));
     };
-    assert.deepEqual(has("app"), ["HEALTH_URL"]);
+    assert.deepEqual(has("app"), ["HEALTH_URL", "HEALTH_RELEASE_LOCK"]);
     assert.equal(watchdogEnv(split.get("app")!).get("HEALTH_URL"), "http://127.0.0.1/health", "no domain: the plain HTTP site");
     assert.deepEqual(has("worker"), []);
     assert.deepEqual(has("db"), ["DATA_MOUNT", "BACKUP_STATE_DIR"]);

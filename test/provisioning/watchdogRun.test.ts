@@ -7,11 +7,11 @@
  * prints a fixed list first on PATH, and say so), and the timer (the VM proof runs the units).
  */
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { chmodSync, mkdirSync, readdirSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { DEFAULT_WATCHDOG_THRESHOLDS } from "../../config/watchdog";
 import { renderWatchdogFiles, WATCHDOG_PATHS, type WatchdogRenderOptions } from "../../provisioning/watchdog";
@@ -371,6 +371,52 @@ describe("watchdog script, run for real (root, tmpfs mounts, openssl, curl, a lo
       await watchdog(server);
       assert.deepEqual(checks().slice(3), [["resolved", "health", "HTTP 200", "none"], ["alert", "health", "no answer within 5s", "none"]], "nothing listening is no answer too");
     } finally {
+      site.close();
+      site.closeAllConnections();
+    }
+  });
+
+  it("while the release tool holds its lock, /health is left to the release: no alert, no resolved, and a firing one still counts", async () => {
+    let answer = 503;
+    const site = createServer((req, res) => void res.writeHead(answer).end());
+    site.listen(0, "127.0.0.1");
+    await once(site, "listening");
+    const port = (site.address() as AddressInfo).port;
+    const dir = tempDir("watchdog-release-lock");
+    const lock = join(dir, ".release.lock");
+    // The release tool's own way: `exec 9>"$APP_ROOT/.release.lock"; flock -n 9` (provisioning/assets/release/release).
+    const hold = () => spawn("bash", ["-c", `exec 9>"$1"; flock -n 9 && echo held && exec sleep 60`, "_", lock], { stdio: ["ignore", "pipe", "ignore"] });
+    const holding = async (holder: ReturnType<typeof hold>) => assert.equal(String((await once(holder.stdout!, "data"))[0]).trim(), "held");
+    let holder = hold();
+    try {
+      const path = "/release-lock";
+      const server = install(`${hook.url}${path}`, { healthUrl: `http://127.0.0.1:${port}/health`, healthReleasePath: dir, healthReleaseLock: lock, heartbeatUrl: `${hook.url}/beat` });
+      const checks = () => posted(path).map((e) => [e.event, e.check, e.value]);
+      await holding(holder);
+      const during = await watchdog(server);
+      assert.equal(during.code, 0, during.stderr);
+      assert.match(during.stdout, /health: a release is running \(it holds .*\.release\.lock\): left to it/);
+      assert.deepEqual(checks(), [], "a first release's start alerted");
+      holder.kill("SIGKILL");
+      await once(holder, "exit");
+      // Released (the lock file stays, unlocked): the site is asked again.
+      await watchdog(server);
+      assert.deepEqual(checks(), [["alert", "health", "HTTP 503"]]);
+      // Down, and a release starts: the condition neither resolves nor is forgotten (no heartbeat).
+      answer = 200;
+      holder = hold();
+      await holding(holder);
+      const firing = await watchdog(server);
+      assert.match(firing.stdout, /1 condition\(s\) firing: no all-green heartbeat/);
+      assert.deepEqual(checks(), [["alert", "health", "HTTP 503"]]);
+      holder.kill("SIGKILL");
+      await once(holder, "exit");
+      await watchdog(server);
+      assert.deepEqual(checks(), [["alert", "health", "HTTP 503"], ["resolved", "health", "HTTP 200"]]);
+      // Taking the lock to look would make a release starting then refuse to run: the watchdog only reads /proc/locks.
+      assert.doesNotMatch(readFileSync(join(server.root, WATCHDOG_PATHS.command), "utf8"), /\bflock\b/);
+    } finally {
+      holder.kill("SIGKILL");
       site.close();
       site.closeAllConnections();
     }
