@@ -17,33 +17,19 @@ part() {
   "$@" || failed+=("$name")
 }
 
-# The VM suites, by the title of their top describe. A VM alone leaves the 2 cores partly idle
-# (its guest waits on timers, PostgreSQL and the network), so the e2e (one VM; the observability
-# steps run on it too) runs beside the move rehearsal's two VMs; stage separated's three VMs run
-# alone after them (beside more VMs, a separated guest's network came up too late for its first
-# boot). The second suite of a pair runs at a lower CPU priority (nice 10, which the runner hands
-# to each of its QEMU sessions, cli/vm/vm.ts): it soaks up the cores the first leaves idle, and
-# the first's steps, which wait on their guest's timers and restarts, are not starved by it (with
-# equal shares, the e2e's cloud-init took 1,095 s beside the move against 201 s alone). Its output
-# is held back and printed whole once it ends, so the log reads one suite at a time.
+# The VM suites, by the title of their top describe, one after the other: the e2e (one VM; the
+# observability steps run on it too), then stage separated's three VMs. Beside each other they
+# starve: with equal shares the e2e's cloud-init took 1,095 s instead of 201, and with the second
+# suite niced its VMs got no SSH in 15 minutes. The move rehearsal (two more VMs, about 19 minutes
+# alone) is not run here: the VMs above fill CI's hour on 2 cores. `npm run test:move` runs it.
 vm_suite() {
   npx mocha 'test/**/*.test.ts' --grep "$1"
 }
-beside() {
-  local grep_first=$1 grep_second=$2 status=0 held held_pid
-  held=$(mktemp)
-  (renice -n 10 -p "$BASHPID" >/dev/null && vm_suite "$grep_second") >"$held" 2>&1 &
-  held_pid=$!
-  vm_suite "$grep_first" || status=1
-  wait "$held_pid" || status=1
-  cat "$held"
-  rm -f "$held"
-  return "$status"
-}
 vm_suites() {
   local status=0
-  beside '^@vm (?!move |separated)' '^@vm move ' || status=1
+  vm_suite '^@vm e2e:' || status=1
   vm_suite '^@vm separated' || status=1
+  echo "npm test: NOT RUN: the move rehearsal from mvp to separated (test/vm/move.test.ts, two VMs, about 19 minutes alone); run it with: npm run test:move"
   return "$status"
 }
 

@@ -276,8 +276,8 @@ export async function startVm(opts: StartVmOptions): Promise<Vm> {
  * QEMU runs in a session of its own (spawned detached, so it outlives the runner). Under the
  * kernel's autogroup scheduling each session is a group that gets an equal share of the CPU
  * whatever its processes' nice values, so a runner started with `nice` would still give each of
- * its VMs a full share: this gives the session's group the runner's nice value (cli/test.sh
- * runs one VM suite at nice 5 beside another). Returns false where there is no autogroup.
+ * its VMs a full share: this gives the session's group the runner's nice value (`nice npm test`
+ * leaves the machine's other work its share, VMs included). Returns false where there is no autogroup.
  */
 export function setSessionNice(pid: number, nice: number): boolean {
   try {

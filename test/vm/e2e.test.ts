@@ -58,9 +58,9 @@ const STACK = MVP_E2E_STACK;
 const RUN_DIR = path.join(PROJECT_DIR, ".vm", "e2e");
 const BUCKET_NAME = "vm-e2e-backups";
 // 22-24 minutes alone on a 2-core host, before the observability steps joined it (they took
-// about 12 more on a VM of their own). `npm test` runs it beside the move rehearsal's two VMs
-// (cli/test.sh), which stretches every step: its waits are hang guards, and its times are
-// recorded, not asserted. The budget catches a hang: 60 minutes, counted from QEMU's start
+// about 12 more on a VM of their own); 36 with the move rehearsal's VMs beside it at nice 10.
+// `npm test` runs it alone (cli/test.sh). Its waits are hang guards, and its times are recorded,
+// not asserted. The budget catches a hang: 60 minutes, counted from QEMU's start
 // (waiting for an image build is the image's time, which .ci/run prints, not this suite's).
 const BUDGET_MS = vmBudgetMs(60);
 const log = (m: string) => console.log(`      ${m}`);

@@ -46,9 +46,8 @@ const log = (m: string) => console.log(`      ${m}`);
 
 /**
  * About 19 minutes alone on an idle 2-core machine (two VMs boot, a release, the window, a switch
- * that rolls three web instances): `npm test` runs it beside the one-VM e2e at a lower CPU
- * priority (cli/test.sh), so it may wait for the e2e's busy minutes. The budget, mocha's timeout
- * for each hook and step, is a hang guard: 60 minutes.
+ * that rolls three web instances): `npm run test:move` runs it; `npm test` leaves it out and says
+ * so (cli/test.sh). The budget, mocha's timeout for each hook and step, is a hang guard: 60 minutes.
  */
 
 describe("@vm move from mvp to separated: data written at mvp is on the db server after the move", function () {

@@ -1,7 +1,7 @@
 /**
  * (no VM) The runner hands its nice value to each QEMU's session: QEMU is spawned detached, in a
  * session of its own, and under the kernel's autogroup scheduling a session's share of the CPU
- * ignores its processes' nice values (cli/test.sh runs one VM suite at nice 5 beside another).
+ * ignores its processes' nice values (`nice npm test` should leave the machine's other work its share, VMs included).
  */
 import { strict as assert } from "node:assert";
 import { spawn } from "node:child_process";
