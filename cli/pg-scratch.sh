@@ -2,12 +2,15 @@
 # A throwaway PostgreSQL cluster for tests and benchmarks: real Debian PostgreSQL,
 # its own data dir, socket and port, so tests never depend on (or touch) a system cluster.
 #   pg-scratch.sh start DIR [PORT]  -> prints a DATABASE_URL for superuser "postgres" on 127.0.0.1
+#   pg-scratch.sh replica DIR PRIMARY_PORT [PORT]
+#                                   -> a streaming hot standby of the scratch cluster on PRIMARY_PORT
+#                                      (pg_basebackup -R over 127.0.0.1); prints its DATABASE_URL
 #   pg-scratch.sh stop DIR          -> stops it (fast mode) and removes DIR
 # PostgreSQL refuses to run as root, so as root the cluster runs as the "postgres" user.
 set -euo pipefail
 
-cmd=${1:?usage: pg-scratch.sh start|stop DIR [PORT]}
-dir=${2:?usage: pg-scratch.sh start|stop DIR [PORT]}
+cmd=${1:?usage: pg-scratch.sh start|replica|stop DIR [PORT]}
+dir=${2:?usage: pg-scratch.sh start|replica|stop DIR [PORT]}
 
 # The newest installed major version (a glob, so no ls; sort -V orders 9 before 15).
 bindir=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
@@ -30,6 +33,21 @@ case "$cmd" in
       || { cat "$dir/initdb.log" >&2; exit 1; }
     as_pg "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
       -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off" start >/dev/null \
+      || { cat "$dir/server.log" >&2; exit 1; }
+    echo "postgres://postgres@127.0.0.1:$port/postgres"
+    ;;
+  replica)
+    primary_port=${3:?usage: pg-scratch.sh replica DIR PRIMARY_PORT [PORT]}
+    port=${4:-$(free_port)}
+    mkdir -p "$dir"
+    [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$dir"
+    # initdb's pg_hba lets local replication connections in (trust), as it does everything else.
+    as_pg "$bindir/pg_basebackup" -h 127.0.0.1 -p "$primary_port" -U postgres -D "$dir/data" -R -X stream --checkpoint=fast >"$dir/clone.log" 2>&1 \
+      || { cat "$dir/clone.log" >&2; exit 1; }
+    # In the standby's own settings (not pg_ctl -o), so a plain `pg_ctl start` brings it back the same.
+    printf '%s\n' "port = $port" "unix_socket_directories = '$dir'" "listen_addresses = '127.0.0.1'" \
+      "fsync = off" "full_page_writes = off" "hot_standby = on" | as_pg tee -a "$dir/data/postgresql.auto.conf" >/dev/null
+    as_pg "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null \
       || { cat "$dir/server.log" >&2; exit 1; }
     echo "postgres://postgres@127.0.0.1:$port/postgres"
     ;;

@@ -18,7 +18,7 @@ import { planMoveFromMvp } from "./move";
  * `backup` backs up a database no server of the stack hosts (a managed cluster); the db role
  * brings its own backups.
  */
-export type Role = "web" | "worker" | "db" | "backup";
+export type Role = "web" | "worker" | "db" | "replica" | "backup";
 
 export interface FirewallRule {
   port: number;

@@ -197,6 +197,10 @@ function setRoleInput(roles: Partial<RoleInputs>, role: Role, config: StackConfi
         backup: backupOptions(config, context),
       };
       return;
+    case "replica":
+      // Rendered (provisioning/roles/replica.ts) and proven on real clusters; the stage that plans
+      // a replica, with its generated replication password, is not built yet.
+      throw new Error(`server ${server.name}: the replica role is planned by stage scaled, which is not built yet`);
     case "backup":
       roles.backup = { backup: { ...backupOptions(config, context), remote: managedBackupLogin(server, context) } };
       return;

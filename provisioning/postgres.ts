@@ -9,6 +9,12 @@ import { throwIfProblems } from "./errors";
 import { CONFIG_DIR } from "./layout";
 import type { RenderedFile } from "./files";
 
+/**
+ * The login read replicas stream WAL as (REPLICATION, no table rights); its password is generated
+ * with the app's and travels like theirs (db.env on the primary, a passfile on each replica).
+ */
+export const REPLICATION_USER = "replicator";
+
 export const POSTGRES_CONF_PATH = `${CONFIG_DIR}/postgresql.conf`;
 /** Ours instead of the cluster's own pg_hba.conf on a db server: rendered from the plan. */
 export const PG_HBA_PATH = `${CONFIG_DIR}/pg_hba.conf`;
@@ -52,7 +58,27 @@ export interface PostgresOptions {
    * address too, with TLS, and only these clients' logins get in from the network. Without it:
    * localhost only and the cluster's own pg_hba.conf (the all-in-one server).
    */
-  network?: { database: string; clients: PostgresClient[] };
+  network?: { database: string; clients: PostgresClient[]; replicas?: ReplicaClient[] };
+  /** A primary with read replicas: WAL their slots hold back is capped (provisioning/replication.ts). */
+  primary?: { maxSlotWalKeepMiB: number };
+  /** A hot standby of the primary (the replica role): where it streams from. */
+  standby?: StandbySettings;
+}
+
+/** A read replica as its primary's pg_hba sees it: one address, the replication login only. */
+export interface ReplicaClient {
+  /** The replica's plan name (a comment in pg_hba). */
+  name: string;
+  /** The replica's address as <ip>/32. */
+  source: string;
+}
+
+/** How a standby reaches its primary; the password is in a passfile, never in a setting. */
+export interface StandbySettings {
+  primaryAddress: string;
+  slot: string;
+  user: string;
+  passfile: string;
 }
 
 /** Memory shares: the all-in-one box also runs nginx, several Node processes and the OS. */
@@ -94,6 +120,27 @@ export function renderPostgresConf(options: PostgresOptions): string {
         `hba_file = '${PG_HBA_PATH}'`,
       ]
     : [];
+  const primary = options.primary
+    ? [
+        "# Streaming replication to the read replicas, each through its own slot. A slot keeps the WAL its",
+        "# replica has not received; past this much a replica that stopped loses its slot (it must be",
+        "# cloned again) instead of filling the data volume.",
+        "wal_level = replica",
+        `max_slot_wal_keep_size = ${options.primary.maxSlotWalKeepMiB}MB`,
+      ]
+    : [];
+  const standby = options.standby
+    ? [
+        "# A hot standby: read-only queries from the app's servers, WAL streamed from the primary's slot for",
+        "# this replica (standby.signal in the data directory, written by the clone, makes it a standby).",
+        "hot_standby = on",
+        "# The primary keeps row versions the replica's queries still read: a read is not canceled by the",
+        "# primary's vacuum; a long read holds back cleanup on the primary while it runs.",
+        "hot_standby_feedback = on",
+        `primary_conninfo = '${primaryConninfo(options.standby)}'`,
+        `primary_slot_name = '${options.standby.slot}'`,
+      ]
+    : [];
   return [
     ...(options.network ? ["# Rendered by saas-vps (provisioning/postgres.ts)."] : []),
     ...where,
@@ -112,8 +159,15 @@ export function renderPostgresConf(options: PostgresOptions): string {
     "log_parameter_max_length = 0",
     "log_parameter_max_length_on_error = 0",
     ...tls,
+    ...primary,
+    ...standby,
     "",
   ].join("\n");
+}
+
+/** libpq's connection string for the standby: TLS, the password from the passfile. */
+export function primaryConninfo(standby: StandbySettings): string {
+  return `host=${standby.primaryAddress} port=5432 user=${standby.user} passfile=${standby.passfile} sslmode=require application_name=${standby.slot}`;
 }
 
 /**
@@ -122,8 +176,8 @@ export function renderPostgresConf(options: PostgresOptions): string {
  * else gets in from the network: no host or hostnossl line, so a connection without TLS, from
  * another address or as another login finds no line and is refused.
  */
-export function renderPgHba(database: string, clients: PostgresClient[]): string {
-  throwIfProblems(pgHbaProblems(database, clients));
+export function renderPgHba(database: string, clients: PostgresClient[], replicas: ReplicaClient[] = []): string {
+  throwIfProblems([...pgHbaProblems(database, clients), ...replicaProblems(replicas)]);
   // Columns aligned for reading, and always at least one space apart: a value as wide as its
   // column (the three logins of a server that still runs everything, while moving from mvp) would
   // otherwise run into the next field, and PostgreSQL would refuse the whole file at start.
@@ -143,8 +197,21 @@ export function renderPgHba(database: string, clients: PostgresClient[]): string
       `# ${client.name} (private network)`,
       ...client.sources.map((source) => row("hostssl", database, client.users.join(","), source, "scram-sha-256")),
     ]),
+    ...replicas.flatMap((replica) => [
+      `# ${replica.name} (private network, streaming replication)`,
+      row("hostssl", "replication", REPLICATION_USER, replica.source, "scram-sha-256"),
+    ]),
     "",
   ].join("\n");
+}
+
+function replicaProblems(replicas: ReplicaClient[]): string[] {
+  const problems: string[] = [];
+  // A replica is one server: a wider source would let any host of the network stream every row.
+  for (const r of replicas) {
+    if (!/^\d{1,3}(?:\.\d{1,3}){3}\/32$/.test(r.source)) problems.push(`postgres: replica ${r.name}: source ${JSON.stringify(r.source)} must be one IPv4 address as <ip>/32`);
+  }
+  return problems;
 }
 
 function pgHbaProblems(database: string, clients: PostgresClient[]): string[] {
@@ -179,7 +246,7 @@ const RELOAD = "systemctl reload postgresql";
 export function renderPostgresFiles(options: PostgresOptions): RenderedFile[] {
   return [
     { path: POSTGRES_CONF_PATH, content: renderPostgresConf(options), mode: "0644", onChange: RELOAD },
-    ...(options.network ? [{ path: PG_HBA_PATH, content: renderPgHba(options.network.database, options.network.clients), mode: "0644", onChange: RELOAD }] : []),
+    ...(options.network ? [{ path: PG_HBA_PATH, content: renderPgHba(options.network.database, options.network.clients, options.network.replicas), mode: "0644", onChange: RELOAD }] : []),
     {
       path: CREATECLUSTER_DROP_IN_PATH,
       // No comment in the file: it travels in clear in user-data, where every byte counts.

@@ -140,7 +140,10 @@ function validateServerInput(input: ServerRenderInput): void {
   const secrets: Record<string, string> = {
     ...Object.fromEntries(Object.entries(logins).map(([login, credential]) => [`database password (${login})`, credential.password])),
     ...(input.app ? { appSecretKey: input.app.secretKey } : {}),
+    ...(input.roles.db?.replication ? { "replication password": input.roles.db.replication.password } : {}),
+    ...(input.roles.replica ? { "replication password": input.roles.replica.replicationPassword } : {}),
   };
+  if (input.roles.db && input.roles.replica) problems.push("server: a server is the primary (db) or a replica, not both");
   for (const [name, value] of Object.entries(secrets)) {
     // Values land in systemd EnvironmentFile lines: no quoting games, so no spaces or quotes.
     if (!/^[A-Za-z0-9_\-.~]{16,}$/.test(value)) problems.push(`server: secret ${name} must be 16+ URL-safe characters without spaces or quotes`);

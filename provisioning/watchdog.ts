@@ -70,7 +70,7 @@ export interface WatchdogRenderOptions extends WatchdogInput, WatchdogChecks {
 export function watchdogChecksOf(roles: Partial<RoleInputs>): WatchdogChecks {
   const backsUp = (roles.db !== undefined && !roles.db.backup.standby) || roles.backup !== undefined;
   return {
-    ...(roles.db ? { dataMount: DATA_MOUNT } : {}),
+    ...(roles.db || roles.replica ? { dataMount: DATA_MOUNT } : {}),
     ...(roles.web?.domain ? { certificate: TLS_CERTIFICATE } : {}),
     ...(backsUp ? { backupStateDir: BACKUP_PATHS.stateDir } : {}),
     // With a domain, plain HTTP only redirects: the site is the TLS one.

@@ -9,6 +9,7 @@ import { createLogger } from "./core/logger.js";
 import { readReleaseId } from "./core/release.js";
 import { createErrorReporter } from "./core/sentry.js";
 import { createPool, openFirstConnection } from "./db/pool.js";
+import { createReadRoute } from "./db/read-route.js";
 import { createStorage } from "./files/storage.js";
 import { buildApp } from "./api/app.js";
 import { metricsPort } from "./metrics/port.js";
@@ -19,12 +20,20 @@ const log = createLogger(config.logLevel, { service: "web", release: releaseId }
 const reporter = await createErrorReporter(config.sentryDsn, releaseId, "web", config.sentryEnvironment);
 const pool = createPool(config.databaseUrl, log, { applicationName: "saas-app-web" });
 openFirstConnection(pool, log);
+// The replica's check runs in the background; until it says the replica keeps up, reads use the primary.
+const reads = createReadRoute({
+  primary: pool,
+  replica: config.readReplica && createPool(config.readReplica.url, log, { applicationName: "saas-app-web-reads", max: 5 }),
+  maxLagMs: config.readReplica?.maxLagMs ?? 0,
+  checkEveryMs: 5000,
+  log,
+});
 const storage = createStorage(config);
 // Before the app listens: a taken metrics port stops the start, as a taken PORT would.
 const metricsAt = metricsPort(config, "web");
 const metrics = metricsAt === undefined ? undefined : await (await import("./metrics/index.js")).startWebMetrics({ pool, log, port: metricsAt });
 
-const app = await buildApp({ config, pool, log, storage, reporter, releaseId, metrics: metrics?.requests });
+const app = await buildApp({ config, pool, reads, log, storage, reporter, releaseId, metrics: metrics?.requests });
 await app.listen({ port: config.port, host: config.host });
 log.info({ port: config.port, host: config.host, storage: storage.kind }, "web listening");
 
@@ -58,6 +67,7 @@ async function shutdown(signal: string): Promise<void> {
   // Runs the close hooks; Fastify ignores the server's ERR_SERVER_NOT_RUNNING (already closed above).
   await app.close();
   await metrics?.server.close();
+  await reads.close();
   await pool.end().catch(() => {});
   await reporter.flush(2000);
   log.info("shutdown complete");

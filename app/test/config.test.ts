@@ -90,6 +90,20 @@ describe("config", () => {
     assert.match(got[1]!, /^env\/SECRET_KEY must be set/);
   });
 
+  it("a read replica: off by default; its URL and lag bound validated, never the primary's URL, never echoing credentials", () => {
+    assert.equal(parseConfig(valid, "/srv/app").readReplica, undefined);
+    const on = parseConfig({ ...valid, DATABASE_READ_URL: "postgres://app_web:pw@10.20.0.31:5432/app?sslmode=require" }, "/srv/app");
+    assert.deepEqual(on.readReplica, { url: "postgres://app_web:pw@10.20.0.31:5432/app?sslmode=require", maxLagMs: 10_000 });
+    assert.equal(parseConfig({ ...valid, DATABASE_READ_URL: "postgres://r@h/app", DATABASE_READ_MAX_LAG_SECONDS: "2" }, "/srv/app").readReplica?.maxLagMs, 2000);
+    const got = problems({ ...valid, DATABASE_READ_URL: "mysql://secret-user:secret-pw@h/app", DATABASE_READ_MAX_LAG_SECONDS: "0" });
+    assert.equal(got.length, 2, got.join("\n"));
+    assert.match(got[0]!, /^env\/DATABASE_READ_URL must be a postgres:\/\/ or postgresql:\/\/ URL of a read replica/);
+    assert.match(got[1]!, /^env\/DATABASE_READ_MAX_LAG_SECONDS must be an integer from 1 to 3600/);
+    assert.ok(!got.join("\n").includes("secret-pw"), got.join("\n"));
+    const same = problems({ ...valid, DATABASE_READ_URL: valid.DATABASE_URL });
+    assert.deepEqual(same, ["env/DATABASE_READ_URL must name a read replica, not the same URL as DATABASE_URL"]);
+  });
+
   it("wants S3_* all or nothing", () => {
     const got = problems({ ...valid, S3_BUCKET: "media", S3_REGION: "fsn1" });
     assert.deepEqual(

@@ -251,7 +251,16 @@ check_replication() {
     return
   fi
   if [ "$out" = t ]; then
-    lag=$(local_sql "select coalesce(extract(epoch from now() - pg_last_xact_replay_timestamp())::int, -1)")
+    local streaming caught_up
+    # The age of the last replayed transaction is a lag only while there is more to replay: on a
+    # replica that has replayed all it received from a primary with nothing to send, it is just
+    # the time since the last write. And a replica that no longer streams has replayed all it
+    # received, too: the receiver says which.
+    read -r streaming caught_up lag < <(local_sql "select (select count(*) from pg_stat_wal_receiver where status = 'streaming'),
+      coalesce(pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn(), false),
+      coalesce(extract(epoch from now() - pg_last_xact_replay_timestamp())::int, -1)" | tr '|' ' ')
+    [ "${streaming:-0}" != 0 ] || { emit FAIL replication "replica: not streaming from the primary (see its PostgreSQL log)"; return; }
+    [ "$caught_up" != t ] || { emit OK replication "lag 0s (replayed all it received)"; return; }
     [ "$lag" != -1 ] || { emit WARN replication "replica: nothing replayed yet"; return; }
   else
     read -r replicas lag < <(local_sql "select count(*), coalesce(max(extract(epoch from replay_lag))::int, 0) from pg_stat_replication" | tr '|' ' ')

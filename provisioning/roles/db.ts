@@ -11,6 +11,7 @@ import type { RenderedFile } from "../files";
 import { DATA_LABEL, DATA_MOUNT, DATABASE_NAME, DB_ENV_FILE, LIB_DIR } from "../layout";
 import { loadScript } from "../scripts";
 import { PG_LISTEN_CONF_PATH, PG_TLS_CERT_PATH, PG_TLS_KEY_PATH, POSTGRES_CONF_PATH, renderPostgresFiles, type PostgresClient } from "../postgres";
+import { primaryReplicationFiles, primaryReplicationSettings, type PrimaryReplicationInput } from "../replication";
 import type { DatabaseCredentials } from "../../plan/database";
 import { renderUnit, UNIT_DIR } from "../unit";
 import type { RoleContribution } from "./contribution";
@@ -35,27 +36,32 @@ export interface DbInput {
   networkClients?: PostgresClient[];
   /** The nightly backup and weekly drill, already resolved to this server's bucket. */
   backup: BackupRenderOptions;
+  /** Read replicas that stream from this primary (stage scaled); needs networkClients. */
+  replication?: PrimaryReplicationInput;
 }
 
 /** The logins' grants, run by 20-postgresql with psql (a file of its own so tests run the same SQL). */
 export const DB_LOGINS_SQL_PATH = `${LIB_DIR}/postgresql-logins.sql`;
 
 export function renderDb(input: DbInput): RoleContribution[] {
-  const network = input.networkClients ? { database: DATABASE_NAME, clients: input.networkClients } : undefined;
+  if (input.replication && !input.networkClients) throw new Error("db: read replicas need the private network (networkClients)");
+  const replication = input.replication;
+  const network = input.networkClients ? { database: DATABASE_NAME, clients: input.networkClients, replicas: replication?.replicas } : undefined;
   const { owner, web, worker } = input.credentials;
   return [
     {
       files: [
-        ...renderPostgresFiles({ memoryMiB: input.memoryMiB, dedicated: input.dedicated, network }),
+        ...renderPostgresFiles({ memoryMiB: input.memoryMiB, dedicated: input.dedicated, network, primary: replication }),
         postgresMountDropIn(),
-        dbEnvFile(input.credentials),
+        dbEnvFile(input.credentials, replication?.password),
         { path: DB_LOGINS_SQL_PATH, content: loadScript("server/postgresql-logins.sql"), mode: "0644", onChange: BOOTSTRAP_PATH },
         ...(network ? [nonlocalBindFile()] : []),
+        ...(replication ? primaryReplicationFiles() : []),
         ...backupFiles(input.backup),
       ],
       // e2fsprogs formats and labels the data volume; openssl makes the server's TLS certificate.
       packages: ["e2fsprogs", "postgresql", ...(network ? ["openssl"] : []), ...BACKUP_PACKAGES],
-      steps: ["10-data-volume", ...(network ? ["17-postgresql-network"] : []), "20-postgresql"],
+      steps: ["10-data-volume", ...(network ? ["17-postgresql-network"] : []), "20-postgresql", ...(replication ? ["21-postgresql-replication"] : [])],
       // The cluster's unit carries the installed version: 20-postgresql names it on the server.
       units: [],
       unitsStartedByPush: [...BACKUP_TIMERS],
@@ -71,18 +77,20 @@ export function renderDb(input: DbInput): RoleContribution[] {
         DB_LOGINS_SQL: DB_LOGINS_SQL_PATH,
         POSTGRES_CONF: POSTGRES_CONF_PATH,
         ...(network ? { PG_LISTEN_CONF: PG_LISTEN_CONF_PATH, PG_TLS_CERT: PG_TLS_CERT_PATH, PG_TLS_KEY: PG_TLS_KEY_PATH } : {}),
+        ...(replication ? primaryReplicationSettings(replication) : {}),
       },
     },
   ];
 }
 
 /** The logins' passwords for 20-postgresql (root-only; the owner's keeps the name it always had). */
-function dbEnvFile(credentials: DatabaseCredentials): RenderedFile {
+function dbEnvFile(credentials: DatabaseCredentials, replicationPassword?: string): RenderedFile {
   const content = [
-    "# Rendered by saas-vps: passwords of the app's database logins (owner, web, worker).",
+    `# Rendered by saas-vps: passwords of the app's database logins (owner, web, worker${replicationPassword ? "; and the replicas' login" : ""}).`,
     `DB_PASSWORD=${credentials.owner.password}`,
     `DB_WEB_PASSWORD=${credentials.web.password}`,
     `DB_WORKER_PASSWORD=${credentials.worker.password}`,
+    ...(replicationPassword ? [`DB_REPLICATION_PASSWORD=${replicationPassword}`] : []),
     "",
   ].join("\n");
   return { path: DB_ENV_FILE, content, mode: "0600", secret: true, onChange: BOOTSTRAP_PATH };
@@ -94,14 +102,14 @@ function dbEnvFile(credentials: DatabaseCredentials): RenderedFile {
  * and serves localhost only until restarted. Binding an address the host does not have yet
  * makes the order not matter: connections arrive once the address is up.
  */
-function nonlocalBindFile(): RenderedFile {
+export function nonlocalBindFile(): RenderedFile {
   const path = "/etc/sysctl.d/60-saas-vps-postgresql.conf";
   const content = "# Rendered by saas-vps: PostgreSQL listens on the private address even before it is up (after a reboot).\nnet.ipv4.ip_nonlocal_bind = 1\n";
   return { path, content, mode: "0644", onChange: `sysctl -q -p ${path}` };
 }
 
 /** PostgreSQL's data lives on the volume: never start the cluster without it mounted. */
-function postgresMountDropIn(): RenderedFile {
+export function postgresMountDropIn(): RenderedFile {
   const content = renderUnit({ Unit: [["RequiresMountsFor", DATA_MOUNT]] }, "PostgreSQL waits for the data volume");
   return { path: `${UNIT_DIR}/postgresql@.service.d/50-saas-vps.conf`, content, mode: "0644", onChange: "systemctl daemon-reload" };
 }

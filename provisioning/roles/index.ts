@@ -8,6 +8,7 @@ import type { AppProcesses } from "./app";
 import { renderBackup, type BackupInput } from "./backup";
 import type { RoleContribution } from "./contribution";
 import { renderDb, type DbInput } from "./db";
+import { renderReplica, type ReplicaInput } from "./replica";
 import { renderWeb, type WebInput } from "./web";
 import { renderWorker, type WorkerInput } from "./worker";
 
@@ -25,6 +26,7 @@ export interface RoleInputs {
   web: WebInput;
   worker: WorkerInput;
   db: DbInput;
+  replica: ReplicaInput;
   backup: BackupInput;
 }
 
@@ -32,6 +34,7 @@ export const ROLE_MODULES: { [R in Role]: RoleModule<RoleInputs[R]> } = {
   web: { appProcesses: (input) => ({ webPorts: input.ports, surgePort: input.surgePort }), render: renderWeb },
   worker: { appProcesses: (input) => ({ workerUnits: input.units }), render: renderWorker },
   db: { render: renderDb },
+  replica: { render: renderReplica },
   backup: { render: renderBackup },
 };
 

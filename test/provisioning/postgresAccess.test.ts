@@ -21,14 +21,11 @@ import { planStack } from "../../plan/plan";
 import { buildServerInput, PLACEHOLDER_CONTEXT } from "../../plan/serverInput";
 import { renderServer, type RenderedServer } from "../../provisioning/server";
 import { tempDir } from "../support/tools";
+import { bridgeNamespaces, ip } from "../support/netns";
 
 const ROOT = join(__dirname, "..", "..");
 const APP_DIR = join(ROOT, "app");
 
-const ip = (...args: string[]) => {
-  const r = spawnSync("ip", args, { encoding: "utf8" });
-  if (r.status !== 0) throw new Error(`ip ${args.join(" ")}: ${r.stderr}`);
-};
 const inNs = (ns: string, cmd: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; input?: string } = {}) =>
   spawnSync("ip", ["netns", "exec", ns, ...cmd], { encoding: "utf8", timeout: 120_000, ...options, env: options.env ?? process.env });
 
@@ -134,23 +131,8 @@ describe("@real PostgreSQL on the db server: TLS, pg_hba and least-privilege log
       writeFileSync(join(dir, step), file(db, `/usr/local/lib/saas-vps/bootstrap.d/${step}`), { mode: 0o755 });
     }
 
-    // The db server's namespace holds a bridge with its address; each neighbour is one veth away.
-    for (const n of Object.values(ns)) {
-      ip("netns", "add", n);
-      ip("-n", n, "link", "set", "lo", "up");
-    }
-    ip("-n", ns.db, "link", "add", "br0", "type", "bridge");
-    ip("-n", ns.db, "link", "set", "br0", "up");
-    for (const peer of ["app", "worker", "other"] as const) {
-      const [here, there] = [`v${peer[0]}${id}`, `v${peer[0]}b${id}`];
-      ip("link", "add", here, "type", "veth", "peer", "name", there);
-      ip("link", "set", here, "netns", ns[peer]);
-      ip("link", "set", there, "netns", ns.db);
-      ip("-n", ns.db, "link", "set", there, "master", "br0");
-      ip("-n", ns.db, "link", "set", there, "up");
-      ip("-n", ns[peer], "addr", "add", `${addr[peer]}/16`, "dev", here);
-      ip("-n", ns[peer], "link", "set", here, "up");
-    }
+    // The db server's namespace holds a bridge (its address comes below); each neighbour is one veth away.
+    bridgeNamespaces(ns, "db", { app: addr.app, worker: addr.worker, other: addr.other }, 16, `v${id}`);
 
     // First boot on the db server: 15-private-network finds the address (it comes late, as on a
     // provider), 17-postgresql-network writes the listen file and makes the certificate.

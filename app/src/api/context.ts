@@ -4,6 +4,7 @@ import type { Config } from "../core/config.js";
 import type { Logger } from "../core/logger.js";
 import type { ErrorReporter } from "../core/sentry.js";
 import type { FileStorage } from "../files/storage.js";
+import type { ReadRoute } from "../db/read-route.js";
 
 /** Where each answered request is counted; metrics/collectors.ts has the Prometheus one. */
 export interface RequestMetrics {
@@ -14,6 +15,8 @@ export interface RequestMetrics {
 export interface AppContext {
   config: Config;
   pool: pg.Pool;
+  /** Where reads that may lag a little go (the replica while it keeps up); absent = the primary. */
+  reads?: ReadRoute;
   log: Logger;
   storage: FileStorage;
   reporter: ErrorReporter;

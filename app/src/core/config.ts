@@ -24,8 +24,17 @@ export interface StripeConfig {
   apiBase: URL | undefined;
 }
 
+/** A read replica for chosen read-only queries (db/read-route.ts). */
+export interface ReadReplicaConfig {
+  url: string;
+  /** Reads go to the primary while the replica is further behind than this. */
+  maxLagMs: number;
+}
+
 export interface Config {
   databaseUrl: string;
+  /** DATABASE_READ_URL (and DATABASE_READ_MAX_LAG_SECONDS); undefined = every read on the primary. */
+  readReplica: ReadReplicaConfig | undefined;
   port: number;
   host: string;
   secretKey: string;
@@ -115,6 +124,9 @@ export function parseConfig(env: Record<string, string | undefined>, cwd = proce
     ["postgres:", "postgresql:"],
     "be a postgres:// or postgresql:// URL",
   );
+  const readUrl = url("DATABASE_READ_URL", get("DATABASE_READ_URL"), ["postgres:", "postgresql:"], "be a postgres:// or postgresql:// URL of a read replica");
+  const maxLagSeconds = int("DATABASE_READ_MAX_LAG_SECONDS", 10, 1, 3600);
+  if (readUrl !== undefined && readUrl === databaseUrl) fail("DATABASE_READ_URL", "name a read replica, not the same URL as DATABASE_URL");
   const port = int("PORT", 3000, 1, 65535);
   const host = get("HOST") ?? "127.0.0.1";
 
@@ -197,6 +209,7 @@ export function parseConfig(env: Record<string, string | undefined>, cwd = proce
   if (problems.length > 0) throw new ConfigError(problems);
   return {
     databaseUrl: databaseUrl!,
+    readReplica: readUrl === undefined ? undefined : { url: readUrl, maxLagMs: maxLagSeconds * 1000 },
     port,
     host,
     secretKey: secretKey!,

@@ -31,9 +31,12 @@ const EventOut = Type.Object({
 });
 export const EventsOut = { 200: Type.Object({ events: Type.Array(EventOut), nextBefore: Type.Union([Type.String(), Type.Null()]) }) };
 
-/** One page, and the cursor for the next (null on the last page). */
+/**
+ * One page, and the cursor for the next (null on the last page). Read from the replica while it
+ * keeps up (DATABASE_READ_MAX_LAG_SECONDS): an audit log a few seconds behind is still the log.
+ */
 export async function eventsPage(ctx: AppContext, query: EventsQuery, orgId?: string) {
-  const events = await listEvents(ctx.pool, { orgId, limit: query.limit, before: query.before });
+  const events = await listEvents(ctx.reads?.db() ?? ctx.pool, { orgId, limit: query.limit, before: query.before });
   return { events, nextBefore: events.length === query.limit ? events[events.length - 1]!.id : null };
 }
 
