@@ -4,7 +4,8 @@
 #   pg-scratch.sh start DIR [PORT]  -> prints a DATABASE_URL for superuser "postgres" on 127.0.0.1
 #   pg-scratch.sh replica DIR PRIMARY_PORT [PORT]
 #                                   -> a streaming hot standby of the scratch cluster on PRIMARY_PORT
-#                                      (pg_basebackup -R over 127.0.0.1); prints its DATABASE_URL
+#                                      (pg_basebackup -R over 127.0.0.1, through a slot named
+#                                      scratch_replica_<PORT>); prints its DATABASE_URL
 #   pg-scratch.sh stop DIR          -> stops it (fast mode) and removes DIR
 # PostgreSQL refuses to run as root, so as root the cluster runs as the "postgres" user.
 set -euo pipefail
@@ -42,7 +43,10 @@ case "$cmd" in
     mkdir -p "$dir"
     [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$dir"
     # initdb's pg_hba lets local replication connections in (trust), as it does everything else.
-    as_pg "$bindir/pg_basebackup" -h 127.0.0.1 -p "$primary_port" -U postgres -D "$dir/data" -R -X stream --checkpoint=fast >"$dir/clone.log" 2>&1 \
+    # Through a slot of its own (made here, left on the primary): a replica stopped for a while
+    # catches up when started again, whatever the primary wrote meanwhile.
+    as_pg "$bindir/pg_basebackup" -h 127.0.0.1 -p "$primary_port" -U postgres -D "$dir/data" -R -X stream --checkpoint=fast \
+      --create-slot --slot="scratch_replica_$port" >"$dir/clone.log" 2>&1 \
       || { cat "$dir/clone.log" >&2; exit 1; }
     # In the standby's own settings (not pg_ctl -o), so a plain `pg_ctl start` brings it back the same.
     printf '%s\n' "port = $port" "unix_socket_directories = '$dir'" "listen_addresses = '127.0.0.1'" \
