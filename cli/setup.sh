@@ -25,6 +25,8 @@ packages=(
   prometheus-node-exporter
   # load generator for the zero-downtime release test
   wrk curl
+  # stand-in for the provider's load balancer (active /health checks) in the drain test
+  haproxy
   # the Debian 13 VM (ladder step 5)
   qemu-system-x86 qemu-utils mmdebstrap cloud-image-utils e2fsprogs openssh-client
 )

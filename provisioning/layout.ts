@@ -39,6 +39,12 @@ export const LIB_DIR = "/usr/local/lib/saas-vps";
 export const STATE_DIR = "/var/lib/saas-vps";
 /** The server's address on the stack's private network, as 15-private-network found it (split stages). */
 export const PRIVATE_IPV4_FILE = "/run/saas-vps/private-ipv4";
+/**
+ * While this exists, nginx answers the load balancer's health check with 503 (an app server of
+ * stage scaled being drained for a release). Under /run: a reboot puts the server back in
+ * rotation, where the health check still waits for the app.
+ */
+export const LB_DRAIN_FILE = "/run/saas-vps/lb-drain";
 export const ACME_WEBROOT = "/var/www/letsencrypt";
 export const TLS_DIR = `${CONFIG_DIR}/tls`;
 /** The certificate nginx serves: the Let's Encrypt one once issued, a self-signed stand-in before. */

@@ -27,6 +27,13 @@ export interface NginxSiteOptions {
   tlsCertificateKey?: string;
   /** Access log path. Default /var/log/nginx/saas-vps.access.log. */
   accessLog?: string;
+  /**
+   * Behind a load balancer (stage scaled): while this file exists, /health answers 503 without
+   * asking the app, so the balancer's health check takes the server out of rotation, while what
+   * the balancer already sent here is still served. A release drains a server this way before
+   * touching it: neither provider's balancer can drain one target through its API.
+   */
+  drainFile?: string;
 }
 
 export const NGINX_SITE_PATH = "/etc/nginx/conf.d/saas-vps.conf";
@@ -151,7 +158,7 @@ export function renderNginxSite(opts: NginxSiteOptions): string {
         ...serverSettings(opts),
         ...clientLimits(),
         ...SECURITY_HEADERS,
-        ...appLocations(SECURITY_HEADERS),
+        ...appLocations(SECURITY_HEADERS, opts.drainFile),
       ]);
 
   const tlsHeaders = [`add_header Strict-Transport-Security "max-age=${HSTS_MAX_AGE_SECONDS}" always;`, ...SECURITY_HEADERS];
@@ -175,7 +182,7 @@ export function renderNginxSite(opts: NginxSiteOptions): string {
         // Ticket keys live in memory until nginx restarts: without rotation they would undo forward secrecy.
         "ssl_session_tickets off;",
         ...tlsHeaders,
-        ...appLocations(tlsHeaders),
+        ...appLocations(tlsHeaders, opts.drainFile),
       ])
     : [];
 
@@ -270,7 +277,7 @@ export const RATE_LIMITED_BODY = JSON.stringify({
   message: `too many requests from your address; retry in ${AUTH_RETRY_AFTER_SECONDS} seconds`,
 });
 
-function appLocations(headers: string[]): string[] {
+function appLocations(headers: string[], drainFile?: string): string[] {
   const proxyPass = `proxy_pass http://${UPSTREAM};`;
   return [
     // Proxy settings at server level: every location below inherits them (a location that sets
@@ -301,7 +308,7 @@ function appLocations(headers: string[]): string[] {
       `add_header Retry-After ${AUTH_RETRY_AFTER_SECONDS} always;`,
       `return 429 '${RATE_LIMITED_BODY}';`,
     ]),
-    ...block("location = /health", ["access_log off;", proxyPass]),
+    ...block("location = /health", ["access_log off;", ...(drainFile ? [`if (-f ${drainFile}) { return 503; }`] : []), proxyPass]),
     ...AUTH_ROUTES.flatMap((route) => block(`location = ${route}`, [`limit_req zone=${AUTH_LIMIT_ZONE} burst=${AUTH_BURST} nodelay;`, proxyPass])),
     ...block("location /", [proxyPass]),
   ];

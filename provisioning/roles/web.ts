@@ -3,6 +3,7 @@
  * part), and with a domain, HTTPS with a Let's Encrypt certificate (tls.ts).
  */
 import { renderNginxJailFile } from "../fail2ban";
+import { LB_DRAIN_FILE } from "../layout";
 import { renderNginxFiles } from "../nginx";
 import type { RoleContribution } from "./contribution";
 import { renderTls } from "./tls";
@@ -16,11 +17,13 @@ export interface WebInput {
   domain?: string;
   /** Required with a domain (the config layer says so to the user). */
   acmeEmail?: string;
+  /** Behind the provider's load balancer (stage scaled): its health check can drain the server. */
+  loadBalanced?: boolean;
 }
 
 export function renderWeb(input: WebInput): RoleContribution[] {
   const web: RoleContribution = {
-    files: [...renderNginxFiles({ webPorts: input.ports, domain: input.domain, surgePort: input.surgePort }), renderNginxJailFile()],
+    files: [...renderNginxFiles({ webPorts: input.ports, domain: input.domain, surgePort: input.surgePort, drainFile: input.loadBalanced ? LB_DRAIN_FILE : undefined }), renderNginxJailFile()],
     packages: ["nginx"],
     steps: ["50-nginx"],
     units: ["nginx"],
