@@ -5,6 +5,7 @@
  * when the app shares the box, ≈ 75 % on a box of its own):
  * https://www.postgresql.org/docs/current/runtime-config-resource.html
  */
+import { POSTGRES_PORT } from "../plan/plan";
 import { throwIfProblems } from "./errors";
 import { CONFIG_DIR } from "./layout";
 import type { RenderedFile } from "./files";
@@ -167,7 +168,7 @@ export function renderPostgresConf(options: PostgresOptions): string {
 
 /** libpq's connection string for the standby: TLS, the password from the passfile. */
 export function primaryConninfo(standby: StandbySettings): string {
-  return `host=${standby.primaryAddress} port=5432 user=${standby.user} passfile=${standby.passfile} sslmode=require application_name=${standby.slot}`;
+  return `host=${standby.primaryAddress} port=${POSTGRES_PORT} user=${standby.user} passfile=${standby.passfile} sslmode=require application_name=${standby.slot}`;
 }
 
 /**

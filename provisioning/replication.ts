@@ -4,6 +4,7 @@
  * the primary. The bound on the WAL a slot may hold is the one setting that protects the primary
  * from a dead replica: docs/ARCHITECTURE.md, "Read replicas".
  */
+import { POSTGRES_PORT } from "../plan/plan";
 import { throwIfProblems } from "./errors";
 import type { RenderedFile } from "./files";
 import { CONFIG_DIR, LIB_DIR } from "./layout";
@@ -64,7 +65,7 @@ export function replicationPassfile(primaryAddress: string, password: string): R
   throwIfProblems(/[:\\\n]/.test(password) ? ["replication: the password must not hold ':', '\\' or a line break (a .pgpass field)"] : []);
   return {
     path: REPLICATION_PASSFILE,
-    content: `${primaryAddress}:5432:replication:${REPLICATION_USER}:${password}\n`,
+    content: `${primaryAddress}:${POSTGRES_PORT}:replication:${REPLICATION_USER}:${password}\n`,
     mode: "0600",
     owner: "postgres:postgres",
     secret: true,

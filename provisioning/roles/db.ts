@@ -44,8 +44,8 @@ export interface DbInput {
 export const DB_LOGINS_SQL_PATH = `${LIB_DIR}/postgresql-logins.sql`;
 
 export function renderDb(input: DbInput): RoleContribution[] {
-  if (input.replication && !input.networkClients) throw new Error("db: read replicas need the private network (networkClients)");
   const replication = input.replication;
+  if (replication && !input.networkClients) throw new Error("db: read replicas need the private network (networkClients)");
   const network = input.networkClients ? { database: DATABASE_NAME, clients: input.networkClients, replicas: replication?.replicas } : undefined;
   const { owner, web, worker } = input.credentials;
   return [

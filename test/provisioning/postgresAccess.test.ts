@@ -20,8 +20,9 @@ import { databaseUrl } from "../../plan/database";
 import { planStack } from "../../plan/plan";
 import { buildServerInput, PLACEHOLDER_CONTEXT } from "../../plan/serverInput";
 import { renderServer, type RenderedServer } from "../../provisioning/server";
-import { tempDir } from "../support/tools";
+import { tempDir, userIds } from "../support/tools";
 import { bridgeNamespaces, ip } from "../support/netns";
+import { renderedContent } from "../support/rendered";
 
 const ROOT = join(__dirname, "..", "..");
 const APP_DIR = join(ROOT, "app");
@@ -61,11 +62,6 @@ const pg = require(process.argv[1]);
 })();
 `;
 
-function file(server: RenderedServer, path: string): string {
-  const found = server.files.find((f) => f.path === path);
-  assert.ok(found, `no ${path}`);
-  return found.content;
-}
 
 const urlIn = (envFile: string) => /^DATABASE_URL=(.+)$/m.exec(envFile)![1];
 
@@ -115,7 +111,7 @@ describe("@real PostgreSQL on the db server: TLS, pg_hba and least-privilege log
     assert.deepEqual([server("app").privateIp, server("worker").privateIp, server("db").privateIp], [addr.app, addr.worker, addr.db]);
     // The worker server does not render yet (its release command), but its input names its login.
     const workerDb = input("worker").app!.database;
-    urls = { owner: urlIn(file(app, "/etc/saas-vps/app.env")), web: urlIn(file(app, "/etc/saas-vps/web.env")), worker: databaseUrl(workerDb.endpoint, workerDb.credentials.worker!) };
+    urls = { owner: urlIn(renderedContent(app, "/etc/saas-vps/app.env")), web: urlIn(renderedContent(app, "/etc/saas-vps/web.env")), worker: databaseUrl(workerDb.endpoint, workerDb.credentials.worker!) };
 
     // The server's files under a test root: /etc/saas-vps and /run/saas-vps move into dir.
     dir = tempDir("pg-access");
@@ -123,12 +119,12 @@ describe("@real PostgreSQL on the db server: TLS, pg_hba and least-privilege log
     const local = (text: string) => text.replaceAll("/etc/saas-vps/", `${dir}/etc/`).replaceAll("/run/saas-vps/", `${dir}/run/`);
     mkdirSync(join(dir, "etc"), { recursive: true });
     for (const path of ["/etc/saas-vps/postgresql.conf", "/etc/saas-vps/pg_hba.conf", "/etc/saas-vps/bootstrap.env"]) {
-      writeFileSync(local(path), local(file(db, path)));
+      writeFileSync(local(path), local(renderedContent(db, path)));
     }
     const sql = join(dir, "postgresql-logins.sql");
-    writeFileSync(sql, file(db, "/usr/local/lib/saas-vps/postgresql-logins.sql"));
+    writeFileSync(sql, renderedContent(db, "/usr/local/lib/saas-vps/postgresql-logins.sql"));
     for (const step of ["15-private-network", "17-postgresql-network"]) {
-      writeFileSync(join(dir, step), file(db, `/usr/local/lib/saas-vps/bootstrap.d/${step}`), { mode: 0o755 });
+      writeFileSync(join(dir, step), renderedContent(db, `/usr/local/lib/saas-vps/bootstrap.d/${step}`), { mode: 0o755 });
     }
 
     // The db server's namespace holds a bridge (its address comes below); each neighbour is one veth away.
@@ -160,7 +156,7 @@ describe("@real PostgreSQL on the db server: TLS, pg_hba and least-privilege log
     const sock = join(dir, "sock");
     for (const d of [data, sock]) {
       mkdirSync(d);
-      chownSync(d, uid("postgres"), gid("postgres"));
+      chownSync(d, ...userIds("postgres"));
     }
     const init = asPostgres([join(bindir, "initdb"), "-D", data, "-U", "postgres", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"]);
     assert.equal(init.status, 0, init.stderr);
@@ -175,7 +171,7 @@ describe("@real PostgreSQL on the db server: TLS, pg_hba and least-privilege log
     // With the rendered sysctl it binds the address anyway and serves it once it is up.
     ip("-n", ns.db, "addr", "del", `${addr.db}/16`, "dev", "br0");
     const sysctlFile = join(dir, "60-saas-vps-postgresql.conf");
-    writeFileSync(sysctlFile, file(db, "/etc/sysctl.d/60-saas-vps-postgresql.conf"));
+    writeFileSync(sysctlFile, renderedContent(db, "/etc/sysctl.d/60-saas-vps-postgresql.conf"));
     const sysctl = inNs(ns.db, ["sysctl", "-q", "-p", sysctlFile]);
     assert.equal(sysctl.status, 0, sysctl.stderr);
     const start = asPostgres([join(bindir, "pg_ctl"), "-D", data, "-l", join(sock, "server.log"), "-w", "-t", "60", "start"]);
@@ -188,7 +184,7 @@ describe("@real PostgreSQL on the db server: TLS, pg_hba and least-privilege log
     ip("-n", ns.db, "addr", "add", `${addr.db}/16`, "dev", "br0");
 
     // The logins SQL as 20-postgresql runs it: as postgres over the socket, passwords from db.env.
-    const passwords = Object.fromEntries(file(db, "/etc/saas-vps/db.env").split("\n").filter((l) => l.startsWith("DB_")).map((l) => l.split("=") as [string, string]));
+    const passwords = Object.fromEntries(renderedContent(db, "/etc/saas-vps/db.env").split("\n").filter((l) => l.startsWith("DB_")).map((l) => l.split("=") as [string, string]));
     const logins = () => asPostgres(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", sock, "-d", "postgres", "-f", sql, "-v", "db=app", "-v", "owner=app", "-v", "web=app_web", "-v", "worker=app_worker"], { ...process.env, ...passwords });
     runLogins = logins;
     const first = logins();
@@ -310,10 +306,3 @@ describe("@real PostgreSQL on the db server: TLS, pg_hba and least-privilege log
     }
   });
 });
-
-function uid(user: string): number {
-  return Number(spawnSync("id", ["-u", user], { encoding: "utf8" }).stdout.trim());
-}
-function gid(user: string): number {
-  return Number(spawnSync("id", ["-g", user], { encoding: "utf8" }).stdout.trim());
-}

@@ -19,27 +19,15 @@ import { planStack } from "../../plan/plan";
 import { buildServerInput, PLACEHOLDER_CONTEXT } from "../../plan/serverInput";
 import { renderServer, type RenderedServer } from "../../provisioning/server";
 import { planMaxSlotWalKeepMiB, REPLICA_CLONE_PATH, REPLICATION_PASSFILE, REPLICATION_SQL_PATH } from "../../provisioning/replication";
-import { tempDir } from "../support/tools";
+import { tempDir, userIds } from "../support/tools";
+import { bootstrapEnv, renderedFile } from "../support/rendered";
 import { bridgeNamespaces, ip } from "../support/netns";
 
 const ROOT = join(__dirname, "..", "..");
-const APP_DIR = join(ROOT, "app");
 const addr = { primary: "10.20.0.30", replica: "10.20.0.31", app: "10.20.0.10", other: "10.20.0.99" };
 const REPLICATION_PASSWORD = "placeholder-replication-password";
 /** The test box writes this much WAL, not the 5 GiB a 20 GB volume allows: only the bound is scaled down. */
 const TEST_WAL_KEEP_MB = 48;
-
-const idOf = (flag: string, user: string) => Number(spawnSync("id", [flag, user], { encoding: "utf8" }).stdout.trim());
-const fileOf = (server: RenderedServer, path: string) => {
-  const found = server.files.find((f) => f.path === path);
-  assert.ok(found, `no ${path}`);
-  return found;
-};
-const settingsOf = (server: RenderedServer) =>
-  Object.fromEntries(fileOf(server, "/etc/saas-vps/bootstrap.env").content.split("\n").filter((l) => /^[A-Z_]+=/.test(l)).map((l) => {
-    const [k, ...v] = l.split("=");
-    return [k!, v.join("=").replace(/^"(.*)"$/, "$1")];
-  }));
 
 describe("@real read replica: cloned from the primary by the shipped script, streaming over TLS through its own slot", function () {
   this.timeout(300_000);
@@ -77,11 +65,11 @@ describe("@real read replica: cloned from the primary by the shipped script, str
   const local = (server: keyof typeof dirs, text: string) =>
     text.replaceAll("/etc/saas-vps/", `${dirs[server]}/etc/`).replaceAll("/run/saas-vps/", `${dirs[server]}/run/`).replaceAll("/usr/local/lib/saas-vps/", `${dirs[server]}/lib/`);
   const install = (server: keyof typeof dirs, rendered: RenderedServer, path: string) => {
-    const f = fileOf(rendered, path);
+    const f = renderedFile(rendered, path);
     const target = local(server, path);
     writeFileSync(target, local(server, f.content), { mode: parseInt(f.mode, 8) });
     chmodSync(target, parseInt(f.mode, 8));
-    if (f.owner === "postgres:postgres") chownSync(target, idOf("-u", "postgres"), idOf("-g", "postgres"));
+    if (f.owner === "postgres:postgres") chownSync(target, ...userIds("postgres"));
     return target;
   };
   const start = (server: keyof typeof dirs) => {
@@ -102,7 +90,7 @@ describe("@real read replica: cloned from the primary by the shipped script, str
   const runReplicationStep = (slots?: string) => {
     const env = join(dirs.primary, "etc", "bootstrap.env");
     const variant = join(dirs.primary, "etc", "bootstrap-variant.env");
-    writeFileSync(variant, readFileSync(env, "utf8").replace(/^REPLICATION_SLOTS=.*$/m, `REPLICATION_SLOTS="${slots ?? settingsOf(primary).REPLICATION_SLOTS}"`));
+    writeFileSync(variant, readFileSync(env, "utf8").replace(/^REPLICATION_SLOTS=.*$/m, `REPLICATION_SLOTS="${slots ?? bootstrapEnv(primary).get("REPLICATION_SLOTS")}"`));
     return inNs("primary", [join(dirs.primary, "lib", "bootstrap.d", "21-postgresql-replication")], { ...process.env, BOOTSTRAP_ENV: variant, PGHOST: sock("primary") });
   };
   /** The replication line of cli/ops/status.sh run on the server as `npm run ops -- status` runs it (bash -s, as root). */
@@ -116,8 +104,8 @@ describe("@real read replica: cloned from the primary by the shipped script, str
   const clone = (env: Record<string, string> = {}) =>
     inNs("replica", [local("replica", REPLICA_CLONE_PATH), bindir, data("replica")], { ...process.env, ...cloneEnv(), ...env });
   const cloneEnv = () => {
-    const s = settingsOf(replica);
-    return { REPLICA_PRIMARY: s.REPLICA_PRIMARY!, REPLICA_SLOT: s.REPLICA_SLOT!, REPLICATION_USER: s.REPLICATION_USER!, REPLICATION_PASSFILE: local("replica", s.REPLICATION_PASSFILE!) };
+    const s = bootstrapEnv(replica);
+    return { REPLICA_PRIMARY: s.get("REPLICA_PRIMARY")!, REPLICA_SLOT: s.get("REPLICA_SLOT")!, REPLICATION_USER: s.get("REPLICATION_USER")!, REPLICATION_PASSFILE: local("replica", s.get("REPLICATION_PASSFILE")!) };
   };
 
   before(async function () {
@@ -150,7 +138,7 @@ describe("@real read replica: cloned from the primary by the shipped script, str
       chmodSync(dirs[server], 0o755);
       for (const d of ["etc", "run", "lib/bootstrap.d"]) mkdirSync(join(dirs[server], d), { recursive: true });
       mkdirSync(sock(server));
-      chownSync(sock(server), idOf("-u", "postgres"), idOf("-g", "postgres"));
+      chownSync(sock(server), ...userIds("postgres"));
       writeFileSync(join(dirs[server], "run", "private-ipv4"), `${addr[server]}\n`);
       const rendered = server === "primary" ? primary : replica;
       for (const path of ["/etc/saas-vps/postgresql.conf", "/etc/saas-vps/pg_hba.conf", "/etc/saas-vps/bootstrap.env", "/usr/local/lib/saas-vps/bootstrap.d/17-postgresql-network"]) {
@@ -176,13 +164,13 @@ describe("@real read replica: cloned from the primary by the shipped script, str
 
     // The primary: a cluster with our settings, the app's logins, then the replication login and slot.
     mkdirSync(data("primary"));
-    chownSync(data("primary"), idOf("-u", "postgres"), idOf("-g", "postgres"));
+    chownSync(data("primary"), ...userIds("postgres"));
     const init = asPostgres("primary", [join(bindir, "initdb"), "-D", data("primary"), "-U", "postgres", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"]);
     assert.equal(init.status, 0, init.stderr);
     const initdbConf = readFileSync(join(data("primary"), "postgresql.conf"), "utf8");
     writeConf("primary", initdbConf);
     start("primary");
-    const passwords = Object.fromEntries(fileOf(primary, "/etc/saas-vps/db.env").content.split("\n").filter((l) => l.startsWith("DB_")).map((l) => l.split("=") as [string, string]));
+    const passwords = Object.fromEntries(renderedFile(primary, "/etc/saas-vps/db.env").content.split("\n").filter((l) => l.startsWith("DB_")).map((l) => l.split("=") as [string, string]));
     const logins = asPostgres("primary", ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", sock("primary"), "-d", "postgres", "-f", local("primary", "/usr/local/lib/saas-vps/postgresql-logins.sql"),
       "-v", "db=app", "-v", "owner=app", "-v", "web=app_web", "-v", "worker=app_worker"], { ...process.env, ...passwords });
     assert.equal(logins.status, 0, logins.stderr);
@@ -205,12 +193,12 @@ describe("@real read replica: cloned from the primary by the shipped script, str
   });
 
   it("renders the primary's bound, slot and pg_hba line, and the replica's standby settings; the password only in secret 0600 files", () => {
-    const primaryConf = fileOf(primary, "/etc/saas-vps/postgresql.conf").content;
+    const primaryConf = renderedFile(primary, "/etc/saas-vps/postgresql.conf").content;
     // A 20 GB data volume: a quarter of it, in MB.
     assert.match(primaryConf, /^max_slot_wal_keep_size = 5120MB$/m);
-    assert.match(fileOf(primary, "/etc/saas-vps/pg_hba.conf").content, /^hostssl replication replicator\s+10\.20\.0\.31\/32\s+scram-sha-256$/m);
-    assert.equal(settingsOf(primary).REPLICATION_SLOTS, "replica_db_replica");
-    const conf = fileOf(replica, "/etc/saas-vps/postgresql.conf").content;
+    assert.match(renderedFile(primary, "/etc/saas-vps/pg_hba.conf").content, /^hostssl replication replicator\s+10\.20\.0\.31\/32\s+scram-sha-256$/m);
+    assert.equal(bootstrapEnv(primary).get("REPLICATION_SLOTS"), "replica_db_replica");
+    const conf = renderedFile(replica, "/etc/saas-vps/postgresql.conf").content;
     assert.match(conf, /^primary_conninfo = 'host=10\.20\.0\.30 port=5432 user=replicator passfile=\/etc\/saas-vps\/replication\.pgpass sslmode=require application_name=replica_db_replica'$/m);
     assert.match(conf, /^primary_slot_name = 'replica_db_replica'$/m);
     assert.match(conf, /^hot_standby_feedback = on$/m);
@@ -220,7 +208,7 @@ describe("@real read replica: cloned from the primary by the shipped script, str
         assert.ok(f.secret && f.mode === "0600", `${f.path} holds the replication password: secret ${f.secret}, mode ${f.mode}`);
       }
     }
-    assert.deepEqual([fileOf(replica, REPLICATION_PASSFILE).owner, fileOf(replica, REPLICATION_PASSFILE).mode], ["postgres:postgres", "0600"]);
+    assert.deepEqual([renderedFile(replica, REPLICATION_PASSFILE).owner, renderedFile(replica, REPLICATION_PASSFILE).mode], ["postgres:postgres", "0600"]);
   });
 
   it("the clone: pg_basebackup through the replica's slot, standby.signal, no partial copy left", () => {
@@ -294,7 +282,7 @@ describe("@real read replica: cloned from the primary by the shipped script, str
     assert.match(over.stderr, /already holds a cluster: not cloning over it/);
     const wrong = join(dirs.replica, "etc", "wrong.pgpass");
     writeFileSync(wrong, `${addr.primary}:5432:replication:replicator:wrong-password-000000\n`, { mode: 0o600 });
-    chownSync(wrong, idOf("-u", "postgres"), idOf("-g", "postgres"));
+    chownSync(wrong, ...userIds("postgres"));
     const target = join(dirs.replica, "second");
     const failed = inNs("replica", [local("replica", REPLICA_CLONE_PATH), bindir, target], { ...process.env, ...cloneEnv(), REPLICATION_PASSFILE: wrong });
     assert.notEqual(failed.status, 0);

@@ -15,6 +15,7 @@ import { RenderError } from "../../provisioning/errors";
 import { renderServer, type RenderedServer } from "../../provisioning/server";
 import { readStackFile, readUserDataBundle } from "../../cli/lib/renderStack";
 import { minimalRaw, withDomain } from "../support/fixtures";
+import { bootstrapEnv, renderedContent } from "../support/rendered";
 
 const ROOT = join(__dirname, "..", "..");
 
@@ -28,17 +29,6 @@ function stackConfig(stack: string): StackConfig {
   return parseStackConfig(projectConfigOf(config));
 }
 
-function file(server: RenderedServer, path: string): string {
-  const found = server.files.find((f) => f.path === path);
-  assert.ok(found, `no ${path}`);
-  return found.content;
-}
-
-/** bootstrap.env as a map (values are double-quoted, without escapes: the renderer refuses any). */
-function bootstrapEnv(server: RenderedServer): Map<string, string> {
-  const lines = file(server, "/etc/saas-vps/bootstrap.env").split("\n").filter((l) => /^[A-Z_]+=/.test(l));
-  return new Map(lines.map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 2, -1)]));
-}
 
 const words = (value: string | undefined) => (value ? value.split(" ") : []);
 
@@ -106,9 +96,9 @@ describe("roles: a server is the sum of its roles", () => {
   it("the app part comes once for web and worker together, with both roles' processes", () => {
     const both = render(config, ["web", "worker"]);
     assert.equal(both.files.filter((f) => f.path === "/etc/saas-vps/app.env").length, 1);
-    assert.match(file(both, "/etc/systemd/system/saas-app.target"), /^Wants=web@3001\.service web@3002\.service worker@1\.service$/m);
-    assert.match(file(both, "/etc/saas-vps/release.conf"), /^WEB_PORTS="3001 3002"$/m);
-    assert.match(file(both, "/etc/saas-vps/release.conf"), /^WORKER_UNITS="worker@1\.service"$/m);
+    assert.match(renderedContent(both, "/etc/systemd/system/saas-app.target"), /^Wants=web@3001\.service web@3002\.service worker@1\.service$/m);
+    assert.match(renderedContent(both, "/etc/saas-vps/release.conf"), /^WEB_PORTS="3001 3002"$/m);
+    assert.match(renderedContent(both, "/etc/saas-vps/release.conf"), /^WORKER_UNITS="worker@1\.service"$/m);
   });
 
   it("the order roles are listed in changes nothing rendered", () => {

@@ -61,3 +61,9 @@ export function isScript(content: string): boolean {
 
 // One implementation of free-port picking, shared with the VM runner.
 export { freePort, freePorts } from "../../cli/lib/ports";
+
+/** A local user's uid and gid (as `id` reports them), e.g. for chown to postgres. */
+export function userIds(user: string): [number, number] {
+  const id = (flag: string) => Number(spawnSync("id", [flag, user], { encoding: "utf8" }).stdout.trim());
+  return [id("-u"), id("-g")];
+}
