@@ -7,8 +7,11 @@
 import * as digitalocean from "@pulumi/digitalocean";
 import * as pulumi from "@pulumi/pulumi";
 import { ANYWHERE, type FirewallRule, type ServerPlan, type StackPlan } from "../plan/plan";
+import type { LoadBalancerPlan } from "../plan/scaled";
 import {
   type FixedIp,
+  type LoadBalancerArgs,
+  type StackLoadBalancer,
   type Machine,
   type MachineArgs,
   type MachineProvider,
@@ -35,16 +38,45 @@ const VPC_DESCRIPTION = "saas-vps private network";
  * droplet id. DigitalOcean's firewall also filters traffic inside the VPC (provider facts), so a
  * private rule must name its peers here too.
  */
-export function digitaloceanInboundRules(rules: FirewallRule[], serverIds: ServerIds) {
+export function digitaloceanInboundRules(rules: FirewallRule[], serverIds: ServerIds, loadBalancerId?: string) {
   return rules.map((rule) => {
     const droplets = peerIds(rule, serverIds).map(Number);
+    if (rule.loadBalancer && loadBalancerId === undefined) throw new Error(`firewall rule "${rule.description}" admits the load balancer, but the stack has none`);
     return {
       protocol: rule.protocol,
       portRange: portText(rule),
       ...(rule.sources.length > 0 ? { sourceAddresses: rule.sources } : {}),
       ...(droplets.length > 0 ? { sourceDropletIds: droplets } : {}),
+      ...(rule.loadBalancer ? { sourceLoadBalancerUids: [loadBalancerId!] } : {}),
     };
   });
+}
+
+/**
+ * The balancer's settings from the plan: TCP forwarded as is with the PROXY protocol (TLS ends on
+ * the app servers), the health listener checked over HTTP, in the stack's VPC.
+ */
+export function digitaloceanLoadBalancerSettings(plan: LoadBalancerPlan) {
+  const check = plan.healthCheck;
+  return {
+    region: plan.region,
+    // The smallest size; DigitalOcean scales a balancer by units, changed in place.
+    sizeUnit: 1,
+    forwardingRules: plan.ports.map((port) => ({ entryProtocol: "tcp", entryPort: port, targetProtocol: "tcp", targetPort: port })),
+    healthcheck: {
+      protocol: "http",
+      port: check.port,
+      path: check.path,
+      checkIntervalSeconds: check.intervalSeconds,
+      responseTimeoutSeconds: check.timeoutSeconds,
+      unhealthyThreshold: check.unhealthyThreshold,
+      healthyThreshold: check.healthyThreshold,
+    },
+    enableProxyProtocol: true,
+    redirectHttpToHttps: false,
+    // Its certificates would need DigitalOcean's DNS; TLS is the app servers' (passthrough).
+    disableLetsEncryptDnsRecords: true,
+  };
 }
 
 export const digitaloceanProvider: MachineProvider = {
@@ -84,6 +116,18 @@ export const digitaloceanProvider: MachineProvider = {
   createFixedIp(name: string, plan: ServerPlan, parent: pulumi.Resource): FixedIp {
     const ip = new digitalocean.ReservedIp(`${name}-ipv4`, { region: plan.region }, { parent });
     return { address: ip.ipAddress, id: ip.id };
+  },
+
+  createLoadBalancer(name: string, args: LoadBalancerArgs, parent: pulumi.Resource): StackLoadBalancer {
+    const { plan, network } = args;
+    const ids = plan.targets.map((server) => {
+      const id = args.targets[server];
+      if (!id) throw new Error(`load balancer target ${server} is no server of this stack`);
+      return id.apply(Number);
+    });
+    // By id, not by tag: a tag is account-wide, and another stack's droplets could carry it.
+    const lb = new digitalocean.LoadBalancer(`${name}-${plan.name}`, { ...digitaloceanLoadBalancerSettings(plan), vpcUuid: network.id, dropletIds: ids }, { parent });
+    return { id: lb.id, ipv4: lb.ip };
   },
 
   createMachine(name: string, args: MachineArgs, parent: pulumi.Resource): Machine {
@@ -128,10 +172,12 @@ export const digitaloceanProvider: MachineProvider = {
     if (volume) {
       ready.push(new digitalocean.VolumeAttachment(`${name}-${plan.volume!.name}-attach`, { dropletId, volumeId: volume.id }, opts));
     }
-    // Rules naming servers wait for every droplet to exist; the public ones must not wait with
-    // them, so they are two firewalls (DigitalOcean allows what any firewall of a droplet allows).
-    const publicRules = plan.firewall.filter((rule) => !rule.peers?.length);
-    const privateRules = plan.firewall.filter((rule) => rule.peers?.length);
+    // Rules naming servers (or the balancer) wait for every droplet (and the balancer) to exist;
+    // the public ones must not wait with them, so they are two firewalls (DigitalOcean allows
+    // what any firewall of a droplet allows).
+    const isPrivate = (rule: FirewallRule) => (rule.peers?.length ?? 0) > 0 || rule.loadBalancer === true;
+    const publicRules = plan.firewall.filter((rule) => !isPrivate(rule));
+    const privateRules = plan.firewall.filter(isPrivate);
     new digitalocean.Firewall(
       `${name}-fw`,
       {
@@ -149,7 +195,10 @@ export const digitaloceanProvider: MachineProvider = {
     if (privateRules.length > 0) {
       new digitalocean.Firewall(
         `${name}-fw-private`,
-        { dropletIds: [dropletId], inboundRules: pulumi.output(args.serverIds).apply((ids) => digitaloceanInboundRules(privateRules, ids)) },
+        {
+          dropletIds: [dropletId],
+          inboundRules: pulumi.all([args.serverIds, args.loadBalancerId]).apply(([ids, lbId]) => digitaloceanInboundRules(privateRules, ids, lbId)),
+        },
         opts,
       );
     }

@@ -7,7 +7,50 @@
 import * as hcloud from "@pulumi/hcloud";
 import * as pulumi from "@pulumi/pulumi";
 import type { FirewallRule, ServerPlan, StackPlan } from "../plan/plan";
-import { FORMER_OWNER, formerlyOwnedBy, type FixedIp, type Machine, type MachineArgs, type MachineProvider, portText, SERVER_IGNORES, sshKeyName, type StackNetwork } from "./machine";
+import type { LoadBalancerPlan } from "../plan/scaled";
+import {
+  FORMER_OWNER,
+  formerlyOwnedBy,
+  type FixedIp,
+  type LoadBalancerArgs,
+  type Machine,
+  type MachineArgs,
+  type MachineProvider,
+  portText,
+  SERVER_IGNORES,
+  sshKeyName,
+  type StackLoadBalancer,
+  type StackNetwork,
+} from "./machine";
+
+/** The smallest type (25 services, 25 targets): ten app servers and three ports fit with room. */
+export const HETZNER_LOAD_BALANCER_TYPE = "lb11";
+
+/**
+ * One TCP service per port, with the PROXY protocol, checked on the app servers' health listener.
+ * Hetzner's `retries` counts failed checks before a target leaves and passed ones before it
+ * returns: the plan's two thresholds, equal by design (plan/scaled.ts).
+ */
+export function hetznerLoadBalancerServices(plan: LoadBalancerPlan) {
+  const check = plan.healthCheck;
+  if (check.healthyThreshold !== check.unhealthyThreshold) {
+    throw new Error(`load balancer: Hetzner has one threshold (retries) for both directions; the plan has ${check.unhealthyThreshold} out and ${check.healthyThreshold} back`);
+  }
+  return plan.ports.map((port) => ({
+    protocol: "tcp",
+    listenPort: port,
+    destinationPort: port,
+    proxyprotocol: true,
+    healthCheck: {
+      protocol: "http",
+      port: check.port,
+      interval: check.intervalSeconds,
+      timeout: check.timeoutSeconds,
+      retries: check.unhealthyThreshold,
+      http: { path: check.path, statusCodes: ["200"] },
+    },
+  }));
+}
 
 const MANAGED_BY = { "managed-by": "saas-vps" };
 const labelsFor = (plan: ServerPlan) => ({ ...MANAGED_BY, server: plan.name });
@@ -54,6 +97,35 @@ export const hetzner: MachineProvider = {
       { parent },
     );
     return { address: ip.ipAddress, id: ip.id };
+  },
+
+  createLoadBalancer(name: string, args: LoadBalancerArgs, parent: pulumi.Resource): StackLoadBalancer {
+    const { plan, network } = args;
+    const labels = { ...MANAGED_BY, role: "load-balancer" };
+    const lb = new hcloud.LoadBalancer(
+      `${name}-${plan.name}`,
+      { loadBalancerType: HETZNER_LOAD_BALANCER_TYPE, location: plan.region, algorithm: { type: "round_robin" }, deleteProtection: true, labels },
+      { parent },
+    );
+    const lbId = lb.id.apply(Number);
+    // Targets by private address need the balancer in the network first (provider facts).
+    const attached = new hcloud.LoadBalancerNetwork(
+      `${name}-${plan.name}-network`,
+      { loadBalancerId: lbId, networkId: network.id.apply(Number), ip: plan.privateIp, enablePublicInterface: true },
+      { parent, dependsOn: network.ready },
+    );
+    hetznerLoadBalancerServices(plan).forEach((service) => new hcloud.LoadBalancerService(`${name}-${plan.name}-${service.listenPort}`, { loadBalancerId: lb.id, ...service }, { parent }));
+    // One target per server, so a server added or removed is one target created or deleted.
+    for (const server of plan.targets) {
+      const serverId = args.targets[server];
+      if (!serverId) throw new Error(`load balancer target ${server} is no server of this stack`);
+      new hcloud.LoadBalancerTarget(
+        `${name}-${plan.name}-${server}`,
+        { type: "server", loadBalancerId: lbId, serverId: serverId.apply(Number), usePrivateIp: true },
+        { parent, dependsOn: [attached] },
+      );
+    }
+    return { id: lb.id, ipv4: lb.ipv4 };
   },
 
   createMachine(name: string, args: MachineArgs, parent: pulumi.Resource): Machine {

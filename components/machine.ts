@@ -5,6 +5,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import type { FirewallRule, ServerPlan, StackPlan } from "../plan/plan";
+import type { LoadBalancerPlan } from "../plan/scaled";
 
 /** The fixed public IPv4, created before the server so user-data can name it and it outlives a replacement. */
 export interface FixedIp {
@@ -35,6 +36,8 @@ export interface MachineArgs {
   network?: StackNetwork;
   /** Every server of the stack by plan name; a firewall rule's peers resolve to these. */
   serverIds: pulumi.Input<ServerIds>;
+  /** The stack's load balancer, once it exists (stage scaled): rules admitting it name it. */
+  loadBalancerId?: pulumi.Input<string | undefined>;
   /** Provider image name for Debian 13. */
   image: string;
   /** The stack's registered SSH keys as the provider's server input takes them (createSshKeys). */
@@ -70,6 +73,23 @@ export interface MachineProvider {
   createNetwork(name: string, plan: StackPlan, parent: pulumi.Resource): StackNetwork | undefined;
   createFixedIp(name: string, plan: ServerPlan, parent: pulumi.Resource): FixedIp;
   createMachine(name: string, args: MachineArgs, parent: pulumi.Resource): Machine;
+  /** The load balancer in front of the app servers, in the stack's private network, once they exist. */
+  createLoadBalancer(name: string, args: LoadBalancerArgs, parent: pulumi.Resource): StackLoadBalancer;
+}
+
+export interface LoadBalancerArgs {
+  plan: LoadBalancerPlan;
+  network: StackNetwork;
+  /** Provider ids of the servers behind it, by plan name (the plan's targets). */
+  targets: Readonly<Record<string, pulumi.Output<string>>>;
+}
+
+/** What the rest of the program uses of the balancer. */
+export interface StackLoadBalancer {
+  /** Provider id (DigitalOcean firewall rules admit it by this). */
+  id: pulumi.Output<string>;
+  /** The public IPv4 the site's DNS points at. */
+  ipv4: pulumi.Output<string>;
 }
 
 /**

@@ -6,8 +6,8 @@
  * Read from the providers' schemas (Terraform providers bridged by @pulumi/hcloud and
  * @pulumi/digitalocean): attributes marked `ForceNew: true` (SDKv2) or with a `RequiresReplace`
  * plan modifier (plugin framework), in
- *   terraform-provider-hcloud        internal/{server,network,primaryip,volume,sshkey}/resource*.go
- *   terraform-provider-digitalocean  digitalocean/{droplet,vpc,reservedip,volume,sshkey,spaces}/resource_*.go
+ *   terraform-provider-hcloud        internal/{server,network,primaryip,volume,sshkey,loadbalancer}/resource*.go
+ *   terraform-provider-digitalocean  digitalocean/{droplet,vpc,reservedip,volume,sshkey,spaces,loadbalancer}/resource_*.go
  * at their newest commits of August 2026 (hcloud f81c9af, v1.68.0; digitalocean 401992a), and
  *   terraform-provider-digitalocean  digitalocean/uptime/resource_uptime_{check,alert}.go,
  *                                    digitalocean/monitoring/resource_monitor_alert.go
@@ -49,6 +49,16 @@ export const REPLACE_INPUTS: Readonly<Record<string, ReplaceRule>> = {
   "hcloud:index/networkSubnet:NetworkSubnet": { inputs: inputsOf<hcloud.NetworkSubnetArgs>()("networkId", "type", "networkZone", "ipRange", "vswitchId") },
   "hcloud:index/sshKey:SshKey": { inputs: inputsOf<hcloud.SshKeyArgs>()("publicKey") },
   "hcloud:index/firewall:Firewall": { inputs: [] },
+  "hcloud:index/loadBalancer:LoadBalancer": {
+    inputs: inputsOf<hcloud.LoadBalancerArgs>()("location", "networkZone"),
+    note: "loadBalancerType and algorithm update in place: a busier stack resizes its balancer without a new address",
+  },
+  "hcloud:index/loadBalancerNetwork:LoadBalancerNetwork": { inputs: inputsOf<hcloud.LoadBalancerNetworkArgs>()("loadBalancerId", "networkId", "subnetId", "ip") },
+  "hcloud:index/loadBalancerService:LoadBalancerService": {
+    inputs: inputsOf<hcloud.LoadBalancerServiceArgs>()("loadBalancerId", "protocol", "listenPort"),
+    note: "the health check, destination port and proxyprotocol update in place",
+  },
+  "hcloud:index/loadBalancerTarget:LoadBalancerTarget": { inputs: inputsOf<hcloud.LoadBalancerTargetArgs>()("loadBalancerId", "serverId", "labelSelector", "ip") },
   "digitalocean:index/droplet:Droplet": {
     inputs: inputsOf<digitalocean.DropletArgs>()("image", "region", "publicNetworking", "sshKeys", "userData", "monitoring", "dropletAgent", "vpcUuid", "gpuPartitionMode"),
     note: "size and ipv6 (enabling it) update in place",
@@ -62,6 +72,10 @@ export const REPLACE_INPUTS: Readonly<Record<string, ReplaceRule>> = {
   "digitalocean:index/volumeAttachment:VolumeAttachment": { inputs: inputsOf<digitalocean.VolumeAttachmentArgs>()("dropletId", "volumeId") },
   "digitalocean:index/sshKey:SshKey": { inputs: inputsOf<digitalocean.SshKeyArgs>()("publicKey") },
   "digitalocean:index/firewall:Firewall": { inputs: [] },
+  "digitalocean:index/loadBalancer:LoadBalancer": {
+    inputs: inputsOf<digitalocean.LoadBalancerArgs>()("region", "vpcUuid", "subnetUuid", "ip", "type", "network", "networkStack"),
+    note: "dropletIds, forwarding rules, the health check and sizeUnit update in place: an app server added joins the same balancer",
+  },
   "digitalocean:index/spacesBucket:SpacesBucket": {
     inputs: inputsOf<digitalocean.SpacesBucketArgs>()("region", "name"),
     note: "the schema marks only region; a bucket cannot be renamed, so a changed name means another bucket",

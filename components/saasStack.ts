@@ -22,7 +22,7 @@ import { ManagedDatabase } from "./managedDatabase";
 import { StackMonitoring } from "./monitoring";
 import { healthCheckTarget } from "../plan/monitoring";
 import { protectKinds } from "./protection";
-import type { ServerIds, StackNetwork } from "./machine";
+import type { MachineProvider, ServerIds, StackLoadBalancer, StackNetwork } from "./machine";
 import { MACHINE_PROVIDERS, type RenderAddresses, VpsServer } from "./vpsServer";
 
 export interface SaasStackArgs {
@@ -50,6 +50,8 @@ export class SaasStack extends pulumi.ComponentResource {
   readonly managedDatabase?: ManagedDatabase;
   /** The server with the web role: the site's address, its releases first. */
   readonly webServer: string;
+  /** The provider's load balancer in front of the app servers (stage scaled). */
+  readonly loadBalancer?: StackLoadBalancer;
   /** What watches the stack from outside; absent with `monitoring: none`. */
   readonly monitoring?: StackMonitoring;
   private readonly baseName: string;
@@ -96,7 +98,9 @@ export class SaasStack extends pulumi.ComponentResource {
     const uploadsBucket = this.uploadsBucket?.resolved ?? pulumi.output(undefined);
 
     // One object, so a new secret is one more key (pulumi.all's typed tuples stop at eight).
-    const secrets = pulumi.output({ databasePassword, databaseWebPassword, databaseWorkerPassword, appSecretKey, backupPassword });
+    // Only a stack with a replica has the replication login (and so this resource).
+    const replicationPassword = this.plan.servers.some((s) => s.roles.includes("replica")) ? secret("db-replication-password", 32) : undefined;
+    const secrets = pulumi.output({ databasePassword, databaseWebPassword, databaseWorkerPassword, appSecretKey, backupPassword, replicationPassword });
     const provider = MACHINE_PROVIDERS[config.provider];
     const sshKeys = provider.createSshKeys(name, config.sshPublicKeys, this);
     this.network = provider.createNetwork(name, this.plan, this);
@@ -105,6 +109,7 @@ export class SaasStack extends pulumi.ComponentResource {
     const networkRange = this.network?.cidr ?? pulumi.output(undefined);
     // Known once every server exists: firewalls naming servers, and (DigitalOcean) the day-2 renders.
     const [serverIds, resolveServerIds] = pulumi.deferredOutput<ServerIds>();
+    const [loadBalancerId, resolveLoadBalancerId] = pulumi.deferredOutput<string | undefined>();
     const [assignedAddresses, resolveAssignedAddresses] = pulumi.deferredOutput<PrivateAddresses>();
     const createdAddresses: Record<string, pulumi.Output<string>> = {};
     const machine: MachineKind = args.machineKind ?? config.provider;
@@ -130,6 +135,7 @@ export class SaasStack extends pulumi.ComponentResource {
           sshKeys,
           network: this.network,
           serverIds,
+          loadBalancerId,
           files: files.map((f) => ({ path: f.path, secret: f.secret === true, onChange: f.onChange })),
           privateKey: config.sshPrivateKey ? pulumi.secret(config.sshPrivateKey) : undefined,
           privateAddresses: renderAddresses(),
@@ -159,10 +165,26 @@ export class SaasStack extends pulumi.ComponentResource {
     }
     resolveServerIds(pulumi.all(Object.fromEntries(Object.entries(this.servers).map(([n, vps]) => [n, vps.serverId]))));
     resolveAssignedAddresses(pulumi.all(createdAddresses));
+    this.loadBalancer = this.declareLoadBalancer(name, provider);
+    resolveLoadBalancerId(this.loadBalancer?.id ?? pulumi.output(undefined));
     this.monitoring = this.declareMonitoring(name, args.stackName, config);
     const handover = this.admitToManagedDatabase(config.sshPrivateKey);
     this.declareReleases(name, { appDir, command: config.appBuildCommand }, sourceHash, config.sshPrivateKey, handover ? [handover] : []);
     this.registerOutputs({});
+  }
+
+  /** The balancer in front of the app servers, once they exist (stage scaled). */
+  /** Where the site answers: the load balancer when there is one, else the web server's fixed IP. */
+  get siteIpv4(): pulumi.Output<string> {
+    return this.loadBalancer?.ipv4 ?? this.servers[this.webServer].ipv4;
+  }
+
+  private declareLoadBalancer(name: string, provider: MachineProvider): StackLoadBalancer | undefined {
+    const plan = this.plan.loadBalancer;
+    if (!plan) return undefined;
+    if (!this.network) throw new Error("a load balancer needs the stack's private network (the planner gives one to stage scaled)");
+    const targets = Object.fromEntries(plan.targets.map((server) => [server, this.servers[server].serverId]));
+    return provider.createLoadBalancer(name, { plan, network: this.network, targets }, this);
   }
 
   /** The uptime check of the site and the alerts on every server, unless the stack says none. */
@@ -176,7 +198,7 @@ export class SaasStack extends pulumi.ComponentResource {
         config,
         route: monitoring.route,
         thresholds: monitoring.thresholds,
-        healthCheck: this.servers[this.webServer].ipv4.apply((ip) => healthCheckTarget(config, ip)),
+        healthCheck: this.siteIpv4.apply((ip) => healthCheckTarget(config, ip)),
         serverIds: Object.values(this.servers).map((vps) => vps.serverId),
       },
       { parent: this },
@@ -210,12 +232,13 @@ export class SaasStack extends pulumi.ComponentResource {
    * One release per server that runs the app. The server that runs the migrations (the one with
    * web instances) releases first and builds the artifact; every other server uploads that
    * artifact and runs its release only once the first has finished healthy, so its workers never
-   * run new code on a schema not yet migrated. The first never waits for the others.
+   * run new code on a schema not yet migrated; app servers behind the load balancer also wait for
+   * the one before them. The first never waits for the others.
    */
   private declareReleases(name: string, build: AppBuild, sourceHash: string, sshPrivateKey: string | undefined, database: pulumi.Resource[]): void {
     const appServers = this.plan.servers.filter((server) => runsApp(server.roles));
     if (appServers.length === 0) return;
-    const migrating = appServers.filter((server) => runsMigrations(server.roles));
+    const migrating = appServers.filter((server) => runsMigrations(server));
     if (migrating.length !== 1) {
       throw new Error(`the plan must have exactly one app server that runs migrations; it has ${migrating.map((s) => s.name).join(", ") || "none"}`);
     }
@@ -236,7 +259,15 @@ export class SaasStack extends pulumi.ComponentResource {
     };
     const [owner] = migrating;
     const first = release(owner, { build }, []);
-    for (const server of appServers.filter((s) => s !== owner)) release(server, { builtBy: first }, [first]);
+    // Servers behind the load balancer release one after another, so the others keep serving;
+    // every other server waits for the first only.
+    const balanced = new Set(this.plan.loadBalancer?.targets ?? []);
+    let previous = first;
+    for (const server of appServers.filter((s) => s !== owner)) {
+      const after = balanced.has(server.name) ? previous : first;
+      const released = release(server, { builtBy: first }, after === first ? [first] : [first, after]);
+      if (balanced.has(server.name)) previous = released;
+    }
   }
 }
 

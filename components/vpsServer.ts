@@ -43,6 +43,8 @@ export interface VpsServerArgs {
   network?: StackNetwork;
   /** Provider ids of every server of the stack by plan name (firewall rules name peers by server). */
   serverIds: pulumi.Input<ServerIds>;
+  /** The stack's load balancer, once it exists (stage scaled). */
+  loadBalancerId?: pulumi.Input<string | undefined>;
   /** The server's files for its fixed IPv4, the private addresses known and its host key; called once per address set. */
   render: (ipv4: pulumi.Output<string>, privateAddresses: pulumi.Output<PrivateAddresses>, hostKey: pulumi.Output<HostKeyPair>) => pulumi.Output<RenderedServer>;
   privateAddresses: RenderAddresses;
@@ -85,6 +87,7 @@ export class VpsServer extends pulumi.ComponentResource {
         plan: args.plan,
         network: args.network,
         serverIds: args.serverIds,
+        loadBalancerId: args.loadBalancerId,
         image: CATALOGS[args.provider].debianImage,
         sshKeys: args.sshKeys,
         fixedIp,

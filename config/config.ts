@@ -21,7 +21,7 @@ import {
   type Provider,
 } from "./providers";
 import { bucketKeyNames, type BucketField, type BucketKeyNames, type BucketPrefix } from "./buckets";
-import { SPLIT_STAGES, type Stage } from "./stages";
+import { BUILT_STAGES, SPLIT_STAGES, type Stage } from "./stages";
 import { closest, isHttpUrl, quote } from "./validators";
 import { DEFAULT_METRICS_PORT_OFFSET, metricsPorts, RESERVED_PORTS, surgePortFor, webPorts } from "../provisioning/layout";
 import { NODE_EXPORTER_PORT } from "../plan/plan";
@@ -79,6 +79,7 @@ type ResolvedKeys =
   | "webServerType"
   | "workerServerType"
   | "dbServerType"
+  | "replicaServerType"
   | "privateNetworkCidr"
   | "privateNetworkZone"
   | "databaseMode"
@@ -95,6 +96,8 @@ export interface ServerChoices {
   web: ServerChoice;
   worker: ServerChoice;
   db: ServerChoice;
+  /** The read replica's server (replicaServerType, default the db server's type). */
+  replica: ServerChoice;
 }
 
 export interface PrivateNetworkConfig {
@@ -145,6 +148,11 @@ export interface ParseOptions {
   secretKeys?: ReadonlySet<string>;
   /** Provider credentials (PROVIDER_TOKEN_KEYS, full keys) the stack sets in plain text: each is an error too. */
   plaintextProviderTokens?: readonly string[];
+  /**
+   * Accept a stage that is designed but not built yet (BUILT_STAGES): for the tests and renders of
+   * the stage while it is built. The program never sets it, so no stack can deploy such a stage.
+   */
+  unbuiltStages?: true;
 }
 
 /**
@@ -190,6 +198,9 @@ export function parseStackConfig(raw: Record<string, string>, options: ParseOpti
   }
   const v = parseEachKey(raw, problems);
   if (v.stage) for (const [key, line] of keysOutsideStage(raw, v.stage)) problems.add(key, line);
+  if (v.stage && !BUILT_STAGES.includes(v.stage) && !options.unbuiltStages) {
+    problems.add("stage", `${quote(v.stage)} is planned but not built yet; use ${BUILT_STAGES.join(", ")} for now`);
+  }
 
   const region = v.provider ? parseRegion(v.region, v.provider, problems) : undefined;
   const serverType = v.provider ? parseServerType("serverType", v.serverType, v.provider, MIN_MEMORY_MIB, problems) : undefined;
@@ -197,6 +208,7 @@ export function parseStackConfig(raw: Record<string, string>, options: ParseOpti
   const privateNetwork = v.provider && v.stage && SPLIT_STAGES.includes(v.stage) && region ? parsePrivateNetwork(v, v.provider, region, problems) : undefined;
   const database = v.provider ? parseDatabase(v, v.provider, problems) : undefined;
   reportMoveConflicts(v, problems);
+  reportReplicaConflicts(raw, v, problems);
   reportPlainHttp(raw, v, problems);
   if (v.domain && !raw.acmeEmail) {
     problems.add("acmeEmail", `is required when saas-vps:domain is set (Let's Encrypt needs a contact); domain is ${quote(v.domain)}`);
@@ -232,6 +244,8 @@ export function parseStackConfig(raw: Record<string, string>, options: ParseOpti
     acmeEmail: v.acmeEmail,
     sshPublicKeys: v.sshPublicKeys!,
     sshAllowedCidrs: v.sshAllowedCidrs!,
+    appServers: v.appServers!,
+    readReplica: v.readReplica!,
     webInstances: v.webInstances!,
     workerInstances: v.workerInstances!,
     backupSchedule: v.backupSchedule!,
@@ -397,14 +411,16 @@ function parseServerType(key: ConfigKey, given: string | undefined, provider: Pr
 
 /** Each server's type: the per-role key when set (split stages only), else serverType. */
 function parseServerChoices(v: Partial<KeyValues>, provider: Provider, serverType: string, problems: Problems): ServerChoices | undefined {
-  const choose = (key: "webServerType" | "workerServerType" | "dbServerType", minMemoryMiB: number): ServerChoice | undefined => {
+  const choose = (key: "webServerType" | "workerServerType" | "dbServerType" | "replicaServerType", minMemoryMiB: number): ServerChoice | undefined => {
     const name = v[key] === undefined ? serverType : parseServerType(key, v[key], provider, minMemoryMiB, problems);
     return name === undefined ? undefined : { serverType: name, memoryMiB: CATALOGS[provider].serverTypes[name].memoryMiB };
   };
   const web = choose("webServerType", MIN_APP_MEMORY_MIB);
   const worker = choose("workerServerType", MIN_APP_MEMORY_MIB);
   const db = choose("dbServerType", MIN_MEMORY_MIB);
-  return web && worker && db ? { web, worker, db } : undefined;
+  // A standby replays everything its primary writes: it gets the primary's type unless told otherwise.
+  const replica = v.replicaServerType === undefined ? db : choose("replicaServerType", MIN_MEMORY_MIB);
+  return web && worker && db && replica ? { web, worker, db, replica } : undefined;
 }
 
 function parsePrivateNetwork(v: Partial<KeyValues>, provider: Provider, region: string, problems: Problems): PrivateNetworkConfig | undefined {
@@ -456,6 +472,19 @@ function reportMoveConflicts(v: Partial<KeyValues>, problems: Problems): void {
       "webServerType",
       `must stay unset (or equal serverType) while saas-vps:mvpDatabase is set: the app server is the old mvp server, which keeps serverType and its PostgreSQL until the move is retired; got ${quote(v.webServerType)}`,
     );
+  }
+}
+
+/**
+ * A read replica is a server streaming from the stack's db server. DigitalOcean's managed cluster
+ * has replicas of its own (DatabaseReplica), which this program does not build yet.
+ */
+function reportReplicaConflicts(raw: Record<string, string>, v: Partial<KeyValues>, problems: Problems): void {
+  if (v.readReplica && v.databaseMode === "managed") {
+    problems.add("readReplica", "is built for saas-vps:databaseMode server (a replica server streaming from the db server); a replica of a managed cluster is not built yet: remove readReplica or use databaseMode server");
+  }
+  if (raw.replicaServerType !== undefined && v.readReplica === false) {
+    problems.add("replicaServerType", `is only for saas-vps:readReplica true; this stack has no replica, so nothing would use it: remove the key or set readReplica to true; got ${quote(raw.replicaServerType)}`);
   }
 }
 

@@ -14,7 +14,7 @@ import { checkOnCalendar } from "./onCalendar";
 import { WATCHDOG_THRESHOLDS, type WatchdogThreshold } from "./watchdog";
 import { DEFAULT_METRICS_PORT_OFFSET } from "../provisioning/layout";
 import { BUCKET_PROVIDERS, CATALOGS, DATABASE_MODES, MANAGED_DATABASE_SIZES, PROVIDERS, type BucketProvider, type DatabaseMode, type Provider } from "./providers";
-import { BUILT_STAGES, MVP_DATABASE_STATES, SPLIT_STAGES, STAGES, type MvpDatabaseState, type Stage } from "./stages";
+import { MVP_DATABASE_STATES, SPLIT_STAGES, STAGES, type MvpDatabaseState, type Stage } from "./stages";
 import {
   BUCKET_NAME_RULE,
   cidrNetwork,
@@ -59,6 +59,10 @@ const fail = <T>(...problems: string[]): Parsed<T> => ({ ok: false, problems });
 const ALL = { stages: STAGES };
 /** Keys of the stages whose servers are split over a private network. */
 const SPLIT = { stages: SPLIT_STAGES };
+/** Keys of the stage with several app servers behind a load balancer. */
+const SCALED = { stages: ["scaled"] as const };
+/** How many app servers stage scaled may have behind its load balancer. */
+export const APP_SERVERS_RANGE = { min: 2, max: 10 } as const;
 const DEFAULT_STAGE: Stage = "mvp";
 
 /** One of `allowed`; required when there is no default. */
@@ -299,15 +303,9 @@ export const KEYS = {
     rule: PROVIDERS.map((p) => `\`${p}\``).join(" or "),
   },
   stage: {
-    type: "string" as const,
+    ...oneOf<Stage>(STAGES),
+    parse: (text: string | undefined): Parsed<Stage> => oneOf<Stage>(STAGES).parse(text ?? DEFAULT_STAGE),
     default: DEFAULT_STAGE,
-    parse: (text: string | undefined): Parsed<Stage> => {
-      const parsed = oneOf<Stage>(STAGES).parse(text ?? DEFAULT_STAGE);
-      if (parsed.ok && !BUILT_STAGES.includes(parsed.value)) {
-        return fail(`${quote(parsed.value)} is planned but not built yet; use ${BUILT_STAGES.join(", ")} for now`);
-      }
-      return parsed;
-    },
     ...ALL,
     description:
       "Growth stage: mvp (one server), separated (web, worker and PostgreSQL on their own servers over a private network). scaled is planned and rejected until built.",
@@ -347,6 +345,25 @@ export const KEYS = {
     defaultText: "serverType",
     description: "Server type of the PostgreSQL server (databaseMode server); PostgreSQL's tuning follows its memory. Default: serverType.",
     rule: "a type of that provider with ≥ 2 GiB memory",
+  },
+  appServers: {
+    ...integer(APP_SERVERS_RANGE.min, APP_SERVERS_RANGE.max, APP_SERVERS_RANGE.min),
+    ...SCALED,
+    description: `App servers (nginx and the web processes) behind the provider's load balancer, ${APP_SERVERS_RANGE.min}-${APP_SERVERS_RANGE.max}. Growing adds servers and replaces none.`,
+    rule: `${APP_SERVERS_RANGE.min}–${APP_SERVERS_RANGE.max} servers behind the load balancer`,
+  },
+  readReplica: {
+    ...flag(),
+    ...SCALED,
+    description: "true adds a streaming read replica of PostgreSQL on a server of its own (databaseMode server); the app sends chosen reads to it.",
+    rule: "`true` only with `databaseMode: server`",
+  },
+  replicaServerType: {
+    ...optional(),
+    ...SCALED,
+    defaultText: "dbServerType",
+    description: "Server type of the read replica's server (readReplica true). Default: dbServerType.",
+    rule: "a type of that provider with ≥ 2 GiB memory; only with `readReplica: true`",
   },
   privateNetworkCidr: {
     ...withDefault("10.20.0.0/16", checkPrivateNetworkCidr),

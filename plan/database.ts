@@ -4,7 +4,7 @@
  * uses: the schema's owner runs migrations only; the web processes and the worker each have a
  * login of their own with the data rights they need and no right to change the schema.
  */
-import type { Role } from "./plan";
+import type { ServerPlan } from "./plan";
 
 /** Where PostgreSQL answers the app. */
 export interface DatabaseEndpoint {
@@ -36,21 +36,25 @@ export interface DatabaseCredential {
 
 export type DatabaseCredentials = Readonly<Record<DatabaseLogin, DatabaseCredential>>;
 
+/** What decides a server's logins: its roles, and whether its releases migrate. */
+export type LoginHolder = Pick<ServerPlan, "roles" | "migrates">;
+
 /**
  * The logins a server's processes use, from its roles: the web processes and the worker each
  * their own, and the schema's owner only where the release runs migrations (runsMigrations).
  */
-export function loginsFor(roles: readonly Role[]): DatabaseLogin[] {
-  const uses: Record<DatabaseLogin, boolean> = { owner: runsMigrations(roles), web: roles.includes("web"), worker: roles.includes("worker") };
+export function loginsFor(server: LoginHolder): DatabaseLogin[] {
+  const uses: Record<DatabaseLogin, boolean> = { owner: runsMigrations(server), web: server.roles.includes("web"), worker: server.roles.includes("worker") };
   return DATABASE_LOGINS.filter((login) => uses[login]);
 }
 
 /**
  * The one server that runs a release's migrations: the one with the web role (the app server
- * in split stages, the only server in mvp). The worker server never holds the owner's login.
+ * in split stages, the only server in mvp), or in stage scaled the first app server only (the
+ * plan says so with `migrates`). The worker server never holds the owner's login.
  */
-export function runsMigrations(roles: readonly Role[]): boolean {
-  return roles.includes("web");
+export function runsMigrations(server: LoginHolder): boolean {
+  return server.migrates ?? server.roles.includes("web");
 }
 
 /**

@@ -6,13 +6,18 @@
  * push, rendered once every address is known, narrows it to the exact address.
  */
 import type { FirewallRule, ServerPlan, StackPlan } from "./plan";
+import { LOAD_BALANCER_NAME } from "./scaled";
 
 /** Private address of each server by plan name; undefined while the provider has not assigned it. */
 export type PrivateAddresses = Readonly<Record<string, string | undefined>>;
 
-/** The planned addresses (exact on Hetzner and the local VM, placeholders on DigitalOcean). */
-export function plannedAddresses(plan: Pick<StackPlan, "servers">): PrivateAddresses {
-  return Object.fromEntries(plan.servers.filter((s) => s.privateIp).map((s) => [s.name, s.privateIp]));
+/**
+ * The planned addresses (exact on Hetzner and the local VM, placeholders on DigitalOcean), the
+ * load balancer's under its plan name: Hetzner attaches it at that address.
+ */
+export function plannedAddresses(plan: Pick<StackPlan, "servers" | "loadBalancer">): PrivateAddresses {
+  const balancer = plan.loadBalancer ? [[plan.loadBalancer.name, plan.loadBalancer.privateIp]] : [];
+  return Object.fromEntries([...plan.servers.filter((s) => s.privateIp).map((s) => [s.name, s.privateIp]), ...balancer]);
 }
 
 /** A rule's sources with its peers resolved: `<address>/32` each, or the network where unknown. */
@@ -23,7 +28,19 @@ export function resolveSources(rule: FirewallRule, addresses: PrivateAddresses, 
     if (!networkCidr) throw new Error(`firewall rule "${rule.description}" names peer ${peer}, but the stack has no private network`);
     return networkCidr;
   });
-  return [...new Set([...rule.sources, ...peers])];
+  const balancer = rule.loadBalancer ? [balancerSource(addresses, networkCidr, rule)] : [];
+  return [...new Set([...rule.sources, ...peers, ...balancer])];
+}
+
+/**
+ * Where the stack's load balancer connects from: its planned address, or on DigitalOcean, which
+ * gives it an address of its own that no output names, the private network.
+ */
+function balancerSource(addresses: PrivateAddresses, networkCidr: string | undefined, rule: FirewallRule): string {
+  const address = addresses[LOAD_BALANCER_NAME];
+  if (address) return `${address}/32`;
+  if (!networkCidr) throw new Error(`firewall rule "${rule.description}" admits the load balancer, but the stack has no private network`);
+  return networkCidr;
 }
 
 /** The server's rules with every peer resolved to addresses (the host firewall's input). */

@@ -9,6 +9,7 @@ import { hostAddress } from "../config/validators";
 import type { Provider } from "../config/providers";
 import { DATA_LABEL, DATA_MOUNT } from "../provisioning/layout";
 import { planMoveFromMvp } from "./move";
+import { planScaled, type LoadBalancerPlan } from "./scaled";
 
 /**
  * What a server does. Declared only here; provisioning/roles/index.ts maps each role to the
@@ -31,6 +32,12 @@ export interface FirewallRule {
    * no sources is private-only.
    */
   peers?: string[];
+  /**
+   * The stack's load balancer may come in, over the private network (stage scaled). Resolved like
+   * a peer (plan/peers.ts): its address where it is planned, else the private network; a cloud
+   * firewall that filters private traffic names the balancer itself (DigitalOcean).
+   */
+  loadBalancer?: true;
   description: string;
 }
 
@@ -68,6 +75,11 @@ export interface ServerPlan {
    * PostgreSQL, which the server applies (its backup timers, workers and logins; plan/move.ts).
    */
   mvpDatabase?: MvpDatabaseState;
+  /**
+   * Whether this server's releases run the migrations; unset: it does when it has the web role
+   * (plan/database.ts, runsMigrations). Stage scaled sets false on every app server but the first.
+   */
+  migrates?: boolean;
 }
 
 export interface StackPlan {
@@ -84,6 +96,8 @@ export interface StackPlan {
   backupBucket: BucketConfig;
   /** The app's uploads bucket; absent when uploads stay on the data volume (mvp's default). */
   uploadsBucket?: BucketConfig;
+  /** The provider's load balancer in front of the app servers (stage scaled). */
+  loadBalancer?: LoadBalancerPlan;
 }
 
 export type DatabasePlan = { kind: "server"; server: string } | { kind: "managed"; size: string };
@@ -92,7 +106,7 @@ export type DatabasePlan = { kind: "server"; server: string } | { kind: "managed
  * Host numbers of the servers in the private network: fixed per server so an address never
  * moves when servers are added (scaled adds app servers at 11.., replicas at 31..).
  */
-export const PRIVATE_HOSTS = { app: 10, worker: 20, db: 30 } as const;
+export const PRIVATE_HOSTS = { loadBalancer: 5, app: 10, worker: 20, db: 30, replica: 31 } as const;
 /** PostgreSQL's port; the db server's private firewall rule opens it to the app's servers. */
 export const POSTGRES_PORT = 5432;
 /** Valkey's port (the cache and queue of stage scaled). */
@@ -124,7 +138,8 @@ export function planPublicFirewall(sshAllowedCidrs: string[]): FirewallRule[] {
 
 /** PostgreSQL on the db server: only the app's servers, only over the private network. */
 export function planDatabaseRule(clients: string[]): FirewallRule {
-  return { port: POSTGRES_PORT, protocol: "tcp", sources: [], peers: [...clients], description: `PostgreSQL from ${clients.join(" and ")} (private network)` };
+  const names = clients.length > 1 ? `${clients.slice(0, -1).join(", ")} and ${clients[clients.length - 1]}` : clients.join("");
+  return { port: POSTGRES_PORT, protocol: "tcp", sources: [], peers: [...clients], description: `PostgreSQL from ${names} (private network)` };
 }
 
 export function planStack(config: StackConfig): StackPlan {
@@ -141,8 +156,7 @@ export function planStack(config: StackConfig): StackPlan {
     case "separated":
       return planSeparated(config);
     case "scaled":
-      // The parser rejects these until they are built; reaching here is a programming error.
-      throw new Error(`stage ${config.stage} is not built yet`);
+      return planScaled(planSeparated(config), config);
     default: {
       const unreachable: never = config.stage;
       throw new Error(`unhandled stage ${unreachable}`);
@@ -166,7 +180,7 @@ export function mvpServer(config: StackConfig): ServerPlan {
 }
 
 /** The one data volume a stack's PostgreSQL lives on; the same resource name in every stage. */
-function dataVolume(): VolumePlan {
+export function dataVolume(): VolumePlan {
   return { name: "app-data", sizeGb: DEFAULT_DATA_VOLUME_GB, label: DATA_LABEL, mountPoint: DATA_MOUNT };
 }
 

@@ -15,7 +15,10 @@ import type { RoleInputs } from "../provisioning/roles/index";
 import { runsApp } from "../provisioning/roles/index";
 import type { MachineKind, ServerRenderInput } from "../provisioning/server";
 import type { StackConfig } from "../config/config";
-import type { PostgresClient } from "../provisioning/postgres";
+import type { PostgresClient, ReplicaClient } from "../provisioning/postgres";
+import type { AppDatabaseInput } from "../provisioning/roles/app";
+import type { WebInput } from "../provisioning/roles/web";
+import { planMaxSlotWalKeepMiB, type PrimaryReplicationInput } from "../provisioning/replication";
 import { MANAGED_SSLMODE, DATABASE_CA_FILE } from "../provisioning/managedDatabase";
 import { POSTGRES_PORT, type Role, type ServerPlan, type StackPlan } from "./plan";
 import { plannedAddresses, resolveFirewall, resolveSources, type PrivateAddresses } from "./peers";
@@ -31,6 +34,8 @@ export interface ServerSecrets {
   appSecretKey: string;
   /** restic repository password: backups are encrypted on the server with it. */
   backupPassword: string;
+  /** The replication login's (stage scaled with a read replica): the primary sets it, the replica's passfile holds it. */
+  replicationPassword?: string;
 }
 
 export interface ServerInputContext {
@@ -64,7 +69,7 @@ export interface ManagedDatabaseContext {
 }
 
 /** The parts of the plan a server's input depends on besides the server itself. */
-export type StackContext = Pick<StackPlan, "servers" | "network" | "database">;
+export type StackContext = Pick<StackPlan, "servers" | "network" | "database" | "loadBalancer">;
 
 export function appUrlFor(config: Pick<StackConfig, "domain">, ipv4: string): string {
   return config.domain ? `https://${config.domain}` : `http://${ipv4}`;
@@ -97,7 +102,8 @@ export function buildServerInput(config: StackConfig, server: ServerPlan, contex
           database: {
             endpoint: databaseEndpointFor(server, plan, addresses, managed?.endpoint),
             // A managed cluster's logins are DigitalOcean's (it generates their passwords).
-            credentials: credentialsOf(loginsFor(server.roles), managed?.credentials ?? databaseCredentials(context.secrets)),
+            credentials: credentialsOf(loginsFor(server), managed?.credentials ?? databaseCredentials(context.secrets)),
+            ...readEndpointFor(server, plan, addresses),
           },
           uploads: uploadsFor(config, context),
         }
@@ -157,15 +163,48 @@ export function databaseEndpointFor(server: ServerPlan, plan: StackContext, addr
 export function postgresClientsFor(server: ServerPlan, plan: StackContext, addresses: PrivateAddresses): PostgresClient[] | undefined {
   const rule = server.firewall.find((r) => r.port === POSTGRES_PORT && r.peers?.length);
   if (!rule || !plan.network) return undefined;
-  return (rule.peers ?? []).map((peer) => {
+  return (rule.peers ?? []).flatMap((peer) => {
     const peerServer = plan.servers.find((s) => s.name === peer);
     if (!peerServer) throw new Error(`server ${server.name}: its PostgreSQL rule names ${peer}, which the plan does not have`);
-    return {
-      name: peer,
-      sources: resolveSources({ ...rule, sources: [], peers: [peer] }, addresses, plan.network?.cidr),
-      users: loginsFor(peerServer.roles).map((login) => DATABASE_ROLE_NAMES[login]),
-    };
+    const users = loginsFor(peerServer).map((login) => DATABASE_ROLE_NAMES[login]);
+    // A replica logs in for replication only: the primary's replication lines (replicasOf) admit it.
+    if (users.length === 0) return [];
+    return [{ name: peer, sources: resolveSources({ ...rule, sources: [], peers: [peer] }, addresses, plan.network?.cidr), users }];
   });
+}
+
+/**
+ * The replicas that stream from this db server, each at its exact address. One whose address is
+ * not known yet (DigitalOcean, before its droplet exists) is left out: the day-2 push, rendered
+ * once every address is known, adds its replication line and slot.
+ */
+export function replicasOf(server: ServerPlan, plan: StackContext, addresses: PrivateAddresses): ReplicaClient[] {
+  return plan.servers
+    .filter((s) => s.roles.includes("replica") && addresses[s.name] !== undefined)
+    .map((s) => ({ name: s.name, source: `${addresses[s.name]}/32` }));
+}
+
+/** The db server a replica streams from: the plan's database server. */
+function primaryOf(server: ServerPlan, plan: StackContext): string {
+  if (plan.database.kind !== "server") throw new Error(`server ${server.name}: a replica needs the stack's db server (the config parser refuses readReplica with a managed database)`);
+  return plan.database.server;
+}
+
+/** The read replica's endpoint for a server whose web processes read from it (stage scaled with readReplica). */
+function readEndpointFor(server: ServerPlan, plan: StackContext, addresses: PrivateAddresses): Pick<AppDatabaseInput, "readEndpoint"> {
+  const replica = plan.servers.find((s) => s.roles.includes("replica"));
+  if (!replica || !server.roles.includes("web")) return {};
+  const host = addresses[replica.name];
+  // DigitalOcean, first boot of an app server declared before the replica: reads stay on the primary until the day-2 push names it.
+  if (!host) return {};
+  return { readEndpoint: { host, port: POSTGRES_PORT, database: DATABASE_NAME, tls: true } };
+}
+
+/** What replication needs on both ends: the generated password of the replication login. */
+function replicationPasswordOf(server: ServerPlan, context: ServerInputContext): string {
+  const password = context.secrets.replicationPassword;
+  if (!password) throw new Error(`server ${server.name}: the plan has a read replica, but no replication password was given`);
+  return password;
 }
 
 /**
@@ -181,7 +220,7 @@ function setRoleInput(roles: Partial<RoleInputs>, role: Role, config: StackConfi
   switch (role) {
     case "web": {
       const ports = webPorts(server.webInstances);
-      roles.web = { ports, surgePort: surgePortFor(ports), domain: config.domain, acmeEmail: config.acmeEmail };
+      roles.web = { ports, surgePort: surgePortFor(ports), domain: config.domain, acmeEmail: config.acmeEmail, ...balancerFor(server, stack.plan, stack.addresses) };
       return;
     }
     case "worker":
@@ -195,12 +234,23 @@ function setRoleInput(roles: Partial<RoleInputs>, role: Role, config: StackConfi
         credentials: databaseCredentials(context.secrets),
         networkClients: postgresClientsFor(server, stack.plan, stack.addresses),
         backup: backupOptions(config, context),
+        ...primaryReplicationFor(server, context, stack.plan, stack.addresses),
       };
       return;
-    case "replica":
-      // Rendered (provisioning/roles/replica.ts) and proven on real clusters; the stage that plans
-      // a replica, with its generated replication password, is not built yet.
-      throw new Error(`server ${server.name}: the replica role is planned by stage scaled, which is not built yet`);
+    case "replica": {
+      const primary = primaryOf(server, stack.plan);
+      const primaryAddress = stack.addresses[primary];
+      if (!primaryAddress) throw new Error(`server ${server.name}: the private address of its primary ${primary} is not known yet; the replica is rendered once it is`);
+      roles.replica = {
+        machine: context.machine,
+        memoryMiB: server.memoryMiB,
+        server: server.name,
+        primaryAddress,
+        replicationPassword: replicationPasswordOf(server, context),
+        networkClients: postgresClientsFor(server, stack.plan, stack.addresses) ?? [],
+      };
+      return;
+    }
     case "backup":
       roles.backup = { backup: { ...backupOptions(config, context), remote: managedBackupLogin(server, context) } };
       return;
@@ -209,6 +259,25 @@ function setRoleInput(roles: Partial<RoleInputs>, role: Role, config: StackConfi
       throw new Error(`role ${unmapped} has no input mapping`);
     }
   }
+}
+
+/** The db server's side of replication, when the plan has a replica. */
+function primaryReplicationFor(server: ServerPlan, context: ServerInputContext, plan: StackContext, addresses: PrivateAddresses): { replication?: PrimaryReplicationInput } {
+  if (!plan.servers.some((s) => s.roles.includes("replica"))) return {};
+  if (!server.volume) throw new Error(`server ${server.name}: a primary with replicas needs its data volume (the slots' bound is a share of it)`);
+  return { replication: { replicas: replicasOf(server, plan, addresses), password: replicationPasswordOf(server, context), maxSlotWalKeepMiB: planMaxSlotWalKeepMiB(server.volume.sizeGb) } };
+}
+
+/**
+ * An app server behind the stack's load balancer: nginx trusts the PROXY header only from where
+ * its firewall admits the balancer (one source, resolved as the host firewall resolves it).
+ */
+function balancerFor(server: ServerPlan, plan: StackContext, addresses: PrivateAddresses): Pick<WebInput, "balancer"> {
+  if (!plan.loadBalancer?.targets.includes(server.name)) return {};
+  const rule = server.firewall.find((r) => r.loadBalancer);
+  if (!rule) throw new Error(`server ${server.name}: behind the load balancer, but no firewall rule admits it`);
+  const [trustedCidr] = resolveSources({ ...rule, sources: [] }, addresses, plan.network?.cidr);
+  return { balancer: { trustedCidr } };
 }
 
 /** Servers whose processes connect to the managed cluster: the app's and the one that backs it up. */
@@ -287,6 +356,7 @@ export const PLACEHOLDER_CONTEXT: Omit<ServerInputContext, "machine"> = {
     databaseWorkerPassword: "placeholder-database-worker-password",
     appSecretKey: "placeholder-app-secret-key-0000000000000000",
     backupPassword: "placeholder-backup-password-000000000000000",
+    replicationPassword: "placeholder-replication-password-00000000",
   },
   backupBucket: {
     endpoint: "https://fsn1.your-objectstorage.com",

@@ -5,7 +5,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { bucketNameProblems } from "../plan/bucketName";
-import { ConfigError, configWarnings, parseStackConfig, PROVIDER_TOKEN_KEYS } from "../config/config";
+import { ConfigError, configWarnings, parseStackConfig, PROVIDER_TOKEN_KEYS, type ParseOptions } from "../config/config";
 import { projectKeyOf } from "../config/keysFromPulumi";
 import { ADMIN_USER } from "../provisioning/layout";
 import { appUrlFor } from "../plan/serverInput";
@@ -32,10 +32,14 @@ export function readRawConfig(): { raw: Record<string, string>; secretKeys: Set<
   return { raw, secretKeys, plaintextProviderTokens };
 }
 
-/** `opts` go to the root component (tests hook transformations there to see resource options). */
-export function createProgram(stackName: string = pulumi.getStack(), opts?: pulumi.ComponentResourceOptions, machineKind?: MachineKind) {
+/**
+ * `opts` go to the root component (tests hook transformations there to see resource options).
+ * `underConstruction` lets the tests run a stage that is designed but not built (ParseOptions);
+ * index.ts never sets it.
+ */
+export function createProgram(stackName: string = pulumi.getStack(), opts?: pulumi.ComponentResourceOptions, machineKind?: MachineKind, underConstruction: Pick<ParseOptions, "unbuiltStages"> = {}) {
   const { raw, secretKeys, plaintextProviderTokens } = readRawConfig();
-  const config = parseStackConfig(raw, { secretKeys, plaintextProviderTokens });
+  const config = parseStackConfig(raw, { secretKeys, plaintextProviderTokens, ...underConstruction });
   // The stack name is not config, so the parser cannot see what it makes of the bucket's name.
   const bucketProblems = bucketNameProblems(stackName, config);
   if (bucketProblems.length) throw new ConfigError(bucketProblems);
@@ -46,9 +50,10 @@ export function createProgram(stackName: string = pulumi.getStack(), opts?: pulu
   return {
     provider: config.provider,
     stage: config.stage,
-    ipv4: app.ipv4,
+    // The site's address (the load balancer's in stage scaled): what the domain's A record names.
+    ipv4: stack.siteIpv4,
     ipv6: app.ipv6,
-    url: app.ipv4.apply((ip) => appUrlFor(config, ip)),
+    url: stack.siteIpv4.apply((ip) => appUrlFor(config, ip)),
     // What the outside check requests; absent when nothing watches (monitoring: none).
     healthCheckUrl: stack.monitoring?.check.target,
     sshCommand: pulumi.interpolate`ssh ${ADMIN_USER}@${app.ipv4}`,

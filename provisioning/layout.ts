@@ -45,6 +45,13 @@ export const PRIVATE_IPV4_FILE = "/run/saas-vps/private-ipv4";
  * rotation, where the health check still waits for the app.
  */
 export const LB_DRAIN_FILE = "/run/saas-vps/lb-drain";
+/**
+ * The port the load balancer's health check uses (stage scaled): a listener of its own, without
+ * the PROXY protocol, serving only /health. The drain above answers there alone, so a drained
+ * server is out of the balancer's rotation while its public /health still tells the watchdog
+ * whether the app works.
+ */
+export const LB_HEALTH_PORT = 8081;
 export const ACME_WEBROOT = "/var/www/letsencrypt";
 export const TLS_DIR = `${CONFIG_DIR}/tls`;
 /** The certificate nginx serves: the Let's Encrypt one once issued, a self-signed stand-in before. */

@@ -4,6 +4,7 @@
  * Directive reference: https://nginx.org/en/docs/http/ngx_http_upstream_module.html and
  * https://nginx.org/en/docs/http/ngx_http_proxy_module.html#proxy_next_upstream
  */
+import { isIPv4, isIPv6 } from "node:net";
 import { ACME_WEBROOT, RESERVED_PORTS, TLS_CERTIFICATE, TLS_DIR } from "./layout";
 import type { RenderedFile } from "./files";
 
@@ -27,13 +28,38 @@ export interface NginxSiteOptions {
   tlsCertificateKey?: string;
   /** Access log path. Default /var/log/nginx/saas-vps.access.log. */
   accessLog?: string;
+  /** Behind the provider's load balancer (stage scaled); see NginxBalancer. Not with listenAddress. */
+  balancer?: NginxBalancer;
+}
+
+/**
+ * An app server behind the provider's load balancer (stage scaled), which forwards TCP with the
+ * PROXY protocol and ends no TLS (docs/ARCHITECTURE.md, "TLS and client addresses behind the
+ * balancer"). The public listeners then take the PROXY header on every address but loopback, and
+ * the client address in it becomes $remote_addr; the balancer's health check has a listener of
+ * its own.
+ */
+export interface NginxBalancer {
   /**
-   * Behind a load balancer (stage scaled): while this file exists, /health answers 503 without
-   * asking the app, so the balancer's health check takes the server out of rotation, while what
-   * the balancer already sent here is still served. A release drains a server this way before
-   * touching it: neither provider's balancer can drain one target through its API.
+   * Where the balancer's connections come from (the private network's range, or the balancer's
+   * own address as a /32): the only source whose PROXY header is believed. A header from anywhere
+   * else leaves $remote_addr the connecting address.
    */
-  drainFile?: string;
+  trustedCidr: string;
+  /**
+   * While this file exists the health listener answers 503 without asking the app, so the
+   * balancer's health check takes the server out of rotation, while what the balancer already
+   * sent here is still served. A release drains a server this way before touching it: neither
+   * provider's balancer can drain one target through its API.
+   */
+  drainFile: string;
+  /**
+   * The health listener's port (LB_HEALTH_PORT on a server). It takes no PROXY header (nginx has
+   * no "header optional"), so the balancer's check must send none; a check that does gets 400.
+   */
+  healthPort: number;
+  /** keepalive_time on the public listeners; default NGINX_BALANCED_CONNECTION_SECONDS (tests shorten it). */
+  connectionSeconds?: number;
 }
 
 export const NGINX_SITE_PATH = "/etc/nginx/conf.d/saas-vps.conf";
@@ -51,6 +77,18 @@ export const UPSTREAM = "saas_web";
  * The reference app keeps them 5 s (app/src/api/app.ts) and, when it stops, lets nginx close them.
  */
 export const NGINX_UPSTREAM_KEEPALIVE_TIMEOUT_SECONDS = 3;
+/**
+ * Behind the balancer, the seconds one client connection may keep bringing requests
+ * (keepalive_time; nginx's default is an hour). The balancer forwards TCP, so it sends no new
+ * connections to a drained server but leaves the ones it already sent there: each keeps bringing
+ * requests to this server until it closes. nginx answers the first request past this age with
+ * `Connection: close` (HTTP/2: GOAWAY), which the client honours before it sends another, and
+ * closes an idle one after keepalive_timeout (shorter), so a drain has waited long enough once
+ * this time and the longest request have passed. A reload would end them sooner, but closes the
+ * idle ones at once, under a request the client may be sending on one at that moment. A client
+ * reconnects at most once a minute (one TLS handshake).
+ */
+export const NGINX_BALANCED_CONNECTION_SECONDS = 60;
 /** Idle keep-alive connections to the instances each nginx worker keeps (`keepalive` in the upstream block). */
 export const NGINX_UPSTREAM_KEEPALIVE_CONNECTIONS = 128;
 
@@ -125,24 +163,59 @@ export function validateNginxSiteOptions(opts: NginxSiteOptions): void {
   if (opts.domain !== undefined && !/^[a-z0-9.-]+$/i.test(opts.domain)) {
     problems.push(`nginx: domain ${JSON.stringify(opts.domain)} must be a bare hostname (letters, digits, dots, hyphens)`);
   }
+  if (opts.balancer) {
+    const { trustedCidr, drainFile, healthPort } = opts.balancer;
+    if (opts.listenAddress !== undefined) problems.push("nginx: balancer and listenAddress exclude each other: behind the balancer the site listens on every address (with the PROXY protocol) and on loopback (without)");
+    if (!isCidr(trustedCidr)) problems.push(`nginx: balancer.trustedCidr must be an address range such as 10.0.0.0/16; got ${JSON.stringify(trustedCidr)}`);
+    if (!/^\/[A-Za-z0-9._/-]+$/.test(drainFile)) problems.push(`nginx: balancer.drainFile must be an absolute path of letters, digits and ._/-; got ${JSON.stringify(drainFile)}`);
+    if (!Number.isInteger(healthPort) || healthPort < 1 || healthPort > 65535) problems.push(`nginx: balancer.healthPort must be an integer from 1 to 65535; got ${healthPort}`);
+    const seconds = opts.balancer.connectionSeconds;
+    if (seconds !== undefined && (!Number.isInteger(seconds) || seconds < 1)) problems.push(`nginx: balancer.connectionSeconds must be a whole number of seconds, at least 1; got ${seconds}`);
+    if (seen.has(healthPort) || healthPort === opts.surgePort) problems.push(`nginx: balancer.healthPort ${healthPort} clashes with a web instance port`);
+    if (healthPort === (opts.httpPort ?? 80) || (opts.domain !== undefined && healthPort === (opts.httpsPort ?? 443))) problems.push(`nginx: balancer.healthPort ${healthPort} clashes with a public listen port`);
+  }
   const body = opts.maxBodyMiB ?? 25;
   if (!Number.isInteger(body) || body < 1 || body > 10240) problems.push(`nginx: maxBodyMiB must be an integer from 1 to 10240; got ${body}`);
   if (problems.length > 0) throw new Error(problems.join("\n"));
+}
+
+/** An IPv4 or IPv6 range in CIDR notation, as set_real_ip_from takes it. */
+function isCidr(value: string): boolean {
+  const m = /^([0-9a-f:.]+)\/(\d{1,3})$/i.exec(value);
+  if (!m) return false;
+  const bits = Number(m[2]);
+  if (isIPv4(m[1]!)) return bits <= 32;
+  return isIPv6(m[1]!) && bits <= 128;
 }
 
 export function renderNginxSite(opts: NginxSiteOptions): string {
   validateNginxSiteOptions(opts);
   const httpPort = opts.httpPort ?? 80;
   const httpsPort = opts.httpsPort ?? 443;
+  const { balancer } = opts;
+  // Behind the balancer, a connection to the wildcard addresses must open with a PROXY header,
+  // while one to loopback must not: the watchdog and the ops status script ask this nginx for
+  // /health on 127.0.0.1. nginx binds only the wildcard socket and picks the listen's parameters
+  // by the connection's local address, so both hold on one port.
   const listen = (port: number, extra = "") =>
-    opts.listenAddress
-      ? [`listen ${opts.listenAddress}:${port}${extra};`]
-      : [`listen ${port}${extra};`, `listen [::]:${port}${extra};`];
+    balancer
+      ? [`listen ${port}${extra} proxy_protocol;`, `listen [::]:${port}${extra} proxy_protocol;`, `listen 127.0.0.1:${port}${extra};`, `listen [::1]:${port}${extra};`]
+      : opts.listenAddress
+        ? [`listen ${opts.listenAddress}:${port}${extra};`]
+        : [`listen ${port}${extra};`, `listen [::]:${port}${extra};`];
+  // $remote_addr (the access log, the limits per address, X-Real-IP and X-Forwarded-For to the
+  // app) is then the client's from the header, but only when the balancer sent it; on loopback
+  // there is no header and it stays 127.0.0.1. keepalive_time bounds a drain's wait (see
+  // NGINX_BALANCED_CONNECTION_SECONDS).
+  const behindBalancer = balancer
+    ? [`set_real_ip_from ${balancer.trustedCidr};`, "real_ip_header proxy_protocol;", `keepalive_time ${balancer.connectionSeconds ?? NGINX_BALANCED_CONNECTION_SECONDS}s;`]
+    : [];
   const accessLog = opts.accessLog ?? "/var/log/nginx/saas-vps.access.log";
 
   const httpServer = opts.domain
     ? block("server", [
         ...listen(httpPort, " default_server"),
+        ...behindBalancer,
         `server_name ${opts.domain};`,
         `access_log ${accessLog} saas_json;`,
         "server_tokens off;",
@@ -153,12 +226,13 @@ export function renderNginxSite(opts: NginxSiteOptions): string {
       ])
     : block("server", [
         ...listen(httpPort, " default_server"),
+        ...behindBalancer,
         "server_name _;",
         `access_log ${accessLog} saas_json;`,
         ...serverSettings(opts),
         ...clientLimits(),
         ...SECURITY_HEADERS,
-        ...appLocations(SECURITY_HEADERS, opts.drainFile),
+        ...appLocations(SECURITY_HEADERS),
       ]);
 
   const tlsHeaders = [`add_header Strict-Transport-Security "max-age=${HSTS_MAX_AGE_SECONDS}" always;`, ...SECURITY_HEADERS];
@@ -167,6 +241,7 @@ export function renderNginxSite(opts: NginxSiteOptions): string {
         // Debian 13's nginx (1.26) warns that `listen ... http2` is deprecated; `http2 on;` is
         // the current form (since 1.25.1), checked by Debian 13's nginx in the VM e2e test.
         ...listen(httpsPort, " ssl"),
+        ...behindBalancer,
         "http2 on;",
         `server_name ${opts.domain};`,
         `access_log ${accessLog} saas_json;`,
@@ -182,7 +257,24 @@ export function renderNginxSite(opts: NginxSiteOptions): string {
         // Ticket keys live in memory until nginx restarts: without rotation they would undo forward secrecy.
         "ssl_session_tickets off;",
         ...tlsHeaders,
-        ...appLocations(tlsHeaders, opts.drainFile),
+        ...appLocations(tlsHeaders),
+      ])
+    : [];
+
+  // The balancer's health check: the drain answers here, and only here, so that /health on the
+  // public listeners (the watchdog's, the ops status script's, a user's) still says whether the
+  // app behind this nginx works while the server is out of rotation on purpose. No PROXY header,
+  // nothing but /health; the firewalls open the port to the balancer only.
+  const healthServer = balancer
+    ? block("server", [
+        `listen ${balancer.healthPort};`,
+        `listen [::]:${balancer.healthPort};`,
+        "server_name _;",
+        `access_log ${accessLog} saas_json;`,
+        "server_tokens off;",
+        ...proxySettings(),
+        ...block("location = /health", ["access_log off;", `if (-f ${balancer.drainFile}) { return 503; }`, `proxy_pass http://${UPSTREAM};`]),
+        ...block("location /", ["return 404;"]),
       ])
     : [];
 
@@ -203,9 +295,8 @@ export function renderNginxSite(opts: NginxSiteOptions): string {
     // Keep a caller's X-Request-Id (tracing across services) when it looks like an id; otherwise nginx's own.
     ...block("map $http_x_request_id $saas_request_id", [`default $request_id;`, `"~${CLIENT_REQUEST_ID.source}" $http_x_request_id;`]),
     "",
-    // Limits per client address ($binary_remote_addr), which is a load balancer's address once there
-    // is one: then `set_real_ip_from <balancer>; real_ip_header X-Forwarded-For;` go here, so that
-    // $remote_addr is the client's again.
+    // Limits per client address ($binary_remote_addr): behind the balancer, the client's from the
+    // PROXY header (behindBalancer above), never the balancer's.
     `limit_req_zone $binary_remote_addr zone=${AUTH_LIMIT_ZONE}:10m rate=${AUTH_RATE_PER_MINUTE}r/m;`,
     `limit_conn_zone $binary_remote_addr zone=${ADDRESS_CONN_ZONE}:10m;`,
     "",
@@ -229,6 +320,7 @@ export function renderNginxSite(opts: NginxSiteOptions): string {
     "",
     ...httpServer,
     ...(httpsServer.length ? ["", ...httpsServer] : []),
+    ...(healthServer.length ? ["", ...healthServer] : []),
     "",
   ].join("\n");
 }
@@ -277,12 +369,12 @@ export const RATE_LIMITED_BODY = JSON.stringify({
   message: `too many requests from your address; retry in ${AUTH_RETRY_AFTER_SECONDS} seconds`,
 });
 
-function appLocations(headers: string[], drainFile?: string): string[] {
-  const proxyPass = `proxy_pass http://${UPSTREAM};`;
+/**
+ * Proxy settings at server level: every location inherits them (a location that sets none of its
+ * own proxy_set_header inherits all of them), so each location says only where it differs.
+ */
+function proxySettings(): string[] {
   return [
-    // Proxy settings at server level: every location below inherits them (a location that sets
-    // none of its own proxy_set_header inherits all of them), so each location says only where
-    // it differs.
     "proxy_http_version 1.1;",
     'proxy_set_header Connection "";',
     "proxy_set_header Host $host;",
@@ -299,6 +391,13 @@ function appLocations(headers: string[], drainFile?: string): string[] {
     "proxy_next_upstream_tries 3;",
     "proxy_connect_timeout 2s;",
     "proxy_read_timeout 60s;",
+  ];
+}
+
+function appLocations(headers: string[]): string[] {
+  const proxyPass = `proxy_pass http://${UPSTREAM};`;
+  return [
+    ...proxySettings(),
     // nginx's 429 (rate or in-progress limit) as JSON with Retry-After; a location with add_header
     // inherits none from the server, so the security headers are repeated here.
     "error_page 429 = @saas_rate_limited;",
@@ -308,7 +407,7 @@ function appLocations(headers: string[], drainFile?: string): string[] {
       `add_header Retry-After ${AUTH_RETRY_AFTER_SECONDS} always;`,
       `return 429 '${RATE_LIMITED_BODY}';`,
     ]),
-    ...block("location = /health", ["access_log off;", ...(drainFile ? [`if (-f ${drainFile}) { return 503; }`] : []), proxyPass]),
+    ...block("location = /health", ["access_log off;", proxyPass]),
     ...AUTH_ROUTES.flatMap((route) => block(`location = ${route}`, [`limit_req zone=${AUTH_LIMIT_ZONE} burst=${AUTH_BURST} nodelay;`, proxyPass])),
     ...block("location /", [proxyPass]),
   ];

@@ -100,7 +100,8 @@ export function withOverrides(file: StackFile, overrides: Record<string, string>
 }
 
 /** `machineKind` qemu renders for the local VM (npm run vm); default: the stack's provider. */
-export async function renderStack(stack: string, file: StackFile, machineKind?: MachineKind): Promise<StackRender> {
+/** `underConstruction`: render a stage the parser still refuses (the tests of stage scaled while it is built). */
+export async function renderStack(stack: string, file: StackFile, machineKind?: MachineKind, underConstruction: { unbuiltStages?: true } = {}): Promise<StackRender> {
   const mocks = new RecordingMocks();
   await pulumi.runtime.setMocks(mocks, PROJECT, stack, false);
   pulumi.runtime.setAllConfig(file.config, file.secretKeys);
@@ -111,7 +112,7 @@ export async function renderStack(stack: string, file: StackFile, machineKind?: 
     registered.push(args.name);
     return undefined;
   };
-  const outputs = createProgram(stack, { transformations: [recordOrder] }, machineKind);
+  const outputs = createProgram(stack, { transformations: [recordOrder] }, machineKind, underConstruction);
   // The server resources are registered once their outputs resolve.
   await Promise.all([valueOf(outputs.ipv6), valueOf(outputs.userDataBytes)]);
   // Let every registration (day-2 pushes included) finish before reading the record.

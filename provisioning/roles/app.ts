@@ -41,6 +41,11 @@ export interface AppDatabaseInput {
   endpoint: DatabaseEndpoint;
   /** owner only where the release runs migrations; web and worker for the processes this server runs. */
   credentials: Partial<DatabaseCredentials>;
+  /**
+   * The read replica (stage scaled), for the web processes' chosen read-only queries
+   * (DATABASE_READ_URL, with the web login: its rights replicate with everything else).
+   */
+  readEndpoint?: DatabaseEndpoint;
 }
 
 /** The app's processes on this server, from its roles: web instance ports and worker units. */
@@ -98,7 +103,8 @@ function processEnvFiles(database: AppDatabaseInput, processes: AppProcesses, on
     const credential = database.credentials[login];
     if (runs && !credential) throw new Error(`app: this server runs ${login} processes but has no ${login} database login`);
     if (!credential) return [];
-    const extra = Object.entries(only[login]).map(([key, value]) => `${key}=${value}\n`).join("");
+    const read = login === "web" && database.readEndpoint ? [["DATABASE_READ_URL", databaseUrl(database.readEndpoint, credential)]] : [];
+    const extra = [...read, ...Object.entries(only[login])].map(([key, value]) => `${key}=${value}\n`).join("");
     const content = `# Rendered by saas-vps: the ${login} processes' database login. Read by systemd for ${login}@.\nDATABASE_URL=${databaseUrl(database.endpoint, credential)}\n${extra}`;
     return [{ path, content, mode: "0600", owner: "root:root", secret: true, onChange: ROLLING_RESTART }];
   });

@@ -3,7 +3,7 @@
  * part), and with a domain, HTTPS with a Let's Encrypt certificate (tls.ts).
  */
 import { renderNginxJailFile } from "../fail2ban";
-import { LB_DRAIN_FILE } from "../layout";
+import { LB_DRAIN_FILE, LB_HEALTH_PORT } from "../layout";
 import { renderNginxFiles } from "../nginx";
 import type { RoleContribution } from "./contribution";
 import { renderTls } from "./tls";
@@ -17,13 +17,30 @@ export interface WebInput {
   domain?: string;
   /** Required with a domain (the config layer says so to the user). */
   acmeEmail?: string;
-  /** Behind the provider's load balancer (stage scaled): its health check can drain the server. */
-  loadBalanced?: boolean;
+  /**
+   * Behind the provider's load balancer (stage scaled), which forwards TCP with the PROXY
+   * protocol: nginx takes the client's address from the header, and the balancer's health check
+   * has a listener of its own (LB_HEALTH_PORT), which LB_DRAIN_FILE turns to 503.
+   */
+  balancer?: BalancedWeb;
+}
+
+export interface BalancedWeb {
+  /** The private network's range: the balancer's address is in it (the only source whose PROXY header is trusted). */
+  trustedCidr: string;
 }
 
 export function renderWeb(input: WebInput): RoleContribution[] {
   const web: RoleContribution = {
-    files: [...renderNginxFiles({ webPorts: input.ports, domain: input.domain, surgePort: input.surgePort, drainFile: input.loadBalanced ? LB_DRAIN_FILE : undefined }), renderNginxJailFile()],
+    files: [
+      ...renderNginxFiles({
+        webPorts: input.ports,
+        domain: input.domain,
+        surgePort: input.surgePort,
+        balancer: input.balancer && { trustedCidr: input.balancer.trustedCidr, drainFile: LB_DRAIN_FILE, healthPort: LB_HEALTH_PORT },
+      }),
+      renderNginxJailFile(),
+    ],
     packages: ["nginx"],
     steps: ["50-nginx"],
     units: ["nginx"],

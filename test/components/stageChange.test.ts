@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import * as pulumi from "@pulumi/pulumi";
-import { MOCK_DEFAULT_VPC_RANGE, RecordingMocks, unwrapSecrets, valueOf, type RecordedResource } from "../../cli/lib/pulumiMocks";
+import { MOCK_DEFAULT_VPC_RANGE, RecordingMocks, unwrapSecrets } from "../../cli/lib/pulumiMocks";
 import { decodeWriteFiles } from "../../cli/lib/renderStack";
 import { cidrContains } from "../../config/validators";
 import { HOST_FIREWALL_PATH } from "../../provisioning/hostFirewall";
@@ -14,31 +14,7 @@ import { replaceInputsOf } from "../../components/replaceInputs";
 import { KEYS } from "../../config/keys";
 import { minimalRaw, separatedRaw } from "../support/fixtures";
 import { runProgram, type MockRun } from "../support/mockProgram";
-
-/** A child's URN from its parent's: the parent's type chain, then the child's type and name. */
-function childUrn(parentUrn: string, type: string, name: string): string {
-  const [head, project, typeChain] = parentUrn.split("::");
-  return `${head}::${project}::${typeChain}$${type}::${name}`;
-}
-
-/** Every resource of a run by its URN, and by the URNs its aliases name. */
-async function byUrn(run: MockRun): Promise<{ urns: Map<RecordedResource, string>; resolve: Map<string, RecordedResource> }> {
-  const urns = new Map<RecordedResource, string>();
-  const resolve = new Map<string, RecordedResource>();
-  for (const resource of run.mocks.resources) {
-    const opts = run.options.get(resource.name);
-    const parent = opts?.parent ? await valueOf(opts.parent.urn) : undefined;
-    const urn = parent ? childUrn(parent, resource.type, resource.name) : `urn:pulumi:test::saas-vps::${resource.type}::${resource.name}`;
-    urns.set(resource, urn);
-    resolve.set(urn, resource);
-    for (const alias of (opts?.aliases ?? []) as Array<pulumi.Alias | string>) {
-      assert.ok(typeof alias === "object" && alias.parent && Object.keys(alias).length === 1, `${resource.name}: only parent aliases are understood here`);
-      const aliasParent = await valueOf(pulumi.output((alias as pulumi.Alias).parent as pulumi.Input<string>));
-      resolve.set(childUrn(aliasParent, resource.type, resource.name), resource);
-    }
-  }
-  return { urns, resolve };
-}
+import { byUrn, isCommand, isComponent } from "../support/urns";
 
 /**
  * A running mvp stack moves with a key that keeps its own database live until the data has moved
@@ -46,10 +22,6 @@ async function byUrn(run: MockRun): Promise<{ urns: Map<RecordedResource, string
  */
 const MOVE_KEY = "mvpDatabase";
 const MOVING: Record<string, string> = MOVE_KEY in KEYS ? { [MOVE_KEY]: "live" } : {};
-
-/** Resources whose replacement is harmless and expected: pushes and releases are re-run by design. */
-const isCommand = (r: RecordedResource) => r.type.startsWith("command:");
-const isComponent = (r: RecordedResource) => r.type.startsWith("saas-vps:");
 
 for (const provider of ["hetzner", "digitalocean"] as const) {
   describe(`stage change mvp → separated under mocks: ${provider}`, function () {

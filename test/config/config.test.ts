@@ -34,7 +34,7 @@ describe("stack config: parseStackConfig", () => {
     ["misspelled key", { regoin: "fsn1" }, ["saas-vps:regoin: unknown key; did you mean saas-vps:region?"]],
     ["region of the other provider", { region: "nyc3" }, ['saas-vps:region: "nyc3" is not a Hetzner location; use one of fsn1, nbg1, hel1, ash, hil, sin']],
     ["unknown server type", { serverType: "cx21" }, ['saas-vps:serverType: "cx21" is not a Hetzner server type (did you mean cx22?); use one of cx22, cx32, cx42, cx52, cx23, cx33, cx43, cx53, cpx11, cpx21, cpx31, cpx41, cpx51, cax11, cax21, cax31, cax41, ccx13, ccx23, ccx33, ccx43, ccx53, ccx63']],
-    ["stage not built yet", { stage: "scaled" }, ['saas-vps:stage: "scaled" is planned but not built yet; use mvp, separated for now']],
+    ["stage not built yet", { stage: "scaled", uploadsAccessKeyId: "K", uploadsSecretAccessKey: "S" }, ['saas-vps:stage: "scaled" is planned but not built yet; use mvp, separated for now']],
     ["no workers where the worker has its own server", { stage: "separated", workerInstances: "0", uploadsAccessKeyId: "K", uploadsSecretAccessKey: "S" }, ["saas-vps:workerInstances: must be 1-16 at stage separated: the worker has a server of its own there, which would run nothing; got 0"]],
     ["unknown stage", { stage: "big" }, ['saas-vps:stage: "big" is not allowed; use one of mvp, separated, scaled']],
     ["domain with scheme", { plainHttp: undefined, domain: "https://app.example.com", acmeEmail: "ops@example.com" }, ['saas-vps:domain: must be a bare hostname such as app.example.com (no scheme, path, port or spaces); got "https://app.example.com"']],
@@ -135,4 +135,48 @@ describe("stack config: parseStackConfig", () => {
       assert.equal(config.stage, "mvp");
     });
   }
+});
+
+describe("stack config: stage scaled (accepted only with unbuiltStages while it is built)", () => {
+  const scaledRaw = (extra: Record<string, string> = {}) => ({ ...minimalRaw("hetzner"), stage: "scaled", uploadsAccessKeyId: "K", uploadsSecretAccessKey: "S", ...extra });
+  const problemsOf = (raw: Record<string, string>) => {
+    try {
+      parseStackConfig(raw, { unbuiltStages: true });
+      return [];
+    } catch (e) {
+      return (e as Error).message.split("\n");
+    }
+  };
+
+  it("takes two app servers and no replica by default, the replica's type from the db server's", () => {
+    const config = parseStackConfig(scaledRaw({ dbServerType: "cx33" }), { unbuiltStages: true });
+    assert.equal(config.appServers, 2);
+    assert.equal(config.readReplica, false);
+    assert.deepEqual(config.servers.replica, config.servers.db);
+    const typed = parseStackConfig(scaledRaw({ readReplica: "true", replicaServerType: "cx43" }), { unbuiltStages: true });
+    assert.deepEqual(typed.servers.replica, { serverType: "cx43", memoryMiB: 16384 });
+  });
+
+  it("refuses app servers out of 2-10, naming the key and the value", () => {
+    for (const count of ["1", "11", "two"]) {
+      assert.deepEqual(problemsOf(scaledRaw({ appServers: count })), [`saas-vps:appServers: must be a whole number from 2 to 10; got "${count}"`]);
+    }
+  });
+
+  it("refuses a replica of a managed cluster, and a replica server type without a replica", () => {
+    const managed = { ...minimalRaw("digitalocean"), stage: "scaled", databaseMode: "managed", readReplica: "true" };
+    assert.deepEqual(problemsOf(managed), [
+      "saas-vps:readReplica: is built for saas-vps:databaseMode server (a replica server streaming from the db server); a replica of a managed cluster is not built yet: remove readReplica or use databaseMode server",
+    ]);
+    assert.deepEqual(problemsOf(scaledRaw({ replicaServerType: "cx33" })), [
+      'saas-vps:replicaServerType: is only for saas-vps:readReplica true; this stack has no replica, so nothing would use it: remove the key or set readReplica to true; got "cx33"',
+    ]);
+  });
+
+  it("refuses the scaled keys in another stage", () => {
+    assert.deepEqual(configProblems({ ...minimalRaw("hetzner"), appServers: "3", readReplica: "true" }), [
+      "saas-vps:appServers: is for stage scaled only; this stack's stage is mvp (remove the key or change saas-vps:stage)",
+      "saas-vps:readReplica: is for stage scaled only; this stack's stage is mvp (remove the key or change saas-vps:stage)",
+    ]);
+  });
 });

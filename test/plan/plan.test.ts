@@ -34,9 +34,32 @@ describe("stage planner", () => {
     assert.deepEqual(config.sshAllowedCidrs, ["203.0.113.7/32"]);
   });
 
-  it("refuses a stage it cannot build yet, naming it", () => {
-    const config = parseStackConfig(minimalRaw("hetzner"));
-    assert.throws(() => planStack({ ...config, stage: "scaled" }), /^Error: stage scaled is not built yet$/);
+  it("plans stage scaled as separated's servers with the app server multiplied behind the balancer, and the replica", () => {
+    const raw = { ...minimalRaw("hetzner"), stage: "scaled", appServers: "3", readReplica: "true", uploadsAccessKeyId: "K", uploadsSecretAccessKey: "S" };
+    const plan = planStack(parseStackConfig(raw, { unbuiltStages: true }));
+    const by = Object.fromEntries(plan.servers.map((s) => [s.name, s]));
+    assert.deepEqual(Object.keys(by).sort(), ["app", "app-2", "app-3", "db", "replica", "worker"]);
+    assert.deepEqual(
+      Object.fromEntries(plan.servers.map((s) => [s.name, s.privateIp])),
+      { app: "10.20.0.10", "app-2": "10.20.0.11", "app-3": "10.20.0.12", worker: "10.20.0.20", db: "10.20.0.30", replica: "10.20.0.31" },
+    );
+    assert.deepEqual(plan.servers.filter((s) => s.roles.includes("web")).map((s) => [s.name, s.migrates]), [["app", undefined], ["app-2", false], ["app-3", false]]);
+    assert.deepEqual(plan.loadBalancer?.targets, ["app", "app-2", "app-3"]);
+    assert.equal(plan.loadBalancer?.privateIp, "10.20.0.5");
+    // Plain HTTP (no domain): nothing listens on 443, so the balancer forwards 80 only.
+    assert.deepEqual(plan.loadBalancer?.ports, [80]);
+    for (const name of ["app", "app-2", "app-3"]) {
+      assert.deepEqual(by[name].firewall.map((r) => [r.port, r.sources, r.loadBalancer ?? false]), [
+        [22, ["203.0.113.7/32"], false],
+        [80, [], true],
+        [8081, [], true],
+      ]);
+    }
+    assert.deepEqual(by.db.firewall.find((r) => r.port === 5432)?.peers, ["app", "app-2", "app-3", "worker", "replica"]);
+    assert.deepEqual(by.replica.firewall.find((r) => r.port === 5432)?.peers, ["app", "app-2", "app-3"]);
+    assert.deepEqual(by.replica.volume, by.db.volume);
+    assert.deepEqual(notPlain(plan, "plan"), []);
+    assert.notEqual(by.app.firewall, by["app-2"].firewall, "two app servers share one firewall list");
   });
 });
 

@@ -22,10 +22,12 @@ const input = (config: typeof mvp, name: string, privateAddresses?: Record<strin
 
 describe("database logins and endpoints per server", () => {
   it("the web server holds the owner's login (it runs migrations) and web's; the worker server only worker's; all-in-one all three", () => {
-    assert.deepEqual(loginsFor(["web"]), ["owner", "web"]);
-    assert.deepEqual(loginsFor(["worker"]), ["worker"]);
-    assert.deepEqual(loginsFor(["db"]), []);
-    assert.deepEqual(loginsFor(["web", "worker", "db"]), ["owner", "web", "worker"]);
+    assert.deepEqual(loginsFor({ roles: ["web"] }), ["owner", "web"]);
+    assert.deepEqual(loginsFor({ roles: ["worker"] }), ["worker"]);
+    assert.deepEqual(loginsFor({ roles: ["db"] }), []);
+    assert.deepEqual(loginsFor({ roles: ["web", "worker", "db"] }), ["owner", "web", "worker"]);
+    // Stage scaled: app servers after the first serve only; the owner's login stays on the one that migrates.
+    assert.deepEqual(loginsFor({ roles: ["web"], migrates: false }), ["web"]);
     assert.deepEqual(Object.keys(input(separated, "app").app!.database.credentials), ["owner", "web"]);
     assert.deepEqual(Object.keys(input(separated, "worker").app!.database.credentials), ["worker"]);
     assert.deepEqual(input(separated, "worker").app!.database.credentials.worker, { user: "app_worker", password: "placeholder-database-worker-password" });

@@ -246,5 +246,32 @@ describe("rendered nginx site under real nginx", function () {
     assert.throws(() => renderNginxSite({ webPorts: [5432] }), /nginx: web port 5432 clashes with a reserved port/);
     assert.throws(() => renderNginxSite({ webPorts: [3001], domain: "a b.example.com" }), /nginx: domain "a b.example.com" must be a bare hostname/);
     assert.throws(() => renderNginxSite({ webPorts: [3001], httpPort: 3001 }), /nginx: listen port 3001 clashes with a web instance port/);
+    const balancer = { trustedCidr: "10.0.0.0/16", drainFile: "/run/saas-vps/lb-drain", healthPort: 8081 };
+    assert.throws(() => renderNginxSite({ webPorts: [3001], listenAddress: "127.0.0.1", balancer }), /nginx: balancer and listenAddress exclude each other/);
+    for (const trustedCidr of ["10.0.0.0", "10.0.0.0/33", "10.0.0.0/16; allow all", "0.0.0/8", "fd00::/129"]) {
+      assert.throws(() => renderNginxSite({ webPorts: [3001], balancer: { ...balancer, trustedCidr } }), /nginx: balancer\.trustedCidr must be an address range/, trustedCidr);
+    }
+    assert.doesNotThrow(() => renderNginxSite({ webPorts: [3001], balancer: { ...balancer, trustedCidr: "fd00::/8" } }));
+    assert.throws(() => renderNginxSite({ webPorts: [3001], balancer: { ...balancer, drainFile: "/run/x; return 200" } }), /nginx: balancer\.drainFile must be an absolute path/);
+    assert.throws(() => renderNginxSite({ webPorts: [8081], balancer }), /nginx: balancer\.healthPort 8081 clashes with a web instance port/);
+    assert.throws(() => renderNginxSite({ webPorts: [3001], domain: "app.example.com", balancer: { ...balancer, healthPort: 443 } }), /nginx: balancer\.healthPort 443 clashes with a public listen port/);
+    assert.throws(() => renderNginxSite({ webPorts: [3001], balancer: { ...balancer, connectionSeconds: 0 } }), /nginx: balancer\.connectionSeconds must be a whole number of seconds/);
+  });
+
+  it("behind the balancer: PROXY listeners on the wildcard addresses beside plain loopback ones, the client's address believed from the private network only, the drain on the health listener alone", () => {
+    const site = renderNginxSite({ webPorts: [3001], balancer: { trustedCidr: "10.0.0.0/16", drainFile: "/run/saas-vps/lb-drain", healthPort: 8081 } });
+    const servers = site.split(/^server \{$/m).slice(1);
+    assert.equal(servers.length, 2);
+    const [app, health] = servers as [string, string];
+    assert.deepEqual(app.match(/^ {4}listen .*$/gm)!.map((l) => l.trim()), [
+      "listen 80 default_server proxy_protocol;", "listen [::]:80 default_server proxy_protocol;", "listen 127.0.0.1:80 default_server;", "listen [::1]:80 default_server;",
+    ]);
+    assert.match(app, /^ {4}set_real_ip_from 10\.0\.0\.0\/16;\n {4}real_ip_header proxy_protocol;\n {4}keepalive_time 60s;$/m);
+    assert.match(app, /location = \/health \{\n {8}access_log off;\n {8}proxy_pass http:\/\/saas_web;\n {4}\}/);
+    assert.deepEqual(health.match(/^ {4}listen .*$/gm)!.map((l) => l.trim()), ["listen 8081;", "listen [::]:8081;"]);
+    assert.doesNotMatch(health, /proxy_protocol|set_real_ip_from/);
+    assert.match(health, /location = \/health \{\n {8}access_log off;\n {8}if \(-f \/run\/saas-vps\/lb-drain\) \{ return 503; \}\n {8}proxy_pass http:\/\/saas_web;\n {4}\}/);
+    assert.match(health, /location \/ \{\n {8}return 404;\n {4}\}/);
+    assert.equal(site.match(/lb-drain/g)!.length, 1, "the drain answers on the health listener only");
   });
 });

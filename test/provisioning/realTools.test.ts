@@ -3,6 +3,7 @@
  * cloud-init's schema, nginx -t, systemd-analyze verify/security — on every case (shellcheck:
  * shellcheck.test.ts).
  */
+import { REPLICATION_PASSFILE } from "../../provisioning/replication";
 import assert from "node:assert/strict";
 import { cpSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -11,6 +12,10 @@ import { USER_DATA_LIMIT_BYTES } from "../../provisioning/cloudInit";
 import { run, tempDir, writeTree } from "../support/tools";
 import { HOST_FIREWALL_PATH } from "../../provisioning/hostFirewall";
 import { renderAllCases, type RenderCase } from "../support/renderCases";
+import { forHostNginx, hostNginxVersion, predatesHttp2Directive } from "../support/nginx";
+import { NGINX_SITE_PATH } from "../../provisioning/nginx";
+import { LB_DRAIN_FILE, LB_HEALTH_PORT, webPorts } from "../../provisioning/layout";
+import { renderWeb } from "../../provisioning/roles/web";
 
 /** cloud-init modules' top-level keys we use; the schema tool accepts misspelled top-level keys, so we check them ourselves. */
 const KNOWN_TOP_LEVEL_KEYS = new Set([
@@ -61,36 +66,25 @@ describe("rendered provisioning files pass the real tools", function () {
   });
 
   it("nginx -t accepts every rendered site inside Debian's nginx.conf", () => {
-    const hostVersion = hostNginxVersion();
-    const legacyHttp2 = predatesHttp2Directive(hostVersion);
-    if (legacyHttp2) {
-      console.log(`      NOTE: host nginx ${hostVersion} predates \`http2 on;\` (1.25.1): checking the sites with \`listen ... ssl http2\` instead; ` +
-        "Debian 13's nginx checks the exact file in the VM e2e test (point 1b)");
-    }
+    noteLegacyHttp2();
     const withSite = cases.filter((c) => c.files.get("/etc/saas-vps/bootstrap.env")!.includes("50-nginx"));
     assert.ok(withSite.length >= 4, `only ${withSite.length} cases run nginx`);
     for (const c of withSite) {
       const site = c.files.get("/etc/nginx/conf.d/saas-vps.conf");
       assert.ok(site, `${c.name}: runs the nginx step but has no nginx site`);
-      const dir = tempDir("nginx");
-      // The server's TLS links are made by bootstrap; here they point at a throwaway pair.
-      run("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test", "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem")]);
-      const testable = site
-        .replace("/etc/saas-vps/tls/fullchain.pem", join(dir, "cert.pem"))
-        .replace("/etc/saas-vps/tls/privkey.pem", join(dir, "key.pem"))
-        .replaceAll("/var/log/nginx/", `${dir}/`);
-      writeFileSync(join(dir, "site.conf"), legacyHttp2 ? withListenHttp2(testable) : testable);
-      // Debian's own nginx.conf, with our file where conf.d/*.conf is included: it sets gzip,
-      // ssl_* and more at http level, and a duplicate of any of them fails nginx -t.
-      const debian = readFileSync("/etc/nginx/nginx.conf", "utf8");
-      assert.match(debian, /include \/etc\/nginx\/conf\.d\/\*\.conf;/);
-      const main = debian
-        .replace("include /etc/nginx/conf.d/*.conf;", `include ${dir}/site.conf;`)
-        .replace("include /etc/nginx/sites-enabled/*;", "");
-      writeFileSync(join(dir, "nginx.conf"), main);
-      const result = run("nginx", ["-t", "-q", "-c", join(dir, "nginx.conf")]);
-      assert.equal(result.status, 0, `${c.name}: ${result.stderr}`);
-      assert.equal(result.stderr.trim(), "", `${c.name}: nginx warned: ${result.stderr}`);
+      assertNginxAccepts(c.name, site);
+    }
+  });
+
+  it("nginx -t accepts the site behind the load balancer (PROXY listeners beside loopback ones, the health listener), with and without a domain", () => {
+    noteLegacyHttp2();
+    for (const domain of [undefined, "app.example.com"]) {
+      const [web] = renderWeb({ ports: webPorts(2), domain, acmeEmail: domain && "ops@example.com", balancer: { trustedCidr: "10.0.0.0/16" } });
+      const site = web!.files.find((f) => f.path === NGINX_SITE_PATH)!.content;
+      assert.match(site, new RegExp(`listen ${LB_HEALTH_PORT};`));
+      assert.ok(site.includes(`if (-f ${LB_DRAIN_FILE}) { return 503; }`), "the web role drains through LB_DRAIN_FILE");
+      assert.match(site, /real_ip_header proxy_protocol;/);
+      assertNginxAccepts(`balancer, ${domain ?? "no domain"}`, site);
     }
   });
 
@@ -224,7 +218,8 @@ describe("rendered provisioning files pass the real tools", function () {
       // Only the files that must exist before the package step are write_files entries of their own:
       // PostgreSQL's (no cluster from the package) where it runs, the exporter's listen address everywhere.
       const plain = writeFiles.filter((f) => f !== entry).map((f) => f.path);
-      const hasDb = c.files.has("/etc/saas-vps/db.env");
+      // A primary has the logins' db.env; a replica has none, but its replication passfile.
+      const hasDb = c.files.has("/etc/saas-vps/db.env") || c.files.has(REPLICATION_PASSFILE);
       assert.deepEqual(plain.sort(), [...(hasDb ? ["/etc/postgresql-common/createcluster.d/50-saas-vps.conf"] : []), "/etc/default/prometheus-node-exporter"].sort(), c.name);
       writeFileSync(join(dir, "bundle.tar.gz"), Buffer.from(entry.content, "base64"));
       const listing = run("tar", ["-tzvf", join(dir, "bundle.tar.gz")]);
@@ -268,22 +263,33 @@ function hostSystemdVersion(): number {
   return Number(m[1]);
 }
 
-/** nginx -v of the host, e.g. "1.22.1". */
-function hostNginxVersion(): string {
-  const r = run("nginx", ["-v"]);
-  const m = /nginx\/(\d+\.\d+\.\d+)/.exec(r.stderr + r.stdout);
-  if (!m) throw new Error(`cannot read the nginx version: ${r.stderr}`);
-  return m[1];
+function noteLegacyHttp2(): void {
+  const hostVersion = hostNginxVersion();
+  if (predatesHttp2Directive(hostVersion)) {
+    console.log(`      NOTE: host nginx ${hostVersion} predates \`http2 on;\` (1.25.1): checking the sites with \`listen ... ssl http2\` instead; ` +
+      "Debian 13's nginx checks the exact file in the VM e2e test (point 1b)");
+  }
 }
 
-/** Whether nginx `version` is older than 1.25.1, the first to know `http2 on;`. */
-function predatesHttp2Directive(version: string): boolean {
-  const [major, minor, patch] = version.split(".").map(Number);
-  return major * 1e6 + minor * 1e3 + patch < 1 * 1e6 + 25 * 1e3 + 1;
-}
-
-/** The same site in the spelling nginx < 1.25.1 knows: http2 as a `listen` parameter. */
-function withListenHttp2(site: string): string {
-  if (!/^\s*http2 on;$/m.test(site)) return site;
-  return site.replace(/^\s*http2 on;\n/m, "").replace(/(listen \S+) ssl;/g, "$1 ssl http2;");
+/** nginx -t, silent, of `site` inside Debian's own nginx.conf, its TLS pair and logs in a temp folder. */
+function assertNginxAccepts(name: string, site: string): void {
+  const dir = tempDir("nginx");
+  // The server's TLS links are made by bootstrap; here they point at a throwaway pair.
+  run("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test", "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem")]);
+  const testable = site
+    .replace("/etc/saas-vps/tls/fullchain.pem", join(dir, "cert.pem"))
+    .replace("/etc/saas-vps/tls/privkey.pem", join(dir, "key.pem"))
+    .replaceAll("/var/log/nginx/", `${dir}/`);
+  writeFileSync(join(dir, "site.conf"), forHostNginx(testable));
+  // Debian's own nginx.conf, with our file where conf.d/*.conf is included: it sets gzip,
+  // ssl_* and more at http level, and a duplicate of any of them fails nginx -t.
+  const debian = readFileSync("/etc/nginx/nginx.conf", "utf8");
+  assert.match(debian, /include \/etc\/nginx\/conf\.d\/\*\.conf;/);
+  const main = debian
+    .replace("include /etc/nginx/conf.d/*.conf;", `include ${dir}/site.conf;`)
+    .replace("include /etc/nginx/sites-enabled/*;", "");
+  writeFileSync(join(dir, "nginx.conf"), main);
+  const result = run("nginx", ["-t", "-q", "-c", join(dir, "nginx.conf")]);
+  assert.equal(result.status, 0, `${name}: ${result.stderr}`);
+  assert.equal(result.stderr.trim(), "", `${name}: nginx warned: ${result.stderr}`);
 }

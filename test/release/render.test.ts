@@ -137,8 +137,8 @@ describe("release files (provisioning/release.ts)", function () {
   });
 
   it("migrations run on the server with web instances and on no other", () => {
-    assert.equal(runsMigrations(["web"]), true);
-    assert.equal(runsMigrations(["web", "worker", "db"]), true);
-    assert.equal(runsMigrations(["worker"]), false);
+    assert.equal(runsMigrations({ roles: ["web"] }), true);
+    assert.equal(runsMigrations({ roles: ["web", "worker", "db"] }), true);
+    assert.equal(runsMigrations({ roles: ["worker"] }), false);
   });
 });

@@ -43,3 +43,8 @@ export function withDomain(raw: Record<string, string>, domain = "shop.example.o
   const { plainHttp: _plainHttp, ...rest } = raw;
   return { ...rest, domain, acmeEmail };
 }
+
+/** What a stack adds at stage scaled: its app servers behind the balancer, and a read replica when asked. */
+export function scaledRaw(provider: "hetzner" | "digitalocean" = "hetzner", appServers = 2, readReplica = true): Record<string, string> {
+  return { ...separatedRaw(provider), stage: "scaled", appServers: String(appServers), ...(readReplica ? { readReplica: "true" } : {}) };
+}

@@ -21,6 +21,14 @@ export interface MockRun {
 
 /** `secretKeys`: the keys set as Pulumi secrets; default: every credential key the config sets (as `pulumi config set --secret` would). */
 export async function runProgram(raw: Record<string, string>, secretKeys: string[] = credentialKeysIn(raw), stack = "test", mocks = new RecordingMocks()): Promise<MockRun> {
+  return runProgramOf(raw, { secretKeys, stack, mocks });
+}
+
+/** runProgram with named options; `unbuiltStages` runs a stage the parser still refuses (stage scaled while it is built). */
+export async function runProgramOf(
+  raw: Record<string, string>,
+  { secretKeys = credentialKeysIn(raw), stack = "test", mocks = new RecordingMocks(), unbuiltStages }: { secretKeys?: string[]; stack?: string; mocks?: RecordingMocks; unbuiltStages?: true },
+): Promise<MockRun> {
   await pulumi.runtime.setMocks(mocks, "saas-vps", stack, false);
   pulumi.runtime.setAllConfig(qualified(raw), secretKeys.map(qualifyKey));
   const options = new Map<string, pulumi.ResourceOptions>();
@@ -30,7 +38,7 @@ export async function runProgram(raw: Record<string, string>, secretKeys: string
     resources.push(args.resource);
     return undefined;
   };
-  const outputs = createProgram(stack, { transformations: [record] });
+  const outputs = createProgram(stack, { transformations: [record] }, undefined, unbuiltStages ? { unbuiltStages } : {});
   await Promise.all([valueOf(outputs.ipv6), valueOf(outputs.userDataBytes)]);
   // A URN ends with "::<name>".
   const urns = new Map((await Promise.all(resources.map((r) => valueOf(r.urn)))).map((urn) => [urn.slice(urn.lastIndexOf("::") + 2), urn]));

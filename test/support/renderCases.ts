@@ -7,13 +7,14 @@
 import { join } from "node:path";
 import { renderServer, type MachineKind } from "../../provisioning/server";
 import type { RenderedFile } from "../../provisioning/files";
-import { parseStackConfig, type StackConfig } from "../../config/config";
+import { parseStackConfig, SECRET_KEYS, type StackConfig } from "../../config/config";
+import { qualifyKey } from "../../config/keysFromPulumi";
 import { projectConfigOf } from "../../config/keysFromPulumi";
 import { planStack } from "../../plan/plan";
 import { buildServerInput, PLACEHOLDER_CONTEXT } from "../../plan/serverInput";
 import { readStackFile, readUserDataBundle, renderStack } from "../../cli/lib/renderStack";
 import { listStacks } from "../../cli/lib/stacks";
-import { minimalRaw, withDomain } from "./fixtures";
+import { minimalRaw, qualified, scaledRaw, withDomain } from "./fixtures";
 import { planPushes, renderPushCommand } from "../../provisioning/push";
 
 export interface RenderCase {
@@ -39,8 +40,20 @@ function renderPlanned(config: StackConfig, machine: MachineKind) {
 
 /** Every server of a stack file, as the real program has it: the user-data's files, then the pushes'. */
 async function stackCases(stack: string): Promise<RenderCase[]> {
-  const file = readStackFile(join(ROOT, `Pulumi.${stack}.yaml`));
-  return (await renderStack(stack, file)).servers.map((server) => {
+  return serverCases(stack, await renderStack(stack, readStackFile(join(ROOT, `Pulumi.${stack}.yaml`))));
+}
+
+/**
+ * Stage scaled, which no stack file may use until it is built: three app servers behind the
+ * balancer with a domain, the worker, the db server and its read replica, on Hetzner.
+ */
+async function scaledCases(): Promise<RenderCase[]> {
+  const raw = withDomain({ ...minimalRaw("hetzner"), ...scaledRaw("hetzner", 3) });
+  return serverCases("scaled", await renderStack("scaled", { config: qualified(raw), secretKeys: Object.keys(raw).filter((key) => SECRET_KEYS.has(key)).map(qualifyKey) }, undefined, { unbuiltStages: true }));
+}
+
+function serverCases(stack: string, render: Awaited<ReturnType<typeof renderStack>>): RenderCase[] {
+  return render.servers.map((server) => {
     const installed = readUserDataBundle(server.userData);
     return {
       name: `stack-${stack}-${server.name}`,
@@ -71,6 +84,7 @@ function directCase(name: string, raw: Record<string, string>, machine: MachineK
 export async function renderAllCases(): Promise<RenderCase[]> {
   const stacks: RenderCase[] = [];
   for (const stack of listStacks(ROOT)) stacks.push(...(await stackCases(stack)));
+  stacks.push(...(await scaledCases()));
   return [
     ...stacks,
     directCase("one-web-no-workers-qemu", { ...minimalRaw("hetzner"), webInstances: "1", workerInstances: "0" }, "qemu"),

@@ -1,0 +1,142 @@
+/**
+ * Stage scaled: stage separated's servers with the app server multiplied behind the provider's
+ * load balancer, and on request a read replica of the db server. Built on the separated plan, so
+ * every server a separated stack has keeps its name (and with it its resources): the first app
+ * server stays `app`, the others are `app-2` … `app-N` at the next private addresses, and growing
+ * from N to N+1 adds one server and one target, replacing nothing.
+ */
+import type { StackConfig } from "../config/config";
+import { hostAddress } from "../config/validators";
+import { LB_HEALTH_PORT } from "../provisioning/layout";
+import { dataVolume, planDatabaseRule, planSshRule, POSTGRES_PORT, PRIVATE_HOSTS, type FirewallRule, type ServerPlan, type StackPlan } from "./plan";
+
+/**
+ * The balancer's active check of each app server. Both providers count failed checks in a row
+ * before taking a target out and passed checks before putting it back; DigitalOcean has a setting
+ * for each, Hetzner one (`retries`) for both, hence the two are equal here.
+ */
+export interface LoadBalancerHealthCheck {
+  /** The app servers' health listener: plain HTTP, no PROXY header (provisioning/nginx.ts). */
+  port: number;
+  path: string;
+  intervalSeconds: number;
+  timeoutSeconds: number;
+  /** Failed checks in a row that take a server out of rotation. */
+  unhealthyThreshold: number;
+  /** Passed checks in a row that put it back. */
+  healthyThreshold: number;
+}
+
+export interface LoadBalancerPlan {
+  /** Resource name suffix, and the balancer's key among private addresses (plan/peers.ts). */
+  name: string;
+  region: string;
+  /** The app servers behind it, by plan name. */
+  targets: string[];
+  /**
+   * Ports forwarded as TCP, with the PROXY protocol, to the same port on each target: TLS ends on
+   * the app servers (docs/ARCHITECTURE.md, "TLS and client addresses behind the balancer").
+   */
+  ports: number[];
+  healthCheck: LoadBalancerHealthCheck;
+  /** Its address on the private network: Hetzner attaches it there; DigitalOcean picks its own. */
+  privateIp: string;
+}
+
+export const LOAD_BALANCER_NAME = "lb";
+
+/**
+ * Within both providers' ranges (DigitalOcean: interval and timeout 3-300 s, thresholds 2-10). A
+ * server being drained leaves rotation within drainSeconds of its health listener answering 503.
+ */
+export const LOAD_BALANCER_HEALTH_CHECK: LoadBalancerHealthCheck = {
+  port: LB_HEALTH_PORT,
+  path: "/health",
+  intervalSeconds: 5,
+  timeoutSeconds: 3,
+  unhealthyThreshold: 2,
+  healthyThreshold: 2,
+};
+
+/**
+ * The longest the balancer may keep sending new requests to a server whose health listener
+ * answers 503: a check just missed, then the failed checks in a row, the last one timing out.
+ */
+export function drainSeconds(check: LoadBalancerHealthCheck): number {
+  return check.intervalSeconds * (check.unhealthyThreshold + 1) + check.timeoutSeconds;
+}
+
+/** The app servers' plan names: the separated stack's `app` first, then app-2 … app-N. */
+export function appServerNames(count: number): string[] {
+  return Array.from({ length: count }, (_, i) => (i === 0 ? "app" : `app-${i + 1}`));
+}
+
+/**
+ * An app server behind the balancer: SSH from the allowed CIDRs, and the forwarded ports and the
+ * health listener from the balancer only (a connection without the PROXY header would fail anyway).
+ */
+export function planBalancedFirewall(sshAllowedCidrs: string[], ports: number[]): FirewallRule[] {
+  const fromBalancer = (port: number, what: string): FirewallRule => ({ port, protocol: "tcp", sources: [], loadBalancer: true, description: `${what} from the load balancer (private network)` });
+  return [
+    planSshRule(sshAllowedCidrs),
+    ...ports.map((port) => fromBalancer(port, port === 443 ? "HTTPS" : port === 80 ? "HTTP" : `port ${port}`)),
+    fromBalancer(LB_HEALTH_PORT, "Health check"),
+  ];
+}
+
+export function planScaled(separated: StackPlan, config: StackConfig): StackPlan {
+  const network = separated.network;
+  if (!network) throw new Error("stage scaled without a private network (the config parser sets one)");
+  const at = (host: number) => hostAddress(network.cidr, host);
+  const first = separated.servers.find((s) => s.name === "app");
+  if (!first) throw new Error("stage scaled: the separated plan has no app server");
+  // Without a domain the site is plain HTTP (plainHttp: true): nothing listens on 443.
+  const ports = config.domain ? [80, 443] : [80];
+  // Each server its own rules: a plan shares no lists (a component editing one server's must not change another's).
+  const firewall = () => planBalancedFirewall(config.sshAllowedCidrs, ports);
+  const appServers: ServerPlan[] = appServerNames(config.appServers).map((name, i) =>
+    // Only the first migrates and (with a managed cluster) runs the backup; the others only serve.
+    i === 0 ? { ...first, firewall: firewall() } : { ...first, name, roles: ["web"], privateIp: at(PRIVATE_HOSTS.app + i), firewall: firewall(), migrates: false },
+  );
+  const others = separated.servers.filter((s) => s.name !== first.name);
+  const replicas: ServerPlan[] = config.readReplica ? [replicaServer(config, at(PRIVATE_HOSTS.replica), appServers.map((s) => s.name))] : [];
+  const clients = [...appServers, ...others.filter((s) => s.roles.includes("worker")), ...replicas].map((s) => s.name);
+  const servers = [...appServers, ...others, ...replicas].map((s) => withDatabaseClients(s, clients));
+  return {
+    ...separated,
+    servers,
+    loadBalancer: {
+      name: LOAD_BALANCER_NAME,
+      region: first.region,
+      targets: appServers.map((s) => s.name),
+      ports,
+      healthCheck: LOAD_BALANCER_HEALTH_CHECK,
+      privateIp: at(PRIVATE_HOSTS.loadBalancer),
+    },
+  };
+}
+
+/**
+ * The read replica: a hot standby on a server and volume of its own, read by the app servers
+ * (the worker writes, and reads what it writes, on the primary).
+ */
+function replicaServer(config: StackConfig, privateIp: string, readers: string[]): ServerPlan {
+  return {
+    name: "replica",
+    roles: ["replica"],
+    serverType: config.servers.replica.serverType,
+    memoryMiB: config.servers.replica.memoryMiB,
+    region: config.region,
+    firewall: [planSshRule(config.sshAllowedCidrs), planDatabaseRule(readers)],
+    privateIp,
+    volume: dataVolume(),
+    webInstances: 0,
+    workerInstances: 0,
+  };
+}
+
+/** The db server's PostgreSQL rule names every server that connects to it: app servers, worker, replica. */
+function withDatabaseClients(server: ServerPlan, clients: string[]): ServerPlan {
+  if (!server.roles.includes("db")) return server;
+  return { ...server, firewall: server.firewall.map((rule) => (rule.port === POSTGRES_PORT && rule.peers ? planDatabaseRule(clients) : rule)) };
+}

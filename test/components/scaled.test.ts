@@ -1,0 +1,239 @@
+/**
+ * Stage scaled under Pulumi mocks, for both providers (the parity contract of the load balancer):
+ * the app servers behind the provider's balancer, reachable over HTTP only from it, a read
+ * replica, releases that roll one app server at a time; growing from 2 to 3 app servers and moving
+ * from separated to scaled replace nothing. The parser still refuses the stage for a real stack
+ * (config/stages.ts BUILT_STAGES); these runs pass `unbuiltStages`.
+ */
+import assert from "node:assert/strict";
+import * as pulumi from "@pulumi/pulumi";
+import { decodeWriteFiles } from "../../cli/lib/renderStack";
+import { unwrapSecrets, valueOf, type RecordedResource } from "../../cli/lib/pulumiMocks";
+import { ConfigError } from "../../config/config";
+import { HOST_FIREWALL_PATH } from "../../provisioning/hostFirewall";
+import { APP_ENV_FILE, LB_HEALTH_PORT, WEB_ENV_FILE } from "../../provisioning/layout";
+import { LOAD_BALANCER_HEALTH_CHECK } from "../../plan/scaled";
+import { minimalRaw, scaledRaw, separatedRaw, withDomain } from "../support/fixtures";
+import { runProgram, runProgramOf, type MockRun } from "../support/mockProgram";
+import { byUrn, changesBetween } from "../support/urns";
+
+type ProviderName = "hetzner" | "digitalocean";
+const SERVER: Record<ProviderName, string> = { hetzner: "hcloud:index/server:Server", digitalocean: "digitalocean:index/droplet:Droplet" };
+const FIREWALL: Record<ProviderName, string> = { hetzner: "hcloud:index/firewall:Firewall", digitalocean: "digitalocean:index/firewall:Firewall" };
+const LB: Record<ProviderName, string> = { hetzner: "hcloud:index/loadBalancer:LoadBalancer", digitalocean: "digitalocean:index/loadBalancer:LoadBalancer" };
+const HCLOUD_LB_SERVICE = "hcloud:index/loadBalancerService:LoadBalancerService";
+const HCLOUD_LB_TARGET = "hcloud:index/loadBalancerTarget:LoadBalancerTarget";
+const HCLOUD_LB_NETWORK = "hcloud:index/loadBalancerNetwork:LoadBalancerNetwork";
+const APP_SERVERS = ["app", "app-2", "app-3"];
+
+const scaled = (provider: ProviderName, appServers = 3) => withDomain({ ...minimalRaw(provider), ...scaledRaw(provider, appServers) });
+
+function serverOf(run: MockRun, provider: ProviderName, name: string): RecordedResource {
+  const found = run.mocks.ofType(SERVER[provider]).find((s) => s.name === `saas-test-${name}-server`);
+  assert.ok(found, `no ${name} server`);
+  return found!;
+}
+
+/** A file as the server's first boot writes it. */
+function firstBootFile(run: MockRun, provider: ProviderName, server: string, path: string): string {
+  const file = decodeWriteFiles(unwrapSecrets(serverOf(run, provider, server).inputs.userData)).get(path);
+  assert.ok(file !== undefined, `${server} has no ${path}`);
+  return file!;
+}
+
+/** A file as the day-2 push writes it (every address known by then). */
+function pushedFile(run: MockRun, server: string, path: string): string {
+  const push = run.mocks.ofType("command:remote:Command").find((c) => c.name === `saas-test-${server}-push${path.replace(/[^A-Za-z0-9]+/g, "-")}`);
+  assert.ok(push, `${server} has no push of ${path}`);
+  return unwrapSecrets(push!.inputs.stdin);
+}
+
+/** Inbound cloud firewall rules of a server, normalized: "port from …". */
+function cloudRules(run: MockRun, provider: ProviderName, server: string): string[] {
+  const firewalls = run.mocks.ofType(FIREWALL[provider]).filter((fw) => fw.name.startsWith(`saas-test-${server}-fw`));
+  return firewalls.flatMap((fw) =>
+    provider === "hetzner"
+      ? fw.inputs.rules.map((r: any) => `${r.port} from ${r.sourceIps.join(",")}`)
+      : fw.inputs.inboundRules.map((r: any) =>
+          [
+            r.portRange,
+            r.sourceAddresses && `from ${r.sourceAddresses.join(",")}`,
+            r.sourceDropletIds && `from droplets ${r.sourceDropletIds.length}`,
+            r.sourceLoadBalancerUids && `from balancer ${r.sourceLoadBalancerUids.join(",")}`,
+          ]
+            .filter(Boolean)
+            .join(" "),
+        ),
+  );
+}
+
+/** The host firewall's accept lines for one port. */
+function hostRulesFor(nft: string, port: number): string[] {
+  return nft.split("\n").filter((line) => new RegExp(`tcp dport ${port} accept`).test(line)).map((l) => l.trim());
+}
+
+describe("stage scaled is refused for a real stack until it is built", function () {
+  it("the program refuses it without the builders' switch, naming the key", async () => {
+    await assert.rejects(runProgram(scaled("hetzner")), (e: unknown) => e instanceof ConfigError && /^saas-vps:stage: "scaled" is planned but not built yet/m.test(e.message));
+  });
+});
+
+for (const provider of ["hetzner", "digitalocean"] as const) {
+  describe(`components under Pulumi mocks: ${provider}, stage scaled (load balancer parity contract)`, function () {
+    let run: MockRun;
+    before(async () => {
+      run = await runProgramOf(scaled(provider), { unbuiltStages: true });
+    });
+
+    it("creates the app servers, the worker, the db server and the replica, each once", () => {
+      const names = run.mocks.ofType(SERVER[provider]).map((s) => s.name.replace(/^saas-test-|-server$/g, "")).sort();
+      assert.deepEqual(names, [...APP_SERVERS, "db", "replica", "worker"].sort());
+    });
+
+    it("creates one load balancer, in the stack's private network, forwarding TCP 80 and 443 with the PROXY protocol", () => {
+      const lbs = run.mocks.ofType(LB[provider]);
+      assert.equal(lbs.length, 1);
+      const lb = lbs[0];
+      if (provider === "hetzner") {
+        const network = run.mocks.ofType(HCLOUD_LB_NETWORK);
+        assert.equal(network.length, 1);
+        assert.equal(String(network[0].inputs.networkId), run.mocks.ofType("hcloud:index/network:Network")[0].id);
+        assert.equal(network[0].inputs.ip, "10.20.0.5");
+        const services = run.mocks.ofType(HCLOUD_LB_SERVICE).map((s) => `${s.inputs.protocol} ${s.inputs.listenPort}->${s.inputs.destinationPort} proxy=${s.inputs.proxyprotocol}`);
+        assert.deepEqual(services.sort(), ["tcp 443->443 proxy=true", "tcp 80->80 proxy=true"]);
+      } else {
+        assert.equal(lb.inputs.vpcUuid, run.mocks.ofType("digitalocean:index/vpc:Vpc")[0].id);
+        assert.equal(lb.inputs.enableProxyProtocol, true);
+        const rules = lb.inputs.forwardingRules.map((r: any) => `${r.entryProtocol} ${r.entryPort}->${r.targetProtocol} ${r.targetPort}`);
+        assert.deepEqual(rules.sort(), ["tcp 443->tcp 443", "tcp 80->tcp 80"]);
+      }
+    });
+
+    it("checks every app server's health listener over HTTP with the plan's interval, timeout and thresholds", () => {
+      const check = LOAD_BALANCER_HEALTH_CHECK;
+      const seen =
+        provider === "hetzner"
+          ? run.mocks.ofType(HCLOUD_LB_SERVICE).map((s) => {
+              const h = s.inputs.healthCheck;
+              return { protocol: h.protocol, port: h.port, path: h.http.path, interval: h.interval, timeout: h.timeout, out: h.retries, back: h.retries };
+            })
+          : [run.mocks.ofType(LB[provider])[0].inputs.healthcheck].map((h: any) => ({
+              protocol: h.protocol,
+              port: h.port,
+              path: h.path,
+              interval: h.checkIntervalSeconds,
+              timeout: h.responseTimeoutSeconds,
+              out: h.unhealthyThreshold,
+              back: h.healthyThreshold,
+            }));
+      assert.ok(seen.length > 0);
+      for (const h of seen) {
+        assert.deepEqual(h, { protocol: "http", port: LB_HEALTH_PORT, path: "/health", interval: check.intervalSeconds, timeout: check.timeoutSeconds, out: check.unhealthyThreshold, back: check.healthyThreshold });
+      }
+    });
+
+    it("targets exactly the app servers, by their private addresses", () => {
+      const ids = APP_SERVERS.map((name) => String(serverOf(run, provider, name).id)).sort();
+      if (provider === "hetzner") {
+        const targets = run.mocks.ofType(HCLOUD_LB_TARGET);
+        assert.deepEqual(targets.map((t) => String(t.inputs.serverId)).sort(), ids);
+        for (const t of targets) {
+          assert.equal(t.inputs.type, "server");
+          assert.equal(t.inputs.usePrivateIp, true);
+        }
+      } else {
+        assert.deepEqual(run.mocks.ofType(LB[provider])[0].inputs.dropletIds.map(String).sort(), ids);
+      }
+    });
+
+    it("lets HTTP(S) and the health check reach app servers only from the balancer: no public 80/443 in the cloud firewall", () => {
+      const lbId = run.mocks.ofType(LB[provider])[0].id;
+      for (const name of APP_SERVERS) {
+        const rules = cloudRules(run, provider, name);
+        const expected =
+          provider === "hetzner"
+            ? ["22 from 203.0.113.7/32"] // Hetzner's firewall does not filter the private network: the host firewall does.
+            : ["22 from 203.0.113.7/32", `80 from balancer ${lbId}`, `443 from balancer ${lbId}`, `${LB_HEALTH_PORT} from balancer ${lbId}`];
+        assert.deepEqual(rules.sort(), expected.sort(), name);
+      }
+    });
+
+    it("has the host firewall admit 80, 443 and the health port from the balancer's address only (the private network where the provider picks it)", () => {
+      const source = provider === "hetzner" ? "10.20.0.5/32" : "10.20.0.0/16";
+      for (const name of APP_SERVERS) {
+        const nft = pushedFile(run, name, HOST_FIREWALL_PATH);
+        for (const port of [80, 443, LB_HEALTH_PORT]) {
+          const lines = hostRulesFor(nft, port);
+          assert.equal(lines.length, 1, `${name}: ${port}: ${lines.join(" | ")}`);
+          assert.match(lines[0], new RegExp(`^ip saddr \\{ ${source.replace(/[./]/g, "\\$&")} \\} tcp dport ${port} accept`), `${name}: ${port}`);
+        }
+      }
+    });
+
+    it("lets the db server's PostgreSQL take every app server, the worker and the replica, and the replica's the app servers only", () => {
+      const count = (server: string) => cloudRules(run, provider, server).find((r) => r.startsWith("5432"));
+      if (provider === "digitalocean") {
+        assert.equal(count("db"), "5432 from droplets 5");
+        assert.equal(count("replica"), "5432 from droplets 3");
+      }
+      const at = (name: string) => (provider === "hetzner" ? { app: "10.20.0.10", "app-2": "10.20.0.11", "app-3": "10.20.0.12", worker: "10.20.0.20", replica: "10.20.0.31" }[name] : serverOf(run, provider, name).state.ipv4AddressPrivate);
+      const sources = (server: string) => hostRulesFor(pushedFile(run, server, HOST_FIREWALL_PATH), 5432)[0].match(/\{ ([^}]*) \}/)![1].split(", ").sort();
+      assert.deepEqual(sources("db"), [...APP_SERVERS, "worker", "replica"].map((n) => `${at(n)}/32`).sort());
+      assert.deepEqual(sources("replica"), APP_SERVERS.map((n) => `${at(n)}/32`).sort());
+    });
+
+    it("gives the schema owner's login to the first app server only, and every app server's web processes the replica for reads", () => {
+      const replica = provider === "hetzner" ? "10.20.0.31" : serverOf(run, provider, "replica").state.ipv4AddressPrivate;
+      for (const name of APP_SERVERS) {
+        const appEnv = pushedFile(run, name, APP_ENV_FILE);
+        assert.equal(/^DATABASE_URL=/m.test(appEnv), name === "app", `${name}: owner login in app.env`);
+        const webEnv = pushedFile(run, name, WEB_ENV_FILE);
+        assert.match(webEnv, new RegExp(`^DATABASE_READ_URL=postgres://app_web:[^@]+@${replica.replace(/\./g, "\\.")}:5432/`, "m"), name);
+      }
+    });
+
+    it("rolls releases: the first app server migrates, then each app server after the one before it", async () => {
+      const deps = async (name: string) => {
+        const release = run.mocks.resources.find((r) => r.type === "command:remote:Command" && r.name.startsWith(`saas-test-${name}-app`) && /release$/.test(r.name));
+        assert.ok(release, `no release command for ${name}: ${run.mocks.ofType("command:remote:Command").filter((r) => r.name.startsWith(`saas-test-${name}-app`)).map((r) => r.name).join(", ")}`);
+        const dependsOn = (run.options.get(release!.name)?.dependsOn ?? []) as pulumi.Resource[];
+        return (await Promise.all(dependsOn.map((r) => valueOf(r.urn)))).map((urn) => urn.slice(urn.lastIndexOf("::") + 2));
+      };
+      const waitsFor = async (name: string) => (await deps(name)).filter((d) => /^saas-test-[a-z0-9-]+-app-release$/.test(d)).sort();
+      assert.deepEqual(await waitsFor("app"), []);
+      assert.deepEqual(await waitsFor("app-2"), ["saas-test-app-app-release"]);
+      assert.deepEqual(await waitsFor("app-3"), ["saas-test-app-2-app-release", "saas-test-app-app-release"]);
+      assert.deepEqual(await waitsFor("worker"), ["saas-test-app-app-release"]);
+    });
+
+    it("the stack's address is the balancer's", async () => {
+      const lb = run.mocks.ofType(LB[provider])[0];
+      assert.equal(await valueOf(run.outputs.ipv4), provider === "hetzner" ? lb.state.ipv4 : lb.state.ip);
+    });
+  });
+
+  describe(`growing stage scaled under Pulumi mocks: ${provider}`, function () {
+    it("2 → 3 app servers adds exactly the new server and its pieces, and replaces nothing", async () => {
+      const two = await runProgramOf(scaled(provider, 2), { unbuiltStages: true });
+      const twoUrns = await byUrn(two);
+      const three = await runProgramOf(scaled(provider, 3), { unbuiltStages: true });
+      const change = changesBetween(two, twoUrns, three, await byUrn(three));
+      assert.deepEqual(change.replaced, []);
+      assert.deepEqual(change.deleted, []);
+      const notApp3 = change.created.filter((name) => !name.includes("-app-3"));
+      assert.deepEqual(notApp3, []);
+      assert.ok(change.created.includes("saas-test-app-3-server"), `created: ${change.created.join(", ")}`);
+      if (provider === "hetzner") assert.ok(change.created.includes("saas-test-lb-app-3"), "no balancer target for app-3");
+      else assert.equal(three.mocks.ofType(LB[provider])[0].inputs.dropletIds.length, 3);
+    });
+
+    it("separated → scaled replaces and deletes nothing the separated stack has", async () => {
+      const separated = await runProgram(withDomain({ ...minimalRaw(provider), ...separatedRaw(provider) }));
+      const separatedUrns = await byUrn(separated);
+      const grown = await runProgramOf(scaled(provider, 2), { unbuiltStages: true });
+      const change = changesBetween(separated, separatedUrns, grown, await byUrn(grown));
+      assert.deepEqual(change.replaced, []);
+      assert.deepEqual(change.deleted, []);
+    });
+  });
+}
