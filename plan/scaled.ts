@@ -66,6 +66,14 @@ export function drainSeconds(check: LoadBalancerHealthCheck): number {
   return check.intervalSeconds * (check.unhealthyThreshold + 1) + check.timeoutSeconds;
 }
 
+/**
+ * The longest the balancer may take to send new requests again to a server whose health listener
+ * answers 200 again: a check just missed, then the passed checks in a row, the last one slow.
+ */
+export function undrainSeconds(check: LoadBalancerHealthCheck): number {
+  return check.intervalSeconds * (check.healthyThreshold + 1) + check.timeoutSeconds;
+}
+
 /** The app servers' plan names: the separated stack's `app` first, then app-2 … app-N. */
 export function appServerNames(count: number): string[] {
   return Array.from({ length: count }, (_, i) => (i === 0 ? "app" : `app-${i + 1}`));

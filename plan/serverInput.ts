@@ -10,7 +10,9 @@ import type { S3Bucket } from "../provisioning/bucket";
 import type { UploadsInput } from "../provisioning/uploads";
 import type { ProcessEnvironment } from "../provisioning/roles/app";
 import type { WatchdogInput } from "../provisioning/watchdog";
-import { DATABASE_NAME, surgePortFor, webPorts, workerUnits } from "../provisioning/layout";
+import { DATABASE_NAME, LB_DRAIN_FILE, surgePortFor, webPorts, workerUnits } from "../provisioning/layout";
+import type { ReleaseBalancer } from "../provisioning/release";
+import { drainSeconds, undrainSeconds } from "./scaled";
 import type { RoleInputs } from "../provisioning/roles/index";
 import { runsApp } from "../provisioning/roles/index";
 import type { MachineKind, ServerRenderInput } from "../provisioning/server";
@@ -106,6 +108,7 @@ export function buildServerInput(config: StackConfig, server: ServerPlan, contex
             ...readEndpointFor(server, plan, addresses),
           },
           uploads: uploadsFor(config, context),
+          ...releaseBalancerFor(server, plan),
         }
       : undefined,
     ...(server.mvpDatabase ? { mvpDatabase: server.mvpDatabase } : {}),
@@ -278,6 +281,13 @@ function balancerFor(server: ServerPlan, plan: StackContext, addresses: PrivateA
   if (!rule) throw new Error(`server ${server.name}: behind the load balancer, but no firewall rule admits it`);
   const [trustedCidr] = resolveSources({ ...rule, sources: [] }, addresses, plan.network?.cidr);
   return { balancer: { trustedCidr } };
+}
+
+/** How a release on an app server behind the balancer drains it there: the balancer's check timings. */
+function releaseBalancerFor(server: ServerPlan, plan: StackContext): { balancer?: ReleaseBalancer } {
+  const balancer = plan.loadBalancer;
+  if (!balancer?.targets.includes(server.name)) return {};
+  return { balancer: { drainFile: LB_DRAIN_FILE, outSeconds: drainSeconds(balancer.healthCheck), inSeconds: undrainSeconds(balancer.healthCheck) } };
 }
 
 /** Servers whose processes connect to the managed cluster: the app's and the one that backs it up. */

@@ -68,8 +68,8 @@ export const FIRST_WEB_PORT = 3001;
  * restarts; nginx lists it as a `backup` server, used only when the instance is down.
  */
 export const SURGE_PORT = 3100;
-/** Ports a web instance must never take. */
-export const RESERVED_PORTS = [22, 25, 53, 80, 443, 5432, 6379];
+/** Ports a web instance (or an app metrics port) must never take: the system's, PostgreSQL's, Valkey's and the balancer's health listener. */
+export const RESERVED_PORTS = [22, 25, 53, 80, 443, 5432, 6379, LB_HEALTH_PORT];
 
 export function webPorts(count: number, first = FIRST_WEB_PORT): number[] {
   return Array.from({ length: count }, (_, i) => first + i);

@@ -32,6 +32,11 @@
  *   SHARED_DIRS          directories of shared/ linked into every release (uploads ...)
  *   SURGE_PORT           optional: a temporary extra web instance started while the only web
  *                        port restarts; nginx must list it as a `backup` server
+ *   LB_DRAIN_FILE        optional, behind the provider's load balancer (stage scaled): release and
+ *                        rollback create it before the roll (the health listener then answers
+ *                        503) and remove it after; written only for such a server
+ *   LB_OUT_SECONDS       seconds the balancer needs to take a drained server out of rotation
+ *   LB_IN_SECONDS        seconds it needs to take it back once the file is gone
  */
 import { throwIfProblems } from "./errors";
 import { NGINX_FAIL_TIMEOUT_SECONDS } from "./nginx";
@@ -65,6 +70,18 @@ export interface ReleaseOptions {
   sharedDirs?: string[];
   /** Temporary extra port for single-instance zero downtime (needs an nginx `backup` server). Default none. */
   surgePort?: number;
+  /** Behind the provider's load balancer: how a release drains this server there. Default none. */
+  balancer?: ReleaseBalancer;
+}
+
+/** A release's drain at the load balancer (stage scaled), from the balancer's health check. */
+export interface ReleaseBalancer {
+  /** The file the health listener answers 503 for (LB_DRAIN_FILE). */
+  drainFile: string;
+  /** Seconds the balancer needs to take a drained server out (plan/scaled.ts drainSeconds). */
+  outSeconds: number;
+  /** Seconds it needs to take the server back (plan/scaled.ts undrainSeconds). */
+  inSeconds: number;
 }
 
 export const RELEASE_PATHS = {
@@ -151,6 +168,14 @@ export function renderReleaseConf(opts: ReleaseOptions): string {
     ["APP_USER", APP_USER],
     ["SHARED_DIRS", (opts.sharedDirs ?? RELEASE_DEFAULTS.sharedDirs).join(" ")],
     ["SURGE_PORT", opts.surgePort ?? ""],
+    // Only behind a balancer: every other server's file (and user-data) stays as it was.
+    ...(opts.balancer
+      ? ([
+          ["LB_DRAIN_FILE", opts.balancer.drainFile],
+          ["LB_OUT_SECONDS", opts.balancer.outSeconds],
+          ["LB_IN_SECONDS", opts.balancer.inSeconds],
+        ] as Array<[string, string | number]>)
+      : []),
   ];
   return [
     "# Rendered by saas-vps (provisioning/release.ts); read by /usr/local/sbin/release on every run.",
@@ -223,6 +248,15 @@ export function validateReleaseOptions(opts: ReleaseOptions): string[] {
     if (typeof d !== "string" || !/^[A-Za-z0-9_-][A-Za-z0-9_.-]*$/.test(d)) {
       add(`sharedDirs: ${JSON.stringify(d)} must be a plain directory name (letters, digits, ".", "_", "-")`);
     }
+  }
+  if (opts.balancer !== undefined) {
+    const { drainFile, outSeconds, inSeconds } = opts.balancer;
+    if (Array.isArray(opts.webPorts) && opts.webPorts.length === 0) add("balancer is set on a server without web instances; only web instances sit behind the load balancer");
+    if (typeof drainFile !== "string" || !/^\/[A-Za-z0-9_./-]+$/.test(drainFile) || drainFile.split("/").includes("..")) {
+      add(`balancer.drainFile must be an absolute path (letters, digits, "_", ".", "-", "/"); got ${JSON.stringify(drainFile)}`);
+    }
+    intIn("balancer.outSeconds", outSeconds, 1, 600);
+    intIn("balancer.inSeconds", inSeconds, 1, 600);
   }
   if (opts.surgePort !== undefined) {
     if (Array.isArray(opts.webPorts) && opts.webPorts.length === 0) add(`surgePort ${JSON.stringify(opts.surgePort)} is set on a server without web instances; it stands in for a web instance`);

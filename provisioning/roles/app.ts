@@ -12,7 +12,7 @@
 import type { RenderedFile } from "../files";
 import { databaseUrl, type DatabaseCredentials, type DatabaseEndpoint } from "../../plan/database";
 import { APP_ENV_FILE, APP_ROOT, APP_USER, WEB_ENV_FILE, WORKER_ENV_FILE } from "../layout";
-import { RELEASE_PACKAGES, RELEASE_PATHS, renderReleaseFiles } from "../release";
+import { RELEASE_PACKAGES, RELEASE_PATHS, renderReleaseFiles, type ReleaseBalancer } from "../release";
 import { APP_TARGET, renderAppUnitFiles, ROLLING_RESTART } from "../systemd";
 import { uploadDirOf, uploadsEnvironment, type UploadsInput } from "../uploads";
 import type { RoleContribution } from "./contribution";
@@ -29,6 +29,8 @@ export interface AppInput {
   database: AppDatabaseInput;
   /** Where uploaded files live: the data volume, or a bucket (its keys land in app.env). */
   uploads: UploadsInput;
+  /** Behind the provider's load balancer (stage scaled): a release drains the server there first. */
+  balancer?: ReleaseBalancer;
 }
 
 /** Where PostgreSQL answers the app, and the logins of this server (plan/database.ts). */
@@ -65,7 +67,7 @@ export function renderApp(app: AppInput, processes: AppProcesses): RoleContribut
       ...processEnvFiles(app.database, processes, app.processEnvironment),
       // The release command runs only once the first `pulumi up` ships a release, after the pushes.
       // The server that holds the schema owner's login is the one that migrates (plan/database.ts, runsMigrations).
-      ...renderReleaseFiles({ ...processes, migrate: app.database.credentials.owner !== undefined }).map((f) =>
+      ...renderReleaseFiles({ ...processes, migrate: app.database.credentials.owner !== undefined, ...(app.balancer ? { balancer: app.balancer } : {}) }).map((f) =>
         f.path === RELEASE_PATHS.command || f.path === RELEASE_PATHS.migrateUnit ? { ...f, pushOnly: true } : f,
       ),
     ],

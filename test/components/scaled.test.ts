@@ -11,8 +11,9 @@ import { decodeWriteFiles } from "../../cli/lib/renderStack";
 import { unwrapSecrets, valueOf, type RecordedResource } from "../../cli/lib/pulumiMocks";
 import { ConfigError } from "../../config/config";
 import { HOST_FIREWALL_PATH } from "../../provisioning/hostFirewall";
-import { APP_ENV_FILE, LB_HEALTH_PORT, WEB_ENV_FILE } from "../../provisioning/layout";
-import { LOAD_BALANCER_HEALTH_CHECK } from "../../plan/scaled";
+import { APP_ENV_FILE, LB_DRAIN_FILE, LB_HEALTH_PORT, WEB_ENV_FILE } from "../../provisioning/layout";
+import { drainSeconds, LOAD_BALANCER_HEALTH_CHECK, undrainSeconds } from "../../plan/scaled";
+import { RELEASE_PATHS } from "../../provisioning/release";
 import { minimalRaw, scaledRaw, separatedRaw, withDomain } from "../support/fixtures";
 import { runProgram, runProgramOf, type MockRun } from "../support/mockProgram";
 import { byUrn, changesBetween } from "../support/urns";
@@ -190,6 +191,16 @@ for (const provider of ["hetzner", "digitalocean"] as const) {
         const webEnv = pushedFile(run, name, WEB_ENV_FILE);
         assert.match(webEnv, new RegExp(`^DATABASE_READ_URL=postgres://app_web:[^@]+@${replica.replace(/\./g, "\\.")}:5432/`, "m"), name);
       }
+    });
+
+    it("has every app server's release drain it at the balancer for the health check's time, and no other server's", () => {
+      for (const name of APP_SERVERS) {
+        const conf = firstBootFile(run, provider, name, RELEASE_PATHS.config);
+        assert.match(conf, new RegExp(`^LB_DRAIN_FILE="${LB_DRAIN_FILE}"$`, "m"), name);
+        assert.match(conf, new RegExp(`^LB_OUT_SECONDS="${drainSeconds(LOAD_BALANCER_HEALTH_CHECK)}"$`, "m"), name);
+        assert.match(conf, new RegExp(`^LB_IN_SECONDS="${undrainSeconds(LOAD_BALANCER_HEALTH_CHECK)}"$`, "m"), name);
+      }
+      assert.doesNotMatch(firstBootFile(run, provider, "worker", RELEASE_PATHS.config), /LB_/);
     });
 
     it("rolls releases: the first app server migrates, then each app server after the one before it", async () => {

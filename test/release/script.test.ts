@@ -363,6 +363,9 @@ describe("@real release script: layout, failures, rollback, pruning, lock (stand
       ['WEB_PORTS=""\nSURGE_PORT=3100', /SURGE_PORT is set but WEB_PORTS is empty/],
       ['WEB_PORTS="3001 http"', /WEB_PORTS: "http" is not a TCP port/],
       ["KEEP_RELEASES=1", /KEEP_RELEASES must be at least 2/],
+      ["LB_DRAIN_FILE=run/lb-drain", /LB_DRAIN_FILE: "run\/lb-drain" must be an absolute path/],
+      ['WEB_PORTS=""\nLB_DRAIN_FILE=/run/lb-drain', /LB_DRAIN_FILE is set but WEB_PORTS is empty/],
+      ["LB_OUT_SECONDS=soon", /LB_OUT_SECONDS: "soon" is not a whole number of seconds/],
       ["HEALTH_TIMOUT=5", /unknown key HEALTH_TIMOUT/],
       ["this is not a setting", /release\.conf:\d+: not a KEY=VALUE line/],
     ];
