@@ -264,9 +264,11 @@ export class SaasStack extends pulumi.ComponentResource {
     const balanced = new Set(this.plan.loadBalancer?.targets ?? []);
     let previous = first;
     for (const server of appServers.filter((s) => s !== owner)) {
-      const after = balanced.has(server.name) ? previous : first;
-      const released = release(server, { builtBy: first }, after === first ? [first] : [first, after]);
-      if (balanced.has(server.name)) previous = released;
+      if (!balanced.has(server.name)) {
+        release(server, { builtBy: first }, [first]);
+        continue;
+      }
+      previous = release(server, { builtBy: first }, previous === first ? [first] : [first, previous]);
     }
   }
 }

@@ -120,7 +120,7 @@ export class VpsServer extends pulumi.ComponentResource {
       const file = secret ? pulumi.secret(fileOf(planned.path)) : pulumi.unsecret(fileOf(planned.path));
       const keyedBy = { files: pulumi.unsecret(pulumi.all(planned.keyedBy.map(fileOf))), secret: planned.keyedBy.some((p) => secretPaths.has(p)) };
       const push = createFilePush(
-        `${name}-push${planned.path.replace(/[^A-Za-z0-9]+/g, "-")}`,
+        pushResourceName(name, planned.path),
         { server: this.ssh, file, secret, action: planned.action, keyedBy, dependsOn: [...machine.ready, ...planned.after.map((p) => pushOf.get(p)!)] },
         this,
       );
@@ -134,4 +134,9 @@ export class VpsServer extends pulumi.ComponentResource {
     this.userDataBytes = firstBoot.apply((r) => r.userDataBytes);
     this.registerOutputs({ ipv4: this.ipv4, ipv6: this.ipv6, serverId: this.serverId });
   }
+}
+
+/** The resource name of a server's push of one file: the server's resource name and the file's path. */
+export function pushResourceName(serverResourceName: string, path: string): string {
+  return `${serverResourceName}-push${path.replace(/[^A-Za-z0-9]+/g, "-")}`;
 }

@@ -14,7 +14,7 @@
  */
 import type { MvpDatabaseState } from "../config/stages";
 import type { StackConfig } from "../config/config";
-import { mvpServer, planDatabaseRule, POSTGRES_PORT, type ServerPlan, type StackPlan } from "./plan";
+import { mvpServer, withDatabaseClients, type ServerPlan, type StackPlan } from "./plan";
 
 export function planMoveFromMvp(plan: StackPlan, config: StackConfig, state: MvpDatabaseState): StackPlan {
   if (plan.database.kind !== "server") throw new Error("mvpDatabase with a managed database (the config parser refuses it)");
@@ -31,8 +31,6 @@ export function planMoveFromMvp(plan: StackPlan, config: StackConfig, state: Mvp
   const servers = plan.servers.filter((s) => s.name !== "worker").map((s) => (s.name === "app" ? app : s));
   // Only servers that exist may reach the db server's PostgreSQL.
   const clients = servers.filter((s) => s.name !== dbServer && s.roles.some((r) => r === "web" || r === "worker")).map((s) => s.name);
-  const withClients = servers.map((s) =>
-    s.name === dbServer ? { ...s, firewall: s.firewall.map((rule) => (rule.port === POSTGRES_PORT && rule.peers ? planDatabaseRule(clients) : rule)) } : s,
-  );
+  const withClients = servers.map((s) => (s.name === dbServer ? withDatabaseClients(s, clients) : s));
   return { ...plan, servers: withClients, database: { kind: "server", server: app.name } };
 }

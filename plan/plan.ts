@@ -142,6 +142,11 @@ export function planDatabaseRule(clients: string[]): FirewallRule {
   return { port: POSTGRES_PORT, protocol: "tcp", sources: [], peers: [...clients], description: `PostgreSQL from ${names} (private network)` };
 }
 
+/** The db server with its PostgreSQL rule naming exactly these clients (a stage adds or holds some back). */
+export function withDatabaseClients(db: ServerPlan, clients: string[]): ServerPlan {
+  return { ...db, firewall: db.firewall.map((rule) => (rule.port === POSTGRES_PORT && rule.peers ? planDatabaseRule(clients) : rule)) };
+}
+
 export function planStack(config: StackConfig): StackPlan {
   switch (config.stage) {
     case "mvp":

@@ -8,7 +8,7 @@
 import type { StackConfig } from "../config/config";
 import { hostAddress } from "../config/validators";
 import { LB_HEALTH_PORT } from "../provisioning/layout";
-import { dataVolume, planDatabaseRule, planSshRule, POSTGRES_PORT, PRIVATE_HOSTS, type FirewallRule, type ServerPlan, type StackPlan } from "./plan";
+import { dataVolume, planDatabaseRule, planSshRule, PRIVATE_HOSTS, withDatabaseClients, type FirewallRule, type ServerPlan, type StackPlan } from "./plan";
 
 /**
  * The balancer's active check of each app server. Both providers count failed checks in a row
@@ -59,19 +59,21 @@ export const LOAD_BALANCER_HEALTH_CHECK: LoadBalancerHealthCheck = {
 };
 
 /**
- * The longest the balancer may keep sending new requests to a server whose health listener
- * answers 503: a check just missed, then the failed checks in a row, the last one timing out.
+ * The longest the balancer may take to act on a changed answer of the health listener: a check
+ * just missed, then `inARow` checks with the new answer, the last one taking its whole timeout.
  */
-export function drainSeconds(check: LoadBalancerHealthCheck): number {
-  return check.intervalSeconds * (check.unhealthyThreshold + 1) + check.timeoutSeconds;
+function secondsToAct(check: LoadBalancerHealthCheck, inARow: number): number {
+  return check.intervalSeconds * (inARow + 1) + check.timeoutSeconds;
 }
 
-/**
- * The longest the balancer may take to send new requests again to a server whose health listener
- * answers 200 again: a check just missed, then the passed checks in a row, the last one slow.
- */
+/** The longest the balancer may keep sending new requests to a server whose health listener answers 503. */
+export function drainSeconds(check: LoadBalancerHealthCheck): number {
+  return secondsToAct(check, check.unhealthyThreshold);
+}
+
+/** The longest it may take to send new requests again once the health listener answers 200 again. */
 export function undrainSeconds(check: LoadBalancerHealthCheck): number {
-  return check.intervalSeconds * (check.healthyThreshold + 1) + check.timeoutSeconds;
+  return secondsToAct(check, check.healthyThreshold);
 }
 
 /** The app servers' plan names: the separated stack's `app` first, then app-2 … app-N. */
@@ -109,7 +111,8 @@ export function planScaled(separated: StackPlan, config: StackConfig): StackPlan
   const others = separated.servers.filter((s) => s.name !== first.name);
   const replicas: ServerPlan[] = config.readReplica ? [replicaServer(config, at(PRIVATE_HOSTS.replica), appServers.map((s) => s.name))] : [];
   const clients = [...appServers, ...others.filter((s) => s.roles.includes("worker")), ...replicas].map((s) => s.name);
-  const servers = [...appServers, ...others, ...replicas].map((s) => withDatabaseClients(s, clients));
+  // The db server's PostgreSQL rule names every server that connects to it: app servers, worker, replica.
+  const servers = [...appServers, ...others, ...replicas].map((s) => (s.roles.includes("db") ? withDatabaseClients(s, clients) : s));
   return {
     ...separated,
     servers,
@@ -141,10 +144,4 @@ function replicaServer(config: StackConfig, privateIp: string, readers: string[]
     webInstances: 0,
     workerInstances: 0,
   };
-}
-
-/** The db server's PostgreSQL rule names every server that connects to it: app servers, worker, replica. */
-function withDatabaseClients(server: ServerPlan, clients: string[]): ServerPlan {
-  if (!server.roles.includes("db")) return server;
-  return { ...server, firewall: server.firewall.map((rule) => (rule.port === POSTGRES_PORT && rule.peers ? planDatabaseRule(clients) : rule)) };
 }

@@ -26,7 +26,7 @@ export interface WebInput {
 }
 
 export interface BalancedWeb {
-  /** The private network's range: the balancer's address is in it (the only source whose PROXY header is trusted). */
+  /** Where the balancer connects from (its address, or the private network's range): the only source whose PROXY header is trusted. */
   trustedCidr: string;
 }
 

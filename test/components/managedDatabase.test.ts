@@ -9,7 +9,7 @@ import { ManagedDatabase } from "../../components/managedDatabase";
 import { protectKinds } from "../../components/protection";
 import type { DatabaseCredentials, DatabaseEndpoint } from "../../plan/database";
 import { minimalRaw } from "../support/fixtures";
-import { runProgram, type MockRun } from "../support/mockProgram";
+import { pushOf, runProgram, type MockRun } from "../support/mockProgram";
 
 const CLUSTER = "digitalocean:index/databaseCluster:DatabaseCluster";
 const COMMAND = "command:remote:Command";
@@ -128,11 +128,7 @@ describe("components under Pulumi mocks: the program at stage separated with dat
     return found!;
   };
   /** What a push writes, by server and path (the push's stdin). */
-  const pushed = (server: string, path: string) => {
-    const push = run.mocks.ofType(COMMAND).find((c) => c.name === `saas-test-${server}-push${path.replace(/[^A-Za-z0-9]+/g, "-")}`);
-    assert.ok(push, `${server} has no push of ${path}`);
-    return push!;
-  };
+  const pushed = (server: string, path: string) => pushOf(run, server, path);
   const users = (): Record<string, string> => Object.fromEntries(run.mocks.ofType("digitalocean:index/databaseUser:DatabaseUser").map((u) => [u.inputs.name, u.state.password as string]));
 
   it("declares the cluster in the stack's VPC, protected, and no db server or data volume", () => {

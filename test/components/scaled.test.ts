@@ -15,7 +15,7 @@ import { APP_ENV_FILE, LB_DRAIN_FILE, LB_HEALTH_PORT, WEB_ENV_FILE } from "../..
 import { drainSeconds, LOAD_BALANCER_HEALTH_CHECK, undrainSeconds } from "../../plan/scaled";
 import { RELEASE_PATHS } from "../../provisioning/release";
 import { minimalRaw, scaledRaw, separatedRaw, withDomain } from "../support/fixtures";
-import { runProgram, runProgramOf, type MockRun } from "../support/mockProgram";
+import { pushOf, runProgram, runProgramOf, type MockRun } from "../support/mockProgram";
 import { byUrn, changesBetween } from "../support/urns";
 
 type ProviderName = "hetzner" | "digitalocean";
@@ -44,9 +44,7 @@ function firstBootFile(run: MockRun, provider: ProviderName, server: string, pat
 
 /** A file as the day-2 push writes it (every address known by then). */
 function pushedFile(run: MockRun, server: string, path: string): string {
-  const push = run.mocks.ofType("command:remote:Command").find((c) => c.name === `saas-test-${server}-push${path.replace(/[^A-Za-z0-9]+/g, "-")}`);
-  assert.ok(push, `${server} has no push of ${path}`);
-  return unwrapSecrets(push!.inputs.stdin);
+  return unwrapSecrets(pushOf(run, server, path).inputs.stdin);
 }
 
 /** Inbound cloud firewall rules of a server, normalized: "port from …". */

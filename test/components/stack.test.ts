@@ -13,7 +13,7 @@ import { HOST_FIREWALL_PATH, METADATA_AGENT_UNITS, metadataAgentDropInPath } fro
 import { cidrContains } from "../../config/validators";
 import { RELEASE_PATHS } from "../../provisioning/release";
 import { ALERT_EMAIL, minimalRaw, separatedRaw } from "../support/fixtures";
-import { runProgram, type MockRun } from "../support/mockProgram";
+import { pushOf, runProgram, type MockRun } from "../support/mockProgram";
 import { tempDir } from "../support/tools";
 
 type ProviderName = "hetzner" | "digitalocean";
@@ -397,9 +397,7 @@ function hostFirewallSources(nft: string, port: number): string[] {
 
 /** The file a push writes, found by its target path in the push command. */
 function pushedContent(run: MockRun, server: string, path: string): string {
-  const push = run.mocks.ofType(COMMAND).find((c) => c.name === `saas-test-${server}-push${path.replace(/[^A-Za-z0-9]+/g, "-")}`);
-  assert.ok(push, `${server} has no push of ${path}`);
-  return unwrapSecrets(push!.inputs.stdin);
+  return unwrapSecrets(pushOf(run, server, path).inputs.stdin);
 }
 
 for (const provider of ["hetzner", "digitalocean"] as const) {

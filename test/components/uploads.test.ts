@@ -12,11 +12,10 @@ import { planStack } from "../../plan/plan";
 import { buildServerInput, PLACEHOLDER_CONTEXT } from "../../plan/serverInput";
 import { runsApp } from "../../provisioning/roles/index";
 import { minimalRaw } from "../support/fixtures";
-import { runProgram, type MockRun } from "../support/mockProgram";
+import { pushOf, runProgram, type MockRun } from "../support/mockProgram";
 
 const SPACES_BUCKET = "digitalocean:index/spacesBucket:SpacesBucket";
 const SPACES_KEY = "digitalocean:index/spacesKey:SpacesKey";
-const COMMAND = "command:remote:Command";
 
 /** Environment lines of a file as a map. */
 function envOf(text: string): Map<string, string> {
@@ -25,10 +24,7 @@ function envOf(text: string): Map<string, string> {
 
 /** What a server's day-2 push installs at `path` (content unwrapped), and whether it travelled as a secret. */
 function pushed(run: MockRun, server: string, path: string): { content: string; secret: boolean } {
-  // components/vpsServer.ts names each push after its path.
-  const name = `saas-test-${server}-push${path.replace(/[^A-Za-z0-9]+/g, "-")}`;
-  const push = run.mocks.ofType(COMMAND).find((c) => c.name === name);
-  assert.ok(push, `no push ${name}; pushes: ${run.mocks.ofType(COMMAND).map((c) => c.name).join(", ")}`);
+  const push = pushOf(run, server, path);
   return { content: unwrapSecrets(push.inputs.stdin), secret: isWrappedSecret(push.inputs.stdin) };
 }
 

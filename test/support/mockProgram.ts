@@ -6,7 +6,8 @@
 import { SECRET_KEYS } from "../../config/config";
 import * as pulumi from "@pulumi/pulumi";
 import { createProgram } from "../../program/program";
-import { RecordingMocks, valueOf } from "../../cli/lib/pulumiMocks";
+import { RecordingMocks, valueOf, type RecordedResource } from "../../cli/lib/pulumiMocks";
+import { pushResourceName } from "../../components/vpsServer";
 import { qualifyKey } from "../../config/keysFromPulumi";
 import { qualified } from "./fixtures";
 
@@ -48,4 +49,12 @@ export async function runProgramOf(
 
 function credentialKeysIn(raw: Record<string, string>): string[] {
   return Object.keys(raw).filter((key) => SECRET_KEYS.has(key));
+}
+
+/** A server's day-2 push of one file (the command resource), by the server's plan name and the file's path. */
+export function pushOf(run: MockRun, server: string, path: string, stack = "test"): RecordedResource {
+  const name = pushResourceName(`saas-${stack}-${server}`, path);
+  const push = run.mocks.ofType("command:remote:Command").find((c) => c.name === name);
+  if (!push) throw new Error(`no push ${name}; pushes: ${run.mocks.ofType("command:remote:Command").map((c) => c.name).join(", ")}`);
+  return push;
 }
