@@ -29,7 +29,13 @@ packages=(
   haproxy
   # the Debian 13 VM (ladder step 5)
   qemu-system-x86 qemu-utils mmdebstrap cloud-image-utils e2fsprogs openssh-client
+  # a real sshd for the day-2 and certificate-sharing scripts' tests (its service is stopped below)
+  openssh-server
 )
+# Valkey (stage scaled's cache server, and the app's shared rate limits): Debian 13 ships it,
+# Debian 12 only in bookworm-backports, enabled here for this one package (apt's default
+# priority for backports is 100, so nothing else comes from there).
+backports=(valkey-server valkey-tools)
 
 if [ "$(id -u)" -eq 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
@@ -45,6 +51,33 @@ if [ "$(id -u)" -eq 0 ]; then
     if [[ " ${missing[*]} " == *" prometheus-node-exporter "* ]]; then
       systemctl disable --now prometheus-node-exporter.service >/dev/null 2>&1 || true
     fi
+    # Tests start sshd on ports of their own.
+    if [[ " ${missing[*]} " == *" openssh-server "* ]]; then
+      systemctl disable --now ssh.service ssh.socket >/dev/null 2>&1 || true
+    fi
+  fi
+  missing=()
+  for p in "${backports[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    echo "setup: installing from bookworm-backports: ${missing[*]}"
+    if . /etc/os-release && [ "${VERSION_CODENAME:-}" = bookworm ]; then
+      cat >/etc/apt/sources.list.d/saas-vps-backports.sources <<'SOURCES'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SOURCES
+      apt-get update -qq
+      apt-get install -y -qq --no-install-recommends -t bookworm-backports "${missing[@]}" >/dev/null
+    else
+      apt-get update -qq
+      apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+    # Tests start valkey-server on ports and directories of their own.
+    systemctl disable --now valkey-server.service >/dev/null 2>&1 || true
   fi
 else
   echo "setup: not root; skipping Debian packages (need: ${packages[*]})" >&2
