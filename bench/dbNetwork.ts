@@ -305,7 +305,7 @@ async function main() {
     await sleep(2500); // nginx's fail_timeout from the ports being down before the release started
     const sslModes = NETWORK_TLS ? await sslModeOutcomes(ready.network.cluster, link) : [];
     const tenants = {} as Record<SideName, BenchTenant>;
-    for (const name of SIDES) tenants[name] = await seedTenant(`http://127.0.0.1:${ready[name].nginx.port}`);
+    for (const name of SIDES) tenants[name] = await seedTenant(`http://127.0.0.1:${ready[name].nginx.port}`, (sql) => ready[name].cluster.admin(sql, DATABASE_NAME));
 
     const scriptFile = writeWrkScript(dir);
     const target = (side: SideName, pass: Pass): WrkTarget => ({

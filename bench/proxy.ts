@@ -152,7 +152,7 @@ async function main() {
     const webPids = webPorts.map((p) => Number(fs.readFileSync(path.join(server!.shimState, `web@${p}.pid`), "utf8").trim()));
 
     // One tenant with 20 projects; its owner's token reads them (as app/bench/bench.ts).
-    const tenant = await seedTenant(nginxUrl);
+    const tenant = await seedTenant(nginxUrl, (sql) => execFileSync("psql", ["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", databaseUrl], { input: sql, encoding: "utf8" }));
 
     const scriptFile = writeWrkScript(dir);
     const endpoints = [
