@@ -52,6 +52,13 @@ export const LB_DRAIN_FILE = "/run/saas-vps/lb-drain";
  * whether the app works.
  */
 export const LB_HEALTH_PORT = 8081;
+/**
+ * Behind the load balancer, fail2ban's nginx jail bans here instead of in the host firewall (whose
+ * packets all come from the balancer): one `deny <address>;` file per banned client, included by
+ * the public server blocks, so nginx refuses the client's requests by the address in the PROXY
+ * header (provisioning/fail2ban.ts).
+ */
+export const NGINX_DENY_DIR = "/etc/nginx/saas-vps-denied";
 export const ACME_WEBROOT = "/var/www/letsencrypt";
 export const TLS_DIR = `${CONFIG_DIR}/tls`;
 /** The certificate nginx serves: the Let's Encrypt one once issued, a self-signed stand-in before. */

@@ -5,7 +5,7 @@
  * https://nginx.org/en/docs/http/ngx_http_proxy_module.html#proxy_next_upstream
  */
 import { isIPv4, isIPv6 } from "node:net";
-import { ACME_WEBROOT, RESERVED_PORTS, TLS_CERTIFICATE, TLS_DIR } from "./layout";
+import { ACME_WEBROOT, NGINX_DENY_DIR, RESERVED_PORTS, TLS_CERTIFICATE, TLS_DIR } from "./layout";
 import type { RenderedFile } from "./files";
 
 export interface NginxSiteOptions {
@@ -60,6 +60,8 @@ export interface NginxBalancer {
   healthPort: number;
   /** keepalive_time on the public listeners; default NGINX_BALANCED_CONNECTION_SECONDS (tests shorten it). */
   connectionSeconds?: number;
+  /** Where fail2ban's bans are (one `deny` file per client); default NGINX_DENY_DIR. */
+  denyDir?: string;
 }
 
 export const NGINX_SITE_PATH = "/etc/nginx/conf.d/saas-vps.conf";
@@ -167,6 +169,8 @@ export function validateNginxSiteOptions(opts: NginxSiteOptions): void {
     const { trustedCidr, drainFile, healthPort } = opts.balancer;
     if (opts.listenAddress !== undefined) problems.push("nginx: balancer and listenAddress exclude each other: behind the balancer the site listens on every address (with the PROXY protocol) and on loopback (without)");
     if (!isCidr(trustedCidr)) problems.push(`nginx: balancer.trustedCidr must be an address range such as 10.0.0.0/16; got ${JSON.stringify(trustedCidr)}`);
+    const { denyDir } = opts.balancer;
+    if (denyDir !== undefined && !/^\/[A-Za-z0-9._/-]+$/.test(denyDir)) problems.push(`nginx: balancer.denyDir must be an absolute path of letters, digits and ._/-; got ${JSON.stringify(denyDir)}`);
     if (!/^\/[A-Za-z0-9._/-]+$/.test(drainFile)) problems.push(`nginx: balancer.drainFile must be an absolute path of letters, digits and ._/-; got ${JSON.stringify(drainFile)}`);
     if (!Number.isInteger(healthPort) || healthPort < 1 || healthPort > 65535) problems.push(`nginx: balancer.healthPort must be an integer from 1 to 65535; got ${healthPort}`);
     const seconds = opts.balancer.connectionSeconds;
@@ -208,7 +212,11 @@ export function renderNginxSite(opts: NginxSiteOptions): string {
   // there is no header and it stays 127.0.0.1. keepalive_time bounds a drain's wait (see
   // NGINX_BALANCED_CONNECTION_SECONDS).
   const behindBalancer = balancer
-    ? [`set_real_ip_from ${balancer.trustedCidr};`, "real_ip_header proxy_protocol;", `keepalive_time ${balancer.connectionSeconds ?? NGINX_BALANCED_CONNECTION_SECONDS}s;`]
+    ? [
+        `set_real_ip_from ${balancer.trustedCidr};`, "real_ip_header proxy_protocol;", `keepalive_time ${balancer.connectionSeconds ?? NGINX_BALANCED_CONNECTION_SECONDS}s;`,
+        // fail2ban's bans, by the client's address from the header (a wildcard matching nothing is no error).
+        `include ${balancer.denyDir ?? NGINX_DENY_DIR}/*.conf;`,
+      ]
     : [];
   const accessLog = opts.accessLog ?? "/var/log/nginx/saas-vps.access.log";
 

@@ -2,8 +2,8 @@
  * The web role: nginx in front of the app's web instances (the app itself is the shared app
  * part), and with a domain, HTTPS with a Let's Encrypt certificate (tls.ts).
  */
-import { renderNginxJailFile } from "../fail2ban";
-import { LB_DRAIN_FILE, LB_HEALTH_PORT } from "../layout";
+import { renderNginxJailFiles } from "../fail2ban";
+import { LB_DRAIN_FILE, LB_HEALTH_PORT, NGINX_DENY_DIR } from "../layout";
 import { renderNginxFiles } from "../nginx";
 import type { RoleContribution } from "./contribution";
 import { renderTls } from "./tls";
@@ -39,12 +39,12 @@ export function renderWeb(input: WebInput): RoleContribution[] {
         surgePort: input.surgePort,
         balancer: input.balancer && { trustedCidr: input.balancer.trustedCidr, drainFile: LB_DRAIN_FILE, healthPort: LB_HEALTH_PORT },
       }),
-      renderNginxJailFile(),
+      ...renderNginxJailFiles(input.balancer !== undefined),
     ],
     packages: ["nginx"],
     steps: ["50-nginx"],
     units: ["nginx"],
-    settings: {},
+    settings: input.balancer ? { NGINX_DENY_DIR } : {},
   };
   if (input.domain === undefined) return [web];
   if (!input.acmeEmail) throw new Error("web role: a domain without acmeEmail reached the renderer (the config layer requires it)");
