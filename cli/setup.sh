@@ -62,7 +62,7 @@ if [ "$(id -u)" -eq 0 ]; then
   done
   if [ "${#missing[@]}" -gt 0 ]; then
     echo "setup: installing from bookworm-backports: ${missing[*]}"
-    if . /etc/os-release && [ "${VERSION_CODENAME:-}" = bookworm ]; then
+    if grep -qx "VERSION_CODENAME=bookworm" /etc/os-release; then
       cat >/etc/apt/sources.list.d/saas-vps-backports.sources <<'SOURCES'
 Types: deb
 URIs: http://deb.debian.org/debian
