@@ -16,7 +16,7 @@ import { dataVolume, planDatabaseRule, planSshRule, PRIVATE_HOSTS, withDatabaseC
  * for each, Hetzner one (`retries`) for both, hence the two are equal here.
  */
 export interface LoadBalancerHealthCheck {
-  /** The app servers' health listener: plain HTTP, no PROXY header (provisioning/nginx.ts). */
+  /** The app servers' health listener: HTTP after the PROXY header the check sends (provisioning/nginx.ts). */
   port: number;
   path: string;
   intervalSeconds: number;

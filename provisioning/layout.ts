@@ -46,8 +46,8 @@ export const PRIVATE_IPV4_FILE = "/run/saas-vps/private-ipv4";
  */
 export const LB_DRAIN_FILE = "/run/saas-vps/lb-drain";
 /**
- * The port the load balancer's health check uses (stage scaled): a listener of its own, without
- * the PROXY protocol, serving only /health. The drain above answers there alone, so a drained
+ * The port the load balancer's health check uses (stage scaled): a listener of its own (with the
+ * PROXY protocol, as the providers' checks send it), serving only /health. The drain above answers there alone, so a drained
  * server is out of the balancer's rotation while its public /health still tells the watchdog
  * whether the app works.
  */

@@ -54,8 +54,11 @@ export interface NginxBalancer {
    */
   drainFile: string;
   /**
-   * The health listener's port (LB_HEALTH_PORT on a server). It takes no PROXY header (nginx has
-   * no "header optional"), so the balancer's check must send none; a check that does gets 400.
+   * The health listener's port (LB_HEALTH_PORT on a server). Its connections must open with a
+   * PROXY header, as the public ones do: both providers' checks send one when the balancer
+   * forwards with the PROXY protocol (DigitalOcean's follows the balancer's setting unless the API
+   * says otherwise, and the installed provider cannot say it; Hetzner's check belongs to the
+   * service that has `proxyprotocol`). nginx has no "header optional": a check without one fails.
    */
   healthPort: number;
   /** keepalive_time on the public listeners; default NGINX_BALANCED_CONNECTION_SECONDS (tests shorten it). */
@@ -271,12 +274,13 @@ export function renderNginxSite(opts: NginxSiteOptions): string {
 
   // The balancer's health check: the drain answers here, and only here, so that /health on the
   // public listeners (the watchdog's, the ops status script's, a user's) still says whether the
-  // app behind this nginx works while the server is out of rotation on purpose. No PROXY header,
-  // nothing but /health; the firewalls open the port to the balancer only.
+  // app behind this nginx works while the server is out of rotation on purpose. The check's
+  // connections open with a PROXY header (see NginxBalancer.healthPort); nothing but /health; the
+  // firewalls open the port to the balancer only.
   const healthServer = balancer
     ? block("server", [
-        `listen ${balancer.healthPort};`,
-        `listen [::]:${balancer.healthPort};`,
+        `listen ${balancer.healthPort} proxy_protocol;`,
+        `listen [::]:${balancer.healthPort} proxy_protocol;`,
         "server_name _;",
         `access_log ${accessLog} saas_json;`,
         "server_tokens off;",

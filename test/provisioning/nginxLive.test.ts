@@ -266,10 +266,11 @@ describe("rendered nginx site under real nginx", function () {
     assert.deepEqual(app.match(/^ {4}listen .*$/gm)!.map((l) => l.trim()), [
       "listen 80 default_server proxy_protocol;", "listen [::]:80 default_server proxy_protocol;", "listen 127.0.0.1:80 default_server;", "listen [::1]:80 default_server;",
     ]);
-    assert.match(app, /^ {4}set_real_ip_from 10\.0\.0\.0\/16;\n {4}real_ip_header proxy_protocol;\n {4}keepalive_time 60s;$/m);
+    assert.match(app, /^ {4}set_real_ip_from 10\.0\.0\.0\/16;\n {4}real_ip_header proxy_protocol;\n {4}keepalive_time 60s;\n {4}include \/etc\/nginx\/saas-vps-denied\/\*\.conf;$/m);
     assert.match(app, /location = \/health \{\n {8}access_log off;\n {8}proxy_pass http:\/\/saas_web;\n {4}\}/);
-    assert.deepEqual(health.match(/^ {4}listen .*$/gm)!.map((l) => l.trim()), ["listen 8081;", "listen [::]:8081;"]);
-    assert.doesNotMatch(health, /proxy_protocol|set_real_ip_from/);
+    assert.deepEqual(health.match(/^ {4}listen .*$/gm)!.map((l) => l.trim()), ["listen 8081 proxy_protocol;", "listen [::]:8081 proxy_protocol;"]);
+    // The check's header is read (the providers send one) but not believed: nothing there uses the client's address.
+    assert.doesNotMatch(health, /real_ip_header|set_real_ip_from/);
     assert.match(health, /location = \/health \{\n {8}access_log off;\n {8}if \(-f \/run\/saas-vps\/lb-drain\) \{ return 503; \}\n {8}proxy_pass http:\/\/saas_web;\n {4}\}/);
     assert.match(health, /location \/ \{\n {8}return 404;\n {4}\}/);
     assert.equal(site.match(/lb-drain/g)!.length, 1, "the drain answers on the health listener only");

@@ -81,7 +81,7 @@ describe("rendered provisioning files pass the real tools", function () {
     for (const domain of [undefined, "app.example.com"]) {
       const [web] = renderWeb({ ports: webPorts(2), domain, acmeEmail: domain && "ops@example.com", balancer: { trustedCidr: "10.0.0.0/16" } });
       const site = web!.files.find((f) => f.path === NGINX_SITE_PATH)!.content;
-      assert.match(site, new RegExp(`listen ${LB_HEALTH_PORT};`));
+      assert.match(site, new RegExp(`listen ${LB_HEALTH_PORT} proxy_protocol;`));
       assert.ok(site.includes(`if (-f ${LB_DRAIN_FILE}) { return 503; }`), "the web role drains through LB_DRAIN_FILE");
       assert.match(site, /real_ip_header proxy_protocol;/);
       assertNginxAccepts(`balancer, ${domain ?? "no domain"}`, site);
