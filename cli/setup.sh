@@ -37,12 +37,18 @@ packages=(
 # priority for backports is 100, so nothing else comes from there).
 backports=(valkey-server valkey-tools)
 
-if [ "$(id -u)" -eq 0 ]; then
-  export DEBIAN_FRONTEND=noninteractive
+# Sets `missing` to those of the named packages that are not installed.
+find_missing() {
   missing=()
-  for p in "${packages[@]}"; do
+  local p
+  for p in "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
+}
+
+if [ "$(id -u)" -eq 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  find_missing "${packages[@]}"
   if [ "${#missing[@]}" -gt 0 ]; then
     echo "setup: installing Debian packages: ${missing[*]}"
     apt-get update -qq
@@ -56,10 +62,7 @@ if [ "$(id -u)" -eq 0 ]; then
       systemctl disable --now ssh.service ssh.socket >/dev/null 2>&1 || true
     fi
   fi
-  missing=()
-  for p in "${backports[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
+  find_missing "${backports[@]}"
   if [ "${#missing[@]}" -gt 0 ]; then
     echo "setup: installing from bookworm-backports: ${missing[*]}"
     if grep -qx "VERSION_CODENAME=bookworm" /etc/os-release; then
@@ -80,7 +83,7 @@ SOURCES
     systemctl disable --now valkey-server.service >/dev/null 2>&1 || true
   fi
 else
-  echo "setup: not root; skipping Debian packages (need: ${packages[*]})" >&2
+  echo "setup: not root; skipping Debian packages (need: ${packages[*]} ${backports[*]})" >&2
 fi
 
 echo "setup: npm ci (root)"
