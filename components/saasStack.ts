@@ -173,10 +173,12 @@ export class SaasStack extends pulumi.ComponentResource {
     this.registerOutputs({});
   }
 
-  /** The balancer in front of the app servers, once they exist (stage scaled). */
-  /** Where the site answers: the load balancer when there is one, else the web server's fixed IP. */
+  /**
+   * Where the site answers: the load balancer when there is one and the site's record names it,
+   * else the web server's fixed IP (also in stage scaled while siteAddress is app).
+   */
   get siteIpv4(): pulumi.Output<string> {
-    return this.loadBalancer?.ipv4 ?? this.servers[this.webServer].ipv4;
+    return this.loadBalancer && this.plan.loadBalancer?.servesSite ? this.loadBalancer.ipv4 : this.servers[this.webServer].ipv4;
   }
 
   private declareLoadBalancer(name: string, provider: MachineProvider): StackLoadBalancer | undefined {

@@ -245,6 +245,7 @@ export function parseStackConfig(raw: Record<string, string>, options: ParseOpti
     sshPublicKeys: v.sshPublicKeys!,
     sshAllowedCidrs: v.sshAllowedCidrs!,
     appServers: v.appServers!,
+    siteAddress: v.siteAddress,
     readReplica: v.readReplica!,
     webInstances: v.webInstances!,
     workerInstances: v.workerInstances!,

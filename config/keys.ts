@@ -63,6 +63,12 @@ const SPLIT = { stages: SPLIT_STAGES };
 const SCALED = { stages: ["scaled"] as const };
 /** How many app servers stage scaled may have behind its load balancer. */
 export const APP_SERVERS_RANGE = { min: 2, max: 10 } as const;
+/**
+ * Where the site's DNS record points in stage scaled: the balancer, or (while moving from
+ * separated, until the record has moved) the first app server's fixed IP, as before.
+ */
+export const SITE_ADDRESSES = ["balancer", "app"] as const;
+export type SiteAddress = (typeof SITE_ADDRESSES)[number];
 const DEFAULT_STAGE: Stage = "mvp";
 
 /** One of `allowed`; required when there is no default. */
@@ -351,6 +357,13 @@ export const KEYS = {
     ...SCALED,
     description: `App servers (nginx and the web processes) behind the provider's load balancer, ${APP_SERVERS_RANGE.min}-${APP_SERVERS_RANGE.max}. Growing adds servers and replaces none.`,
     rule: `${APP_SERVERS_RANGE.min}–${APP_SERVERS_RANGE.max} servers behind the load balancer`,
+  },
+  siteAddress: {
+    ...oneOfOr<SiteAddress>(SITE_ADDRESSES),
+    ...SCALED,
+    defaultText: "`balancer`",
+    description: "Where the site's DNS record points: balancer (the load balancer's address; output loadBalancerIpv4), or app while a stack moves from separated: the first app server keeps answering on its fixed IP as in separated, and the balancer serves through the other app servers. Move the record to the balancer, wait its TTL, then set balancer (README, Moving from separated to scaled).",
+    rule: "`balancer` or `app`",
   },
   readReplica: {
     ...flag(),

@@ -31,8 +31,13 @@ export interface LoadBalancerPlan {
   /** Resource name suffix, and the balancer's key among private addresses (plan/peers.ts). */
   name: string;
   region: string;
-  /** The app servers behind it, by plan name. */
+  /**
+   * The app servers behind it, by plan name: all of them, but `app` while it still answers the
+   * site on its own address (config siteAddress app, moving from separated).
+   */
   targets: string[];
+  /** Whether the site's address is the balancer's (else the first app server's fixed IP, siteAddress app). */
+  servesSite: boolean;
   /**
    * Ports forwarded as TCP, with the PROXY protocol, to the same port on each target: TLS ends on
    * the app servers (docs/ARCHITECTURE.md, "TLS and client addresses behind the balancer").
@@ -104,9 +109,15 @@ export function planScaled(separated: StackPlan, config: StackConfig): StackPlan
   const ports = config.domain ? [80, 443] : [80];
   // Each server its own rules: a plan shares no lists (a component editing one server's must not change another's).
   const firewall = () => planBalancedFirewall(config.sshAllowedCidrs, ports);
+  // Moving from separated, the site's DNS record still names `app` until the user moves it: `app`
+  // keeps separated's public firewall (and with it nginx without the PROXY protocol) and stays out
+  // of the balancer, which serves through the others meanwhile.
+  const servesSite = config.siteAddress !== "app";
   const appServers: ServerPlan[] = appServerNames(config.appServers).map((name, i) =>
     // Only the first migrates and (with a managed cluster) runs the backup; the others only serve.
-    i === 0 ? { ...first, firewall: firewall() } : { ...first, name, roles: ["web"], privateIp: at(PRIVATE_HOSTS.app + i), firewall: firewall(), migrates: false },
+    i === 0
+      ? { ...first, firewall: servesSite ? firewall() : first.firewall }
+      : { ...first, name, roles: ["web"], privateIp: at(PRIVATE_HOSTS.app + i), firewall: firewall(), migrates: false },
   );
   const others = separated.servers.filter((s) => s.name !== first.name);
   const replicas: ServerPlan[] = config.readReplica ? [replicaServer(config, at(PRIVATE_HOSTS.replica), appServers.map((s) => s.name))] : [];
@@ -119,7 +130,8 @@ export function planScaled(separated: StackPlan, config: StackConfig): StackPlan
     loadBalancer: {
       name: LOAD_BALANCER_NAME,
       region: first.region,
-      targets: appServers.map((s) => s.name),
+      targets: appServers.filter((s) => servesSite || s !== appServers[0]).map((s) => s.name),
+      servesSite,
       ports,
       healthCheck: LOAD_BALANCER_HEALTH_CHECK,
       privateIp: at(PRIVATE_HOSTS.loadBalancer),

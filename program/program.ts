@@ -52,6 +52,8 @@ export function createProgram(stackName: string = pulumi.getStack(), opts?: pulu
     stage: config.stage,
     // The site's address (the load balancer's in stage scaled): what the domain's A record names.
     ipv4: stack.siteIpv4,
+    // Stage scaled: the balancer's address, where the record goes when a stack moves from separated.
+    loadBalancerIpv4: stack.loadBalancer?.ipv4,
     ipv6: app.ipv6,
     url: stack.siteIpv4.apply((ip) => appUrlFor(config, ip)),
     // What the outside check requests; absent when nothing watches (monitoring: none).

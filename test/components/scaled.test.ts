@@ -11,6 +11,7 @@ import { decodeWriteFiles } from "../../cli/lib/renderStack";
 import { unwrapSecrets, valueOf, type RecordedResource } from "../../cli/lib/pulumiMocks";
 import { ConfigError } from "../../config/config";
 import { HOST_FIREWALL_PATH } from "../../provisioning/hostFirewall";
+import { NGINX_SITE_PATH } from "../../provisioning/nginx";
 import { APP_ENV_FILE, LB_DRAIN_FILE, LB_HEALTH_PORT, WEB_ENV_FILE } from "../../provisioning/layout";
 import { drainSeconds, LOAD_BALANCER_HEALTH_CHECK, undrainSeconds } from "../../plan/scaled";
 import { RELEASE_PATHS } from "../../provisioning/release";
@@ -243,6 +244,53 @@ for (const provider of ["hetzner", "digitalocean"] as const) {
       const change = changesBetween(separated, separatedUrns, grown, await byUrn(grown));
       assert.deepEqual(change.replaced, []);
       assert.deepEqual(change.deleted, []);
+    });
+  });
+
+  describe(`moving from separated to scaled with the site's record still on app (siteAddress app): ${provider}`, function () {
+    this.timeout(60_000);
+    const moving = () => ({ ...scaled(provider, 2), siteAddress: "app" });
+    let separated: MockRun;
+    let run: MockRun;
+    before(async () => {
+      separated = await runProgram(withDomain({ ...minimalRaw(provider), ...separatedRaw(provider) }));
+      run = await runProgramOf(moving(), { unbuiltStages: true });
+    });
+
+    it("app keeps answering on its fixed IP as in separated: its public firewall, nginx without the PROXY protocol, no drain; the balancer serves through app-2", async () => {
+      assert.deepEqual(cloudRules(run, provider, "app").sort(), cloudRules(separated, provider, "app").sort());
+      assert.doesNotMatch(firstBootFile(run, provider, "app", NGINX_SITE_PATH), /proxy_protocol/);
+      assert.match(firstBootFile(run, provider, "app-2", NGINX_SITE_PATH), /listen 80 default_server proxy_protocol;/);
+      assert.doesNotMatch(firstBootFile(run, provider, "app", RELEASE_PATHS.config), /LB_/);
+      const app2 = String(serverOf(run, provider, "app-2").id);
+      if (provider === "hetzner") assert.deepEqual(run.mocks.ofType(HCLOUD_LB_TARGET).map((t) => String(t.inputs.serverId)), [app2]);
+      else assert.deepEqual(run.mocks.ofType(LB[provider])[0].inputs.dropletIds.map(String), [app2]);
+    });
+
+    it("the stack's address stays app's, the same as in separated; the balancer's is its own output, where the record moves", async () => {
+      const lb = run.mocks.ofType(LB[provider])[0];
+      const lbIp = provider === "hetzner" ? lb.state.ipv4 : lb.state.ip;
+      assert.equal(await valueOf(run.outputs.ipv4), await valueOf(separated.outputs.ipv4));
+      assert.notEqual(await valueOf(run.outputs.ipv4), lbIp);
+      assert.ok(run.outputs.loadBalancerIpv4, "no loadBalancerIpv4 output in stage scaled");
+      assert.equal(await valueOf(run.outputs.loadBalancerIpv4), lbIp);
+      assert.equal(separated.outputs.loadBalancerIpv4, undefined, "a separated stack has no balancer");
+    });
+
+    it("separated → scaled (siteAddress app) → scaled (balancer) replaces and deletes nothing; app joins the balancer at the second step", async () => {
+      const first = changesBetween(separated, await byUrn(separated), run, await byUrn(run));
+      assert.deepEqual([first.replaced, first.deleted], [[], []]);
+      const done = await runProgramOf(scaled(provider, 2), { unbuiltStages: true });
+      const second = changesBetween(run, await byUrn(run), done, await byUrn(done));
+      assert.deepEqual([second.replaced, second.deleted], [[], []]);
+      if (provider === "hetzner") assert.deepEqual(second.created, ["saas-test-lb-app"]);
+      else assert.equal(done.mocks.ofType(LB[provider])[0].inputs.dropletIds.length, 2);
+      assert.match(firstBootFile(done, provider, "app", NGINX_SITE_PATH), /listen 80 default_server proxy_protocol;/);
+    });
+
+    it("siteAddress is a key of stage scaled only, and names what it allows", async () => {
+      await assert.rejects(runProgram({ ...withDomain({ ...minimalRaw(provider), ...separatedRaw(provider) }), siteAddress: "app" }), /saas-vps:siteAddress/);
+      await assert.rejects(runProgramOf({ ...moving(), siteAddress: "lb" }, { unbuiltStages: true }), /saas-vps:siteAddress: "lb" is not allowed; use one of balancer, app/);
     });
   });
 }
