@@ -94,14 +94,13 @@ export class ManagedDatabase extends pulumi.ComponentResource {
     );
     this.caCertificate = digitalocean.getDatabaseCaOutput({ clusterId }, parent).certificate;
     if (args.replicaSize !== undefined) {
-      // Protected (components/protection.ts) like the cluster: the reads the app sends it, and its address, go with it.
-      // The app's logins and their rights replicate with the data, so the web login reads there as
-      // it does on the cluster; the cluster's CA signs the node's certificate too.
+      // Protected (components/protection.ts) like the cluster: a replaced node is a new host, copied anew.
+      // The app's logins and their rights replicate with the data, so the web login reads there as it
+      // does on the cluster, verified with the cluster's CA (not proven against DigitalOcean: docs/ARCHITECTURE.md).
       this.replica = new digitalocean.DatabaseReplica(
         `${name}-replica`,
         { clusterId, size: args.replicaSize, region: args.region, privateNetworkUuid: args.vpcId, tags: args.tags },
-        // Made once the database and logins exist on the cluster: the node starts as a copy of it.
-        { ...parent, dependsOn: this.ready },
+        parent,
       );
       this.readEndpoint = pulumi
         .all([this.replica.privateHost, this.replica.port])
