@@ -3,7 +3,9 @@
  * (docs/ARCHITECTURE.md, "Managed PostgreSQL"): one PostgreSQL 17 node in the stack's VPC,
  * protected like the data volume it replaces; the app's database; the three logins of
  * plan/database.ts; a database firewall that admits the stack's droplets by id and nothing
- * else; and the one-time handover that makes the owner login own the app's database.
+ * else; and the one-time handover that makes the owner login own the app's database. In stage
+ * scaled with readReplica, also a read-only node of the cluster (DatabaseReplica) in the same
+ * region and VPC, protected too, with a database firewall of its own that admits the same droplets.
  *
  * No connection pool (DatabaseConnectionPool): PgBouncer's transaction mode breaks what the app
  * relies on — graphile-worker's LISTEN/NOTIFY and named prepared statements, node-pg-migrate's
@@ -30,6 +32,8 @@ export interface ManagedDatabaseArgs {
   vpcId: pulumi.Input<string>;
   /** Tags, as the stack's droplets have them. */
   tags: string[];
+  /** Node size of the read-only node (plan's database.replicaSize); none without one. */
+  replicaSize?: string;
 }
 
 /** Where the handover runs: a server of the stack in the VPC that the database firewall admits. */
@@ -48,7 +52,10 @@ export class ManagedDatabase extends pulumi.ComponentResource {
   readonly credentials: pulumi.Output<DatabaseCredentials>;
   /** The cluster's CA certificate (PEM; public). */
   readonly caCertificate: pulumi.Output<string>;
+  /** The read-only node's private host and port, with the cluster's database, TLS and CA; only with replicaSize. */
+  readonly readEndpoint?: pulumi.Output<DatabaseEndpoint>;
   private readonly cluster: digitalocean.DatabaseCluster;
+  private readonly replica?: digitalocean.DatabaseReplica;
   private readonly ready: pulumi.Resource[];
   private readonly baseName: string;
 
@@ -86,17 +93,33 @@ export class ManagedDatabase extends pulumi.ComponentResource {
       ),
     );
     this.caCertificate = digitalocean.getDatabaseCaOutput({ clusterId }, parent).certificate;
-    this.registerOutputs({ clusterId, endpoint: this.endpoint });
+    if (args.replicaSize !== undefined) {
+      // Protected (components/protection.ts) like the cluster: a replaced node is a new host, copied anew.
+      // The app's logins and their rights replicate with the data, so the web login reads there as it
+      // does on the cluster, verified with the cluster's CA (not proven against DigitalOcean: docs/ARCHITECTURE.md).
+      this.replica = new digitalocean.DatabaseReplica(
+        `${name}-replica`,
+        { clusterId, size: args.replicaSize, region: args.region, privateNetworkUuid: args.vpcId, tags: args.tags },
+        parent,
+      );
+      this.readEndpoint = pulumi
+        .all([this.replica.privateHost, this.replica.port])
+        .apply(([host, port]): DatabaseEndpoint => ({ host, port, database: DATABASE_NAME, tls: true, caFile: DATABASE_CA_FILE }));
+    }
+    this.registerOutputs({ clusterId, endpoint: this.endpoint, ...(this.readEndpoint ? { readEndpoint: this.readEndpoint } : {}) });
   }
 
-  /** The database firewall: only these droplets, by id (never an address range, never the world). */
-  admit(dropletIds: pulumi.Input<string>[]): digitalocean.DatabaseFirewall {
+  /**
+   * The database firewall: only these droplets, by id (never an address range, never the world).
+   * A read-only node has trusted sources of its own (DigitalOcean: "like primary nodes"; the
+   * provider names it by its `uuid`, not its `id`): it gets a firewall admitting the same droplets,
+   * so nothing reaches it that could not reach the cluster. Returns every firewall made.
+   */
+  admit(dropletIds: pulumi.Input<string>[]): digitalocean.DatabaseFirewall[] {
     if (dropletIds.length === 0) throw new Error("managed database: the firewall must admit at least one droplet");
-    return new digitalocean.DatabaseFirewall(
-      `${this.baseName}-fw`,
-      { clusterId: this.clusterId, rules: dropletIds.map((value) => ({ type: "droplet", value })) },
-      { parent: this },
-    );
+    const rules = dropletIds.map((value) => ({ type: "droplet", value }));
+    const firewall = (suffix: string, clusterId: pulumi.Input<string>) => new digitalocean.DatabaseFirewall(`${this.baseName}-${suffix}`, { clusterId, rules }, { parent: this });
+    return [firewall("fw", this.clusterId), ...(this.replica ? [firewall("replica-fw", this.replica.uuid)] : [])];
   }
 
   /**

@@ -11,7 +11,9 @@
  * at their newest commits of August 2026 (hcloud f81c9af, v1.68.0; digitalocean 401992a), and
  *   terraform-provider-digitalocean  digitalocean/uptime/resource_uptime_{check,alert}.go,
  *                                    digitalocean/monitoring/resource_monitor_alert.go
- * (48a186e, 034b61f, 95da01c). Input
+ * (48a186e, 034b61f, 95da01c), and
+ *   terraform-provider-digitalocean  digitalocean/database/resource_database_{cluster,db,user,firewall,replica}.go
+ * (401992a). Input
  * names are Pulumi's (camelCase of the Terraform attribute). Besides these, Pulumi itself
  * replaces a resource whose URN changes (its name, type or parent) unless an alias names the
  * old URN.
@@ -87,6 +89,17 @@ export const REPLACE_INPUTS: Readonly<Record<string, ReplaceRule>> = {
     note: "checkId is not ForceNew, but an update is sent under the check it names: the check must never be replaced (nothing forces it)",
   },
   "digitalocean:index/monitorAlert:MonitorAlert": { inputs: [], note: "entities, thresholds and alerts update in place: a droplet added by a stage change joins the policy" },
+  "digitalocean:index/databaseCluster:DatabaseCluster": {
+    inputs: inputsOf<digitalocean.DatabaseClusterArgs>()("name", "engine", "privateNetworkUuid", "projectId"),
+    note: "size, nodeCount, version and region update in place (DigitalOcean resizes, upgrades or migrates the cluster)",
+  },
+  "digitalocean:index/databaseDb:DatabaseDb": { inputs: inputsOf<digitalocean.DatabaseDbArgs>()("name", "clusterId") },
+  "digitalocean:index/databaseUser:DatabaseUser": { inputs: inputsOf<digitalocean.DatabaseUserArgs>()("name", "clusterId") },
+  "digitalocean:index/databaseFirewall:DatabaseFirewall": { inputs: inputsOf<digitalocean.DatabaseFirewallArgs>()("clusterId"), note: "rules update in place: a droplet added by a stage change is admitted by the same firewall" },
+  "digitalocean:index/databaseReplica:DatabaseReplica": {
+    inputs: inputsOf<digitalocean.DatabaseReplicaArgs>()("name", "clusterId", "region", "privateNetworkUuid", "tags"),
+    note: "size updates in place, upwards only (DigitalOcean does not shrink a read-only node)",
+  },
   // The random provider replaces on any argument change: that is how a new value is drawn.
   "random:index/randomPassword:RandomPassword": { inputs: inputsOf<random.RandomPasswordArgs>()(...RANDOM_ARGS) },
   "random:index/randomString:RandomString": { inputs: inputsOf<random.RandomStringArgs>()(...RANDOM_ARGS) },

@@ -122,7 +122,12 @@ export class SaasStack extends pulumi.ComponentResource {
     // A managed cluster is declared before the servers whose files name it, in the stack's VPC.
     this.managedDatabase = this.declareManagedDatabase(name);
     const managedDatabase = this.managedDatabase
-      ? pulumi.output({ endpoint: this.managedDatabase.endpoint, credentials: this.managedDatabase.credentials, caCertificate: this.managedDatabase.caCertificate })
+      ? pulumi.output({
+          endpoint: this.managedDatabase.endpoint,
+          readEndpoint: this.managedDatabase.readEndpoint,
+          credentials: this.managedDatabase.credentials,
+          caCertificate: this.managedDatabase.caCertificate,
+        })
       : pulumi.output(undefined);
 
     for (const server of creationOrder(this.plan.servers)) {
@@ -213,7 +218,11 @@ export class SaasStack extends pulumi.ComponentResource {
     if (database.kind !== "managed") return undefined;
     if (!this.network) throw new Error("a managed database needs the stack's private network (the config parser allows it only in split stages)");
     const region = this.plan.servers[0].region;
-    return new ManagedDatabase(`${this.baseName}-db`, { size: database.size, region, vpcId: this.network.id, tags: ["saas-vps"] }, { parent: this });
+    return new ManagedDatabase(
+      `${this.baseName}-db`,
+      { size: database.size, region, vpcId: this.network.id, tags: ["saas-vps"], ...(database.replicaSize ? { replicaSize: database.replicaSize } : {}) },
+      { parent: this },
+    );
   }
 
   /**
@@ -223,11 +232,11 @@ export class SaasStack extends pulumi.ComponentResource {
    */
   private admitToManagedDatabase(sshPrivateKey: string | undefined): pulumi.Resource | undefined {
     if (!this.managedDatabase) return undefined;
-    const firewall = this.managedDatabase.admit(Object.values(this.servers).map((vps) => vps.serverId));
+    const firewalls = this.managedDatabase.admit(Object.values(this.servers).map((vps) => vps.serverId));
     const runner = this.plan.servers.find((server) => server.roles.includes("backup"));
     if (!runner) throw new Error("a managed database needs a server with the backup role (plan/plan.ts gives it to the app server)");
     const vps = this.servers[runner.name];
-    return this.managedDatabase.handOver({ server: vps.ssh, dependsOn: [firewall, ...vps.pushes] });
+    return this.managedDatabase.handOver({ server: vps.ssh, dependsOn: [...firewalls, ...vps.pushes] });
   }
 
   /**

@@ -11,6 +11,7 @@ import { DEFAULTS, KEYS, KNOWN_KEYS, SECRET_KEYS, keysOutsideStage, type ConfigK
 import {
   CATALOGS,
   DEFAULT_MANAGED_DATABASE_SIZE,
+  MANAGED_DATABASE_SIZES,
   HETZNER_NETWORK_ZONES,
   HETZNER_OBJECT_STORAGE_LOCATIONS,
   hetznerZoneOf,
@@ -83,7 +84,8 @@ type ResolvedKeys =
   | "privateNetworkCidr"
   | "privateNetworkZone"
   | "databaseMode"
-  | "managedDatabaseSize";
+  | "managedDatabaseSize"
+  | "managedReplicaSize";
 
 /** A server type and its memory (PostgreSQL's tuning and the VM's size follow it). */
 export interface ServerChoice {
@@ -96,7 +98,7 @@ export interface ServerChoices {
   web: ServerChoice;
   worker: ServerChoice;
   db: ServerChoice;
-  /** The read replica's server (replicaServerType, default the db server's type). */
+  /** The read replica's server (replicaServerType, default the db server's type); unused with a managed database. */
   replica: ServerChoice;
 }
 
@@ -107,7 +109,11 @@ export interface PrivateNetworkConfig {
   zone?: string;
 }
 
-export type DatabaseConfig = { mode: "server" } | { mode: "managed"; size: string };
+/**
+ * Where PostgreSQL runs. A managed cluster with readReplica has `replicaSize`: the node size of its
+ * read-only node (DigitalOcean's DatabaseReplica); a replica on a server has its server type in `servers.replica`.
+ */
+export type DatabaseConfig = { mode: "server" } | { mode: "managed"; size: string; replicaSize?: string };
 
 /** Keys whose value may be undefined become optional properties. */
 type OptionalWhenUndefined<T> = { [K in keyof T as undefined extends T[K] ? K : never]?: Exclude<T[K], undefined> } & {
@@ -455,7 +461,16 @@ function parseDatabase(v: Partial<KeyValues>, provider: Provider, problems: Prob
     problems.add("databaseMode", `"managed" is DigitalOcean Managed PostgreSQL; Hetzner has no managed PostgreSQL, so use databaseMode server (its own server) there`);
     return undefined;
   }
-  return { mode, size: v.managedDatabaseSize ?? DEFAULT_MANAGED_DATABASE_SIZE };
+  const size = v.managedDatabaseSize ?? DEFAULT_MANAGED_DATABASE_SIZE;
+  if (!v.readReplica) return { mode, size };
+  const replicaSize = v.managedReplicaSize ?? size;
+  // DigitalOcean refuses a read-only node smaller than its cluster (and grows one only upwards).
+  if (MANAGED_DATABASE_SIZES.indexOf(replicaSize as never) < MANAGED_DATABASE_SIZES.indexOf(size as never)) {
+    const allowed = MANAGED_DATABASE_SIZES.slice(MANAGED_DATABASE_SIZES.indexOf(size as never));
+    problems.add("managedReplicaSize", `must be at least the cluster's size (saas-vps:managedDatabaseSize ${size}): DigitalOcean makes no read-only node smaller than its cluster; use one of ${allowed.join(", ")}; got ${quote(replicaSize)}`);
+    return undefined;
+  }
+  return { mode, size, replicaSize };
 }
 
 /**
@@ -477,15 +492,28 @@ function reportMoveConflicts(v: Partial<KeyValues>, problems: Problems): void {
 }
 
 /**
- * A read replica is a server streaming from the stack's db server. DigitalOcean's managed cluster
- * has replicas of its own (DatabaseReplica), which this program does not build yet.
+ * A read replica is a server streaming from the stack's db server (databaseMode server, sized by
+ * replicaServerType), or a read-only node of the managed cluster (databaseMode managed, sized by
+ * managedReplicaSize: DigitalOcean runs it, there is no server to choose). A key that would
+ * change nothing is refused.
  */
 function reportReplicaConflicts(raw: Record<string, string>, v: Partial<KeyValues>, problems: Problems): void {
-  if (v.readReplica && v.databaseMode === "managed") {
-    problems.add("readReplica", "is built for saas-vps:databaseMode server (a replica server streaming from the db server); a replica of a managed cluster is not built yet: remove readReplica or use databaseMode server");
-  }
+  const managed = v.databaseMode === "managed";
   if (raw.replicaServerType !== undefined && v.readReplica === false) {
     problems.add("replicaServerType", `is only for saas-vps:readReplica true; this stack has no replica, so nothing would use it: remove the key or set readReplica to true; got ${quote(raw.replicaServerType)}`);
+  } else if (raw.replicaServerType !== undefined && managed) {
+    problems.add(
+      "replicaServerType",
+      `is only for saas-vps:databaseMode server (a replica on a server of its own); with databaseMode managed the replica is a read-only node of the cluster, which has a node size: remove the key and set saas-vps:managedReplicaSize (one of ${MANAGED_DATABASE_SIZES.join(", ")}) if the cluster's size is not right; got ${quote(raw.replicaServerType)}`,
+    );
+  }
+  if (raw.managedReplicaSize === undefined) return;
+  // A databaseMode set but refused has its own line already.
+  const modeRefused = raw.databaseMode !== undefined && v.databaseMode === undefined;
+  if (v.readReplica === false) {
+    problems.add("managedReplicaSize", `is only for saas-vps:readReplica true; this stack has no replica, so nothing would use it: remove the key or set readReplica to true; got ${quote(raw.managedReplicaSize)}`);
+  } else if (!managed && !modeRefused) {
+    problems.add("managedReplicaSize", `is only for saas-vps:databaseMode managed (a read-only node of the cluster); databaseMode is ${v.databaseMode ?? "server"}, where saas-vps:replicaServerType sizes the replica's server: remove the key; got ${quote(raw.managedReplicaSize)}`);
   }
 }
 

@@ -225,6 +225,10 @@ function checkPrivateNetworkCidr(value: string): string | undefined {
   return undefined;
 }
 
+function checkManagedDatabaseSize(value: string): string | undefined {
+  return (MANAGED_DATABASE_SIZES as readonly string[]).includes(value) ? undefined : `${quote(value)} is not a DigitalOcean Managed PostgreSQL size; use one of ${MANAGED_DATABASE_SIZES.join(", ")}`;
+}
+
 function checkDomain(value: string): string | undefined {
   if (isIpAddress(value)) {
     return `${quote(value)} is an IP address: Let's Encrypt gives no certificate for it via HTTP-01; set a hostname whose DNS points at the server, or leave domain unset to serve plain HTTP on the IP`;
@@ -368,15 +372,24 @@ export const KEYS = {
   readReplica: {
     ...flag(),
     ...SCALED,
-    description: "true adds a streaming read replica of PostgreSQL on a server of its own (databaseMode server); the app sends chosen reads to it.",
-    rule: "`true` only with `databaseMode: server`",
+    description:
+      "true adds a read replica of PostgreSQL: a streaming standby on a server of its own (databaseMode server) or a read-only node of the managed cluster (databaseMode managed); the app sends chosen reads to it.",
+    rule: "`true` or `false`; a replica server (`databaseMode: server`) or a read-only node of the cluster (`managed`)",
   },
   replicaServerType: {
     ...optional(),
     ...SCALED,
     defaultText: "dbServerType",
-    description: "Server type of the read replica's server (readReplica true). Default: dbServerType.",
-    rule: "a type of that provider with ≥ 2 GiB memory; only with `readReplica: true`",
+    description: "Server type of the read replica's server (readReplica true, databaseMode server). Default: dbServerType.",
+    rule: "a type of that provider with ≥ 2 GiB memory; only with `readReplica: true` and `databaseMode: server`",
+  },
+  managedReplicaSize: {
+    ...optional(checkManagedDatabaseSize),
+    ...SCALED,
+    defaultText: "managedDatabaseSize",
+    description:
+      "DigitalOcean Managed PostgreSQL node size of the read-only node (readReplica true, databaseMode managed); at least managedDatabaseSize. Default: managedDatabaseSize.",
+    rule: "only with `readReplica: true` and `databaseMode: managed`; not smaller than `managedDatabaseSize`",
   },
   privateNetworkCidr: {
     ...withDefault("10.20.0.0/16", checkPrivateNetworkCidr),
@@ -399,7 +412,7 @@ export const KEYS = {
     rule: "`server` or `managed` (DigitalOcean only)",
   },
   managedDatabaseSize: {
-    ...optional((v) => ((MANAGED_DATABASE_SIZES as readonly string[]).includes(v) ? undefined : `${quote(v)} is not a DigitalOcean Managed PostgreSQL size; use one of ${MANAGED_DATABASE_SIZES.join(", ")}`)),
+    ...optional(checkManagedDatabaseSize),
     ...SPLIT,
     defaultText: "`db-s-1vcpu-2gb`",
     description: "DigitalOcean Managed PostgreSQL node size (databaseMode managed only). Default: db-s-1vcpu-2gb.",

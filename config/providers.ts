@@ -105,7 +105,10 @@ export const SPACES_REGIONS = ["nyc3", "sfo2", "sfo3", "ams3", "sgp1", "fra1", "
 /** Where PostgreSQL runs from stage separated on: its own server, or DigitalOcean's managed service. */
 export const DATABASE_MODES = ["server", "managed"] as const;
 export type DatabaseMode = (typeof DATABASE_MODES)[number];
-/** Node sizes of DigitalOcean Managed PostgreSQL: the provider SDK's DatabaseSlug list (a test keeps the two equal). */
+/**
+ * Node sizes of DigitalOcean Managed PostgreSQL: the provider SDK's DatabaseSlug list (a test keeps the two equal),
+ * smallest first: a read-only node may not be smaller than its cluster (config.ts compares positions here).
+ */
 export const MANAGED_DATABASE_SIZES = ["db-s-1vcpu-1gb", "db-s-1vcpu-2gb", "db-s-2vcpu-4gb", "db-s-4vcpu-8gb", "db-s-6vcpu-16gb", "db-s-8vcpu-32gb", "db-s-16vcpu-64gb"] as const;
 /** The default node size of DigitalOcean Managed PostgreSQL (1 vCPU, 2 GiB). */
 export const DEFAULT_MANAGED_DATABASE_SIZE = "db-s-1vcpu-2gb";

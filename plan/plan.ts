@@ -100,7 +100,11 @@ export interface StackPlan {
   loadBalancer?: LoadBalancerPlan;
 }
 
-export type DatabasePlan = { kind: "server"; server: string } | { kind: "managed"; size: string };
+/**
+ * A managed cluster's read replica is a read-only node of the cluster (`replicaSize`, stage scaled
+ * with readReplica): DigitalOcean runs it, so the plan has no server for it.
+ */
+export type DatabasePlan = { kind: "server"; server: string } | { kind: "managed"; size: string; replicaSize?: string };
 
 /**
  * Host numbers of the servers in the private network: fixed per server so an address never

@@ -1,14 +1,15 @@
 /**
  * Stage scaled: stage separated's servers with the app server multiplied behind the provider's
- * load balancer, and on request a read replica of the db server. Built on the separated plan, so
- * every server a separated stack has keeps its name (and with it its resources): the first app
- * server stays `app`, the others are `app-2` … `app-N` at the next private addresses, and growing
- * from N to N+1 adds one server and one target, replacing nothing.
+ * load balancer, and on request a read replica: of the db server on a server of its own, or of a
+ * managed cluster as its read-only node. Built on the separated plan, so every server a separated
+ * stack has keeps its name (and with it its resources): the first app server stays `app`, the
+ * others are `app-2` … `app-N` at the next private addresses, and growing from N to N+1 adds one
+ * server and one target, replacing nothing.
  */
 import type { StackConfig } from "../config/config";
 import { hostAddress } from "../config/validators";
 import { LB_HEALTH_PORT } from "../provisioning/layout";
-import { dataVolume, planDatabaseRule, planSshRule, PRIVATE_HOSTS, withDatabaseClients, type FirewallRule, type ServerPlan, type StackPlan } from "./plan";
+import { dataVolume, planDatabaseRule, planSshRule, PRIVATE_HOSTS, withDatabaseClients, type DatabasePlan, type FirewallRule, type ServerPlan, type StackPlan } from "./plan";
 
 /**
  * The balancer's active check of each app server. Both providers count failed checks in a row
@@ -120,13 +121,16 @@ export function planScaled(separated: StackPlan, config: StackConfig): StackPlan
       : { ...first, name, roles: ["web"], privateIp: at(PRIVATE_HOSTS.app + i), firewall: firewall(), migrates: false },
   );
   const others = separated.servers.filter((s) => s.name !== first.name);
-  const replicas: ServerPlan[] = config.readReplica ? [replicaServer(config, at(PRIVATE_HOSTS.replica), appServers.map((s) => s.name))] : [];
+  // A managed cluster's replica is a read-only node of the cluster, not a server of the stack.
+  const database = managedReplicaOf(separated, config);
+  const replicas: ServerPlan[] = config.readReplica && database.kind === "server" ? [replicaServer(config, at(PRIVATE_HOSTS.replica), appServers.map((s) => s.name))] : [];
   const clients = [...appServers, ...others.filter((s) => s.roles.includes("worker")), ...replicas].map((s) => s.name);
   // The db server's PostgreSQL rule names every server that connects to it: app servers, worker, replica.
   const servers = [...appServers, ...others, ...replicas].map((s) => (s.roles.includes("db") ? withDatabaseClients(s, clients) : s));
   return {
     ...separated,
     servers,
+    database,
     loadBalancer: {
       name: LOAD_BALANCER_NAME,
       region: first.region,
@@ -137,6 +141,14 @@ export function planScaled(separated: StackPlan, config: StackConfig): StackPlan
       privateIp: at(PRIVATE_HOSTS.loadBalancer),
     },
   };
+}
+
+/** The separated plan's database, with the managed cluster's read-only node when the config asks for one. */
+function managedReplicaOf(separated: StackPlan, config: StackConfig): DatabasePlan {
+  const database = separated.database;
+  if (database.kind !== "managed" || !config.readReplica) return database;
+  if (config.database.mode !== "managed" || !config.database.replicaSize) throw new Error("stage scaled: readReplica with a managed database, but the config has no replica size (the parser sets one)");
+  return { ...database, replicaSize: config.database.replicaSize };
 }
 
 /**

@@ -64,6 +64,11 @@ export interface ServerInputContext {
 /** A managed cluster as the servers reach it: over the private network, TLS verified with its CA. */
 export interface ManagedDatabaseContext {
   endpoint: DatabaseEndpoint;
+  /**
+   * The cluster's read-only node (the plan's replicaSize): its private host and port, the same
+   * database, logins and CA as the cluster's (roles replicate with the data).
+   */
+  readEndpoint?: DatabaseEndpoint;
   /** The logins as DigitalOcean made them (it generates their passwords). */
   credentials: DatabaseCredentials;
   /** The cluster's CA certificate (PEM). */
@@ -105,7 +110,7 @@ export function buildServerInput(config: StackConfig, server: ServerPlan, contex
             endpoint: databaseEndpointFor(server, plan, addresses, managed?.endpoint),
             // A managed cluster's logins are DigitalOcean's (it generates their passwords).
             credentials: credentialsOf(loginsFor(server), managed?.credentials ?? databaseCredentials(context.secrets)),
-            ...readEndpointFor(server, plan, addresses),
+            ...readEndpointFor(server, plan, addresses, managed),
           },
           uploads: uploadsFor(config, context),
           ...releaseBalancerFor(server, plan),
@@ -189,12 +194,20 @@ export function replicasOf(server: ServerPlan, plan: StackContext, addresses: Pr
 
 /** The db server a replica streams from: the plan's database server. */
 function primaryOf(server: ServerPlan, plan: StackContext): string {
-  if (plan.database.kind !== "server") throw new Error(`server ${server.name}: a replica needs the stack's db server (the config parser refuses readReplica with a managed database)`);
+  if (plan.database.kind !== "server") throw new Error(`server ${server.name}: a replica needs the stack's db server (with a managed database, the replica is the cluster's read-only node and no server has this role)`);
   return plan.database.server;
 }
 
-/** The read replica's endpoint for a server whose web processes read from it (stage scaled with readReplica). */
-function readEndpointFor(server: ServerPlan, plan: StackContext, addresses: PrivateAddresses): Pick<AppDatabaseInput, "readEndpoint"> {
+/**
+ * The read replica's endpoint for a server whose web processes read from it (stage scaled with
+ * readReplica): the managed cluster's read-only node, or the replica server at its private address.
+ */
+function readEndpointFor(server: ServerPlan, plan: StackContext, addresses: PrivateAddresses, managed: ManagedDatabaseContext | undefined): Pick<AppDatabaseInput, "readEndpoint"> {
+  if (plan.database.kind === "managed") {
+    if (!plan.database.replicaSize || !server.roles.includes("web")) return {};
+    if (!managed?.readEndpoint) throw new Error(`server ${server.name}: the plan has a read-only node of the managed cluster, but no endpoint of it was given`);
+    return { readEndpoint: managed.readEndpoint };
+  }
   const replica = plan.servers.find((s) => s.roles.includes("replica"));
   if (!replica || !server.roles.includes("web")) return {};
   const host = addresses[replica.name];
@@ -382,6 +395,7 @@ export const PLACEHOLDER_CONTEXT: Omit<ServerInputContext, "machine"> = {
       web: { user: DATABASE_ROLE_NAMES.web, password: "placeholder-managed-web-password" },
       worker: { user: DATABASE_ROLE_NAMES.worker, password: "placeholder-managed-worker-password" },
     },
+    readEndpoint: { host: "private-db-replica.placeholder.invalid", port: 25060, database: DATABASE_NAME, tls: true, caFile: DATABASE_CA_FILE },
     caCertificate: "-----BEGIN CERTIFICATE-----\nUExBQ0VIT0xERVI=\n-----END CERTIFICATE-----\n",
   },
   uploadsBucket: {

@@ -141,6 +141,13 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
         state.user = "doadmin";
         state.password = fake(`${args.name}-admin`, 24);
         break;
+      case "digitalocean:index/databaseReplica:DatabaseReplica":
+        // A read-only node answers like its cluster, at hosts of its own; other resources name it by uuid (its id is not that).
+        state.host = `${args.name}-do-user-0.db.ondigitalocean.com`;
+        state.privateHost = `private-${args.name}-do-user-0.db.ondigitalocean.com`;
+        state.port = 25060;
+        state.uuid = `${args.name}-uuid`;
+        break;
       case "digitalocean:index/databaseUser:DatabaseUser":
         state.password = fake(`${args.name}-password`, 24);
         break;

@@ -200,28 +200,41 @@ check_memory() { # minimum available %
   else emit OK memory "$detail"; fi
 }
 
+# login_url <env file> <key>: a postgres:// URL of the app's into LOGIN_USER, LOGIN_PASSWORD (still
+# percent-encoded) and LOGIN_REST (host:port/db?params, without node-postgres' own options);
+# status 1 when the file has no such URL.
+login_url() {
+  local url
+  url=$(setting "$1" "$2")
+  [[ $url =~ ^postgres(ql)?://([^:@/]+)(:([^@]*))?@(.+)$ ]] || return 1
+  LOGIN_USER=${BASH_REMATCH[2]}
+  LOGIN_PASSWORD=${BASH_REMATCH[4]}
+  # uselibpqcompat is node-postgres' own option; libpq (psql) refuses options it does not know.
+  LOGIN_REST=$(sed -E 's/([?&])uselibpqcompat=[^&]*(&|$)/\1/; s/[?&]$//' <<<"${BASH_REMATCH[5]}")
+}
+
+# login_sql <sql>: one row, as the login login_url read, from this server, with psql. The password
+# travels in the environment (root's own), never on a command line.
+login_sql() {
+  PGPASSWORD=$(printf '%b' "${LOGIN_PASSWORD//%/\\x}") PGCONNECT_TIMEOUT=5 \
+    psql "postgresql://$LOGIN_USER@$LOGIN_REST" -XAtq -v ON_ERROR_STOP=1 -c "$1" 2>&1 </dev/null
+}
+
 # As the app's processes connect: the URL of their login file, from this server, with psql.
 check_database_login() { # name env-file
-  local name=$1 file=$2 url user password rest out
-  url=$(setting "$file" DATABASE_URL)
-  if ! [[ $url =~ ^postgres(ql)?://([^:@/]+)(:([^@]*))?@(.+)$ ]]; then
+  local name=$1 file=$2 out
+  if ! login_url "$file" DATABASE_URL; then
     emit FAIL "database as $name" "$file has no postgres:// DATABASE_URL"
     return
   fi
-  user=${BASH_REMATCH[2]}
-  password=${BASH_REMATCH[4]}
-  # uselibpqcompat is node-postgres' own option; libpq (psql) refuses options it does not know.
-  rest=$(sed -E 's/([?&])uselibpqcompat=[^&]*(&|$)/\1/; s/[?&]$//' <<<"${BASH_REMATCH[5]}")
   if ! command -v psql >/dev/null; then
     emit FAIL "database as $name" "psql is not installed (postgresql-client)"
     return
   fi
-  # The password travels in the environment (root's own), never on a command line.
-  if out=$(PGPASSWORD=$(printf '%b' "${password//%/\\x}") PGCONNECT_TIMEOUT=5 \
-    psql "postgresql://$user@$rest" -XAtq -v ON_ERROR_STOP=1 -c "select current_setting('server_version')" 2>&1 </dev/null); then
-    emit OK "database as $name" "$user@${rest%%\?*}: connected (PostgreSQL $out)"
+  if out=$(login_sql "select current_setting('server_version')"); then
+    emit OK "database as $name" "$LOGIN_USER@${LOGIN_REST%%\?*}: connected (PostgreSQL $out)"
   else
-    emit FAIL "database as $name" "$user@${rest%%\?*}: $(first_line "$out")"
+    emit FAIL "database as $name" "$LOGIN_USER@${LOGIN_REST%%\?*}: $(first_line "$out")"
   fi
 }
 
@@ -272,6 +285,39 @@ check_replication() {
   if [ "$lag" -gt "$LAG_FAIL_SECONDS" ]; then emit FAIL replication "lag ${lag}s (above ${LAG_FAIL_SECONDS}s)"
   elif [ "$lag" -gt "$LAG_WARN_SECONDS" ]; then emit WARN replication "lag ${lag}s (above ${LAG_WARN_SECONDS}s)"
   else emit OK replication "lag ${lag}s"; fi
+}
+
+# The read replica as the web processes see it (DATABASE_READ_URL, stage scaled): with their own
+# login and the judgement of the app's read route (app/src/db/read-route.ts), which that login may
+# read without pg_read_all_stats. So the lag shows for a managed cluster's read-only node too, where
+# no server of the stack runs the replica's PostgreSQL and only the app's logins get in.
+check_read_replica() {
+  local file=$CONFIG_DIR/web.env out where standby receiving replayed lag detail
+  if [ ! -r "$file" ] || ! setting "$file" DATABASE_READ_URL >/dev/null; then
+    emit OK "read replica" "n/a: no DATABASE_READ_URL here (every read goes to the primary)"
+    return
+  fi
+  if ! login_url "$file" DATABASE_READ_URL; then
+    emit FAIL "read replica" "$file has a DATABASE_READ_URL that is not a postgres:// URL with a login"
+    return
+  fi
+  where="$LOGIN_USER@${LOGIN_REST%%\?*}"
+  if ! out=$(login_sql "select pg_is_in_recovery(), exists (select 1 from pg_stat_wal_receiver where pid is not null),
+      coalesce(pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn(), false),
+      coalesce(extract(epoch from now() - pg_last_xact_replay_timestamp())::int, -1)"); then
+    emit FAIL "read replica" "$where: $(first_line "$out") (the app reads on the primary meanwhile)"
+    return
+  fi
+  read -r standby receiving replayed lag < <(tr '|' ' ' <<<"$out")
+  if [ "$standby" != t ]; then emit FAIL "read replica" "$where: not a standby (promoted?); the app reads on the primary"; return; fi
+  if [ "$receiving" = t ] && [ "$replayed" = t ]; then emit OK "read replica" "$where: lag 0s (replayed all it received)"; return; fi
+  [ "$lag" != -1 ] || { emit WARN "read replica" "$where: nothing replayed yet"; return; }
+  # Not receiving: the age of the last replayed transaction is all there is to go by (see check_replication).
+  detail="$where: lag ${lag}s"
+  [ "$receiving" = t ] || detail+=" (not receiving from the primary)"
+  if [ "$lag" -gt "$LAG_FAIL_SECONDS" ]; then emit FAIL "read replica" "$detail, above ${LAG_FAIL_SECONDS}s"
+  elif [ "$lag" -gt "$LAG_WARN_SECONDS" ]; then emit WARN "read replica" "$detail, above ${LAG_WARN_SECONDS}s"
+  else emit OK "read replica" "$detail"; fi
 }
 
 # backup_age <check> <state file> <max seconds> <what>: as the watchdog judges it.
@@ -340,6 +386,7 @@ main() {
   check_memory "$memory_percent"
   check_database
   check_replication
+  check_read_replica
   check_backups "$(setting "$env" BACKUP_STATE_DIR)" "$(setting "$env" BACKUP_MAX_AGE_HOURS || echo 26)" "$(setting "$env" DRILL_MAX_AGE_DAYS || echo 8)"
   check_release
   check_alerts

@@ -12,6 +12,7 @@ const DECLARED = [
   digitalocean.Droplet, digitalocean.Vpc, digitalocean.ReservedIp, digitalocean.ReservedIpAssignment, digitalocean.Volume,
   digitalocean.VolumeAttachment, digitalocean.SshKey, digitalocean.Firewall, digitalocean.SpacesBucket, digitalocean.SpacesKey,
   digitalocean.UptimeCheck, digitalocean.UptimeAlert, digitalocean.MonitorAlert, digitalocean.LoadBalancer,
+  digitalocean.DatabaseCluster, digitalocean.DatabaseDb, digitalocean.DatabaseUser, digitalocean.DatabaseFirewall, digitalocean.DatabaseReplica,
   random.RandomPassword, random.RandomString, tls.PrivateKey,
 ];
 const tokenOf = (cls: unknown): string => (cls as { __pulumiType: string }).__pulumiType;

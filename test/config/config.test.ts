@@ -163,14 +163,55 @@ describe("stack config: stage scaled (accepted only with unbuiltStages while it 
     }
   });
 
-  it("refuses a replica of a managed cluster, and a replica server type without a replica", () => {
-    const managed = { ...minimalRaw("digitalocean"), stage: "scaled", databaseMode: "managed", readReplica: "true" };
-    assert.deepEqual(problemsOf(managed), [
-      "saas-vps:readReplica: is built for saas-vps:databaseMode server (a replica server streaming from the db server); a replica of a managed cluster is not built yet: remove readReplica or use databaseMode server",
-    ]);
+  it("refuses a replica server type without a replica", () => {
     assert.deepEqual(problemsOf(scaledRaw({ replicaServerType: "cx33" })), [
       'saas-vps:replicaServerType: is only for saas-vps:readReplica true; this stack has no replica, so nothing would use it: remove the key or set readReplica to true; got "cx33"',
     ]);
+  });
+
+  describe("a read replica of a managed cluster (DigitalOcean's read-only node)", () => {
+    const managed = (extra: Record<string, string> = {}) => ({ ...minimalRaw("digitalocean"), stage: "scaled", databaseMode: "managed", readReplica: "true", ...extra });
+    const sizes = "db-s-1vcpu-1gb, db-s-1vcpu-2gb, db-s-2vcpu-4gb, db-s-4vcpu-8gb, db-s-6vcpu-16gb, db-s-8vcpu-32gb, db-s-16vcpu-64gb";
+
+    it("is allowed, sized like the cluster unless managedReplicaSize says otherwise", () => {
+      assert.deepEqual(parseStackConfig(managed(), { unbuiltStages: true }).database, { mode: "managed", size: "db-s-1vcpu-2gb", replicaSize: "db-s-1vcpu-2gb" });
+      assert.deepEqual(parseStackConfig(managed({ managedDatabaseSize: "db-s-2vcpu-4gb" }), { unbuiltStages: true }).database, { mode: "managed", size: "db-s-2vcpu-4gb", replicaSize: "db-s-2vcpu-4gb" });
+      assert.deepEqual(parseStackConfig(managed({ managedReplicaSize: "db-s-4vcpu-8gb" }), { unbuiltStages: true }).database, { mode: "managed", size: "db-s-1vcpu-2gb", replicaSize: "db-s-4vcpu-8gb" });
+      // Without readReplica the cluster has no replica size.
+      assert.deepEqual(parseStackConfig(managed({ readReplica: "false" }), { unbuiltStages: true }).database, { mode: "managed", size: "db-s-1vcpu-2gb" });
+    });
+
+    it("refuses a replica server type with a managed database: the node has a size, not a server type", () => {
+      assert.deepEqual(problemsOf(managed({ replicaServerType: "s-2vcpu-4gb" })), [
+        `saas-vps:replicaServerType: is only for saas-vps:databaseMode server (a replica on a server of its own); with databaseMode managed the replica is a read-only node of the cluster, which has a node size: remove the key and set saas-vps:managedReplicaSize (one of ${sizes}) if the cluster's size is not right; got "s-2vcpu-4gb"`,
+      ]);
+    });
+
+    it("refuses a node smaller than the cluster, and a size that is not one", () => {
+      assert.deepEqual(problemsOf(managed({ managedDatabaseSize: "db-s-2vcpu-4gb", managedReplicaSize: "db-s-1vcpu-2gb" })), [
+        `saas-vps:managedReplicaSize: must be at least the cluster's size (saas-vps:managedDatabaseSize db-s-2vcpu-4gb): DigitalOcean makes no read-only node smaller than its cluster; use one of db-s-2vcpu-4gb, db-s-4vcpu-8gb, db-s-6vcpu-16gb, db-s-8vcpu-32gb, db-s-16vcpu-64gb; got "db-s-1vcpu-2gb"`,
+      ]);
+      assert.deepEqual(problemsOf(managed({ managedReplicaSize: "db-s-huge" })), [`saas-vps:managedReplicaSize: "db-s-huge" is not a DigitalOcean Managed PostgreSQL size; use one of ${sizes}`]);
+    });
+
+    it("refuses managedReplicaSize without a replica, or with the replica on a server", () => {
+      assert.deepEqual(problemsOf(managed({ readReplica: "false", managedReplicaSize: "db-s-2vcpu-4gb" })), [
+        'saas-vps:managedReplicaSize: is only for saas-vps:readReplica true; this stack has no replica, so nothing would use it: remove the key or set readReplica to true; got "db-s-2vcpu-4gb"',
+      ]);
+      assert.deepEqual(problemsOf(scaledRaw({ readReplica: "true", managedReplicaSize: "db-s-2vcpu-4gb" })), [
+        'saas-vps:managedReplicaSize: is only for saas-vps:databaseMode managed (a read-only node of the cluster); databaseMode is server, where saas-vps:replicaServerType sizes the replica\'s server: remove the key; got "db-s-2vcpu-4gb"',
+      ]);
+    });
+
+    it("stays refused outside stage scaled, and on Hetzner", () => {
+      assert.deepEqual(configProblems({ ...minimalRaw("digitalocean"), stage: "separated", databaseMode: "managed", readReplica: "true", managedReplicaSize: "db-s-2vcpu-4gb" }), [
+        "saas-vps:readReplica: is for stage scaled only; this stack's stage is separated (remove the key or change saas-vps:stage)",
+        "saas-vps:managedReplicaSize: is for stage scaled only; this stack's stage is separated (remove the key or change saas-vps:stage)",
+      ]);
+      assert.deepEqual(problemsOf(scaledRaw({ databaseMode: "managed", readReplica: "true" })), [
+        'saas-vps:databaseMode: "managed" is DigitalOcean Managed PostgreSQL; Hetzner has no managed PostgreSQL, so use databaseMode server (its own server) there',
+      ]);
+    });
   });
 
   it("refuses the scaled keys in another stage", () => {

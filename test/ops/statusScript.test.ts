@@ -217,3 +217,87 @@ describe("ops status script on this machine's real PostgreSQL, nginx and node ex
     fail("disk-data", new RegExp(`^${notMounted} is not mounted$`));
   });
 });
+
+describe("ops status script: the read replica as the web processes see it (DATABASE_READ_URL), on a real streaming standby", function () {
+  this.timeout(120_000);
+  const scratch = join(__dirname, "..", "..", "cli", "pg-scratch.sh");
+  let dir: string;
+  let primary: ScratchPg;
+  let standbyDir: string;
+  let standbyPort: number;
+  let env: Record<string, string>;
+  const standbySql = (sql: string) => runOk("psql", ["-X", "-q", "-At", "-h", "127.0.0.1", "-p", String(standbyPort), "-U", "postgres", "-d", "postgres", "-c", sql]);
+  const readUrl = (password: string) => `postgres://app_web:${encodeURIComponent(password)}@127.0.0.1:${standbyPort}/app?sslmode=disable&uselibpqcompat=true`;
+  const webEnv = (lines: string[]) => writeFileSync(join(env.OPS_CONFIG_DIR, "web.env"), lines.join("\n") + "\n");
+  const readReplicaLine = async () => lineOf((await runScript(env)).lines, "read replica");
+
+  before(async () => {
+    dir = tempDir("ops-status-replica");
+    mkdirSync(join(dir, "etc"));
+    primary = await startPg();
+    // The web login by password (scram), made on the primary before the clone: the standby has it, and the rule, too.
+    await primary.psql("postgres", `create role app_web login password '${PASSWORD}'; create database app;`);
+    const hba = join(primary.dir, "data", "pg_hba.conf");
+    writeFileSync(hba, `host all app_web 127.0.0.1/32 scram-sha-256\n${readFileSync(hba, "utf8")}`);
+    await primary.psql("postgres", "select pg_reload_conf();");
+    // Its own temp folder: pg-scratch.sh hands it to the postgres user (a folder inside root's would be out of its reach).
+    standbyDir = tempDir("ops-status-standby");
+    standbyPort = Number(new URL((await runOk("bash", [scratch, "replica", standbyDir, String(primary.port)])).trim().split("\n").pop()!).port);
+    env = { OPS_CONFIG_DIR: join(dir, "etc"), OPS_APP_ROOT: join(dir, "app"), OPS_WATCHDOG_STATE_DIR: join(dir, "watchdog"), OPS_PRIVATE_IPV4_FILE: join(dir, "private-ipv4") };
+    webEnv([`DATABASE_URL=postgres://app_web:${encodeURIComponent(PASSWORD)}@127.0.0.1:${primary.port}/app?sslmode=disable&uselibpqcompat=true`, `DATABASE_READ_URL=${readUrl(PASSWORD)}`]);
+  });
+
+  after(async () => {
+    if (standbyDir) await runOk("bash", [scratch, "stop", standbyDir]).catch(() => {});
+    await primary?.stop();
+  });
+
+  it("a standby streaming and caught up: OK, lag 0s, read as the web login", async () => {
+    let line = await readReplicaLine();
+    // Right after the clone the standby may still be connecting to the primary.
+    for (let i = 0; i < 50 && line.detail.indexOf("lag 0s") < 0; i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      line = await readReplicaLine();
+    }
+    assert.deepEqual(line, { level: "OK", check: "read replica", detail: `app_web@127.0.0.1:${standbyPort}/app: lag 0s (replayed all it received)` });
+  });
+
+  it("replay held back while the primary writes: the age of the last replayed transaction shows as the lag", async () => {
+    await primary.psql("app", "create table marks (at timestamptz); insert into marks values (now());");
+    await new Promise((r) => setTimeout(r, 500));
+    await standbySql("select pg_wal_replay_pause()");
+    await new Promise((r) => setTimeout(r, 2_500));
+    await primary.psql("app", "insert into marks values (now());");
+    try {
+      let line = await readReplicaLine();
+      for (let i = 0; i < 50 && /lag 0s/.test(line.detail); i++) {
+        await new Promise((r) => setTimeout(r, 200));
+        line = await readReplicaLine();
+      }
+      assert.equal(line.level, "OK", line.detail);
+      const lag = Number(line.detail.match(/: lag (\d+)s$/)?.[1]);
+      assert.ok(lag >= 2 && lag < 30, line.detail);
+    } finally {
+      await standbySql("select pg_wal_replay_resume()");
+    }
+  });
+
+  it("the web login refused there: FAIL, in PostgreSQL's words", async () => {
+    webEnv([`DATABASE_READ_URL=${readUrl("wrong")}`]);
+    const line = await readReplicaLine();
+    assert.equal(line.level, "FAIL");
+    assert.match(line.detail, /^app_web@127\.0\.0\.1:\d+\/app: .*password authentication failed for user "app_web"/);
+  });
+
+  it("no DATABASE_READ_URL: n/a", async () => {
+    webEnv([`DATABASE_URL=postgres://app_web:x@127.0.0.1:${primary.port}/app`]);
+    assert.deepEqual(await readReplicaLine(), { level: "OK", check: "read replica", detail: "n/a: no DATABASE_READ_URL here (every read goes to the primary)" });
+  });
+
+  it("a promoted replica: FAIL, the app reads on the primary", async () => {
+    webEnv([`DATABASE_READ_URL=${readUrl(PASSWORD)}`]);
+    await standbySql("select pg_promote()");
+    const line = await readReplicaLine();
+    assert.deepEqual(line, { level: "FAIL", check: "read replica", detail: `app_web@127.0.0.1:${standbyPort}/app: not a standby (promoted?); the app reads on the primary` });
+  });
+});

@@ -24,3 +24,24 @@ describe("stage planner: separated with a managed database", () => {
     assert.ok(own.servers.every((s) => !s.roles.includes("backup")));
   });
 });
+
+describe("stage planner: scaled with a managed database and readReplica", () => {
+  const config = (extra: Record<string, string> = {}) =>
+    parseStackConfig({ ...minimalRaw("digitalocean"), stage: "scaled", appServers: "3", databaseMode: "managed", managedDatabaseSize: "db-s-2vcpu-4gb", readReplica: "true", ...extra }, { unbuiltStages: true });
+  const plan = planStack(config());
+
+  it("records the cluster's read-only node in the database plan, sized like the cluster by default", () => {
+    assert.deepEqual(plan.database, { kind: "managed", size: "db-s-2vcpu-4gb", replicaSize: "db-s-2vcpu-4gb" });
+    assert.deepEqual(planStack(config({ managedReplicaSize: "db-s-4vcpu-8gb" })).database, { kind: "managed", size: "db-s-2vcpu-4gb", replicaSize: "db-s-4vcpu-8gb" });
+  });
+
+  it("plans no replica server, no db server and nothing that opens PostgreSQL's port", () => {
+    assert.deepEqual(plan.servers.map((s) => s.name).sort(), ["app", "app-2", "app-3", "worker"]);
+    assert.ok(plan.servers.every((s) => !s.roles.includes("replica") && !s.roles.includes("db") && s.volume === undefined));
+    assert.ok(plan.servers.every((s) => s.firewall.every((rule) => rule.port !== 5432)));
+  });
+
+  it("without readReplica the plan has no replica size", () => {
+    assert.deepEqual(planStack(config({ readReplica: "false" })).database, { kind: "managed", size: "db-s-2vcpu-4gb" });
+  });
+});

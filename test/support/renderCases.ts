@@ -52,6 +52,15 @@ async function scaledCases(): Promise<RenderCase[]> {
   return serverCases("scaled", await renderStack("scaled", { config: qualified(raw), secretKeys: Object.keys(raw).filter((key) => SECRET_KEYS.has(key)).map(qualifyKey) }, undefined, { unbuiltStages: true }));
 }
 
+/**
+ * Stage scaled on DigitalOcean with a managed database and its read-only node: two app servers
+ * behind the balancer reading from the node, the worker; no db or replica server.
+ */
+async function scaledManagedCases(): Promise<RenderCase[]> {
+  const raw = withDomain({ ...minimalRaw("digitalocean"), ...scaledRaw("digitalocean", 2), databaseMode: "managed" });
+  return serverCases("scaled-managed", await renderStack("scaled-managed", { config: qualified(raw), secretKeys: Object.keys(raw).filter((key) => SECRET_KEYS.has(key)).map(qualifyKey) }, undefined, { unbuiltStages: true }));
+}
+
 function serverCases(stack: string, render: Awaited<ReturnType<typeof renderStack>>): RenderCase[] {
   return render.servers.map((server) => {
     const installed = readUserDataBundle(server.userData);
@@ -84,7 +93,7 @@ function directCase(name: string, raw: Record<string, string>, machine: MachineK
 export async function renderAllCases(): Promise<RenderCase[]> {
   const stacks: RenderCase[] = [];
   for (const stack of listStacks(ROOT)) stacks.push(...(await stackCases(stack)));
-  stacks.push(...(await scaledCases()));
+  stacks.push(...(await scaledCases()), ...(await scaledManagedCases()));
   return [
     ...stacks,
     directCase("one-web-no-workers-qemu", { ...minimalRaw("hetzner"), webInstances: "1", workerInstances: "0" }, "qemu"),
