@@ -365,6 +365,13 @@ export const KEYS = {
     description: "Server type of the read replica's server (readReplica true). Default: dbServerType.",
     rule: "a type of that provider with ≥ 2 GiB memory; only with `readReplica: true`",
   },
+  cacheServerType: {
+    ...optional(),
+    ...SCALED,
+    defaultText: perProvider((p) => CATALOGS[p].defaultCacheServerType),
+    description: "Server type of the cache server (Valkey, for the app's shared rate limits and cache); Valkey's maxmemory is half its memory. Default: Hetzner cx23, DigitalOcean s-1vcpu-1gb.",
+    rule: "a type of that provider with ≥ 1 GiB memory",
+  },
   privateNetworkCidr: {
     ...withDefault("10.20.0.0/16", checkPrivateNetworkCidr),
     ...SPLIT,
