@@ -100,7 +100,9 @@ export class SaasStack extends pulumi.ComponentResource {
     // One object, so a new secret is one more key (pulumi.all's typed tuples stop at eight).
     // Only a stack with a replica has the replication login (and so this resource).
     const replicationPassword = this.plan.servers.some((s) => s.roles.includes("replica")) ? secret("db-replication-password", 32) : undefined;
-    const secrets = pulumi.output({ databasePassword, databaseWebPassword, databaseWorkerPassword, appSecretKey, backupPassword, replicationPassword });
+    // Only a stack with a cache server (stage scaled) has the app's Valkey login.
+    const valkeyPassword = this.plan.servers.some((s) => s.roles.includes("cache")) ? secret("valkey-password", 32) : undefined;
+    const secrets = pulumi.output({ databasePassword, databaseWebPassword, databaseWorkerPassword, appSecretKey, backupPassword, replicationPassword, valkeyPassword });
     const provider = MACHINE_PROVIDERS[config.provider];
     const sshKeys = provider.createSshKeys(name, config.sshPublicKeys, this);
     this.network = provider.createNetwork(name, this.plan, this);
