@@ -22,7 +22,7 @@ import { buildServerInput, PLACEHOLDER_CONTEXT } from "../../plan/serverInput";
 import { CONFIG_DIR, STATE_DIR, WEB_ENV_FILE, WORKER_ENV_FILE } from "../../provisioning/layout";
 import { loadScript } from "../../provisioning/scripts";
 import { renderServer, type RenderedServer } from "../../provisioning/server";
-import { planValkeyMemory, VALKEY_ACL_PATH, VALKEY_BIND_CONF_PATH, VALKEY_CONF_PATH, VALKEY_DIR, VALKEY_PIDFILE, VALKEY_TLS_CERT_PATH, VALKEY_TLS_KEY_PATH, VALKEY_UNIT } from "../../provisioning/valkey";
+import { planValkeyMemory, renderValkeyAcl, VALKEY_ACL_PATH, VALKEY_BIND_CONF_PATH, VALKEY_CONF_PATH, VALKEY_DIR, VALKEY_PIDFILE, VALKEY_TLS_CERT_PATH, VALKEY_TLS_KEY_PATH, VALKEY_UNIT } from "../../provisioning/valkey";
 import { minimalRaw, scaledRaw } from "../support/fixtures";
 import { ip } from "../support/netns";
 import { bootstrapEnv, renderedContent, renderedFile } from "../support/rendered";
@@ -210,5 +210,20 @@ describe("@real Valkey on the cache server: the rendered settings on the real va
     assert.ok(acl.includes(`#${createHash("sha256").update(password).digest("hex")} `));
     assert.equal(renderedFile(cache, VALKEY_ACL_PATH).mode, "0640");
     assert.equal(renderedFile(cache, VALKEY_ACL_PATH).secret, true);
+  });
+});
+
+describe("Valkey's memory cap and password file (pure)", () => {
+  it("caps Valkey at half the server's memory, evicting least recently used keys of any kind, and refuses under 1 GiB", () => {
+    assert.deepEqual(planValkeyMemory(1024), { maxmemoryMiB: 512, policy: "allkeys-lru" });
+    assert.deepEqual(planValkeyMemory(4096), { maxmemoryMiB: 2048, policy: "allkeys-lru" });
+    assert.throws(() => planValkeyMemory(512), /valkey: server memory must be a whole number of at least 1024 MiB; got 512/);
+  });
+
+  it("writes one ACL line for the default user, with the hash, and refuses a short or spaced password", () => {
+    assert.equal(renderValkeyAcl("abcdefghijklmnop").split("\n").filter(Boolean).length, 1);
+    assert.match(renderValkeyAcl("abcdefghijklmnop"), /^user default on #[0-9a-f]{64} ~\* &\* \+@all -@dangerous \+info\n$/);
+    assert.throws(() => renderValkeyAcl("short"), /valkey: the password must be 16\+ characters without whitespace/);
+    assert.throws(() => renderValkeyAcl("sixteen chars and space"), /without whitespace/);
   });
 });
