@@ -100,7 +100,9 @@ export class SaasStack extends pulumi.ComponentResource {
     // One object, so a new secret is one more key (pulumi.all's typed tuples stop at eight).
     // Only a stack with a replica has the replication login (and so this resource).
     const replicationPassword = this.plan.servers.some((s) => s.roles.includes("replica")) ? secret("db-replication-password", 32) : undefined;
-    const secrets = pulumi.output({ databasePassword, databaseWebPassword, databaseWorkerPassword, appSecretKey, backupPassword, replicationPassword });
+    // Only a stack with a cache server (stage scaled) has the app's Valkey login.
+    const valkeyPassword = this.plan.servers.some((s) => s.roles.includes("cache")) ? secret("valkey-password", 32) : undefined;
+    const secrets = pulumi.output({ databasePassword, databaseWebPassword, databaseWorkerPassword, appSecretKey, backupPassword, replicationPassword, valkeyPassword });
     const provider = MACHINE_PROVIDERS[config.provider];
     const sshKeys = provider.createSshKeys(name, config.sshPublicKeys, this);
     this.network = provider.createNetwork(name, this.plan, this);
@@ -232,7 +234,9 @@ export class SaasStack extends pulumi.ComponentResource {
    */
   private admitToManagedDatabase(sshPrivateKey: string | undefined): pulumi.Resource | undefined {
     if (!this.managedDatabase) return undefined;
-    const firewalls = this.managedDatabase.admit(Object.values(this.servers).map((vps) => vps.serverId));
+    // The servers that connect to PostgreSQL: those that run the app, and the backup's runner (the cache server does not).
+    const clients = this.plan.servers.filter((server) => runsApp(server.roles) || server.roles.includes("backup"));
+    const firewalls = this.managedDatabase.admit(clients.map((server) => this.servers[server.name].serverId));
     const runner = this.plan.servers.find((server) => server.roles.includes("backup"));
     if (!runner) throw new Error("a managed database needs a server with the backup role (plan/plan.ts gives it to the app server)");
     const vps = this.servers[runner.name];

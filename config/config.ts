@@ -16,6 +16,7 @@ import {
   HETZNER_OBJECT_STORAGE_LOCATIONS,
   hetznerZoneOf,
   MIN_APP_MEMORY_MIB,
+  MIN_CACHE_MEMORY_MIB,
   MIN_MEMORY_MIB,
   SPACES_REGIONS,
   type BucketProvider,
@@ -81,6 +82,7 @@ type ResolvedKeys =
   | "workerServerType"
   | "dbServerType"
   | "replicaServerType"
+  | "cacheServerType"
   | "privateNetworkCidr"
   | "privateNetworkZone"
   | "databaseMode"
@@ -100,6 +102,8 @@ export interface ServerChoices {
   db: ServerChoice;
   /** The read replica's server (replicaServerType, default the db server's type); unused with a managed database. */
   replica: ServerChoice;
+  /** The cache server of stage scaled (cacheServerType, default the provider's defaultCacheServerType). */
+  cache: ServerChoice;
 }
 
 export interface PrivateNetworkConfig {
@@ -409,7 +413,8 @@ function parseServerType(key: ConfigKey, given: string | undefined, provider: Pr
     return undefined;
   }
   if (type.memoryMiB < minMemoryMiB) {
-    const needs = minMemoryMiB >= MIN_MEMORY_MIB ? "PostgreSQL" + (key === "serverType" ? ", nginx and the app need" : " needs") : "the app's processes need";
+    const needs =
+      key === "cacheServerType" ? "the cache server (Valkey gets half of it) needs" : minMemoryMiB >= MIN_MEMORY_MIB ? "PostgreSQL" + (key === "serverType" ? ", nginx and the app need" : " needs") : "the app's processes need";
     problems.add(key, `${quote(name)} has ${type.memoryMiB} MiB of memory; ${needs} at least ${minMemoryMiB} MiB`);
     return undefined;
   }
@@ -418,8 +423,8 @@ function parseServerType(key: ConfigKey, given: string | undefined, provider: Pr
 
 /** Each server's type: the per-role key when set (split stages only), else serverType. */
 function parseServerChoices(v: Partial<KeyValues>, provider: Provider, serverType: string, problems: Problems): ServerChoices | undefined {
-  const choose = (key: "webServerType" | "workerServerType" | "dbServerType" | "replicaServerType", minMemoryMiB: number): ServerChoice | undefined => {
-    const name = v[key] === undefined ? serverType : parseServerType(key, v[key], provider, minMemoryMiB, problems);
+  const choose = (key: "webServerType" | "workerServerType" | "dbServerType" | "replicaServerType" | "cacheServerType", minMemoryMiB: number, fallback = serverType): ServerChoice | undefined => {
+    const name = v[key] === undefined ? fallback : parseServerType(key, v[key], provider, minMemoryMiB, problems);
     return name === undefined ? undefined : { serverType: name, memoryMiB: CATALOGS[provider].serverTypes[name].memoryMiB };
   };
   const web = choose("webServerType", MIN_APP_MEMORY_MIB);
@@ -427,7 +432,9 @@ function parseServerChoices(v: Partial<KeyValues>, provider: Provider, serverTyp
   const db = choose("dbServerType", MIN_MEMORY_MIB);
   // A standby replays everything its primary writes: it gets the primary's type unless told otherwise.
   const replica = v.replicaServerType === undefined ? db : choose("replicaServerType", MIN_MEMORY_MIB);
-  return web && worker && db && replica ? { web, worker, db, replica } : undefined;
+  // The cache holds nothing that cannot be rebuilt: the provider's cheapest fitting type, not serverType.
+  const cache = choose("cacheServerType", MIN_CACHE_MEMORY_MIB, CATALOGS[provider].defaultCacheServerType);
+  return web && worker && db && replica && cache ? { web, worker, db, replica, cache } : undefined;
 }
 
 function parsePrivateNetwork(v: Partial<KeyValues>, provider: Provider, region: string, problems: Problems): PrivateNetworkConfig | undefined {

@@ -391,6 +391,13 @@ export const KEYS = {
       "DigitalOcean Managed PostgreSQL node size of the read-only node (readReplica true, databaseMode managed); at least managedDatabaseSize. Default: managedDatabaseSize.",
     rule: "only with `readReplica: true` and `databaseMode: managed`; not smaller than `managedDatabaseSize`",
   },
+  cacheServerType: {
+    ...optional(),
+    ...SCALED,
+    defaultText: perProvider((p) => CATALOGS[p].defaultCacheServerType),
+    description: "Server type of the cache server (Valkey, for the app's shared rate limits and cache); Valkey's maxmemory is half its memory. Default: Hetzner cx23, DigitalOcean s-1vcpu-1gb.",
+    rule: "a type of that provider with ≥ 1 GiB memory",
+  },
   privateNetworkCidr: {
     ...withDefault("10.20.0.0/16", checkPrivateNetworkCidr),
     ...SPLIT,

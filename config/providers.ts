@@ -23,6 +23,12 @@ export interface ProviderCatalog {
   defaultRegion: string;
   serverTypes: Readonly<Record<string, ServerType>>;
   defaultServerType: string;
+  /**
+   * The cache server's default type (stage scaled): the provider's cheapest type with at least
+   * MIN_CACHE_MEMORY_MIB. Valkey is single-threaded and holds only rebuildable keys, so the cheapest
+   * memory is the right start; cacheServerType grows it.
+   */
+  defaultCacheServerType: string;
   /** The provider's image name for Debian 13 (trixie). */
   debianImage: string;
 }
@@ -61,6 +67,7 @@ export const CATALOGS: Readonly<Record<Provider, ProviderCatalog>> = {
       ccx63: { vcpus: 48, memoryMiB: gib(192) },
     },
     defaultServerType: "cx23",
+    defaultCacheServerType: "cx23",
     debianImage: "debian-13",
   },
   digitalocean: {
@@ -86,6 +93,7 @@ export const CATALOGS: Readonly<Record<Provider, ProviderCatalog>> = {
       "m-2vcpu-16gb": { vcpus: 2, memoryMiB: gib(16) },
     },
     defaultServerType: "s-2vcpu-4gb",
+    defaultCacheServerType: "s-1vcpu-1gb",
     debianImage: "debian-13-x64",
   },
 };
@@ -131,3 +139,9 @@ export function hetznerZoneOf(location: string): string | undefined {
 
 /** Smallest memory of a server without PostgreSQL (web or worker alone). */
 export const MIN_APP_MEMORY_MIB = gib(1);
+
+/**
+ * Smallest memory of the cache server: Valkey gets half of it (provisioning/valkey.ts), the rest is
+ * the system's and the allocator's.
+ */
+export const MIN_CACHE_MEMORY_MIB = gib(1);

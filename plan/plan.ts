@@ -17,9 +17,10 @@ import { planScaled, type LoadBalancerPlan } from "./scaled";
  */
 /**
  * `backup` backs up a database no server of the stack hosts (a managed cluster); the db role
- * brings its own backups.
+ * brings its own backups. `cache` is Valkey for the app's shared rate limits and cache (stage
+ * scaled), on a server of its own.
  */
-export type Role = "web" | "worker" | "db" | "replica" | "backup";
+export type Role = "web" | "worker" | "db" | "replica" | "backup" | "cache";
 
 export interface FirewallRule {
   port: number;
@@ -108,9 +109,10 @@ export type DatabasePlan = { kind: "server"; server: string } | { kind: "managed
 
 /**
  * Host numbers of the servers in the private network: fixed per server so an address never
- * moves when servers are added (scaled adds app servers at 11.., replicas at 31..).
+ * moves when servers are added (scaled adds app servers at 11.., replicas at 31.., the cache
+ * server at 40).
  */
-export const PRIVATE_HOSTS = { loadBalancer: 5, app: 10, worker: 20, db: 30, replica: 31 } as const;
+export const PRIVATE_HOSTS = { loadBalancer: 5, app: 10, worker: 20, db: 30, replica: 31, cache: 40 } as const;
 /** PostgreSQL's port; the db server's private firewall rule opens it to the app's servers. */
 export const POSTGRES_PORT = 5432;
 /** Valkey's port (the cache and queue of stage scaled). */
@@ -142,8 +144,17 @@ export function planPublicFirewall(sshAllowedCidrs: string[]): FirewallRule[] {
 
 /** PostgreSQL on the db server: only the app's servers, only over the private network. */
 export function planDatabaseRule(clients: string[]): FirewallRule {
-  const names = clients.length > 1 ? `${clients.slice(0, -1).join(", ")} and ${clients[clients.length - 1]}` : clients.join("");
-  return { port: POSTGRES_PORT, protocol: "tcp", sources: [], peers: [...clients], description: `PostgreSQL from ${names} (private network)` };
+  return { port: POSTGRES_PORT, protocol: "tcp", sources: [], peers: [...clients], description: `PostgreSQL from ${listOf(clients)} (private network)` };
+}
+
+/** Valkey on the cache server: only the app's servers, only over the private network (and TLS). */
+export function planCacheRule(clients: string[]): FirewallRule {
+  return { port: VALKEY_PORT, protocol: "tcp", sources: [], peers: [...clients], description: `Valkey from ${listOf(clients)} (private network)` };
+}
+
+/** "a", "a and b", "a, b and c". */
+function listOf(names: string[]): string {
+  return names.length > 1 ? `${names.slice(0, -1).join(", ")} and ${names[names.length - 1]}` : names.join("");
 }
 
 /** The db server with its PostgreSQL rule naming exactly these clients (a stage adds or holds some back). */

@@ -1,15 +1,16 @@
 /**
  * Stage scaled: stage separated's servers with the app server multiplied behind the provider's
- * load balancer, and on request a read replica: of the db server on a server of its own, or of a
- * managed cluster as its read-only node. Built on the separated plan, so every server a separated
- * stack has keeps its name (and with it its resources): the first app server stays `app`, the
- * others are `app-2` … `app-N` at the next private addresses, and growing from N to N+1 adds one
- * server and one target, replacing nothing.
+ * load balancer, a cache server (Valkey) for the app's shared rate limits and cache, and on request
+ * a read replica: of the db server on a server of its own, or of a managed cluster as its
+ * read-only node. Built on the separated plan, so every server a separated stack has keeps its
+ * name (and with it its resources): the first app server stays `app`, the others are `app-2` …
+ * `app-N` at the next private addresses, and growing from N to N+1 adds one server and one
+ * target, replacing nothing.
  */
 import type { StackConfig } from "../config/config";
 import { hostAddress } from "../config/validators";
 import { LB_HEALTH_PORT } from "../provisioning/layout";
-import { dataVolume, planDatabaseRule, planSshRule, PRIVATE_HOSTS, withDatabaseClients, type DatabasePlan, type FirewallRule, type ServerPlan, type StackPlan } from "./plan";
+import { dataVolume, planCacheRule, planDatabaseRule, planSshRule, PRIVATE_HOSTS, withDatabaseClients, type DatabasePlan, type FirewallRule, type ServerPlan, type StackPlan } from "./plan";
 
 /**
  * The balancer's active check of each app server. Both providers count failed checks in a row
@@ -124,9 +125,11 @@ export function planScaled(separated: StackPlan, config: StackConfig): StackPlan
   // A managed cluster's replica is a read-only node of the cluster, not a server of the stack.
   const database = managedReplicaOf(separated, config);
   const replicas: ServerPlan[] = config.readReplica && database.kind === "server" ? [replicaServer(config, at(PRIVATE_HOSTS.replica), appServers.map((s) => s.name))] : [];
-  const clients = [...appServers, ...others.filter((s) => s.roles.includes("worker")), ...replicas].map((s) => s.name);
+  const workers = others.filter((s) => s.roles.includes("worker"));
+  const clients = [...appServers, ...workers, ...replicas].map((s) => s.name);
+  const cache = cacheServer(config, at(PRIVATE_HOSTS.cache), [...appServers, ...workers].map((s) => s.name));
   // The db server's PostgreSQL rule names every server that connects to it: app servers, worker, replica.
-  const servers = [...appServers, ...others, ...replicas].map((s) => (s.roles.includes("db") ? withDatabaseClients(s, clients) : s));
+  const servers = [...appServers, ...others, ...replicas, cache].map((s) => (s.roles.includes("db") ? withDatabaseClients(s, clients) : s));
   return {
     ...separated,
     servers,
@@ -165,6 +168,25 @@ function replicaServer(config: StackConfig, privateIp: string, readers: string[]
     firewall: [planSshRule(config.sshAllowedCidrs), planDatabaseRule(readers)],
     privateIp,
     volume: dataVolume(),
+    webInstances: 0,
+    workerInstances: 0,
+  };
+}
+
+/**
+ * The cache server: Valkey for the app's shared rate limits and cache, reached with TLS over the
+ * private network by every server that runs the app (app servers and worker). No volume: it keeps
+ * nothing on disk (provisioning/valkey.ts says why).
+ */
+function cacheServer(config: StackConfig, privateIp: string, clients: string[]): ServerPlan {
+  return {
+    name: "cache",
+    roles: ["cache"],
+    serverType: config.servers.cache.serverType,
+    memoryMiB: config.servers.cache.memoryMiB,
+    region: config.region,
+    firewall: [planSshRule(config.sshAllowedCidrs), planCacheRule(clients)],
+    privateIp,
     webInstances: 0,
     workerInstances: 0,
   };

@@ -22,6 +22,8 @@ import type { AppDatabaseInput } from "../provisioning/roles/app";
 import type { WebInput } from "../provisioning/roles/web";
 import { planMaxSlotWalKeepMiB, type PrimaryReplicationInput } from "../provisioning/replication";
 import { MANAGED_SSLMODE, DATABASE_CA_FILE } from "../provisioning/managedDatabase";
+import { valkeyUrl } from "../provisioning/valkey";
+import type { AppInput } from "../provisioning/roles/app";
 import { POSTGRES_PORT, type Role, type ServerPlan, type StackPlan } from "./plan";
 import { plannedAddresses, resolveFirewall, resolveSources, type PrivateAddresses } from "./peers";
 import { DATABASE_LOGINS, DATABASE_ROLE_NAMES, loginsFor, type DatabaseCredentials, type DatabaseEndpoint, type DatabaseLogin } from "./database";
@@ -38,6 +40,8 @@ export interface ServerSecrets {
   backupPassword: string;
   /** The replication login's (stage scaled with a read replica): the primary sets it, the replica's passfile holds it. */
   replicationPassword?: string;
+  /** The app's Valkey login (stage scaled's cache server): its ACL file holds the hash, VALKEY_URL the password. */
+  valkeyPassword?: string;
 }
 
 export interface ServerInputContext {
@@ -114,6 +118,7 @@ export function buildServerInput(config: StackConfig, server: ServerPlan, contex
           },
           uploads: uploadsFor(config, context),
           ...releaseBalancerFor(server, plan),
+          ...valkeyFor(server, plan, addresses, context),
         }
       : undefined,
     ...(server.mvpDatabase ? { mvpDatabase: server.mvpDatabase } : {}),
@@ -216,6 +221,26 @@ function readEndpointFor(server: ServerPlan, plan: StackContext, addresses: Priv
   return { readEndpoint: { host, port: POSTGRES_PORT, database: DATABASE_NAME, tls: true } };
 }
 
+/**
+ * Where the app on this server reaches Valkey (the plan's cache server, at its private address),
+ * as VALKEY_URL; nothing without a cache server. Like the db server's, the address must be known:
+ * the cache server is created before the app's servers (components/saasStack.ts, creationOrder).
+ */
+function valkeyFor(server: ServerPlan, plan: StackContext, addresses: PrivateAddresses, context: ServerInputContext): Pick<AppInput, "valkeyUrl"> {
+  const cache = plan.servers.find((s) => s.roles.includes("cache"));
+  if (!cache) return {};
+  const host = addresses[cache.name];
+  if (!host) throw new Error(`server ${server.name}: the private address of cache server ${cache.name} is not known yet; the app's servers are rendered once it is`);
+  return { valkeyUrl: valkeyUrl(host, valkeyPasswordOf(server, context)) };
+}
+
+/** The app's Valkey login's generated password, on both ends (the cache server and the app's servers). */
+function valkeyPasswordOf(server: ServerPlan, context: ServerInputContext): string {
+  const password = context.secrets.valkeyPassword;
+  if (!password) throw new Error(`server ${server.name}: the plan has a cache server, but no Valkey password was given`);
+  return password;
+}
+
 /** What replication needs on both ends: the generated password of the replication login. */
 function replicationPasswordOf(server: ServerPlan, context: ServerInputContext): string {
   const password = context.secrets.replicationPassword;
@@ -269,6 +294,9 @@ function setRoleInput(roles: Partial<RoleInputs>, role: Role, config: StackConfi
     }
     case "backup":
       roles.backup = { backup: { ...backupOptions(config, context), remote: managedBackupLogin(server, context) } };
+      return;
+    case "cache":
+      roles.cache = { memoryMiB: server.memoryMiB, password: valkeyPasswordOf(server, context) };
       return;
     default: {
       const unmapped: never = role;
@@ -380,6 +408,7 @@ export const PLACEHOLDER_CONTEXT: Omit<ServerInputContext, "machine"> = {
     appSecretKey: "placeholder-app-secret-key-0000000000000000",
     backupPassword: "placeholder-backup-password-000000000000000",
     replicationPassword: "placeholder-replication-password-00000000",
+    valkeyPassword: "placeholder-valkey-password-0000000000000",
   },
   backupBucket: {
     endpoint: "https://fsn1.your-objectstorage.com",

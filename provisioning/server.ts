@@ -142,6 +142,7 @@ function validateServerInput(input: ServerRenderInput): void {
     ...(input.app ? { appSecretKey: input.app.secretKey } : {}),
     ...(input.roles.db?.replication ? { "replication password": input.roles.db.replication.password } : {}),
     ...(input.roles.replica ? { "replication password": input.roles.replica.replicationPassword } : {}),
+    ...(input.roles.cache ? { "Valkey password": input.roles.cache.password } : {}),
   };
   if (input.roles.db && input.roles.replica) problems.push("server: a server is the primary (db) or a replica, not both");
   for (const [name, value] of Object.entries(secrets)) {

@@ -31,6 +31,11 @@ export interface AppInput {
   uploads: UploadsInput;
   /** Behind the provider's load balancer (stage scaled): a release drains the server there first. */
   balancer?: ReleaseBalancer;
+  /**
+   * The stack's Valkey (stage scaled's cache server), with its password: VALKEY_URL in web.env and
+   * worker.env (root-only), never app.env, which the release's migrate step reads too.
+   */
+  valkeyUrl?: string;
 }
 
 /** Where PostgreSQL answers the app, and the logins of this server (plan/database.ts). */
@@ -64,7 +69,7 @@ export function renderApp(app: AppInput, processes: AppProcesses): RoleContribut
     files: [
       ...renderAppUnitFiles(processes.webPorts, processes.workerUnits, uploadDir),
       appEnvFile(app),
-      ...processEnvFiles(app.database, processes, app.processEnvironment),
+      ...processEnvFiles(app.database, processes, app.processEnvironment, app.valkeyUrl),
       // The release command runs only once the first `pulumi up` ships a release, after the pushes.
       // The server that holds the schema owner's login is the one that migrates (plan/database.ts, runsMigrations).
       ...renderReleaseFiles({ ...processes, migrate: app.database.credentials.owner !== undefined, ...(app.balancer ? { balancer: app.balancer } : {}) }).map((f) =>
@@ -96,7 +101,7 @@ function appEnvFile(app: AppInput): RenderedFile {
 }
 
 /** web.env and worker.env: each process kind's own login, for the processes this server runs. */
-function processEnvFiles(database: AppDatabaseInput, processes: AppProcesses, only: ProcessEnvironment = { web: {}, worker: {} }): RenderedFile[] {
+function processEnvFiles(database: AppDatabaseInput, processes: AppProcesses, only: ProcessEnvironment = { web: {}, worker: {} }, valkeyUrl?: string): RenderedFile[] {
   const kinds = [
     { login: "web", path: WEB_ENV_FILE, runs: processes.webPorts.length > 0 },
     { login: "worker", path: WORKER_ENV_FILE, runs: processes.workerUnits.length > 0 },
@@ -106,8 +111,9 @@ function processEnvFiles(database: AppDatabaseInput, processes: AppProcesses, on
     if (runs && !credential) throw new Error(`app: this server runs ${login} processes but has no ${login} database login`);
     if (!credential) return [];
     const read = login === "web" && database.readEndpoint ? [["DATABASE_READ_URL", databaseUrl(database.readEndpoint, credential)]] : [];
-    const extra = [...read, ...Object.entries(only[login])].map(([key, value]) => `${key}=${value}\n`).join("");
-    const content = `# Rendered by saas-vps: the ${login} processes' database login. Read by systemd for ${login}@.\nDATABASE_URL=${databaseUrl(database.endpoint, credential)}\n${extra}`;
+    const valkey = valkeyUrl ? [["VALKEY_URL", valkeyUrl]] : [];
+    const extra = [...read, ...valkey, ...Object.entries(only[login])].map(([key, value]) => `${key}=${value}\n`).join("");
+    const content = `# Rendered by saas-vps: the ${login} processes' database login${valkeyUrl ? " and Valkey" : ""}. Read by systemd for ${login}@.\nDATABASE_URL=${databaseUrl(database.endpoint, credential)}\n${extra}`;
     return [{ path, content, mode: "0600", owner: "root:root", secret: true, onChange: ROLLING_RESTART }];
   });
 }

@@ -99,12 +99,12 @@ function dbEnvFile(credentials: DatabaseCredentials, replicationPassword?: strin
 /**
  * After a reboot PostgreSQL may start before the private interface has its address (how soon it
  * comes depends on the provider's tooling); PostgreSQL then skips that address with a warning
- * and serves localhost only until restarted. Binding an address the host does not have yet
- * makes the order not matter: connections arrive once the address is up.
+ * and serves localhost only until restarted (Valkey would not start at all). Binding an address
+ * the host does not have yet makes the order not matter: connections arrive once the address is up.
  */
-export function nonlocalBindFile(): RenderedFile {
-  const path = "/etc/sysctl.d/60-saas-vps-postgresql.conf";
-  const content = "# Rendered by saas-vps: PostgreSQL listens on the private address even before it is up (after a reboot).\nnet.ipv4.ip_nonlocal_bind = 1\n";
+export function nonlocalBindFile(service: { name: string; title: string } = { name: "postgresql", title: "PostgreSQL" }): RenderedFile {
+  const path = `/etc/sysctl.d/60-saas-vps-${service.name}.conf`;
+  const content = `# Rendered by saas-vps: ${service.title} listens on the private address even before it is up (after a reboot).\nnet.ipv4.ip_nonlocal_bind = 1\n`;
   return { path, content, mode: "0644", onChange: `sysctl -q -p ${path}` };
 }
 

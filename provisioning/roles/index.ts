@@ -6,6 +6,7 @@
 import type { Role } from "../../plan/plan";
 import type { AppProcesses } from "./app";
 import { renderBackup, type BackupInput } from "./backup";
+import { renderCache, type CacheInput } from "./cache";
 import type { RoleContribution } from "./contribution";
 import { renderDb, type DbInput } from "./db";
 import { renderReplica, type ReplicaInput } from "./replica";
@@ -28,6 +29,7 @@ export interface RoleInputs {
   db: DbInput;
   replica: ReplicaInput;
   backup: BackupInput;
+  cache: CacheInput;
 }
 
 export const ROLE_MODULES: { [R in Role]: RoleModule<RoleInputs[R]> } = {
@@ -36,6 +38,7 @@ export const ROLE_MODULES: { [R in Role]: RoleModule<RoleInputs[R]> } = {
   db: { render: renderDb },
   replica: { render: renderReplica },
   backup: { render: renderBackup },
+  cache: { render: renderCache },
 };
 
 /** Whether a server with these roles runs the app (and so gets releases). */

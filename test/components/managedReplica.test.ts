@@ -114,11 +114,11 @@ describe("components under Pulumi mocks: digitalocean, stage scaled with a manag
       { clusterId: cluster.id, size: "db-s-2vcpu-4gb", region: "fra1", vpc: vpc.id },
     );
     assert.equal(run.options.get(replica.name)?.protect, true);
-    assert.deepEqual(run.mocks.ofType(DROPLET).map((d) => d.name.replace(/^saas-test-|-server$/g, "")).sort(), [...APP_SERVERS, "worker"].sort());
+    assert.deepEqual(run.mocks.ofType(DROPLET).map((d) => d.name.replace(/^saas-test-|-server$/g, "")).sort(), [...APP_SERVERS, "cache", "worker"].sort());
     assert.equal(run.mocks.ofType("digitalocean:index/volume:Volume").length, 0);
   });
 
-  it("the node's database firewall admits exactly the droplets the cluster's does: every droplet of the stack, by id", () => {
+  it("the node's database firewall admits exactly the droplets the cluster's does: every droplet that connects to PostgreSQL (the app servers and the worker, not the cache server), by id", () => {
     const replica = one(run, REPLICA);
     const cluster = one(run, CLUSTER);
     const rulesOf = (clusterId: string) => {

@@ -6,13 +6,16 @@
  * (config/stages.ts BUILT_STAGES); these runs pass `unbuiltStages`.
  */
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
 import { decodeWriteFiles } from "../../cli/lib/renderStack";
-import { unwrapSecrets, valueOf, type RecordedResource } from "../../cli/lib/pulumiMocks";
+import { isWrappedSecret, unwrapSecrets, valueOf, type RecordedResource } from "../../cli/lib/pulumiMocks";
 import { ConfigError } from "../../config/config";
 import { HOST_FIREWALL_PATH } from "../../provisioning/hostFirewall";
 import { NGINX_SITE_PATH } from "../../provisioning/nginx";
-import { APP_ENV_FILE, LB_DRAIN_FILE, LB_HEALTH_PORT, WEB_ENV_FILE } from "../../provisioning/layout";
+import { APP_ENV_FILE, LB_DRAIN_FILE, LB_HEALTH_PORT, WEB_ENV_FILE, WORKER_ENV_FILE } from "../../provisioning/layout";
+import { VALKEY_ACL_PATH } from "../../provisioning/valkey";
+import { VALKEY_PORT } from "../../plan/plan";
 import { drainSeconds, LOAD_BALANCER_HEALTH_CHECK, undrainSeconds } from "../../plan/scaled";
 import { RELEASE_PATHS } from "../../provisioning/release";
 import { minimalRaw, scaledRaw, separatedRaw, withDomain } from "../support/fixtures";
@@ -27,6 +30,16 @@ const HCLOUD_LB_SERVICE = "hcloud:index/loadBalancerService:LoadBalancerService"
 const HCLOUD_LB_TARGET = "hcloud:index/loadBalancerTarget:LoadBalancerTarget";
 const HCLOUD_LB_NETWORK = "hcloud:index/loadBalancerNetwork:LoadBalancerNetwork";
 const APP_SERVERS = ["app", "app-2", "app-3"];
+/** The servers whose processes use Valkey: the app servers and the worker. */
+const VALKEY_CLIENTS = [...APP_SERVERS, "worker"];
+
+/** A value with every Pulumi secret in it blanked: what state and the engine show in clear. */
+function clearPart(value: any): any {
+  if (isWrappedSecret(value)) return "[secret]";
+  if (Array.isArray(value)) return value.map(clearPart);
+  if (value && typeof value === "object") return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, clearPart(v)]));
+  return value;
+}
 
 const scaled = (provider: ProviderName, appServers = 3) => withDomain({ ...minimalRaw(provider), ...scaledRaw(provider, appServers) });
 
@@ -85,9 +98,71 @@ for (const provider of ["hetzner", "digitalocean"] as const) {
       run = await runProgramOf(scaled(provider), { unbuiltStages: true });
     });
 
-    it("creates the app servers, the worker, the db server and the replica, each once", () => {
+    it("creates the app servers, the worker, the db server, the replica and the cache server, each once", () => {
       const names = run.mocks.ofType(SERVER[provider]).map((s) => s.name.replace(/^saas-test-|-server$/g, "")).sort();
-      assert.deepEqual(names, [...APP_SERVERS, "db", "replica", "worker"].sort());
+      assert.deepEqual(names, [...APP_SERVERS, "cache", "db", "replica", "worker"].sort());
+    });
+
+    it("creates the cache server before every server that uses it (their first boot names its address)", () => {
+      const order = run.mocks.ofType(SERVER[provider]).map((s) => s.name.replace(/^saas-test-|-server$/g, ""));
+      for (const client of VALKEY_CLIENTS) assert.ok(order.indexOf("cache") < order.indexOf(client), `${client} before cache: ${order.join(", ")}`);
+    });
+
+    it("opens the cache server to SSH from the allowed CIDRs and Valkey from the app servers and the worker only, over the private network", () => {
+      const rules = cloudRules(run, provider, "cache");
+      // Hetzner's firewall does not filter the private network: there the host firewall alone admits Valkey.
+      assert.deepEqual(rules.sort(), (provider === "hetzner" ? ["22 from 203.0.113.7/32"] : ["22 from 203.0.113.7/32", `${VALKEY_PORT} from droplets ${VALKEY_CLIENTS.length}`]).sort());
+      if (provider === "digitalocean") {
+        const firewalls = run.mocks.ofType(FIREWALL[provider]).filter((fw) => fw.name.startsWith("saas-test-cache-fw"));
+        const valkey = firewalls.flatMap((fw) => fw.inputs.inboundRules).find((r: any) => r.portRange === String(VALKEY_PORT));
+        assert.equal(valkey.sourceAddresses, undefined, "Valkey is open to addresses");
+        assert.deepEqual(valkey.sourceDropletIds.map(String).sort(), VALKEY_CLIENTS.map((n) => String(serverOf(run, provider, n).id)).sort());
+      }
+      const at = (name: string) => (provider === "hetzner" ? { app: "10.20.0.10", "app-2": "10.20.0.11", "app-3": "10.20.0.12", worker: "10.20.0.20" }[name] : serverOf(run, provider, name).state.ipv4AddressPrivate);
+      const nft = pushedFile(run, "cache", HOST_FIREWALL_PATH);
+      const lines = hostRulesFor(nft, VALKEY_PORT);
+      assert.equal(lines.length, 1, lines.join(" | "));
+      assert.deepEqual(lines[0].match(/^ip saddr \{ ([^}]*) \}/)![1].split(", ").sort(), VALKEY_CLIENTS.map((n) => `${at(n)}/32`).sort());
+      const ports = [...nft.matchAll(/tcp dport (\d+) accept/g)].map((m) => Number(m[1])).sort((a, b) => a - b);
+      assert.deepEqual(ports, [22, VALKEY_PORT], "the cache server admits nothing else");
+    });
+
+    it("gives the app servers' and the worker's processes VALKEY_URL (TLS, the default user, the cache server's address) from first boot on, and the cache server the password's hash only", () => {
+      const password = run.mocks.ofType("random:index/randomPassword:RandomPassword").find((r) => r.name === "saas-test-valkey-password")!.state.result;
+      assert.match(password, /^[a-z0-9]{32}$/);
+      const cache = provider === "hetzner" ? "10.20.0.40" : serverOf(run, provider, "cache").state.ipv4AddressPrivate;
+      const want = `VALKEY_URL=rediss://default:${password}@${cache}:${VALKEY_PORT}`;
+      for (const name of VALKEY_CLIENTS) {
+        const path = name === "worker" ? WORKER_ENV_FILE : WEB_ENV_FILE;
+        assert.ok(pushedFile(run, name, path).split("\n").includes(want), `${name}: ${path}`);
+        assert.ok(firstBootFile(run, provider, name, path).split("\n").includes(want), `${name}: ${path} at first boot`);
+        assert.doesNotMatch(pushedFile(run, name, APP_ENV_FILE), /VALKEY/, `${name}: app.env (read by the migrate step) names Valkey`);
+      }
+      const acl = pushedFile(run, "cache", VALKEY_ACL_PATH);
+      assert.ok(acl.includes(`#${createHash("sha256").update(password).digest("hex")} `), acl);
+      assert.ok(!acl.includes(password));
+      const push = pushOf(run, "cache", VALKEY_ACL_PATH);
+      assert.ok(isWrappedSecret(push.inputs.stdin), "the ACL file is pushed in clear");
+      assert.ok(unwrapSecrets(push.inputs.create).includes("0640 root:valkey"), "the ACL file is not 0640 root:valkey");
+    });
+
+    it("keeps the Valkey password a secret: in no clear output, and in no resource input outside a secret", async () => {
+      const password: string = run.mocks.ofType("random:index/randomPassword:RandomPassword").find((r) => r.name === "saas-test-valkey-password")!.state.result;
+      for (const [key, output] of Object.entries(run.outputs)) {
+        if (!pulumi.Output.isInstance(output)) continue;
+        if (await (pulumi.isSecret(output as pulumi.Output<unknown>) as unknown as Promise<boolean>)) continue;
+        assert.ok(!String(JSON.stringify(await valueOf(output as pulumi.Output<unknown>))).includes(password), `output ${key} shows the Valkey password`);
+      }
+      let carriers = 0;
+      for (const resource of run.mocks.resources) {
+        if (resource.name === "saas-test-valkey-password") continue;
+        if (JSON.stringify(unwrapSecrets(resource.inputs)).includes(password)) carriers++;
+        assert.ok(!JSON.stringify(clearPart(resource.inputs)).includes(password), `${resource.type} ${resource.name} carries the Valkey password in clear`);
+      }
+      // The check saw the password where it goes in clear text: the env pushes of the app servers and the worker.
+      assert.ok(carriers >= VALKEY_CLIENTS.length, `only ${carriers} resources carry the password`);
+      // The user-data carries it inside the gzipped bundle, where the search above cannot see it: it is a secret whole.
+      for (const name of [...VALKEY_CLIENTS, "cache"]) assert.ok(isWrappedSecret(serverOf(run, provider, name).inputs.userData), `${name}: user-data in clear`);
     });
 
     it("creates one load balancer, in the stack's private network, forwarding TCP 80 and 443 with the PROXY protocol", () => {

@@ -3,7 +3,8 @@ import { execFileSync } from "node:child_process";
 import { join } from "node:path";
 import { DEFAULTS, parseStackConfig } from "../../config/config";
 import { readStackFile } from "../../cli/lib/renderStack";
-import { ED25519_KEY, minimalRaw } from "../support/fixtures";
+import { ED25519_KEY, minimalRaw, separatedRaw } from "../support/fixtures";
+import { CATALOGS, MIN_CACHE_MEMORY_MIB } from "../../config/providers";
 import { configProblems } from "../support/configProblems";
 
 
@@ -214,10 +215,35 @@ describe("stack config: stage scaled (accepted only with unbuiltStages while it 
     });
   });
 
+  it("gives the cache server the provider's cheapest type with 1 GiB or more by default, or cacheServerType", () => {
+    for (const provider of ["hetzner", "digitalocean"] as const) {
+      const config = parseStackConfig({ ...minimalRaw(provider), stage: "scaled", uploadsAccessKeyId: "K", uploadsSecretAccessKey: "S" }, { unbuiltStages: true });
+      const catalog = CATALOGS[provider];
+      assert.equal(config.servers.cache.serverType, catalog.defaultCacheServerType, provider);
+      assert.equal(config.servers.cache.memoryMiB, catalog.serverTypes[catalog.defaultCacheServerType].memoryMiB, provider);
+      assert.ok(config.servers.cache.memoryMiB >= MIN_CACHE_MEMORY_MIB, provider);
+    }
+    assert.equal(parseStackConfig({ ...minimalRaw("digitalocean"), stage: "scaled", cacheServerType: "s-2vcpu-4gb" }, { unbuiltStages: true }).servers.cache.memoryMiB, 4096);
+    // Not serverType's: the cache does not follow the app's size.
+    assert.equal(parseStackConfig(scaledRaw({ serverType: "cx33" }), { unbuiltStages: true }).servers.cache.serverType, "cx23");
+  });
+
+  it("refuses a cache server type the provider does not have, naming the key, what is allowed and the value", () => {
+    const [line] = problemsOf(scaledRaw({ cacheServerType: "cx99" }));
+    assert.match(line, /^saas-vps:cacheServerType: "cx99" is not a Hetzner server type \(did you mean cx\d\d\?\); use one of cx22, /);
+    assert.equal(problemsOf(scaledRaw({ cacheServerType: "cpx11" })).length, 0, "2 GiB is enough for the cache");
+  });
+
   it("refuses the scaled keys in another stage", () => {
     assert.deepEqual(configProblems({ ...minimalRaw("hetzner"), appServers: "3", readReplica: "true" }), [
       "saas-vps:appServers: is for stage scaled only; this stack's stage is mvp (remove the key or change saas-vps:stage)",
       "saas-vps:readReplica: is for stage scaled only; this stack's stage is mvp (remove the key or change saas-vps:stage)",
     ]);
+    for (const stage of ["mvp", "separated"]) {
+      const raw = stage === "mvp" ? minimalRaw("hetzner") : { ...minimalRaw("hetzner"), ...separatedRaw("hetzner") };
+      assert.deepEqual(configProblems({ ...raw, cacheServerType: "cx23" }), [
+        `saas-vps:cacheServerType: is for stage scaled only; this stack's stage is ${stage} (remove the key or change saas-vps:stage)`,
+      ]);
+    }
   });
 });

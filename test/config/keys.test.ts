@@ -67,7 +67,7 @@ describe("config key table", () => {
 
   it("every key applies to every stage but the split stages' own (servers per role, network, database), scaled's own (app servers, the site's address, replica) and the move from mvp's", () => {
     const splitOnly = ["webServerType", "workerServerType", "dbServerType", "privateNetworkCidr", "privateNetworkZone", "databaseMode", "managedDatabaseSize"];
-    const only: Record<string, readonly string[]> = { mvpDatabase: ["separated"], appServers: ["scaled"], siteAddress: ["scaled"], readReplica: ["scaled"], replicaServerType: ["scaled"], managedReplicaSize: ["scaled"] };
+    const only: Record<string, readonly string[]> = { mvpDatabase: ["separated"], appServers: ["scaled"], siteAddress: ["scaled"], readReplica: ["scaled"], replicaServerType: ["scaled"], managedReplicaSize: ["scaled"], cacheServerType: ["scaled"] };
     for (const key of KNOWN_KEYS) {
       assert.deepEqual((KEYS[key] as KeySpec<unknown>).stages, only[key] ?? (splitOnly.includes(key) ? ["separated", "scaled"] : STAGES), key);
     }

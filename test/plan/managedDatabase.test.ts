@@ -36,7 +36,7 @@ describe("stage planner: scaled with a managed database and readReplica", () => 
   });
 
   it("plans no replica server, no db server and nothing that opens PostgreSQL's port", () => {
-    assert.deepEqual(plan.servers.map((s) => s.name).sort(), ["app", "app-2", "app-3", "worker"]);
+    assert.deepEqual(plan.servers.map((s) => s.name).sort(), ["app", "app-2", "app-3", "cache", "worker"]);
     assert.ok(plan.servers.every((s) => !s.roles.includes("replica") && !s.roles.includes("db") && s.volume === undefined));
     assert.ok(plan.servers.every((s) => s.firewall.every((rule) => rule.port !== 5432)));
   });

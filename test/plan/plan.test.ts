@@ -38,10 +38,10 @@ describe("stage planner", () => {
     const raw = { ...minimalRaw("hetzner"), stage: "scaled", appServers: "3", readReplica: "true", uploadsAccessKeyId: "K", uploadsSecretAccessKey: "S" };
     const plan = planStack(parseStackConfig(raw, { unbuiltStages: true }));
     const by = Object.fromEntries(plan.servers.map((s) => [s.name, s]));
-    assert.deepEqual(Object.keys(by).sort(), ["app", "app-2", "app-3", "db", "replica", "worker"]);
+    assert.deepEqual(Object.keys(by).sort(), ["app", "app-2", "app-3", "cache", "db", "replica", "worker"]);
     assert.deepEqual(
       Object.fromEntries(plan.servers.map((s) => [s.name, s.privateIp])),
-      { app: "10.20.0.10", "app-2": "10.20.0.11", "app-3": "10.20.0.12", worker: "10.20.0.20", db: "10.20.0.30", replica: "10.20.0.31" },
+      { app: "10.20.0.10", "app-2": "10.20.0.11", "app-3": "10.20.0.12", worker: "10.20.0.20", db: "10.20.0.30", replica: "10.20.0.31", cache: "10.20.0.40" },
     );
     assert.deepEqual(plan.servers.filter((s) => s.roles.includes("web")).map((s) => [s.name, s.migrates]), [["app", undefined], ["app-2", false], ["app-3", false]]);
     assert.deepEqual(plan.loadBalancer?.targets, ["app", "app-2", "app-3"]);
@@ -60,6 +60,23 @@ describe("stage planner", () => {
     assert.deepEqual(by.replica.volume, by.db.volume);
     assert.deepEqual(notPlain(plan, "plan"), []);
     assert.notEqual(by.app.firewall, by["app-2"].firewall, "two app servers share one firewall list");
+  });
+
+  it("plans stage scaled's cache server: Valkey from the app servers and the worker only, private only, on cacheServerType, no volume", () => {
+    const raw = { ...minimalRaw("digitalocean"), stage: "scaled", appServers: "2", cacheServerType: "s-2vcpu-2gb", uploadsAccessKeyId: "K", uploadsSecretAccessKey: "S" };
+    const plan = planStack(parseStackConfig(raw, { unbuiltStages: true }));
+    const cache = plan.servers.find((s) => s.name === "cache")!;
+    assert.deepEqual(cache.roles, ["cache"]);
+    assert.deepEqual([cache.serverType, cache.memoryMiB, cache.privateIp, cache.volume], ["s-2vcpu-2gb", 2048, "10.20.0.40", undefined]);
+    assert.deepEqual([cache.webInstances, cache.workerInstances], [0, 0]);
+    assert.deepEqual(cache.firewall.map((r) => [r.port, r.sources, r.peers, r.loadBalancer ?? false]), [
+      [22, ["203.0.113.7/32"], undefined, false],
+      [6379, [], ["app", "app-2", "worker"], false],
+    ]);
+    assert.ok(plan.servers.every((s) => s.name === "cache" || !s.roles.includes("cache")), "another server has the cache role");
+    // Stage separated has no cache: the app there keeps its limits per server.
+    const separated = planStack(parseStackConfig({ ...minimalRaw("digitalocean"), stage: "separated", uploadsAccessKeyId: "K", uploadsSecretAccessKey: "S" }));
+    assert.ok(!separated.servers.some((s) => s.roles.includes("cache")));
   });
 });
 

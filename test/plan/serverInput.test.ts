@@ -10,7 +10,7 @@ import { planStack, type StackPlan } from "../../plan/plan";
 import { buildServerInput, databaseEndpointFor, PLACEHOLDER_CONTEXT, postgresClientsFor } from "../../plan/serverInput";
 import { planPostgresTuning, renderPgHba } from "../../provisioning/postgres";
 import { renderServer } from "../../provisioning/server";
-import { minimalRaw, separatedRaw } from "../support/fixtures";
+import { minimalRaw, scaledRaw, separatedRaw } from "../support/fixtures";
 
 const separated = parseStackConfig({ ...minimalRaw("hetzner"), ...separatedRaw("hetzner"), dbServerType: "cx33" });
 const mvp = parseStackConfig(minimalRaw("hetzner"));
@@ -48,6 +48,23 @@ describe("database logins and endpoints per server", () => {
     const plan = planStack(separated);
     assert.throws(() => databaseEndpointFor(server(plan, "app"), plan, { app: "10.20.0.10" }, undefined), /private address of db server db is not known yet/);
     assert.throws(() => databaseEndpointFor(server(plan, "app"), { ...plan, database: { kind: "managed", size: "db-s-1vcpu-2gb" } }, {}, undefined), /managed, but no managed cluster endpoint/);
+  });
+
+  it("Valkey: the app's servers of stage scaled get VALKEY_URL at the cache server's known address, separated gets none, and an unknown address or a missing password is refused", () => {
+    const scaled = parseStackConfig({ ...minimalRaw("hetzner"), ...scaledRaw("hetzner", 2, false) }, { unbuiltStages: true });
+    const password = PLACEHOLDER_CONTEXT.secrets.valkeyPassword!;
+    assert.equal(input(scaled, "worker").app!.valkeyUrl, `rediss://default:${password}@10.20.0.40:6379`);
+    assert.equal(input(scaled, "app-2", { app: "10.20.0.10", "app-2": "10.20.0.11", worker: "10.20.0.20", db: "10.20.0.30", cache: "10.20.9.9" }).app!.valkeyUrl, `rediss://default:${password}@10.20.9.9:6379`);
+    assert.equal(input(separated, "app").app!.valkeyUrl, undefined);
+    // DigitalOcean, an app server rendered before the cache droplet exists: the stack declares the cache first, so this is a bug.
+    assert.throws(() => input(scaled, "app", { app: "10.20.0.10", db: "10.20.0.30" }), /server app: the private address of cache server cache is not known yet/);
+    const plan = planStack(scaled);
+    const { valkeyPassword: _, ...secrets } = PLACEHOLDER_CONTEXT.secrets;
+    for (const name of ["app", "cache"]) {
+      assert.throws(() => buildServerInput(scaled, server(plan, name), { machine: "hetzner", ...PLACEHOLDER_CONTEXT, secrets }, plan), new RegExp(`server ${name}: the plan has a cache server, but no Valkey password was given`));
+    }
+    // The cache server's own input: the password (its ACL file keeps the hash) and the server's memory.
+    assert.deepEqual(input(scaled, "cache").roles.cache, { memoryMiB: server(plan, "cache").memoryMiB, password });
   });
 
   it("the db server's clients come from its PostgreSQL rule: each peer's address and the logins its roles use; an unknown address is the network", () => {

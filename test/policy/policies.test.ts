@@ -135,12 +135,16 @@ describe("policy pack: each rule against hand-made resources", () => {
     assert.match(violations(privatePortsNotPublic, hetznerRule("5432", ["0.0.0.0/0"]))[0], /rules\[0\] opens 5432 to the world/);
     assert.match(violations(privatePortsNotPublic, hetznerRule("6000-9200", ["203.0.113.7/32", "::/0"]))[0], /opens 6379, 9100 to the world/);
     assert.match(violations(privatePortsNotPublic, hetznerRule("any", ["0.0.0.0/0"], "udp"))[0], /opens 5432, 6379, 9100/);
+    // Valkey (the cache server of stage scaled) on its own port, for either IP version, on either provider.
+    assert.match(violations(privatePortsNotPublic, hetznerRule("6379", ["0.0.0.0/0"]))[0], /rules\[0\] opens 6379 to the world/);
+    assert.deepEqual(violations(privatePortsNotPublic, hetznerRule("6379", ["10.20.0.10/32", "10.20.0.20/32"])), []);
     assert.deepEqual(violations(privatePortsNotPublic, hetznerRule("5432", ["10.20.0.0/16"])), []);
     assert.deepEqual(violations(privatePortsNotPublic, hetznerRule("443", ["0.0.0.0/0", "::/0"])), []);
     assert.deepEqual(violations(privatePortsNotPublic, hetznerRule("", ["0.0.0.0/0"], "icmp")), []);
     const doRule = (portRange: string | undefined, sourceAddresses: string[]) => resource("digitalocean:index/firewall:Firewall", { inboundRules: [{ protocol: "tcp", portRange, sourceAddresses }] });
     assert.match(violations(privatePortsNotPublic, doRule("9100", ["::/0"]))[0], /inboundRules\[0\] opens 9100/);
     assert.match(violations(privatePortsNotPublic, doRule(undefined, ["0.0.0.0/0"]))[0], /opens 5432, 6379, 9100/);
+    assert.match(violations(privatePortsNotPublic, doRule("6379", ["::/0"]))[0], /inboundRules\[0\] opens 6379 to the world/);
     assert.deepEqual(violations(privatePortsNotPublic, doRule("1-65535", ["198.51.100.0/24"])), []);
     const dbFirewall = (rules: unknown[]) => resource("digitalocean:index/databaseFirewall:DatabaseFirewall", { rules });
     assert.match(violations(privatePortsNotPublic, dbFirewall([{ type: "droplet", value: "101" }, { type: "ip_addr", value: "0.0.0.0/0" }]))[0], /rules\[1\] admits 0\.0\.0\.0\/0/);

@@ -5,7 +5,8 @@
  */
 import { REPLICATION_PASSFILE } from "../../provisioning/replication";
 import assert from "node:assert/strict";
-import { cpSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { VALKEY_DROP_IN_PATH, VALKEY_SERVER_BIN, VALKEY_UNIT } from "../../provisioning/valkey";
 import { join } from "node:path";
 import { parse } from "yaml";
 import { USER_DATA_LIMIT_BYTES } from "../../provisioning/cloudInit";
@@ -111,6 +112,12 @@ describe("rendered provisioning files pass the real tools", function () {
         .map((p) => p.split("/").pop()!)
         .map((u) => u.replace(/@\.service$/, `@${instanceOf(u)}.service`));
       assert.ok(units.length >= 3, `${c.name}: only ${units.length} units`);
+      // Valkey's unit is Debian's, our drop-in changes its command line: verify the two together.
+      if (c.files.has(VALKEY_DROP_IN_PATH)) {
+        assert.ok(existsSync(join(root, "usr/lib/systemd/system", VALKEY_UNIT)), `the host has no ${VALKEY_UNIT} (Debian's valkey-server package)`);
+        writeTree(root, new Map([[VALKEY_SERVER_BIN, "#!/bin/sh\n"]]), new Map([[VALKEY_SERVER_BIN, "0755"]]));
+        units.push(VALKEY_UNIT);
+      }
       const result = run("systemd-analyze", ["verify", `--root=${root}`, ...units]);
       assert.equal(result.status, 0, `${c.name}: ${result.stderr}`);
       assert.equal(result.stderr.trim(), "", `${c.name}: ${result.stderr}`);
@@ -136,6 +143,25 @@ describe("rendered provisioning files pass the real tools", function () {
       assert.ok(match, `${instance}: no exposure score in ${result.stdout}${result.stderr}`);
       console.log(`      ${instance}: exposure ${match[1]} ${match[2]}`);
       assert.ok(Number(match[1]) <= MAX_EXPOSURE, `${instance}: exposure ${match[1]} > ${MAX_EXPOSURE}`);
+    }
+  });
+
+  it(`a packaged service we drop settings into (valkey-server) reaches a systemd-analyze security exposure of ${MAX_EXPOSURE} or better with our drop-in`, () => {
+    const withDropIn = cases.filter((c) => c.files.has(VALKEY_DROP_IN_PATH));
+    assert.ok(withDropIn.length > 0, "no case renders Valkey's drop-in");
+    assert.ok(existsSync(`/usr/lib/systemd/system/${VALKEY_UNIT}`), `the host has no ${VALKEY_UNIT} (Debian's valkey-server package)`);
+    for (const c of withDropIn) {
+      const root = tempDir("security-drop-in");
+      mkdirSync(join(root, "usr/lib/systemd/system"), { recursive: true });
+      cpSync(`/usr/lib/systemd/system/${VALKEY_UNIT}`, join(root, "usr/lib/systemd/system", VALKEY_UNIT));
+      writeTree(root, new Map([[VALKEY_DROP_IN_PATH, c.files.get(VALKEY_DROP_IN_PATH)!]]), c.modes);
+      const result = run("systemd-analyze", ["security", "--offline=true", `--root=${root}`, VALKEY_UNIT]);
+      const match = /Overall exposure level for \S+: ([\d.]+) (\S+)/.exec(result.stdout);
+      assert.ok(match, `${c.name}: no exposure score in ${result.stdout}${result.stderr}`);
+      // The drop-in is read: its UMask and metadata block show up in the analysis.
+      assert.match(result.stdout, /✓ UMask=/, `${c.name}: the drop-in's UMask=0077 was not applied`);
+      console.log(`      ${c.name} ${VALKEY_UNIT} with our drop-in: exposure ${match[1]} ${match[2]}`);
+      assert.ok(Number(match[1]) <= MAX_EXPOSURE, `${c.name}: exposure ${match[1]} > ${MAX_EXPOSURE}`);
     }
   });
 

@@ -13,6 +13,6 @@ export const renderedContent = (server: RenderedServer, path: string): string =>
 
 /** bootstrap.env as a map (values are double-quoted, without escapes: the renderer refuses any). */
 export function bootstrapEnv(server: RenderedServer): Map<string, string> {
-  const lines = renderedContent(server, "/etc/saas-vps/bootstrap.env").split("\n").filter((l) => /^[A-Z_]+=/.test(l));
+  const lines = renderedContent(server, "/etc/saas-vps/bootstrap.env").split("\n").filter((l) => /^[A-Z][A-Z0-9_]*=/.test(l));
   return new Map(lines.map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 2, -1)]));
 }
