@@ -107,7 +107,9 @@ export interface Valkey {
  * never loads it (its own chunk in the release bundle).
  */
 export async function createValkey(url: string, log: Logger, connectionName: string): Promise<Valkey> {
-  const { Valkey } = await import("iovalkey");
+  // A CommonJS package: the release bundle's chunk for it exports only `default` (module.exports),
+  // so the class is taken from there, as Node's own import also allows.
+  const { Valkey } = (await import("iovalkey")).default;
   const client = new Valkey(url, valkeyOptions(url, connectionName));
   const status = new ValkeyStatus(log);
   let everReady = false;
