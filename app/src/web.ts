@@ -10,6 +10,8 @@ import { readReleaseId } from "./core/release.js";
 import { createErrorReporter } from "./core/sentry.js";
 import { createPool, openFirstConnection } from "./db/pool.js";
 import { createReadRoute } from "./db/read-route.js";
+import { createValkey } from "./core/valkey.js";
+import { sharedCache } from "./core/shared-cache.js";
 import { createStorage } from "./files/storage.js";
 import { buildApp } from "./api/app.js";
 import { metricsPort } from "./metrics/port.js";
@@ -28,12 +30,15 @@ const reads = createReadRoute({
   checkEveryMs: 5000,
   log,
 });
+// Connects in the background: without Valkey yet, limits count per process (auth/rate-limits.ts).
+const valkey = config.valkeyUrl === undefined ? undefined : await createValkey(config.valkeyUrl, log, "saas-app-web");
+const cache = sharedCache(valkey);
 const storage = createStorage(config);
 // Before the app listens: a taken metrics port stops the start, as a taken PORT would.
 const metricsAt = metricsPort(config, "web");
 const metrics = metricsAt === undefined ? undefined : await (await import("./metrics/index.js")).startWebMetrics({ pool, log, port: metricsAt });
 
-const app = await buildApp({ config, pool, reads, log, storage, reporter, releaseId, metrics: metrics?.requests });
+const app = await buildApp({ config, pool, reads, log, valkey, cache, storage, reporter, releaseId, metrics: metrics?.requests });
 await app.listen({ port: config.port, host: config.host });
 log.info({ port: config.port, host: config.host, storage: storage.kind }, "web listening");
 
@@ -68,6 +73,7 @@ async function shutdown(signal: string): Promise<void> {
   await app.close();
   await metrics?.server.close();
   await reads.close();
+  await valkey?.close();
   await pool.end().catch(() => {});
   await reporter.flush(2000);
   log.info("shutdown complete");

@@ -4,6 +4,8 @@ import { createLogger } from "./core/logger.js";
 import { readReleaseId } from "./core/release.js";
 import { createErrorReporter } from "./core/sentry.js";
 import { createPool } from "./db/pool.js";
+import { createValkey } from "./core/valkey.js";
+import { sharedCache } from "./core/shared-cache.js";
 import { createMailer } from "./jobs/mailer.js";
 import { buildTaskList } from "./jobs/tasks.js";
 import { startWorker } from "./jobs/runner.js";
@@ -24,6 +26,9 @@ const WORKER_CONNECT_TIMEOUT_MS = 15000;
 const pool = createPool(config.databaseUrl, log, {
   max: config.workerConcurrency + 2, applicationName: "saas-app-worker", connectionTimeoutMillis: WORKER_CONNECT_TIMEOUT_MS,
 });
+// The worker writes what web caches (an org's subscription): it forgets the cached copy after each write.
+const valkey = config.valkeyUrl === undefined ? undefined : await createValkey(config.valkeyUrl, log, "saas-app-worker");
+const cache = sharedCache(valkey);
 const mailer = createMailer(config.smtpUrl, config.mailFrom, log);
 const metricsAt = metricsPort(config, "worker");
 const metrics = metricsAt === undefined ? undefined : await (await import("./metrics/index.js")).startWorkerMetrics({ pool, log, port: metricsAt });
@@ -32,7 +37,7 @@ const worker = await startWorker({
   pool,
   taskList: {
     ...buildTaskList({ pool, mailer, appUrl: config.appUrl, secretKey: config.secretKey }),
-    ...billingTaskList({ pool, plans: config.plans, stripe: config.stripe ? await createStripeClient(config.stripe) : undefined, log }),
+    ...billingTaskList({ pool, plans: config.plans, stripe: config.stripe ? await createStripeClient(config.stripe) : undefined, log, cache }),
     ...eventsTaskList({ pool, retentionDays: config.auditRetentionDays }),
   },
   // Daily, at quiet hours (UTC). graphile-worker queues each run once however many workers share
@@ -59,6 +64,7 @@ async function shutdown(signal: string): Promise<void> {
   log.info({ outcome }, says[outcome]);
   mailer.close();
   await metrics?.server.close();
+  await valkey?.close();
   await pool.end().catch(() => {});
   await reporter.flush(2000);
   process.exit(0);

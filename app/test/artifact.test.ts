@@ -9,6 +9,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import pg from "pg";
 import { databaseUrl, register, SECRET, startTestApp, tmpDir, uniqueAddress } from "./helpers/app.js";
 import { freePort, pickMetricsPorts, startProcess, type Proc } from "./helpers/proc.js";
+import { startValkeyServer } from "./helpers/valkey.js";
 import { waitFor } from "./helpers/wait.js";
 
 const appRoot = fileURLToPath(new URL("..", import.meta.url));
@@ -195,6 +196,35 @@ describe("release artifact (scripts/build.mjs)", function () {
     assert.deepEqual(await worker.exited, { code: 0, signal: null }, worker.output.join("\n"));
   });
 
+  it("runs with VALKEY_URL: bin/web and bin/worker connect over TLS, loading iovalkey from its own chunk, and web counts limits there", async () => {
+    const entries = ["web.js", "worker.js", "migrate.js"].map((f) => readFileSync(path.join(release, "dist", f), "utf8"));
+    assert.ok(entries.every((code) => !code.includes("// node_modules/iovalkey/")), "iovalkey is in an entry bundle");
+    const valkey = await startValkeyServer();
+    try {
+      const port = await freePort();
+      const env = { DATABASE_URL: urlFor(database), SECRET_KEY: SECRET, APP_URL: "http://app.example.test", LOG_LEVEL: "info", PORT: String(port), UPLOAD_DIR: tmpDir("artifact-uploads"), VALKEY_URL: valkey.url };
+      const web = startProcess(path.join(release, "bin", "web"), [], env, "/");
+      const worker = startProcess(path.join(release, "bin", "worker"), [], env, "/");
+      procs.push(web, worker);
+      await web.waitForLog('"message":"valkey connected"', 60_000);
+      await worker.waitForLog('"message":"valkey connected"', 60_000);
+      await waitFor("/health 200", async () => (await fetch(`http://127.0.0.1:${port}/health`).catch(() => undefined))?.status === 200 || undefined, 60_000, 100);
+      const ip = uniqueAddress();
+      const res = await fetch(`http://127.0.0.1:${port}/auth/login`, {
+        method: "POST", headers: { "content-type": "application/json", "x-forwarded-for": ip }, body: JSON.stringify({ email: "nobody@example.test", password: "whatever pw" }),
+      });
+      assert.equal(res.status, 401, `${await res.text()}\n${web.output.join("\n")}`);
+      assert.equal(await valkey.inspect().get(`rl:login_ip:${ip}`), "1", "the login was counted in Valkey");
+      web.child.kill("SIGTERM");
+      worker.child.kill("SIGTERM");
+      assert.deepEqual(await web.exited, { code: 0, signal: null }, web.output.join("\n"));
+      assert.deepEqual(await worker.exited, { code: 0, signal: null }, worker.output.join("\n"));
+      assert.ok(![...web.output, ...worker.output].some((l) => l.includes(valkey.password) || l.includes(encodeURIComponent(valkey.password))), "no password in the output");
+    } finally {
+      await valkey.close();
+    }
+  });
+
   it("bin/web, with nothing optional configured, is healthy having loaded only its static chunks, and not fetch, https or http2", async () => {
     // A module hook (in Node's loader thread) appends every file URL loaded; at exit the process
     // writes which of Node's built-in modules it loaded (Node loads each on first use; fetch is undici).
@@ -225,7 +255,7 @@ describe("release artifact (scripts/build.mjs)", function () {
     const loaded = new Set(readFileSync(loadedFile, "utf8").trim().split("\n").filter((u) => u.startsWith(pathToFileURL(dist).href)).map((u) => path.relative(dist, fileURLToPath(u))));
     assert.ok(loaded.has("web.js"), [...loaded].join(", "));
     const holding = (pkg: string) => filesUnder(dist).filter((f) => readFileSync(path.join(dist, f), "utf8").includes(`// node_modules/${pkg}/`));
-    for (const pkg of ["stripe", "@sentry/core", "prom-client", "graphile-worker", "nodemailer"]) {
+    for (const pkg of ["stripe", "@sentry/core", "prom-client", "graphile-worker", "nodemailer", "iovalkey"]) {
       assert.ok(holding(pkg).length > 0, `${pkg} is in the bundle`);
       assert.deepEqual(holding(pkg).filter((f) => loaded.has(f)), [], `${pkg} was loaded by a start that does not use it`);
     }

@@ -104,6 +104,28 @@ describe("config", () => {
     assert.deepEqual(same, ["env/DATABASE_READ_URL must name a read replica, not the same URL as DATABASE_URL"]);
   });
 
+  it("VALKEY_URL: off by default (empty = unset); redis:// or rediss:// with a host and a port, never echoing the password", () => {
+    assert.equal(parseConfig(valid, "/srv/app").valkeyUrl, undefined);
+    assert.equal(parseConfig({ ...valid, VALKEY_URL: " " }, "/srv/app").valkeyUrl, undefined);
+    const url = "rediss://default:s3cr%2Ft@10.20.0.40:6379";
+    assert.equal(parseConfig({ ...valid, VALKEY_URL: url }, "/srv/app").valkeyUrl, url);
+    assert.equal(parseConfig({ ...valid, VALKEY_URL: "redis://127.0.0.1" }, "/srv/app").valkeyUrl, "redis://127.0.0.1", "port 6379 when left out");
+    assert.equal(parseConfig({ ...valid, VALKEY_URL: "redis://127.0.0.1:6380/2" }, "/srv/app").valkeyUrl, "redis://127.0.0.1:6380/2", "a database number");
+    const rule = "env/VALKEY_URL must be a redis:// or rediss:// URL with a host and a port from 1 to 65535 (rediss://default:<password>@<host>:6379)";
+    for (const [given, shown] of [
+      ["https://default:topsecret@10.20.0.40:6379", "https://***@10.20.0.40:6379"],
+      ["rediss://default:topsecret@10.20.0.40:0", "rediss://***@10.20.0.40:0"],
+      ["rediss://default:topsecret@10.20.0.40:70000", "rediss://***@10.20.0.40:70000"],
+      ["rediss://default:topsecret@:6379", "rediss://***@:6379"],
+      ["10.20.0.40:6379", "10.20.0.40:6379"],
+    ]) {
+      assert.deepEqual(problems({ ...valid, VALKEY_URL: given }), [`${rule} (got ${JSON.stringify(shown)})`], given);
+    }
+    assert.deepEqual(problems({ ...valid, VALKEY_URL: "rediss://default:topsecret@h:6379/cache?x=1" }), [
+      'env/VALKEY_URL must have no path other than a database number (/0), no query and no fragment (got "rediss://***@h:6379/cache?x=1")',
+    ]);
+  });
+
   it("wants S3_* all or nothing", () => {
     const got = problems({ ...valid, S3_BUCKET: "media", S3_REGION: "fsn1" });
     assert.deepEqual(

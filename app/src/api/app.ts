@@ -12,7 +12,7 @@ import { precompiledSchemas } from "./precompiled-schemas.js";
 import { precompiledCompilers } from "./schema-compilers.js";
 import { adminRoutes } from "../admin/admin.routes.js";
 import { authRoutes } from "../auth/auth.routes.js";
-import { postgresLimiterStore, RateLimits } from "../auth/rate-limits.js";
+import { postgresLimiterStore, RateLimits, valkeyLimiterStore } from "../auth/rate-limits.js";
 import { billingRoutes } from "../billing/billing.routes.js";
 import { eventsRoutes } from "../events/events.routes.js";
 import { filesRoutes } from "../files/files.routes.js";
@@ -140,8 +140,8 @@ export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promis
     return up ? { status: "ok" } : reply.code(503).send({ status: "unavailable" });
   });
 
-  // The shared counter store: PostgreSQL until a stage brings Valkey, then the Valkey store here.
-  app.decorate("rateLimits", new RateLimits(postgresLimiterStore(ctx.pool)));
+  // The shared counter store: Valkey when the stack has one (VALKEY_URL), else PostgreSQL.
+  app.decorate("rateLimits", new RateLimits(ctx.valkey ? valkeyLimiterStore(ctx.valkey) : postgresLimiterStore(ctx.pool)));
 
   await app.register(multipart, { limits: { fileSize: MAX_UPLOAD_BYTES + 1, files: 1 } });
   await app.register(authRoutes, ctx);

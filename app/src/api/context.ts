@@ -5,6 +5,8 @@ import type { Logger } from "../core/logger.js";
 import type { ErrorReporter } from "../core/sentry.js";
 import type { FileStorage } from "../files/storage.js";
 import type { ReadRoute } from "../db/read-route.js";
+import type { Valkey } from "../core/valkey.js";
+import type { SharedCache } from "../core/shared-cache.js";
 
 /** Where each answered request is counted; metrics/collectors.ts has the Prometheus one. */
 export interface RequestMetrics {
@@ -18,6 +20,10 @@ export interface AppContext {
   /** Where reads that may lag a little go (the replica while it keeps up); absent = the primary. */
   reads?: ReadRoute;
   log: Logger;
+  /** The process's Valkey client when VALKEY_URL is set: abuse-limit counters go there. */
+  valkey?: Valkey;
+  /** The cache all app servers share (core/shared-cache.ts); absent = no cache, reads go to the database. */
+  cache?: SharedCache;
   storage: FileStorage;
   reporter: ErrorReporter;
   releaseId: string;

@@ -1,19 +1,23 @@
 // Abuse limits (rate-limiter-flexible). Counters live in a store every web process shares —
-// PostgreSQL's `rate_limits` table now, Valkey once a stage brings one — because a counter in
-// one process's memory lets a client spread its attempts over the instances behind nginx.
+// Valkey when VALKEY_URL is set (several app servers), else PostgreSQL's `rate_limits` table —
+// because a counter in one process's memory lets a client spread its attempts over the
+// instances behind nginx and the servers behind the load balancer.
 // Each limit counts per client address (request.ip: nginx's X-Forwarded-For, trusted from
 // loopback only, see api/app.ts) or per account (a user id, or a hash of the email address
 // the request names). Over the limit: 429 with Retry-After and the usual JSON error body.
 import { createHash } from "node:crypto";
 import type pg from "pg";
-import type { RateLimiterAbstract } from "rate-limiter-flexible";
+import type { RateLimiterAbstract, RateLimiterRes as RateLimiterResult } from "rate-limiter-flexible";
+import RateLimiterMemory from "rate-limiter-flexible/lib/RateLimiterMemory.js";
 import RateLimiterPostgres from "rate-limiter-flexible/lib/RateLimiterPostgres.js";
 import RateLimiterRes from "rate-limiter-flexible/lib/RateLimiterRes.js";
+import RateLimiterValkey from "rate-limiter-flexible/lib/RateLimiterValkey.js";
 import { TooManyRequestsError } from "../core/errors.js";
+import type { Valkey } from "../core/valkey.js";
 import { normalizeEmail } from "../users/users.repository.js";
 
 // The package's index loads every store it supports (about 10 MB of RSS and half a second of
-// start-up): the two classes used here come from their own files (typed in rate-limiter-parts.d.ts),
+// start-up): the classes used here come from their own files (typed in rate-limiter-parts.d.ts),
 // imported statically so that the release bundle carries them.
 
 interface Limit {
@@ -60,7 +64,6 @@ export const RATE_LIMIT_TABLE = "rate_limits";
 /**
  * PostgreSQL store: one upsert per counted request on the shared table (created by migration
  * 002). Expiry times are epoch ms from each app server's clock, so servers must keep time (NTP).
- * With Valkey this becomes one line: (opts) => new RateLimiterValkey({ storeClient, ...opts }).
  */
 export function postgresLimiterStore(pool: pg.Pool): LimiterStore {
   let sweeper = true; // one limiter per process deletes long-expired rows (every 5 min), not all of them
@@ -69,6 +72,51 @@ export function postgresLimiterStore(pool: pg.Pool): LimiterStore {
     sweeper = false;
     return limiter;
   };
+}
+
+/** Every counter key in Valkey starts with this (the shared cache has its own prefix). */
+export const VALKEY_LIMIT_PREFIX = "rl:";
+
+/**
+ * Valkey store: one INCR (a Lua script that also sets the expiry) per counted request, expiry
+ * kept by Valkey itself (no sweeper, no clock of ours).
+ *
+ * When Valkey is away or stuck, a login must still be answered and still be limited. Each limit
+ * then counts in the process's memory (an insurance limiter with the same points and window):
+ * limits hold, only per process (a client spreading attempts over N processes gets N times the
+ * points), for as long as the outage lasts; counts made meanwhile stay in that process and are
+ * not carried over. Failing closed instead (503 on every login and sign-up while Valkey is away)
+ * would make Valkey's outage the whole product's; failing open (no limits) would hand a password
+ * guesser the outage. The client fails fast (core/valkey.ts: no offline queue, 500 ms command
+ * timeout), and `rejectIfValkeyNotReady` skips Valkey at once while it is disconnected.
+ * The outage is logged once (ValkeyStatus), never per request and never with a counter key.
+ */
+export function valkeyLimiterStore(valkey: Valkey): LimiterStore {
+  return (opts) => {
+    const insuranceLimiter = new InsuranceLimiter(valkey, { points: opts.points, duration: opts.duration, keyPrefix: opts.keyPrefix });
+    return new RateLimiterValkey({
+      storeClient: valkey.client,
+      rejectIfValkeyNotReady: true,
+      insuranceLimiter,
+      ...opts,
+      keyPrefix: VALKEY_LIMIT_PREFIX + opts.keyPrefix,
+    });
+  };
+}
+
+/** The in-process fallback; each use notes the outage (logged once), the store's error is not passed on. */
+class InsuranceLimiter extends RateLimiterMemory {
+  constructor(
+    private readonly valkey: Valkey,
+    opts: { points: number; duration: number; keyPrefix: string },
+  ) {
+    super(opts);
+  }
+
+  override consume(key: string | number, points?: number, options?: { [key: string]: unknown }): Promise<RateLimiterResult> {
+    this.valkey.commandFailed("a rate-limit command failed or timed out");
+    return super.consume(key, points, options);
+  }
 }
 
 /** A counter key for an email address: hashed, so the table holds no addresses. */

@@ -12,7 +12,7 @@ import { recordEvent } from "../events/events.repository.js";
 import { makeRequireRole, tenantOf } from "../tenants/guard.js";
 import { findOrganization } from "../tenants/organizations.repository.js";
 import { findCustomerId, findEntitledSubscription, insertStripeEvent, linkCustomer, listInvoices } from "./billing.repository.js";
-import { currentPlan, usage } from "./limits.js";
+import { entitlement, planOf, usage } from "./limits.js";
 import { LIMITS } from "./plans.js";
 import { lazyStripeClient, type Stripe } from "./stripe.js";
 import { enqueueStripeEvent } from "./tasks.js";
@@ -44,8 +44,8 @@ export async function billingRoutes(app: FastifyInstance, ctx: AppContext): Prom
     // Any member may see the plan and usage: it explains a 402.
     scope.get<{ Params: OrgParams }>("/orgs/:orgId/billing", { schema: { params: OrgParams }, preHandler: requireRole("member") }, async (request) => {
       const { orgId } = tenantOf(request);
-      const plan = await currentPlan(ctx.pool, plans, orgId);
-      const sub = await findEntitledSubscription(ctx.pool, orgId);
+      const sub = await entitlement(ctx.pool, orgId, ctx.cache);
+      const plan = planOf(plans, sub);
       const used = Object.fromEntries(await Promise.all(LIMITS.map(async (l) => [l, await usage(ctx.pool, orgId, l)] as const)));
       return {
         plan: { id: plan.id, name: plan.name, limits: Object.fromEntries(LIMITS.map((l) => [l, plan.limits[l] ?? null])) },

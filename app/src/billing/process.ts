@@ -20,6 +20,8 @@ import {
   upsertSubscription,
 } from "./billing.repository.js";
 import { planByPrice, type BillingPlans } from "./plans.js";
+import { forgetEntitlement } from "./limits.js";
+import { noCache, type SharedCache } from "../core/shared-cache.js";
 
 export interface StripeEventDeps {
   pool: pg.Pool;
@@ -27,6 +29,8 @@ export interface StripeEventDeps {
   /** Absent when the worker has no STRIPE_SECRET_KEY: same-second ties are then applied in arrival order. */
   stripe: Stripe | undefined;
   log: Logger;
+  /** The shared cache web reads entitlements from; each subscription written is forgotten there. */
+  cache?: SharedCache;
 }
 
 type Outcome = "applied" | "ignored" | "already processed" | "unknown event";
@@ -41,7 +45,8 @@ export async function processStripeEvent(deps: StripeEventDeps, eventId: string)
   // The API call (if any) happens before the transaction, so no row lock waits on the network.
   const current = event.type.startsWith("customer.subscription.") ? await currentIfTied(deps, event) : undefined;
 
-  return withTransaction(deps.pool, async (tx) => {
+  let subscriptionOf: string | undefined;
+  const outcome = await withTransaction(deps.pool, async (tx): Promise<Outcome> => {
     const stored = await lockStripeEvent(tx, eventId);
     if (!stored || stored.processedAt) return "already processed";
     const created = new Date(event.created * 1000);
@@ -49,13 +54,18 @@ export async function processStripeEvent(deps: StripeEventDeps, eventId: string)
     if (event.type === "checkout.session.completed") {
       outcome = await applyCheckout(tx, event.data.object as Stripe.Checkout.Session);
     } else if (event.type.startsWith("customer.subscription.")) {
-      outcome = await applySubscription(tx, deps, current ?? (event.data.object as Stripe.Subscription), created, event.id);
+      const applied = await applySubscription(tx, deps, current ?? (event.data.object as Stripe.Subscription), created, event.id);
+      outcome = applied.outcome;
+      subscriptionOf = applied.orgId;
     } else if (event.type.startsWith("invoice.")) {
       outcome = await applyInvoice(tx, event.data.object as Stripe.Invoice, created, event.id);
     }
     await markStripeEventProcessed(tx, eventId);
     return outcome;
   });
+  // Committed: web's next read of this org's plan (on any server) reads the new row.
+  if (subscriptionOf) await forgetEntitlement(deps.cache ?? noCache, subscriptionOf);
+  return outcome;
 }
 
 /** When the row was written from an event of the same second, the event cannot say which is newer: ask Stripe. */
@@ -80,12 +90,15 @@ async function applyCheckout(tx: Db, session: Stripe.Checkout.Session): Promise<
   return "applied";
 }
 
-async function applySubscription(tx: Db, deps: StripeEventDeps, sub: Stripe.Subscription, created: Date, stripeEventId: string): Promise<Outcome> {
+/** `orgId` is set when the org's subscription row was written. */
+async function applySubscription(
+  tx: Db, deps: StripeEventDeps, sub: Stripe.Subscription, created: Date, stripeEventId: string,
+): Promise<{ outcome: Outcome; orgId?: string }> {
   const customerId = idOf(sub.customer)!;
   const orgId = await orgFor(tx, sub.metadata?.orgId, customerId);
   if (!orgId) {
     deps.log.warn({ subscription: sub.id, customer: customerId }, "subscription of no known organization; ignored");
-    return "ignored";
+    return { outcome: "ignored" };
   }
   const item = sub.items?.data?.[0];
   const priceId = item?.price?.id ?? null;
@@ -100,14 +113,14 @@ async function applySubscription(tx: Db, deps: StripeEventDeps, sub: Stripe.Subs
     currentPeriodEnd: item?.current_period_end ? new Date(item.current_period_end * 1000) : null,
     stripeEventCreated: created,
   });
-  if (!written) return "ignored";
+  if (!written) return { outcome: "ignored" };
   await recordEvent(tx, {
     kind: "billing.subscription_changed",
     orgId,
     actorId: null,
     data: { subscriptionId: sub.id, status: sub.status, previousStatus: written.previousStatus, priceId, stripeEventId },
   });
-  return "applied";
+  return { outcome: "applied", orgId };
 }
 
 async function applyInvoice(tx: Db, invoice: Stripe.Invoice, created: Date, stripeEventId: string): Promise<Outcome> {

@@ -35,6 +35,11 @@ export interface Config {
   databaseUrl: string;
   /** DATABASE_READ_URL (and DATABASE_READ_MAX_LAG_SECONDS); undefined = every read on the primary. */
   readReplica: ReadReplicaConfig | undefined;
+  /**
+   * VALKEY_URL (redis:// or rediss://): what several app servers must share (abuse-limit counters,
+   * the shared cache); undefined = counters in PostgreSQL and no cache, as on one server.
+   */
+  valkeyUrl: string | undefined;
   port: number;
   host: string;
   secretKey: string;
@@ -127,6 +132,7 @@ export function parseConfig(env: Record<string, string | undefined>, cwd = proce
   const readUrl = url("DATABASE_READ_URL", get("DATABASE_READ_URL"), ["postgres:", "postgresql:"], "be a postgres:// or postgresql:// URL of a read replica");
   const maxLagSeconds = int("DATABASE_READ_MAX_LAG_SECONDS", 10, 1, 3600);
   if (readUrl !== undefined && readUrl === databaseUrl) fail("DATABASE_READ_URL", "name a read replica, not the same URL as DATABASE_URL");
+  const valkeyUrl = parseValkeyUrl(get("VALKEY_URL"), fail);
   const port = int("PORT", 3000, 1, 65535);
   const host = get("HOST") ?? "127.0.0.1";
 
@@ -210,6 +216,7 @@ export function parseConfig(env: Record<string, string | undefined>, cwd = proce
   return {
     databaseUrl: databaseUrl!,
     readReplica: readUrl === undefined ? undefined : { url: readUrl, maxLagMs: maxLagSeconds * 1000 },
+    valkeyUrl,
     port,
     host,
     secretKey: secretKey!,
@@ -260,6 +267,29 @@ function parseStripe(
   }
   if (!ok || secretKey === undefined) return undefined;
   return { secretKey, webhookSecret, apiBase: base };
+}
+
+const VALKEY_URL_RULE = "be a redis:// or rediss:// URL with a host and a port from 1 to 65535 (rediss://default:<password>@<host>:6379)";
+
+/**
+ * VALKEY_URL: redis:// (plain) or rediss:// (TLS), a host, a port (6379 when left out), at most a
+ * database number as its path. The password is never echoed: redact() hides what precedes "@".
+ */
+function parseValkeyUrl(value: string | undefined, fail: (key: string, rule: string, given?: string) => undefined): string | undefined {
+  if (value === undefined) return undefined;
+  let u: URL;
+  try {
+    u = new URL(value);
+  } catch {
+    return fail("VALKEY_URL", VALKEY_URL_RULE, redact(value));
+  }
+  // WHATWG URL leaves the port empty when it is the scheme's default, and redis: has none: "" is 6379.
+  const port = u.port === "" ? 6379 : Number(u.port);
+  if (!["redis:", "rediss:"].includes(u.protocol) || u.hostname === "" || port < 1 || port > 65535) return fail("VALKEY_URL", VALKEY_URL_RULE, redact(value));
+  if (!/^(\/\d{0,2})?$/.test(u.pathname) || u.search !== "" || u.hash !== "") {
+    return fail("VALKEY_URL", "have no path other than a database number (/0), no query and no fragment", redact(value));
+  }
+  return value;
 }
 
 /** Never echo credentials embedded in a URL back into logs or error messages. */

@@ -46,7 +46,7 @@ export async function projectsRoutes(app: FastifyInstance, ctx: AppContext): Pro
     async (request, reply) => {
       const t = tenantOf(request);
       const project = await withTransaction(ctx.pool, async (tx) => {
-        await assertWithinLimit(tx, ctx.config.plans, t.orgId, "projects");
+        await assertWithinLimit(tx, ctx, t.orgId, "projects");
         return insertProject(tx, t.orgId, t.userId, request.body.name, request.body.description ?? "");
       });
       return reply.code(201).send({ project });

@@ -130,7 +130,7 @@ export async function tenantsRoutes(app: FastifyInstance, ctx: AppContext): Prom
       const invitation = await withTransaction(ctx.pool, async (tx) => {
         const members = await listMembers(tx, tenant.orgId);
         if (members.some((m) => m.email === email)) throw new ConflictError(`${email} is already a member of this organization`);
-        await assertWithinLimit(tx, ctx.config.plans, tenant.orgId, "members");
+        await assertWithinLimit(tx, ctx, tenant.orgId, "members");
         const inv = await insertInvitation(tx, tenant.orgId, email, request.body.role, unsentToken, tenant.userId);
         await recordEvent(tx, { kind: "invitation.created", orgId: tenant.orgId, data: { invitationId: inv.id, email, role: inv.role } }, request);
         await enqueueInvitationEmail(tx, { invitationId: inv.id }, request.id);
@@ -169,7 +169,7 @@ export async function tenantsRoutes(app: FastifyInstance, ctx: AppContext): Prom
       if (!inv) throw new NotFoundError("invitation (it may have expired, been revoked or already been used)");
       if (inv.email !== user.email) throw new ForbiddenError("this invitation was sent to a different email address");
       // The invitation already counted against the members limit; it is about to turn into a member.
-      await assertWithinLimit(tx, ctx.config.plans, inv.orgId, "members", 0);
+      await assertWithinLimit(tx, ctx, inv.orgId, "members", 0);
       if (!(await addMember(tx, inv.orgId, user.userId, inv.role))) throw new ConflictError("you already are a member of this organization");
       await markAccepted(tx, inv.id);
       await recordEvent(tx, { kind: "member.joined", orgId: inv.orgId, data: { userId: user.userId, role: inv.role, invitationId: inv.id } }, request);

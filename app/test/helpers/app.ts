@@ -15,6 +15,8 @@ import type { LogLevel } from "../../src/core/config.js";
 import { createErrorReporter, type ErrorReporter } from "../../src/core/sentry.js";
 import { createPool } from "../../src/db/pool.js";
 import { createStorage, type FileStorage } from "../../src/files/storage.js";
+import { createValkey, type Valkey } from "../../src/core/valkey.js";
+import { sharedCache } from "../../src/core/shared-cache.js";
 import type { Email } from "../../src/jobs/mailer.js";
 import { buildTaskList } from "../../src/jobs/tasks.js";
 
@@ -47,6 +49,8 @@ export interface TestApp {
   pool: pg.Pool;
   config: Config;
   storage: FileStorage;
+  /** The app's own Valkey client, when VALKEY_URL is given (as web.ts makes it). */
+  valkey: Valkey | undefined;
   logs: Array<Record<string, unknown>>;
   close(): Promise<void>;
 }
@@ -75,7 +79,8 @@ export async function startTestApp(
   const pool = createPool(config.databaseUrl, log, { max: 5 });
   const storage = createStorage(config);
   const reporter = opts.reporter ?? (await createErrorReporter(config.sentryDsn, "test", "web"));
-  const ctx: AppContext = { config, pool, log, storage, reporter, releaseId: opts.releaseId ?? "dev" };
+  const valkey = config.valkeyUrl === undefined ? undefined : await createValkey(config.valkeyUrl, log, "saas-app-test");
+  const ctx: AppContext = { config, pool, log, valkey, cache: sharedCache(valkey), storage, reporter, releaseId: opts.releaseId ?? "dev" };
   const app = await buildApp(ctx, opts);
   await app.ready();
   return {
@@ -83,9 +88,11 @@ export async function startTestApp(
     pool,
     config,
     storage,
+    valkey,
     logs,
     close: async () => {
       await app.close();
+      await valkey?.close();
       await pool.end();
     },
   };
