@@ -28,6 +28,12 @@ export interface RenderCase {
   pushOnly: Set<string>;
   /** Path → the day-2 push command the program runs for it (its action and its group's included). */
   pushCommands: Map<string, string>;
+  /**
+   * The files as the first boot writes them, where a push then brings other content: on
+   * DigitalOcean a server created before its peers opens a private port to the VPC's range at
+   * first boot, and the push narrows it to their addresses once they exist.
+   */
+  firstBoot?: Map<string, string>;
 }
 
 const ROOT = join(__dirname, "..", "..");
@@ -71,6 +77,7 @@ function serverCases(stack: string, render: Awaited<ReturnType<typeof renderStac
       modes: new Map([...[...installed].map(([path, f]) => [path, f.mode] as const), ...server.pushes.map((p) => [p.path, p.mode] as const)]),
       pushOnly: new Set(server.pushOnly),
       pushCommands: new Map(server.pushes.map((p) => [p.path, p.command])),
+      firstBoot: new Map([...installed].map(([path, f]) => [path, f.content])),
     };
   });
 }
