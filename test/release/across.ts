@@ -309,7 +309,8 @@ export async function startAcross(opts: { check?: (planned: LoadBalancerHealthCh
       procs.push(child);
       let out = "";
       child.stdout!.on("data", (d) => (out += d));
-      const exited = new Promise<number | null>((resolve) => child.on("exit", resolve));
+      // "close", not "exit": the report may still be in the pipe when the process has exited.
+      const exited = new Promise<number | null>((resolve) => child.on("close", resolve));
       return {
         async stop(): Promise<LoadReport> {
           child.stdin!.write("stop\n");

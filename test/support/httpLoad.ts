@@ -111,8 +111,7 @@ export async function runLoad(plan: LoadPlan, stop: Promise<void>): Promise<Load
 if (require.main === module) {
   const plan = JSON.parse(process.argv[2] ?? "") as LoadPlan;
   const stop = new Promise<void>((resolve) => process.stdin.once("data", () => resolve()));
-  void runLoad(plan, stop).then((report) => {
-    process.stdout.write(JSON.stringify(report) + "\n");
-    process.exit(0);
-  });
+  // Exit only once the report is written: stdout to a pipe is asynchronous, and a long report
+  // cut short by an early exit is not JSON.
+  void runLoad(plan, stop).then((report) => process.stdout.write(JSON.stringify(report) + "\n", () => process.exit(0)));
 }
