@@ -11,7 +11,8 @@
  *
  * Prints, side by side and not asserted: requests failed during a roll of B across app then app-2
  * (goal 0); throughput during the roll, and with one of the two servers drained, as ratios of the
- * steady throughput with both in rotation (same load, same run); and the time HAProxy takes to take
+ * steady throughput with both in rotation (same load, same run, after a warm-up; steady and
+ * drained alternate, THROUGHPUT_ROUNDS each); and the time HAProxy takes to take
  * a drained server out and to put it back (medians of ROUNDS drains), next to the LB_OUT_SECONDS
  * and LB_IN_SECONDS the release waits for.
  */
@@ -24,6 +25,7 @@ import { runBench } from "./lib/teardown";
 
 const STEADY_MS = 10_000;
 const ROUNDS = 5;
+const THROUGHPUT_ROUNDS = 2;
 /** The first second of each measured load is warm-up (connections, JIT) and not counted. */
 const WARMUP_MS = 1000;
 
@@ -52,14 +54,23 @@ async function main() {
     const B = packArtifact(across.src, ids.B, across.dir);
     const [first, second] = across.servers;
 
-    const steady = await measure(across, STEADY_MS);
-
-    // One of two servers drained: the load starts once the balancer has it out.
-    fs.writeFileSync(second!.drainFile, "");
-    await across.waitState(second!.name, "down");
-    const drained = await measure(across, STEADY_MS);
-    fs.rmSync(second!.drainFile);
-    await across.waitState(second!.name, "up");
+    // Warm-up: the instances have just started (cold JIT, empty pools); not counted.
+    await measure(across, STEADY_MS);
+    // Steady and one-drained side by side, alternating, THROUGHPUT_ROUNDS each; the load starts
+    // once the balancer has the drained server out.
+    const steadyRuns: Array<{ rps: number; failed: number }> = [];
+    const drainedRuns: Array<{ rps: number; failed: number }> = [];
+    for (let i = 0; i < THROUGHPUT_ROUNDS; i++) {
+      steadyRuns.push(await measure(across, STEADY_MS));
+      fs.writeFileSync(second!.drainFile, "");
+      await across.waitState(second!.name, "down");
+      drainedRuns.push(await measure(across, STEADY_MS));
+      fs.rmSync(second!.drainFile);
+      await across.waitState(second!.name, "up");
+    }
+    const mean = (runs: Array<{ rps: number }>) => runs.reduce((n, r) => n + r.rps, 0) / runs.length;
+    const steady = { rps: mean(steadyRuns), failed: steadyRuns.reduce((n, r) => n + r.failed, 0), each: steadyRuns.map((r) => r.rps.toFixed(0)).join(", ") };
+    const drained = { rps: mean(drainedRuns), failed: drainedRuns.reduce((n, r) => n + r.failed, 0), each: drainedRuns.map((r) => r.rps.toFixed(0)).join(", ") };
 
     // The balancer's reaction to the drain file, each server in turn, without load.
     const out: number[] = [];
@@ -94,8 +105,8 @@ async function main() {
       `${c.intervalSeconds} s, timeout ${c.timeoutSeconds} s, out after ${c.unhealthyThreshold}, back after ${c.healthyThreshold}; 6 loops GET+POST through HAProxy, ${new Date().toISOString()}`);
     row("failed requests during the roll (goal 0)", `${roll.failed.length} of ${roll.ok + roll.failed.length}` + (roll.failed.length ? ` ${JSON.stringify(roll.failed.slice(0, 3))}` : ""));
     row("roll duration", `${((t1 - t0) / 1000).toFixed(1)} s (${durations.join(", ")})`);
-    row("steady throughput, both servers in rotation", `${steady.rps.toFixed(0)} req/s (failed ${steady.failed})`);
-    row("throughput with one of two servers drained", `${drained.rps.toFixed(0)} req/s (failed ${drained.failed})`);
+    row("steady throughput, both servers in rotation", `${steady.rps.toFixed(0)} req/s (mean of ${steady.each}; failed ${steady.failed})`);
+    row("throughput with one of two servers drained", `${drained.rps.toFixed(0)} req/s (mean of ${drained.each}; failed ${drained.failed})`);
     row("ratio drained / steady", (drained.rps / steady.rps).toFixed(2));
     row("throughput during the roll", `${rollRps.toFixed(0)} req/s`);
     row("ratio roll / steady", (rollRps / steady.rps).toFixed(2));
