@@ -139,6 +139,11 @@ export interface ServerOptions {
   env: Record<string, string>;
   /** Extra release.conf lines, e.g. "HEALTH_TIMEOUT=5". */
   conf?: string[];
+  /**
+   * A network namespace the release runs in (`ip netns exec`), and with it every instance it
+   * starts: servers whose web instances and nginx use the same ports, as two real servers do.
+   */
+  netns?: string;
 }
 
 /** APP_ROOT, release.conf, env file and service-shim state for one simulated server. */
@@ -180,7 +185,8 @@ export class FakeServer {
     const t0 = Date.now();
     let pid = 0;
     const result = new Promise<RunResult>((resolve, reject) => {
-      const child = spawn(RELEASE_SCRIPT, args, {
+      const [command, argv] = this.opts.netns ? ["ip", ["netns", "exec", this.opts.netns, RELEASE_SCRIPT, ...args]] : [RELEASE_SCRIPT, args];
+      const child = spawn(command, argv, {
         env: {
           ...process.env,
           RELEASE_CONF: this.confFile,
