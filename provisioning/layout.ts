@@ -52,6 +52,20 @@ export const LB_DRAIN_FILE = "/run/saas-vps/lb-drain";
  * whether the app works.
  */
 export const LB_HEALTH_PORT = 8081;
+/** sshd's port: the admin's, the day-2 pushes', and (stage scaled) the certificate's fetch. */
+export const SSH_PORT = 22;
+/**
+ * Stage scaled with a domain: one app server (the plan's certificateIssuer) gets the site's
+ * certificate and the others fetch it over SSH on the private network (roles/tlsShare.ts). This
+ * system user on the issuer has no login but its keys' forced command, which prints the
+ * certificate chain and key; its home holds their authorized_keys and the bundle it prints.
+ */
+export const TLS_SHARE_USER = "tls-share";
+export const TLS_SHARE_HOME = `${STATE_DIR}/tls-share`;
+/** The forced command of the followers' keys on the issuer. */
+export const TLS_SHARE_EXPORT = `${LIB_DIR}/tls-share-export`;
+/** Where a follower keeps its key for the issuer and the issuer's pinned host key (root-only). */
+export const TLS_SHARE_CLIENT_DIR = `${CONFIG_DIR}/tls-share`;
 export const ACME_WEBROOT = "/var/www/letsencrypt";
 export const TLS_DIR = `${CONFIG_DIR}/tls`;
 /** The certificate nginx serves: the Let's Encrypt one once issued, a self-signed stand-in before. */
@@ -69,7 +83,7 @@ export const FIRST_WEB_PORT = 3001;
  */
 export const SURGE_PORT = 3100;
 /** Ports a web instance (or an app metrics port) must never take: the system's, PostgreSQL's, Valkey's and the balancer's health listener. */
-export const RESERVED_PORTS = [22, 25, 53, 80, 443, 5432, 6379, LB_HEALTH_PORT];
+export const RESERVED_PORTS = [SSH_PORT, 25, 53, 80, 443, 5432, 6379, LB_HEALTH_PORT];
 
 export function webPorts(count: number, first = FIRST_WEB_PORT): number[] {
   return Array.from({ length: count }, (_, i) => first + i);

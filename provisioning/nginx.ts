@@ -30,6 +30,12 @@ export interface NginxSiteOptions {
   accessLog?: string;
   /** Behind the provider's load balancer (stage scaled); see NginxBalancer. Not with listenAddress. */
   balancer?: NginxBalancer;
+  /**
+   * An app server that does not issue the site's certificate (stage scaled): the balancer may send
+   * ACME's HTTP-01 requests here, so the port-80 server passes them to this URL, the issuing app
+   * server's health listener (http://<private address>:<port>), where certbot's webroot is.
+   */
+  acmeChallengeUpstream?: string;
 }
 
 /**
@@ -60,6 +66,12 @@ export interface NginxBalancer {
   healthPort: number;
   /** keepalive_time on the public listeners; default NGINX_BALANCED_CONNECTION_SECONDS (tests shorten it). */
   connectionSeconds?: number;
+  /**
+   * The app server that issues the certificate for the others: its health listener also serves
+   * ACME's HTTP-01 files from the webroot, for the requests the other app servers pass on (the
+   * balancer sends port 80 to any of them). That path and /health only; still no PROXY header.
+   */
+  servesAcmeChallenges?: boolean;
 }
 
 export const NGINX_SITE_PATH = "/etc/nginx/conf.d/saas-vps.conf";
@@ -174,6 +186,11 @@ export function validateNginxSiteOptions(opts: NginxSiteOptions): void {
     if (seen.has(healthPort) || healthPort === opts.surgePort) problems.push(`nginx: balancer.healthPort ${healthPort} clashes with a web instance port`);
     if (healthPort === (opts.httpPort ?? 80) || (opts.domain !== undefined && healthPort === (opts.httpsPort ?? 443))) problems.push(`nginx: balancer.healthPort ${healthPort} clashes with a public listen port`);
   }
+  if (opts.acmeChallengeUpstream !== undefined) {
+    if (opts.domain === undefined) problems.push("nginx: acmeChallengeUpstream needs a domain (without one there is no certificate)");
+    if (!/^http:\/\/(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-f:]+\]):\d{1,5}$/i.test(opts.acmeChallengeUpstream)) problems.push(`nginx: acmeChallengeUpstream must be http://<address>:<port>; got ${JSON.stringify(opts.acmeChallengeUpstream)}`);
+  }
+  if (opts.balancer?.servesAcmeChallenges && opts.acmeChallengeUpstream !== undefined) problems.push("nginx: a server either serves ACME challenges (the issuer) or passes them on, not both");
   const body = opts.maxBodyMiB ?? 25;
   if (!Number.isInteger(body) || body < 1 || body > 10240) problems.push(`nginx: maxBodyMiB must be an integer from 1 to 10240; got ${body}`);
   if (problems.length > 0) throw new Error(problems.join("\n"));
@@ -220,8 +237,14 @@ export function renderNginxSite(opts: NginxSiteOptions): string {
         `access_log ${accessLog} saas_json;`,
         "server_tokens off;",
         ...clientLimits(),
-        // Let's Encrypt HTTP-01 challenges (certbot --webroot) must stay on plain HTTP.
-        ...block("location /.well-known/acme-challenge/", [`root ${ACME_WEBROOT};`]),
+        // Let's Encrypt HTTP-01 challenges (certbot --webroot) must stay on plain HTTP. Behind the
+        // balancer, an app server that does not issue passes them to the one that does.
+        ...block(
+          "location /.well-known/acme-challenge/",
+          opts.acmeChallengeUpstream
+            ? [`proxy_pass ${opts.acmeChallengeUpstream};`, "proxy_set_header Host $host;", "proxy_connect_timeout 2s;", "proxy_read_timeout 10s;"]
+            : [`root ${ACME_WEBROOT};`],
+        ),
         ...block("location /", ["return 301 https://$host$request_uri;"]),
       ])
     : block("server", [
@@ -274,6 +297,8 @@ export function renderNginxSite(opts: NginxSiteOptions): string {
         "server_tokens off;",
         ...proxySettings(),
         ...block("location = /health", ["access_log off;", `if (-f ${balancer.drainFile}) { return 503; }`, `proxy_pass http://${UPSTREAM};`]),
+        // The other app servers pass ACME's requests here (acmeChallengeUpstream); they are not drained.
+        ...(balancer.servesAcmeChallenges ? block("location /.well-known/acme-challenge/", [`root ${ACME_WEBROOT};`]) : []),
         ...block("location /", ["return 404;"]),
       ])
     : [];

@@ -7,6 +7,7 @@ import { LB_DRAIN_FILE, LB_HEALTH_PORT } from "../layout";
 import { renderNginxFiles } from "../nginx";
 import type { RoleContribution } from "./contribution";
 import { renderTls } from "./tls";
+import { acmeChallengeUpstream, renderTlsShareFollower, renderTlsShareIssuer, type TlsShareInput } from "./tlsShare";
 
 export interface WebInput {
   /** Ports of the web instances on 127.0.0.1, computed once by the planner's mapping. */
@@ -23,6 +24,11 @@ export interface WebInput {
    * has a listener of its own (LB_HEALTH_PORT), which LB_DRAIN_FILE turns to 503.
    */
   balancer?: BalancedWeb;
+  /**
+   * Stage scaled with a domain: one app server issues the certificate (and serves ACME's HTTP-01
+   * requests on its health listener), the others fetch it from there (roles/tlsShare.ts).
+   */
+  tlsShare?: TlsShareInput;
 }
 
 export interface BalancedWeb {
@@ -31,13 +37,17 @@ export interface BalancedWeb {
 }
 
 export function renderWeb(input: WebInput): RoleContribution[] {
+  const share = input.tlsShare;
+  if (share && (!input.balancer || input.domain === undefined)) throw new Error("web role: a shared certificate needs a domain and the load balancer (stage scaled)");
+  const follower = share?.role === "follower" ? share : undefined;
   const web: RoleContribution = {
     files: [
       ...renderNginxFiles({
         webPorts: input.ports,
         domain: input.domain,
         surgePort: input.surgePort,
-        balancer: input.balancer && { trustedCidr: input.balancer.trustedCidr, drainFile: LB_DRAIN_FILE, healthPort: LB_HEALTH_PORT },
+        balancer: input.balancer && { trustedCidr: input.balancer.trustedCidr, drainFile: LB_DRAIN_FILE, healthPort: LB_HEALTH_PORT, servesAcmeChallenges: share?.role === "issuer" },
+        ...(follower ? { acmeChallengeUpstream: acmeChallengeUpstream(follower.issuerAddress, LB_HEALTH_PORT) } : {}),
       }),
       renderNginxJailFile(),
     ],
@@ -47,6 +57,9 @@ export function renderWeb(input: WebInput): RoleContribution[] {
     settings: {},
   };
   if (input.domain === undefined) return [web];
+  // A follower never asks Let's Encrypt: it serves the issuer's certificate.
+  if (follower) return [web, renderTlsShareFollower(follower, input.domain)];
   if (!input.acmeEmail) throw new Error("web role: a domain without acmeEmail reached the renderer (the config layer requires it)");
-  return [web, renderTls({ domain: input.domain, acmeEmail: input.acmeEmail })];
+  const tls = renderTls({ domain: input.domain, acmeEmail: input.acmeEmail });
+  return share?.role === "issuer" ? [web, tls, renderTlsShareIssuer(share)] : [web, tls];
 }
