@@ -19,6 +19,7 @@ import { createServer, type Server } from "node:http";
 import { connect } from "node:net";
 import { join } from "node:path";
 import { renderNginxSite } from "../../provisioning/nginx";
+import { renderWeb } from "../../provisioning/roles/web";
 import type { RenderedFile } from "../../provisioning/files";
 import { ACME_WEBROOT, TLS_SHARE_EXPORT } from "../../provisioning/layout";
 import { acmeChallengeUpstream, renderTlsShareFollower, renderTlsShareIssuer, TLS_SHARE_AUTHORIZED_KEYS, TLS_SHARE_FETCH, TLS_SHARE_KEY, TLS_SHARE_KNOWN_HOSTS, TLS_SHARE_PUBLISH } from "../../provisioning/roles/tlsShare";
@@ -367,5 +368,56 @@ describe("ACME challenges behind the balancer under real nginx: a follower passe
     assert.equal((await fetch(`http://127.0.0.1:${issuerHealth}/.well-known/acme-challenge/${TOKEN}`)).status, 200);
     assert.equal((await fetch(`http://127.0.0.1:${issuerHealth}/health`)).status, 200);
     assert.equal((await fetch(`http://127.0.0.1:${issuerHealth}/x`)).status, 404);
+  });
+});
+
+describe("rendering the shared certificate (web role, nginx)", function () {
+  const HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMvctGlNDjFiPCVd8yucU4YOal3DnTG6rKwQyEmd9LWB";
+  const PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nUExBQ0VIT0xERVI=\n-----END OPENSSH PRIVATE KEY-----\n";
+  const base = { ports: [3001], domain: DOMAIN, acmeEmail: "ops@example.com", balancer: { trustedCidr: "10.20.0.5/32" } };
+  const files = (parts: ReturnType<typeof renderWeb>) => new Map(parts.flatMap((p) => p.files).map((f) => [f.path, f]));
+  const units = (parts: ReturnType<typeof renderWeb>) => parts.flatMap((p) => p.units);
+  const packages = (parts: ReturnType<typeof renderWeb>) => parts.flatMap((p) => p.packages);
+  /** One server block of the site, by the listen line it starts with. */
+  const serverBlock = (site: string, listen: string) => {
+    const start = site.indexOf(`server {\n    ${listen}`);
+    assert.ok(start >= 0, `no server block listening ${listen}`);
+    return site.slice(start, site.indexOf("\n}\n", start));
+  };
+
+  it("a follower gets the fetch, its secret key and the pinned host key instead of tls-issue, and passes challenges to the issuer", () => {
+    const parts = renderWeb({ ...base, tlsShare: { role: "follower", issuer: "app", issuerAddress: "10.20.0.10", issuerHostKey: HOST_KEY, privateKey: PRIVATE_KEY } });
+    const byPath = files(parts);
+    assert.ok(!byPath.has("/usr/local/lib/saas-vps/tls-issue") && !units(parts).includes("tls-issue.timer") && !packages(parts).includes("certbot"));
+    assert.ok(units(parts).includes("tls-share-fetch.timer"));
+    assert.deepEqual([byPath.get(TLS_SHARE_KEY)?.mode, byPath.get(TLS_SHARE_KEY)?.secret], ["0600", true]);
+    assert.equal(byPath.get(TLS_SHARE_KNOWN_HOSTS)?.content, `app ${HOST_KEY}\n`);
+    const site = byPath.get("/etc/nginx/conf.d/saas-vps.conf")!.content;
+    assert.match(serverBlock(site, "listen 80 default_server proxy_protocol;"), /location \/\.well-known\/acme-challenge\/ \{\n\s+proxy_pass http:\/\/10\.20\.0\.10:8081;/);
+    assert.doesNotMatch(site, /acme-challenge\/ \{\n\s+root/, "a follower serves no webroot");
+  });
+
+  it("the issuer keeps tls-issue, gets the export, publish and deploy hook, and serves the webroot on its health listener only", () => {
+    const parts = renderWeb({ ...base, tlsShare: { role: "issuer", followers: [{ name: "app-2", publicKey: HOST_KEY, source: "10.20.0.11/32" }] } });
+    const byPath = files(parts);
+    for (const path of ["/usr/local/lib/saas-vps/tls-issue", TLS_SHARE_EXPORT, TLS_SHARE_PUBLISH, TLS_SHARE_AUTHORIZED_KEYS]) assert.ok(byPath.has(path), path);
+    assert.equal(byPath.get(TLS_SHARE_AUTHORIZED_KEYS)!.content.split("\n")[1], `restrict,command="${TLS_SHARE_EXPORT}",from="10.20.0.11/32" ${HOST_KEY} app-2`);
+    assert.ok(parts.some((p) => p.steps.includes("45-tls-share")));
+    const site = byPath.get("/etc/nginx/conf.d/saas-vps.conf")!.content;
+    assert.match(serverBlock(site, "listen 8081;"), /location \/\.well-known\/acme-challenge\/ \{\n\s+root \/var\/www\/letsencrypt;/);
+    assert.match(serverBlock(site, "listen 80 default_server proxy_protocol;"), /acme-challenge\/ \{\n\s+root \/var\/www\/letsencrypt;/);
+    // Without sharing, the health listener has no challenge location.
+    const alone = files(renderWeb(base)).get("/etc/nginx/conf.d/saas-vps.conf")!.content;
+    assert.doesNotMatch(serverBlock(alone, "listen 8081;"), /acme-challenge/);
+  });
+
+  it("refuses what would break out of authorized_keys or nginx, and sharing without a domain or balancer", () => {
+    const issuer = (source: string) => renderTlsShareIssuer({ role: "issuer", followers: [{ name: "app-2", publicKey: HOST_KEY, source }] });
+    assert.throws(() => issuer('10.0.0.1",command="/bin/sh'), /source must be an address or range/);
+    assert.throws(() => renderTlsShareIssuer({ role: "issuer", followers: [{ name: "app-2", publicKey: `${HOST_KEY}\nssh-ed25519 AAAA`, source: "10.0.0.1/32" }] }), /one "ssh-ed25519 <base64>" key/);
+    assert.throws(() => renderTlsShareFollower({ role: "follower", issuer: "app", issuerAddress: "10.20.0.10", issuerHostKey: HOST_KEY, privateKey: "not a key" }, DOMAIN), /unencrypted OpenSSH private key/);
+    assert.throws(() => renderNginxSite({ webPorts: [3001], acmeChallengeUpstream: "http://10.0.0.1:8081" }), /needs a domain/);
+    assert.throws(() => renderNginxSite({ webPorts: [3001], domain: DOMAIN, acmeChallengeUpstream: "http://10.0.0.1:8081; root /" }), /must be http:\/\/<address>:<port>/);
+    assert.throws(() => renderWeb({ ...base, balancer: undefined, tlsShare: { role: "issuer", followers: [] } }), /needs a domain and the load balancer/);
   });
 });
