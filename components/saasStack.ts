@@ -4,11 +4,12 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
+import * as tls from "@pulumi/tls";
 import { renderServer, type MachineKind } from "../provisioning/server";
 import type { StackConfig } from "../config/config";
 import { planStack, type ServerPlan, type StackPlan } from "../plan/plan";
 import { plannedAddresses, type PrivateAddresses } from "../plan/peers";
-import { buildServerInput, PLACEHOLDER_CONTEXT } from "../plan/serverInput";
+import { buildServerInput, PLACEHOLDER_CONTEXT, type TlsShareContext } from "../plan/serverInput";
 import { runsApp } from "../provisioning/roles/index";
 import { existsSync, statSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
@@ -54,6 +55,12 @@ export class SaasStack extends pulumi.ComponentResource {
   readonly loadBalancer?: StackLoadBalancer;
   /** What watches the stack from outside; absent with `monitoring: none`. */
   readonly monitoring?: StackMonitoring;
+  /**
+   * The key each app server but the certificate's issuer fetches the certificate with, by plan
+   * name (stage scaled with a domain). Its private half is a secret in state and reaches only that
+   * server's user-data and push; the public half, the issuer's authorized_keys.
+   */
+  readonly tlsShareKeys: Record<string, tls.PrivateKey> = {};
   private readonly baseName: string;
   /** Secret: restic repository password; with the bucket keys it restores backups anywhere. */
   readonly backupEncryptionPassword: pulumi.Output<string>;
@@ -132,8 +139,11 @@ export class SaasStack extends pulumi.ComponentResource {
         })
       : pulumi.output(undefined);
 
+    this.declareTlsShareKeys(name);
+
     for (const server of creationOrder(this.plan.servers)) {
       const files = renderServer(buildServerInput(config, server, { machine, ...PLACEHOLDER_CONTEXT, stack: args.stackName }, this.plan)).files;
+      const tlsShare = this.tlsShareOf(server.name);
       this.servers[server.name] = new VpsServer(
         `${name}-${server.name}`,
         {
@@ -148,8 +158,8 @@ export class SaasStack extends pulumi.ComponentResource {
           privateAddresses: renderAddresses(),
           render: (ipv4, privateAddresses, hostKey) =>
             pulumi
-              .output({ ip: ipv4, addresses: privateAddresses, range: networkRange, secrets, bucket: this.backupBucket.resolved, uploads: uploadsBucket, managed: managedDatabase, hostKey })
-              .apply(({ ip, addresses, range, secrets, bucket, uploads, managed, hostKey }) =>
+              .output({ ip: ipv4, addresses: privateAddresses, range: networkRange, secrets, bucket: this.backupBucket.resolved, uploads: uploadsBucket, managed: managedDatabase, hostKey, share: tlsShare })
+              .apply(({ ip, addresses, range, secrets, bucket, uploads, managed, hostKey, share }) =>
                 renderServer({
                   ...buildServerInput(config, server, {
                     machine,
@@ -160,6 +170,7 @@ export class SaasStack extends pulumi.ComponentResource {
                     uploadsBucket: uploads,
                     privateAddresses: addresses,
                     managedDatabase: managed,
+                    tlsShare: share && { publicKeyOf: (server: string) => share.publicKeys[server], issuerHostKey: share.issuerHostKey, privateKey: share.privateKey },
                   }, { ...this.plan, network: network && range ? { ...network, cidr: range } : network }),
                   hostKey,
                 }),
@@ -178,6 +189,43 @@ export class SaasStack extends pulumi.ComponentResource {
     const handover = this.admitToManagedDatabase(config.sshPrivateKey);
     this.declareReleases(name, { appDir, command: config.appBuildCommand }, sourceHash, config.sshPrivateKey, handover ? [handover] : []);
     this.registerOutputs({});
+  }
+
+  /**
+   * One key per app server that fetches the certificate from its issuer. The keys come from
+   * Pulumi, not from the servers, so the issuer's authorized_keys can name them before any of
+   * those servers exists (the issuer is created first: the others need its address).
+   */
+  private declareTlsShareKeys(name: string): void {
+    const issuer = this.plan.certificateIssuer;
+    if (!issuer) return;
+    for (const server of this.plan.loadBalancer?.targets ?? []) {
+      if (server === issuer) continue;
+      this.tlsShareKeys[server] = new tls.PrivateKey(
+        `${name}-${server}-tls-share-key`,
+        { algorithm: "ED25519" },
+        { parent: this, additionalSecretOutputs: ["privateKeyOpenssh", "privateKeyPem", "privateKeyPemPkcs8"] },
+      );
+    }
+  }
+
+  /**
+   * A server's part in sharing the certificate, as the render takes it: the issuer gets the
+   * others' public keys; each of those its own private key (a secret) and the issuer's host key,
+   * known because the issuer is declared first (creationOrder).
+   */
+  private tlsShareOf(server: string): pulumi.Output<{ publicKeys: Record<string, string>; issuerHostKey?: string; privateKey?: string } | undefined> {
+    const issuer = this.plan.certificateIssuer;
+    if (!issuer) return pulumi.output(undefined);
+    const trim = (key: pulumi.Output<string>) => key.apply((k) => k.trim());
+    if (server === issuer) {
+      return pulumi.output({ publicKeys: pulumi.all(Object.fromEntries(Object.entries(this.tlsShareKeys).map(([n, key]) => [n, trim(key.publicKeyOpenssh)]))) });
+    }
+    const key = this.tlsShareKeys[server];
+    if (!key) return pulumi.output(undefined);
+    const issuerVps = this.servers[issuer];
+    if (!issuerVps) throw new Error(`server ${server} fetches the certificate from ${issuer}, which must be declared before it (creationOrder)`);
+    return pulumi.output({ publicKeys: {}, issuerHostKey: issuerVps.hostPublicKey, privateKey: pulumi.secret(key.privateKeyOpenssh) });
   }
 
   /**
@@ -289,13 +337,25 @@ export class SaasStack extends pulumi.ComponentResource {
 }
 
 /**
- * The order servers are declared in: those others reach over the private network (their rules
- * name peers) first. Where the provider assigns private addresses, a client's first boot then
- * already knows the address of the server it connects to (the db before app and worker).
+ * The order servers are declared in: a server that others reach over the private network (its
+ * rules name them as peers) before each of them, otherwise the plan's order. Where the provider
+ * assigns private addresses, a client's first boot then already knows the address of every server
+ * it connects to: the db before the app servers and the worker, the replica before the app
+ * servers, and the certificate's issuer before the app servers that fetch from it. A server
+ * declared earlier never needs one declared later, so there is no cycle; a plan with one is refused.
  */
 export function creationOrder(servers: ServerPlan[]): ServerPlan[] {
-  const serves = (server: ServerPlan) => server.firewall.some((rule) => (rule.peers ?? []).length > 0);
-  return [...servers.filter(serves), ...servers.filter((server) => !serves(server))];
+  // Who must come before each server: every server whose rules name it as a peer.
+  const before = new Map(servers.map((s) => [s.name, servers.filter((other) => other !== s && other.firewall.some((rule) => rule.peers?.includes(s.name))).map((o) => o.name)]));
+  const placed: ServerPlan[] = [];
+  const done = new Set<string>();
+  while (placed.length < servers.length) {
+    const next = servers.find((s) => !done.has(s.name) && before.get(s.name)!.every((name) => done.has(name)));
+    if (!next) throw new Error(`the plan's servers reach each other in a cycle: ${servers.filter((s) => !done.has(s.name)).map((s) => s.name).join(", ")}`);
+    placed.push(next);
+    done.add(next.name);
+  }
+  return placed;
 }
 
 /** The project root (where Pulumi.yaml is): relative appDir values are taken from there. */

@@ -7,7 +7,7 @@ import type { BucketConfig, DatabaseConfig, PrivateNetworkConfig, Stage, StackCo
 import type { MvpDatabaseState } from "../config/stages";
 import { hostAddress } from "../config/validators";
 import type { Provider } from "../config/providers";
-import { DATA_LABEL, DATA_MOUNT } from "../provisioning/layout";
+import { DATA_LABEL, DATA_MOUNT, SSH_PORT } from "../provisioning/layout";
 import { planMoveFromMvp } from "./move";
 import { planScaled, type LoadBalancerPlan } from "./scaled";
 
@@ -99,6 +99,12 @@ export interface StackPlan {
   uploadsBucket?: BucketConfig;
   /** The provider's load balancer in front of the app servers (stage scaled). */
   loadBalancer?: LoadBalancerPlan;
+  /**
+   * The app server that gets the site's certificate from Let's Encrypt, when several serve it
+   * behind the balancer with a domain (stage scaled): the other app servers fetch it from this one
+   * (provisioning/roles/tlsShare.ts). Only it runs tls-issue and certbot's renewals.
+   */
+  certificateIssuer?: string;
 }
 
 /**
@@ -130,7 +136,7 @@ export const DEFAULT_DATA_VOLUME_GB = 20;
 
 /** Every server's SSH rule: only from the allowed CIDRs. */
 export function planSshRule(sshAllowedCidrs: string[]): FirewallRule {
-  return { port: 22, protocol: "tcp", sources: [...sshAllowedCidrs], description: "SSH from sshAllowedCidrs" };
+  return { port: SSH_PORT, protocol: "tcp", sources: [...sshAllowedCidrs], description: "SSH from sshAllowedCidrs" };
 }
 
 /** Public ingress of any server that runs web: SSH from the allowed CIDRs, HTTP(S) from anyone. */
@@ -144,16 +150,16 @@ export function planPublicFirewall(sshAllowedCidrs: string[]): FirewallRule[] {
 
 /** PostgreSQL on the db server: only the app's servers, only over the private network. */
 export function planDatabaseRule(clients: string[]): FirewallRule {
-  return { port: POSTGRES_PORT, protocol: "tcp", sources: [], peers: [...clients], description: `PostgreSQL from ${listOf(clients)} (private network)` };
+  return { port: POSTGRES_PORT, protocol: "tcp", sources: [], peers: [...clients], description: `PostgreSQL from ${joinNames(clients)} (private network)` };
 }
 
 /** Valkey on the cache server: only the app's servers, only over the private network (and TLS). */
 export function planCacheRule(clients: string[]): FirewallRule {
-  return { port: VALKEY_PORT, protocol: "tcp", sources: [], peers: [...clients], description: `Valkey from ${listOf(clients)} (private network)` };
+  return { port: VALKEY_PORT, protocol: "tcp", sources: [], peers: [...clients], description: `Valkey from ${joinNames(clients)} (private network)` };
 }
 
-/** "a", "a and b", "a, b and c". */
-function listOf(names: string[]): string {
+/** Server names as a rule's description lists them: "app, app-2 and worker". */
+export function joinNames(names: string[]): string {
   return names.length > 1 ? `${names.slice(0, -1).join(", ")} and ${names[names.length - 1]}` : names.join("");
 }
 

@@ -9,8 +9,8 @@
  */
 import type { StackConfig } from "../config/config";
 import { hostAddress } from "../config/validators";
-import { LB_HEALTH_PORT } from "../provisioning/layout";
-import { dataVolume, planCacheRule, planDatabaseRule, planSshRule, PRIVATE_HOSTS, withDatabaseClients, type DatabasePlan, type FirewallRule, type ServerPlan, type StackPlan } from "./plan";
+import { ACME_RELAY_PORT, LB_HEALTH_PORT, SSH_PORT } from "../provisioning/layout";
+import { dataVolume, joinNames, planCacheRule, planDatabaseRule, planSshRule, PRIVATE_HOSTS, withDatabaseClients, type DatabasePlan, type FirewallRule, type ServerPlan, type StackPlan } from "./plan";
 
 /**
  * The balancer's active check of each app server. Both providers count failed checks in a row
@@ -91,15 +91,30 @@ export function appServerNames(count: number): string[] {
 /**
  * An app server behind the balancer: SSH from the allowed CIDRs, and the forwarded ports and the
  * health listener from the balancer only (a connection without the PROXY header would fail anyway).
+ * The certificate's issuer also lets the other app servers (`certificateFollowers`) in over the
+ * private network: to its health listener, which serves ACME's challenges they pass on, and to
+ * SSH, where their keys may only fetch the certificate.
  */
-export function planBalancedFirewall(sshAllowedCidrs: string[], ports: number[]): FirewallRule[] {
+export function planBalancedFirewall(sshAllowedCidrs: string[], ports: number[], certificateFollowers: string[] = []): FirewallRule[] {
   const fromBalancer = (port: number, what: string): FirewallRule => ({ port, protocol: "tcp", sources: [], loadBalancer: true, description: `${what} from the load balancer (private network)` });
+  return [planSshRule(sshAllowedCidrs), ...ports.map((port) => fromBalancer(port, portName(port))), fromBalancer(LB_HEALTH_PORT, "Health check"), ...issuerRules(certificateFollowers)];
+}
+
+/**
+ * What the certificate's issuer opens to the other app servers, over the private network: its
+ * ACME relay (they pass on the challenges the balancer brings them) and SSH (they fetch the
+ * certificate, with their keys' forced command).
+ */
+export function issuerRules(certificateFollowers: string[]): FirewallRule[] {
+  if (certificateFollowers.length === 0) return [];
+  const names = joinNames(certificateFollowers);
   return [
-    planSshRule(sshAllowedCidrs),
-    ...ports.map((port) => fromBalancer(port, port === 443 ? "HTTPS" : port === 80 ? "HTTP" : `port ${port}`)),
-    fromBalancer(LB_HEALTH_PORT, "Health check"),
+    { port: ACME_RELAY_PORT, protocol: "tcp", sources: [], peers: [...certificateFollowers], description: `ACME challenges from ${names} (private network)` },
+    { port: SSH_PORT, protocol: "tcp", sources: [], peers: [...certificateFollowers], description: `SSH from ${names} for the certificate (private network)` },
   ];
 }
+
+const portName = (port: number) => (port === 443 ? "HTTPS" : port === 80 ? "HTTP" : `port ${port}`);
 
 export function planScaled(separated: StackPlan, config: StackConfig): StackPlan {
   const network = separated.network;
@@ -109,17 +124,22 @@ export function planScaled(separated: StackPlan, config: StackConfig): StackPlan
   if (!first) throw new Error("stage scaled: the separated plan has no app server");
   // Without a domain the site is plain HTTP (plainHttp: true): nothing listens on 443.
   const ports = config.domain ? [80, 443] : [80];
+  const names = appServerNames(config.appServers);
+  // With a domain, the first app server gets the certificate and the others fetch it from there
+  // (one ACME account, one certificate, no race for the HTTP-01 challenge).
+  const certificateIssuer = config.domain ? first.name : undefined;
+  const followers = certificateIssuer ? names.filter((name) => name !== certificateIssuer) : [];
   // Each server its own rules: a plan shares no lists (a component editing one server's must not change another's).
-  const firewall = () => planBalancedFirewall(config.sshAllowedCidrs, ports);
+  const firewall = (name: string) => planBalancedFirewall(config.sshAllowedCidrs, ports, name === certificateIssuer ? followers : []);
   // Moving from separated, the site's DNS record still names `app` until the user moves it: `app`
   // keeps separated's public firewall (and with it nginx without the PROXY protocol) and stays out
   // of the balancer, which serves through the others meanwhile.
   const servesSite = config.siteAddress !== "app";
-  const appServers: ServerPlan[] = appServerNames(config.appServers).map((name, i) =>
+  const appServers: ServerPlan[] = names.map((name, i) =>
     // Only the first migrates and (with a managed cluster) runs the backup; the others only serve.
     i === 0
-      ? { ...first, firewall: servesSite ? firewall() : first.firewall }
-      : { ...first, name, roles: ["web"], privateIp: at(PRIVATE_HOSTS.app + i), firewall: firewall(), migrates: false },
+      ? { ...first, firewall: servesSite ? firewall(name) : [...first.firewall, ...issuerRules(followers)] }
+      : { ...first, name, roles: ["web"], privateIp: at(PRIVATE_HOSTS.app + i), firewall: firewall(name), migrates: false },
   );
   const others = separated.servers.filter((s) => s.name !== first.name);
   // A managed cluster's replica is a read-only node of the cluster, not a server of the stack.
@@ -143,6 +163,7 @@ export function planScaled(separated: StackPlan, config: StackConfig): StackPlan
       healthCheck: LOAD_BALANCER_HEALTH_CHECK,
       privateIp: at(PRIVATE_HOSTS.loadBalancer),
     },
+    ...(certificateIssuer ? { certificateIssuer } : {}),
   };
 }
 

@@ -10,7 +10,7 @@ import type { S3Bucket } from "../provisioning/bucket";
 import type { UploadsInput } from "../provisioning/uploads";
 import type { ProcessEnvironment } from "../provisioning/roles/app";
 import type { WatchdogInput } from "../provisioning/watchdog";
-import { DATABASE_NAME, LB_DRAIN_FILE, surgePortFor, webPorts, workerUnits } from "../provisioning/layout";
+import { DATABASE_NAME, LB_DRAIN_FILE, SSH_PORT, surgePortFor, webPorts, workerUnits } from "../provisioning/layout";
 import type { ReleaseBalancer } from "../provisioning/release";
 import { drainSeconds, undrainSeconds } from "./scaled";
 import type { RoleInputs } from "../provisioning/roles/index";
@@ -63,6 +63,22 @@ export interface ServerInputContext {
   privateAddresses?: PrivateAddresses;
   /** The managed cluster, required when the plan's database is managed (its outputs, resolved). */
   managedDatabase?: ManagedDatabaseContext;
+  /** The keys that share the certificate, required when the plan has a certificateIssuer. */
+  tlsShare?: TlsShareContext;
+}
+
+/**
+ * What sharing the certificate between the app servers needs from Pulumi (stage scaled with a
+ * domain): on the issuer, each other app server's public key; on each of those, its own private
+ * key and the issuer's host key, which it pins.
+ */
+export interface TlsShareContext {
+  /** A follower's public key ("ssh-ed25519 <base64>") by plan name; undefined for a server that has none. */
+  publicKeyOf: (server: string) => string | undefined;
+  /** The issuer's SSH host public key (a follower's render only). */
+  issuerHostKey?: string;
+  /** This server's own OpenSSH private key (a follower's render only; a secret). */
+  privateKey?: string;
 }
 
 /** A managed cluster as the servers reach it: over the private network, TLS verified with its CA. */
@@ -80,7 +96,7 @@ export interface ManagedDatabaseContext {
 }
 
 /** The parts of the plan a server's input depends on besides the server itself. */
-export type StackContext = Pick<StackPlan, "servers" | "network" | "database" | "loadBalancer">;
+export type StackContext = Pick<StackPlan, "servers" | "network" | "database" | "loadBalancer" | "certificateIssuer">;
 
 export function appUrlFor(config: Pick<StackConfig, "domain">, ipv4: string): string {
   return config.domain ? `https://${config.domain}` : `http://${ipv4}`;
@@ -261,7 +277,14 @@ function setRoleInput(roles: Partial<RoleInputs>, role: Role, config: StackConfi
   switch (role) {
     case "web": {
       const ports = webPorts(server.webInstances);
-      roles.web = { ports, surgePort: surgePortFor(ports), domain: config.domain, acmeEmail: config.acmeEmail, ...balancerFor(server, stack.plan, stack.addresses) };
+      roles.web = {
+        ports,
+        surgePort: surgePortFor(ports),
+        domain: config.domain,
+        acmeEmail: config.acmeEmail,
+        ...balancerFor(server, stack.plan, stack.addresses),
+        ...tlsShareFor(server, stack.plan, stack.addresses, context),
+      };
       return;
     }
     case "worker":
@@ -320,8 +343,39 @@ function balancerFor(server: ServerPlan, plan: StackContext, addresses: PrivateA
   if (!plan.loadBalancer?.targets.includes(server.name)) return {};
   const rule = server.firewall.find((r) => r.loadBalancer);
   if (!rule) throw new Error(`server ${server.name}: behind the load balancer, but no firewall rule admits it`);
-  const [trustedCidr] = resolveSources({ ...rule, sources: [] }, addresses, plan.network?.cidr);
+  // The balancer alone: the issuer's health rule also names the other app servers.
+  const [trustedCidr] = resolveSources({ ...rule, sources: [], peers: [] }, addresses, plan.network?.cidr);
   return { balancer: { trustedCidr } };
+}
+
+/**
+ * The app servers' parts in sharing one certificate (stage scaled with a domain): the issuer
+ * admits each other app server's key from where its firewall admits that server (its address,
+ * or the private network while the address is not known yet); each other app server fetches
+ * from the issuer's private address, pinning its host key.
+ */
+function tlsShareFor(server: ServerPlan, plan: StackContext, addresses: PrivateAddresses, context: ServerInputContext): Pick<WebInput, "tlsShare"> {
+  const issuer = plan.certificateIssuer;
+  const targets = plan.loadBalancer?.targets ?? [];
+  // The issuer, behind the balancer or (siteAddress app) still answering the site itself, and the app servers behind the balancer.
+  if (!issuer || (server.name !== issuer && !targets.includes(server.name))) return {};
+  const share = context.tlsShare;
+  if (!share) throw new Error(`server ${server.name}: the plan shares ${issuer}'s certificate, but no keys for it were given`);
+  if (server.name === issuer) {
+    const rule = server.firewall.find((r) => r.port === SSH_PORT && r.peers?.length);
+    if (!rule) throw new Error(`server ${server.name}: it issues the certificate, but no firewall rule admits the other app servers' SSH`);
+    const followers = (rule.peers ?? []).map((name) => {
+      const [source] = resolveSources({ ...rule, sources: [], peers: [name] }, addresses, plan.network?.cidr);
+      const publicKey = share.publicKeyOf(name);
+      if (!publicKey) throw new Error(`server ${server.name}: no public key of ${name}, which fetches the certificate`);
+      return { name, publicKey, source };
+    });
+    return { tlsShare: { role: "issuer", followers } };
+  }
+  const issuerAddress = addresses[issuer];
+  if (!issuerAddress) throw new Error(`server ${server.name}: the private address of ${issuer}, which issues the certificate, is not known yet; the other app servers are rendered once it is`);
+  if (!share.issuerHostKey || !share.privateKey) throw new Error(`server ${server.name}: fetching ${issuer}'s certificate needs its host key and this server's private key`);
+  return { tlsShare: { role: "follower", issuer, issuerAddress, issuerHostKey: share.issuerHostKey, privateKey: share.privateKey } };
 }
 
 /** How a release on an app server behind the balancer drains it there: the balancer's check timings. */
@@ -397,6 +451,10 @@ export function processEnvironmentFor(config: Pick<StackConfig, "stripeSecretKey
   return { web, worker };
 }
 
+/** A stand-in SSH key pair with the shapes of tls.PrivateKey's (not a key). */
+const PLACEHOLDER_PUBLIC_KEY = "ssh-ed25519 UExBQ0VIT0xERVI=";
+const PLACEHOLDER_PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nUExBQ0VIT0xERVI=\n-----END OPENSSH PRIVATE KEY-----\n";
+
 /** Stand-in values with the shapes of the real ones, for listing which files a server gets. */
 export const PLACEHOLDER_CONTEXT: Omit<ServerInputContext, "machine"> = {
   stack: "placeholder-stack",
@@ -427,6 +485,7 @@ export const PLACEHOLDER_CONTEXT: Omit<ServerInputContext, "machine"> = {
     readEndpoint: { host: "private-db-replica.placeholder.invalid", port: 25060, database: DATABASE_NAME, tls: true, caFile: DATABASE_CA_FILE },
     caCertificate: "-----BEGIN CERTIFICATE-----\nUExBQ0VIT0xERVI=\n-----END CERTIFICATE-----\n",
   },
+  tlsShare: { publicKeyOf: () => PLACEHOLDER_PUBLIC_KEY, issuerHostKey: PLACEHOLDER_PUBLIC_KEY, privateKey: PLACEHOLDER_PRIVATE_KEY },
   uploadsBucket: {
     endpoint: "https://fsn1.your-objectstorage.com",
     name: "placeholder-uploads",

@@ -53,12 +53,32 @@ export const LB_DRAIN_FILE = "/run/saas-vps/lb-drain";
  */
 export const LB_HEALTH_PORT = 8081;
 /**
+ * Stage scaled with a domain: the certificate's issuer serves ACME's HTTP-01 files on this port to
+ * the other app servers, which pass on the challenges the balancer brings them (plain HTTP: nginx's
+ * proxy_pass sends no PROXY header, which the public and health listeners want).
+ */
+export const ACME_RELAY_PORT = 8082;
+/**
  * Behind the load balancer, fail2ban's nginx jail bans here instead of in the host firewall (whose
  * packets all come from the balancer): one `deny <address>;` file per banned client, included by
  * the public server blocks, so nginx refuses the client's requests by the address in the PROXY
  * header (provisioning/fail2ban.ts).
  */
 export const NGINX_DENY_DIR = "/etc/nginx/saas-vps-denied";
+/** sshd's port: the admin's, the day-2 pushes', and (stage scaled) the certificate's fetch. */
+export const SSH_PORT = 22;
+/**
+ * Stage scaled with a domain: one app server (the plan's certificateIssuer) gets the site's
+ * certificate and the others fetch it over SSH on the private network (roles/tlsShare.ts). This
+ * system user on the issuer has no login but its keys' forced command, which prints the
+ * certificate chain and key; its home holds their authorized_keys and the bundle it prints.
+ */
+export const TLS_SHARE_USER = "tls-share";
+export const TLS_SHARE_HOME = `${STATE_DIR}/tls-share`;
+/** The forced command of the followers' keys on the issuer. */
+export const TLS_SHARE_EXPORT = `${LIB_DIR}/tls-share-export`;
+/** Where a follower keeps its key for the issuer and the issuer's pinned host key (root-only). */
+export const TLS_SHARE_CLIENT_DIR = `${CONFIG_DIR}/tls-share`;
 export const ACME_WEBROOT = "/var/www/letsencrypt";
 export const TLS_DIR = `${CONFIG_DIR}/tls`;
 /** The certificate nginx serves: the Let's Encrypt one once issued, a self-signed stand-in before. */
@@ -75,8 +95,8 @@ export const FIRST_WEB_PORT = 3001;
  * restarts; nginx lists it as a `backup` server, used only when the instance is down.
  */
 export const SURGE_PORT = 3100;
-/** Ports a web instance (or an app metrics port) must never take: the system's, PostgreSQL's, Valkey's and the balancer's health listener. */
-export const RESERVED_PORTS = [22, 25, 53, 80, 443, 5432, 6379, LB_HEALTH_PORT];
+/** Ports a web instance (or an app metrics port) must never take: the system's, PostgreSQL's, Valkey's, the balancer's health listener and the ACME relay. */
+export const RESERVED_PORTS = [SSH_PORT, 25, 53, 80, 443, 5432, 6379, LB_HEALTH_PORT, ACME_RELAY_PORT];
 
 export function webPorts(count: number, first = FIRST_WEB_PORT): number[] {
   return Array.from({ length: count }, (_, i) => first + i);

@@ -30,6 +30,19 @@ export interface NginxSiteOptions {
   accessLog?: string;
   /** Behind the provider's load balancer (stage scaled); see NginxBalancer. Not with listenAddress. */
   balancer?: NginxBalancer;
+  /**
+   * An app server that does not issue the site's certificate (stage scaled): the balancer may send
+   * ACME's HTTP-01 requests here, so the port-80 server passes them to this URL, the issuing app
+   * server's ACME relay listener (http://<private address>:<port>), where certbot's webroot is.
+   */
+  acmeChallengeUpstream?: string;
+  /**
+   * The app server that issues the certificate for the others (stage scaled): a listener of its
+   * own on this port serves ACME's HTTP-01 files from the webroot to them, plain HTTP without the
+   * PROXY header (nginx's proxy_pass cannot send one, and the public and health listeners want it).
+   * That path only; the firewalls open the port to the other app servers only.
+   */
+  acmeRelayPort?: number;
 }
 
 /**
@@ -181,6 +194,19 @@ export function validateNginxSiteOptions(opts: NginxSiteOptions): void {
     if (seen.has(healthPort) || healthPort === opts.surgePort) problems.push(`nginx: balancer.healthPort ${healthPort} clashes with a web instance port`);
     if (healthPort === (opts.httpPort ?? 80) || (opts.domain !== undefined && healthPort === (opts.httpsPort ?? 443))) problems.push(`nginx: balancer.healthPort ${healthPort} clashes with a public listen port`);
   }
+  if (opts.acmeChallengeUpstream !== undefined) {
+    if (opts.domain === undefined) problems.push("nginx: acmeChallengeUpstream needs a domain (without one there is no certificate)");
+    if (!/^http:\/\/(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-f:]+\]):\d{1,5}$/i.test(opts.acmeChallengeUpstream)) problems.push(`nginx: acmeChallengeUpstream must be http://<address>:<port>; got ${JSON.stringify(opts.acmeChallengeUpstream)}`);
+  }
+  if (opts.acmeRelayPort !== undefined) {
+    const relay = opts.acmeRelayPort;
+    if (opts.domain === undefined) problems.push("nginx: acmeRelayPort needs a domain (without one there is no certificate)");
+    if (opts.acmeChallengeUpstream !== undefined) problems.push("nginx: a server either serves ACME challenges (the issuer) or passes them on, not both");
+    if (!Number.isInteger(relay) || relay < 1 || relay > 65535) problems.push(`nginx: acmeRelayPort must be an integer from 1 to 65535; got ${relay}`);
+    if (seen.has(relay) || relay === opts.surgePort || relay === (opts.httpPort ?? 80) || relay === (opts.httpsPort ?? 443) || relay === opts.balancer?.healthPort) {
+      problems.push(`nginx: acmeRelayPort ${relay} clashes with another listener of the site`);
+    }
+  }
   const body = opts.maxBodyMiB ?? 25;
   if (!Number.isInteger(body) || body < 1 || body > 10240) problems.push(`nginx: maxBodyMiB must be an integer from 1 to 10240; got ${body}`);
   if (problems.length > 0) throw new Error(problems.join("\n"));
@@ -231,8 +257,14 @@ export function renderNginxSite(opts: NginxSiteOptions): string {
         `access_log ${accessLog} saas_json;`,
         "server_tokens off;",
         ...clientLimits(),
-        // Let's Encrypt HTTP-01 challenges (certbot --webroot) must stay on plain HTTP.
-        ...block("location /.well-known/acme-challenge/", [`root ${ACME_WEBROOT};`]),
+        // Let's Encrypt HTTP-01 challenges (certbot --webroot) must stay on plain HTTP. Behind the
+        // balancer, an app server that does not issue passes them to the one that does.
+        ...block(
+          "location /.well-known/acme-challenge/",
+          opts.acmeChallengeUpstream
+            ? [`proxy_pass ${opts.acmeChallengeUpstream};`, "proxy_set_header Host $host;", "proxy_connect_timeout 2s;", "proxy_read_timeout 10s;"]
+            : [`root ${ACME_WEBROOT};`],
+        ),
         ...block("location /", ["return 301 https://$host$request_uri;"]),
       ])
     : block("server", [
@@ -290,6 +322,19 @@ export function renderNginxSite(opts: NginxSiteOptions): string {
       ])
     : [];
 
+  // The issuer's relay: the other app servers pass ACME's requests here (acmeChallengeUpstream).
+  const acmeRelayServer = opts.acmeRelayPort !== undefined
+    ? block("server", [
+        `listen ${opts.acmeRelayPort};`,
+        `listen [::]:${opts.acmeRelayPort};`,
+        "server_name _;",
+        `access_log ${accessLog} saas_json;`,
+        "server_tokens off;",
+        ...block("location /.well-known/acme-challenge/", [`root ${ACME_WEBROOT};`]),
+        ...block("location /", ["return 404;"]),
+      ])
+    : [];
+
   // Only new names at http level (Debian's nginx.conf already sets gzip, server_tokens ... there
   // and nginx rejects a duplicate); everything else is set per server block, where it overrides.
   // The file ships without comments (user-data size): the reasons are the comments here.
@@ -333,6 +378,7 @@ export function renderNginxSite(opts: NginxSiteOptions): string {
     ...httpServer,
     ...(httpsServer.length ? ["", ...httpsServer] : []),
     ...(healthServer.length ? ["", ...healthServer] : []),
+    ...(acmeRelayServer.length ? ["", ...acmeRelayServer] : []),
     "",
   ].join("\n");
 }

@@ -16,7 +16,8 @@ export interface RoleContribution {
    * First-boot steps, by the name of their script in provisioning/assets/server/. The number
    * in front orders them across roles (bootstrap runs them sorted): 10 data volume, 20 the
    * database on it, 30 the app's directories (uploads on the volume), 40 TLS links nginx's
-   * config needs, 50 nginx, 80 daemons take their new settings, 90 enable and start units.
+   * config needs, 45 the certificate's sharing (stage scaled's issuer), 50 nginx, 80 daemons
+   * take their new settings, 90 enable and start units.
    */
   steps: readonly string[];
   /** Units the last step enables and starts. */

@@ -12,8 +12,9 @@ import { decodeWriteFiles } from "../../cli/lib/renderStack";
 import { isWrappedSecret, unwrapSecrets, valueOf, type RecordedResource } from "../../cli/lib/pulumiMocks";
 import { ConfigError } from "../../config/config";
 import { HOST_FIREWALL_PATH } from "../../provisioning/hostFirewall";
+import { ACME_RELAY_PORT, APP_ENV_FILE, LB_DRAIN_FILE, LB_HEALTH_PORT, TLS_SHARE_EXPORT, WEB_ENV_FILE, WORKER_ENV_FILE } from "../../provisioning/layout";
 import { NGINX_SITE_PATH } from "../../provisioning/nginx";
-import { APP_ENV_FILE, LB_DRAIN_FILE, LB_HEALTH_PORT, WEB_ENV_FILE, WORKER_ENV_FILE } from "../../provisioning/layout";
+import { TLS_SHARE_AUTHORIZED_KEYS, TLS_SHARE_KEY, TLS_SHARE_KNOWN_HOSTS } from "../../provisioning/roles/tlsShare";
 import { VALKEY_ACL_PATH } from "../../provisioning/valkey";
 import { VALKEY_PORT } from "../../plan/plan";
 import { drainSeconds, LOAD_BALANCER_HEALTH_CHECK, undrainSeconds } from "../../plan/scaled";
@@ -78,6 +79,29 @@ function cloudRules(run: MockRun, provider: ProviderName, server: string): strin
             .join(" "),
         ),
   );
+}
+
+/** A server's private address: planned on Hetzner, the droplet's own on DigitalOcean. */
+function privateAddressOf(run: MockRun, provider: ProviderName, name: string): string {
+  return provider === "hetzner" ? { app: "10.20.0.10", "app-2": "10.20.0.11", "app-3": "10.20.0.12" }[name]! : serverOf(run, provider, name).state.ipv4AddressPrivate;
+}
+
+function pushExists(run: MockRun, server: string, path: string): boolean {
+  try {
+    pushOf(run, server, path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Where `needle` appears in clear in a value (paths into it), looking past wrapped secrets. */
+function clearPaths(value: unknown, needle: string, path = "$"): string[] {
+  if (isWrappedSecret(value)) return [];
+  if (typeof value === "string") return value.includes(needle) ? [path] : [];
+  if (Array.isArray(value)) return value.flatMap((v, i) => clearPaths(v, needle, `${path}[${i}]`));
+  if (value && typeof value === "object") return Object.entries(value).flatMap(([k, v]) => clearPaths(v, needle, `${path}.${k}`));
+  return [];
 }
 
 /** The host firewall's accept lines for one port. */
@@ -221,14 +245,23 @@ for (const provider of ["hetzner", "digitalocean"] as const) {
       }
     });
 
-    it("lets HTTP(S) and the health check reach app servers only from the balancer: no public 80/443 in the cloud firewall", () => {
+    it("lets HTTP(S) and the health check reach app servers only from the balancer (and the issuer's from the other app servers): no public 80/443 in the cloud firewall", () => {
       const lbId = run.mocks.ofType(LB[provider])[0].id;
       for (const name of APP_SERVERS) {
         const rules = cloudRules(run, provider, name);
+        // The certificate's issuer also admits the other two app servers to SSH and its ACME relay.
+        const issuer = name === "app";
         const expected =
           provider === "hetzner"
             ? ["22 from 203.0.113.7/32"] // Hetzner's firewall does not filter the private network: the host firewall does.
-            : ["22 from 203.0.113.7/32", `80 from balancer ${lbId}`, `443 from balancer ${lbId}`, `${LB_HEALTH_PORT} from balancer ${lbId}`];
+            : [
+                "22 from 203.0.113.7/32",
+                ...(issuer ? ["22 from droplets 2"] : []),
+                `80 from balancer ${lbId}`,
+                `443 from balancer ${lbId}`,
+                `${LB_HEALTH_PORT} from balancer ${lbId}`,
+                ...(issuer ? [`${ACME_RELAY_PORT} from droplets 2`] : []),
+              ];
         assert.deepEqual(rules.sort(), expected.sort(), name);
       }
     });
@@ -291,6 +324,77 @@ for (const provider of ["hetzner", "digitalocean"] as const) {
       assert.deepEqual(await waitsFor("worker"), ["saas-test-app-app-release"]);
     });
 
+    it("shares one certificate: the issuer alone runs tls-issue, the other app servers fetch it and pass ACME's challenges to it", () => {
+      const issuerAddress = privateAddressOf(run, provider, "app");
+      for (const name of APP_SERVERS) {
+        const env = pushedFile(run, name, "/etc/saas-vps/bootstrap.env");
+        const units = /^ENABLE_UNITS="(.*)"$/m.exec(env)![1].split(" ");
+        const site = pushedFile(run, name, NGINX_SITE_PATH);
+        if (name === "app") {
+          assert.ok(units.includes("tls-issue.timer") && !units.includes("tls-share-fetch.timer"), `${name}: ${units.join(" ")}`);
+          assert.match(site, /location \/\.well-known\/acme-challenge\/ \{\n\s+root \/var\/www\/letsencrypt;\n\s+\}\n\s+location \/ \{\n\s+return 404;/, "the health listener serves the webroot");
+        } else {
+          assert.ok(!units.includes("tls-issue.timer") && units.includes("tls-share-fetch.timer"), `${name}: ${units.join(" ")}`);
+          assert.ok(!pushExists(run, name, "/usr/local/lib/saas-vps/tls-issue"), `${name} has tls-issue`);
+          assert.match(env, new RegExp(`^TLS_SHARE_ISSUER="${issuerAddress.replace(/\./g, "\\.")}"$`, "m"), name);
+          assert.ok(site.includes(`proxy_pass http://${issuerAddress}:${ACME_RELAY_PORT};`), `${name}: challenges not passed to the issuer`);
+        }
+      }
+    });
+
+    it("gives each app server but the issuer an ED25519 key of its own, which the issuer admits only for the export, only from that server", () => {
+      const keys = run.mocks.ofType("tls:index/privateKey:PrivateKey").filter((k) => k.name.endsWith("-tls-share-key"));
+      assert.deepEqual(keys.map((k) => k.name).sort(), ["saas-test-app-2-tls-share-key", "saas-test-app-3-tls-share-key"]);
+      for (const key of keys) assert.equal(key.inputs.algorithm, "ED25519");
+      const lines = pushedFile(run, "app", TLS_SHARE_AUTHORIZED_KEYS).split("\n").filter((l) => l.startsWith("restrict"));
+      const expected = ["app-2", "app-3"].map((name) => {
+        const key = keys.find((k) => k.name === `saas-test-${name}-tls-share-key`)!;
+        return `restrict,command="${TLS_SHARE_EXPORT}",from="${privateAddressOf(run, provider, name)}/32" ${key.state.publicKeyOpenssh.trim()} ${name}`;
+      });
+      assert.deepEqual(lines, expected);
+      // The host firewall admits the same servers, and only them, to SSH and the ACME relay.
+      const nft = pushedFile(run, "app", HOST_FIREWALL_PATH);
+      const followers = ["app-2", "app-3"].map((n) => `${privateAddressOf(run, provider, n)}/32`);
+      assert.ok(hostRulesFor(nft, 22).some((l) => l.startsWith(`ip saddr { ${followers.join(", ")} } tcp dport 22 accept`)), hostRulesFor(nft, 22).join(" | "));
+      assert.deepEqual(hostRulesFor(nft, ACME_RELAY_PORT).map((l) => l.split(" tcp dport")[0]), [`ip saddr { ${followers.join(", ")} }`]);
+    });
+
+    it("pins the issuer's host key on the others, and their first boot already knows the issuer's address (it is created first)", () => {
+      const hostKey = run.mocks.ofType("tls:index/privateKey:PrivateKey").find((k) => k.name === "saas-test-app-host-key")!.state.publicKeyOpenssh.trim();
+      for (const name of ["app-2", "app-3"]) {
+        assert.equal(firstBootFile(run, provider, name, TLS_SHARE_KNOWN_HOSTS), `app ${hostKey}\n`);
+        assert.match(firstBootFile(run, provider, name, "/etc/saas-vps/bootstrap.env"), new RegExp(`^TLS_SHARE_ISSUER="${privateAddressOf(run, provider, "app").replace(/\./g, "\\.")}"$`, "m"));
+      }
+      const servers = run.mocks.ofType(SERVER[provider]).map((s) => s.name);
+      assert.ok(servers.indexOf("saas-test-app-server") < servers.indexOf("saas-test-app-2-server"), servers.join(", "));
+      if (provider === "digitalocean") {
+        // The issuer exists before the others, so its first boot admits them from the VPC; the day-2 push names each.
+        assert.match(firstBootFile(run, provider, "app", TLS_SHARE_AUTHORIZED_KEYS), /from="10\.20\.0\.0\/16" ssh-ed25519 \S+ app-2/);
+      }
+    });
+
+    it("keeps each follower's private key a secret: only in its own user-data and push, as secrets, never in clear, never in an output", async () => {
+      const keys = run.mocks.ofType("tls:index/privateKey:PrivateKey").filter((k) => k.name.endsWith("-tls-share-key"));
+      const outputs = JSON.stringify(await Promise.all(Object.values(run.outputs).map((o) => (o === undefined || typeof o === "string" ? o : valueOf(o as pulumi.Output<unknown>)))));
+      for (const key of keys) {
+        const secret = key.state.privateKeyOpenssh.trim();
+        const server = key.name.replace(/^saas-test-|-tls-share-key$/g, "");
+        const inClear = run.mocks.resources.filter((r) => r.name !== key.name).flatMap((r) => clearPaths(r.inputs, secret).map((p) => `${r.name}${p.slice(1)}`));
+        assert.deepEqual(inClear, [], `${server}'s key in clear`);
+        assert.ok(!outputs.includes(secret), `${server}'s key in a stack output`);
+        // Besides the key itself, only the server's push of its key file holds it (user-data is a gzipped bundle, read below);
+        // the line past the header and the public half: the private part.
+        const holders = run.mocks.resources.filter((r) => r.name !== key.name && JSON.stringify(unwrapSecrets(r.inputs)).includes(secret.split("\n")[3]));
+        assert.deepEqual(holders.map((r) => r.name), [`saas-test-${server}-push-etc-saas-vps-tls-share-id-ed25519`]);
+        for (const other of run.mocks.ofType(SERVER[provider])) {
+          const files = [...decodeWriteFiles(unwrapSecrets(other.inputs.userData)).values()].join("\n");
+          assert.equal(files.includes(secret), other.name === `saas-test-${server}-server`, `${other.name}'s first boot and ${server}'s key`);
+        }
+        assert.equal(firstBootFile(run, provider, server, TLS_SHARE_KEY).trim(), secret);
+        assert.ok(isWrappedSecret(pushOf(run, server, TLS_SHARE_KEY).inputs.stdin));
+      }
+    });
+
     it("the stack's address is the balancer's", async () => {
       const lb = run.mocks.ofType(LB[provider])[0];
       assert.equal(await valueOf(run.outputs.ipv4), provider === "hetzner" ? lb.state.ipv4 : lb.state.ip);
@@ -308,6 +412,9 @@ for (const provider of ["hetzner", "digitalocean"] as const) {
       const notApp3 = change.created.filter((name) => !name.includes("-app-3"));
       assert.deepEqual(notApp3, []);
       assert.ok(change.created.includes("saas-test-app-3-server"), `created: ${change.created.join(", ")}`);
+      // One more key for the certificate's fetch; the issuer's authorized_keys changes in place.
+      assert.ok(change.created.includes("saas-test-app-3-tls-share-key"), `created: ${change.created.join(", ")}`);
+      assert.equal(three.mocks.ofType("tls:index/privateKey:PrivateKey").filter((k) => k.name.endsWith("-tls-share-key")).length, 2);
       if (provider === "hetzner") assert.ok(change.created.includes("saas-test-lb-app-3"), "no balancer target for app-3");
       else assert.equal(three.mocks.ofType(LB[provider])[0].inputs.dropletIds.length, 3);
     });
@@ -333,7 +440,10 @@ for (const provider of ["hetzner", "digitalocean"] as const) {
     });
 
     it("app keeps answering on its fixed IP as in separated: its public firewall, nginx without the PROXY protocol, no drain; the balancer serves through app-2", async () => {
-      assert.deepEqual(cloudRules(run, provider, "app").sort(), cloudRules(separated, provider, "app").sort());
+      // Plus, with a domain, what the certificate's issuer opens to the other app servers (DigitalOcean's cloud firewall names them).
+      const issuerRules = provider === "digitalocean" ? ["22 from droplets 1", `${ACME_RELAY_PORT} from droplets 1`] : [];
+      assert.deepEqual(cloudRules(run, provider, "app").sort(), [...cloudRules(separated, provider, "app"), ...issuerRules].sort());
+      assert.match(firstBootFile(run, provider, "app", NGINX_SITE_PATH), new RegExp(`listen ${ACME_RELAY_PORT};`), "the issuer serves the challenges the others pass on");
       assert.doesNotMatch(firstBootFile(run, provider, "app", NGINX_SITE_PATH), /proxy_protocol/);
       assert.match(firstBootFile(run, provider, "app-2", NGINX_SITE_PATH), /listen 80 default_server proxy_protocol;/);
       assert.doesNotMatch(firstBootFile(run, provider, "app", RELEASE_PATHS.config), /LB_/);

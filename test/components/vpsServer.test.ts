@@ -92,6 +92,15 @@ describe("SaasStack: creation order", function () {
     assert.deepEqual(order, ["db", "app", "worker"]);
   });
 
+  it("declares each server before every server it admits, also across chains (db, replica, the certificate's issuer, its followers)", () => {
+    const plan = [named("app", ["app-2"]), named("app-2"), named("worker"), named("db", ["app", "app-2", "worker", "replica"]), named("replica", ["app", "app-2"])];
+    assert.deepEqual(creationOrder(plan).map((s) => s.name), ["db", "worker", "replica", "app", "app-2"]);
+  });
+
+  it("refuses servers that admit each other in a cycle", () => {
+    assert.throws(() => creationOrder([named("a", ["b"]), named("b", ["a"])]), /cycle: a, b/);
+  });
+
   it("keeps the plan's order when no server is reached over the private network (mvp)", () => {
     assert.deepEqual(creationOrder([named("app"), named("worker")]).map((s) => s.name), ["app", "worker"]);
   });

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { parseStackConfig } from "../../config/config";
 import { planStack } from "../../plan/plan";
-import { minimalRaw } from "../support/fixtures";
+import { minimalRaw, withDomain } from "../support/fixtures";
 
 describe("stage planner", () => {
   it("plans stage mvp as one server with every role, a data volume and the public firewall", () => {
@@ -77,6 +77,29 @@ describe("stage planner", () => {
     // Stage separated has no cache: the app there keeps its limits per server.
     const separated = planStack(parseStackConfig({ ...minimalRaw("digitalocean"), stage: "separated", uploadsAccessKeyId: "K", uploadsSecretAccessKey: "S" }));
     assert.ok(!separated.servers.some((s) => s.roles.includes("cache")));
+  });
+
+  it("plans stage scaled with a domain with one certificate issuer, app, which admits the other app servers to SSH and its ACME relay", () => {
+    const raw = { ...withDomain({ ...minimalRaw("hetzner"), stage: "scaled", appServers: "3", uploadsAccessKeyId: "K", uploadsSecretAccessKey: "S" }) };
+    const plan = planStack(parseStackConfig(raw, { unbuiltStages: true }));
+    assert.equal(plan.certificateIssuer, "app");
+    const by = Object.fromEntries(plan.servers.map((s) => [s.name, s]));
+    const rules = (name: string) => by[name].firewall.map((r) => [r.port, r.sources, r.peers ?? [], r.loadBalancer ?? false]);
+    assert.deepEqual(rules("app"), [
+      [22, ["203.0.113.7/32"], [], false],
+      [80, [], [], true],
+      [443, [], [], true],
+      [8081, [], [], true],
+      [8082, [], ["app-2", "app-3"], false],
+      [22, [], ["app-2", "app-3"], false],
+    ]);
+    for (const name of ["app-2", "app-3"]) {
+      assert.deepEqual(rules(name), [[22, ["203.0.113.7/32"], [], false], [80, [], [], true], [443, [], [], true], [8081, [], [], true]]);
+    }
+    // Without a domain there is no certificate to share.
+    const plain = planStack(parseStackConfig({ ...minimalRaw("hetzner"), stage: "scaled", appServers: "3", uploadsAccessKeyId: "K", uploadsSecretAccessKey: "S" }, { unbuiltStages: true }));
+    assert.equal(plain.certificateIssuer, undefined);
+    assert.ok(plain.servers.every((s) => s.firewall.every((r) => !(r.loadBalancer && r.peers))), "a plain HTTP stack admits no app server to another");
   });
 });
 

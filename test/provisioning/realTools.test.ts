@@ -124,12 +124,12 @@ describe("rendered provisioning files pass the real tools", function () {
     }
   });
 
-  it(`every service we render (app units, backup jobs, tls-issue) reaches a systemd-analyze security exposure of ${MAX_EXPOSURE} or better`, () => {
+  it(`every service we render (app units, backup jobs, tls-issue, tls-share-fetch) reaches a systemd-analyze security exposure of ${MAX_EXPOSURE} or better`, () => {
     const dir = tempDir("security");
     const units = [
       ["web@.service", "web@3001.service"], ["worker@.service", "worker@1.service"],
       ["backup.service", "backup.service"], ["restore-drill.service", "restore-drill.service"],
-      ["tls-issue.service", "tls-issue.service"],
+      ["tls-issue.service", "tls-issue.service"], ["tls-share-fetch.service", "tls-share-fetch.service"],
       ["saas-firewall.service", "saas-firewall.service"], ["migrate@.service", `migrate@${RELEASE_ID}.service`],
       ["watchdog.service", "watchdog.service"], ["alert@.service", "alert@web@3001.service.service"],
     ];

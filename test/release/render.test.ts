@@ -102,7 +102,7 @@ describe("release files (provisioning/release.ts)", function () {
       [
         "release: webPorts: 3001 is listed twice; each instance needs its own port",
         "release: webPorts: 80 must be an integer port from 1024 to 65535",
-        "release: webPorts: 5432 is reserved (22, 25, 53, 80, 443, 5432, 6379, 8081)",
+        "release: webPorts: 5432 is reserved (22, 25, 53, 80, 443, 5432, 6379, 8081, 8082)",
         'release: workerUnits: "worker 1" must be a template instance name like "worker@1.service"',
         "release: keepReleases must be an integer from 2 to 100; got 1",
         "release: healthTimeoutSeconds must be an integer from 1 to 3600; got 0",
