@@ -25,9 +25,10 @@ import {
 import { bucketKeyNames, type BucketField, type BucketKeyNames, type BucketPrefix } from "./buckets";
 import { BUILT_STAGES, SPLIT_STAGES, type Stage } from "./stages";
 import { closest, isHttpUrl, quote } from "./validators";
-import { DEFAULT_METRICS_PORT_OFFSET, metricsPorts, RESERVED_PORTS, surgePortFor, webPorts } from "../provisioning/layout";
+import { CRITICAL_WORKER_FIRST_ID, DEFAULT_METRICS_PORT_OFFSET, metricsPorts, RESERVED_PORTS, surgePortFor, webPorts } from "../provisioning/layout";
 import { NODE_EXPORTER_PORT } from "../plan/plan";
 import type { MonitoringService } from "./monitoring";
+import { DEFAULT_CRITICAL_TASKS, DEFAULT_CRITICAL_WORKER_INSTANCES } from "./workers";
 
 export { DEFAULTS, KNOWN_KEYS, SECRET_KEYS, type ConfigKey };
 export { BUILT_STAGES, STAGES, type Stage } from "./stages";
@@ -87,7 +88,9 @@ type ResolvedKeys =
   | "privateNetworkZone"
   | "databaseMode"
   | "managedDatabaseSize"
-  | "managedReplicaSize";
+  | "managedReplicaSize"
+  | "criticalWorkerInstances"
+  | "criticalTasks";
 
 /** A server type and its memory (PostgreSQL's tuning and the VM's size follow it). */
 export interface ServerChoice {
@@ -111,6 +114,14 @@ export interface PrivateNetworkConfig {
   cidr: string;
   /** Hetzner's network zone (holds the location); undefined on DigitalOcean. */
   zone?: string;
+}
+
+/** Worker processes of their own for the critical tasks (config/workers.ts); none when instances is 0. */
+export interface CriticalWorkersConfig {
+  /** worker-critical@ processes on the server that runs the workers; 0: every worker runs every task. */
+  instances: number;
+  /** The app's task names they run, and the other workers do not. */
+  tasks: string[];
 }
 
 /**
@@ -141,6 +152,7 @@ export type StackConfig = OptionalWhenUndefined<Omit<KeyValues, BucketKeys | Res
   backupBucket: BucketConfig;
   uploads: UploadsConfig;
   monitoring: MonitoringConfig;
+  criticalWorkers: CriticalWorkersConfig;
 };
 
 export class ConfigError extends Error {
@@ -175,16 +187,16 @@ export const PROVIDER_TOKEN_KEYS = ["hcloud:token", "digitalocean:token"] as con
  * The app's metrics ports (provisioning/layout.ts, metricsPorts) must each be free: not a web
  * instance's port, not one of the ports reserved on every server, and inside the port range.
  */
-function reportMetricsPorts(v: Partial<KeyValues>, problems: Problems): void {
-  if (v.metricsPortOffset === undefined || v.webInstances === undefined || v.workerInstances === undefined) return;
+function reportMetricsPorts(v: Partial<KeyValues>, critical: number | undefined, problems: Problems): void {
+  if (v.metricsPortOffset === undefined || v.webInstances === undefined || v.workerInstances === undefined || critical === undefined) return;
   const web = webPorts(v.webInstances);
   const taken = new Set([...web, ...(surgePortFor(web) === undefined ? [] : [surgePortFor(web)!]), ...RESERVED_PORTS, NODE_EXPORTER_PORT]);
-  const ports = metricsPorts(v.metricsPortOffset, web, v.workerInstances);
+  const ports = metricsPorts(v.metricsPortOffset, web, v.workerInstances, critical);
   const clash = ports.filter((p) => taken.has(p));
   const over = ports.filter((p) => p > 65535);
   if (clash.length === 0 && over.length === 0) return;
   const why = [...(clash.length ? [`${clash.join(", ")} already taken (web ports, ${[...RESERVED_PORTS, NODE_EXPORTER_PORT].join(", ")})`] : []), ...(over.length ? [`${over.join(", ")} past 65535`] : [])];
-  problems.add("metricsPortOffset", `gives metrics ports ${Math.min(...ports)}-${Math.max(...ports)} (offset + web ports ${web[0]}-${web[web.length - 1]}, offset + worker numbers 1-${v.workerInstances}), of which ${why.join("; ")}; pick an offset that keeps them clear, e.g. ${DEFAULT_METRICS_PORT_OFFSET}; got ${v.metricsPortOffset}`);
+  problems.add("metricsPortOffset", `gives metrics ports ${Math.min(...ports)}-${Math.max(...ports)} (offset + web ports ${web[0]}-${web[web.length - 1]}, offset + worker numbers 1-${v.workerInstances}${critical > 0 ? ` and critical worker numbers ${CRITICAL_WORKER_FIRST_ID}-${CRITICAL_WORKER_FIRST_ID + critical - 1}` : ""}), of which ${why.join("; ")}; pick an offset that keeps them clear, e.g. ${DEFAULT_METRICS_PORT_OFFSET}; got ${v.metricsPortOffset}`);
 }
 
 /** Collects problems; each is prefixed with the full key as the user types it. */
@@ -230,7 +242,8 @@ export function parseStackConfig(raw: Record<string, string>, options: ParseOpti
   if (v.watchdogHeartbeatUrl !== undefined && v.watchdogHeartbeatUrl === v.backupHeartbeatUrl) {
     problems.add("watchdogHeartbeatUrl", "is the same URL as saas-vps:backupHeartbeatUrl; each nightly backup would then report the watchdog's checks green: give each its own dead-man's check");
   }
-  reportMetricsPorts(v, problems);
+  const criticalWorkers = parseCriticalWorkers(raw, v, problems);
+  reportMetricsPorts(v, criticalWorkers?.instances, problems);
   if (v.stage && SPLIT_STAGES.includes(v.stage) && v.workerInstances === 0) {
     problems.add("workerInstances", `must be 1-16 at stage ${v.stage}: the worker has a server of its own there, which would run nothing; got 0`);
   }
@@ -265,6 +278,7 @@ export function parseStackConfig(raw: Record<string, string>, options: ParseOpti
     backupBucket: backupBucket!,
     uploads: uploads!,
     monitoring: monitoring!,
+    criticalWorkers: criticalWorkers!,
     alertWebhookUrl: v.alertWebhookUrl,
     backupHeartbeatUrl: v.backupHeartbeatUrl,
     watchdogHeartbeatUrl: v.watchdogHeartbeatUrl,
@@ -336,6 +350,32 @@ export function configWarnings(config: Pick<StackConfig, "plainHttp" | "monitori
     );
   }
   return warnings;
+}
+
+/**
+ * The critical workers: their count (default per stage) and tasks (default the reference app's).
+ * A task list with no process to run it would change nothing, so it is refused (as other keys
+ * that would change nothing are), rather than warned about: a stack that meant to isolate its
+ * mail and left the count at 0 hears it at once. Critical workers with no other worker would
+ * leave every other task to no one.
+ */
+function parseCriticalWorkers(raw: Record<string, string>, v: Partial<KeyValues>, problems: Problems): CriticalWorkersConfig | undefined {
+  if (!v.stage || (raw.criticalWorkerInstances !== undefined && v.criticalWorkerInstances === undefined)) return undefined; // refused by its own parser
+  const instances = v.criticalWorkerInstances ?? DEFAULT_CRITICAL_WORKER_INSTANCES[v.stage];
+  if (instances === 0 && raw.criticalTasks !== undefined) {
+    problems.add(
+      "criticalTasks",
+      `is only for saas-vps:criticalWorkerInstances 1 or more; criticalWorkerInstances is 0${raw.criticalWorkerInstances === undefined ? ` (the default in stage ${v.stage})` : ""}, so every worker runs every task and nothing would use the list: set criticalWorkerInstances or remove the key`,
+    );
+  }
+  if (instances > 0 && v.workerInstances === 0) {
+    problems.add(
+      "criticalWorkerInstances",
+      `is ${instances}${raw.criticalWorkerInstances === undefined ? ` (the default in stage ${v.stage})` : ""} but saas-vps:workerInstances is 0: the critical workers run only criticalTasks, so every other task would run nowhere; set workerInstances to 1 or more, or criticalWorkerInstances to 0`,
+    );
+  }
+  if (raw.criticalTasks !== undefined && v.criticalTasks === undefined) return undefined;
+  return { instances, tasks: [...(v.criticalTasks ?? DEFAULT_CRITICAL_TASKS)] };
 }
 
 /** The keys that tune DigitalOcean's resource alerts, which exist for droplets only. */

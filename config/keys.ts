@@ -12,6 +12,7 @@ import { BUCKET_PURPOSES, bucketKeyNames, defaultBucketName, UPLOADS_STORAGES, t
 import { CERTBOT_RENEWAL_DAYS, CERTIFICATE_DAYS_RANGE, DEFAULT_MONITORING, DEFAULT_SLACK_CHANNEL, MONITORING_SERVICES, PERCENT_RANGE, RESOURCE_ALERT_WINDOWS, windowWords, type MonitoringService } from "./monitoring";
 import { checkOnCalendar } from "./onCalendar";
 import { WATCHDOG_THRESHOLDS, type WatchdogThreshold } from "./watchdog";
+import { CRITICAL_WORKER_INSTANCES_RANGE, DEFAULT_CRITICAL_TASKS, DEFAULT_CRITICAL_WORKER_INSTANCES, TASK_NAME_RULE } from "./workers";
 import { DEFAULT_METRICS_PORT_OFFSET } from "../provisioning/layout";
 import { BUCKET_PROVIDERS, CATALOGS, DATABASE_MODES, MANAGED_DATABASE_SIZES, PROVIDERS, type BucketProvider, type DatabaseMode, type Provider } from "./providers";
 import { MVP_DATABASE_STATES, SPLIT_STAGES, STAGES, type MvpDatabaseState, type Stage } from "./stages";
@@ -102,6 +103,14 @@ function integer(min: number, max: number, fallback: number) {
   };
 }
 
+/** A whole number from min to max, or undefined when unset: the default is derived from other keys. */
+function integerOr(min: number, max: number) {
+  return {
+    type: "integer" as const,
+    parse: (text: string | undefined): Parsed<number | undefined> => (text === undefined ? ok(undefined) : integer(min, max, min).parse(text)),
+  };
+}
+
 /** `true` or `false` (Pulumi stores a YAML boolean as that text); unset is false. */
 function flag() {
   return {
@@ -178,6 +187,16 @@ function optionalList(what: string, checkList: (list: string[]) => Parsed<string
       return checkList(list);
     },
   };
+}
+
+function checkTaskNames(list: string[]): Parsed<string[]> {
+  const problems = list.flatMap((name, i) =>
+    TASK_NAME_RULE.test(name) ? [] : [`entry ${i}: ${quote(name)} is not a task name (a letter or "_", then letters, digits, "_", ".", ":" or "-"; at most 100 characters, e.g. send_welcome_email)`],
+  );
+  list.forEach((name, i) => {
+    if (list.indexOf(name) !== i) problems.push(`entry ${i}: ${quote(name)} is listed twice; list each task once`);
+  });
+  return problems.length > 0 ? fail(...problems) : ok(list);
 }
 
 function checkEmails(list: string[]): Parsed<string[]> {
@@ -479,6 +498,20 @@ export const KEYS = {
     ...ALL,
     description: "Worker processes, 0-16.",
     rule: "0–16",
+  },
+  criticalWorkerInstances: {
+    ...integerOr(CRITICAL_WORKER_INSTANCES_RANGE.min, CRITICAL_WORKER_INSTANCES_RANGE.max),
+    ...ALL,
+    defaultText: `${DEFAULT_CRITICAL_WORKER_INSTANCES.mvp} in mvp and separated, ${DEFAULT_CRITICAL_WORKER_INSTANCES.scaled} in scaled`,
+    description: `Worker processes of their own for criticalTasks (worker-critical@N), ${CRITICAL_WORKER_INSTANCES_RANGE.min}-${CRITICAL_WORKER_INSTANCES_RANGE.max}, on the server that runs the workers; the workerInstances then run every other task. 0: no isolation, every worker runs every task. Default ${DEFAULT_CRITICAL_WORKER_INSTANCES.mvp} in mvp and separated, ${DEFAULT_CRITICAL_WORKER_INSTANCES.scaled} in scaled.`,
+    rule: `${CRITICAL_WORKER_INSTANCES_RANGE.min}–${CRITICAL_WORKER_INSTANCES_RANGE.max}; 1 or more needs \`workerInstances\` ≥ 1 (the other tasks run there)`,
+  },
+  criticalTasks: {
+    ...optionalList(`a JSON list of the app's task names, e.g. ["send_password_reset_email","process_stripe_event"]`, checkTaskNames),
+    ...ALL,
+    defaultText: "the reference app's mails and Stripe events",
+    description: `The app's tasks that run on the critical workers only (criticalWorkerInstances). Default: ${DEFAULT_CRITICAL_TASKS.join(", ")}. A name the app does not have stops its workers at start.`,
+    rule: "JSON list of the app's task names, each once; only with `criticalWorkerInstances` ≥ 1",
   },
   backupSchedule: {
     ...schedule("*-*-* 03:00:00 UTC"),

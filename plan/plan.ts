@@ -3,7 +3,7 @@
  * components/ only loops over this plan creating resources, so growing from `mvp` to
  * `separated` or `scaled` is a change here, not a rewrite of the components.
  */
-import type { BucketConfig, DatabaseConfig, PrivateNetworkConfig, Stage, StackConfig } from "../config/config";
+import type { BucketConfig, CriticalWorkersConfig, DatabaseConfig, PrivateNetworkConfig, Stage, StackConfig } from "../config/config";
 import type { MvpDatabaseState } from "../config/stages";
 import { hostAddress } from "../config/validators";
 import type { Provider } from "../config/providers";
@@ -71,6 +71,8 @@ export interface ServerPlan {
   volume?: VolumePlan;
   webInstances: number;
   workerInstances: number;
+  /** Worker processes of its own for the critical tasks, beside the workerInstances; only on a server with workers, only when the stack has them. */
+  criticalWorkers?: CriticalWorkersConfig;
   /**
    * The app server of a stack moving from mvp (config mvpDatabase): the state of its own
    * PostgreSQL, which the server applies (its backup timers, workers and logins; plan/move.ts).
@@ -202,7 +204,13 @@ export function mvpServer(config: StackConfig): ServerPlan {
     volume: dataVolume(),
     webInstances: config.webInstances,
     workerInstances: config.workerInstances,
+    ...criticalWorkersOf(config),
   };
+}
+
+/** The stack's critical workers, on the server that runs its workers; nothing (every file as before) when it has none. */
+function criticalWorkersOf(config: StackConfig): Pick<ServerPlan, "criticalWorkers"> {
+  return config.criticalWorkers.instances > 0 ? { criticalWorkers: config.criticalWorkers } : {};
 }
 
 /** The one data volume a stack's PostgreSQL lives on; the same resource name in every stage. */
@@ -240,6 +248,7 @@ function planSeparated(config: StackConfig): StackPlan {
     privateIp: at(PRIVATE_HOSTS.worker),
     webInstances: 0,
     workerInstances: config.workerInstances,
+    ...criticalWorkersOf(config),
   };
   const servers = [app, worker];
   let database: DatabasePlan;

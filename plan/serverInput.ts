@@ -10,7 +10,7 @@ import type { S3Bucket } from "../provisioning/bucket";
 import type { UploadsInput } from "../provisioning/uploads";
 import type { ProcessEnvironment } from "../provisioning/roles/app";
 import type { WatchdogInput } from "../provisioning/watchdog";
-import { DATABASE_NAME, LB_DRAIN_FILE, SSH_PORT, surgePortFor, webPorts, workerUnits } from "../provisioning/layout";
+import { criticalWorkerUnits, DATABASE_NAME, LB_DRAIN_FILE, SSH_PORT, surgePortFor, webPorts, workerUnits } from "../provisioning/layout";
 import type { ReleaseBalancer } from "../provisioning/release";
 import { drainSeconds, undrainSeconds } from "./scaled";
 import type { RoleInputs } from "../provisioning/roles/index";
@@ -288,7 +288,10 @@ function setRoleInput(roles: Partial<RoleInputs>, role: Role, config: StackConfi
       return;
     }
     case "worker":
-      roles.worker = { units: workerUnits(server.workerInstances) };
+      roles.worker = {
+        units: workerUnits(server.workerInstances),
+        ...(server.criticalWorkers ? { critical: { units: criticalWorkerUnits(server.criticalWorkers.instances), tasks: server.criticalWorkers.tasks } } : {}),
+      };
       return;
     case "db":
       roles.db = {

@@ -113,12 +113,26 @@ export function surgePortFor(webPorts: number[]): number | undefined {
  */
 export const DEFAULT_METRICS_PORT_OFFSET = 10000;
 
-/** Every metrics port of a server's app processes with this offset: its web instances' (and surge instance's), then its workers'. */
-export function metricsPorts(offset: number, ports: number[], workerCount: number): number[] {
+/**
+ * The number (WORKER_ID) of the first critical worker: worker-critical@101, @102, ... Apart from
+ * the other workers' 1-16 whatever workerInstances is, so a change of workerInstances renames no
+ * critical worker and no two processes of a server ever share a WORKER_ID or a metrics port.
+ */
+export const CRITICAL_WORKER_FIRST_ID = 101;
+
+/** Every metrics port of a server's app processes with this offset: its web instances' (and surge instance's), then its workers', then its critical workers'. */
+export function metricsPorts(offset: number, ports: number[], workerCount: number, criticalCount = 0): number[] {
   const surge = surgePortFor(ports);
-  return [...ports, ...(surge === undefined ? [] : [surge]), ...Array.from({ length: workerCount }, (_, i) => i + 1)].map((n) => offset + n);
+  const workerIds = Array.from({ length: workerCount }, (_, i) => i + 1);
+  const criticalIds = Array.from({ length: criticalCount }, (_, i) => CRITICAL_WORKER_FIRST_ID + i);
+  return [...ports, ...(surge === undefined ? [] : [surge]), ...workerIds, ...criticalIds].map((n) => offset + n);
 }
 
 export function workerUnits(count: number): string[] {
   return Array.from({ length: count }, (_, i) => `worker@${i + 1}.service`);
+}
+
+/** The critical workers' units (systemd.ts renders their template): worker-critical@101.service, ... */
+export function criticalWorkerUnits(count: number): string[] {
+  return Array.from({ length: count }, (_, i) => `worker-critical@${CRITICAL_WORKER_FIRST_ID + i}.service`);
 }

@@ -19,8 +19,8 @@ export const MVP_DATABASE_PATHS = {
   envFile: `${CONFIG_DIR}/mvp-database.env`,
 } as const;
 
-/** The old worker processes: every instance of the worker template, however many ran in mvp. */
-const OLD_WORKER_UNITS = "worker@*.service";
+/** The old worker processes: every instance of both worker templates (systemd.ts), however many ran in mvp; patterns for systemctl, space-separated. */
+const OLD_WORKER_UNITS = "worker@*.service worker-critical@*.service";
 
 export function renderMvpDatabase(state: MvpDatabaseState): RoleContribution {
   const command = MVP_DATABASE_PATHS.command;

@@ -15,8 +15,8 @@
  * release.conf is KEY="value" lines, read by the script without evaluating them. Keys:
  *   WEB_PORTS            web instance ports, rolled in this order (web@<port>.service); may be empty
  *                        on a server with workers
- *   WORKER_UNITS         worker units restarted after web (worker@<n>.service); may be empty on a
- *                        server with web instances
+ *   WORKER_UNITS         worker units restarted after web (worker@<n>.service, then the critical
+ *                        workers' worker-critical@<n>.service); may be empty on a server with web instances
  *   MIGRATE              yes: this server runs bin/migrate before it switches; no: it never does
  *   MIGRATE_ENV_FILE     optional env file bin/migrate reads after the app's env file (its variables
  *                        win): the schema owner's credential, root-only; only with MIGRATE=yes
@@ -38,6 +38,7 @@
  *   LB_OUT_SECONDS       seconds the balancer needs to take a drained server out of rotation
  *   LB_IN_SECONDS        seconds it needs to take it back once the file is gone
  */
+import { CRITICAL_WORKER_INSTANCES_RANGE } from "../config/workers";
 import { throwIfProblems } from "./errors";
 import { NGINX_FAIL_TIMEOUT_SECONDS } from "./nginx";
 import { loadScript } from "./scripts";
@@ -48,7 +49,7 @@ import { APP_SANDBOX, renderUnit, UNIT_DIR } from "./unit";
 export interface ReleaseOptions {
   /** Web instance ports on 127.0.0.1, rolled one at a time in this order; 0–16 of them. */
   webPorts: number[];
-  /** Worker units (`worker@1.service` or `worker@1`), restarted after web; 0–16 of them, and at least one process in all. */
+  /** Worker units (`worker@1.service` or `worker@1`, then `worker-critical@101.service` ...), restarted after web, in this order; 0–MAX_WORKER_UNITS of them, and at least one process in all. */
   workerUnits: string[];
   /** Whether this server runs a release's migrations: plan/database.ts runsMigrations. */
   migrate: boolean;
@@ -83,6 +84,9 @@ export interface ReleaseBalancer {
   /** Seconds it needs to take the server back (plan/scaled.ts undrainSeconds). */
   inSeconds: number;
 }
+
+/** A server's workers: up to 16 worker@ (workerInstances) and 8 worker-critical@ (criticalWorkerInstances). */
+export const MAX_WORKER_UNITS = 16 + CRITICAL_WORKER_INSTANCES_RANGE.max;
 
 export const RELEASE_PATHS = {
   command: "/usr/local/sbin/release",
@@ -212,7 +216,7 @@ export function validateReleaseOptions(opts: ReleaseOptions): string[] {
   if (!Array.isArray(opts.workerUnits)) {
     add("workerUnits must be a list of unit names (may be empty on a server with web instances)");
   } else {
-    if (opts.workerUnits.length > 16) add(`workerUnits may list at most 16 units; got ${opts.workerUnits.length}`);
+    if (opts.workerUnits.length > MAX_WORKER_UNITS) add(`workerUnits may list at most ${MAX_WORKER_UNITS} units; got ${opts.workerUnits.length}`);
     const seen = new Set<string>();
     for (const u of opts.workerUnits) {
       if (typeof u !== "string" || !/^[A-Za-z0-9_.:-]+@[A-Za-z0-9_.:-]+$/.test(u)) {

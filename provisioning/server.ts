@@ -118,6 +118,7 @@ function renderAppPart(input: ServerRenderInput): RoleContribution[] {
     webPorts: processes.flatMap((p) => p.webPorts ?? []),
     workerUnits: processes.flatMap((p) => p.workerUnits ?? []),
     surgePort: processes.find((p) => p.surgePort !== undefined)?.surgePort,
+    criticalWorkers: processes.find((p) => p.criticalWorkers !== undefined)?.criticalWorkers,
   };
   return [renderApp(input.app, merged)];
 }

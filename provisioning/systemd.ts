@@ -1,12 +1,16 @@
 /**
- * systemd units for the app: `web@<port>.service` (one instance per web port) and
- * `worker@<n>.service`, plus `saas-app.target` that wants exactly the configured instances.
+ * systemd units for the app: `web@<port>.service` (one instance per web port),
+ * `worker@<n>.service` and, when the stack isolates its critical tasks, `worker-critical@<n>.service`
+ * (the same unit, running only those tasks while worker@ runs all the others), plus
+ * `saas-app.target` that wants exactly the configured instances.
  * Unit syntax: https://www.freedesktop.org/software/systemd/man/latest/systemd.service.html
  * Hardening: https://www.freedesktop.org/software/systemd/man/latest/systemd.exec.html —
  * measured with `systemd-analyze security --offline=true` in the tests (goal ≤ 3.0).
  */
 import { APP_CURRENT, APP_CURRENT_BIN, APP_ENV_FILE, APP_SHARED, APP_USER, WEB_ENV_FILE, WORKER_ENV_FILE } from "./layout";
 import type { RenderedFile } from "./files";
+import type { CriticalWorkers } from "./roles/worker";
+import { TASK_NAME_RULE } from "../config/workers";
 import { RELEASE_PATHS } from "./release";
 import { ALERT_ON_FAILURE, APP_SANDBOX, renderUnit, UNIT_DIR } from "./unit";
 
@@ -85,13 +89,43 @@ export function renderWebUnit(uploadDir?: string): string {
   });
 }
 
-export function renderWorkerUnit(uploadDir?: string): string {
+/**
+ * The app's WORKER_TASKS_EXCEPT / WORKER_TASKS_ONLY (app/src/jobs/selection.ts): the task names,
+ * comma-separated. config/workers.ts TASK_NAME_RULE keeps them free of spaces, quotes, "%" and "$",
+ * so the list goes into Environment= as it is.
+ */
+function taskList(tasks: string[]): string {
+  const bad = tasks.filter((t) => !TASK_NAME_RULE.test(t));
+  if (tasks.length === 0 || bad.length > 0) throw new Error(`systemd: critical tasks must be one or more task names; got ${JSON.stringify(tasks)}`);
+  return tasks.join(",");
+}
+
+/** worker@: every task, or (with critical workers) every task but the critical ones. */
+export function renderWorkerUnit(uploadDir?: string, critical?: CriticalWorkers): string {
   return renderAppProcessUnit({
     uploadDir,
     description: "saas-vps worker %i",
     command: `${APP_CURRENT}/bin/worker`,
     identifier: "worker-%i",
-    environment: ["NODE_ENV=production", "WORKER_ID=%i"],
+    environment: ["NODE_ENV=production", "WORKER_ID=%i", ...(critical ? [`WORKER_TASKS_EXCEPT=${taskList(critical.tasks)}`] : [])],
+    loginEnvFile: WORKER_ENV_FILE,
+    stopTimeoutSec: 60,
+  });
+}
+
+/**
+ * worker-critical@: the critical tasks only, so a flood of other jobs cannot hold them up. Its own
+ * template (not a drop-in per worker@ instance): a pushed file is never removed, and a drop-in left
+ * behind when the count changes would keep a worker@ on the wrong tasks; a template nobody wants is
+ * inert. Instance numbers start at CRITICAL_WORKER_FIRST_ID (layout.ts): WORKER_ID names the metrics port.
+ */
+export function renderCriticalWorkerUnit(critical: CriticalWorkers, uploadDir?: string): string {
+  return renderAppProcessUnit({
+    uploadDir,
+    description: "saas-vps critical worker %i (only the stack's critical tasks)",
+    command: `${APP_CURRENT}/bin/worker`,
+    identifier: "worker-critical-%i",
+    environment: ["NODE_ENV=production", "WORKER_ID=%i", `WORKER_TASKS_ONLY=${taskList(critical.tasks)}`],
     loginEnvFile: WORKER_ENV_FILE,
     stopTimeoutSec: 60,
   });
@@ -120,14 +154,18 @@ export function renderAppTarget(webPorts: number[], workerUnits: string[]): stri
  */
 export const ROLLING_RESTART = `systemctl daemon-reload && ${RELEASE_PATHS.command} restart`;
 
-/** `uploadDir`: where the app writes uploads on this server; undefined when they go to a bucket. */
-export function renderAppUnitFiles(webPorts: number[], workerUnits: string[], uploadDir: string | undefined): RenderedFile[] {
+/**
+ * `uploadDir`: where the app writes uploads on this server; undefined when they go to a bucket.
+ * `critical`: the critical workers, when the stack has them; without, every file is as before.
+ */
+export function renderAppUnitFiles(webPorts: number[], workerUnits: string[], uploadDir: string | undefined, critical?: CriticalWorkers): RenderedFile[] {
   return [
     { path: `${UNIT_DIR}/web@.service`, content: renderWebUnit(uploadDir), mode: "0644", onChange: ROLLING_RESTART },
-    { path: `${UNIT_DIR}/worker@.service`, content: renderWorkerUnit(uploadDir), mode: "0644", onChange: ROLLING_RESTART },
+    { path: `${UNIT_DIR}/worker@.service`, content: renderWorkerUnit(uploadDir, critical), mode: "0644", onChange: ROLLING_RESTART },
+    ...(critical ? [{ path: `${UNIT_DIR}/worker-critical@.service`, content: renderCriticalWorkerUnit(critical, uploadDir), mode: "0644", onChange: ROLLING_RESTART }] : []),
     {
       path: `${UNIT_DIR}/${APP_TARGET}`,
-      content: renderAppTarget(webPorts, workerUnits),
+      content: renderAppTarget(webPorts, [...workerUnits, ...(critical?.units ?? [])]),
       mode: "0644",
       onChange: "systemctl daemon-reload && systemctl start saas-app.target",
     },

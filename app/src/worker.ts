@@ -1,5 +1,6 @@
 // Entrypoint `bin/worker`: runs background jobs until SIGTERM/SIGINT.
-import { loadConfigOrExit } from "./core/config.js";
+import type { TaskList } from "graphile-worker";
+import { ConfigError, loadConfigOrExit } from "./core/config.js";
 import { createLogger } from "./core/logger.js";
 import { readReleaseId } from "./core/release.js";
 import { createErrorReporter } from "./core/sentry.js";
@@ -9,6 +10,7 @@ import { sharedCache } from "./core/shared-cache.js";
 import { createMailer } from "./jobs/mailer.js";
 import { buildTaskList } from "./jobs/tasks.js";
 import { startWorker } from "./jobs/runner.js";
+import { crontabFor, selectTasks, type CronEntry } from "./jobs/selection.js";
 import { createStripeClient } from "./billing/stripe.js";
 import { billingTaskList, BILLING_TASKS } from "./billing/tasks.js";
 import { eventsTaskList, EVENTS_TASKS } from "./events/tasks.js";
@@ -30,29 +32,45 @@ const pool = createPool(config.databaseUrl, log, {
 const valkey = config.valkeyUrl === undefined ? undefined : await createValkey(config.valkeyUrl, log, "saas-app-worker");
 const cache = sharedCache(valkey);
 const mailer = createMailer(config.smtpUrl, config.mailFrom, log);
+const allTasks = {
+  ...buildTaskList({ pool, mailer, appUrl: config.appUrl, secretKey: config.secretKey }),
+  ...billingTaskList({ pool, plans: config.plans, stripe: config.stripe ? await createStripeClient(config.stripe) : undefined, log, cache }),
+  ...eventsTaskList({ pool, retentionDays: config.auditRetentionDays }),
+};
+// WORKER_TASKS_ONLY / WORKER_TASKS_EXCEPT: a name the app does not have stops the start, with the
+// same exit code as any other bad setting (systemd then gives up and alerts, rather than run a
+// worker that leaves jobs to no one).
+let taskList: TaskList;
+try {
+  taskList = selectTasks(allTasks, config.workerTasks);
+} catch (err) {
+  if (!(err instanceof ConfigError)) throw err;
+  process.stderr.write(`${err.message}\n`);
+  await pool.end().catch(() => {});
+  process.exit(78);
+}
+// Daily, at quiet hours (UTC). graphile-worker queues each run once however many workers share
+// the crontab (its known_crontabs table); the job key keeps at most one of each pending. A worker
+// schedules only the entries of tasks it runs, so each entry belongs to one kind of worker.
+const CRON: CronEntry[] = [
+  { schedule: "15 4 * * *", task: EVENTS_TASKS.pruneAuditEvents, options: `?jobKey=${EVENTS_TASKS.pruneAuditEvents}&max=3` },
+  { schedule: "25 4 * * *", task: BILLING_TASKS.pruneStripeEvents, options: `?jobKey=${BILLING_TASKS.pruneStripeEvents}&max=3` },
+];
+const crontab = crontabFor(CRON, taskList);
 const metricsAt = metricsPort(config, "worker");
-const metrics = metricsAt === undefined ? undefined : await (await import("./metrics/index.js")).startWorkerMetrics({ pool, log, port: metricsAt });
+const metrics = metricsAt === undefined ? undefined : await (await import("./metrics/index.js")).startWorkerMetrics({ pool, log, port: metricsAt, tasks: config.workerTasks.mode });
 
 const worker = await startWorker({
   pool,
-  taskList: {
-    ...buildTaskList({ pool, mailer, appUrl: config.appUrl, secretKey: config.secretKey }),
-    ...billingTaskList({ pool, plans: config.plans, stripe: config.stripe ? await createStripeClient(config.stripe) : undefined, log, cache }),
-    ...eventsTaskList({ pool, retentionDays: config.auditRetentionDays }),
-  },
-  // Daily, at quiet hours (UTC). graphile-worker queues each run once however many workers share
-  // the crontab (its known_crontabs table); the job key keeps at most one of each pending.
-  crontab: [
-    `15 4 * * * ${EVENTS_TASKS.pruneAuditEvents} ?jobKey=${EVENTS_TASKS.pruneAuditEvents}&max=3`,
-    `25 4 * * * ${BILLING_TASKS.pruneStripeEvents} ?jobKey=${BILLING_TASKS.pruneStripeEvents}&max=3`,
-  ].join("\n"),
+  taskList,
+  ...(crontab ? { crontab } : {}),
   log,
   reporter,
   concurrency: config.workerConcurrency,
   shutdownTimeoutMs: config.shutdownTimeoutMs,
 });
 metrics?.watch(worker.runner.events);
-log.info({ concurrency: config.workerConcurrency }, "worker started");
+log.info({ concurrency: config.workerConcurrency, tasks: config.workerTasks.mode, runs: Object.keys(taskList) }, "worker started");
 
 let stopping = false;
 async function shutdown(signal: string): Promise<void> {

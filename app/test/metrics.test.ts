@@ -188,6 +188,9 @@ describe("metrics and request correlation (web and worker processes)", function 
       valueOf(await scrape(ports.offset + ports.workerId), "worker_jobs_total", { task: "send_welcome_email", outcome: "success" }),
     );
     assert.ok(succeeded >= 1);
+    // No WORKER_TASKS_ONLY / _EXCEPT: a worker of every task.
+    const kinds = (await scrape(ports.offset + ports.workerId)).filter((s) => s.name === "worker_tasks_info");
+    assert.deepEqual(kinds.map((s) => [s.labels.tasks, s.value]), [["all", 1]]);
   });
 });
 

@@ -10,7 +10,7 @@ export const OPS_USAGE = `usage:
       every check on every server of the stack (or S), one line each: OK / WARN / FAIL, what, detail;
       exit 1 when any line is FAIL
   npm run ops -- logs    --stack NAME [--server S] [UNIT]
-      follow the journal of the app's units (web@*, worker@*, migrate@*), or of UNIT, until Ctrl-C
+      follow the journal of the app's units (web@*, worker@*, worker-critical@*, migrate@*), or of UNIT, until Ctrl-C
   npm run ops -- release --stack NAME [--server S] [ARGS ...]
   npm run ops -- backup  --stack NAME [--server S] [ARGS ...]
       the server's own \`sudo release ARGS\` / \`sudo backup ARGS\` on every server that has the

@@ -5,7 +5,7 @@
 import { shellQuote } from "../../provisioning/push";
 
 /** The app's own units: what `logs` follows when no unit is named. */
-export const APP_UNIT_GLOBS = ["web@*", "worker@*", "migrate@*"];
+export const APP_UNIT_GLOBS = ["web@*", "worker@*", "worker-critical@*", "migrate@*"];
 /** The server's command said it is not installed there (see passThroughCommand). */
 export const NOT_HERE = 97;
 

@@ -16,6 +16,7 @@ import { RELEASE_PACKAGES, RELEASE_PATHS, renderReleaseFiles, type ReleaseBalanc
 import { APP_TARGET, renderAppUnitFiles, ROLLING_RESTART } from "../systemd";
 import { uploadDirOf, uploadsEnvironment, type UploadsInput } from "../uploads";
 import type { RoleContribution } from "./contribution";
+import type { CriticalWorkers } from "./worker";
 
 export interface AppInput {
   /** Public base URL of the app (https://domain, or http://<fixed IP>). */
@@ -61,18 +62,22 @@ export interface AppProcesses {
   /** A temporary web port for releases of a single instance (see layout.surgePortFor). */
   surgePort?: number;
   workerUnits: string[];
+  /** Workers of their own for the critical tasks (worker role, roles/worker.ts); the workerUnits then run every other task. */
+  criticalWorkers?: CriticalWorkers;
 }
 
 export function renderApp(app: AppInput, processes: AppProcesses): RoleContribution {
   const uploadDir = uploadDirOf(app.uploads);
+  // A release restarts both kinds of worker; the critical ones last.
+  const workerUnits = [...processes.workerUnits, ...(processes.criticalWorkers?.units ?? [])];
   return {
     files: [
-      ...renderAppUnitFiles(processes.webPorts, processes.workerUnits, uploadDir),
+      ...renderAppUnitFiles(processes.webPorts, processes.workerUnits, uploadDir, processes.criticalWorkers),
       appEnvFile(app),
       ...processEnvFiles(app.database, processes, app.processEnvironment, app.valkeyUrl),
       // The release command runs only once the first `pulumi up` ships a release, after the pushes.
       // The server that holds the schema owner's login is the one that migrates (plan/database.ts, runsMigrations).
-      ...renderReleaseFiles({ ...processes, migrate: app.database.credentials.owner !== undefined, ...(app.balancer ? { balancer: app.balancer } : {}) }).map((f) =>
+      ...renderReleaseFiles({ webPorts: processes.webPorts, workerUnits, surgePort: processes.surgePort, migrate: app.database.credentials.owner !== undefined, ...(app.balancer ? { balancer: app.balancer } : {}) }).map((f) =>
         f.path === RELEASE_PATHS.command || f.path === RELEASE_PATHS.migrateUnit ? { ...f, pushOnly: true } : f,
       ),
     ],
@@ -104,7 +109,7 @@ function appEnvFile(app: AppInput): RenderedFile {
 function processEnvFiles(database: AppDatabaseInput, processes: AppProcesses, only: ProcessEnvironment = { web: {}, worker: {} }, valkeyUrl?: string): RenderedFile[] {
   const kinds = [
     { login: "web", path: WEB_ENV_FILE, runs: processes.webPorts.length > 0 },
-    { login: "worker", path: WORKER_ENV_FILE, runs: processes.workerUnits.length > 0 },
+    { login: "worker", path: WORKER_ENV_FILE, runs: processes.workerUnits.length + (processes.criticalWorkers?.units.length ?? 0) > 0 },
   ] as const;
   return kinds.flatMap(({ login, path, runs }) => {
     const credential = database.credentials[login];

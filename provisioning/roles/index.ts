@@ -34,7 +34,7 @@ export interface RoleInputs {
 
 export const ROLE_MODULES: { [R in Role]: RoleModule<RoleInputs[R]> } = {
   web: { appProcesses: (input) => ({ webPorts: input.ports, surgePort: input.surgePort }), render: renderWeb },
-  worker: { appProcesses: (input) => ({ workerUnits: input.units }), render: renderWorker },
+  worker: { appProcesses: (input) => ({ workerUnits: input.units, ...(input.critical ? { criticalWorkers: input.critical } : {}) }), render: renderWorker },
   db: { render: renderDb },
   replica: { render: renderReplica },
   backup: { render: renderBackup },

@@ -71,7 +71,7 @@ describe("@real mvp-database: the old server's PostgreSQL, backup timers and wor
 
     const r = await apply("kept");
     assert.equal(r.code, 0, r.stdout + r.stderr);
-    assert.deepEqual(r.systemctl, ["disable --now backup.timer restore-drill.timer", "stop worker@*.service"]);
+    assert.deepEqual(r.systemctl, ["disable --now backup.timer restore-drill.timer", "stop worker@*.service worker-critical@*.service"]);
     assert.deepEqual(await canLogin(), ["app=false", "app_web=false", "app_worker=false"]);
     assert.notEqual(await ended, 0, "the open session outlived the switch");
     assert.match(r.stdout, /ended 1 open sessions/);
@@ -97,7 +97,7 @@ describe("@real mvp-database: the old server's PostgreSQL, backup timers and wor
   it("freeze (the start of the move's window): the app's processes stop and its logins are locked out; the timers are left for the switch", async () => {
     const r = await apply("live", undefined, undefined, ["freeze"]);
     assert.equal(r.code, 0, r.stdout + r.stderr);
-    assert.deepEqual(r.systemctl, ["stop saas-app.target worker@*.service"]);
+    assert.deepEqual(r.systemctl, ["stop saas-app.target worker@*.service worker-critical@*.service"]);
     assert.deepEqual(await canLogin(), ["app=false", "app_web=false", "app_worker=false"]);
     assert.match(r.stdout, /writes have stopped: now run "sudo backup now" here/);
     // Called off before the switch: the state file's own state undoes it.
@@ -127,7 +127,7 @@ describe("@real mvp-database: the old server's PostgreSQL, backup timers and wor
   it("timers that never arrived are left alone; a stopped cluster is reported, not an error", async () => {
     const r = await apply("kept", "", { ...pg.env, PGPORT: "1" });
     assert.equal(r.code, 0, r.stderr);
-    assert.deepEqual(r.systemctl, ["stop worker@*.service"]);
+    assert.deepEqual(r.systemctl, ["stop worker@*.service worker-critical@*.service"]);
     assert.match(r.stdout, /the old cluster is not running: nothing can use it/);
   });
 

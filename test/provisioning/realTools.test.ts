@@ -15,7 +15,7 @@ import { HOST_FIREWALL_PATH } from "../../provisioning/hostFirewall";
 import { renderAllCases, type RenderCase } from "../support/renderCases";
 import { forHostNginx, hostNginxVersion, predatesHttp2Directive } from "../support/nginx";
 import { NGINX_SITE_PATH } from "../../provisioning/nginx";
-import { LB_DRAIN_FILE, LB_HEALTH_PORT, webPorts } from "../../provisioning/layout";
+import { CRITICAL_WORKER_FIRST_ID, LB_DRAIN_FILE, LB_HEALTH_PORT, webPorts } from "../../provisioning/layout";
 import { renderWeb } from "../../provisioning/roles/web";
 
 /** cloud-init modules' top-level keys we use; the schema tool accepts misspelled top-level keys, so we check them ourselves. */
@@ -34,6 +34,7 @@ function instanceOf(template: string): string {
   if (template.startsWith("migrate@")) return RELEASE_ID;
   // As OnFailure=alert@%n.service names it for a web instance: a unit name as instance.
   if (template.startsWith("alert@")) return "web@3001.service";
+  if (template.startsWith("worker-critical@")) return String(CRITICAL_WORKER_FIRST_ID);
   return "1";
 }
 
@@ -128,6 +129,7 @@ describe("rendered provisioning files pass the real tools", function () {
     const dir = tempDir("security");
     const units = [
       ["web@.service", "web@3001.service"], ["worker@.service", "worker@1.service"],
+      ["worker-critical@.service", `worker-critical@${CRITICAL_WORKER_FIRST_ID}.service`],
       ["backup.service", "backup.service"], ["restore-drill.service", "restore-drill.service"],
       ["tls-issue.service", "tls-issue.service"], ["tls-share-fetch.service", "tls-share-fetch.service"],
       ["saas-firewall.service", "saas-firewall.service"], ["migrate@.service", `migrate@${RELEASE_ID}.service`],

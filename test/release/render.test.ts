@@ -131,8 +131,11 @@ describe("release files (provisioning/release.ts)", function () {
     assert.deepEqual(problemsOf({ ...VALID, migrateEnvFile: "etc/migrate.env" }), [
       'release: migrateEnvFile must be an absolute path (letters, digits, "_", ".", "-", "/"); got "etc/migrate.env"',
     ]);
-    assert.deepEqual(problemsOf({ ...VALID, workerUnits: Array.from({ length: 17 }, (_, i) => `worker@${i + 1}.service`) }), [
-      "release: workerUnits may list at most 16 units; got 17",
+    // 16 worker@ and 8 worker-critical@ are the most a server has.
+    const most = [...Array.from({ length: 16 }, (_, i) => `worker@${i + 1}.service`), ...Array.from({ length: 8 }, (_, i) => `worker-critical@${101 + i}.service`)];
+    assert.deepEqual(problemsOf({ ...VALID, workerUnits: most }), []);
+    assert.deepEqual(problemsOf({ ...VALID, workerUnits: [...most, "worker@17.service"] }), [
+      "release: workerUnits may list at most 24 units; got 25",
     ]);
   });
 

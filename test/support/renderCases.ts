@@ -107,5 +107,7 @@ export async function renderAllCases(): Promise<RenderCase[]> {
     directCase("sixteen-web-domain", withDomain({ ...minimalRaw("digitalocean"), webInstances: "16", workerInstances: "16" }), "digitalocean"),
     // Uploads in a bucket: S3_* in app.env, no upload directory for bootstrap or the units.
     directCase("uploads-bucket", { ...minimalRaw("digitalocean"), uploadsStorage: "bucket" }, "digitalocean"),
+    // Critical workers on the one server of mvp: worker-critical@101 and @102 beside worker@1 and @2.
+    directCase("mvp-critical-workers", { ...minimalRaw("hetzner"), workerInstances: "2", criticalWorkerInstances: "2", criticalTasks: JSON.stringify(["send_password_reset_email", "process_stripe_event"]) }, "hetzner"),
   ];
 }

@@ -73,7 +73,26 @@ export interface Config {
   stripe: StripeConfig | undefined;
   plans: BillingPlans;
   auditRetentionDays: number;
+  /** Which of the app's tasks this worker process runs (WORKER_TASKS_ONLY / WORKER_TASKS_EXCEPT); see jobs/selection.ts. */
+  workerTasks: WorkerTaskFilter;
 }
+
+/**
+ * A worker runs every task, only the listed ones, or all but the listed ones. The names are
+ * checked against the app's task list when the worker starts (jobs/selection.ts), not here:
+ * the config does not know the tasks.
+ */
+export type WorkerTaskFilter = { mode: "all" } | { mode: "only" | "except"; tasks: string[] };
+
+/** The two variables of WorkerTaskFilter; a worker takes one or neither. */
+export const WORKER_TASK_VARS = { only: "WORKER_TASKS_ONLY", except: "WORKER_TASKS_EXCEPT" } as const;
+
+/**
+ * What a task name may look like in those variables: the app's names are snake_case, and the
+ * list is written into a systemd unit's Environment= line, where a space, quote, "%" or "$"
+ * would change it.
+ */
+export const TASK_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_.:-]{0,99}$/;
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -211,6 +230,7 @@ export function parseConfig(env: Record<string, string | undefined>, cwd = proce
   }
   // The retention job's SQL function refuses fewer than 30 days (migrations/003_billing_events.sql).
   const auditRetentionDays = int("AUDIT_RETENTION_DAYS", 365, 30, 36500);
+  const workerTasks = parseWorkerTasks(get, fail);
 
   if (problems.length > 0) throw new ConfigError(problems);
   return {
@@ -237,7 +257,29 @@ export function parseConfig(env: Record<string, string | undefined>, cwd = proce
     stripe,
     plans,
     auditRetentionDays,
+    workerTasks,
   };
+}
+
+/** WORKER_TASKS_ONLY or WORKER_TASKS_EXCEPT: a comma-separated list of task names; never both. */
+function parseWorkerTasks(get: (key: string) => string | undefined, fail: (key: string, rule: string, given?: string) => undefined): WorkerTaskFilter {
+  const lists = (["only", "except"] as const).flatMap((mode) => {
+    const key = WORKER_TASK_VARS[mode];
+    const raw = get(key);
+    if (raw === undefined) return [];
+    const names = raw.split(",").map((n) => n.trim());
+    const bad = names.filter((n) => !TASK_NAME_PATTERN.test(n));
+    if (bad.length > 0) {
+      fail(key, `be task names separated by commas (letters, digits, "_", ".", ":", "-"; e.g. send_welcome_email,process_stripe_event); ${bad.map((n) => JSON.stringify(n)).join(", ")} is not one`, raw);
+      return [];
+    }
+    return [{ mode, tasks: [...new Set(names)] }];
+  });
+  if (get(WORKER_TASK_VARS.only) !== undefined && get(WORKER_TASK_VARS.except) !== undefined) {
+    fail(WORKER_TASK_VARS.only, `not be set together with ${WORKER_TASK_VARS.except}: a worker runs only some tasks, or all but some; set one of them (or neither: every task)`);
+    return { mode: "all" };
+  }
+  return lists[0] ?? { mode: "all" };
 }
 
 function parseStripe(

@@ -131,3 +131,12 @@ export function jobOutcomeMetrics(registry: Registry, events: WorkerEvents): voi
   });
   events.on("job:failed", ({ job }) => runs.inc({ task: job.task_identifier, outcome: "failed" }));
 }
+
+/**
+ * Which tasks this worker runs (WORKER_TASKS_ONLY / _EXCEPT): `only` on the workers of a stack's
+ * critical tasks, `except` on the others, `all` where every worker runs everything. Always 1; the
+ * label tells a dashboard which kind of worker a process is.
+ */
+export function workerTasksInfo(registry: Registry, tasks: "all" | "only" | "except"): void {
+  new Gauge({ name: "worker_tasks_info", help: "Which tasks this worker runs: all, only the listed (WORKER_TASKS_ONLY) or all but the listed (WORKER_TASKS_EXCEPT)", labelNames: ["tasks"] as const, registers: [registry] }).set({ tasks }, 1);
+}
