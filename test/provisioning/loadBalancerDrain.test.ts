@@ -22,6 +22,7 @@ import { connect } from "node:net";
 import { join } from "node:path";
 import { FIRST_WEB_PORT, LB_HEALTH_PORT } from "../../provisioning/layout";
 import { renderNginxSite } from "../../provisioning/nginx";
+import { renderHaproxyConfig } from "../support/haproxy";
 import { forHostNginx } from "../support/nginx";
 import { bridgeNamespaces, ip, linkNamespaces } from "../support/netns";
 import { tempDir } from "../support/tools";
@@ -262,34 +263,11 @@ for (const domain of [undefined, DOMAIN]) {
       }
 
       statsSocket = join(dir, "haproxy.sock");
-      writeFileSync(join(dir, "haproxy.cfg"), [
-        "global",
-        `  stats socket ${statsSocket} mode 600 level admin`,
-        "defaults",
-        "  mode tcp",
-        "  timeout connect 2s",
-        "  timeout client 30s",
-        "  timeout server 30s",
-        // A provider's balancer does not resend a connection a target failed: neither does the stand-in.
-        "  retries 0",
-        "frontend public",
-        `  bind ${PUBLIC.lb}:80`,
-        `  bind ${PUBLIC.lb}:443`,
-        "  default_backend app",
-        "backend app",
-        // An HTTP check on the health listener, with a PROXY header as the providers' checks send
-        // when the balancer forwards with the protocol (check-send-proxy: HAProxy sends none to a
-        // check port of its own otherwise); one check for both ports.
-        "  option httpchk GET /health",
-        "  http-check expect status 200",
-        `  timeout check ${CHECK.timeoutMs}ms`,
-        `  default-server inter ${CHECK.interMs}ms fall ${CHECK.fall} rise ${CHECK.rise} check port ${LB_HEALTH_PORT} check-send-proxy send-proxy`,
-        // No port: a connection goes to the port the client asked the balancer for (80 or 443).
-        ...servers.map((s) => `  server ${s.name} ${s.address}`),
-        "",
-      ].join("\n"));
-      const check = spawnSync("haproxy", ["-c", "-f", join(dir, "haproxy.cfg")], { encoding: "utf8" });
-      assert.equal(check.status, 0, check.stdout + check.stderr);
+      // The stand-in's check at this test's pace (CHECK), in the plan's terms.
+      const check = { port: LB_HEALTH_PORT, path: "/health", intervalSeconds: CHECK.interMs / 1000, timeoutSeconds: CHECK.timeoutMs / 1000, unhealthyThreshold: CHECK.fall, healthyThreshold: CHECK.rise };
+      writeFileSync(join(dir, "haproxy.cfg"), renderHaproxyConfig({ publicAddress: PUBLIC.lb, ports: [80, 443], servers, check, statsSocket }));
+      const valid = spawnSync("haproxy", ["-c", "-f", join(dir, "haproxy.cfg")], { encoding: "utf8" });
+      assert.equal(valid.status, 0, valid.stdout + valid.stderr);
       procs.push(spawn("ip", ["netns", "exec", ns.lb, "haproxy", "-db", "-f", join(dir, "haproxy.cfg")], { stdio: "ignore" }));
       for (const s of servers) await waitState(s.name, "up");
     });
