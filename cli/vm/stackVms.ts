@@ -3,16 +3,21 @@
  * server's exact user-data, the servers of a split stage share the stack's private network
  * (cli/vm/network.ts), all boot at once, then each gets its day-2 pushes; the app release goes
  * to every server that runs the app, and /health is awaited through nginx on the web server.
+ * A stack with a load balancer in its plan (stage scaled) gets its stand-in on the host
+ * (cli/vm/balancer.ts), joined to the private network once the segment exists; /health is then
+ * awaited through it too.
  *
  * Layout of the stack's dir (`.vm/<name>/`): `id_ed25519` (one key for all its VMs, added to
  * the stack's sshPublicKeys), `render/<server>/` (user-data + files), `<server>/` (one VM's run
  * dir: disks, seed, console, QMP), `servers.json` (the servers last started, for stop/status/ssh),
- * `private-network.json` (the segment), `bucket/` (the local S3 server, with --with-bucket).
+ * `private-network.json` (the segment), `bucket/` (the local S3 server, with --with-bucket),
+ * `balancer/` (the load balancer's stand-in, stage scaled).
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { type BalancerState, type BalancerTarget, startBalancer, stopBalancer } from "./balancer";
 import { type BootResult, bootVm } from "./boot";
-import { waitForHealth } from "./http";
+import { waitForHealth, waitForHealthAt } from "./http";
 import { DEFAULT_PACKAGES, ensureImage, packagesFromUserData } from "./image";
 import { stderrLog, type VmLogger } from "./log";
 import { ensurePrivateSegment, macFor } from "./network";
@@ -55,6 +60,12 @@ export interface StackVms {
   /** Date.now() when booting began: the zero of every `at`. */
   startedAtMs: number;
   log: VmLogger;
+  /** The load balancer's stand-in (stage scaled), once started. */
+  balancer?: BalancerState;
+  /** Seconds since the start when /health first answered through the balancer's stand-in (port 80). */
+  balancerHealthyAt?: number;
+  /** Why the balancer's stand-in could not start (the VMs go on without it). */
+  balancerError?: Error;
 }
 
 export interface StartStackOptions {
@@ -125,6 +136,17 @@ export async function bootStackVms(opts: StartStackOptions): Promise<StackVms> {
   const startedAtMs = Date.now();
   const vms: StackVms = { render, servers: [], startedAtMs, log };
   vms.servers = render.servers.map((r) => ({ render: r, runDir: serverRunDir(stackDir, r.server), at: {} }));
+  // The balancer joins the segment before the VMs boot: its checks mark each server UP once it serves.
+  if (render.loadBalancer && segment && render.networkCidr) {
+    try {
+      vms.balancer = await startBalancer({
+        stackDir, balancer: render.loadBalancer, networkCidr: render.networkCidr, segment, targets: balancerTargets(render), log,
+      });
+    } catch (e) {
+      vms.balancerError = new Error(`the load balancer's stand-in: ${(e as Error).message}`);
+      log(`[lb] ${vms.balancerError.message}`);
+    }
+  }
 
   await Promise.all(vms.servers.map(async (s) => {
     const name = s.render.server;
@@ -154,6 +176,16 @@ export async function bootStackVms(opts: StartStackOptions): Promise<StackVms> {
   return vms;
 }
 
+/** The plan's balancer targets with their planned private addresses. */
+export function balancerTargets(render: VmStackRender): BalancerTarget[] {
+  const targets = render.loadBalancer?.targets ?? [];
+  return targets.map((name) => {
+    const s = render.servers.find((x) => x.server === name);
+    if (!s?.privateAddress) throw new Error(`load balancer target ${name}: no such server with a private address in the stack's render`);
+    return { name, address: s.privateAddress.split("/")[0]! };
+  });
+}
+
 /** LOCAL-VM-ONLY: every VM trusts the local bucket's self-signed certificate (cli/vm/s3.ts). */
 export async function trustBucketInStackVms(vms: StackVms, certFile: string): Promise<void> {
   await Promise.all(vms.servers.map((s) => trustBucketCaInGuest(s.boot!.vm, certFile)));
@@ -161,7 +193,8 @@ export async function trustBucketInStackVms(vms: StackVms, certFile: string): Pr
 
 /**
  * The app release on every server that runs the app, one after the other (the first runs the
- * migrations, the next find them done), then /health through nginx on every web server.
+ * migrations, the next find them done), then /health through nginx on every web server, and
+ * with a load balancer through its stand-in's frontend on port 80 from the host.
  */
 export async function releaseStackVms(vms: StackVms, opts: { stack: string; log?: VmLogger }): Promise<void> {
   const appServers = vms.servers.filter((s) => s.render.runsApp);
@@ -183,6 +216,14 @@ export async function releaseStackVms(vms: StackVms, opts: { stack: string; log?
       throw failureOf(s.render.server, s.vm, e);
     }
   }
+  if (vms.render.loadBalancer) {
+    if (!vms.balancer) throw vms.balancerError ?? new Error("the load balancer's stand-in did not start");
+    // Its checks need `rise` passes in a row after the server's health listener answers.
+    const { ms, release } = await waitForHealthAt(vms.balancer.link.balancer, 80, { timeoutMs: 180000, what: "through the load balancer's stand-in" });
+    vms.balancerHealthyAt = sinceStart(vms);
+    vms.log(`[lb] GET /health through the balancer (http://${vms.balancer.link.balancer}/health): 200 after ${(ms / 1000).toFixed(1)} s more ` +
+      `(X-App-Release ${release}), ${vms.balancerHealthyAt} s since start`);
+  }
 }
 
 /** Seconds since the stack's VMs began to boot, one decimal. */
@@ -195,10 +236,11 @@ function serverLog(vms: StackVms, server: string): VmLogger {
   return (m) => vms.log(m.replace(/^\[vm/, `[${server}`));
 }
 
-/** Power off every VM of the stack dir (or one server's); returns how each ended. */
+/** Power off every VM of the stack dir (or one server's), and with the whole stack its balancer's stand-in; returns how each VM ended. */
 export async function stopStackVms(stackDir: string, opts: { server?: string; log?: VmLogger } = {}): Promise<Record<string, string>> {
   const names = opts.server ? [opts.server] : startedServers(stackDir);
   const ended = await Promise.all(names.map((n) => stopVm(serverRunDir(stackDir, n), { log: opts.log })));
+  if (!opts.server) await stopBalancer(stackDir, { log: opts.log });
   return Object.fromEntries(names.map((n, i) => [n, ended[i]]));
 }
 
