@@ -27,6 +27,7 @@ import { trustBucketCaInGuest } from "./s3";
 import { ensureSshKey } from "./ssh";
 import { type VmBucketOverride, type VmRender, type VmStackRender, renderStackServersForVm, vmMemoryFor } from "./stack";
 import { type Vm, consoleTail, loadVm, stopVm } from "./vm";
+import { GuestPanicError } from "./wait";
 
 const SERVERS_FILE = "servers.json";
 
@@ -50,6 +51,8 @@ export interface ServerVm {
   release?: ShippedRelease;
   /** Why booting or pushing failed (with the console tail); the VM is left running. */
   error?: Error;
+  /** Guest kernel panics before SSH that made it boot again. */
+  panicsBeforeSsh?: number;
   /** Seconds since the stack's start (the first QEMU of the stack is ~0 s). */
   at: { qemuStarted?: number; ssh?: number; cloudInitDone?: number; pushed?: number; released?: number; healthy?: number };
 }
@@ -152,7 +155,7 @@ export async function bootStackVms(opts: StartStackOptions): Promise<StackVms> {
     const name = s.render.server;
     const slog = serverLog(vms, name);
     try {
-      s.boot = await bootVm({
+      const boot = () => bootVm({
         runDir: s.runDir, userDataFile: s.render.userDataFile, hostname: name, sshKeyDir: stackDir,
         memoryMiB: opts.memoryMiB ?? vmMemoryFor(s.render), cpus: opts.cpus, accel: opts.accel, sshTimeoutMs: opts.sshTimeoutMs ?? 15 * 60000,
         log: slog, onStart: (vm) => { s.vm = vm; s.at.qemuStarted = sinceStart(vms); },
@@ -160,6 +163,17 @@ export async function bootStackVms(opts: StartStackOptions): Promise<StackVms> {
           ? { privateNic: { segment, mac: macFor(stackDir, name, "private"), address: s.render.privateAddress } }
           : {}),
       });
+      try {
+        s.boot = await boot();
+      } catch (e) {
+        // A kernel that panicked before SSH ran none of the user-data: booting again is the same
+        // first boot (seen under TCG on a starved host: "Fatal exception in interrupt"). Once.
+        if (!(e instanceof GuestPanicError && e.what === "SSH")) throw e;
+        slog(`[vm] the guest kernel panicked before SSH; booting it again once (${e.message.split("\n").find((l) => /Kernel panic/.test(l))?.trim() ?? ""})`);
+        s.panicsBeforeSsh = (s.panicsBeforeSsh ?? 0) + 1;
+        await stopVm(s.runDir, { timeoutMs: 1000, log: slog });
+        s.boot = await boot();
+      }
       s.at.ssh = round(s.at.qemuStarted! + s.boot.sshSeconds);
       const ci = s.boot.cloudInit;
       if (ci.status !== "done") {
