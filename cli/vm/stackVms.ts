@@ -90,6 +90,8 @@ export interface StartStackOptions {
    * on two shared cores have taken more than waitForSsh's default 10).
    */
   sshTimeoutMs?: number;
+  /** How long each VM's cloud-init may take once SSH is up (default 20 min, waitForCloudInit's). */
+  cloudInitTimeoutMs?: number;
   log?: VmLogger;
   /** Called with the render before any VM starts (e.g. to print it). */
   onRender?: (render: VmStackRender) => void;
@@ -158,7 +160,7 @@ export async function bootStackVms(opts: StartStackOptions): Promise<StackVms> {
       const boot = () => bootVm({
         runDir: s.runDir, userDataFile: s.render.userDataFile, hostname: name, sshKeyDir: stackDir,
         memoryMiB: opts.memoryMiB ?? vmMemoryFor(s.render), cpus: opts.cpus, accel: opts.accel, sshTimeoutMs: opts.sshTimeoutMs ?? 15 * 60000,
-        log: slog, onStart: (vm) => { s.vm = vm; s.at.qemuStarted = sinceStart(vms); },
+        cloudInitTimeoutMs: opts.cloudInitTimeoutMs, log: slog, onStart: (vm) => { s.vm = vm; s.at.qemuStarted = sinceStart(vms); },
         ...(s.render.privateAddress && segment
           ? { privateNic: { segment, mac: macFor(stackDir, name, "private"), address: s.render.privateAddress } }
           : {}),
