@@ -60,7 +60,7 @@ describe("test commands (package.json scripts, README)", function () {
     return found.sort();
   }
 
-  it("npm test (what CI runs) type-checks, runs the suites without VMs three at a time, then the VM suites one after the other (the e2e, then stage separated; the move rehearsal is left to test:move, saying so), each VM suite picked once, then the app's suite; every part runs and a failed one fails the whole", () => {
+  it("npm test (what CI runs) type-checks, runs the suites without VMs three at a time, then the VM suites one after the other (the e2e, then stage separated; the move rehearsal is left to test:move and stage scaled to test:scaled, each saying so), each VM suite picked once, then the app's suite; every part runs and a failed one fails the whole", () => {
     assert.equal(scripts.test, "bash cli/test.sh");
     // cli/test.sh with npm and npx stood in by a recorder; the part without VMs fails.
     const bin = tempDir("test-sh-bin");
@@ -75,10 +75,11 @@ describe("test commands (package.json scripts, README)", function () {
     const mocha = (grep: string) => `npx mocha test/**/*.test.ts --grep ${grep}`;
     assert.deepEqual(made.slice(2), [mocha("^@vm e2e:"), mocha("^@vm separated"), "npm test --prefix app"]);
     assert.match(r.stdout, /npm test: NOT RUN: the move rehearsal .* run it with: npm run test:move\n/);
+    assert.match(r.stdout, /npm test: NOT RUN: stage scaled .* run it with: npm run test:scaled\n/);
     // Every @vm suite's title is picked by exactly one of those greps (mocha reads them as JS
-    // regexps), or by test:move's, which npm test names as not run.
-    const moveGrep = /--grep '(.*)'$/.exec(scripts["test:move"])![1]!;
-    const greps = [...made.slice(2, 4).map((call) => call.split(" --grep ")[1]!), moveGrep].map((g) => new RegExp(g));
+    // regexps), or by test:move's or test:scaled's, which npm test names as not run.
+    const grepOf = (script: string) => /--grep '(.*)'$/.exec(scripts[script])![1]!;
+    const greps = [...made.slice(2, 4).map((call) => call.split(" --grep ")[1]!), grepOf("test:move"), grepOf("test:scaled")].map((g) => new RegExp(g));
     const titles = taggedFiles("@vm").flatMap((file) =>
       [...fs.readFileSync(path.join(ROOT, file), "utf8").matchAll(/\bdescribe\(\s*"(@vm [^"]*)"/g)].map((m) => m[1]!));
     assert.ok(titles.length >= 3, `@vm suite titles found: ${titles.join(" | ")}`);

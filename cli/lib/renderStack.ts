@@ -99,8 +99,16 @@ export function withOverrides(file: StackFile, overrides: Record<string, string>
   return { config, secretKeys: [...secretKeys] };
 }
 
+/**
+ * What renders pass as `underConstruction`: `npm run render`, the local VMs (`npm run vm`) and the
+ * tests render a stage that is planned but not built yet (stage scaled while it is built), so its
+ * example stack can be looked at and booted locally. The program `pulumi up` runs (index.ts) never
+ * passes it, so no stack deploys such a stage.
+ */
+export const RENDER_UNBUILT_STAGES = { unbuiltStages: true } as const;
+
 /** `machineKind` qemu renders for the local VM (npm run vm); default: the stack's provider. */
-/** `underConstruction`: render a stage the parser still refuses (the tests of stage scaled while it is built). */
+/** `underConstruction`: render a stage the parser still refuses (RENDER_UNBUILT_STAGES). */
 export async function renderStack(stack: string, file: StackFile, machineKind?: MachineKind, underConstruction: { unbuiltStages?: true } = {}): Promise<StackRender> {
   const mocks = new RecordingMocks();
   await pulumi.runtime.setMocks(mocks, PROJECT, stack, false);

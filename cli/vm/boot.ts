@@ -23,6 +23,8 @@ export async function bootVm(opts: Omit<StartVmOptions, "image"> & {
   rebuildImage?: boolean;
   /** How long to wait for SSH after QEMU starts (default: waitForSsh's 10 min). */
   sshTimeoutMs?: number;
+  /** How long to wait for cloud-init once SSH is up (default: waitForCloudInit's 20 min). */
+  cloudInitTimeoutMs?: number;
 }): Promise<BootResult> {
   const log = opts.log ?? stderrLog;
   const userData = fs.readFileSync(opts.userDataFile, "utf8");
@@ -32,7 +34,7 @@ export async function bootVm(opts: Omit<StartVmOptions, "image"> & {
   log(`[vm] image ${image.key} ${image.built ? `built in ${((Date.now() - t0) / 1000).toFixed(0)} s` : "from cache"}`);
   const vm = await startVm({ ...opts, image });
   const sshSeconds = await waitForSsh(vm, { log, timeoutMs: opts.sshTimeoutMs });
-  const cloudInit = await waitForCloudInit(vm, { log });
+  const cloudInit = await waitForCloudInit(vm, { log, timeoutMs: opts.cloudInitTimeoutMs });
   log(`[vm ${cloudInit.seconds.toFixed(1).padStart(6)} s] cloud-init finished: ${cloudInit.extendedStatus}` +
       (cloudInit.errors.length ? ` (${cloudInit.errors.length} errors)` : ""));
   return { vm, image, sshSeconds, cloudInit };

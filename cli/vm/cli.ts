@@ -5,6 +5,7 @@ import * as path from "node:path";
 import { freePorts } from "../lib/ports";
 import { parseCommandLine, usageError } from "../lib/args";
 import { missingStackMessage, PROJECT_DIR, stackFilePath } from "../lib/stacks";
+import { balancerStatus, stopBalancer } from "./balancer";
 import { bootVm } from "./boot";
 import { DEFAULT_PACKAGES, ensureImage } from "./image";
 import { spawnS3Bucket, stopS3Bucket } from "./s3";
@@ -25,7 +26,10 @@ const USAGE = `usage:
       (and uploads, when the stack keeps them in a bucket) at it, so \`sudo backup now\` works
       in the VM (otherwise they go to the stack's cloud buckets, which the VMs have no keys for).
       --no-release: stop after the day-2 pushes.
-  npm run vm -- stop    [--stack NAME] [--server S]   power the VMs (or server S's) off, and the local bucket
+      A stack whose plan has a load balancer (stage scaled, which only renders and these VMs
+      accept while it is built) also gets its stand-in on the host: HAProxy in a network
+      namespace on the private network (needs root); /health is awaited through it as well.
+  npm run vm -- stop    [--stack NAME] [--server S]   power the VMs (or server S's) off, and the local bucket and balancer
   npm run vm -- status  [--stack NAME] [--server S]
   npm run vm -- ssh     [--stack NAME] [--server S] [-- command ...]   (--server when the stack has several)
   npm run vm -- key     [--stack NAME]     print the stack dir's SSH public key
@@ -154,11 +158,13 @@ async function main(argv: string[]): Promise<number> {
       const dirs = vmDirs(runDir, opts.server);
       const ended = await Promise.all(dirs.map(({ dir }) => stopVm(dir, { log })));
       const bucket = opts.server ? false : await stopS3Bucket(bucketDir);
+      const balancer = opts.server ? false : await stopBalancer(runDir, { log });
       dirs.forEach(({ label }, i) => {
         const how = ended[i];
         process.stdout.write(`VM ${label}: ${how === "not-running" ? "was not running" : how === "powerdown" ? "powered off" : "killed"}\n`);
       });
       if (bucket) process.stdout.write(`${name}: local bucket stopped\n`);
+      if (balancer) process.stdout.write(`${name}: load balancer stand-in stopped\n`);
       return 0;
     }
     case "status": {
@@ -169,6 +175,17 @@ async function main(argv: string[]): Promise<number> {
         process.stdout.write(`VM ${label}: running (pid ${vm.pid}, up ${elapsed(vm).toFixed(0)} s)\n` +
           `  http: http://127.0.0.1:${vm.ports.http}/\n  ssh:  ${sshCommandLine(vm)}\n` +
           (vm.privateNic ? `  private network: ${vm.privateNic.address}\n` : ""));
+      }
+      if (!opts.server) {
+        const lb = await balancerStatus(runDir);
+        if (lb.state) {
+          const servers = Object.entries(lb.servers ?? {}).map(([backend, s]) => `${backend}: ${Object.entries(s).map(([n, st]) => `${n} ${st}`).join(", ")}`);
+          process.stdout.write(`load balancer stand-in: ${lb.running ? "running" : `NOT running (${lb.problems.join("; ")})`}, ` +
+            `netns ${lb.state.namespace}, private ${lb.state.privateAddress}\n` +
+            lb.state.ports.map((p) => `  frontend: http://${lb.state!.link.balancer}:${p}/\n`).join("") +
+            servers.map((l) => `  ${l}\n`).join(""));
+          if (!lb.running) down++;
+        }
       }
       return down > 0 ? 3 : 0;
     }
@@ -266,6 +283,15 @@ async function startStack(stack: string, stackDir: string, opts: ReturnType<type
       `  since start: SSH ${s.at.ssh} s, cloud-init done ${s.at.cloudInitDone} s, ${s.pushes!.count} day-2 pushes done ${s.at.pushed} s ` +
         `(${s.pushes!.updated.length} updated, ${s.pushes!.unchanged.length} unchanged)` +
         (s.release ? `, release ${s.release.id} ${s.at.released} s` : "") + (s.at.healthy ? `, GET /health 200 ${s.at.healthy} s` : ""),
+    );
+  }
+  if (started.balancer) {
+    const lb = started.balancer;
+    lines.push(
+      `load balancer stand-in (HAProxy in netns ${lb.namespace}, ${lb.privateAddress} on the private network; targets ${lb.targets.map((t) => `${t.name} ${t.address}`).join(", ")})`,
+      `  http:    http://${lb.link.balancer}/${started.balancerHealthyAt ? "health" : ""}   (from this host; the app servers see ${lb.link.host} as the client)`,
+      ...(started.balancerHealthyAt ? [`  GET /health through it 200 ${started.balancerHealthyAt} s since start`] : []),
+      `  state:   npm run vm -- status --stack ${stack}   (each server UP or DOWN in HAProxy; its runtime API: ${lb.statsSocket})`,
     );
   }
   lines.push(

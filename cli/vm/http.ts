@@ -20,11 +20,13 @@ const keepAlive = new http.Agent({ keepAlive: true, maxSockets: 16, timeout: (CL
 
 export function httpRequest(port: number, opts: {
   method?: string; path?: string; body?: unknown; headers?: Record<string, string>; timeoutMs?: number; agent?: http.Agent | false;
+  /** Default 127.0.0.1 (a VM's forwarded port); the balancer stand-in's frontend is elsewhere. */
+  host?: string;
 } = {}): Promise<HttpResult> {
   return new Promise((resolve, reject) => {
     const payload = opts.body === undefined ? undefined : JSON.stringify(opts.body);
     const req = http.request({
-      host: "127.0.0.1", port, method: opts.method ?? "GET", path: opts.path ?? "/",
+      host: opts.host ?? "127.0.0.1", port, method: opts.method ?? "GET", path: opts.path ?? "/",
       agent: opts.agent === undefined ? keepAlive : opts.agent,
       timeout: opts.timeoutMs ?? 10000,
       headers: { ...(payload ? { "content-type": "application/json", "content-length": String(Buffer.byteLength(payload)) } : {}), ...opts.headers },
@@ -69,6 +71,27 @@ export async function waitForHealth(vm: Vm, opts: { timeoutMs?: number; log?: Vm
       last = (e as Error).message;
     }
     if (Date.now() > deadline) throw new Error(`GET /health through nginx (127.0.0.1:${vm.ports.http}) not healthy after ${elapsed(vm)} s; last: ${last}`);
+    await sleep(500);
+  }
+}
+
+/**
+ * Poll GET /health at host:port (the load balancer stand-in's frontend) until healthy; resolves
+ * with the milliseconds it took and the release header of the answer.
+ */
+export async function waitForHealthAt(host: string, port: number, opts: { timeoutMs?: number; what?: string } = {}): Promise<{ ms: number; release: string }> {
+  const t0 = Date.now();
+  const deadline = t0 + (opts.timeoutMs ?? 120000);
+  let last = "";
+  for (;;) {
+    try {
+      const r = await httpRequest(port, { host, path: "/health", timeoutMs: 5000, agent: false });
+      if (isHealthy(r)) return { ms: Date.now() - t0, release: String(r.headers["x-app-release"] ?? "") };
+      last = `${r.status} ${r.body.slice(0, 80).replace(/\s+/g, " ")}`;
+    } catch (e) {
+      last = (e as Error).message;
+    }
+    if (Date.now() > deadline) throw new Error(`GET /health ${opts.what ?? `at ${host}:${port}`} not healthy after ${((Date.now() - t0) / 1000).toFixed(0)} s; last: ${last}`);
     await sleep(500);
   }
 }

@@ -3,16 +3,21 @@
  * server's exact user-data, the servers of a split stage share the stack's private network
  * (cli/vm/network.ts), all boot at once, then each gets its day-2 pushes; the app release goes
  * to every server that runs the app, and /health is awaited through nginx on the web server.
+ * A stack with a load balancer in its plan (stage scaled) gets its stand-in on the host
+ * (cli/vm/balancer.ts), joined to the private network once the segment exists; /health is then
+ * awaited through it too.
  *
  * Layout of the stack's dir (`.vm/<name>/`): `id_ed25519` (one key for all its VMs, added to
  * the stack's sshPublicKeys), `render/<server>/` (user-data + files), `<server>/` (one VM's run
  * dir: disks, seed, console, QMP), `servers.json` (the servers last started, for stop/status/ssh),
- * `private-network.json` (the segment), `bucket/` (the local S3 server, with --with-bucket).
+ * `private-network.json` (the segment), `bucket/` (the local S3 server, with --with-bucket),
+ * `balancer/` (the load balancer's stand-in, stage scaled).
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { type BalancerState, type BalancerTarget, startBalancer, stopBalancer } from "./balancer";
 import { type BootResult, bootVm } from "./boot";
-import { waitForHealth } from "./http";
+import { waitForHealth, waitForHealthAt } from "./http";
 import { DEFAULT_PACKAGES, ensureImage, packagesFromUserData } from "./image";
 import { stderrLog, type VmLogger } from "./log";
 import { ensurePrivateSegment, macFor } from "./network";
@@ -22,6 +27,7 @@ import { trustBucketCaInGuest } from "./s3";
 import { ensureSshKey } from "./ssh";
 import { type VmBucketOverride, type VmRender, type VmStackRender, renderStackServersForVm, vmMemoryFor } from "./stack";
 import { type Vm, consoleTail, loadVm, stopVm } from "./vm";
+import { GuestPanicError } from "./wait";
 
 const SERVERS_FILE = "servers.json";
 
@@ -45,6 +51,8 @@ export interface ServerVm {
   release?: ShippedRelease;
   /** Why booting or pushing failed (with the console tail); the VM is left running. */
   error?: Error;
+  /** Guest kernel panics before SSH that made it boot again. */
+  panicsBeforeSsh?: number;
   /** Seconds since the stack's start (the first QEMU of the stack is ~0 s). */
   at: { qemuStarted?: number; ssh?: number; cloudInitDone?: number; pushed?: number; released?: number; healthy?: number };
 }
@@ -55,6 +63,12 @@ export interface StackVms {
   /** Date.now() when booting began: the zero of every `at`. */
   startedAtMs: number;
   log: VmLogger;
+  /** The load balancer's stand-in (stage scaled), once started. */
+  balancer?: BalancerState;
+  /** Seconds since the start when /health first answered through the balancer's stand-in (port 80). */
+  balancerHealthyAt?: number;
+  /** Why the balancer's stand-in could not start (the VMs go on without it). */
+  balancerError?: Error;
 }
 
 export interface StartStackOptions {
@@ -76,6 +90,8 @@ export interface StartStackOptions {
    * on two shared cores have taken more than waitForSsh's default 10).
    */
   sshTimeoutMs?: number;
+  /** How long each VM's cloud-init may take once SSH is up (default 20 min, waitForCloudInit's). */
+  cloudInitTimeoutMs?: number;
   log?: VmLogger;
   /** Called with the render before any VM starts (e.g. to print it). */
   onRender?: (render: VmStackRender) => void;
@@ -125,19 +141,41 @@ export async function bootStackVms(opts: StartStackOptions): Promise<StackVms> {
   const startedAtMs = Date.now();
   const vms: StackVms = { render, servers: [], startedAtMs, log };
   vms.servers = render.servers.map((r) => ({ render: r, runDir: serverRunDir(stackDir, r.server), at: {} }));
+  // The balancer joins the segment before the VMs boot: its checks mark each server UP once it serves.
+  if (render.loadBalancer && segment && render.networkCidr) {
+    try {
+      vms.balancer = await startBalancer({
+        stackDir, balancer: render.loadBalancer, networkCidr: render.networkCidr, segment, targets: balancerTargets(render), log,
+      });
+    } catch (e) {
+      vms.balancerError = new Error(`the load balancer's stand-in: ${(e as Error).message}`);
+      log(`[lb] ${vms.balancerError.message}`);
+    }
+  }
 
   await Promise.all(vms.servers.map(async (s) => {
     const name = s.render.server;
     const slog = serverLog(vms, name);
     try {
-      s.boot = await bootVm({
+      const boot = () => bootVm({
         runDir: s.runDir, userDataFile: s.render.userDataFile, hostname: name, sshKeyDir: stackDir,
         memoryMiB: opts.memoryMiB ?? vmMemoryFor(s.render), cpus: opts.cpus, accel: opts.accel, sshTimeoutMs: opts.sshTimeoutMs ?? 15 * 60000,
-        log: slog, onStart: (vm) => { s.vm = vm; s.at.qemuStarted = sinceStart(vms); },
+        cloudInitTimeoutMs: opts.cloudInitTimeoutMs, log: slog, onStart: (vm) => { s.vm = vm; s.at.qemuStarted = sinceStart(vms); },
         ...(s.render.privateAddress && segment
           ? { privateNic: { segment, mac: macFor(stackDir, name, "private"), address: s.render.privateAddress } }
           : {}),
       });
+      try {
+        s.boot = await boot();
+      } catch (e) {
+        // A kernel that panicked before SSH ran none of the user-data: booting again is the same
+        // first boot (seen under TCG on a starved host: "Fatal exception in interrupt"). Once.
+        if (!(e instanceof GuestPanicError && e.what === "SSH")) throw e;
+        slog(`[vm] the guest kernel panicked before SSH; booting it again once (${e.message.split("\n").find((l) => /Kernel panic/.test(l))?.trim() ?? ""})`);
+        s.panicsBeforeSsh = (s.panicsBeforeSsh ?? 0) + 1;
+        await stopVm(s.runDir, { timeoutMs: 1000, log: slog });
+        s.boot = await boot();
+      }
       s.at.ssh = round(s.at.qemuStarted! + s.boot.sshSeconds);
       const ci = s.boot.cloudInit;
       if (ci.status !== "done") {
@@ -154,6 +192,16 @@ export async function bootStackVms(opts: StartStackOptions): Promise<StackVms> {
   return vms;
 }
 
+/** The plan's balancer targets with their planned private addresses. */
+export function balancerTargets(render: VmStackRender): BalancerTarget[] {
+  const targets = render.loadBalancer?.targets ?? [];
+  return targets.map((name) => {
+    const s = render.servers.find((x) => x.server === name);
+    if (!s?.privateAddress) throw new Error(`load balancer target ${name}: no such server with a private address in the stack's render`);
+    return { name, address: s.privateAddress.split("/")[0]! };
+  });
+}
+
 /** LOCAL-VM-ONLY: every VM trusts the local bucket's self-signed certificate (cli/vm/s3.ts). */
 export async function trustBucketInStackVms(vms: StackVms, certFile: string): Promise<void> {
   await Promise.all(vms.servers.map((s) => trustBucketCaInGuest(s.boot!.vm, certFile)));
@@ -161,7 +209,8 @@ export async function trustBucketInStackVms(vms: StackVms, certFile: string): Pr
 
 /**
  * The app release on every server that runs the app, one after the other (the first runs the
- * migrations, the next find them done), then /health through nginx on every web server.
+ * migrations, the next find them done), then /health through nginx on every web server, and
+ * with a load balancer through its stand-in's frontend on port 80 from the host.
  */
 export async function releaseStackVms(vms: StackVms, opts: { stack: string; log?: VmLogger }): Promise<void> {
   const appServers = vms.servers.filter((s) => s.render.runsApp);
@@ -183,6 +232,14 @@ export async function releaseStackVms(vms: StackVms, opts: { stack: string; log?
       throw failureOf(s.render.server, s.vm, e);
     }
   }
+  if (vms.render.loadBalancer) {
+    if (!vms.balancer) throw vms.balancerError ?? new Error("the load balancer's stand-in did not start");
+    // Its checks need `rise` passes in a row after the server's health listener answers.
+    const { ms, release } = await waitForHealthAt(vms.balancer.link.balancer, 80, { timeoutMs: 180000, what: "through the load balancer's stand-in" });
+    vms.balancerHealthyAt = sinceStart(vms);
+    vms.log(`[lb] GET /health through the balancer (http://${vms.balancer.link.balancer}/health): 200 after ${(ms / 1000).toFixed(1)} s more ` +
+      `(X-App-Release ${release}), ${vms.balancerHealthyAt} s since start`);
+  }
 }
 
 /** Seconds since the stack's VMs began to boot, one decimal. */
@@ -195,10 +252,11 @@ function serverLog(vms: StackVms, server: string): VmLogger {
   return (m) => vms.log(m.replace(/^\[vm/, `[${server}`));
 }
 
-/** Power off every VM of the stack dir (or one server's); returns how each ended. */
+/** Power off every VM of the stack dir (or one server's), and with the whole stack its balancer's stand-in; returns how each VM ended. */
 export async function stopStackVms(stackDir: string, opts: { server?: string; log?: VmLogger } = {}): Promise<Record<string, string>> {
   const names = opts.server ? [opts.server] : startedServers(stackDir);
   const ended = await Promise.all(names.map((n) => stopVm(serverRunDir(stackDir, n), { log: opts.log })));
+  if (!opts.server) await stopBalancer(stackDir, { log: opts.log });
   return Object.fromEntries(names.map((n, i) => [n, ended[i]]));
 }
 

@@ -7,6 +7,13 @@ import { type Vm, consoleTail, elapsed, isQemuAlive } from "./vm";
 /** The line a Linux guest prints as it stops for good; QEMU keeps running, so only the console tells. */
 const KERNEL_PANIC = "Kernel panic - not syncing";
 
+/** The guest kernel stopped for good; `what` was being waited for (e.g. "SSH": before any user-data ran). */
+export class GuestPanicError extends Error {
+  constructor(readonly what: string, tail: string) {
+    super(`the guest kernel panicked while waiting for ${what}; console tail:\n${tail}`);
+  }
+}
+
 function ensureAlive(vm: Vm, what: string): void {
   if (!isQemuAlive(vm.pid)) {
     throw new Error(`QEMU (pid ${vm.pid}) exited while waiting for ${what}; console tail:\n${consoleTail(vm, 30)}`);
@@ -15,7 +22,7 @@ function ensureAlive(vm: Vm, what: string): void {
   // wait ran into its full timeout on a guest that could never answer.
   const tail = consoleTail(vm, 40);
   if (tail.includes(KERNEL_PANIC)) {
-    throw new Error(`the guest kernel panicked while waiting for ${what}; console tail:\n${tail}`);
+    throw new GuestPanicError(what, tail);
   }
 }
 

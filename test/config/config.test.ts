@@ -149,6 +149,18 @@ describe("stack config: stage scaled (accepted only with unbuiltStages while it 
     }
   };
 
+  it("the example stack Pulumi.scaled.yaml: two app servers on the smallest type, no replica, credentials as secrets; refused without unbuiltStages", () => {
+    const file = readStackFile(join(__dirname, "..", "..", "Pulumi.scaled.yaml"));
+    const raw = Object.fromEntries(Object.entries(file.config).filter(([k]) => k.startsWith("saas-vps:")).map(([k, v]) => [k.slice(9), v]));
+    const secretKeys = new Set(file.secretKeys.filter((k) => k.startsWith("saas-vps:")).map((k) => k.slice(9)));
+    const config = parseStackConfig(raw, { secretKeys, unbuiltStages: true });
+    assert.equal(config.stage, "scaled");
+    assert.equal(config.appServers, 2);
+    assert.equal(config.readReplica, false);
+    assert.deepEqual([config.servers.web.memoryMiB, config.servers.db.memoryMiB], [2048, 2048]);
+    assert.throws(() => parseStackConfig(raw, { secretKeys }), (e: unknown) => e instanceof Error && /^saas-vps:stage: "scaled" is planned but not built yet; use mvp, separated for now$/m.test(e.message));
+  });
+
   it("takes two app servers and no replica by default, the replica's type from the db server's", () => {
     const config = parseStackConfig(scaledRaw({ dbServerType: "cx33" }), { unbuiltStages: true });
     assert.equal(config.appServers, 2);

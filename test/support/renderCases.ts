@@ -12,7 +12,7 @@ import { qualifyKey } from "../../config/keysFromPulumi";
 import { projectConfigOf } from "../../config/keysFromPulumi";
 import { planStack } from "../../plan/plan";
 import { buildServerInput, PLACEHOLDER_CONTEXT } from "../../plan/serverInput";
-import { readStackFile, readUserDataBundle, renderStack } from "../../cli/lib/renderStack";
+import { readStackFile, readUserDataBundle, RENDER_UNBUILT_STAGES, renderStack } from "../../cli/lib/renderStack";
 import { listStacks } from "../../cli/lib/stacks";
 import { minimalRaw, qualified, scaledRaw, withDomain } from "./fixtures";
 import { planPushes, renderPushCommand } from "../../provisioning/push";
@@ -44,18 +44,23 @@ function renderPlanned(config: StackConfig, machine: MachineKind) {
   return renderServer(buildServerInput(config, server, { machine, ...PLACEHOLDER_CONTEXT }));
 }
 
-/** Every server of a stack file, as the real program has it: the user-data's files, then the pushes'. */
+/**
+ * Every server of a stack file, as the real program has it: the user-data's files, then the
+ * pushes'. Rendered as `npm run render` does, so the example stack of a stage still being built
+ * (Pulumi.scaled.yaml) is among them.
+ */
 async function stackCases(stack: string): Promise<RenderCase[]> {
-  return serverCases(stack, await renderStack(stack, readStackFile(join(ROOT, `Pulumi.${stack}.yaml`))));
+  return serverCases(stack, await renderStack(stack, readStackFile(join(ROOT, `Pulumi.${stack}.yaml`)), undefined, RENDER_UNBUILT_STAGES));
 }
 
 /**
- * Stage scaled, which no stack file may use until it is built: three app servers behind the
- * balancer with a domain, the worker, the db server and its read replica, on Hetzner.
+ * Stage scaled in the shape its example stack (Pulumi.scaled.yaml: two app servers, plain HTTP,
+ * no replica) does not cover: three app servers behind the balancer with a domain, the worker,
+ * the db server and its read replica, on Hetzner. Named scaled-tls, beside the example's cases.
  */
 async function scaledCases(): Promise<RenderCase[]> {
   const raw = withDomain({ ...minimalRaw("hetzner"), ...scaledRaw("hetzner", 3) });
-  return serverCases("scaled", await renderStack("scaled", { config: qualified(raw), secretKeys: Object.keys(raw).filter((key) => SECRET_KEYS.has(key)).map(qualifyKey) }, undefined, { unbuiltStages: true }));
+  return serverCases("scaled-tls", await renderStack("scaled-tls", { config: qualified(raw), secretKeys: Object.keys(raw).filter((key) => SECRET_KEYS.has(key)).map(qualifyKey) }, undefined, RENDER_UNBUILT_STAGES));
 }
 
 /**

@@ -29,6 +29,6 @@ describe("npm run vm: command line", function () {
   it("names the stacks that exist for a stack without a stack file", () => {
     const r = vm("--stack", "nope");
     assert.equal(r.status, 1);
-    assert.match(r.stderr, /^vm: no stack file Pulumi\.nope\.yaml; stacks here: managed, prod, separated, staging$/m);
+    assert.match(r.stderr, /^vm: no stack file Pulumi\.nope\.yaml; stacks here: managed, prod, scaled, separated, staging$/m);
   });
 });

@@ -9,7 +9,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import type { Vm } from "../../cli/vm/vm";
-import { waitForSsh } from "../../cli/vm/wait";
+import { GuestPanicError, waitForSsh } from "../../cli/vm/wait";
 
 function fakeVm(dir: string, pid: number, console: string): Vm {
   const consoleLog = path.join(dir, "console.log");
@@ -43,6 +43,8 @@ describe("VM waits: a panicked guest", function () {
     const t = Date.now();
     await assert.rejects(waitForSsh(vm, { timeoutMs: 60000, log: () => {} }), (e: Error) => {
       assert.match(e.message, /guest kernel panicked while waiting for SSH/);
+      // A panic before SSH is what bootStackVms boots again once: it needs to tell it apart.
+      assert.ok(e instanceof GuestPanicError && e.what === "SSH", String(e));
       assert.match(e.message, /Fatal exception in interrupt/);
       return true;
     });
