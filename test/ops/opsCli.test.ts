@@ -50,7 +50,7 @@ describe("npm run ops: command line", () => {
     for (const [argv, reason] of [
       [["frob", "--stack", "prod"], 'ops: unknown command "frob"'],
       [["status"], "ops: give --stack NAME"],
-      [["status", "--stack", "nosuch"], "ops: no stack file Pulumi.nosuch.yaml; stacks here: managed, prod, separated, staging"],
+      [["status", "--stack", "nosuch"], "ops: no stack file Pulumi.nosuch.yaml; stacks here: managed, prod, scaled, separated, staging"],
       [["logs", "--stack", "prod", "a;b"], 'ops: logs: "a;b" is not a unit name'],
     ] as const) {
       const r = spawnSync("npx", ["tsx", "cli/ops.ts", ...argv], { cwd: ROOT, encoding: "utf8" });
