@@ -8,9 +8,9 @@
 import assert from "node:assert/strict";
 import * as pulumi from "@pulumi/pulumi";
 import { ConfigError } from "../../config/config";
-import { isWrappedSecret, unwrapSecrets, valueOf } from "../../cli/lib/pulumiMocks";
+import { unwrapSecrets, valueOf } from "../../cli/lib/pulumiMocks";
 import { ALERT_EMAIL, minimalRaw, withDomain } from "../support/fixtures";
-import { runProgram, type MockRun } from "../support/mockProgram";
+import { clearPaths, runProgram, type MockRun } from "../support/mockProgram";
 
 const UPTIME_CHECK = "digitalocean:index/uptimeCheck:UptimeCheck";
 const UPTIME_ALERT = "digitalocean:index/uptimeAlert:UptimeAlert";
@@ -21,15 +21,6 @@ function one(run: MockRun, type: string) {
   const found = run.mocks.ofType(type);
   assert.equal(found.length, 1, `expected one ${type}, got ${found.length}`);
   return found[0];
-}
-
-/** Where `needle` appears in clear in a value (paths into it), looking past wrapped secrets. */
-function clearPaths(value: unknown, needle: string, path = "$"): string[] {
-  if (isWrappedSecret(value)) return [];
-  if (typeof value === "string") return value.includes(needle) ? [path] : [];
-  if (Array.isArray(value)) return value.flatMap((v, i) => clearPaths(v, needle, `${path}[${i}]`));
-  if (value && typeof value === "object") return Object.entries(value).flatMap(([k, v]) => clearPaths(v, needle, `${path}.${k}`));
-  return [];
 }
 
 for (const provider of ["hetzner", "digitalocean"] as const) {

@@ -20,7 +20,7 @@ import { VALKEY_PORT } from "../../plan/plan";
 import { drainSeconds, LOAD_BALANCER_HEALTH_CHECK, undrainSeconds } from "../../plan/scaled";
 import { RELEASE_PATHS } from "../../provisioning/release";
 import { minimalRaw, scaledRaw, separatedRaw, withDomain } from "../support/fixtures";
-import { pushOf, runProgram, runProgramOf, type MockRun } from "../support/mockProgram";
+import { clearPaths, pushOf, runProgram, runProgramOf, type MockRun } from "../support/mockProgram";
 import { byUrn, changesBetween } from "../support/urns";
 
 type ProviderName = "hetzner" | "digitalocean";
@@ -93,15 +93,6 @@ function pushExists(run: MockRun, server: string, path: string): boolean {
   } catch {
     return false;
   }
-}
-
-/** Where `needle` appears in clear in a value (paths into it), looking past wrapped secrets. */
-function clearPaths(value: unknown, needle: string, path = "$"): string[] {
-  if (isWrappedSecret(value)) return [];
-  if (typeof value === "string") return value.includes(needle) ? [path] : [];
-  if (Array.isArray(value)) return value.flatMap((v, i) => clearPaths(v, needle, `${path}[${i}]`));
-  if (value && typeof value === "object") return Object.entries(value).flatMap(([k, v]) => clearPaths(v, needle, `${path}.${k}`));
-  return [];
 }
 
 /** The host firewall's accept lines for one port. */

@@ -6,7 +6,7 @@
 import { SECRET_KEYS } from "../../config/config";
 import * as pulumi from "@pulumi/pulumi";
 import { createProgram } from "../../program/program";
-import { RecordingMocks, valueOf, type RecordedResource } from "../../cli/lib/pulumiMocks";
+import { isWrappedSecret, RecordingMocks, valueOf, type RecordedResource } from "../../cli/lib/pulumiMocks";
 import { pushResourceName } from "../../components/vpsServer";
 import { qualifyKey } from "../../config/keysFromPulumi";
 import { qualified } from "./fixtures";
@@ -57,4 +57,13 @@ export function pushOf(run: MockRun, server: string, path: string, stack = "test
   const push = run.mocks.ofType("command:remote:Command").find((c) => c.name === name);
   if (!push) throw new Error(`no push ${name}; pushes: ${run.mocks.ofType("command:remote:Command").map((c) => c.name).join(", ")}`);
   return push;
+}
+
+/** Where `needle` appears in clear in a value (paths into it), looking past wrapped secrets. */
+export function clearPaths(value: unknown, needle: string, path = "$"): string[] {
+  if (isWrappedSecret(value)) return [];
+  if (typeof value === "string") return value.includes(needle) ? [path] : [];
+  if (Array.isArray(value)) return value.flatMap((v, i) => clearPaths(v, needle, `${path}[${i}]`));
+  if (value && typeof value === "object") return Object.entries(value).flatMap(([k, v]) => clearPaths(v, needle, `${path}.${k}`));
+  return [];
 }
