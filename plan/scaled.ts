@@ -92,8 +92,8 @@ export function appServerNames(count: number): string[] {
  * An app server behind the balancer: SSH from the allowed CIDRs, and the forwarded ports and the
  * health listener from the balancer only (a connection without the PROXY header would fail anyway).
  * The certificate's issuer also lets the other app servers (`certificateFollowers`) in over the
- * private network: to its health listener, which serves ACME's challenges they pass on, and to
- * SSH, where their keys may only fetch the certificate.
+ * private network (issuerRules): to its ACME relay, which serves the challenges they pass on, and
+ * to SSH, where their keys may only fetch the certificate.
  */
 export function planBalancedFirewall(sshAllowedCidrs: string[], ports: number[], certificateFollowers: string[] = []): FirewallRule[] {
   const fromBalancer = (port: number, what: string): FirewallRule => ({ port, protocol: "tcp", sources: [], loadBalancer: true, description: `${what} from the load balancer (private network)` });

@@ -189,7 +189,7 @@ export function renderTlsShareFollower(input: TlsShareFollowerInput, domain: str
   };
 }
 
-/** Where the follower's nginx sends ACME's HTTP-01 requests: the issuer's health listener. */
-export function acmeChallengeUpstream(issuerAddress: string, healthPort: number): string {
-  return `http://${issuerAddress.includes(":") ? `[${issuerAddress}]` : issuerAddress}:${healthPort}`;
+/** Where the follower's nginx sends ACME's HTTP-01 requests: the issuer's ACME relay listener. */
+export function acmeChallengeUpstream(issuerAddress: string, relayPort: number): string {
+  return `http://${issuerAddress.includes(":") ? `[${issuerAddress}]` : issuerAddress}:${relayPort}`;
 }
