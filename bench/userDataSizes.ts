@@ -11,7 +11,7 @@
  * not render is reported with its error and makes the exit status 1; the others are still printed.
  */
 import { USER_DATA_BUDGET_BYTES, USER_DATA_LIMIT_BYTES, userDataSize } from "../provisioning/cloudInit";
-import { readStackFile, RENDER_UNBUILT_STAGES, renderStack } from "../cli/lib/renderStack";
+import { readStackFile, renderStack } from "../cli/lib/renderStack";
 import { listStacks, stackFilePath } from "../cli/lib/stacks";
 
 interface Row {
@@ -27,7 +27,7 @@ async function main(): Promise<number> {
   const failures: string[] = [];
   for (const stack of listStacks()) {
     try {
-      const render = await renderStack(stack, readStackFile(stackFilePath(stack)), undefined, RENDER_UNBUILT_STAGES);
+      const render = await renderStack(stack, readStackFile(stackFilePath(stack)));
       for (const server of render.servers) rows.push({ stack, server: server.name, bytes: userDataSize(server.userData) });
     } catch (e) {
       failures.push(`${stack}: does not render: ${(e as Error).message.split("\n").join("\n  ")}`);

@@ -13,7 +13,7 @@ import { ConfigError, configWarnings, parseStackConfig } from "../config/config"
 import { projectConfigOf } from "../config/keysFromPulumi";
 import type { MachineKind } from "../provisioning/server";
 import { parseCommandLine, USAGE_EXIT } from "./lib/args";
-import { readStackFile, RENDER_UNBUILT_STAGES, renderStack, withOverrides } from "./lib/renderStack";
+import { readStackFile, renderStack, withOverrides } from "./lib/renderStack";
 import { missingStackMessage, stackFilePath } from "./lib/stacks";
 import { writeServerRender } from "./lib/writeRender";
 
@@ -52,7 +52,7 @@ async function main(): Promise<number> {
   const started = process.hrtime.bigint();
   const machine = values.machine as MachineKind | undefined;
   const file = withOverrides(readStackFile(stackFilePath(values.stack)), overrides, secretOverrides);
-  const result = await renderStack(values.stack, file, machine, RENDER_UNBUILT_STAGES);
+  const result = await renderStack(values.stack, file, machine);
   const out = resolve(values.out);
   for (const server of result.servers) {
     const dir = writeServerRender(out, server);
@@ -65,7 +65,7 @@ async function main(): Promise<number> {
   const ms = Number(process.hrtime.bigint() - started) / 1e6;
   console.log(`rendered stack ${values.stack} in ${ms.toFixed(0)} ms`);
   // Last, so it is what stays on screen.
-  for (const warning of configWarnings(parseStackConfig(projectConfigOf(file.config), RENDER_UNBUILT_STAGES))) console.error(`WARNING: ${warning}`);
+  for (const warning of configWarnings(parseStackConfig(projectConfigOf(file.config)))) console.error(`WARNING: ${warning}`);
   return 0;
 }
 

@@ -22,7 +22,8 @@ part() {
 # starve: with equal shares the e2e's cloud-init took 1,095 s instead of 201, and with the second
 # suite niced its VMs got no SSH in 15 minutes. The move rehearsal (two more VMs, about 19 minutes
 # alone) is not run here: the VMs above fill CI's hour on 2 cores. `npm run test:move` runs it.
-# Nor is stage scaled's (four VMs behind the load balancer's stand-in): `npm run test:scaled`.
+# Nor is stage scaled's (five VMs behind the load balancer's stand-in, about 40 minutes alone; it
+# runs stage separated's checks too, test/vm/splitChecks.ts): `npm run test:scaled`.
 vm_suite() {
   npx mocha 'test/**/*.test.ts' --grep "$1"
 }
@@ -31,7 +32,7 @@ vm_suites() {
   vm_suite '^@vm e2e:' || status=1
   vm_suite '^@vm separated' || status=1
   echo "npm test: NOT RUN: the move rehearsal from mvp to separated (test/vm/move.test.ts, two VMs, about 19 minutes alone); run it with: npm run test:move"
-  echo "npm test: NOT RUN: stage scaled behind the load balancer's stand-in (test/vm/scaled.test.ts, four VMs and HAProxy, needs root); run it with: npm run test:scaled"
+  echo "npm test: NOT RUN: stage scaled behind the load balancer's stand-in (test/vm/scaled.test.ts, five VMs and HAProxy, about 40 minutes alone, needs root); run it with: npm run test:scaled"
   return "$status"
 }
 

@@ -23,7 +23,7 @@ import {
   type Provider,
 } from "./providers";
 import { bucketKeyNames, type BucketField, type BucketKeyNames, type BucketPrefix } from "./buckets";
-import { BUILT_STAGES, SPLIT_STAGES, type Stage } from "./stages";
+import { SPLIT_STAGES, type Stage } from "./stages";
 import { closest, isHttpUrl, quote } from "./validators";
 import { CRITICAL_WORKER_FIRST_ID, DEFAULT_METRICS_PORT_OFFSET, metricsPorts, RESERVED_PORTS, surgePortFor, webPorts } from "../provisioning/layout";
 import { NODE_EXPORTER_PORT } from "../plan/plan";
@@ -31,7 +31,7 @@ import type { MonitoringService } from "./monitoring";
 import { DEFAULT_CRITICAL_TASKS, DEFAULT_CRITICAL_WORKER_INSTANCES } from "./workers";
 
 export { DEFAULTS, KNOWN_KEYS, SECRET_KEYS, type ConfigKey };
-export { BUILT_STAGES, STAGES, type Stage } from "./stages";
+export { STAGES, type Stage } from "./stages";
 export { BUCKET_PROVIDERS, HETZNER_OBJECT_STORAGE_LOCATIONS, SPACES_REGIONS, type BucketProvider } from "./providers";
 
 export const PROJECT = "saas-vps";
@@ -170,11 +170,6 @@ export interface ParseOptions {
   secretKeys?: ReadonlySet<string>;
   /** Provider credentials (PROVIDER_TOKEN_KEYS, full keys) the stack sets in plain text: each is an error too. */
   plaintextProviderTokens?: readonly string[];
-  /**
-   * Accept a stage that is designed but not built yet (BUILT_STAGES): for the tests and renders of
-   * the stage while it is built. The program never sets it, so no stack can deploy such a stage.
-   */
-  unbuiltStages?: true;
 }
 
 /**
@@ -220,9 +215,6 @@ export function parseStackConfig(raw: Record<string, string>, options: ParseOpti
   }
   const v = parseEachKey(raw, problems);
   if (v.stage) for (const [key, line] of keysOutsideStage(raw, v.stage)) problems.add(key, line);
-  if (v.stage && !BUILT_STAGES.includes(v.stage) && !options.unbuiltStages) {
-    problems.add("stage", `${quote(v.stage)} is planned but not built yet; use ${BUILT_STAGES.join(", ")} for now`);
-  }
 
   const region = v.provider ? parseRegion(v.region, v.provider, problems) : undefined;
   const serverType = v.provider ? parseServerType("serverType", v.serverType, v.provider, MIN_MEMORY_MIB, problems) : undefined;

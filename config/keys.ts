@@ -337,8 +337,8 @@ export const KEYS = {
     default: DEFAULT_STAGE,
     ...ALL,
     description:
-      "Growth stage: mvp (one server), separated (web, worker and PostgreSQL on their own servers over a private network). scaled is planned and rejected until built.",
-    rule: "`mvp` or `separated`; `scaled` is planned and rejected until built",
+      "Growth stage: mvp (one server), separated (web, worker and PostgreSQL on their own servers over a private network), scaled (2-10 app servers behind the provider's load balancer, a Valkey cache server, optionally a read replica).",
+    rule: "`mvp`, `separated` or `scaled`",
   },
   region: {
     ...optional(),

@@ -5,7 +5,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { bucketNameProblems } from "../plan/bucketName";
-import { ConfigError, configWarnings, parseStackConfig, PROVIDER_TOKEN_KEYS, type ParseOptions } from "../config/config";
+import { ConfigError, configWarnings, parseStackConfig, PROVIDER_TOKEN_KEYS } from "../config/config";
 import { projectKeyOf } from "../config/keysFromPulumi";
 import { ADMIN_USER } from "../provisioning/layout";
 import { appUrlFor } from "../plan/serverInput";
@@ -32,14 +32,10 @@ export function readRawConfig(): { raw: Record<string, string>; secretKeys: Set<
   return { raw, secretKeys, plaintextProviderTokens };
 }
 
-/**
- * `opts` go to the root component (tests hook transformations there to see resource options).
- * `underConstruction` lets the tests run a stage that is designed but not built (ParseOptions);
- * index.ts never sets it.
- */
-export function createProgram(stackName: string = pulumi.getStack(), opts?: pulumi.ComponentResourceOptions, machineKind?: MachineKind, underConstruction: Pick<ParseOptions, "unbuiltStages"> = {}) {
+/** `opts` go to the root component (tests hook transformations there to see resource options). */
+export function createProgram(stackName: string = pulumi.getStack(), opts?: pulumi.ComponentResourceOptions, machineKind?: MachineKind) {
   const { raw, secretKeys, plaintextProviderTokens } = readRawConfig();
-  const config = parseStackConfig(raw, { secretKeys, plaintextProviderTokens, ...underConstruction });
+  const config = parseStackConfig(raw, { secretKeys, plaintextProviderTokens });
   // The stack name is not config, so the parser cannot see what it makes of the bucket's name.
   const bucketProblems = bucketNameProblems(stackName, config);
   if (bucketProblems.length) throw new ConfigError(bucketProblems);

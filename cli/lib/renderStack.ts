@@ -99,17 +99,8 @@ export function withOverrides(file: StackFile, overrides: Record<string, string>
   return { config, secretKeys: [...secretKeys] };
 }
 
-/**
- * What renders pass as `underConstruction`: `npm run render`, the local VMs (`npm run vm`) and the
- * tests render a stage that is planned but not built yet (stage scaled while it is built), so its
- * example stack can be looked at and booted locally. The program `pulumi up` runs (index.ts) never
- * passes it, so no stack deploys such a stage.
- */
-export const RENDER_UNBUILT_STAGES = { unbuiltStages: true } as const;
-
 /** `machineKind` qemu renders for the local VM (npm run vm); default: the stack's provider. */
-/** `underConstruction`: render a stage the parser still refuses (RENDER_UNBUILT_STAGES). */
-export async function renderStack(stack: string, file: StackFile, machineKind?: MachineKind, underConstruction: { unbuiltStages?: true } = {}): Promise<StackRender> {
+export async function renderStack(stack: string, file: StackFile, machineKind?: MachineKind): Promise<StackRender> {
   const mocks = new RecordingMocks();
   await pulumi.runtime.setMocks(mocks, PROJECT, stack, false);
   pulumi.runtime.setAllConfig(file.config, file.secretKeys);
@@ -120,7 +111,7 @@ export async function renderStack(stack: string, file: StackFile, machineKind?: 
     registered.push(args.name);
     return undefined;
   };
-  const outputs = createProgram(stack, { transformations: [recordOrder] }, machineKind, underConstruction);
+  const outputs = createProgram(stack, { transformations: [recordOrder] }, machineKind);
   // The server resources are registered once their outputs resolve.
   await Promise.all([valueOf(outputs.ipv6), valueOf(outputs.userDataBytes)]);
   // Let every registration (day-2 pushes included) finish before reading the record.

@@ -40,14 +40,17 @@ export interface BalancerTarget {
 }
 
 /**
- * HAProxy's config for the plan's balancer: TCP mode, one frontend per port on `bindAddress`,
+ * HAProxy's config for the plan's balancer (the local VMs' stand-in, and the release and drain
+ * tests' in network namespaces): TCP mode, one frontend per port on `bindAddress`,
  * each forwarding with the PROXY protocol (send-proxy) to every target's private address and the
  * same port, and an HTTP check of the health listener (its port and path, with the PROXY header
  * both providers' checks send: check-send-proxy, as HAProxy sends none to a check port of its own
  * otherwise) with the plan's interval, timeout and thresholds.
  * Backends are named `<balancer name>-<port>`, servers by their plan names.
  */
-export function renderHaproxyConfig(opts: { balancer: LoadBalancerPlan; targets: BalancerTarget[]; bindAddress: string; statsSocket: string }): string {
+export function renderHaproxyConfig(opts: {
+  balancer: Pick<LoadBalancerPlan, "name" | "targets" | "ports" | "healthCheck">; targets: BalancerTarget[]; bindAddress: string; statsSocket: string;
+}): string {
   const { balancer, targets } = opts;
   if (targets.length === 0) throw new Error(`load balancer ${balancer.name}: no targets`);
   const names = new Set(balancer.targets);
@@ -74,8 +77,9 @@ export function renderHaproxyConfig(opts: { balancer: LoadBalancerPlan; targets:
       `backend ${backend}`,
       `  option httpchk GET ${check.path}`,
       "  http-check expect status 200",
-      `  timeout check ${check.timeoutSeconds}s`,
-      `  default-server inter ${check.intervalSeconds}s fall ${check.unhealthyThreshold} rise ${check.healthyThreshold} check port ${check.port} check-send-proxy send-proxy`,
+      // Milliseconds: the tests check faster than any provider can (fractions of a second).
+      `  timeout check ${Math.round(check.timeoutSeconds * 1000)}ms`,
+      `  default-server inter ${Math.round(check.intervalSeconds * 1000)}ms fall ${check.unhealthyThreshold} rise ${check.healthyThreshold} check port ${check.port} check-send-proxy send-proxy`,
       ...targets.map((t) => `  server ${t.name} ${t.address}:${port}`),
     );
   }

@@ -3,6 +3,7 @@ import * as http from "node:http";
 import { CLIENT_KEEPALIVE_TIMEOUT_SECONDS } from "../../provisioning/nginx";
 import { stderrLog, type VmLogger } from "./log";
 import { sleep } from "./process";
+import { ssh } from "./ssh";
 import { type Vm, elapsed } from "./vm";
 
 export interface HttpResult {
@@ -72,6 +73,33 @@ export async function waitForHealth(vm: Vm, opts: { timeoutMs?: number; log?: Vm
     }
     if (Date.now() > deadline) throw new Error(`GET /health through nginx (127.0.0.1:${vm.ports.http}) not healthy after ${elapsed(vm)} s; last: ${last}`);
     await sleep(500);
+  }
+}
+
+/**
+ * Poll GET /health from inside the guest, on nginx's loopback listener, until healthy. Behind a
+ * load balancer this is the only way in but the balancer: nginx wants a PROXY header on the
+ * server's own addresses and its firewall admits port 80 from the balancer alone, so the host's
+ * forwarded port gets nothing.
+ */
+export async function waitForHealthInGuest(vm: Vm, opts: { timeoutMs?: number; log?: VmLogger } = {}): Promise<{ seconds: number; release: string }> {
+  const log = opts.log ?? stderrLog;
+  const deadline = Date.now() + (opts.timeoutMs ?? 120000);
+  let last = "";
+  for (;;) {
+    // Headers and body in one answer: the release header, then the JSON.
+    const r = await ssh(vm, "curl -sS -m 5 -D - http://127.0.0.1/health", { timeoutMs: 30000 }).catch((e: Error) => ({ code: -1, stdout: "", stderr: e.message }));
+    const [head = "", body = ""] = r.stdout.split(/\r?\n\r?\n/);
+    const status = Number(/^HTTP\/[\d.]+ (\d+)/.exec(head)?.[1] ?? 0);
+    const release = /^x-app-release:\s*(\S+)/im.exec(head)?.[1] ?? "";
+    if (r.code === 0 && isHealthy({ status, headers: {}, body })) {
+      const s = elapsed(vm);
+      log(`[vm ${s.toFixed(1).padStart(6)} s] GET /health through nginx (loopback, in the guest): 200 ${body.trim()} (X-App-Release ${release})`);
+      return { seconds: s, release };
+    }
+    last = r.code === 0 ? `${status} ${body.slice(0, 80).replace(/\s+/g, " ")}` : `${r.stderr.trim().slice(0, 120)}`;
+    if (Date.now() > deadline) throw new Error(`GET /health through nginx on the guest's loopback not healthy after ${elapsed(vm)} s; last: ${last}`);
+    await sleep(1000);
   }
 }
 

@@ -21,7 +21,7 @@ import { planStack, type ServerPlan } from "../../plan/plan";
 import type { LoadBalancerPlan } from "../../plan/scaled";
 import { runsApp } from "../../provisioning/roles/index";
 import { projectConfigOf, projectKeyOf, qualifyKey } from "../../config/keysFromPulumi";
-import { type RecordedPush, readStackFile, RENDER_UNBUILT_STAGES, renderStack, withOverrides } from "../lib/renderStack";
+import { type RecordedPush, readStackFile, renderStack, withOverrides } from "../lib/renderStack";
 import { missingStackMessage, stackFilePath } from "../lib/stacks";
 import { writeServerRender } from "../lib/writeRender";
 import { addressInNetwork } from "./network";
@@ -147,14 +147,14 @@ export async function renderStackServersForVm(opts: {
   const overrides = {
     ...Object.fromEntries(settings.filter(([, v]) => v !== null).map(([k, v]) => [qualifyKey(k), v as string])),
   };
-  const uploadsInBucket = parseStackConfig(projectConfigOf(withOverrides(stackFile, overrides).config), RENDER_UNBUILT_STAGES).uploads.storage === "bucket";
+  const uploadsInBucket = parseStackConfig(projectConfigOf(withOverrides(stackFile, overrides).config)).uploads.storage === "bucket";
   Object.assign(overrides, vmOverrides(stackFile.config, opts.publicKey, opts.bucket, uploadsInBucket));
   const withVm = withOverrides(stackFile, overrides);
   // Overridden credentials are secrets, as `pulumi config set --secret` would make them.
   const secretOverrides = Object.keys(overrides).filter((k) => SECRET_KEYS.has(projectKeyOf(k) ?? ""));
   withVm.secretKeys = [...new Set([...withVm.secretKeys, ...secretOverrides])];
-  const plan = planStack(parseStackConfig(projectConfigOf(withVm.config), RENDER_UNBUILT_STAGES));
-  const result = await renderStack(opts.stack, withVm, "qemu", RENDER_UNBUILT_STAGES);
+  const plan = planStack(parseStackConfig(projectConfigOf(withVm.config)));
+  const result = await renderStack(opts.stack, withVm, "qemu");
   const servers = plan.servers.map((planned) => {
     const server = result.servers.find((s) => s.name === planned.name);
     if (!server) throw new Error(`stack ${opts.stack}: the plan has server ${planned.name}, the program declared none of that name`);

@@ -96,7 +96,7 @@ describe("components under Pulumi mocks: digitalocean, stage scaled with a manag
     withDomain({ ...minimalRaw("digitalocean"), stage: "scaled", appServers: String(appServers), databaseMode: "managed", managedDatabaseSize: "db-s-2vcpu-4gb", readReplica: "true", ...extra });
   let run: MockRun;
   before(async () => {
-    run = await runProgramOf(raw(3), { unbuiltStages: true });
+    run = await runProgramOf(raw(3));
   });
   const droplet = (name: string) => {
     const found = run.mocks.ofType(DROPLET).find((d) => d.name === `saas-test-${name}-server`);
@@ -172,7 +172,7 @@ describe("components under Pulumi mocks: digitalocean, stage scaled with a manag
   it("separated → scaled with a managed database replaces and deletes nothing the separated stack has", async () => {
     const separated = await runProgram(withDomain({ ...minimalRaw("digitalocean"), stage: "separated", databaseMode: "managed", managedDatabaseSize: "db-s-2vcpu-4gb" }));
     const separatedUrns = await byUrn(separated);
-    const grown = await runProgramOf(raw(2), { unbuiltStages: true });
+    const grown = await runProgramOf(raw(2));
     const change = changesBetween(separated, separatedUrns, grown, await byUrn(grown));
     assert.deepEqual(change.replaced, []);
     assert.deepEqual(change.deleted, []);

@@ -2,15 +2,13 @@
  * Stage scaled under Pulumi mocks, for both providers (the parity contract of the load balancer):
  * the app servers behind the provider's balancer, reachable over HTTP only from it, a read
  * replica, releases that roll one app server at a time; growing from 2 to 3 app servers and moving
- * from separated to scaled replace nothing. The parser still refuses the stage for a real stack
- * (config/stages.ts BUILT_STAGES); these runs pass `unbuiltStages`.
+ * from separated to scaled replace nothing.
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
 import { decodeWriteFiles } from "../../cli/lib/renderStack";
 import { isWrappedSecret, unwrapSecrets, valueOf, type RecordedResource } from "../../cli/lib/pulumiMocks";
-import { ConfigError } from "../../config/config";
 import { HOST_FIREWALL_PATH } from "../../provisioning/hostFirewall";
 import { ACME_RELAY_PORT, APP_ENV_FILE, LB_DRAIN_FILE, LB_HEALTH_PORT, TLS_SHARE_EXPORT, WEB_ENV_FILE, WORKER_ENV_FILE } from "../../provisioning/layout";
 import { NGINX_SITE_PATH } from "../../provisioning/nginx";
@@ -100,17 +98,11 @@ function hostRulesFor(nft: string, port: number): string[] {
   return nft.split("\n").filter((line) => new RegExp(`tcp dport ${port} accept`).test(line)).map((l) => l.trim());
 }
 
-describe("stage scaled is refused for a real stack until it is built", function () {
-  it("the program refuses it without the builders' switch, naming the key", async () => {
-    await assert.rejects(runProgram(scaled("hetzner")), (e: unknown) => e instanceof ConfigError && /^saas-vps:stage: "scaled" is planned but not built yet/m.test(e.message));
-  });
-});
-
 for (const provider of ["hetzner", "digitalocean"] as const) {
   describe(`components under Pulumi mocks: ${provider}, stage scaled (load balancer parity contract)`, function () {
     let run: MockRun;
     before(async () => {
-      run = await runProgramOf(scaled(provider), { unbuiltStages: true });
+      run = await runProgramOf(scaled(provider));
     });
 
     it("creates the app servers, the worker, the db server, the replica and the cache server, each once", () => {
@@ -394,9 +386,9 @@ for (const provider of ["hetzner", "digitalocean"] as const) {
 
   describe(`growing stage scaled under Pulumi mocks: ${provider}`, function () {
     it("2 → 3 app servers adds exactly the new server and its pieces, and replaces nothing", async () => {
-      const two = await runProgramOf(scaled(provider, 2), { unbuiltStages: true });
+      const two = await runProgramOf(scaled(provider, 2));
       const twoUrns = await byUrn(two);
-      const three = await runProgramOf(scaled(provider, 3), { unbuiltStages: true });
+      const three = await runProgramOf(scaled(provider, 3));
       const change = changesBetween(two, twoUrns, three, await byUrn(three));
       assert.deepEqual(change.replaced, []);
       assert.deepEqual(change.deleted, []);
@@ -413,7 +405,7 @@ for (const provider of ["hetzner", "digitalocean"] as const) {
     it("separated → scaled replaces and deletes nothing the separated stack has", async () => {
       const separated = await runProgram(withDomain({ ...minimalRaw(provider), ...separatedRaw(provider) }));
       const separatedUrns = await byUrn(separated);
-      const grown = await runProgramOf(scaled(provider, 2), { unbuiltStages: true });
+      const grown = await runProgramOf(scaled(provider, 2));
       const change = changesBetween(separated, separatedUrns, grown, await byUrn(grown));
       assert.deepEqual(change.replaced, []);
       assert.deepEqual(change.deleted, []);
@@ -427,7 +419,7 @@ for (const provider of ["hetzner", "digitalocean"] as const) {
     let run: MockRun;
     before(async () => {
       separated = await runProgram(withDomain({ ...minimalRaw(provider), ...separatedRaw(provider) }));
-      run = await runProgramOf(moving(), { unbuiltStages: true });
+      run = await runProgramOf(moving());
     });
 
     it("app keeps answering on its fixed IP as in separated: its public firewall, nginx without the PROXY protocol, no drain; the balancer serves through app-2", async () => {
@@ -456,7 +448,7 @@ for (const provider of ["hetzner", "digitalocean"] as const) {
     it("separated → scaled (siteAddress app) → scaled (balancer) replaces and deletes nothing; app joins the balancer at the second step", async () => {
       const first = changesBetween(separated, await byUrn(separated), run, await byUrn(run));
       assert.deepEqual([first.replaced, first.deleted], [[], []]);
-      const done = await runProgramOf(scaled(provider, 2), { unbuiltStages: true });
+      const done = await runProgramOf(scaled(provider, 2));
       const second = changesBetween(run, await byUrn(run), done, await byUrn(done));
       assert.deepEqual([second.replaced, second.deleted], [[], []]);
       if (provider === "hetzner") assert.deepEqual(second.created, ["saas-test-lb-app"]);
@@ -466,7 +458,7 @@ for (const provider of ["hetzner", "digitalocean"] as const) {
 
     it("siteAddress is a key of stage scaled only, and names what it allows", async () => {
       await assert.rejects(runProgram({ ...withDomain({ ...minimalRaw(provider), ...separatedRaw(provider) }), siteAddress: "app" }), /saas-vps:siteAddress/);
-      await assert.rejects(runProgramOf({ ...moving(), siteAddress: "lb" }, { unbuiltStages: true }), /saas-vps:siteAddress: "lb" is not allowed; use one of balancer, app/);
+      await assert.rejects(runProgramOf({ ...moving(), siteAddress: "lb" }), /saas-vps:siteAddress: "lb" is not allowed; use one of balancer, app/);
     });
   });
 }

@@ -35,7 +35,7 @@ describe("stack config: parseStackConfig", () => {
     ["misspelled key", { regoin: "fsn1" }, ["saas-vps:regoin: unknown key; did you mean saas-vps:region?"]],
     ["region of the other provider", { region: "nyc3" }, ['saas-vps:region: "nyc3" is not a Hetzner location; use one of fsn1, nbg1, hel1, ash, hil, sin']],
     ["unknown server type", { serverType: "cx21" }, ['saas-vps:serverType: "cx21" is not a Hetzner server type (did you mean cx22?); use one of cx22, cx32, cx42, cx52, cx23, cx33, cx43, cx53, cpx11, cpx21, cpx31, cpx41, cpx51, cax11, cax21, cax31, cax41, ccx13, ccx23, ccx33, ccx43, ccx53, ccx63']],
-    ["stage not built yet", { stage: "scaled", uploadsAccessKeyId: "K", uploadsSecretAccessKey: "S" }, ['saas-vps:stage: "scaled" is planned but not built yet; use mvp, separated for now']],
+    ["unknown stage", { stage: "large" }, ['saas-vps:stage: "large" is not allowed; use one of mvp, separated, scaled']],
     ["no workers where the worker has its own server", { stage: "separated", workerInstances: "0", uploadsAccessKeyId: "K", uploadsSecretAccessKey: "S" }, ["saas-vps:workerInstances: must be 1-16 at stage separated: the worker has a server of its own there, which would run nothing; got 0"]],
     ["unknown stage", { stage: "big" }, ['saas-vps:stage: "big" is not allowed; use one of mvp, separated, scaled']],
     ["domain with scheme", { plainHttp: undefined, domain: "https://app.example.com", acmeEmail: "ops@example.com" }, ['saas-vps:domain: must be a bare hostname such as app.example.com (no scheme, path, port or spaces); got "https://app.example.com"']],
@@ -138,35 +138,34 @@ describe("stack config: parseStackConfig", () => {
   }
 });
 
-describe("stack config: stage scaled (accepted only with unbuiltStages while it is built)", () => {
+describe("stack config: stage scaled", () => {
   const scaledRaw = (extra: Record<string, string> = {}) => ({ ...minimalRaw("hetzner"), stage: "scaled", uploadsAccessKeyId: "K", uploadsSecretAccessKey: "S", ...extra });
   const problemsOf = (raw: Record<string, string>) => {
     try {
-      parseStackConfig(raw, { unbuiltStages: true });
+      parseStackConfig(raw);
       return [];
     } catch (e) {
       return (e as Error).message.split("\n");
     }
   };
 
-  it("the example stack Pulumi.scaled.yaml: two app servers on the smallest type, no replica, credentials as secrets; refused without unbuiltStages", () => {
+  it("the example stack Pulumi.scaled.yaml: two app servers on the smallest type, no replica, credentials as secrets", () => {
     const file = readStackFile(join(__dirname, "..", "..", "Pulumi.scaled.yaml"));
     const raw = Object.fromEntries(Object.entries(file.config).filter(([k]) => k.startsWith("saas-vps:")).map(([k, v]) => [k.slice(9), v]));
     const secretKeys = new Set(file.secretKeys.filter((k) => k.startsWith("saas-vps:")).map((k) => k.slice(9)));
-    const config = parseStackConfig(raw, { secretKeys, unbuiltStages: true });
+    const config = parseStackConfig(raw, { secretKeys });
     assert.equal(config.stage, "scaled");
     assert.equal(config.appServers, 2);
     assert.equal(config.readReplica, false);
     assert.deepEqual([config.servers.web.memoryMiB, config.servers.db.memoryMiB], [2048, 2048]);
-    assert.throws(() => parseStackConfig(raw, { secretKeys }), (e: unknown) => e instanceof Error && /^saas-vps:stage: "scaled" is planned but not built yet; use mvp, separated for now$/m.test(e.message));
   });
 
   it("takes two app servers and no replica by default, the replica's type from the db server's", () => {
-    const config = parseStackConfig(scaledRaw({ dbServerType: "cx33" }), { unbuiltStages: true });
+    const config = parseStackConfig(scaledRaw({ dbServerType: "cx33" }));
     assert.equal(config.appServers, 2);
     assert.equal(config.readReplica, false);
     assert.deepEqual(config.servers.replica, config.servers.db);
-    const typed = parseStackConfig(scaledRaw({ readReplica: "true", replicaServerType: "cx43" }), { unbuiltStages: true });
+    const typed = parseStackConfig(scaledRaw({ readReplica: "true", replicaServerType: "cx43" }));
     assert.deepEqual(typed.servers.replica, { serverType: "cx43", memoryMiB: 16384 });
   });
 
@@ -187,11 +186,11 @@ describe("stack config: stage scaled (accepted only with unbuiltStages while it 
     const sizes = "db-s-1vcpu-1gb, db-s-1vcpu-2gb, db-s-2vcpu-4gb, db-s-4vcpu-8gb, db-s-6vcpu-16gb, db-s-8vcpu-32gb, db-s-16vcpu-64gb";
 
     it("is allowed, sized like the cluster unless managedReplicaSize says otherwise", () => {
-      assert.deepEqual(parseStackConfig(managed(), { unbuiltStages: true }).database, { mode: "managed", size: "db-s-1vcpu-2gb", replicaSize: "db-s-1vcpu-2gb" });
-      assert.deepEqual(parseStackConfig(managed({ managedDatabaseSize: "db-s-2vcpu-4gb" }), { unbuiltStages: true }).database, { mode: "managed", size: "db-s-2vcpu-4gb", replicaSize: "db-s-2vcpu-4gb" });
-      assert.deepEqual(parseStackConfig(managed({ managedReplicaSize: "db-s-4vcpu-8gb" }), { unbuiltStages: true }).database, { mode: "managed", size: "db-s-1vcpu-2gb", replicaSize: "db-s-4vcpu-8gb" });
+      assert.deepEqual(parseStackConfig(managed()).database, { mode: "managed", size: "db-s-1vcpu-2gb", replicaSize: "db-s-1vcpu-2gb" });
+      assert.deepEqual(parseStackConfig(managed({ managedDatabaseSize: "db-s-2vcpu-4gb" })).database, { mode: "managed", size: "db-s-2vcpu-4gb", replicaSize: "db-s-2vcpu-4gb" });
+      assert.deepEqual(parseStackConfig(managed({ managedReplicaSize: "db-s-4vcpu-8gb" })).database, { mode: "managed", size: "db-s-1vcpu-2gb", replicaSize: "db-s-4vcpu-8gb" });
       // Without readReplica the cluster has no replica size.
-      assert.deepEqual(parseStackConfig(managed({ readReplica: "false" }), { unbuiltStages: true }).database, { mode: "managed", size: "db-s-1vcpu-2gb" });
+      assert.deepEqual(parseStackConfig(managed({ readReplica: "false" })).database, { mode: "managed", size: "db-s-1vcpu-2gb" });
     });
 
     it("refuses a replica server type with a managed database: the node has a size, not a server type", () => {
@@ -229,15 +228,15 @@ describe("stack config: stage scaled (accepted only with unbuiltStages while it 
 
   it("gives the cache server the provider's cheapest type with 1 GiB or more by default, or cacheServerType", () => {
     for (const provider of ["hetzner", "digitalocean"] as const) {
-      const config = parseStackConfig({ ...minimalRaw(provider), stage: "scaled", uploadsAccessKeyId: "K", uploadsSecretAccessKey: "S" }, { unbuiltStages: true });
+      const config = parseStackConfig({ ...minimalRaw(provider), stage: "scaled", uploadsAccessKeyId: "K", uploadsSecretAccessKey: "S" });
       const catalog = CATALOGS[provider];
       assert.equal(config.servers.cache.serverType, catalog.defaultCacheServerType, provider);
       assert.equal(config.servers.cache.memoryMiB, catalog.serverTypes[catalog.defaultCacheServerType].memoryMiB, provider);
       assert.ok(config.servers.cache.memoryMiB >= MIN_CACHE_MEMORY_MIB, provider);
     }
-    assert.equal(parseStackConfig({ ...minimalRaw("digitalocean"), stage: "scaled", cacheServerType: "s-2vcpu-4gb" }, { unbuiltStages: true }).servers.cache.memoryMiB, 4096);
+    assert.equal(parseStackConfig({ ...minimalRaw("digitalocean"), stage: "scaled", cacheServerType: "s-2vcpu-4gb" }).servers.cache.memoryMiB, 4096);
     // Not serverType's: the cache does not follow the app's size.
-    assert.equal(parseStackConfig(scaledRaw({ serverType: "cx33" }), { unbuiltStages: true }).servers.cache.serverType, "cx23");
+    assert.equal(parseStackConfig(scaledRaw({ serverType: "cx33" })).servers.cache.serverType, "cx23");
   });
 
   it("refuses a cache server type the provider does not have, naming the key, what is allowed and the value", () => {

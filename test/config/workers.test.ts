@@ -27,7 +27,7 @@ describe("critical workers: config", () => {
   it("defaults: none in mvp and separated, one in scaled, running the reference app's mails and Stripe events", () => {
     assert.deepEqual(parseStackConfig(minimalRaw("hetzner")).criticalWorkers, { instances: 0, tasks: DEFAULT_CRITICAL_TASKS });
     assert.equal(parseStackConfig({ ...minimalRaw("hetzner"), ...separatedRaw("hetzner") }).criticalWorkers.instances, 0);
-    const scaled = parseStackConfig(withDomain({ ...minimalRaw("hetzner"), ...scaledRaw("hetzner", 2) }), { unbuiltStages: true });
+    const scaled = parseStackConfig(withDomain({ ...minimalRaw("hetzner"), ...scaledRaw("hetzner", 2) }));
     assert.equal(scaled.criticalWorkers.instances, 1);
     const set = parseStackConfig({ ...minimalRaw("hetzner"), criticalWorkerInstances: "2", criticalTasks: '["send_password_reset_email"]' });
     assert.deepEqual(set.criticalWorkers, { instances: 2, tasks: ["send_password_reset_email"] });

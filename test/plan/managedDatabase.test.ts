@@ -27,7 +27,7 @@ describe("stage planner: separated with a managed database", () => {
 
 describe("stage planner: scaled with a managed database and readReplica", () => {
   const config = (extra: Record<string, string> = {}) =>
-    parseStackConfig({ ...minimalRaw("digitalocean"), stage: "scaled", appServers: "3", databaseMode: "managed", managedDatabaseSize: "db-s-2vcpu-4gb", readReplica: "true", ...extra }, { unbuiltStages: true });
+    parseStackConfig({ ...minimalRaw("digitalocean"), stage: "scaled", appServers: "3", databaseMode: "managed", managedDatabaseSize: "db-s-2vcpu-4gb", readReplica: "true", ...extra });
   const plan = planStack(config());
 
   it("records the cluster's read-only node in the database plan, sized like the cluster by default", () => {

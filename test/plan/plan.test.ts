@@ -36,7 +36,7 @@ describe("stage planner", () => {
 
   it("plans stage scaled as separated's servers with the app server multiplied behind the balancer, and the replica", () => {
     const raw = { ...minimalRaw("hetzner"), stage: "scaled", appServers: "3", readReplica: "true", uploadsAccessKeyId: "K", uploadsSecretAccessKey: "S" };
-    const plan = planStack(parseStackConfig(raw, { unbuiltStages: true }));
+    const plan = planStack(parseStackConfig(raw));
     const by = Object.fromEntries(plan.servers.map((s) => [s.name, s]));
     assert.deepEqual(Object.keys(by).sort(), ["app", "app-2", "app-3", "cache", "db", "replica", "worker"]);
     assert.deepEqual(
@@ -64,7 +64,7 @@ describe("stage planner", () => {
 
   it("plans stage scaled's cache server: Valkey from the app servers and the worker only, private only, on cacheServerType, no volume", () => {
     const raw = { ...minimalRaw("digitalocean"), stage: "scaled", appServers: "2", cacheServerType: "s-2vcpu-2gb", uploadsAccessKeyId: "K", uploadsSecretAccessKey: "S" };
-    const plan = planStack(parseStackConfig(raw, { unbuiltStages: true }));
+    const plan = planStack(parseStackConfig(raw));
     const cache = plan.servers.find((s) => s.name === "cache")!;
     assert.deepEqual(cache.roles, ["cache"]);
     assert.deepEqual([cache.serverType, cache.memoryMiB, cache.privateIp, cache.volume], ["s-2vcpu-2gb", 2048, "10.20.0.40", undefined]);
@@ -81,7 +81,7 @@ describe("stage planner", () => {
 
   it("plans stage scaled with a domain with one certificate issuer, app, which admits the other app servers to SSH and its ACME relay", () => {
     const raw = { ...withDomain({ ...minimalRaw("hetzner"), stage: "scaled", appServers: "3", uploadsAccessKeyId: "K", uploadsSecretAccessKey: "S" }) };
-    const plan = planStack(parseStackConfig(raw, { unbuiltStages: true }));
+    const plan = planStack(parseStackConfig(raw));
     assert.equal(plan.certificateIssuer, "app");
     const by = Object.fromEntries(plan.servers.map((s) => [s.name, s]));
     const rules = (name: string) => by[name].firewall.map((r) => [r.port, r.sources, r.peers ?? [], r.loadBalancer ?? false]);
@@ -97,7 +97,7 @@ describe("stage planner", () => {
       assert.deepEqual(rules(name), [[22, ["203.0.113.7/32"], [], false], [80, [], [], true], [443, [], [], true], [8081, [], [], true]]);
     }
     // Without a domain there is no certificate to share.
-    const plain = planStack(parseStackConfig({ ...minimalRaw("hetzner"), stage: "scaled", appServers: "3", uploadsAccessKeyId: "K", uploadsSecretAccessKey: "S" }, { unbuiltStages: true }));
+    const plain = planStack(parseStackConfig({ ...minimalRaw("hetzner"), stage: "scaled", appServers: "3", uploadsAccessKeyId: "K", uploadsSecretAccessKey: "S" }));
     assert.equal(plain.certificateIssuer, undefined);
     assert.ok(plain.servers.every((s) => s.firewall.every((r) => !(r.loadBalancer && r.peers))), "a plain HTTP stack admits no app server to another");
   });

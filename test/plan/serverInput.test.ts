@@ -51,7 +51,7 @@ describe("database logins and endpoints per server", () => {
   });
 
   it("Valkey: the app's servers of stage scaled get VALKEY_URL at the cache server's known address, separated gets none, and an unknown address or a missing password is refused", () => {
-    const scaled = parseStackConfig({ ...minimalRaw("hetzner"), ...scaledRaw("hetzner", 2, false) }, { unbuiltStages: true });
+    const scaled = parseStackConfig({ ...minimalRaw("hetzner"), ...scaledRaw("hetzner", 2, false) });
     const password = PLACEHOLDER_CONTEXT.secrets.valkeyPassword!;
     assert.equal(input(scaled, "worker").app!.valkeyUrl, `rediss://default:${password}@10.20.0.40:6379`);
     assert.equal(input(scaled, "app-2", { app: "10.20.0.10", "app-2": "10.20.0.11", worker: "10.20.0.20", db: "10.20.0.30", cache: "10.20.9.9" }).app!.valkeyUrl, `rediss://default:${password}@10.20.9.9:6379`);

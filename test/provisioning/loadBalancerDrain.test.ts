@@ -18,11 +18,10 @@ import assert from "node:assert/strict";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { chmodSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { connect } from "node:net";
 import { join } from "node:path";
 import { FIRST_WEB_PORT, LB_HEALTH_PORT } from "../../provisioning/layout";
 import { renderNginxSite } from "../../provisioning/nginx";
-import { renderHaproxyConfig } from "../support/haproxy";
+import { standInHaproxyConfig, waitHaproxyState } from "../support/haproxy";
 import { forHostNginx } from "../support/nginx";
 import { bridgeNamespaces, ip, linkNamespaces } from "../support/netns";
 import { tempDir } from "../support/tools";
@@ -182,29 +181,8 @@ for (const domain of [undefined, DOMAIN]) {
       return { status: r.status, code: r.stdout.trim(), stderr: r.stderr.trim() };
     };
 
-    /** The balancer's view of each server, from its runtime API (one command per connection). */
-    const haproxyState = (): Promise<Record<string, string>> =>
-      new Promise((resolve) => {
-        let out = "";
-        const socket = connect(statsSocket, () => socket.end("show servers state app\n"));
-        socket.on("data", (d) => (out += d));
-        socket.on("error", () => resolve({}));
-        socket.on("close", () =>
-          // Columns: be_id be_name srv_id srv_name srv_addr srv_op_state ... (2 = running, 0 = stopped).
-          resolve(Object.fromEntries(out.split("\n").filter((l) => /^\d+ app /.test(l)).map((l) => {
-            const f = l.split(" ");
-            return [f[3]!, f[5] === "2" ? "up" : "down"];
-          }))),
-        );
-      });
-    const waitState = async (name: string, want: "up" | "down"): Promise<number> => {
-      const t0 = Date.now();
-      while ((await haproxyState())[name] !== want) {
-        if (Date.now() - t0 > 20_000) throw new Error(`${name} never became ${want} in the balancer: ${JSON.stringify(await haproxyState())}`);
-        await sleep(20);
-      }
-      return Date.now() - t0;
-    };
+    /** Until the balancer has `name` in rotation on every port ("up") or on none ("down"); the milliseconds that took. */
+    const waitState = (name: string, want: "up" | "down"): Promise<number> => waitHaproxyState(statsSocket, name, want, 20_000);
     /** Client connections (through the balancer) still open on a server's public port, as the server itself sees them. */
     const publicConnections = (s: Server) => inNs(ns[s.name], ["ss", "-Htn", "state", "established", `( sport = :${appPort} )`]).stdout.trim().split("\n").filter(Boolean).length;
     const waitNoConnections = async (s: Server): Promise<number> => {
@@ -265,7 +243,7 @@ for (const domain of [undefined, DOMAIN]) {
       statsSocket = join(dir, "haproxy.sock");
       // The stand-in's check at this test's pace (CHECK), in the plan's terms.
       const check = { port: LB_HEALTH_PORT, path: "/health", intervalSeconds: CHECK.interMs / 1000, timeoutSeconds: CHECK.timeoutMs / 1000, unhealthyThreshold: CHECK.fall, healthyThreshold: CHECK.rise };
-      writeFileSync(join(dir, "haproxy.cfg"), renderHaproxyConfig({ publicAddress: PUBLIC.lb, ports: [80, 443], servers, check, statsSocket }));
+      writeFileSync(join(dir, "haproxy.cfg"), standInHaproxyConfig({ publicAddress: PUBLIC.lb, ports: [80, 443], servers, check, statsSocket }));
       const valid = spawnSync("haproxy", ["-c", "-f", join(dir, "haproxy.cfg")], { encoding: "utf8" });
       assert.equal(valid.status, 0, valid.stdout + valid.stderr);
       procs.push(spawn("ip", ["netns", "exec", ns.lb, "haproxy", "-db", "-f", join(dir, "haproxy.cfg")], { stdio: "ignore" }));

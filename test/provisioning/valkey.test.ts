@@ -71,7 +71,7 @@ describe("@real Valkey on the cache server: the rendered settings on the real va
       console.log("      SKIPPED LOUDLY: needs root, ip netns and valkey-server");
       this.skip();
     }
-    const config = parseStackConfig({ ...minimalRaw("hetzner"), ...scaledRaw("hetzner", 2, false) }, { unbuiltStages: true });
+    const config = parseStackConfig({ ...minimalRaw("hetzner"), ...scaledRaw("hetzner", 2, false) });
     const plan = planStack(config);
     const render = (name: string) => renderServer(buildServerInput(config, plan.servers.find((s) => s.name === name)!, { machine: "hetzner", ...PLACEHOLDER_CONTEXT }, plan));
     cache = render("cache");

@@ -36,7 +36,7 @@ import { drainSeconds, undrainSeconds, type LoadBalancerHealthCheck } from "../.
 import { APP_ROOT, LB_DRAIN_FILE } from "../../provisioning/layout";
 import { NGINX_SITE_PATH } from "../../provisioning/nginx";
 import { RELEASE_PATHS } from "../../provisioning/release";
-import { haproxyServerStates, renderHaproxyConfig, waitHaproxyState } from "../support/haproxy";
+import { haproxyServerStates, standInHaproxyConfig, waitHaproxyState } from "../support/haproxy";
 import type { LoadPlan, LoadReport } from "../support/httpLoad";
 import { minimalRaw, scaledRaw } from "../support/fixtures";
 import { runProgramOf, pushOf, type MockRun } from "../support/mockProgram";
@@ -97,8 +97,8 @@ async function dependsOnNames(run: MockRun, name: string): Promise<string[]> {
 }
 
 export async function renderScaled(): Promise<ScaledRender> {
-  const run = await runProgramOf(SCALED_RAW, { unbuiltStages: true });
-  const plan = planStack(parseStackConfig(SCALED_RAW, { unbuiltStages: true }));
+  const run = await runProgramOf(SCALED_RAW);
+  const plan = planStack(parseStackConfig(SCALED_RAW));
   const lb = plan.loadBalancer;
   assert.ok(lb && plan.network, "a scaled plan has a load balancer and a private network");
   const releaseName = (server: string) => `saas-test-${server}-app-release`;
@@ -169,7 +169,7 @@ export interface Across {
    * APP_ROOT and the source hash swapped for this stand-in's root and the artifact's id).
    */
   release(server: AppServerStandIn, artifact: string, id: string): Promise<RunResult>;
-  states(): Promise<Record<string, "up" | "down">>;
+  states(): Promise<Record<string, "up" | "down" | "partial">>;
   waitState(name: string, want: "up" | "down", timeoutMs?: number): Promise<number>;
   /** Starts the client's GET/POST load through the balancer, as the signed-in account. */
   startLoad(loops?: number): { stop(): Promise<LoadReport> };
@@ -269,7 +269,7 @@ export async function startAcross(opts: { check?: (planned: LoadBalancerHealthCh
     }
 
     const statsSocket = path.join(dir, "haproxy.sock");
-    const haproxyCfg = renderHaproxyConfig({ publicAddress: PUBLIC.lb, ports: render.ports, servers: standIns.map((s) => ({ name: s.name, address: s.address })), check, statsSocket });
+    const haproxyCfg = standInHaproxyConfig({ publicAddress: PUBLIC.lb, ports: render.ports, servers: standIns.map((s) => ({ name: s.name, address: s.address })), check, statsSocket });
     fs.writeFileSync(path.join(dir, "haproxy.cfg"), haproxyCfg);
     const checked = spawnSync("haproxy", ["-c", "-f", path.join(dir, "haproxy.cfg")], { encoding: "utf8" });
     assert.equal(checked.status, 0, checked.stdout + checked.stderr);
@@ -329,6 +329,8 @@ export async function startAcross(opts: { check?: (planned: LoadBalancerHealthCh
         while (running) {
           const states = await haproxyServerStates(statsSocket);
           for (const [name, state] of Object.entries(states)) {
+            // A change is complete once every port's backend agrees: in rotation, or out of it.
+            if (state === "partial") continue;
             if (last[name] !== state) changes.push({ t: Date.now(), name, state });
             last[name] = state;
           }

@@ -1,12 +1,10 @@
 /**
- * HAProxy from Debian as the stand-in for the provider's load balancer (stage scaled): TCP mode,
- * the PROXY protocol to each app server's public ports, and an active HTTP check of each server's
- * health listener with the interval, timeout and thresholds of a plan's LoadBalancerHealthCheck
- * (plan/scaled.ts), so the stand-in takes a drained server out and puts it back on the same count
- * of checks the provider's balancer does. Its runtime API (a stats socket) tells which servers it
- * has in rotation.
+ * HAProxy from Debian as the stand-in for the provider's load balancer (stage scaled) in the
+ * release and drain tests' network namespaces: the local VMs' config (cli/vm/balancer.ts
+ * renderHaproxyConfig, one source), here at the tests' own check pace, and each server's place in
+ * rotation read from its runtime API (a stats socket).
  */
-import { connect } from "node:net";
+import { type BalancerTarget, balancerServerStates, renderHaproxyConfig } from "../../cli/vm/balancer";
 import type { LoadBalancerHealthCheck } from "../../plan/scaled";
 
 export interface BalancerStandIn {
@@ -15,63 +13,33 @@ export interface BalancerStandIn {
   /** Ports forwarded, each to the same port on every server (as the plan's LoadBalancerPlan.ports). */
   ports: number[];
   /** The app servers, in the order of the plan's targets: HAProxy's server names and private addresses. */
-  servers: Array<{ name: string; address: string }>;
+  servers: BalancerTarget[];
   check: LoadBalancerHealthCheck;
   /** The runtime API's Unix socket (admin level: tests read server states there). */
   statsSocket: string;
 }
 
-/** The backend's name in the config and on the runtime API. */
-export const HAPROXY_BACKEND = "app";
-
-/** haproxy.cfg for the stand-in: one TCP frontend, one backend with every server and the plan's check. */
-export function renderHaproxyConfig(lb: BalancerStandIn): string {
-  const { check } = lb;
-  return [
-    "global",
-    `  stats socket ${lb.statsSocket} mode 600 level admin`,
-    "defaults",
-    "  mode tcp",
-    "  timeout connect 2s",
-    "  timeout client 30s",
-    "  timeout server 30s",
-    // A provider's balancer does not resend a connection a target failed: neither does the stand-in.
-    "  retries 0",
-    "frontend public",
-    ...lb.ports.map((port) => `  bind ${lb.publicAddress}:${port}`),
-    `  default_backend ${HAPROXY_BACKEND}`,
-    `backend ${HAPROXY_BACKEND}`,
-    // An HTTP check on the health listener, with the PROXY header both providers' checks send when
-    // the balancer forwards with the protocol (check-send-proxy: HAProxy sends none to a check port
-    // other than the server's without it).
-    `  option httpchk GET ${check.path}`,
-    "  http-check expect status 200",
-    `  timeout check ${check.timeoutSeconds * 1000}ms`,
-    `  default-server inter ${check.intervalSeconds * 1000}ms fall ${check.unhealthyThreshold} rise ${check.healthyThreshold} check port ${check.port} check-send-proxy send-proxy`,
-    // No port: a connection goes to the port the client asked the balancer for.
-    ...lb.servers.map((s) => `  server ${s.name} ${s.address}`),
-    "",
-  ].join("\n");
-}
-
-/** The balancer's view of each server ("up" = in rotation), from its runtime API; {} while it does not answer. */
-export function haproxyServerStates(statsSocket: string): Promise<Record<string, "up" | "down">> {
-  return new Promise((resolve) => {
-    let out = "";
-    const socket = connect(statsSocket, () => socket.end(`show servers state ${HAPROXY_BACKEND}\n`));
-    socket.on("data", (d) => (out += d));
-    socket.on("error", () => resolve({}));
-    socket.on("close", () =>
-      // Columns: be_id be_name srv_id srv_name srv_addr srv_op_state ... (2 = running, 0 = stopped).
-      resolve(Object.fromEntries(out.split("\n").filter((l) => new RegExp(`^\\d+ ${HAPROXY_BACKEND} `).test(l)).map((l) => {
-        const f = l.split(" ");
-        return [f[3]!, f[5] === "2" ? "up" : "down"] as const;
-      }))),
-    );
+/** haproxy.cfg for the stand-in: the plan's balancer config, with these servers, ports and check. */
+export function standInHaproxyConfig(lb: BalancerStandIn): string {
+  return renderHaproxyConfig({
+    balancer: { name: "lb", targets: lb.servers.map((s) => s.name), ports: lb.ports, healthCheck: lb.check },
+    targets: lb.servers, bindAddress: lb.publicAddress, statsSocket: lb.statsSocket,
   });
 }
 
-/** Waits until the balancer has `name` in the state `want`; the milliseconds that took. */
+/**
+ * The balancer's view of each server: "up" in rotation on every port, "down" on none, "partial"
+ * in between (each port's backend checks on its own); {} while HAProxy does not answer.
+ */
+export async function haproxyServerStates(statsSocket: string): Promise<Record<string, "up" | "down" | "partial">> {
+  const byBackend = await balancerServerStates(statsSocket).catch(() => ({} as Awaited<ReturnType<typeof balancerServerStates>>));
+  const perServer: Record<string, string[]> = {};
+  for (const servers of Object.values(byBackend)) for (const [name, state] of Object.entries(servers)) (perServer[name] ??= []).push(state);
+  return Object.fromEntries(Object.entries(perServer).map(([name, states]) =>
+    [name, states.every((s) => s === "UP") ? "up" : states.every((s) => s !== "UP") ? "down" : "partial"] as const));
+}
+
+/** Waits until the balancer has `name` in the state `want` on every port; the milliseconds that took. */
 export async function waitHaproxyState(statsSocket: string, name: string, want: "up" | "down", timeoutMs: number): Promise<number> {
   const t0 = Date.now();
   while ((await haproxyServerStates(statsSocket))[name] !== want) {

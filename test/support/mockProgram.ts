@@ -25,10 +25,10 @@ export async function runProgram(raw: Record<string, string>, secretKeys: string
   return runProgramOf(raw, { secretKeys, stack, mocks });
 }
 
-/** runProgram with named options; `unbuiltStages` runs a stage the parser still refuses (stage scaled while it is built). */
+/** runProgram with named options. */
 export async function runProgramOf(
   raw: Record<string, string>,
-  { secretKeys = credentialKeysIn(raw), stack = "test", mocks = new RecordingMocks(), unbuiltStages }: { secretKeys?: string[]; stack?: string; mocks?: RecordingMocks; unbuiltStages?: true },
+  { secretKeys = credentialKeysIn(raw), stack = "test", mocks = new RecordingMocks() }: { secretKeys?: string[]; stack?: string; mocks?: RecordingMocks } = {},
 ): Promise<MockRun> {
   await pulumi.runtime.setMocks(mocks, "saas-vps", stack, false);
   pulumi.runtime.setAllConfig(qualified(raw), secretKeys.map(qualifyKey));
@@ -39,7 +39,7 @@ export async function runProgramOf(
     resources.push(args.resource);
     return undefined;
   };
-  const outputs = createProgram(stack, { transformations: [record] }, undefined, unbuiltStages ? { unbuiltStages } : {});
+  const outputs = createProgram(stack, { transformations: [record] });
   await Promise.all([valueOf(outputs.ipv6), valueOf(outputs.userDataBytes)]);
   // A URN ends with "::<name>".
   const urns = new Map((await Promise.all(resources.map((r) => valueOf(r.urn)))).map((urn) => [urn.slice(urn.lastIndexOf("::") + 2), urn]));

@@ -12,7 +12,7 @@ import { qualifyKey } from "../../config/keysFromPulumi";
 import { projectConfigOf } from "../../config/keysFromPulumi";
 import { planStack } from "../../plan/plan";
 import { buildServerInput, PLACEHOLDER_CONTEXT } from "../../plan/serverInput";
-import { readStackFile, readUserDataBundle, RENDER_UNBUILT_STAGES, renderStack } from "../../cli/lib/renderStack";
+import { readStackFile, readUserDataBundle, renderStack } from "../../cli/lib/renderStack";
 import { listStacks } from "../../cli/lib/stacks";
 import { minimalRaw, qualified, scaledRaw, withDomain } from "./fixtures";
 import { planPushes, renderPushCommand } from "../../provisioning/push";
@@ -46,11 +46,10 @@ function renderPlanned(config: StackConfig, machine: MachineKind) {
 
 /**
  * Every server of a stack file, as the real program has it: the user-data's files, then the
- * pushes'. Rendered as `npm run render` does, so the example stack of a stage still being built
- * (Pulumi.scaled.yaml) is among them.
+ * pushes'. Rendered as `npm run render` does.
  */
 async function stackCases(stack: string): Promise<RenderCase[]> {
-  return serverCases(stack, await renderStack(stack, readStackFile(join(ROOT, `Pulumi.${stack}.yaml`)), undefined, RENDER_UNBUILT_STAGES));
+  return serverCases(stack, await renderStack(stack, readStackFile(join(ROOT, `Pulumi.${stack}.yaml`))));
 }
 
 /**
@@ -60,7 +59,7 @@ async function stackCases(stack: string): Promise<RenderCase[]> {
  */
 async function scaledCases(): Promise<RenderCase[]> {
   const raw = withDomain({ ...minimalRaw("hetzner"), ...scaledRaw("hetzner", 3) });
-  return serverCases("scaled-tls", await renderStack("scaled-tls", { config: qualified(raw), secretKeys: Object.keys(raw).filter((key) => SECRET_KEYS.has(key)).map(qualifyKey) }, undefined, RENDER_UNBUILT_STAGES));
+  return serverCases("scaled-tls", await renderStack("scaled-tls", { config: qualified(raw), secretKeys: Object.keys(raw).filter((key) => SECRET_KEYS.has(key)).map(qualifyKey) }));
 }
 
 /**
@@ -69,7 +68,7 @@ async function scaledCases(): Promise<RenderCase[]> {
  */
 async function scaledManagedCases(): Promise<RenderCase[]> {
   const raw = withDomain({ ...minimalRaw("digitalocean"), ...scaledRaw("digitalocean", 2), databaseMode: "managed" });
-  return serverCases("scaled-managed", await renderStack("scaled-managed", { config: qualified(raw), secretKeys: Object.keys(raw).filter((key) => SECRET_KEYS.has(key)).map(qualifyKey) }, undefined, { unbuiltStages: true }));
+  return serverCases("scaled-managed", await renderStack("scaled-managed", { config: qualified(raw), secretKeys: Object.keys(raw).filter((key) => SECRET_KEYS.has(key)).map(qualifyKey) }, undefined));
 }
 
 function serverCases(stack: string, render: Awaited<ReturnType<typeof renderStack>>): RenderCase[] {

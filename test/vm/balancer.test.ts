@@ -26,7 +26,7 @@ import { tempDir } from "../support/tools";
 /** The plan's balancer for a Hetzner stack at stage scaled (with a domain: ports 80 and 443). */
 function plannedBalancer(domain: boolean, appServers = 2): LoadBalancerPlan {
   const raw = { ...minimalRaw("hetzner"), ...scaledRaw("hetzner", appServers, false) };
-  const plan = planStack(parseStackConfig(domain ? withDomain(raw) : raw, { unbuiltStages: true }));
+  const plan = planStack(parseStackConfig(domain ? withDomain(raw) : raw));
   assert.ok(plan.loadBalancer);
   return plan.loadBalancer;
 }
@@ -58,8 +58,8 @@ describe("local VMs: the load balancer's stand-in (HAProxy config)", function ()
       assert.ok(backend, config);
       assert.match(backend, /option httpchk GET \/healthz$/m);
       assert.match(backend, /http-check expect status 200$/m);
-      assert.match(backend, /timeout check 4s$/m);
-      assert.match(backend, /default-server inter 7s fall 3 rise 5 check port 8089 check-send-proxy send-proxy$/m);
+      assert.match(backend, /timeout check 4000ms$/m);
+      assert.match(backend, /default-server inter 7000ms fall 3 rise 5 check port 8089 check-send-proxy send-proxy$/m);
       assert.deepEqual(backend.split("\n").filter((l) => l.trim().startsWith("server ")).map((l) => l.trim()),
         targets.map((t) => `server ${t.name} ${t.address}:${port}`));
     }

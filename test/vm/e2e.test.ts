@@ -51,7 +51,7 @@ import { calendarCorpus, compareWithSystemd } from "../support/calendarCorpus";
 import { waitForSsh } from "../../cli/vm/wait";
 import { MVP_E2E_STACK, mvpE2eSettings } from "./settings";
 import { ObservabilityStandIns, observabilitySteps, standInSettings } from "./observabilitySteps";
-import { assertBackupInBucket, assertNoMailToken, envValue, isLoopback, parseSs, psql, runHost, sh, skipUnlessQemu, unitProps, verifyAndLogIn, vmBudgetMs, waitForWelcomeEmail } from "./guest";
+import { assertBackupInBucket, assertNoMailToken, envValue, isLoopback, parseSs, psql, runHost, sh, skipUnlessQemu, siteOfVm, unitProps, verifyAndLogIn, vmBudgetMs, waitForWelcomeEmail } from "./guest";
 
 const STACK = MVP_E2E_STACK;
 /** The prod example's process counts (its file is the one source), run on staging's 2 GiB plan. */
@@ -253,7 +253,7 @@ describe("@vm e2e: the staging stack's exact user-data and day-2 pushes on a Deb
     assert.equal(await psql(vm, `select count(*) from users where email = '${email}' and name = '${marker}'`), "1");
     // The worker (unit worker@1) logs the email's envelope (no SMTP_URL), never its link, and the job as done.
     assertNoMailToken(await waitForWelcomeEmail(vm, email));
-    ({ userId, orgId } = await verifyAndLogIn(vm, vm, email, password));
+    ({ userId, orgId } = await verifyAndLogIn(vm, siteOfVm(vm), email, password));
     // ...and the queue no longer holds it (graphile-worker deletes completed jobs).
     assert.equal(await psql(vm, `select count(*) from graphile_worker.jobs where key = 'welcome:${userId}'`), "0");
   });

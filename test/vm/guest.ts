@@ -15,6 +15,18 @@ import { ssh } from "../../cli/vm/ssh";
 import type { VmBucketOverride } from "../../cli/vm/stack";
 import { type Vm, qemuAvailable } from "../../cli/vm/vm";
 
+/** Where the tests reach a stack's site: a VM's forwarded nginx port, or the balancer's frontend. */
+export interface Site { host: string; port: number }
+
+/** A VM's nginx through its port forwarded to the host's loopback. */
+export function siteOfVm(vm: Vm): Site {
+  return { host: "127.0.0.1", port: vm.ports.http };
+}
+
+export function siteUrl(site: Site, path: string): string {
+  return `http://${site.host}:${site.port}${path}`;
+}
+
 /** Run a command in the guest; fail the test with its output unless it exits 0. */
 export async function sh(vm: Vm, command: string, timeoutMs = 120000): Promise<string> {
   const r = await ssh(vm, command, { timeoutMs });
@@ -74,15 +86,16 @@ export function isLoopback(host: string): boolean {
 }
 
 /**
- * Waits until a worker (any `worker@` unit on `workerVm`) has logged the welcome email to `email`
+ * Waits until a worker (any of `units` on `workerVm`: by default every worker, the critical ones
+ * too, which take the mails where the stack has them) has logged the welcome email to `email`
  * (no SMTP_URL: the app logs it) and `job done` for send_welcome_email; returns the log lines. The
  * default wait is generous: an emulated worker on a busy host takes minutes to (re)start.
  */
-export async function waitForWelcomeEmail(workerVm: Vm, email: string, timeoutMs = 240000): Promise<string[]> {
+export async function waitForWelcomeEmail(workerVm: Vm, email: string, timeoutMs = 240000, units = ["worker@*.service", "worker-critical@*.service"]): Promise<string[]> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     // Every worker unit: with two, either may take the job (seen: worker@2 did, worker@1 idled).
-    const out = await sh(workerVm, "sudo journalctl -u 'worker@*.service' -b -o cat --no-pager");
+    const out = await sh(workerVm, `sudo journalctl ${units.map((u) => `-u '${u}'`).join(" ")} -b -o cat --no-pager`);
     const lines = out.split("\n").filter((l) => l.startsWith("{"));
     const parsed = lines.map((l) => JSON.parse(l) as { message?: string; mail?: { to?: string }; task?: string });
     const mailed = parsed.some((l) => l.message?.includes("email logged") && l.mail?.to === email);
@@ -99,13 +112,13 @@ export async function waitForWelcomeEmail(workerVm: Vm, email: string, timeoutMs
  * without SMTP), then logs in through nginx on `appVm`. Returns the user, the organization
  * signup created, and a session token.
  */
-export async function verifyAndLogIn(dbVm: Vm, appVm: Vm, email: string, password: string): Promise<{ userId: string; orgId: string; token: string }> {
+export async function verifyAndLogIn(dbVm: Vm, site: Site, email: string, password: string): Promise<{ userId: string; orgId: string; token: string }> {
   const userId = await psql(dbVm, `select id from users where email = '${email}'`);
   assert.match(userId, /^[0-9a-f-]{36}$/, `no user ${email}`);
   await psql(dbVm, `update users set email_verified_at = now() where id = '${userId}'`);
   const orgId = await psql(dbVm, `select org_id from memberships where user_id = '${userId}' and role = 'owner'`);
   assert.match(orgId, /^[0-9a-f-]{36}$/, `no organization for ${email}`);
-  const login = await httpRequest(appVm.ports.http, { method: "POST", path: "/auth/login", body: { email, password }, timeoutMs: 60000 });
+  const login = await httpRequest(site.port, { host: site.host, method: "POST", path: "/auth/login", body: { email, password }, timeoutMs: 60000, agent: false });
   assert.equal(login.status, 200, login.body);
   const token = (JSON.parse(login.body) as { token: string }).token;
   assert.match(token, /^sess_/);

@@ -34,7 +34,7 @@ import { ensureSshKey } from "../../cli/vm/ssh";
 import { type VmRender, renderStackServersForVm } from "../../cli/vm/stack";
 import { type StackVms, bootStackVms, releaseStackVms, sinceStart, stopStackVms, trustBucketInStackVms } from "../../cli/vm/stackVms";
 import { type Vm, consoleTail } from "../../cli/vm/vm";
-import { journalTail, privateCidrUnusedByHost, psql, sh, skipUnlessQemu, stackBucketOverride, startStackBucket, unitProps, verifyAndLogIn, vmBudgetMs, waitForWelcomeEmail } from "./guest";
+import { journalTail, privateCidrUnusedByHost, psql, sh, skipUnlessQemu, stackBucketOverride, startStackBucket, siteOfVm, unitProps, verifyAndLogIn, vmBudgetMs, waitForWelcomeEmail } from "./guest";
 import { SPLIT_SETTINGS, SPLIT_STACK } from "./settings";
 
 const STACK = SPLIT_STACK;
@@ -124,7 +124,7 @@ describe("@vm move from mvp to separated: data written at mvp is on the db serve
       // Signup answers 202 without a session; the address is verified (SQL), then the owner logs in.
       const r = await post(app, "/auth/register", { email, password, name: `before ${email}`, organizationName: `Org ${email}` });
       assert.equal(r.status, 202, r.body);
-      const { orgId, token } = await verifyAndLogIn(app, app, email, password);
+      const { orgId, token } = await verifyAndLogIn(app, siteOfVm(app), email, password);
       const project = await post(app, `/orgs/${orgId}/projects`, { name: `project of ${email}` }, token);
       assert.equal(project.status, 201, project.body);
     }
