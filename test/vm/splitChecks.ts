@@ -29,7 +29,7 @@ export function serverOf(vms: StackVms, name: string): ServerVm {
   return s;
 }
 const vmOf = (vms: StackVms, name: string): Vm => serverOf(vms, name).boot!.vm;
-const serversWith = (vms: StackVms, role: string) => vms.servers.filter((s) => s.render.roles.includes(role as never));
+const serversWith = (vms: StackVms, role: ServerVm["render"]["roles"][number]) => vms.servers.filter((s) => s.render.roles.includes(role));
 const addressOf = (s: ServerVm) => s.render.privateAddress!.split("/")[0]!;
 
 /**
