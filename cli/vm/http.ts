@@ -54,26 +54,47 @@ export function isHealthy(r: HttpResult): boolean {
   }
 }
 
-/** Poll GET /health through nginx until healthy; resolves with seconds since VM start and the release header. */
-export async function waitForHealth(vm: Vm, opts: { timeoutMs?: number; log?: VmLogger } = {}): Promise<{ seconds: number; release: string }> {
-  const log = opts.log ?? stderrLog;
+/**
+ * Calls `probe` every `everyMs` until its answer isHealthy, and returns that answer; past the
+ * deadline, throws `failure(last)` with the last answer or error seen (one line).
+ */
+async function untilHealthy(probe: () => Promise<HttpResult>, opts: { timeoutMs?: number; everyMs: number; failure: (last: string) => string }): Promise<HttpResult> {
   const deadline = Date.now() + (opts.timeoutMs ?? 120000);
   let last = "";
   for (;;) {
     try {
-      const r = await httpRequest(vm.ports.http, { path: "/health", timeoutMs: 5000, agent: false });
-      if (isHealthy(r)) {
-        const s = elapsed(vm);
-        log(`[vm ${s.toFixed(1).padStart(6)} s] GET /health through nginx: 200 ${r.body.trim()} (X-App-Release ${r.headers["x-app-release"]})`);
-        return { seconds: s, release: String(r.headers["x-app-release"] ?? "") };
-      }
+      const r = await probe();
+      if (isHealthy(r)) return r;
       last = `${r.status} ${r.body.slice(0, 80).replace(/\s+/g, " ")}`;
     } catch (e) {
-      last = (e as Error).message;
+      last = (e as Error).message.trim().slice(0, 160);
     }
-    if (Date.now() > deadline) throw new Error(`GET /health through nginx (127.0.0.1:${vm.ports.http}) not healthy after ${elapsed(vm)} s; last: ${last}`);
-    await sleep(500);
+    if (Date.now() > deadline) throw new Error(opts.failure(last));
+    await sleep(opts.everyMs);
   }
+}
+
+const releaseOf = (r: HttpResult) => String(r.headers["x-app-release"] ?? "");
+
+/** Poll GET /health through nginx until healthy; resolves with seconds since VM start and the release header. */
+export async function waitForHealth(vm: Vm, opts: { timeoutMs?: number; log?: VmLogger } = {}): Promise<{ seconds: number; release: string }> {
+  const r = await untilHealthy(() => httpRequest(vm.ports.http, { path: "/health", timeoutMs: 5000, agent: false }), {
+    timeoutMs: opts.timeoutMs, everyMs: 500,
+    failure: (last) => `GET /health through nginx (127.0.0.1:${vm.ports.http}) not healthy after ${elapsed(vm)} s; last: ${last}`,
+  });
+  const s = elapsed(vm);
+  (opts.log ?? stderrLog)(`[vm ${s.toFixed(1).padStart(6)} s] GET /health through nginx: 200 ${r.body.trim()} (X-App-Release ${releaseOf(r)})`);
+  return { seconds: s, release: releaseOf(r) };
+}
+
+/** GET /health with curl inside the guest, on nginx's loopback listener: the answer as httpRequest gives it. */
+async function healthInGuest(vm: Vm): Promise<HttpResult> {
+  // Headers and body in one answer: the status line and headers, a blank line, the JSON.
+  const r = await ssh(vm, "curl -sS -m 5 -D - http://127.0.0.1/health", { timeoutMs: 30000 });
+  if (r.code !== 0) throw new Error(`curl in the guest: exit ${r.code} ${r.stderr}`);
+  const [head = "", body = ""] = r.stdout.split(/\r?\n\r?\n/);
+  const release = /^x-app-release:\s*(\S+)/im.exec(head)?.[1];
+  return { status: Number(/^HTTP\/[\d.]+ (\d+)/.exec(head)?.[1] ?? 0), headers: release ? { "x-app-release": release } : {}, body };
 }
 
 /**
@@ -83,24 +104,13 @@ export async function waitForHealth(vm: Vm, opts: { timeoutMs?: number; log?: Vm
  * forwarded port gets nothing.
  */
 export async function waitForHealthInGuest(vm: Vm, opts: { timeoutMs?: number; log?: VmLogger } = {}): Promise<{ seconds: number; release: string }> {
-  const log = opts.log ?? stderrLog;
-  const deadline = Date.now() + (opts.timeoutMs ?? 120000);
-  let last = "";
-  for (;;) {
-    // Headers and body in one answer: the release header, then the JSON.
-    const r = await ssh(vm, "curl -sS -m 5 -D - http://127.0.0.1/health", { timeoutMs: 30000 }).catch((e: Error) => ({ code: -1, stdout: "", stderr: e.message }));
-    const [head = "", body = ""] = r.stdout.split(/\r?\n\r?\n/);
-    const status = Number(/^HTTP\/[\d.]+ (\d+)/.exec(head)?.[1] ?? 0);
-    const release = /^x-app-release:\s*(\S+)/im.exec(head)?.[1] ?? "";
-    if (r.code === 0 && isHealthy({ status, headers: {}, body })) {
-      const s = elapsed(vm);
-      log(`[vm ${s.toFixed(1).padStart(6)} s] GET /health through nginx (loopback, in the guest): 200 ${body.trim()} (X-App-Release ${release})`);
-      return { seconds: s, release };
-    }
-    last = r.code === 0 ? `${status} ${body.slice(0, 80).replace(/\s+/g, " ")}` : `${r.stderr.trim().slice(0, 120)}`;
-    if (Date.now() > deadline) throw new Error(`GET /health through nginx on the guest's loopback not healthy after ${elapsed(vm)} s; last: ${last}`);
-    await sleep(1000);
-  }
+  const r = await untilHealthy(() => healthInGuest(vm), {
+    timeoutMs: opts.timeoutMs, everyMs: 1000,
+    failure: (last) => `GET /health through nginx on the guest's loopback not healthy after ${elapsed(vm)} s; last: ${last}`,
+  });
+  const s = elapsed(vm);
+  (opts.log ?? stderrLog)(`[vm ${s.toFixed(1).padStart(6)} s] GET /health through nginx (loopback, in the guest): 200 ${r.body.trim()} (X-App-Release ${releaseOf(r)})`);
+  return { seconds: s, release: releaseOf(r) };
 }
 
 /**
@@ -109,17 +119,9 @@ export async function waitForHealthInGuest(vm: Vm, opts: { timeoutMs?: number; l
  */
 export async function waitForHealthAt(host: string, port: number, opts: { timeoutMs?: number; what?: string } = {}): Promise<{ ms: number; release: string }> {
   const t0 = Date.now();
-  const deadline = t0 + (opts.timeoutMs ?? 120000);
-  let last = "";
-  for (;;) {
-    try {
-      const r = await httpRequest(port, { host, path: "/health", timeoutMs: 5000, agent: false });
-      if (isHealthy(r)) return { ms: Date.now() - t0, release: String(r.headers["x-app-release"] ?? "") };
-      last = `${r.status} ${r.body.slice(0, 80).replace(/\s+/g, " ")}`;
-    } catch (e) {
-      last = (e as Error).message;
-    }
-    if (Date.now() > deadline) throw new Error(`GET /health ${opts.what ?? `at ${host}:${port}`} not healthy after ${((Date.now() - t0) / 1000).toFixed(0)} s; last: ${last}`);
-    await sleep(500);
-  }
+  const r = await untilHealthy(() => httpRequest(port, { host, path: "/health", timeoutMs: 5000, agent: false }), {
+    timeoutMs: opts.timeoutMs, everyMs: 500,
+    failure: (last) => `GET /health ${opts.what ?? `at ${host}:${port}`} not healthy after ${((Date.now() - t0) / 1000).toFixed(0)} s; last: ${last}`,
+  });
+  return { ms: Date.now() - t0, release: releaseOf(r) };
 }

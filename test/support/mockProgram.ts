@@ -47,7 +47,8 @@ export async function runProgramOf(
   return { mocks, outputs, options, urns };
 }
 
-function credentialKeysIn(raw: Record<string, string>): string[] {
+/** The keys of `raw` that hold credentials (SECRET_KEYS), which a stack sets as secrets. */
+export function credentialKeysIn(raw: Record<string, string>): string[] {
   return Object.keys(raw).filter((key) => SECRET_KEYS.has(key));
 }
 

@@ -7,15 +7,16 @@
 import { join } from "node:path";
 import { renderServer, type MachineKind } from "../../provisioning/server";
 import type { RenderedFile } from "../../provisioning/files";
-import { parseStackConfig, SECRET_KEYS, type StackConfig } from "../../config/config";
+import { parseStackConfig, type StackConfig } from "../../config/config";
 import { qualifyKey } from "../../config/keysFromPulumi";
 import { projectConfigOf } from "../../config/keysFromPulumi";
 import { planStack } from "../../plan/plan";
 import { buildServerInput, PLACEHOLDER_CONTEXT } from "../../plan/serverInput";
-import { readStackFile, readUserDataBundle, renderStack } from "../../cli/lib/renderStack";
+import { readStackFile, readUserDataBundle, renderStack, type StackFile } from "../../cli/lib/renderStack";
 import { listStacks } from "../../cli/lib/stacks";
 import { minimalRaw, qualified, scaledRaw, withDomain } from "./fixtures";
 import { planPushes, renderPushCommand } from "../../provisioning/push";
+import { credentialKeysIn } from "./mockProgram";
 
 export interface RenderCase {
   name: string;
@@ -59,7 +60,7 @@ async function stackCases(stack: string): Promise<RenderCase[]> {
  */
 async function scaledCases(): Promise<RenderCase[]> {
   const raw = withDomain({ ...minimalRaw("hetzner"), ...scaledRaw("hetzner", 3) });
-  return serverCases("scaled-tls", await renderStack("scaled-tls", { config: qualified(raw), secretKeys: Object.keys(raw).filter((key) => SECRET_KEYS.has(key)).map(qualifyKey) }));
+  return serverCases("scaled-tls", await renderStack("scaled-tls", stackFileOf(raw)));
 }
 
 /**
@@ -68,7 +69,12 @@ async function scaledCases(): Promise<RenderCase[]> {
  */
 async function scaledManagedCases(): Promise<RenderCase[]> {
   const raw = withDomain({ ...minimalRaw("digitalocean"), ...scaledRaw("digitalocean", 2), databaseMode: "managed" });
-  return serverCases("scaled-managed", await renderStack("scaled-managed", { config: qualified(raw), secretKeys: Object.keys(raw).filter((key) => SECRET_KEYS.has(key)).map(qualifyKey) }, undefined));
+  return serverCases("scaled-managed", await renderStack("scaled-managed", stackFileOf(raw)));
+}
+
+/** A stack file of short keys, as `pulumi config set` would write it: credentials as secrets. */
+function stackFileOf(raw: Record<string, string>): StackFile {
+  return { config: qualified(raw), secretKeys: credentialKeysIn(raw).map(qualifyKey) };
 }
 
 function serverCases(stack: string, render: Awaited<ReturnType<typeof renderStack>>): RenderCase[] {

@@ -43,16 +43,16 @@ import { shipRelease } from "../../cli/vm/release";
 import { ssh } from "../../cli/vm/ssh";
 import type { LocalBucket } from "../../cli/vm/s3";
 import { type StackVms, bootStackVms, releaseStackVms, sinceStart, stopStackVms, trustBucketInStackVms } from "../../cli/vm/stackVms";
-import { type Vm, consoleTail } from "../../cli/vm/vm";
+import type { Vm } from "../../cli/vm/vm";
 import { parseStackConfig } from "../../config/config";
 import { projectConfigOf } from "../../config/keysFromPulumi";
 import { readStackFile } from "../../cli/lib/renderStack";
 import { stackFilePath } from "../../cli/lib/stacks";
 import { planStack, POSTGRES_PORT, VALKEY_PORT } from "../../plan/plan";
 import { drainSeconds, undrainSeconds } from "../../plan/scaled";
-import { journalTail, privateCidrUnusedByHost, sh, skipUnlessQemu, stackBucketOverride, startStackBucket, vmBudgetMs, waitForWelcomeEmail } from "./guest";
+import { privateCidrUnusedByHost, sh, skipUnlessQemu, stackBucketOverride, startStackBucket, vmBudgetMs, waitForWelcomeEmail } from "./guest";
 import { SCALED_SETTINGS, SCALED_STACK } from "./settings";
-import { type SignedUp, assertBackupAndDrill, assertBootedAsRendered, assertEachServerRunsItsPart, assertPostgresPrivate, assertPrivateNetwork, assertUploadInBucketOnly, serverOf, signupStoredOnDbAndMailedByWorker } from "./splitChecks";
+import { type SignedUp, assertBackupAndDrill, assertBootedAsRendered, assertEachServerRunsItsPart, assertPostgresPrivate, assertPrivateNetwork, assertUploadInBucketOnly, bootFigures, logTimings, logVmTails, serverOf, signupStoredOnDbAndMailedByWorker } from "./splitChecks";
 
 const STACK = SCALED_STACK;
 const STACK_DIR = path.join(PROJECT_DIR, ".vm", "e2e-scaled");
@@ -109,7 +109,7 @@ describe("@vm scaled: app servers, worker and db in VMs on one private network, 
   };
   const targets = () => vms.render.loadBalancer!.targets;
   /** One request through the balancer's frontend on port 80, on a connection of its own. */
-  const throughBalancer = (p: string, timeoutMs = 10000) => httpRequest(80, { host: lb().link.balancer, path: p, agent: false, timeoutMs });
+  const throughBalancer = (p: string, timeoutMs = 10000) => httpRequest(site().port, { host: site().host, path: p, agent: false, timeoutMs });
   const states = async () => (await balancerServerStates(lb().statsSocket))["lb-80"] ?? {};
 
   before(async function () {
@@ -133,7 +133,7 @@ describe("@vm scaled: app servers, worker and db in VMs on one private network, 
       sshTimeoutMs: Math.max(15 * 60000, BUDGET_MS / 2), cloudInitTimeoutMs: Math.max(20 * 60000, BUDGET_MS / 2),
       onRender: (r) => log(`rendered ${r.servers.map((s) => `${s.server} (${s.roles.join("+")}, ${s.privateAddress})`).join("; ")}; balancer ${r.loadBalancer?.privateIp} ports ${r.loadBalancer?.ports.join(",")}`),
     }));
-    figures.boot = Object.fromEntries(vms.servers.map((s) => [s.render.server, { ...s.at, memoryMiB: s.vm?.qemuArgs[s.vm.qemuArgs.indexOf("-m") + 1], error: s.error?.message.split("\n")[0] }]));
+    figures.boot = bootFigures(vms);
     log(`boot, seconds since the first QEMU start: ${JSON.stringify(figures.boot)}`);
     if (vms.servers.every((s) => !s.error)) {
       // TEST-ONLY SETUP: trust the local bucket's self-signed certificate (cli/vm/s3.ts); only
@@ -146,10 +146,7 @@ describe("@vm scaled: app servers, worker and db in VMs on one private network, 
 
   afterEach(async function () {
     if (this.currentTest?.state !== "failed" || !vms) return;
-    for (const s of vms.servers.filter((x) => x.vm)) {
-      log(`--- ${s.render.server}: console tail ---\n${consoleTail(s.vm!, 10)}`);
-      log(`--- ${s.render.server}: journal tail ---\n${await journalTail(s.vm!, undefined, 20)}`);
-    }
+    await logVmTails(vms, log, { console: 10, journal: 20 });
     if (vms.balancer) log(`--- balancer: HAProxy's log ---\n${fs.readFileSync(path.join(vms.balancer.dir, "haproxy.log"), "utf8").split("\n").slice(-20).join("\n")}`);
   });
 
@@ -159,13 +156,8 @@ describe("@vm scaled: app servers, worker and db in VMs on one private network, 
     figures.hostLoadAtEnd = os.loadavg()[0].toFixed(2);
     if (!unlock) return;
     if (vms) {
-      log("timings, seconds since the first QEMU start:");
-      for (const s of vms.servers) {
-        log(`  ${s.render.server.padEnd(7)} QEMU ${s.at.qemuStarted ?? "-"}  SSH ${s.at.ssh ?? "-"}  cloud-init done ${s.at.cloudInitDone ?? "-"}  ` +
-          `pushes done ${s.at.pushed ?? "-"}  released ${s.at.released ?? "-"}  healthy ${s.at.healthy ?? "-"}`);
-      }
+      figures.timings = logTimings(vms, log);
       log(`  balancer: /health through it ${vms.balancerHealthyAt ?? "-"}`);
-      figures.timings = Object.fromEntries(vms.servers.map((s) => [s.render.server, s.at]));
     }
     log(`phases (seconds): ${JSON.stringify(phases)}`);
     log(`figures: ${JSON.stringify(figures)}`);

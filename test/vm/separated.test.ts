@@ -35,9 +35,9 @@ import { httpRequest, isHealthy } from "../../cli/vm/http";
 import { lockRunDir } from "../../cli/vm/lock";
 import type { LocalBucket } from "../../cli/vm/s3";
 import { type StackVms, bootStackVms, releaseStackVms, sinceStart, stopStackVms, trustBucketInStackVms } from "../../cli/vm/stackVms";
-import { type Vm, consoleTail } from "../../cli/vm/vm";
-import { journalTail, privateCidrUnusedByHost, siteOfVm, skipUnlessQemu, stackBucketOverride, startStackBucket, vmBudgetMs } from "./guest";
-import { type SignedUp, assertBackupAndDrill, assertBootedAsRendered, assertEachServerRunsItsPart, assertPostgresPrivate, assertPrivateNetwork, assertUploadInBucketOnly, serverOf, signupStoredOnDbAndMailedByWorker } from "./splitChecks";
+import type { Vm } from "../../cli/vm/vm";
+import { privateCidrUnusedByHost, siteOfVm, skipUnlessQemu, stackBucketOverride, startStackBucket, vmBudgetMs } from "./guest";
+import { type SignedUp, assertBackupAndDrill, assertBootedAsRendered, assertEachServerRunsItsPart, assertPostgresPrivate, assertPrivateNetwork, assertUploadInBucketOnly, bootFigures, logTimings, logVmTails, serverOf, signupStoredOnDbAndMailedByWorker } from "./splitChecks";
 import { SPLIT_SETTINGS, SPLIT_STACK } from "./settings";
 
 const STACK = SPLIT_STACK;
@@ -77,7 +77,7 @@ describe("@vm separated: db, app and worker each in a VM from its exact user-dat
       bucket: stackBucketOverride(bucket),
       onRender: (r) => log(`rendered ${r.servers.map((s) => `${s.server} (${s.roles.join("+")}, ${s.privateAddress}, ${Buffer.byteLength(s.userData)} bytes, ${s.pushes.length} pushes)`).join("; ")}`),
     });
-    figures.boot = Object.fromEntries(vms.servers.map((s) => [s.render.server, { ...s.at, memoryMiB: s.vm?.qemuArgs[s.vm.qemuArgs.indexOf("-m") + 1], error: s.error?.message.split("\n")[0] }]));
+    figures.boot = bootFigures(vms);
     log(`boot, seconds since the first QEMU start: ${JSON.stringify(figures.boot)}`);
     const up = vms.servers.filter((s) => !s.error);
     // TEST-ONLY SETUP: trust the local bucket's self-signed certificate (cli/vm/s3.ts).
@@ -91,25 +91,14 @@ describe("@vm separated: db, app and worker each in a VM from its exact user-dat
 
   afterEach(async function () {
     if (this.currentTest?.state !== "failed" || !vms) return;
-    // What a failure needs to be understood: each VM's console and journal tail.
-    for (const s of vms.servers.filter((x) => x.vm)) {
-      log(`--- ${s.render.server}: console tail ---\n${consoleTail(s.vm!, 15)}`);
-      log(`--- ${s.render.server}: journal tail ---\n${await journalTail(s.vm!, undefined, 25)}`);
-    }
+    await logVmTails(vms, log, { console: 15, journal: 25 });
   });
 
   after(async function () {
     figures.totalSeconds = Math.round((Date.now() - t0) / 1000);
     figures.hostLoadAtEnd = os.loadavg()[0].toFixed(2);
     if (!unlock) return;
-    if (vms) {
-      log("timings, seconds since the first QEMU start:");
-      for (const s of vms.servers) {
-        log(`  ${s.render.server.padEnd(7)} QEMU ${s.at.qemuStarted ?? "-"}  SSH ${s.at.ssh ?? "-"}  cloud-init done ${s.at.cloudInitDone ?? "-"}  ` +
-          `pushes done ${s.at.pushed ?? "-"}  released ${s.at.released ?? "-"}  healthy ${s.at.healthy ?? "-"}`);
-      }
-      figures.timings = Object.fromEntries(vms.servers.map((s) => [s.render.server, s.at]));
-    }
+    if (vms) figures.timings = logTimings(vms, log);
     log(`figures: ${JSON.stringify(figures)}`);
     fs.writeFileSync(path.join(STACK_DIR, "figures.json"), JSON.stringify(figures, null, 2) + "\n");
     if (process.env.SAAS_VPS_VM_KEEP === "1") log(`SAAS_VPS_VM_KEEP=1: leaving the VMs running (npm run vm -- stop --name e2e-separated)`);

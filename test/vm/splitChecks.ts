@@ -4,7 +4,8 @@
  * PostgreSQL reachable there only, each server running its own part, a signup stored on db and
  * mailed by the worker, an upload in the bucket and on no disk, the db server's backup and its
  * restore drill. separated.test.ts and scaled.test.ts run them on their own stacks; what reaches
- * the site differs (nginx's forwarded port, or the balancer's frontend), hence `Site`.
+ * the site differs (nginx's forwarded port, or the balancer's frontend), hence `Site`. Also what
+ * both report: each server's boot figures, the timings table, each VM's tails after a failure.
  */
 import { strict as assert } from "node:assert";
 import { spawnSync } from "node:child_process";
@@ -16,7 +17,7 @@ import { addHostForward } from "../../cli/vm/qmp";
 import type { LocalBucket } from "../../cli/vm/s3";
 import { ssh } from "../../cli/vm/ssh";
 import type { ServerVm, StackVms } from "../../cli/vm/stackVms";
-import type { Vm } from "../../cli/vm/vm";
+import { type Vm, consoleTail } from "../../cli/vm/vm";
 import { POSTGRES_PORT } from "../../plan/plan";
 import { type Site, assertBackupInBucket, assertNoMailToken, isLoopback, journalTail, parseSs, psql, sh, siteUrl, unitProps, verifyAndLogIn, waitForWelcomeEmail } from "./guest";
 import { httpRequest } from "../../cli/vm/http";
@@ -276,4 +277,27 @@ export async function assertBackupAndDrill(vms: StackVms, bucket: LocalBucket, o
     backupSeconds, backupObjects: stored.objects, drillSeconds: Math.round((Date.now() - td) / 100) / 10,
     drill: drillLog.split("\n").find((l) => l.includes("restore drill OK")),
   };
+}
+
+/** Each server's boot, seconds since the first QEMU start, its VM's memory, and its error's first line. */
+export function bootFigures(vms: StackVms): Record<string, unknown> {
+  return Object.fromEntries(vms.servers.map((s) => [s.render.server, { ...s.at, memoryMiB: s.vm?.qemuArgs[s.vm.qemuArgs.indexOf("-m") + 1], error: s.error?.message.split("\n")[0] }]));
+}
+
+/** Logs one line per server (seconds since the first QEMU start of each step); returns them by server. */
+export function logTimings(vms: StackVms, log: (m: string) => void): Record<string, ServerVm["at"]> {
+  log("timings, seconds since the first QEMU start:");
+  for (const s of vms.servers) {
+    log(`  ${s.render.server.padEnd(7)} QEMU ${s.at.qemuStarted ?? "-"}  SSH ${s.at.ssh ?? "-"}  cloud-init done ${s.at.cloudInitDone ?? "-"}  ` +
+      `pushes done ${s.at.pushed ?? "-"}  released ${s.at.released ?? "-"}  healthy ${s.at.healthy ?? "-"}`);
+  }
+  return Object.fromEntries(vms.servers.map((s) => [s.render.server, s.at]));
+}
+
+/** What a failure needs to be understood: each started VM's console and journal tails. */
+export async function logVmTails(vms: StackVms, log: (m: string) => void, lines: { console: number; journal: number }): Promise<void> {
+  for (const s of vms.servers.filter((x) => x.vm)) {
+    log(`--- ${s.render.server}: console tail ---\n${consoleTail(s.vm!, lines.console)}`);
+    log(`--- ${s.render.server}: journal tail ---\n${await journalTail(s.vm!, undefined, lines.journal)}`);
+  }
 }
