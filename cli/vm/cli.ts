@@ -4,7 +4,11 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { freePorts } from "../lib/ports";
 import { parseCommandLine, usageError } from "../lib/args";
+import { readStackFile } from "../lib/renderStack";
 import { missingStackMessage, PROJECT_DIR, stackFilePath } from "../lib/stacks";
+import { parseStackConfig } from "../../config/config";
+import { projectConfigOf } from "../../config/keysFromPulumi";
+import { planStack } from "../../plan/plan";
 import { balancerStatus, stopBalancer } from "./balancer";
 import { bootVm } from "./boot";
 import { DEFAULT_PACKAGES, ensureImage } from "./image";
@@ -26,9 +30,11 @@ const USAGE = `usage:
       (and uploads, when the stack keeps them in a bucket) at it, so \`sudo backup now\` works
       in the VM (otherwise they go to the stack's cloud buckets, which the VMs have no keys for).
       --no-release: stop after the day-2 pushes.
-      A stack whose plan has a load balancer (stage scaled, which only renders and these VMs
-      accept while it is built) also gets its stand-in on the host: HAProxy in a network
-      namespace on the private network (needs root); /health is awaited through it as well.
+      --servers A,B,...: boot only these of the stack's servers (the others are rendered, not
+      started), e.g. --servers app,app-2,db for stage scaled's balanced part on fewer cores.
+      A stack whose plan has a load balancer (stage scaled) also gets its stand-in on the host:
+      HAProxy in a network namespace on the private network (needs root), targeting the booted
+      app servers; /health is awaited through it as well.
   npm run vm -- stop    [--stack NAME] [--server S]   power the VMs (or server S's) off, and the local bucket and balancer
   npm run vm -- status  [--stack NAME] [--server S]
   npm run vm -- ssh     [--stack NAME] [--server S] [-- command ...]   (--server when the stack has several)
@@ -49,7 +55,7 @@ const OPTIONS = {
   "user-data": { type: "string" }, name: { type: "string" }, stack: { type: "string" }, "run-dir": { type: "string" },
   memory: { type: "string" }, cpus: { type: "string" }, "data-disk": { type: "string" }, "root-disk": { type: "string" },
   accel: { type: "string" }, "rebuild-image": { type: "boolean" }, packages: { type: "string" }, rebuild: { type: "boolean" },
-  "with-bucket": { type: "boolean" }, server: { type: "string" }, "no-release": { type: "boolean" }, help: { type: "boolean", short: "h" },
+  "with-bucket": { type: "boolean" }, server: { type: "string" }, servers: { type: "string" }, "no-release": { type: "boolean" }, help: { type: "boolean", short: "h" },
 } as const;
 
 const fail = (message: string): never => usageError("vm", USAGE, message);
@@ -115,6 +121,7 @@ async function main(argv: string[]): Promise<number> {
 
       if (stack) return startStack(stack, runDir, opts, { accel, memoryMiB: num("memory"), cpus: num("cpus"), log, step, stopHint });
       if (opts.server) fail("--server is for a stack's VMs (with --stack)");
+      if (opts.servers) fail("--servers is for a stack's VMs (with --stack)");
 
       const userDataFile = path.resolve(opts["user-data"]!);
       let vm: Vm | undefined;
@@ -233,7 +240,15 @@ function vmDirs(runDir: string, server: string | undefined): { dir: string; labe
 async function startStack(stack: string, stackDir: string, opts: ReturnType<typeof parseVmArgs>["values"], o: {
   accel?: "tcg" | "kvm"; memoryMiB?: number; cpus?: number; log: (m: string) => void; step: (m: string) => void; stopHint: string;
 }): Promise<number> {
-  if (opts.server) fail("--server is for ssh, status and stop; start boots every server of the stack");
+  if (opts.server) fail("--server is for ssh, status and stop; start boots the stack's servers (--servers A,B,... some of them)");
+  const servers = opts.servers === undefined ? undefined : opts.servers.split(",").map((n) => n.trim());
+  if (servers?.some((n) => n === "")) fail(`--servers is a comma-separated list of server names; got ${JSON.stringify(opts.servers)}`);
+  if (servers) {
+    // Before anything starts (the bucket, a render): the plan's server names.
+    const planned = planStack(parseStackConfig(projectConfigOf(readStackFile(stackFilePath(stack)).config))).servers.map((s) => s.name);
+    const unknown = servers.filter((n) => !planned.includes(n));
+    if (unknown.length > 0) fail(`--servers: no server ${unknown.join(", ")} in stack ${stack}; its servers are ${planned.join(", ")}`);
+  }
   if (opts["data-disk"] || opts["root-disk"]) fail("--data-disk and --root-disk are for start --user-data; a stack's VMs use the defaults");
   const t0 = Date.now();
   const bucketDir = path.join(stackDir, "bucket");
@@ -253,7 +268,7 @@ async function startStack(stack: string, stackDir: string, opts: ReturnType<type
   let started: StackVms;
   try {
     started = await startStackVms({
-      stack, stackDir, bucket, release: !opts["no-release"], cpus: o.cpus, memoryMiB: o.memoryMiB, accel: o.accel,
+      stack, stackDir, bucket, release: !opts["no-release"], servers, cpus: o.cpus, memoryMiB: o.memoryMiB, accel: o.accel,
       rebuildImage: Boolean(opts["rebuild-image"]), log: o.log,
       onRender: (render) => {
         for (const s of render.servers) {

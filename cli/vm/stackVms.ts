@@ -69,6 +69,8 @@ export interface StackVms {
   balancerHealthyAt?: number;
   /** Why the balancer's stand-in could not start (the VMs go on without it). */
   balancerError?: Error;
+  /** The stack's servers left out on purpose (StartStackOptions.servers), in the plan's order. */
+  notBooted: string[];
 }
 
 export interface StartStackOptions {
@@ -80,6 +82,12 @@ export interface StartStackOptions {
   settings?: Record<string, string | null>;
   /** Ship the app release and wait for /health (default true). */
   release?: boolean;
+  /**
+   * Boot only these of the stack's servers (default: every one). The rest are rendered but not
+   * started, and the balancer's stand-in targets the booted app servers only: what the machine's
+   * cores allow (five emulated VMs at once on two cores take about 40 minutes).
+   */
+  servers?: string[];
   /**
    * vCPUs of every VM (default 2, bootVm's). One each was slower for five VMs on 2 cores: SSH at
    * 437–684 s against 378–616 s, and no cloud-init done by 850 s against 708–887 s.
@@ -124,10 +132,13 @@ export async function bootStackVms(opts: StartStackOptions): Promise<StackVms> {
   const log = opts.log ?? stderrLog;
   const stackDir = path.resolve(opts.stackDir);
   const key = ensureSshKey(stackDir);
-  const render = await renderStackServersForVm({
+  let render = await renderStackServersForVm({
     stack: opts.stack, publicKey: key.publicKey, outDir: path.join(stackDir, "render"), settings: opts.settings,
     ...(opts.bucket ? { bucket: opts.bucket } : {}),
   });
+  const booting = bootedPart(render, opts.servers);
+  if (booting.notBooted.length > 0) log(`[vm] booting ${booting.render.servers.map((s) => s.server).join(", ")}; not booted: ${booting.notBooted.join(", ")}`);
+  render = booting.render;
   opts.onRender?.(render);
   for (const s of render.servers) {
     const running = loadVm(serverRunDir(stackDir, s.server));
@@ -143,7 +154,7 @@ export async function bootStackVms(opts: StartStackOptions): Promise<StackVms> {
     `ready in ${((Date.now() - tImages) / 1000).toFixed(0)} s`);
   const segment = render.networkCidr ? ensurePrivateSegment(stackDir) : undefined;
   const startedAtMs = Date.now();
-  const vms: StackVms = { render, servers: [], startedAtMs, log };
+  const vms: StackVms = { render, servers: [], startedAtMs, log, notBooted: booting.notBooted };
   vms.servers = render.servers.map((r) => ({ render: r, runDir: serverRunDir(stackDir, r.server), at: {} }));
   // The balancer joins the segment before the VMs boot: its checks mark each server UP once it serves.
   if (render.loadBalancer && segment && render.networkCidr) {
@@ -194,6 +205,29 @@ export async function bootStackVms(opts: StartStackOptions): Promise<StackVms> {
     }
   }));
   return vms;
+}
+
+/**
+ * The part of the render to boot: the named servers (every one when `names` is undefined), and
+ * the balancer's targets among them. Throws naming any name the stack has no server for.
+ */
+export function bootedPart(render: VmStackRender, names?: string[]): { render: VmStackRender; notBooted: string[] } {
+  if (names === undefined) return { render, notBooted: [] };
+  const all = render.servers.map((s) => s.server);
+  const unknown = names.filter((n) => !all.includes(n));
+  if (unknown.length > 0 || names.length === 0) {
+    throw new Error(`servers to boot: ${unknown.length ? `no server ${unknown.join(", ")} in` : "none given for"} stack ${render.stack}; its servers are ${all.join(", ")}`);
+  }
+  const lb = render.loadBalancer;
+  return {
+    render: {
+      ...render,
+      servers: render.servers.filter((s) => names.includes(s.server)),
+      // No app server booted: nothing for a balancer's stand-in to check.
+      loadBalancer: lb && lb.targets.some((t) => names.includes(t)) ? { ...lb, targets: lb.targets.filter((t) => names.includes(t)) } : undefined,
+    },
+    notBooted: all.filter((n) => !names.includes(n)),
+  };
 }
 
 /** The plan's balancer targets with their planned private addresses. */

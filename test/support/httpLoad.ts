@@ -1,8 +1,8 @@
 /**
  * A small HTTP load generator for releases behind the balancer (test/release/acrossServers.test.ts,
- * bench/rollAcross.ts): loops that each send GET and POST in turn, as fast as the answers come,
- * and count every answer outside 2xx/3xx, every connection error and every timeout as a failed
- * request. Half the loops keep their connections alive (as browsers do: the balancer forwards
+ * bench/rollAcross.ts, the scaled VM suite): loops that each send GET and POST in turn, as fast as
+ * the answers come or with a pause after each, and count every answer outside 2xx/3xx, every
+ * connection error and every timeout as a failed request. Half the loops keep their connections alive (as browsers do: the balancer forwards
  * connections, so those stay on the server they were sent to), the other half open a connection
  * per request (each one balanced anew, so a drained server visibly stops getting them).
  *
@@ -25,6 +25,8 @@ export interface LoadPlan {
   loops: number;
   /** Seconds a request may take before it counts as failed. */
   timeoutSeconds: number;
+  /** Milliseconds each loop waits after an answer (default 0: as fast as the answers come); emulated servers need a lighter load. */
+  pauseMs?: number;
 }
 
 export interface Failure {
@@ -100,7 +102,10 @@ export async function runLoad(plan: LoadPlan, stop: Promise<void>): Promise<Load
     // One socket per loop: a keep-alive loop reuses it as long as the server keeps it open.
     const agent = new http.Agent({ keepAlive: i % 2 === 0, maxSockets: 1 });
     let last = "";
-    for (let n = 0; running; n++) last = (await once(agent, n % 2 === 1)) ?? last;
+    for (let n = 0; running; n++) {
+      last = (await once(agent, n % 2 === 1)) ?? last;
+      if (plan.pauseMs && running) await new Promise((r) => setTimeout(r, plan.pauseMs));
+    }
     agent.destroy();
     return last;
   };

@@ -15,8 +15,11 @@ describe("npm run vm: command line", function () {
     [["status", "--", "ls"], /^vm: only ssh takes a command after --; got ls$/m],
     [["--stack", "staging", "--memory", "2g"], /^vm: --memory must be a positive whole number; got "2g"$/m],
     [["--stack", "staging", "--accel", "hvf"], /^vm: --accel is tcg or kvm; got "hvf"$/m],
-    [["--stack", "separated", "--server", "db"], /^vm: --server is for ssh, status and stop; start boots every server of the stack$/m],
+    [["--stack", "separated", "--server", "db"], /^vm: --server is for ssh, status and stop; start boots the stack's servers \(--servers A,B,\.\.\. some of them\)$/m],
     [["start", "--user-data", "x.yaml", "--server", "db"], /^vm: --server is for a stack's VMs \(with --stack\)$/m],
+    [["start", "--user-data", "x.yaml", "--servers", "db"], /^vm: --servers is for a stack's VMs \(with --stack\)$/m],
+    [["--stack", "scaled", "--servers", "app,,db"], /^vm: --servers is a comma-separated list of server names; got "app,,db"$/m],
+    [["--stack", "scaled", "--servers", "app,app-3"], /^vm: --servers: no server app-3 in stack scaled; its servers are app, app-2, worker, db, cache$/m],
   ] as const) {
     it(`refuses ${args.join(" ")} before doing anything`, () => {
       const r = vm(...args);

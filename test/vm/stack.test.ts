@@ -13,6 +13,7 @@ import { parse } from "yaml";
 import { readStackFile, renderStack, withOverrides } from "../../cli/lib/renderStack";
 import { PROJECT_DIR, stackFilePath } from "../../cli/lib/stacks";
 import { LEAN_VM_MEMORY_MIB, renderStackForVm, renderStackServersForVm, vmMemoryFor } from "../../cli/vm/stack";
+import { bootedPart } from "../../cli/vm/stackVms";
 
 const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK9mPyC0sQ0ZzLbJ3w1d8u9hZk0xF2JmQkq6Zb3aXy9T saas-vps-vm";
 const BUCKET = { endpoint: "https://10.0.2.2:45678", name: "vm-backups", accessKeyId: "S3RVER", secretAccessKey: "S3RVER" };
@@ -122,6 +123,23 @@ describe("local VM: the stack's exact render (cli/vm/stack.ts)", function () {
     assert.match(appEnv, /^S3_ENDPOINT=https:\/\/10\.0\.2\.2:45678$/m);
     assert.match(appEnv, /^S3_ACCESS_KEY_ID=S3RVERUPLOADS$/m);
     assert.match(db.files.get("/etc/saas-vps/backup.env")!, /^RESTIC_REPOSITORY='s3:https:\/\/10\.0\.2\.2:45678\/vm-backups\/restic'$/m);
+  });
+
+  it("part of a stack: the named servers in the plan's order, the balancer targeting the booted app servers only (none booted: no balancer); an unknown name is refused, naming the stack's servers", async function () {
+    const r = await renderStackServersForVm({ stack: "scaled", publicKey: KEY, outDir: path.join(tmp, "scaled"), settings: { smtpUrl: null } });
+    assert.deepEqual(r.servers.map((s) => s.server), ["app", "app-2", "worker", "db", "cache"]);
+    assert.deepEqual(r.loadBalancer?.targets, ["app", "app-2"]);
+    assert.equal(bootedPart(r).render, r);
+    const core = bootedPart(r, ["db", "app-2", "app"]);
+    assert.deepEqual(core.render.servers.map((s) => s.server), ["app", "app-2", "db"]);
+    assert.deepEqual(core.notBooted, ["worker", "cache"]);
+    assert.deepEqual(core.render.loadBalancer?.targets, ["app", "app-2"]);
+    const one = bootedPart(r, ["app-2", "db"]);
+    assert.deepEqual(one.render.loadBalancer?.targets, ["app-2"]);
+    assert.equal(one.render.loadBalancer?.privateIp, r.loadBalancer?.privateIp);
+    assert.equal(bootedPart(r, ["worker", "db"]).render.loadBalancer, undefined);
+    assert.throws(() => bootedPart(r, ["app", "app-3"]), /servers to boot: no server app-3 in stack scaled; its servers are app, app-2, worker, db, cache/);
+    assert.throws(() => bootedPart(r, []), /servers to boot: none given for stack scaled; its servers are app, app-2, worker, db, cache/);
   });
 
   it("a one-server stack keeps the one-server call; a split stack is refused by it, naming its servers", async function () {
