@@ -31,7 +31,7 @@ vm_suites() {
   vm_suite '^@vm e2e:' || status=1
   vm_suite '^@vm scaled' || status=1
   echo "npm test: NOT RUN: stage separated's own three VMs (test/vm/separated.test.ts, about 18 minutes alone; its checks of db, the buckets and the private network run in the scaled suite above); run it with: npm run test:separated"
-  echo "npm test: NOT RUN: stage scaled's worker and cache servers (the scaled suite's points 4b, 4c and 7b; every server is five VMs, about 40 minutes alone, needs root); run it with: npm run test:scaled"
+  echo "npm test: NOT RUN: stage scaled's worker and cache servers (the scaled suite's points 4b, 4c and 7b; every server is five VMs, about 45 minutes alone, needs root); run it with: npm run test:scaled"
   echo "npm test: NOT RUN: the move rehearsal from mvp to separated (test/vm/move.test.ts, two VMs, about 19 minutes alone); run it with: npm run test:move"
   return "$status"
 }
