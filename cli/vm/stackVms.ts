@@ -85,7 +85,7 @@ export interface StartStackOptions {
   /**
    * Boot only these of the stack's servers (default: every one). The rest are rendered but not
    * started, and the balancer's stand-in targets the booted app servers only: what the machine's
-   * cores allow (five emulated VMs at once on two cores take about 40 minutes).
+   * cores allow (five emulated VMs at once on two cores take about 20 minutes to boot).
    */
   servers?: string[];
   /**

@@ -2,9 +2,10 @@
  * A small HTTP load generator for releases behind the balancer (test/release/acrossServers.test.ts,
  * bench/rollAcross.ts, the scaled VM suite): loops that each send GET and POST in turn, as fast as
  * the answers come or with a pause after each, and count every answer outside 2xx/3xx, every
- * connection error and every timeout as a failed request. Half the loops keep their connections alive (as browsers do: the balancer forwards
- * connections, so those stay on the server they were sent to), the other half open a connection
- * per request (each one balanced anew, so a drained server visibly stops getting them).
+ * connection error and every timeout as a failed request. Half the loops keep their connections
+ * alive (as browsers do: the balancer forwards connections, so those stay on the server they were
+ * sent to), the other half open a connection per request (each one balanced anew, so a drained
+ * server visibly stops getting them).
  *
  * Run in another network namespace (the client's, behind the balancer) as a child process:
  *   node --import tsx test/support/httpLoad.ts '<LoadPlan as JSON>'

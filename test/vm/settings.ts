@@ -41,11 +41,11 @@ export function scaledServers(env = process.env.SAAS_VPS_VM_SERVERS): string[] |
 }
 
 /**
- * The renders the @vm tests boot servers from (stack, settings, the servers booted; the private
- * CIDR changes no package), whose images CI builds ahead. Not stage scaled's: its suite is not in
+ * The renders the @vm tests boot servers from (stack + settings; the private CIDR changes no
+ * package), whose images CI builds ahead. Not stage scaled's: its suite is not in
  * `npm test`, and CI would build its images for nothing (the suite builds them when it runs).
  */
-export function vmTestRenders(): { stack: string; settings: Record<string, string | null>; servers?: string[] }[] {
+export function vmTestRenders(): { stack: string; settings: Record<string, string | null> }[] {
   return [
     { stack: MVP_E2E_STACK, settings: mvpE2eSettings() },
     { stack: SPLIT_STACK, settings: { ...SPLIT_SETTINGS } },
