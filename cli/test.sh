@@ -18,18 +18,20 @@ part() {
 }
 
 # The VM suites, by the title of their top describe, one after the other: the e2e (one VM; the
-# observability steps run on it too), then stage separated's three VMs. Beside each other they
-# starve: with equal shares the e2e's cloud-init took 1,095 s instead of 201, and with the second
-# suite niced its VMs got no SSH in 15 minutes. Two emulated VMs on 2 cores cost about twice one,
-# so these fill CI's hour; the rest run by hand:
+# observability steps run on it too), then stage scaled's balanced part (app, app-2 and db behind
+# the balancer's stand-in; it runs stage separated's checks on db and the buckets too,
+# test/vm/splitChecks.ts). Beside each other they starve: with equal shares the e2e's cloud-init
+# took 1,095 s instead of 201, and with the second suite niced its VMs got no SSH in 15 minutes.
+# Two emulated VMs on 2 cores cost about twice one, so these fill CI's hour; the rest run by hand:
 vm_suite() {
   npx mocha 'test/**/*.test.ts' --grep "$1"
 }
 vm_suites() {
   local status=0
   vm_suite '^@vm e2e:' || status=1
-  vm_suite '^@vm separated' || status=1
-  echo "npm test: NOT RUN: stage scaled behind the load balancer's stand-in (test/vm/scaled.test.ts: app, app-2 and db, about 22 minutes alone, or every server with npm run test:scaled, about 45; needs root); run it with: npx mocha 'test/**/*.test.ts' --grep '^@vm scaled'"
+  vm_suite '^@vm scaled' || status=1
+  echo "npm test: NOT RUN: stage separated's own three VMs (test/vm/separated.test.ts, about 18 minutes alone; its checks of db, the buckets and the private network run in the scaled suite above); run it with: npm run test:separated"
+  echo "npm test: NOT RUN: stage scaled's worker and cache servers (the scaled suite's points 4b, 4c and 7b; every server is five VMs, about 45 minutes alone, needs root); run it with: npm run test:scaled"
   echo "npm test: NOT RUN: the move rehearsal from mvp to separated (test/vm/move.test.ts, two VMs, about 19 minutes alone); run it with: npm run test:move"
   return "$status"
 }

@@ -8,7 +8,7 @@ import { loadConfigOrExit } from "./core/config.js";
 import { createLogger } from "./core/logger.js";
 import { readReleaseId } from "./core/release.js";
 import { createErrorReporter } from "./core/sentry.js";
-import { createPool, openFirstConnection } from "./db/pool.js";
+import { createPool, WEB_POOL, warmPool } from "./db/pool.js";
 import { createReadRoute } from "./db/read-route.js";
 import { createValkey } from "./core/valkey.js";
 import { sharedCache } from "./core/shared-cache.js";
@@ -20,8 +20,8 @@ const config = loadConfigOrExit();
 const releaseId = readReleaseId();
 const log = createLogger(config.logLevel, { service: "web", release: releaseId });
 const reporter = await createErrorReporter(config.sentryDsn, releaseId, "web", config.sentryEnvironment);
-const pool = createPool(config.databaseUrl, log, { applicationName: "saas-app-web" });
-openFirstConnection(pool, log);
+const pool = createPool(config.databaseUrl, log, { ...WEB_POOL, applicationName: "saas-app-web" });
+void warmPool(pool, log);
 // The replica's check runs in the background; until it says the replica keeps up, reads use the primary.
 const reads = createReadRoute({
   primary: pool,

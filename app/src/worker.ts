@@ -21,9 +21,9 @@ const releaseId = readReleaseId();
 const log = createLogger(config.logLevel, { service: "worker", release: releaseId });
 const reporter = await createErrorReporter(config.sentryDsn, releaseId, "worker", config.sentryEnvironment);
 // graphile-worker holds one connection for LISTEN plus one per concurrent job. No request waits on
-// the worker, so its connections get longer than web's 3 s to open: a TLS handshake with a db
-// server that is busy (or emulated, in the local VMs) took longer, and the worker then exited at
-// start and was restarted by systemd, over and over, instead of just connecting a bit later.
+// the worker, so its connections get longer to open than web's (WEB_POOL): with 3 s, a TLS
+// handshake with a db server that was busy (or emulated, in the local VMs) took longer, and the
+// worker exited at start and was restarted by systemd, over and over, instead of connecting a bit later.
 const WORKER_CONNECT_TIMEOUT_MS = 15000;
 const pool = createPool(config.databaseUrl, log, {
   max: config.workerConcurrency + 2, applicationName: "saas-app-worker", connectionTimeoutMillis: WORKER_CONNECT_TIMEOUT_MS,

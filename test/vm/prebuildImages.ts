@@ -1,5 +1,5 @@
 /**
- * Builds (or finds cached) every VM image the @vm tests will boot, before they run: `.ci/run`
+ * Builds (or finds cached) every VM image `npm test`'s @vm suites will boot, before they run: `.ci/run`
  * starts it in the background while the rest of the suite runs, since images for a clean machine
  * take minutes each and the VM tests come last. Each test still calls ensureImage itself (a build
  * in progress holds the image lock, so a test waits for it rather than building twice); this only
@@ -23,7 +23,7 @@ async function main(): Promise<void> {
     const lists = new Map<string, string[]>();
     for (const [i, r] of vmTestRenders().entries()) {
       const render = await renderStackServersForVm({ stack: r.stack, publicKey: PLACEHOLDER_KEY, outDir: path.join(tmp, String(i)), settings: r.settings });
-      for (const s of render.servers) {
+      for (const s of render.servers.filter((x) => !r.servers || r.servers.includes(x.server))) {
         const packages = packagesFromUserData(s.userData) ?? DEFAULT_PACKAGES;
         lists.set([...packages].sort().join(" "), packages);
       }

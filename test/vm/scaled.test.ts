@@ -5,9 +5,9 @@
  * on that network (cli/vm/balancer.ts), which the host reaches over a veth pair, and both buckets
  * (backups, uploads) in one s3rver on the host.
  * Unless SAAS_VPS_VM_SERVERS says otherwise (comma-separated names, or `all`), it boots the
- * balanced part, app, app-2 and db; the points that need a server left out (worker, cache) skip,
- * saying so. `npm run test:scaled` boots every server (about 45 minutes on 2 cores). Not part of
- * `npm test` (cli/test.sh says so). Then, from the host:
+ * balanced part, app, app-2 and db, as `npm test` does; the points that need a server left out
+ * (worker, cache) skip, saying so. `npm run test:scaled` boots every server (about 45 minutes on
+ * 2 cores). Then, from the host:
  *   1 every booted server from its exact user-data (cloud-init done without errors, every push
  *     ran, every file as rendered); the balancer's targets are the booted app servers, UP
  *   2 the private network: planned addresses by MAC, the VMs find each other, the host reaches none
