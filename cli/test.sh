@@ -32,6 +32,7 @@ vm_suites() {
   vm_suite '^@vm scaled' || status=1
   echo "npm test: NOT RUN: stage separated's own three VMs (test/vm/separated.test.ts, about 18 minutes alone; its checks of db, the buckets and the private network run in the scaled suite above); run it with: npm run test:separated"
   echo "npm test: NOT RUN: stage scaled's worker and cache servers (the scaled suite's points 4b, 4c and 7b; every server is five VMs, about 45 minutes alone, needs root); run it with: npm run test:scaled"
+  echo "npm test: NOT RUN: stage scaled's read replica in a VM (the scaled suite's point 9b: its balanced part and the replica, four VMs, about 35 minutes alone, needs root); run it with: npm run test:replica"
   echo "npm test: NOT RUN: the move rehearsal from mvp to separated (test/vm/move.test.ts, two VMs, about 19 minutes alone); run it with: npm run test:move"
   return "$status"
 }

@@ -175,13 +175,16 @@ function managedReplicaOf(separated: StackPlan, config: StackConfig): DatabasePl
   return { ...database, replicaSize: config.database.replicaSize };
 }
 
+/** The read replica's server name (readReplica with databaseMode server). */
+export const REPLICA_SERVER = "replica";
+
 /**
  * The read replica: a hot standby on a server and volume of its own, read by the app servers
  * (the worker writes, and reads what it writes, on the primary).
  */
 function replicaServer(config: StackConfig, privateIp: string, readers: string[]): ServerPlan {
   return {
-    name: "replica",
+    name: REPLICA_SERVER,
     roles: ["replica"],
     serverType: config.servers.replica.serverType,
     memoryMiB: config.servers.replica.memoryMiB,

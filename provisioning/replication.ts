@@ -16,6 +16,12 @@ import { BOOTSTRAP_PATH } from "./cloudInit";
 export const REPLICATION_SQL_PATH = `${LIB_DIR}/postgresql-replication.sql`;
 /** Clones the primary into an empty data directory (run by 20-postgresql-replica, or by hand to re-clone). */
 export const REPLICA_CLONE_PATH = `${LIB_DIR}/postgresql-replica-clone`;
+/**
+ * How long a new replica's first boot waits for its primary to allow the clone: the db server's
+ * own first boot (a few minutes on a real server, about 10 under emulation with four VMs on two
+ * cores) or the day-2 push that adds the replica's login, slot and pg_hba line comes first.
+ */
+export const REPLICA_CLONE_WAIT_SECONDS = 1800;
 /** The replica's libpq password file for the replication login: PostgreSQL's own (postgres, 0600). */
 export const REPLICATION_PASSFILE = `${CONFIG_DIR}/replication.pgpass`;
 /** Our slots' names start with this; a slot of ours that no replica uses any more is dropped. */

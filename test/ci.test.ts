@@ -60,7 +60,7 @@ describe("test commands (package.json scripts, README)", function () {
     return found.sort();
   }
 
-  it("npm test (what CI runs) type-checks, runs the suites without VMs three at a time, then the VM suites one after the other (the e2e, then stage scaled's balanced part; stage separated's own suite is left to test:separated, every scaled server to test:scaled and the move rehearsal to test:move, each saying so), each VM suite picked once, then the app's suite; every part runs and a failed one fails the whole", () => {
+  it("npm test (what CI runs) type-checks, runs the suites without VMs three at a time, then the VM suites one after the other (the e2e, then stage scaled's balanced part; stage separated's own suite is left to test:separated, every scaled server to test:scaled, the read replica to test:replica and the move rehearsal to test:move, each saying so), each VM suite picked once, then the app's suite; every part runs and a failed one fails the whole", () => {
     assert.equal(scripts.test, "bash cli/test.sh");
     // cli/test.sh with npm and npx stood in by a recorder; the part without VMs fails.
     const bin = tempDir("test-sh-bin");
@@ -76,11 +76,15 @@ describe("test commands (package.json scripts, README)", function () {
     assert.deepEqual(made.slice(2), [mocha("^@vm e2e:"), mocha("^@vm scaled"), "npm test --prefix app"]);
     assert.match(r.stdout, /npm test: NOT RUN: stage separated's own three VMs .* run it with: npm run test:separated\n/);
     assert.match(r.stdout, /npm test: NOT RUN: stage scaled's worker and cache servers .* run it with: npm run test:scaled\n/);
+    assert.match(r.stdout, /npm test: NOT RUN: stage scaled's read replica in a VM .* run it with: npm run test:replica\n/);
     assert.match(r.stdout, /npm test: NOT RUN: the move rehearsal .* run it with: npm run test:move\n/);
     // test:scaled is npm test's scaled suite with every server booted (npm test: its default part).
     const grepOf = (script: string) => /--grep '(.*)'$/.exec(scripts[script])![1]!;
     assert.match(scripts["test:scaled"], /^SAAS_VPS_VM_SERVERS=all mocha /);
     assert.equal(grepOf("test:scaled"), made[3]!.split(" --grep ")[1]);
+    // test:replica: the same suite on the balanced part and the read replica (naming it plans one).
+    assert.match(scripts["test:replica"], /^SAAS_VPS_VM_SERVERS=app,app-2,db,replica mocha /);
+    assert.equal(grepOf("test:replica"), made[3]!.split(" --grep ")[1]);
     // Every @vm suite's title is picked by exactly one of those greps (mocha reads them as JS
     // regexps), or by test:move's or test:separated's, which npm test names as not run.
     const greps = [...made.slice(2, 4).map((call) => call.split(" --grep ")[1]!), grepOf("test:move"), grepOf("test:separated")].map((g) => new RegExp(g));

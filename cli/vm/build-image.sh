@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Build (or reuse from cache) a Debian 13 (trixie) disk image for the local VM runner.
 #
-#   cli/vm/build-image.sh --packages FILE [--rebuild]
+#   cli/vm/build-image.sh --packages FILE [--rebuild | --print-key]
 #
 # --packages FILE  server packages to pre-install, whitespace/newline separated, '#' comments
 #                  allowed, `name=version` allowed (apt syntax). The VM runner (cli/vm/image.ts)
 #                  writes it: the rendered user-data's `packages:`, else its DEFAULT_PACKAGES.
 # --rebuild        ignore a cached image with the same key and build again.
+# --print-key      print `KEY=<key>` (the image's cache folder is images/<key>) and stop.
 #
 # Output: progress on stderr; the last stdout line is `IMAGE_DIR=<dir>`, a directory holding
 #   disk.qcow2   ext4 root filesystem (no partition table, boot with root=/dev/vda), qcow2
@@ -16,7 +17,8 @@
 #   build.json   build facts (key, seconds, sizes, mirror)
 #
 # Cache: ${SAAS_VPS_VM_CACHE:-~/.cache/saas-vps/vm}/images/<key>, key = sha256 of the normalised
-# package list + this script. Builds are serialised with flock and published atomically.
+# package list + this script. Builds are serialised with flock and published atomically; a cached
+# image is used without waiting for the lock.
 # Needs root (mmdebstrap root mode + mkfs.ext4 -d keep ownership) and network to the mirror.
 set -euo pipefail
 
@@ -46,10 +48,11 @@ less"
 
 usage() {
   cat <<'USAGE'
-usage: cli/vm/build-image.sh --packages FILE [--rebuild]
+usage: cli/vm/build-image.sh --packages FILE [--rebuild | --print-key]
 Builds (or reuses from cache) a Debian 13 disk image for the local VM with the packages in FILE
 (whitespace separated, '#' comments, name=version allowed) pre-installed. Needs root.
---rebuild  build again even if an image with the same key is cached.
+--rebuild    build again even if an image with the same key is cached.
+--print-key  print KEY=<key> (the image's cache folder is images/<key>) and stop.
 Last stdout line: IMAGE_DIR=<dir> (disk.qcow2 vmlinuz initrd.img packages.txt manifest.txt build.json).
 Cache: ${SAAS_VPS_VM_CACHE:-~/.cache/saas-vps/vm}/images/<key>.
 USAGE
@@ -60,10 +63,12 @@ die() { printf 'build-image: error: %s\n' "$*" >&2; exit 1; }
 
 packages_file=""
 rebuild=0
+print_key=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --packages) packages_file="${2:?--packages needs a file}"; shift 2 ;;
     --rebuild) rebuild=1; shift ;;
+    --print-key) print_key=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument: $1" ;;
   esac
@@ -87,21 +92,32 @@ for p in "${pkg_array[@]}"; do
 done
 
 key="$( { printf '%s\n' "$packages"; printf 'suite=%s\n' "$SUITE"; sha256sum < "$SCRIPT"; } | sha256sum | cut -c1-16)"
+if [ "$print_key" -eq 1 ]; then
+  echo "KEY=$key"
+  exit 0
+fi
 images="$CACHE/images"
 out="$images/$key"
 mkdir -p "$images"
+
+# A cached image is published whole (one rename, below), so it can be used without the lock: a
+# run whose image is ready does not wait for another image's build (CI prebuilds several while
+# the first VM suite starts). Asked again once the lock is held: that build may have been ours.
+use_cached() {
+  if [ -f "$out/disk.qcow2" ] && [ -f "$out/build.json" ] && [ "$rebuild" -eq 0 ]; then
+    log "cached image $key ($(du -h "$out/disk.qcow2" | cut -f1)) in $out"
+    echo "IMAGE_DIR=$out"
+    exit 0
+  fi
+}
+use_cached
 
 exec 9>"$images/.lock"
 if ! flock -n 9; then
   log "another image build holds $images/.lock; waiting"
   flock 9
 fi
-
-if [ -f "$out/disk.qcow2" ] && [ -f "$out/build.json" ] && [ "$rebuild" -eq 0 ]; then
-  log "cached image $key ($(du -h "$out/disk.qcow2" | cut -f1)) in $out"
-  echo "IMAGE_DIR=$out"
-  exit 0
-fi
+use_cached
 
 work="$images/.build-$key.$$"
 rm -rf "$work"

@@ -4,17 +4,13 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { freePorts } from "../lib/ports";
 import { parseCommandLine, usageError } from "../lib/args";
-import { readStackFile } from "../lib/renderStack";
 import { missingStackMessage, PROJECT_DIR, stackFilePath } from "../lib/stacks";
-import { parseStackConfig } from "../../config/config";
-import { projectConfigOf } from "../../config/keysFromPulumi";
-import { planStack } from "../../plan/plan";
 import { balancerStatus, stopBalancer } from "./balancer";
 import { bootVm } from "./boot";
 import { DEFAULT_PACKAGES, ensureImage } from "./image";
 import { spawnS3Bucket, stopS3Bucket } from "./s3";
 import { ensureSshKey, sshArgs, sshCommandLine } from "./ssh";
-import { type VmBucketOverride } from "./stack";
+import { planOfStack, type VmBucketOverride } from "./stack";
 import { type StackVms, serverRunDir, startStackVms, startedServers } from "./stackVms";
 import { type Vm, elapsed, loadVm, stopVm } from "./vm";
 
@@ -245,7 +241,7 @@ async function startStack(stack: string, stackDir: string, opts: ReturnType<type
   if (servers?.some((n) => n === "")) fail(`--servers is a comma-separated list of server names; got ${JSON.stringify(opts.servers)}`);
   if (servers) {
     // Before anything starts (the bucket, a render): the plan's server names.
-    const planned = planStack(parseStackConfig(projectConfigOf(readStackFile(stackFilePath(stack)).config))).servers.map((s) => s.name);
+    const planned = planOfStack(stack).servers.map((s) => s.name);
     const unknown = servers.filter((n) => !planned.includes(n));
     if (unknown.length > 0) fail(`--servers: no server ${unknown.join(", ")} in stack ${stack}; its servers are ${planned.join(", ")}`);
   }

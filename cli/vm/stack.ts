@@ -17,11 +17,11 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { SECRET_KEYS, parseStackConfig } from "../../config/config";
-import { planStack, type ServerPlan } from "../../plan/plan";
+import { planStack, type ServerPlan, type StackPlan } from "../../plan/plan";
 import type { LoadBalancerPlan } from "../../plan/scaled";
 import { runsApp } from "../../provisioning/roles/index";
 import { projectConfigOf, projectKeyOf, qualifyKey } from "../../config/keysFromPulumi";
-import { type RecordedPush, readStackFile, renderStack, withOverrides } from "../lib/renderStack";
+import { type RecordedPush, type StackFile, readStackFile, renderStack, withOverrides } from "../lib/renderStack";
 import { missingStackMessage, stackFilePath } from "../lib/stacks";
 import { writeServerRender } from "../lib/writeRender";
 import { addressInNetwork } from "./network";
@@ -65,12 +65,13 @@ export interface VmRender {
 }
 
 /**
- * The memory a server's VM gets: its server type's when it runs PostgreSQL (the render tunes
- * PostgreSQL for it), else at most LEAN_VM_MEMORY_MIB (nothing on it is sized by the plan's
- * memory, and the host runs several VMs at once).
+ * The memory a server's VM gets: its server type's when it runs PostgreSQL, the primary or its
+ * read replica (the render tunes PostgreSQL for it), else at most LEAN_VM_MEMORY_MIB (nothing on
+ * it is sized by the plan's memory, and the host runs several VMs at once).
  */
 export function vmMemoryFor(render: Pick<VmRender, "roles" | "serverMemoryMiB">): number {
-  return render.roles.includes("db") ? render.serverMemoryMiB : Math.min(render.serverMemoryMiB, LEAN_VM_MEMORY_MIB);
+  const runsPostgres = render.roles.includes("db") || render.roles.includes("replica");
+  return runsPostgres ? render.serverMemoryMiB : Math.min(render.serverMemoryMiB, LEAN_VM_MEMORY_MIB);
 }
 
 /** Memory of an app or worker VM (measured: see cli/vm/README.md, "Several servers"). */
@@ -127,6 +128,25 @@ export interface VmStackRender {
   loadBalancer?: LoadBalancerPlan;
 }
 
+/** The `saas-vps:` keys a caller's settings (short keys) set; null ones are removed instead. */
+function settingOverrides(settings: Record<string, string | null> = {}): Record<string, string> {
+  return Object.fromEntries(Object.entries(settings).filter(([, v]) => v !== null).map(([k, v]) => [qualifyKey(k), v as string]));
+}
+
+/** The stack's file with a caller's settings (short keys; null removes the key). */
+export function stackFileWithSettings(stack: string, settings: Record<string, string | null> = {}): StackFile {
+  const file = stackFilePath(stack);
+  if (!fs.existsSync(file)) throw new Error(missingStackMessage(stack));
+  const stackFile = readStackFile(file);
+  for (const [key, value] of Object.entries(settings)) if (value === null) delete stackFile.config[qualifyKey(key)];
+  return withOverrides(stackFile, settingOverrides(settings));
+}
+
+/** The stack's plan with a caller's settings (what its VMs would boot), before anything is rendered. */
+export function planOfStack(stack: string, settings: Record<string, string | null> = {}): StackPlan {
+  return planStack(parseStackConfig(projectConfigOf(stackFileWithSettings(stack, settings).config)));
+}
+
 /** Render every server of the stack for the local VMs and write <outDir>/<server>/user-data.yaml + files/. */
 export async function renderStackServersForVm(opts: {
   stack: string;
@@ -139,15 +159,9 @@ export async function renderStackServersForVm(opts: {
    */
   settings?: Record<string, string | null>;
 }): Promise<VmStackRender> {
-  const file = stackFilePath(opts.stack);
-  if (!fs.existsSync(file)) throw new Error(missingStackMessage(opts.stack));
-  const stackFile = readStackFile(file);
-  const settings = Object.entries(opts.settings ?? {});
-  for (const [key] of settings.filter(([, v]) => v === null)) delete stackFile.config[qualifyKey(key)];
-  const overrides = {
-    ...Object.fromEntries(settings.filter(([, v]) => v !== null).map(([k, v]) => [qualifyKey(k), v as string])),
-  };
-  const uploadsInBucket = parseStackConfig(projectConfigOf(withOverrides(stackFile, overrides).config)).uploads.storage === "bucket";
+  const stackFile = stackFileWithSettings(opts.stack, opts.settings);
+  const overrides = settingOverrides(opts.settings);
+  const uploadsInBucket = parseStackConfig(projectConfigOf(stackFile.config)).uploads.storage === "bucket";
   Object.assign(overrides, vmOverrides(stackFile.config, opts.publicKey, opts.bucket, uploadsInBucket));
   const withVm = withOverrides(stackFile, overrides);
   // Overridden credentials are secrets, as `pulumi config set --secret` would make them.

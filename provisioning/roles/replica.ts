@@ -9,7 +9,7 @@ import { BOOTSTRAP_PATH } from "../cloudInit";
 import type { RenderedFile } from "../files";
 import { DATA_LABEL, DATA_MOUNT, DATABASE_NAME } from "../layout";
 import { PG_LISTEN_CONF_PATH, PG_TLS_CERT_PATH, PG_TLS_KEY_PATH, POSTGRES_CONF_PATH, REPLICATION_USER, renderPostgresFiles, type PostgresClient } from "../postgres";
-import { REPLICA_CLONE_PATH, REPLICATION_PASSFILE, replicaSlotName, replicationPassfile } from "../replication";
+import { REPLICA_CLONE_PATH, REPLICA_CLONE_WAIT_SECONDS, REPLICATION_PASSFILE, replicaSlotName, replicationPassfile } from "../replication";
 import { loadScript } from "../scripts";
 import type { RoleContribution } from "./contribution";
 import { DATA_DEVICE_GLOBS, nonlocalBindFile, postgresMountDropIn, type MachineKind } from "./db";
@@ -53,6 +53,7 @@ export function renderReplica(input: ReplicaInput): RoleContribution[] {
         PG_TLS_CERT: PG_TLS_CERT_PATH,
         PG_TLS_KEY: PG_TLS_KEY_PATH,
         REPLICA_CLONE: REPLICA_CLONE_PATH,
+        REPLICA_CLONE_WAIT: String(REPLICA_CLONE_WAIT_SECONDS),
         REPLICA_PRIMARY: input.primaryAddress,
         REPLICA_SLOT: slot,
         REPLICATION_USER,

@@ -5,10 +5,11 @@
  * clone script), in network namespaces at private addresses (primary 10.20.0.30, replica
  * 10.20.0.31, app 10.20.0.10, a stranger 10.20.0.99). The replica is cloned by the shipped clone
  * script with pg_basebackup over TLS and follows the primary through its slot; what gets to
- * replicate, and how far a dead replica can hold WAL back, is checked against the primary.
+ * replicate, and how far a dead replica can hold WAL back, is checked against the primary. Last,
+ * the clone as a new replica's first boot runs it: waiting for a primary not ready for it yet.
  */
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -306,5 +307,49 @@ describe("@real read replica: cloned from the primary by the shipped script, str
     spawnSync("sleep", ["1"]);
     assert.equal(opsReplicationLine("replica"), "FAIL\treplication\treplica: not streaming from the primary (see its PostgreSQL log)");
     assert.match(readFileSync(join(sock("replica"), "server.log"), "utf8"), /requested WAL segment \S+ has already been removed|can no longer get changes from replication slot|This slot has been invalidated/);
+  });
+
+  it("a new replica's first boot (--wait): the clone waits for a primary that is down, then has no slot for it yet, and clones once it has", async () => {
+    const slot = "replica_first_boot";
+    const target = join(dirs.replica, "first-boot");
+    stop("primary");
+    const t0 = Date.now();
+    const cloning = new Promise<{ status: number | null; out: string }>((resolve) => {
+      const child = spawn("ip", ["netns", "exec", ns.replica, local("replica", REPLICA_CLONE_PATH), "--wait", "120", bindir, target],
+        { env: { ...process.env, ...cloneEnv(), REPLICA_SLOT: slot } });
+      let out = "";
+      child.stdout.on("data", (d) => (out += d));
+      child.stderr.on("data", (d) => (out += d));
+      child.on("close", (status) => resolve({ status, out }));
+    });
+    // Down for two attempts (5 s apart), then up without the replica's slot, then with it.
+    await new Promise((r) => setTimeout(r, 7000));
+    start("primary");
+    await new Promise((r) => setTimeout(r, 6000));
+    value("primary", `SELECT pg_create_physical_replication_slot('${slot}')`);
+    const { status, out } = await cloning;
+    console.log(`      replica: the waiting clone finished ${((Date.now() - t0) / 1000).toFixed(1)} s after it started`);
+    assert.equal(status, 0, out);
+    assert.match(out, /^the primary is not ready for a clone yet \(attempt 1, \d+s\): .*(Connection refused|could not connect).*; trying again in 5 s$/m);
+    assert.match(out, new RegExp(`^the primary is not ready for a clone yet \\(attempt \\d+, \\d+s\\): .*replication slot "${slot}" does not exist`, "m"));
+    assert.match(out, /^cloned: \S+ in /m);
+    assert.ok(existsSync(join(target, "standby.signal")) && !existsSync(`${target}.clone`));
+    spawnSync("rm", ["-rf", target]);
+    value("primary", `SELECT pg_drop_replication_slot('${slot}')`);
+  });
+
+  it("--wait gives up at its deadline, with the primary's last answer, and leaves nothing behind", () => {
+    const target = join(dirs.replica, "never");
+    const t0 = Date.now();
+    const r = inNs("replica", [local("replica", REPLICA_CLONE_PATH), "--wait", "6", bindir, target], { ...process.env, ...cloneEnv(), REPLICA_SLOT: "replica_nobody" });
+    assert.equal(r.status, 1, r.stdout + r.stderr);
+    // bash's SECONDS counts whole seconds from the script's start: the deadline is 5-6 s away.
+    assert.ok(Date.now() - t0 >= 5000, `gave up after ${Date.now() - t0} ms`);
+    assert.match(r.stderr, /replication slot "replica_nobody" does not exist/);
+    assert.match(r.stderr, /^gave up: no clone from the primary 10\.20\.0\.30 within 6s \(\d+ attempts\)$/m);
+    assert.ok(!existsSync(target) && !existsSync(`${target}.clone`), "no data directory and no partial copy");
+    const usage = inNs("replica", [local("replica", REPLICA_CLONE_PATH), "--wait", "soon", bindir, target], { ...process.env, ...cloneEnv() });
+    assert.equal(usage.status, 2);
+    assert.match(usage.stderr, /usage: postgresql-replica-clone \[--wait SECONDS\] BINDIR DATADIR/);
   });
 });

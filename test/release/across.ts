@@ -36,7 +36,7 @@ import { drainSeconds, undrainSeconds, type LoadBalancerHealthCheck } from "../.
 import { APP_ROOT, LB_DRAIN_FILE } from "../../provisioning/layout";
 import { NGINX_SITE_PATH } from "../../provisioning/nginx";
 import { RELEASE_PATHS } from "../../provisioning/release";
-import { haproxyServerStates, standInHaproxyConfig, waitHaproxyState } from "../support/haproxy";
+import { haproxyServerStates, type StateChange, standInHaproxyConfig, waitHaproxyState, watchHaproxyStates } from "../support/haproxy";
 import type { LoadPlan, LoadReport } from "../support/httpLoad";
 import { minimalRaw, scaledRaw } from "../support/fixtures";
 import { runProgramOf, pushOf, type MockRun } from "../support/mockProgram";
@@ -174,7 +174,7 @@ export interface Across {
   /** Starts the client's GET/POST load through the balancer, as the signed-in account. */
   startLoad(loops?: number): { stop(): Promise<LoadReport> };
   /** Every change of the balancer's view of a server from now until stop(), polled every 50 ms. */
-  watchStates(): { stop(): Promise<Array<{ t: number; name: string; state: "up" | "down" }>> };
+  watchStates(): { stop(): Promise<StateChange[]> };
   stop(): void;
 }
 
@@ -321,30 +321,7 @@ export async function startAcross(opts: { check?: (planned: LoadBalancerHealthCh
       };
     };
 
-    const watchStates = () => {
-      const changes: Array<{ t: number; name: string; state: "up" | "down" }> = [];
-      const last: Record<string, string> = {};
-      let running = true;
-      const polling = (async () => {
-        while (running) {
-          const states = await haproxyServerStates(statsSocket);
-          for (const [name, state] of Object.entries(states)) {
-            // A change is complete once every port's backend agrees: in rotation, or out of it.
-            if (state === "partial") continue;
-            if (last[name] !== state) changes.push({ t: Date.now(), name, state });
-            last[name] = state;
-          }
-          await new Promise((r) => setTimeout(r, 50));
-        }
-      })();
-      return {
-        async stop() {
-          running = false;
-          await polling;
-          return changes;
-        },
-      };
-    };
+    const watchStates = () => watchHaproxyStates(statsSocket, 50);
 
     return {
       dir, src, servers: standIns, render, check, clientAddress: PUBLIC.client, clientNs: namespaces.client!, appUrl, balancerPrivateIp: render.balancerPrivateIp, databaseUrl,

@@ -23,6 +23,7 @@ import fs from "node:fs";
 import { type Across, fasterCheck, startAcross } from "./across";
 import { fakeId, packArtifact, sleep } from "./harness";
 import type { LoadReport } from "../support/httpLoad";
+import type { StateChange } from "../support/haproxy";
 import { undrainSeconds } from "../../plan/scaled";
 
 /** Release C's bin/web: exits at once on app-2 only (something only that server lacks), runs the real web elsewhere. */
@@ -33,8 +34,6 @@ function failsOnAppTwo(realWeb: string): Record<string, string> {
     "bin/web.real": realWeb,
   };
 }
-
-type Change = { t: number; name: string; state: "up" | "down" };
 
 describe("@real a release rolled across two app servers behind HAProxy (stage scaled): app then app-2, zero failed requests, a failure on app-2 stops the roll", function () {
   this.timeout(300_000);
@@ -67,7 +66,7 @@ describe("@real a release rolled across two app servers behind HAProxy (stage sc
   });
 
   /** Runs `roll` under the client's load while watching the balancer; the load's report and the balancer's changes. */
-  async function underLoad<T>(roll: () => Promise<T>): Promise<{ result: T; report: LoadReport; changes: Change[] }> {
+  async function underLoad<T>(roll: () => Promise<T>): Promise<{ result: T; report: LoadReport; changes: StateChange[] }> {
     const watch = across.watchStates();
     const load = across.startLoad();
     await sleep(1500); // the load in full swing before the first drain
@@ -85,7 +84,7 @@ describe("@real a release rolled across two app servers behind HAProxy (stage sc
   }
 
   /** The balancer took `name` out and put it back within [from, to], and had every other server in rotation meanwhile. */
-  function assertDrainedAlone(changes: Change[], name: string, from: number, to: number) {
+  function assertDrainedAlone(changes: StateChange[], name: string, from: number, to: number) {
     const own = changes.filter((c) => c.name === name && c.t >= from && c.t <= to).map((c) => c.state);
     assert.deepEqual(own, ["down", "up"], `${name} left the balancer's rotation and came back during its release: ${JSON.stringify(changes)}`);
     const others = changes.filter((c) => c.name !== name && c.t >= from && c.t <= to && c.state === "down");

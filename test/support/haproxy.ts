@@ -39,12 +39,43 @@ export async function haproxyServerStates(statsSocket: string): Promise<Record<s
     [name, states.every((s) => s === "UP") ? "up" : states.every((s) => s !== "UP") ? "down" : "partial"] as const));
 }
 
-/** Waits until the balancer has `name` in the state `want` on every port; the milliseconds that took. */
-export async function waitHaproxyState(statsSocket: string, name: string, want: "up" | "down", timeoutMs: number): Promise<number> {
+/** Waits until the balancer has `name` in the state `want` on every port, asking every `pollMs`; the milliseconds that took. */
+export async function waitHaproxyState(statsSocket: string, name: string, want: "up" | "down", timeoutMs: number, pollMs = 20): Promise<number> {
   const t0 = Date.now();
   while ((await haproxyServerStates(statsSocket))[name] !== want) {
     if (Date.now() - t0 > timeoutMs) throw new Error(`${name} never became ${want} in the balancer within ${timeoutMs} ms: ${JSON.stringify(await haproxyServerStates(statsSocket))}`);
-    await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, pollMs));
   }
   return Date.now() - t0;
+}
+
+/** A change of the balancer's view of a server: when (ms since the epoch), which, and its new state. */
+export interface StateChange { t: number; name: string; state: "up" | "down" }
+
+/**
+ * Every change of the balancer's view of each server from now until stop(), the first view of
+ * each included, polled every `pollMs`. A change counts once every port's backend agrees: in
+ * rotation, or out of it.
+ */
+export function watchHaproxyStates(statsSocket: string, pollMs: number): { stop(): Promise<StateChange[]> } {
+  const changes: StateChange[] = [];
+  const last: Record<string, string> = {};
+  let running = true;
+  const polling = (async () => {
+    while (running) {
+      for (const [name, state] of Object.entries(await haproxyServerStates(statsSocket))) {
+        if (state === "partial") continue;
+        if (last[name] !== state) changes.push({ t: Date.now(), name, state });
+        last[name] = state;
+      }
+      await new Promise((r) => setTimeout(r, pollMs));
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await polling;
+      return changes;
+    },
+  };
 }

@@ -6,6 +6,7 @@ import * as path from "node:path";
 import { qualifyKey } from "../../config/keysFromPulumi";
 import { readStackFile } from "../../cli/lib/renderStack";
 import { PROJECT_DIR } from "../../cli/lib/stacks";
+import { REPLICA_SERVER } from "../../plan/scaled";
 
 /** The one-server e2e: the staging stack (DigitalOcean) with prod's process counts. */
 export const MVP_E2E_STACK = "staging";
@@ -28,10 +29,18 @@ export const SCALED_SETTINGS = { smtpUrl: null } as const;
 /**
  * The servers the scaled suite boots unless SAAS_VPS_VM_SERVERS says otherwise, as `npm test` runs
  * it: the balanced part, both app servers behind the balancer's stand-in and db. Every server
- * (worker and cache too, five emulated VMs, about 40 minutes on 2 cores) does not fit CI's hour
+ * (worker and cache too, five emulated VMs, about 45 minutes on 2 cores) does not fit CI's hour
  * beside the e2e; SAAS_VPS_VM_SERVERS=all (`npm run test:scaled`) boots them all.
  */
 export const SCALED_DEFAULT_SERVERS = ["app", "app-2", "db"];
+
+/**
+ * The stack's settings for a scaled run that boots `servers` (undefined: every one). The example
+ * stack has no read replica; a run that names its server (`replica`) plans one (readReplica).
+ */
+export function scaledSettings(servers: string[] | undefined): Record<string, string | null> {
+  return { ...SCALED_SETTINGS, ...(servers?.includes(REPLICA_SERVER) ? { readReplica: "true" } : {}) };
+}
 
 /** The servers a scaled run boots: SAAS_VPS_VM_SERVERS (comma-separated names, or `all`: undefined), else the default part. */
 export function scaledServers(env = process.env.SAAS_VPS_VM_SERVERS): string[] | undefined {

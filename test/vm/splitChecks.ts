@@ -184,8 +184,8 @@ export interface SignedUp { email: string; password: string; userId: string; org
 
 /**
  * A signup through the site is stored in PostgreSQL on db; verified with SQL on db, the owner
- * logs in through the site. No PostgreSQL server on any server but db, the client on every server
- * that runs the app.
+ * logs in through the site. No PostgreSQL server on any server but db (and its read replica's), the
+ * client on every server that runs the app.
  */
 export async function signupStoredOnDb(vms: StackVms, site: Site, marker: string): Promise<SignedUp> {
   const email = `split-${crypto.randomBytes(4).toString("hex")}@example.com`;
@@ -198,7 +198,7 @@ export async function signupStoredOnDb(vms: StackVms, site: Site, marker: string
   assert.equal(r.status, 202, r.body);
   assert.equal(await psql(db, `select count(*) from users where email = '${email}' and name = '${marker}'`), "1");
   const { userId, orgId, token } = await verifyAndLogIn(db, site, email, password);
-  await Promise.all(vms.servers.filter((x) => !x.render.roles.includes("db")).map(async (s) => {
+  await Promise.all(vms.servers.filter((x) => !x.render.roles.includes("db") && !x.render.roles.includes("replica")).map(async (s) => {
     const server = await ssh(vmOf(vms, s.render.server), "ls /usr/lib/postgresql/*/bin/postgres /usr/lib/systemd/system/postgresql*.service 2>/dev/null");
     assert.equal(server.stdout.trim(), "", `${s.render.server} has a PostgreSQL server: ${server.stdout}`);
     if (s.render.runsApp) assert.equal((await ssh(vmOf(vms, s.render.server), "command -v psql")).code, 0, `${s.render.server} has no psql client`);

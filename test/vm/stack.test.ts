@@ -113,6 +113,8 @@ describe("local VM: the stack's exact render (cli/vm/stack.ts)", function () {
     assert.equal(vmMemoryFor(db), db.serverMemoryMiB);
     assert.ok(db.serverMemoryMiB > LEAN_VM_MEMORY_MIB, String(db.serverMemoryMiB));
     for (const s of r.servers.filter((x) => x.server !== "db")) assert.equal(vmMemoryFor(s), Math.min(s.serverMemoryMiB, LEAN_VM_MEMORY_MIB));
+    // A read replica runs PostgreSQL tuned like the primary's: its type's memory too.
+    assert.equal(vmMemoryFor({ roles: ["replica"], serverMemoryMiB: 2048 }), 2048);
     // Both buckets at the local server, each with its key; both secret keys held as secrets.
     const overrides = r.servers[0].overrides;
     assert.equal(overrides["saas-vps:uploadsBucketEndpoint"], BUCKET.endpoint);
