@@ -40,6 +40,9 @@ export function renderBackup(input: BackupInput): RoleContribution[] {
 export function backupFiles(options: BackupRenderOptions): RenderedFile[] {
   const startTimers = `systemctl start ${BACKUP_TIMERS.join(" ")}`;
   return renderBackupFiles(options).map((f) =>
-    f.path === BACKUP_PATHS.command ? { ...f, pushOnly: true, onChange: f.onChange ? `${f.onChange} && ${startTimers}` : startTimers } : f,
+    f.path === BACKUP_PATHS.command ? { ...f, pushOnly: true, onChange: f.onChange ? `${f.onChange} && ${startTimers}` : startTimers }
+      // Its settings: read by the command alone, so they travel with it.
+      : f.path === BACKUP_PATHS.envFile ? { ...f, pushOnly: true }
+      : f,
   );
 }

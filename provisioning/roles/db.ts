@@ -42,6 +42,13 @@ export interface DbInput {
 
 /** The logins' grants, run by 20-postgresql with psql (a file of its own so tests run the same SQL). */
 export const DB_LOGINS_SQL_PATH = `${LIB_DIR}/postgresql-logins.sql`;
+/** Registers a data directory made on another server as this server's cluster (the db and replica roles' steps). */
+export const POSTGRES_ADOPT_PATH = `${LIB_DIR}/postgresql-adopt`;
+
+/** The adopting script, for a role that may find a cluster on its volume (or clones one). */
+export function postgresAdoptFile(): RenderedFile {
+  return { path: POSTGRES_ADOPT_PATH, content: loadScript("server/postgresql-adopt"), mode: "0755", onChange: BOOTSTRAP_PATH };
+}
 
 export function renderDb(input: DbInput): RoleContribution[] {
   const replication = input.replication;
@@ -55,6 +62,7 @@ export function renderDb(input: DbInput): RoleContribution[] {
         postgresMountDropIn(),
         dbEnvFile(input.credentials, replication?.password),
         { path: DB_LOGINS_SQL_PATH, content: loadScript("server/postgresql-logins.sql"), mode: "0644", onChange: BOOTSTRAP_PATH },
+        postgresAdoptFile(),
         ...(network ? [nonlocalBindFile()] : []),
         ...(replication ? primaryReplicationFiles() : []),
         ...backupFiles(input.backup),
@@ -75,6 +83,7 @@ export function renderDb(input: DbInput): RoleContribution[] {
         DB_WORKER_USER: worker.user,
         DB_ENV_FILE,
         DB_LOGINS_SQL: DB_LOGINS_SQL_PATH,
+        POSTGRES_ADOPT: POSTGRES_ADOPT_PATH,
         POSTGRES_CONF: POSTGRES_CONF_PATH,
         ...(network ? { PG_LISTEN_CONF: PG_LISTEN_CONF_PATH, PG_TLS_CERT: PG_TLS_CERT_PATH, PG_TLS_KEY: PG_TLS_KEY_PATH } : {}),
         ...(replication ? primaryReplicationSettings(replication) : {}),

@@ -12,7 +12,7 @@ import { PG_LISTEN_CONF_PATH, PG_TLS_CERT_PATH, PG_TLS_KEY_PATH, POSTGRES_CONF_P
 import { REPLICA_CLONE_PATH, REPLICA_CLONE_WAIT_SECONDS, REPLICATION_PASSFILE, replicaSlotName, replicationPassfile } from "../replication";
 import { loadScript } from "../scripts";
 import type { RoleContribution } from "./contribution";
-import { DATA_DEVICE_GLOBS, nonlocalBindFile, postgresMountDropIn, type MachineKind } from "./db";
+import { DATA_DEVICE_GLOBS, nonlocalBindFile, postgresAdoptFile, postgresMountDropIn, POSTGRES_ADOPT_PATH, type MachineKind } from "./db";
 
 export interface ReplicaInput {
   machine: MachineKind;
@@ -36,6 +36,7 @@ export function renderReplica(input: ReplicaInput): RoleContribution[] {
     postgresMountDropIn(),
     replicationPassfile(input.primaryAddress, input.replicationPassword),
     { path: REPLICA_CLONE_PATH, content: loadScript("server/postgresql-replica-clone"), mode: "0755", onChange: BOOTSTRAP_PATH },
+    postgresAdoptFile(),
     nonlocalBindFile(),
   ];
   return [
@@ -48,6 +49,7 @@ export function renderReplica(input: ReplicaInput): RoleContribution[] {
         DATA_DEVICE_GLOB: DATA_DEVICE_GLOBS[input.machine],
         DATA_LABEL,
         DATA_MOUNT,
+        POSTGRES_ADOPT: POSTGRES_ADOPT_PATH,
         POSTGRES_CONF: POSTGRES_CONF_PATH,
         PG_LISTEN_CONF: PG_LISTEN_CONF_PATH,
         PG_TLS_CERT: PG_TLS_CERT_PATH,

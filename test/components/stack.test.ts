@@ -165,7 +165,7 @@ for (const provider of ["hetzner", "digitalocean"] as const) {
       const firstBoot = readUserDataBundle(userData);
       // The large commands and the migrations unit: nothing runs them on first boot, they travel only in the push (provisioning/files.ts).
       const watchdogUnits = ["watchdog.service", "watchdog.timer", "alert@.service"].map((u) => `/etc/systemd/system/${u}`);
-      const pushOnly = [RELEASE_PATHS.command, RELEASE_PATHS.migrateUnit, BACKUP_PATHS.command, WATCHDOG_PATHS.command, WATCHDOG_PATHS.envFile, ...watchdogUnits, NODE_EXPORTER_DROP_IN_PATH, ...METADATA_AGENT_UNITS.map(metadataAgentDropInPath)];
+      const pushOnly = [RELEASE_PATHS.command, RELEASE_PATHS.migrateUnit, BACKUP_PATHS.command, BACKUP_PATHS.envFile, WATCHDOG_PATHS.command, WATCHDOG_PATHS.envFile, ...watchdogUnits, NODE_EXPORTER_DROP_IN_PATH, ...METADATA_AGENT_UNITS.map(metadataAgentDropInPath)];
       for (const path of pushOnly) assert.ok(!files.has(path), `${path} is in the user-data`);
       const pushes = run.mocks.ofType(COMMAND).filter((c) => c.name.includes("-push-"));
       assert.equal(pushes.length, files.size + pushOnly.length);

@@ -125,10 +125,12 @@ describe("roles: a server is the sum of its roles", () => {
       const server = render(make());
       const pushOnly = server.files.filter((f) => f.pushOnly);
       // The release command and the migrations unit it starts arrive with the push; nothing runs them before a release.
+      // So do the backup command and its settings: the push starts the timers that run it.
       // So do the watchdog's files: its push enables and starts its timer; the metadata drop-in of
       // DigitalOcean's agent: its push restarts the agent into the firewall's set; and the metrics
       // exporter's collectors and sandbox: first boot has only its listen address.
       assert.deepEqual(pushOnly.map((f) => f.path).sort(), [
+        "/etc/saas-vps/backup.env",
         "/etc/saas-vps/watchdog.env",
         "/etc/systemd/system/alert@.service",
         "/etc/systemd/system/do-agent.service.d/saas-metadata.conf",

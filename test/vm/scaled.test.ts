@@ -19,7 +19,8 @@
  *     veth address as the client (from the PROXY header), never the balancer's
  *   6 an app server refuses port 80 (and the health port) to another server of the private network
  *     (db), while the balancer's health checks keep it UP
- *   7 a signup through the balancer is stored on db; 7b its mail is sent by a critical worker
+ *   7 a signup through the balancer is stored on db; the app records the client's own address for
+ *     its login; 7b its mail is sent by a critical worker
  *   8 an upload through the balancer lands in the uploads bucket, on no VM's disk
  *   9 the db server's backup reaches the backups bucket, encrypted; its restore drill passes
  *  9b (a run that names `replica`, which plans the read replica) db streams to it over TLS through
@@ -367,8 +368,11 @@ describe("@vm scaled: the stack's servers (every one, or SAAS_VPS_VM_SERVERS) in
     });
   });
 
-  it("7. a signup through the balancer is stored in PostgreSQL on db, and its owner logs in through it", async function () {
+  it("7. a signup through the balancer is stored in PostgreSQL on db, and its owner logs in through it; the app records the client's own address, never the balancer's", async function () {
     user = await phase("7 signup", () => signupStoredOnDb(vms, site(), marker));
+    // The login's audit event: the address the app took from nginx (PROXY protocol, then X-Forwarded-For).
+    const ip = await psql(vmOf("db"), `select host(ip) from audit_events where actor_user_id = '${user.userId}' and kind = 'auth.login' order by id desc limit 1`);
+    assert.equal(ip, lb().link.host, `the app recorded ${ip || "no address"} for the login, not the host's ${lb().link.host}`);
   });
 
   it("7b. its welcome mail is sent by a critical worker on worker", async function () {
