@@ -19,7 +19,7 @@ import * as path from "node:path";
 import { SECRET_KEYS, parseStackConfig } from "../../config/config";
 import { planStack, type ServerPlan, type StackPlan } from "../../plan/plan";
 import type { LoadBalancerPlan } from "../../plan/scaled";
-import { runsApp } from "../../provisioning/roles/index";
+import { runsApp, runsPostgres } from "../../provisioning/roles/index";
 import { projectConfigOf, projectKeyOf, qualifyKey } from "../../config/keysFromPulumi";
 import { type RecordedPush, type StackFile, readStackFile, renderStack, withOverrides } from "../lib/renderStack";
 import { missingStackMessage, stackFilePath } from "../lib/stacks";
@@ -70,8 +70,7 @@ export interface VmRender {
  * it is sized by the plan's memory, and the host runs several VMs at once).
  */
 export function vmMemoryFor(render: Pick<VmRender, "roles" | "serverMemoryMiB">): number {
-  const runsPostgres = render.roles.includes("db") || render.roles.includes("replica");
-  return runsPostgres ? render.serverMemoryMiB : Math.min(render.serverMemoryMiB, LEAN_VM_MEMORY_MIB);
+  return runsPostgres(render.roles) ? render.serverMemoryMiB : Math.min(render.serverMemoryMiB, LEAN_VM_MEMORY_MIB);
 }
 
 /** Memory of an app or worker VM (measured: see cli/vm/README.md, "Several servers"). */

@@ -41,6 +41,11 @@ export const ROLE_MODULES: { [R in Role]: RoleModule<RoleInputs[R]> } = {
   cache: { render: renderCache },
 };
 
+/** Whether a server with these roles runs a PostgreSQL server: the primary (db) or a read replica. */
+export function runsPostgres(roles: readonly Role[]): boolean {
+  return roles.includes("db") || roles.includes("replica");
+}
+
 /** Whether a server with these roles runs the app (and so gets releases). */
 export function runsApp(roles: readonly Role[]): boolean {
   return roles.some((role) => ROLE_MODULES[role].appProcesses !== undefined);

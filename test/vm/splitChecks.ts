@@ -21,6 +21,7 @@ import { type Vm, consoleTail } from "../../cli/vm/vm";
 import { POSTGRES_PORT } from "../../plan/plan";
 import { type Site, assertBackupInBucket, assertNoMailToken, isLoopback, journalTail, parseSs, psql, sh, siteUrl, unitProps, verifyAndLogIn, waitForWelcomeEmail } from "./guest";
 import { httpRequest } from "../../cli/vm/http";
+import { runsPostgres } from "../../provisioning/roles/index";
 
 /** The booted servers of a stack, by name: each must have come up. */
 export function serverOf(vms: StackVms, name: string): ServerVm {
@@ -198,7 +199,7 @@ export async function signupStoredOnDb(vms: StackVms, site: Site, marker: string
   assert.equal(r.status, 202, r.body);
   assert.equal(await psql(db, `select count(*) from users where email = '${email}' and name = '${marker}'`), "1");
   const { userId, orgId, token } = await verifyAndLogIn(db, site, email, password);
-  await Promise.all(vms.servers.filter((x) => !x.render.roles.includes("db") && !x.render.roles.includes("replica")).map(async (s) => {
+  await Promise.all(vms.servers.filter((x) => !runsPostgres(x.render.roles)).map(async (s) => {
     const server = await ssh(vmOf(vms, s.render.server), "ls /usr/lib/postgresql/*/bin/postgres /usr/lib/systemd/system/postgresql*.service 2>/dev/null");
     assert.equal(server.stdout.trim(), "", `${s.render.server} has a PostgreSQL server: ${server.stdout}`);
     if (s.render.runsApp) assert.equal((await ssh(vmOf(vms, s.render.server), "command -v psql")).code, 0, `${s.render.server} has no psql client`);
