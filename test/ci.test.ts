@@ -60,34 +60,35 @@ describe("test commands (package.json scripts, README)", function () {
     return found.sort();
   }
 
-  it("npm test (what CI runs) type-checks, runs the suites without VMs three at a time, then the VM suites one after the other (the e2e, then stage scaled's balanced part; stage separated's own suite is left to test:separated, every scaled server to test:scaled, the read replica to test:replica and the move rehearsal to test:move, each saying so), each VM suite picked once, then the app's suite; every part runs and a failed one fails the whole", () => {
+  it("npm test (what CI runs) type-checks, runs the suites without VMs three at a time, then the VM suites one after the other (the e2e, then stage scaled's balanced part and replica; stage separated's own suite is left to test:separated, every scaled server to test:scaled and the move rehearsal to test:move, each saying so), each VM suite picked once, with the app's suite beside them; every part runs and a failed one fails the whole", () => {
     assert.equal(scripts.test, "bash cli/test.sh");
     // cli/test.sh with npm and npx stood in by a recorder; the part without VMs fails.
     const bin = tempDir("test-sh-bin");
     const calls = path.join(bin, "calls");
-    const recorder = `#!/bin/sh\necho "$(basename "$0") $*" >> ${calls}\ncase "$*" in *--invert*) exit 1;; esac\n`;
+    const recorder = `#!/bin/sh\necho "$(basename "$0") $*" >> ${calls}\ncase "$*" in *--invert*) exit 1;; *--prefix\\ app*) echo "app suite says this"; exit 3;; esac\n`;
     for (const tool of ["npm", "npx"]) fs.writeFileSync(path.join(bin, tool), recorder, { mode: 0o755 });
     const r = run("bash", [path.join(ROOT, "cli", "test.sh")], { env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
     assert.equal(r.status, 1, r.stdout + r.stderr);
-    assert.match(r.stderr, /npm test: failed: suites without VMs\n/);
+    // The app suite runs beside the VM suites: its failure counts, and its output is printed after theirs.
+    assert.match(r.stderr, /npm test: failed: suites without VMs app suite\n/);
+    assert.match(r.stdout, /== npm test: app suite \(it ran beside the VM suites\)\napp suite says this\n/);
     const made = fs.readFileSync(calls, "utf8").trim().split("\n");
     assert.deepEqual(made.slice(0, 2), ["npm run -s typecheck", "npx mocha test/**/*.test.ts --grep @vm --invert --parallel --jobs 3"]);
     const mocha = (grep: string) => `npx mocha test/**/*.test.ts --grep ${grep}`;
-    assert.deepEqual(made.slice(2), [mocha("^@vm e2e:"), mocha("^@vm scaled"), "npm test --prefix app"]);
+    const vmCalls = made.slice(2).filter((c) => c !== "npm test --prefix app");
+    assert.deepEqual(vmCalls, [mocha("^@vm e2e:"), mocha("^@vm scaled")]);
+    assert.equal(made.slice(2).length, 3, made.join(" | "));
     assert.match(r.stdout, /npm test: NOT RUN: stage separated's own three VMs .* run it with: npm run test:separated\n/);
     assert.match(r.stdout, /npm test: NOT RUN: stage scaled's worker and cache servers .* run it with: npm run test:scaled\n/);
-    assert.match(r.stdout, /npm test: NOT RUN: stage scaled's read replica in a VM .* run it with: npm run test:replica\n/);
+    assert.doesNotMatch(r.stdout, /read replica/);
     assert.match(r.stdout, /npm test: NOT RUN: the move rehearsal .* run it with: npm run test:move\n/);
     // test:scaled is npm test's scaled suite with every server booted (npm test: its default part).
     const grepOf = (script: string) => /--grep '(.*)'$/.exec(scripts[script])![1]!;
     assert.match(scripts["test:scaled"], /^SAAS_VPS_VM_SERVERS=all mocha /);
-    assert.equal(grepOf("test:scaled"), made[3]!.split(" --grep ")[1]);
-    // test:replica: the same suite on the balanced part and the read replica (naming it plans one).
-    assert.match(scripts["test:replica"], /^SAAS_VPS_VM_SERVERS=app,app-2,db,replica mocha /);
-    assert.equal(grepOf("test:replica"), made[3]!.split(" --grep ")[1]);
+    assert.equal(grepOf("test:scaled"), vmCalls[1]!.split(" --grep ")[1]);
     // Every @vm suite's title is picked by exactly one of those greps (mocha reads them as JS
     // regexps), or by test:move's or test:separated's, which npm test names as not run.
-    const greps = [...made.slice(2, 4).map((call) => call.split(" --grep ")[1]!), grepOf("test:move"), grepOf("test:separated")].map((g) => new RegExp(g));
+    const greps = [...vmCalls.map((call) => call.split(" --grep ")[1]!), grepOf("test:move"), grepOf("test:separated")].map((g) => new RegExp(g));
     const titles = taggedFiles("@vm").flatMap((file) =>
       [...fs.readFileSync(path.join(ROOT, file), "utf8").matchAll(/\bdescribe\(\s*"(@vm [^"]*)"/g)].map((m) => m[1]!));
     assert.ok(titles.length >= 3, `@vm suite titles found: ${titles.join(" | ")}`);

@@ -71,6 +71,11 @@ export interface StackVms {
   balancerError?: Error;
   /** The stack's servers left out on purpose (StartStackOptions.servers), in the plan's order. */
   notBooted: string[];
+  /**
+   * The servers booting in the background (StartStackOptions.later), not in `servers` yet:
+   * joinLaterServers waits for them and adds them.
+   */
+  later?: Promise<ServerVm[]>;
 }
 
 export interface StartStackOptions {
@@ -88,6 +93,14 @@ export interface StartStackOptions {
    * cores allow (five emulated VMs at once on two cores take about 20 minutes to boot).
    */
   servers?: string[];
+  /**
+   * Of the servers booted, these start once the others are booted and pushed, and bootStackVms
+   * returns without waiting for them (StackVms.later): their boot then overlaps what the caller
+   * does with the others instead of slowing the others' boot (emulated VMs share the host's
+   * cores). Only a server nothing else waits for at first boot: not an app server (the first
+   * release and the balancer need those), e.g. the read replica, whose clone waits for db.
+   */
+  later?: string[];
   /**
    * vCPUs of every VM (default 2, bootVm's). One each was slower for five VMs on 2 cores: SSH at
    * 437–684 s against 378–616 s, and no cloud-init done by 850 s against 708–887 s.
@@ -124,9 +137,10 @@ export async function startStackVms(opts: StartStackOptions): Promise<StackVms> 
 }
 
 /**
- * Render every server, then boot them all at once, each from its exact user-data, and run each
- * one's day-2 pushes as soon as its first boot is done. A server that fails keeps its error
- * (with its console tail) in `error`; the others go on.
+ * Render every server, then boot them all at once (those in `later` once the others are pushed,
+ * in the background), each from its exact user-data, and run each one's day-2 pushes as soon as
+ * its first boot is done. A server that fails keeps its error (with its console tail) in `error`;
+ * the others go on.
  */
 export async function bootStackVms(opts: StartStackOptions): Promise<StackVms> {
   const log = opts.log ?? stderrLog;
@@ -139,6 +153,7 @@ export async function bootStackVms(opts: StartStackOptions): Promise<StackVms> {
   const booting = bootedPart(render, opts.servers);
   if (booting.notBooted.length > 0) log(`[vm] booting ${booting.render.servers.map((s) => s.server).join(", ")}; not booted: ${booting.notBooted.join(", ")}`);
   render = booting.render;
+  const laterNames = checkLater(render, opts.later ?? []);
   opts.onRender?.(render);
   for (const s of render.servers) {
     const running = loadVm(serverRunDir(stackDir, s.server));
@@ -155,7 +170,9 @@ export async function bootStackVms(opts: StartStackOptions): Promise<StackVms> {
   const segment = render.networkCidr ? ensurePrivateSegment(stackDir) : undefined;
   const startedAtMs = Date.now();
   const vms: StackVms = { render, servers: [], startedAtMs, log, notBooted: booting.notBooted };
-  vms.servers = render.servers.map((r) => ({ render: r, runDir: serverRunDir(stackDir, r.server), at: {} }));
+  const all: ServerVm[] = render.servers.map((r) => ({ render: r, runDir: serverRunDir(stackDir, r.server), at: {} }));
+  const later = all.filter((s) => laterNames.includes(s.render.server));
+  vms.servers = all.filter((s) => !later.includes(s));
   // The balancer joins the segment before the VMs boot: its checks mark each server UP once it serves.
   if (render.loadBalancer && segment && render.networkCidr) {
     try {
@@ -168,7 +185,7 @@ export async function bootStackVms(opts: StartStackOptions): Promise<StackVms> {
     }
   }
 
-  await Promise.all(vms.servers.map(async (s) => {
+  const bootOne = async (s: ServerVm): Promise<void> => {
     const name = s.render.server;
     const slog = serverLog(vms, name);
     try {
@@ -203,8 +220,27 @@ export async function bootStackVms(opts: StartStackOptions): Promise<StackVms> {
       s.error = failureOf(name, s.vm, e);
       slog(`[vm] ${s.error.message}`);
     }
-  }));
+  };
+  await Promise.all(vms.servers.map(bootOne));
+  if (later.length > 0) {
+    log(`[vm] booting ${later.map((s) => s.render.server).join(", ")} now, in the background`);
+    // bootOne keeps each failure in its server's `error`: this never rejects.
+    vms.later = Promise.all(later.map(async (s) => { await bootOne(s); return s; }));
+  }
   return vms;
+}
+
+/**
+ * Waits for the servers booting in the background (StartStackOptions.later) and adds them to
+ * `servers`, in the plan's order; returns them (each with its `error` if it failed).
+ */
+export async function joinLaterServers(vms: StackVms): Promise<ServerVm[]> {
+  if (!vms.later) return [];
+  const joined = await vms.later;
+  vms.later = undefined;
+  const order = vms.render.servers.map((r) => r.server);
+  vms.servers = [...vms.servers, ...joined].sort((a, b) => order.indexOf(a.render.server) - order.indexOf(b.render.server));
+  return joined;
 }
 
 /**
@@ -228,6 +264,20 @@ export function bootedPart(render: VmStackRender, names?: string[]): { render: V
     },
     notBooted: all.filter((n) => !names.includes(n)),
   };
+}
+
+/**
+ * The servers to boot later (StartStackOptions.later), checked against the part booted: each
+ * among its servers, none running the app, and not all of them. Throws naming the offenders.
+ */
+export function checkLater(render: VmStackRender, names: string[]): string[] {
+  const booted = render.servers.map((s) => s.server);
+  const unplaced = names.filter((n) => !booted.includes(n));
+  if (unplaced.length > 0) throw new Error(`servers to boot later: ${unplaced.join(", ")} not among the servers booted (${booted.join(", ")})`);
+  const app = render.servers.filter((s) => names.includes(s.server) && s.runsApp).map((s) => s.server);
+  if (app.length > 0) throw new Error(`servers to boot later: ${app.join(", ")} run the app; the first release and the balancer need them booted with the others`);
+  if (names.length > 0 && names.length === booted.length) throw new Error(`servers to boot later: all of ${booted.join(", ")}; nothing would boot first`);
+  return names;
 }
 
 /** The plan's balancer targets with their planned private addresses. */

@@ -61,10 +61,10 @@ function pgSslAnswerFromHost(port: number, host = "127.0.0.1", timeoutMs = 4000)
  * user-data and every file as rendered, its hostname, no file naming a network interface; the
  * db server has its server type's memory (the render tunes PostgreSQL for it).
  */
-export async function assertBootedAsRendered(vms: StackVms): Promise<void> {
-  const failed = vms.servers.filter((s) => s.error).map((s) => s.error!.message);
+export async function assertBootedAsRendered(vms: StackVms, servers = vms.servers): Promise<void> {
+  const failed = servers.filter((s) => s.error).map((s) => s.error!.message);
   assert.deepEqual(failed, [], failed.join("\n\n"));
-  for (const s of vms.servers) {
+  for (const s of servers) {
     const vm = vmOf(vms, s.render.server);
     const ci = s.boot!.cloudInit;
     assert.equal(ci.status, "done", s.render.server);

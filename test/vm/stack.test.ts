@@ -13,7 +13,7 @@ import { parse } from "yaml";
 import { readStackFile, renderStack, withOverrides } from "../../cli/lib/renderStack";
 import { PROJECT_DIR, stackFilePath } from "../../cli/lib/stacks";
 import { LEAN_VM_MEMORY_MIB, renderStackForVm, renderStackServersForVm, vmMemoryFor } from "../../cli/vm/stack";
-import { bootedPart } from "../../cli/vm/stackVms";
+import { bootedPart, checkLater } from "../../cli/vm/stackVms";
 
 const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK9mPyC0sQ0ZzLbJ3w1d8u9hZk0xF2JmQkq6Zb3aXy9T saas-vps-vm";
 const BUCKET = { endpoint: "https://10.0.2.2:45678", name: "vm-backups", accessKeyId: "S3RVER", secretAccessKey: "S3RVER" };
@@ -142,6 +142,17 @@ describe("local VM: the stack's exact render (cli/vm/stack.ts)", function () {
     assert.equal(bootedPart(r, ["worker", "db"]).render.loadBalancer, undefined);
     assert.throws(() => bootedPart(r, ["app", "app-3"]), /servers to boot: no server app-3 in stack scaled; its servers are app, app-2, worker, db, cache/);
     assert.throws(() => bootedPart(r, []), /servers to boot: none given for stack scaled; its servers are app, app-2, worker, db, cache/);
+  });
+
+  it("servers to boot later: among the part booted, none running the app, not all of it; each refusal names the servers", async function () {
+    const r = await renderStackServersForVm({ stack: "scaled", publicKey: KEY, outDir: path.join(tmp, "scaled-later"), settings: { smtpUrl: null } });
+    const core = bootedPart(r, ["app", "app-2", "db"]).render;
+    assert.deepEqual(checkLater(core, []), []);
+    assert.deepEqual(checkLater(r, ["cache", "db"]), ["cache", "db"]);
+    assert.throws(() => checkLater(core, ["cache"]), /servers to boot later: cache not among the servers booted \(app, app-2, db\)/);
+    assert.throws(() => checkLater(core, ["db", "app-2"]), /servers to boot later: app-2 run the app; the first release and the balancer need them booted with the others/);
+    const dbOnly = bootedPart(r, ["db"]).render;
+    assert.throws(() => checkLater(dbOnly, ["db"]), /servers to boot later: all of db; nothing would boot first/);
   });
 
   it("a one-server stack keeps the one-server call; a split stack is refused by it, naming its servers", async function () {
