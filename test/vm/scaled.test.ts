@@ -26,12 +26,11 @@
  *   8 an upload through the balancer lands in the uploads bucket, on no VM's disk
  *   9 the db server's backup reaches the backups bucket, encrypted; its restore drill passes
  *  9b (a run that names `replica`, which plans the read replica) the replica booted as rendered;
- *     db streams to it over TLS through
- *     its slot; every web instance reads the audit log there; an invitation made through the
- *     balancer is in the audit log read there within the bound, with the client's own address;
- *     with replay paused on the replica, the next one is missing until web's check finds the
- *     replica past the bound and reads on db, and the replica is back in use once resumed; the
- *     replica's lag under a write load is a figure
+ *     db streams to it over TLS through its slot; every web instance reads the audit log there; an
+ *     invitation made through the balancer is in the audit log read there within the bound, with
+ *     the client's own address; with replay paused on the replica, the next one is missing until
+ *     web's check finds the replica past the bound and reads on db, and the replica is back in
+ *     use once resumed; the replica's lag under a write load is a figure
  *  10 a new release rolled across the app servers in the program's order (each server's release
  *     command, the next after the one before), under GET and POST load through the balancer: each
  *     server is drained alone, no request fails, every server ends on the new release; the
