@@ -15,14 +15,15 @@ export class GuestPanicError extends Error {
 }
 
 function ensureAlive(vm: Vm, what: string): void {
-  if (!isQemuAlive(vm.pid)) {
-    throw new Error(`QEMU (pid ${vm.pid}) exited while waiting for ${what}; console tail:\n${consoleTail(vm, 30)}`);
-  }
   // Seen once under TCG (a fault in the kernel's own allocator 30 s into boot): without this the
-  // wait ran into its full timeout on a guest that could never answer.
+  // wait ran into its full timeout on a guest that could never answer. Asked first: a panic is
+  // the cause to report (and the one bootStackVms boots again for) whether or not QEMU is still up.
   const tail = consoleTail(vm, 40);
   if (tail.includes(KERNEL_PANIC)) {
     throw new GuestPanicError(what, tail);
+  }
+  if (!isQemuAlive(vm.pid)) {
+    throw new Error(`QEMU (pid ${vm.pid}) exited while waiting for ${what}; console tail:\n${consoleTail(vm, 30)}`);
   }
 }
 

@@ -21,7 +21,7 @@ function fakeVm(dir: string, pid: number, console: string): Vm {
   };
 }
 
-describe("VM waits: a panicked guest", function () {
+describe("VM waits: a guest that can never answer (a panic, QEMU gone)", function () {
   let dir = "";
   let qemu: ChildProcess;
   beforeEach(() => {
@@ -46,6 +46,19 @@ describe("VM waits: a panicked guest", function () {
       // A panic before SSH is what bootStackVms boots again once: it needs to tell it apart.
       assert.ok(e instanceof GuestPanicError && e.what === "SSH", String(e));
       assert.match(e.message, /Fatal exception in interrupt/);
+      return true;
+    });
+    assert.ok(Date.now() - t < 5000, "it waited instead of failing at once");
+  });
+
+  it("waitForSsh fails at once when QEMU is gone without a panic, saying so", async function () {
+    const gone = spawn("true");
+    await new Promise((r) => gone.on("exit", r));
+    const vm = fakeVm(dir, gone.pid!, "[    7.604103] cdrom: Uniform CD-ROM driver Revision: 3.20\n");
+    const t = Date.now();
+    await assert.rejects(waitForSsh(vm, { timeoutMs: 60000, log: () => {} }), (e: Error) => {
+      assert.ok(!(e instanceof GuestPanicError), String(e));
+      assert.match(e.message, new RegExp(`QEMU \\(pid ${gone.pid}\\) exited while waiting for SSH; console tail:\n.*CD-ROM`));
       return true;
     });
     assert.ok(Date.now() - t < 5000, "it waited instead of failing at once");
