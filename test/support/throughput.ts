@@ -38,14 +38,13 @@ export function throughputByBalancerState(
   if (load.stoppedAt < load.startedAt) throw new Error(`the load stopped (${load.stoppedAt}) before it started (${load.startedAt})`);
   const sorted = [...changes].sort((a, b) => a.t - b.t);
   const state = new Map<string, "up" | "down">();
-  for (const c of sorted) if (c.t <= load.startedAt) state.set(c.name, c.state);
   const cuts = [load.startedAt, ...sorted.filter((c) => c.t > load.startedAt && c.t < load.stoppedAt).map((c) => c.t), load.stoppedAt];
   const sums = { allIn: { ms: 0, requests: 0 }, oneOut: { ms: 0, requests: 0 } };
-  let next = sorted.findIndex((c) => c.t > load.startedAt);
+  let next = 0;
   for (let i = 0; i + 1 < cuts.length; i++) {
     const [from, to] = [cuts[i]!, cuts[i + 1]!];
     // The state from `from` on: every change at or before it applied.
-    while (next >= 0 && next < sorted.length && sorted[next]!.t <= from) {
+    while (next < sorted.length && sorted[next]!.t <= from) {
       state.set(sorted[next]!.name, sorted[next]!.state);
       next++;
     }

@@ -65,7 +65,7 @@ import { POSTGRES_PORT, VALKEY_PORT } from "../../plan/plan";
 import { APP_ENV_FILE, WEB_ENV_FILE } from "../../provisioning/layout";
 import { drainSeconds, REPLICA_SERVER, undrainSeconds } from "../../plan/scaled";
 import { packArtifact } from "../release/harness";
-import { waitHaproxyState, watchHaproxyStates } from "../support/haproxy";
+import { type StateChange, waitHaproxyState, watchHaproxyStates } from "../support/haproxy";
 import { throughputByBalancerState } from "../support/throughput";
 import { type LoadReport, runLoad } from "../support/httpLoad";
 import { privateCidrUnusedByHost, psql, sh, skipUnlessQemu, stackBucketOverride, startStackBucket, vmBudgetMs } from "./guest";
@@ -103,8 +103,8 @@ function failsOnAppTwo(realWeb: string): Record<string, string> {
   };
 }
 
-/** A target's state change in HAProxy, `at` seconds after the watch started (the first view of each at about 0). */
-type Change = { at: number; name: string; state: "up" | "down" };
+/** A target's state change in HAProxy (StateChange, `t` in ms since the epoch), `at` seconds after the watch started (the first view of each at about 0). */
+type Change = StateChange & { at: number };
 
 /**
  * Every target drained alone: it went down and came back up, and at no moment were two targets
@@ -175,10 +175,7 @@ describe("@vm scaled: the stack's servers (every one, or SAAS_VPS_VM_SERVERS) in
   const watchStates = () => {
     const t0 = Date.now();
     const watch = watchHaproxyStates(lb().statsSocket, 500);
-    return {
-      t0,
-      stop: async (): Promise<Change[]> => (await watch.stop()).map((c) => ({ at: Math.round((c.t - t0) / 100) / 10, name: c.name, state: c.state })),
-    };
+    return { stop: async (): Promise<Change[]> => (await watch.stop()).map((c) => ({ ...c, at: Math.round((c.t - t0) / 100) / 10 })) };
   };
   /** GET and POST load through the balancer as the signed-up user (test/support/httpLoad.ts), light enough for emulated servers. */
   const startLoad = () => {
@@ -539,7 +536,7 @@ describe("@vm scaled: the stack's servers (every one, or SAAS_VPS_VM_SERVERS) in
       changes = await watch.stop();
     }
     const check = vms.render.loadBalancer!.healthCheck;
-    const throughput = throughputByBalancerState(report, changes.map((c) => ({ ...c, t: watch.t0 + c.at * 1000 })), targets());
+    const throughput = throughputByBalancerState(report, changes, targets());
     figures.rollUnderLoad = {
       seconds: phases["10 roll across the app servers under load"], requestsOk: report.ok, requestsFailed: report.failed.length, failures: report.failed.slice(0, 20),
       byMethodStatus: report.byMethodStatus, byRelease: report.byRelease, stateChanges: changes, lbOutSeconds: drainSeconds(check), lbInSeconds: undrainSeconds(check),
