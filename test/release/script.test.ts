@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
+import net from "node:net";
 import path from "node:path";
 import { renderReleaseConf } from "../../provisioning/release";
 import { FakeServer, STANDIN_APP, fakeId, freePorts, packArtifact, sleep, tempDir } from "./harness";
@@ -324,6 +325,21 @@ describe("@real release script: layout, failures, rollback, pruning, lock (stand
     assert.equal((await server.run(["status"])).code, 0);
   });
 
+  it("stopping an instance resets no connection: connects meanwhile are refused (nginx retries those), the ones already queued are answered", async () => {
+    // The stand-in's loop is busy for a moment on SIGTERM, as under load: connects in that moment
+    // queue at the listener, and closing it then would reset them after their request was sent.
+    const busy = await newServer([], 2, { STOP_BUSY_MS: "400" });
+    assert.equal((await busy.run([artifact(fakeId("a"))])).code, 0);
+    const port = busy.opts.webPorts[0];
+    const probes = rawPostsUntil(port, busy.run(["restart"]));
+    const { outcomes, run } = await probes;
+    assert.equal(run.code, 0, run.stdout + run.stderr);
+    assert.equal(outcomes.reset ?? 0, 0, `connections reset after their request was sent: ${JSON.stringify(outcomes)}`);
+    assert.ok((outcomes.refused ?? 0) > 0, `no connect was refused, so the stop was never probed: ${JSON.stringify(outcomes)}`);
+    assert.ok((outcomes.answered ?? 0) > 0, `nothing answered: ${JSON.stringify(outcomes)}`);
+    assert.deepEqual(Object.keys(outcomes).filter((k) => !["answered", "refused", "reset"].includes(k)), [], JSON.stringify(outcomes));
+  });
+
   it("restart with an env that breaks start-up stops at the first instance; the others keep running on the old env", async () => {
     const a = fakeId("a");
     assert.equal((await server.run([artifact(a)])).code, 0);
@@ -390,3 +406,33 @@ describe("@real release script: layout, failures, rollback, pruning, lock (stand
     assert.match(r.stdout, /worker@1\.service +NOT ACTIVE/);
   });
 });
+
+/**
+ * Eight clients, each connecting to 127.0.0.1:<port> and sending a POST, again and again until
+ * `until` settles: what each attempt came to (answered, refused at connect, reset after the
+ * request was written, or another error code).
+ */
+async function rawPostsUntil<T>(port: number, until: Promise<T>): Promise<{ outcomes: Record<string, number>; run: T }> {
+  const outcomes: Record<string, number> = {};
+  let done = false;
+  const count = (k: string) => (outcomes[k] = (outcomes[k] ?? 0) + 1);
+  const attempt = () =>
+    new Promise<void>((resolve) => {
+      const socket = net.connect(port, "127.0.0.1");
+      let answer = "";
+      socket.on("connect", () => socket.end("POST /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}"));
+      socket.on("data", (d) => (answer += d));
+      socket.on("close", () => {
+        if (answer.startsWith("HTTP/1.1 ")) count("answered");
+        resolve();
+      });
+      socket.on("error", (e: NodeJS.ErrnoException) => count(e.code === "ECONNREFUSED" ? "refused" : e.code === "ECONNRESET" ? "reset" : e.code ?? "error"));
+    });
+  const clients = Array.from({ length: 8 }, async () => {
+    while (!done) await attempt();
+  });
+  const run = await until;
+  done = true;
+  await Promise.all(clients);
+  return { outcomes, run };
+}
