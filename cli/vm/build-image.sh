@@ -17,7 +17,7 @@
 #   build.json   build facts (key, seconds, sizes, mirror)
 #
 # Cache: ${SAAS_VPS_VM_CACHE:-~/.cache/saas-vps/vm}/images/<key>, key = sha256 of the normalised
-# package list + this script. Builds are serialised with flock and published atomically; a cached
+# package list + this script; beside them base-<key>.tar, the base system every image starts from. Builds are serialised with flock and published atomically; a cached
 # image is used without waiting for the lock.
 # Needs root (mmdebstrap root mode + mkfs.ext4 -d keep ownership) and network to the mirror.
 set -euo pipefail
@@ -165,20 +165,43 @@ rm -f "$root/var/lib/systemd/random-seed" "$root/var/lib/systemd/credential.secr
 HOOK
 chmod +x "$customize"
 
+# Two steps, the first shared by every image: the base system (minbase + BASE_PACKAGES) is built
+# once and kept as a tarball beside the images (base-<key>.tar, key = the base's inputs and this
+# script); each image starts from it and adds its server packages. Measured alone on a 2-core
+# machine: the base 103 s, then 66-94 s per image where a whole build took 172 s, and every
+# image the same packages and files as one built in a single step. mmdebstrap documents this reuse: --variant=custom
+# with the tarball unpacked by a setup hook. Left out of it: /dev (mmdebstrap makes its own) and
+# /etc/resolv.conf (systemd-resolved's link to a stub that does not exist in a chroot; mmdebstrap
+# has put the host's copy there for apt, and the image gets its link back below).
+MMDEBSTRAP_OPTS=(--mode=root
+  --aptopt='APT::Install-Recommends "false"'
+  --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright'
+  --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*')
+SOURCES=("deb $MIRROR $SUITE main" "deb $MIRROR $SUITE-updates main" "deb $SECURITY_MIRROR $SUITE-security main")
+base_key="$( { printf '%s\n' "$BASE_PACKAGES" "suite=$SUITE" "${SOURCES[@]}"; sha256sum < "$SCRIPT"; } | sha256sum | cut -c1-16)"
+base_tar="$images/base-$base_key.tar"
+
 t0=$SECONDS
-log "mmdebstrap (minbase + base packages without Recommends) ..."
-mmdebstrap --variant=minbase --mode=root --format=directory \
-  --include="${BASE_PACKAGES// /,}" \
-  --aptopt='APT::Install-Recommends "false"' \
-  --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
-  --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
+if [ -f "$base_tar" ]; then
+  log "base system: cached $base_tar"
+else
+  log "base system: mmdebstrap (minbase + base packages without Recommends) ..."
+  mmdebstrap --variant=minbase --format=tar "${MMDEBSTRAP_OPTS[@]}" \
+    --include="${BASE_PACKAGES// /,}" \
+    "$SUITE" "$work/base.tar" "${SOURCES[@]}" \
+    2> >(sed -u 's/^/[mmdebstrap] /' >&2)
+  mv "$work/base.tar" "$base_tar"
+  log "base system built in $((SECONDS - t0)) s: $base_tar"
+fi
+
+t1=$SECONDS
+log "mmdebstrap (the base system + the server packages) ..."
+mmdebstrap --variant=custom --format=directory "${MMDEBSTRAP_OPTS[@]}" \
+  --setup-hook="mmtarfilter --path-exclude='/dev/*' --path-exclude=/etc/resolv.conf <'$base_tar' | tar --xattrs --xattrs-include='*' -C \"\$1\" -x" \
   --customize-hook="$customize \"\$1\" ${pkg_array[*]}" \
-  "$SUITE" "$rootfs" \
-  "deb $MIRROR $SUITE main" \
-  "deb $MIRROR $SUITE-updates main" \
-  "deb $SECURITY_MIRROR $SUITE-security main" \
+  "$SUITE" "$rootfs" "${SOURCES[@]}" \
   2> >(sed -u 's/^/[mmdebstrap] /' >&2)
-log "mmdebstrap done in $((SECONDS - t0)) s"
+log "mmdebstrap done in $((SECONDS - t1)) s"
 
 log "configuring the root filesystem"
 # The dpkg path-excludes were only for the build; a server installs docs normally.
