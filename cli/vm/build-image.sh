@@ -17,8 +17,9 @@
 #   build.json   build facts (key, seconds, sizes, mirror)
 #
 # Cache: ${SAAS_VPS_VM_CACHE:-~/.cache/saas-vps/vm}/images/<key>, key = sha256 of the normalised
-# package list + this script; beside them base-<key>.tar, the base system every image starts from. Builds are serialised with flock and published atomically; a cached
-# image is used without waiting for the lock.
+# package list + this script; beside them base-<key>.tar, the base system every image starts
+# from. Builds are serialised with flock and published atomically; a cached image is used
+# without waiting for the lock.
 # Needs root (mmdebstrap root mode + mkfs.ext4 -d keep ownership) and network to the mirror.
 set -euo pipefail
 
@@ -169,10 +170,11 @@ chmod +x "$customize"
 # once and kept as a tarball beside the images (base-<key>.tar, key = the base's inputs and this
 # script); each image starts from it and adds its server packages. Measured alone on a 2-core
 # machine: the base 103 s, then 66-94 s per image where a whole build took 172 s, and every
-# image the same packages and files as one built in a single step. mmdebstrap documents this reuse: --variant=custom
-# with the tarball unpacked by a setup hook. Left out of it: /dev (mmdebstrap makes its own) and
-# /etc/resolv.conf (systemd-resolved's link to a stub that does not exist in a chroot; mmdebstrap
-# has put the host's copy there for apt, and the image gets its link back below).
+# image the same packages and files as one built in a single step. mmdebstrap's manual documents
+# this reuse: --variant=custom with the tarball unpacked by a setup hook. Left out of it: /dev
+# (mmdebstrap makes its own) and /etc/resolv.conf (systemd-resolved's link to a stub that does
+# not exist in a chroot; mmdebstrap has put the host's copy there for apt, and the image gets its
+# link back below).
 MMDEBSTRAP_OPTS=(--mode=root
   --aptopt='APT::Install-Recommends "false"'
   --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright'

@@ -331,8 +331,7 @@ describe("@real release script: layout, failures, rollback, pruning, lock (stand
     const busy = await newServer([], 2, { STOP_BUSY_MS: "400" });
     assert.equal((await busy.run([artifact(fakeId("a"))])).code, 0);
     const port = busy.opts.webPorts[0];
-    const probes = rawPostsUntil(port, busy.run(["restart"]));
-    const { outcomes, run } = await probes;
+    const { outcomes, run } = await rawPostsUntil(port, busy.run(["restart"]));
     assert.equal(run.code, 0, run.stdout + run.stderr);
     assert.equal(outcomes.reset ?? 0, 0, `connections reset after their request was sent: ${JSON.stringify(outcomes)}`);
     assert.ok((outcomes.refused ?? 0) > 0, `no connect was refused, so the stop was never probed: ${JSON.stringify(outcomes)}`);
